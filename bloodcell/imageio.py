@@ -1,0 +1,220 @@
+"""Reading and resizing images: the one code path shared by training, evaluation and inference.
+
+Every image that reaches a model goes through :func:`resize_image`, so a model sees pixels
+prepared the same way at training and at prediction time.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Iterable, Sequence, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageReadError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm")
+#: Images with more pixels than this are refused (JPEGs are first decoded at a reduced scale).
+MAX_PIXELS = 64_000_000
+#: Resampling filter of :func:`resize_image` (the one pbc96 was prepared with).
+RESAMPLE = Image.Resampling.LANCZOS
+#: Background that transparent pixels are composited onto (a bright slide).
+BACKGROUND = (255, 255, 255)
+
+PathLike = Union[str, os.PathLike]
+ImageLike = Union[PathLike, Image.Image, np.ndarray]
+
+
+def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
+    """Convert any PIL mode to a uint8 RGB array (16-bit scaled, alpha composited on white)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img)
+        if arr.dtype != np.uint8:
+            # 16-bit (or 32-bit int) greyscale: scale the full 16-bit range down to 8 bits.
+            arr = np.clip(arr.astype(np.int64), 0, 65535)
+            arr = (arr >> 8).astype(np.uint8) if arr.max(initial=0) > 255 else arr.astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=-1)
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+        return np.repeat(np.clip(np.rint(arr), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img)
+
+
+def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None = None) -> np.ndarray:
+    """Read a file path or PIL image as a uint8 RGB array of shape (H, W, 3).
+
+    Greyscale, palette, RGBA and 16-bit images are converted. Raises :class:`ImageReadError`
+    (a ``ValueError``) naming the file when it is missing, empty, not an image, truncated or too
+    large.
+    """
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    if isinstance(source, Image.Image):
+        if source.width * source.height > limit:
+            raise ImageReadError(
+                f"PIL image of {source.width}x{source.height} pixels is over the {limit:,}-pixel "
+                "limit; downscale it first"
+            )
+        return _pil_to_rgb(source, "PIL image")
+    path = Path(source)
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder, expected an image file")
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{path}: the file is empty, expected an image (PNG, JPEG, ...)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > limit and img.format == "JPEG":
+                    # Decode at 1/2, 1/4 or 1/8 scale: the full-size bitmap is never held.
+                    img.draft("RGB", (int(img.width * (limit / (img.width * img.height)) ** 0.5),) * 2)
+                if img.width * img.height > limit:
+                    raise ImageReadError(
+                        f"{path}: {img.width}x{img.height} pixels is over the {limit:,}-pixel limit; "
+                        "downscale the image first"
+                    )
+                img = ImageOps.exif_transpose(img)
+                img.load()
+                return _pil_to_rgb(img, str(path))
+    except ImageReadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageReadError(f"{path}: image is too large to decode safely ({exc}); downscale it first") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(
+            f"{path}: not a readable image (expected PNG, JPEG, BMP, TIFF, GIF or WebP content)"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(f"{path}: the image is damaged or truncated ({exc})") from None
+
+
+def as_rgb_array(array: np.ndarray, name: str = "array") -> np.ndarray:
+    """Validate one image array (H, W), (H, W, 1|3|4) and return it as uint8 (H, W, 3)."""
+    arr = np.asarray(array)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
+        raise ImageReadError(
+            f"{name}: expected an image of shape (H, W, 3), (H, W, 1), (H, W, 4) or (H, W), got {arr.shape}"
+        )
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    elif arr.shape[-1] == 4:
+        alpha = arr[..., 3:].astype(np.float32) / (255.0 if arr.dtype == np.uint8 else max(arr[..., 3].max(), 1))
+        arr = arr[..., :3].astype(np.float32) * alpha + np.array(BACKGROUND, np.float32) * (1 - alpha)
+    return _to_uint8(arr, name)
+
+
+def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.uint16:
+        return (arr >> 8).astype(np.uint8)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+        raise ImageReadError(f"{name}: expected numeric pixel values 0..255, got dtype {arr.dtype}")
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise ImageReadError(f"{name}: contains NaN or infinite pixel values")
+    lo, hi = float(arr.min(initial=0)), float(arr.max(initial=0))
+    if lo < 0 or hi > 255:
+        raise ImageReadError(f"{name}: pixel values must be in 0..255, got {lo:g}..{hi:g}")
+    if 0 < hi <= 1.0:
+        raise ImageReadError(
+            f"{name}: pixel values are in 0..1 but bloodcell expects 0..255; multiply the images by 255"
+        )
+    return np.rint(arr).astype(np.uint8)
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    """Centre-crop a uint8 RGB image to a square and resize it to (size, size, 3) with Lanczos."""
+    h, w = image.shape[:2]
+    if h == size and w == size:
+        return image
+    if h != w:
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        image = image[top : top + side, left : left + side]
+    return np.asarray(Image.fromarray(image).resize((size, size), RESAMPLE))
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """Apply :func:`resize_image` to a batch (N, H, W, 3); returns (N, size, size, 3) uint8."""
+    if images.shape[1:3] == (size, size):
+        return images
+    out = np.empty((len(images), size, size, 3), np.uint8)
+    for i, img in enumerate(images):
+        out[i] = resize_image(img, size)
+    return out
+
+
+def load_image(source: ImageLike, size: int, name: str | None = None) -> np.ndarray:
+    """Read one image (path, PIL image or array) and return it resized to (size, size, 3) uint8."""
+    if isinstance(source, np.ndarray):
+        arr = as_rgb_array(source, name or "array")
+    else:
+        arr = read_image(source)
+    return resize_image(arr, size)
+
+
+def load_images(images, size: int) -> np.ndarray:
+    """Turn what users pass to a classifier into one uint8 batch (N, size, size, 3).
+
+    Accepts a batch array (N, H, W, C), a single image array (H, W, C) or (H, W), a path, a PIL
+    image, or a list of paths, PIL images or arrays.
+    """
+    if isinstance(images, np.ndarray) or _is_tensor(images):
+        arr = np.asarray(images)
+        if arr.ndim == 4:
+            if arr.shape[-1] not in (1, 3, 4):
+                raise ImageReadError(f"images: expected a batch of shape (N, H, W, 3), got {arr.shape}")
+            if arr.shape[-1] == 3:
+                return resize_images(_to_uint8(arr, "images"), size)
+            return np.stack([resize_image(as_rgb_array(a, f"images[{i}]"), size) for i, a in enumerate(arr)])
+        return load_image(arr, size, "image")[None]
+    if isinstance(images, (str, os.PathLike, Image.Image)):
+        return load_image(images, size)[None]
+    if isinstance(images, Iterable):
+        items = list(images)
+        if not items:
+            raise ImageReadError("images: got an empty list, expected at least one image")
+        return np.stack([load_image(x, size, f"images[{i}]") for i, x in enumerate(items)])
+    raise ImageReadError(
+        f"images: expected an array, a path, a PIL image or a list of them, got {type(images).__name__}"
+    )
+
+
+def _is_tensor(x) -> bool:
+    return hasattr(x, "shape") and hasattr(x, "dtype") and hasattr(x, "numpy")
+
+
+def find_image_files(paths: Sequence[PathLike], *, recursive: bool = True) -> list[Path]:
+    """Expand files and folders into a sorted list of image files.
+
+    A missing path or a folder without images raises :class:`ImageReadError`. Files given
+    explicitly are kept whatever their extension (reading them reports what is wrong).
+    """
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise ImageReadError(f"{p}: no such file or folder; check the path")
+        if p.is_dir():
+            pattern = "**/*" if recursive else "*"
+            found = sorted(f for f in p.glob(pattern) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise ImageReadError(
+                    f"{p}: folder holds no images (looked for {', '.join(IMAGE_EXTENSIONS)})"
+                )
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
