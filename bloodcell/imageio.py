@@ -73,11 +73,13 @@ def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None =
         raise ImageReadError(f"{path}: the file is empty, expected an image (PNG, JPEG, ...)")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Our own pixel limit (checked before decoding) replaces PIL's warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 if img.width * img.height > limit and img.format == "JPEG":
                     # Decode at 1/2, 1/4 or 1/8 scale: the full-size bitmap is never held.
-                    img.draft("RGB", (int(img.width * (limit / (img.width * img.height)) ** 0.5),) * 2)
+                    scale = next((s for s in (2, 4, 8) if img.width * img.height <= limit * s * s), 8)
+                    img.draft("RGB", (-(-img.width // scale), -(-img.height // scale)))
                 if img.width * img.height > limit:
                     raise ImageReadError(
                         f"{path}: {img.width}x{img.height} pixels is over the {limit:,}-pixel limit; "
@@ -88,7 +90,7 @@ def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None =
                 return _pil_to_rgb(img, str(path))
     except ImageReadError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         raise ImageReadError(f"{path}: image is too large to decode safely ({exc}); downscale it first") from None
     except UnidentifiedImageError:
         raise ImageReadError(

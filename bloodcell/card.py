@@ -1,0 +1,110 @@
+"""Model cards: the README.md written beside every saved model, with Hub YAML metadata.
+
+The YAML header is produced by huggingface_hub's ``ModelCardData`` (so the Hub parses its
+``model-index`` exactly as it parses cards written by other libraries).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCardData
+
+#: Metric keys of a config's ``metrics`` that go into the card's ``model-index``, with display names.
+CARD_METRICS = {
+    "accuracy": ("accuracy", "Accuracy"),
+    "macro_f1": ("f1", "Macro F1"),
+    "balanced_accuracy": ("balanced_accuracy", "Balanced accuracy"),
+    "robustness_mean": ("accuracy", "Mean accuracy under corruptions"),
+}
+
+PBC_CITATION = (
+    "Acevedo A., Merino A., Alférez S., Molina Á., Boldú L., Rodellar J. A dataset of microscopic "
+    "peripheral blood cell images for development of automatic recognition systems. Data in Brief "
+    "30, 105474 (2020). doi:10.17632/snkd93bnjr.1"
+)
+
+
+def _card_data(config: dict[str, Any]) -> ModelCardData:
+    metrics = config.get("metrics") or {}
+    eval_set = config.get("eval_data") or "held-out split"
+    results = [
+        EvalResult(
+            task_type="image-classification",
+            task_name="Blood cell classification",
+            dataset_type=config.get("dataset_id", "pbc96"),
+            dataset_name=config.get("dataset_name", "PBC-96"),
+            dataset_split=eval_set,
+            metric_type=metric_type,
+            metric_name=display,
+            metric_value=round(float(metrics[key]), 4),
+        )
+        for key, (metric_type, display) in CARD_METRICS.items()
+        if key in metrics
+    ]
+    return ModelCardData(
+        library_name="bloodcell",
+        license=config.get("license", "cc-by-4.0"),
+        tags=["image-classification", "keras", "bloodcell", "blood-cells", "haematology", config["architecture"]],
+        datasets=[config.get("dataset_id", "pbc96")],
+        pipeline_tag="image-classification",
+        model_name=config.get("name") or config["architecture"],
+        eval_results=results or None,
+    )
+
+
+def render_model_card(config: dict[str, Any]) -> str:
+    """The README.md text for a saved model described by its ``config.json`` dict."""
+    name = config.get("name") or config["architecture"]
+    metrics = config.get("metrics") or {}
+    training = config.get("training") or {}
+    lines = ["---", _card_data(config).to_yaml(), "---", "", f"# {name}", ""]
+    lines.append(
+        f"A [bloodcell](https://github.com/bloodcell/bloodcell) classifier of single peripheral blood cell "
+        f"images: architecture `{config['architecture']}`, input {config['input_size']}x{config['input_size']} "
+        f"RGB (uint8, 0..255), {len(config['class_names'])} classes."
+    )
+    lines.append("")
+    init = training.get("init")
+    if init == "random":
+        lines += [
+            "**Trained from random initialisation on a CPU** (no ImageNet weights were available where it "
+            "was trained).",
+            "",
+        ]
+    elif init is None and not metrics:
+        lines += ["**Untrained**: this card belongs to a model whose weights have not been trained yet.", ""]
+    lines += ["## Classes", "", ", ".join(f"{i} `{c}`" for i, c in enumerate(config["class_names"])), ""]
+    lines += ["## Preprocessing", ""]
+    for key, value in (config.get("preprocessing") or {}).items():
+        lines.append(f"- {key}: {value}")
+    lines.append("")
+    if metrics:
+        lines += ["## Evaluation", "", f"Measured on {config.get('eval_data', 'held-out data')}.", "", "| metric | value |", "| --- | --- |"]
+        for key, value in metrics.items():
+            lines.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
+        lines.append("")
+    if training:
+        lines += ["## Training", ""]
+        for key, value in training.items():
+            lines.append(f"- {key}: `{value}`" if key == "command" else f"- {key}: {value}")
+        lines.append("")
+    source = config.get("hub_source") or "path/to/this/folder"
+    lines += [
+        "## Usage",
+        "",
+        "```python",
+        "import bloodcell",
+        "",
+        f'clf = bloodcell.load_classifier("{source}")',
+        'print(clf.predict(["cell.jpg"]))',
+        "```",
+        "",
+        "```bash",
+        f"bloodcell predict cell.jpg --model {source}",
+        "```",
+        "",
+    ]
+    if "pbc" in str(config.get("dataset_id", "pbc96")).lower():
+        lines += ["## Data and citation", "", f"Trained on PBC images (CC BY 4.0): {PBC_CITATION}", ""]
+    return "\n".join(lines)

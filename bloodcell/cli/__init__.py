@@ -1,0 +1,59 @@
+"""The ``bloodcell`` command. Subcommands live in ``cmd_*.py`` modules beside this one."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+from typing import Optional, Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class UsageError(Exception):
+    """Bad command-line usage; reported in one line with exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="bloodcell", description="Classify, clean, train, evaluate and publish blood-cell image classifiers."
+    )
+    parser.add_argument("--version", action="version", version=f"bloodcell {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("cmd_")):
+        importlib.import_module(f"{__name__}.{mod}").register(subparsers)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 some input failed, 2 usage error)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help and on usage errors
+        return int(exc.code or 0)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    from ..errors import BloodcellError
+
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"bloodcell {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (BloodcellError, ValueError, FileNotFoundError, KeyError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"bloodcell {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"bloodcell {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def console_main() -> None:
+    sys.exit(main())

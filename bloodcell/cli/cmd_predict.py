@@ -1,0 +1,84 @@
+"""``bloodcell predict``: classify image files and folders."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+PROGRESS_MIN = 300
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="classify images (files or folders)",
+        description="Classify image files and folders; one line per image: path, class, probability.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
+    p.add_argument("--model", default=None, metavar="SOURCE",
+                   help="zoo name, local folder or hf://owner/repo[@revision] (default: the bundled model)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--top-k", type=int, default=1, metavar="K", help="also list the K most probable classes")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N")
+    p.add_argument("--tta", action="store_true", help="average over flips and 90-degree rotations (8x slower)")
+    p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    p.set_defaults(func=run)
+
+
+def _expand(paths) -> tuple[list[Path], list[str]]:
+    from ..imageio import find_image_files
+    from ..errors import ImageReadError
+
+    files, errors = [], []
+    for p in paths:
+        try:
+            files.extend(find_image_files([p]))
+        except ImageReadError as exc:
+            errors.append(str(exc))
+    return files, errors
+
+
+def run(args) -> int:
+    from .. import load_classifier
+    from . import UsageError
+
+    if args.top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    files, errors = _expand(args.paths)
+    for err in errors:
+        print(f"bloodcell predict: {err}", file=sys.stderr)
+    clf = load_classifier(args.model)
+    k = min(args.top_k, len(clf.class_names))
+    results = clf.predict_files(files, batch_size=args.batch_size, tta=args.tta)
+    if not args.no_progress and sys.stderr.isatty() and len(files) > PROGRESS_MIN:
+        from tqdm import tqdm
+
+        results = tqdm(results, total=len(files), unit="img", file=sys.stderr)
+    failed = bool(errors)
+    out = sys.stdout
+    for path, proba, err in results:
+        if proba is None:
+            failed = True
+            print(f"bloodcell predict: {err}", file=sys.stderr)
+            continue
+        order = proba.argsort()[::-1][:k]
+        label, p = clf.class_names[order[0]], float(proba[order[0]])
+        if args.json:
+            record = {
+                "path": str(path),
+                "label": label,
+                "probability": round(p, 6),
+                "probabilities": {c: round(float(v), 6) for c, v in zip(clf.class_names, proba)},
+            }
+            if k > 1:
+                record["top_k"] = [[clf.class_names[i], round(float(proba[i]), 6)] for i in order]
+            out.write(json.dumps(record) + "\n")
+        elif k > 1:
+            out.write(f"{path}\t" + "\t".join(f"{clf.class_names[i]}\t{proba[i]:.4f}" for i in order) + "\n")
+        else:
+            out.write(f"{path}\t{label}\t{p:.4f}\n")
+    out.flush()
+    return 1 if failed else 0

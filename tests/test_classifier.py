@@ -1,0 +1,169 @@
+"""Classifier inference, input handling, bad input and the save/load round trip."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import bloodcell
+from bloodcell import Classifier, load_classifier
+
+from conftest import synthetic_cell
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def clf():
+    return Classifier(bloodcell.build_model("microcell", input_size=SIZE), name="tiny")
+
+
+def test_predict_proba_shapes_and_sums(clf, cells):
+    p = clf.predict_proba(cells)
+    assert p.shape == (len(cells), 8) and p.dtype == np.float32
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    labels = clf.predict(cells)
+    assert labels == [clf.class_names[i] for i in p.argmax(1)]
+    assert all(label in bloodcell.CLASS_NAMES for label in labels)
+
+
+def test_accepts_single_image_paths_pil_and_lists(clf, image_dir, cells):
+    single = clf.predict_proba(cells[0])
+    np.testing.assert_allclose(single, clf.predict_proba(cells[:1]), atol=1e-6)
+    paths = sorted(image_dir.iterdir())
+    p_paths = clf.predict_proba(paths)
+    assert p_paths.shape == (len(paths), 8)
+    p_pil = clf.predict_proba([Image.open(p) for p in paths])
+    np.testing.assert_allclose(p_paths, p_pil, atol=1e-6)
+    assert clf.predict_proba(str(paths[0])).shape == (1, 8)
+
+
+def test_modes_are_converted(clf, image_dir):
+    from bloodcell.imageio import read_image
+
+    for name in ("grey.png", "rgba.png", "palette.png", "grey16.png", "rgb.jpg"):
+        img = read_image(image_dir / name)
+        assert img.dtype == np.uint8 and img.shape == (80, 80, 3), name
+    grey16 = read_image(image_dir / "grey16.png")  # the red channel of synthetic_cell(80, 1), times 257
+    np.testing.assert_array_equal(grey16[..., 1], synthetic_cell(80, 1)[..., 0])
+    rgba = read_image(image_dir / "rgba.png")
+    np.testing.assert_array_equal(rgba, read_image(image_dir / "rgb.png"))
+
+
+def test_any_size_is_resized_like_training(clf):
+    from bloodcell.imageio import resize_image
+
+    big = synthetic_cell(120, 3)
+    np.testing.assert_allclose(clf.predict_proba(big[None]), clf.predict_proba(resize_image(big, SIZE)[None]), atol=1e-6)
+    wide = np.concatenate([big, big[:, :40]], axis=1)  # 120 x 160: centre-cropped to a square
+    assert clf.predict_proba(wide).shape == (1, 8)
+
+
+def test_tta_averages_dihedral_views(clf, cells):
+    p = clf.predict_proba(cells, tta=True)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    rotated = np.rot90(cells, 1, axes=(1, 2))
+    np.testing.assert_allclose(p, clf.predict_proba(rotated, tta=True), atol=1e-5)
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda d: d / "missing.png", "no such file"),
+        (lambda d: _write(d / "empty.jpg", b""), "empty"),
+        (lambda d: _write(d / "text.jpg", b"hello, not an image"), "not a readable image"),
+        (lambda d: d, "is a folder"),
+    ],
+)
+def test_bad_files_raise_value_error_naming_the_file(clf, tmp_path, make, match):
+    path = make(tmp_path)
+    with pytest.raises(ValueError, match=match) as err:
+        clf.predict([path])
+    assert str(path) in str(err.value)
+
+
+def test_truncated_jpeg(clf, tmp_path):
+    path = tmp_path / "cut.jpg"
+    Image.fromarray(synthetic_cell(64)).save(path, quality=95)
+    path.write_bytes(path.read_bytes()[:400])
+    with pytest.raises(ValueError, match="cut.jpg.*(damaged|truncated)"):
+        clf.predict([path])
+
+
+def test_huge_image_refused_without_decoding(clf, tmp_path):
+    path = tmp_path / "huge.png"
+    Image.new("L", (10_000, 10_000), 200).save(path)  # 100 megapixels
+    with pytest.raises(ValueError, match="huge.png.*(limit|too large)"):
+        clf.predict([path])
+
+
+def test_huge_jpeg_decoded_at_reduced_scale(clf, tmp_path):
+    path = tmp_path / "huge.jpg"
+    Image.fromarray(synthetic_cell(64)).resize((10_000, 10_000)).save(path, quality=50)
+    assert clf.predict_proba([path]).shape == (1, 8)
+
+
+def test_bad_arrays(clf):
+    with pytest.raises(ValueError, match="0..1"):
+        clf.predict(np.random.rand(2, SIZE, SIZE, 3))
+    with pytest.raises(ValueError, match="shape"):
+        clf.predict(np.zeros((2, SIZE, SIZE, 5), np.uint8))
+    with pytest.raises(ValueError, match="empty list"):
+        clf.predict([])
+
+
+def test_save_pretrained_round_trip(clf, tmp_path, cells):
+    clf.metrics = {"accuracy": 0.5}
+    folder = clf.save_pretrained(tmp_path / "m")
+    assert {p.name for p in folder.iterdir()} == {"config.json", "model.weights.h5", "README.md"}
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["architecture"] == "microcell" and cfg["input_size"] == SIZE
+    assert cfg["class_names"] == list(bloodcell.CLASS_NAMES)
+    assert cfg["metrics"] == {"accuracy": 0.5}
+    assert {"bloodcell_version", "keras_version", "preprocessing", "weights_sha256"} <= cfg.keys()
+    again = load_classifier(folder)
+    np.testing.assert_array_equal(again.predict_proba(cells), clf.predict_proba(cells))
+    assert again.metrics == {"accuracy": 0.5}
+    assert "accuracy" in (folder / "README.md").read_text()
+
+
+def test_save_keeps_other_files(clf, tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    clf.save_pretrained(folder)
+    assert (folder / "notes.txt").read_text() == "mine"
+    assert not [p for p in folder.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_tampered_weights_refused(clf, tmp_path):
+    folder = clf.save_pretrained(tmp_path / "m")
+    with open(folder / "model.weights.h5", "ab") as f:
+        f.write(b"x")
+    with pytest.raises(bloodcell.ChecksumError, match="sha256"):
+        load_classifier(folder)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(bloodcell.ModelNotFoundError, match="known:.*mnv3s"):
+        load_classifier("not-a-model")
+    with pytest.raises(bloodcell.BloodcellError, match="no such folder"):
+        load_classifier(str(tmp_path / "nope") + "/")
+    with pytest.raises(bloodcell.BloodcellError, match="no config.json"):
+        load_classifier(tmp_path)
+    with pytest.raises(bloodcell.BloodcellError, match="no pretrained weights"):
+        load_classifier("vgg16")
+
+
+def test_default_model_loads_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    clf = load_classifier()
+    assert clf.name == bloodcell.DEFAULT_MODEL
+    assert clf.class_names == bloodcell.CLASS_NAMES
+    assert clf.predict_proba(synthetic_cell(96)).shape == (1, 8)

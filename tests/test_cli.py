@@ -1,0 +1,88 @@
+"""The `bloodcell` command line: predict and list."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import bloodcell
+from bloodcell.cli import main
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    bloodcell.Classifier(bloodcell.build_model("microcell", input_size=32), name="tiny").save_pretrained(folder)
+    return folder
+
+
+def test_predict_text(model_dir, image_dir, capsys):
+    assert main(["predict", str(image_dir), "--model", str(model_dir)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(list(image_dir.iterdir()))
+    for line in lines:
+        path, label, p = line.split("\t")
+        assert label in bloodcell.CLASS_NAMES and 0 <= float(p) <= 1
+
+
+def test_predict_json_matches_python_api(model_dir, image_dir, capsys):
+    files = sorted(image_dir.iterdir())
+    assert main(["predict", *map(str, files), "--model", str(model_dir), "--json", "--top-k", "3"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["path"] for r in records] == [str(f) for f in files]
+    expected = bloodcell.load_classifier(model_dir).predict_proba(files)
+    for r, p in zip(records, expected):
+        assert set(r) == {"path", "label", "probability", "probabilities", "top_k"}
+        assert r["label"] == bloodcell.CLASS_NAMES[p.argmax()]
+        assert r["probability"] == pytest.approx(p.max(), abs=1e-5)
+        assert sum(r["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+        assert len(r["top_k"]) == 3 and r["top_k"][0][0] == r["label"]
+
+
+def test_predict_reports_bad_files_and_goes_on(model_dir, image_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    missing = tmp_path / "missing.png"
+    code = main(["predict", str(bad), str(image_dir / "rgb.png"), str(missing), "--model", str(model_dir)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert len(out.strip().splitlines()) == 1 and "rgb.png" in out
+    err_lines = err.strip().splitlines()
+    assert len(err_lines) == 2
+    assert any("bad.jpg" in line for line in err_lines) and any("missing.png" in line for line in err_lines)
+
+
+def test_predict_empty_folder(model_dir, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", str(tmp_path / "empty"), "--model", str(model_dir)]) == 1
+    assert "holds no images" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2(model_dir, image_dir, capsys):
+    assert main(["predict", str(image_dir), "--model", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "known:" in err and "Traceback" not in err
+    assert main(["predict", str(image_dir), "--model", str(model_dir), "--top-k", "0"]) == 2
+    assert main(["predict"]) == 2
+    assert main([]) == 2
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in bloodcell.list_models():
+        assert name in out
+    assert "builder only" in out
+    for name in bloodcell.list_pretrained():
+        assert name in out
+
+
+def test_console_script_runs_as_module(image_dir):
+    proc = subprocess.run(
+        [sys.executable, "-m", "bloodcell", "predict", str(image_dir / "rgb.png"), "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["label"] in bloodcell.CLASS_NAMES

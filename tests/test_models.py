@@ -1,0 +1,96 @@
+"""One helper run over every registered architecture, and the registry's rules."""
+
+import numpy as np
+import pytest
+import keras
+
+import bloodcell
+from bloodcell.models import get_backbone
+from bloodcell.registry import PretrainedCfg, register_model, register_pretrained
+
+SIZE = 32
+
+
+def check_architecture(name: str, tmp_path) -> None:
+    model = bloodcell.build_model(name, input_size=SIZE, num_classes=5)
+    x = np.random.default_rng(0).integers(0, 256, (3, SIZE, SIZE, 3), dtype=np.uint8)
+    p = np.asarray(model(x.astype("float32"), training=False))
+    assert p.shape == (3, 5)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    assert (p >= 0).all()
+
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)  # safe_mode stays on
+    np.testing.assert_allclose(np.asarray(reloaded(x.astype("float32"), training=False)), p, atol=1e-5)
+
+    backbone = get_backbone(model)
+    assert backbone.name == "backbone"
+    n_trainable = len(model.trainable_weights)
+    backbone.trainable = False
+    assert 0 < len(model.trainable_weights) < n_trainable
+    assert {w.path for w in model.trainable_weights} == {"predictions/kernel", "predictions/bias"}
+    backbone.trainable = True
+    assert len(model.trainable_weights) == n_trainable
+
+
+@pytest.mark.parametrize("name", bloodcell.list_models())
+def test_every_architecture(name, tmp_path):
+    check_architecture(name, tmp_path)
+
+
+def test_expected_architectures_registered():
+    assert {"effnetb0", "effv2b0", "mnv3s", "vgg16", "microcell"} <= set(bloodcell.list_models())
+
+
+def test_random_init_lowers_batchnorm_momentum():
+    model = bloodcell.build_model("microcell", input_size=SIZE)
+    bns = [l for l in get_backbone(model)._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
+    assert bns and all(bn.momentum == 0.9 for bn in bns)
+    model = bloodcell.build_model("microcell", input_size=SIZE, bn_momentum=0.8)
+    assert all(
+        l.momentum == 0.8 for l in get_backbone(model)._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)
+    )
+
+
+def test_uint8_input_accepted():
+    model = bloodcell.build_model("microcell", input_size=SIZE)
+    x = np.full((2, SIZE, SIZE, 3), 128, np.uint8)
+    np.testing.assert_allclose(model.predict(x, verbose=0), model.predict(x.astype("float32"), verbose=0), atol=1e-6)
+
+
+def test_unknown_architecture_lists_known_names():
+    with pytest.raises(bloodcell.ModelNotFoundError) as err:
+        bloodcell.build_model("effnetb1")
+    msg = str(err.value)
+    assert "effnetb1" in msg and "effnetb0" in msg and "mnv3s" in msg
+
+
+def test_bad_build_arguments():
+    with pytest.raises(bloodcell.BloodcellError, match="input_size"):
+        bloodcell.build_model("microcell", input_size=8)
+    with pytest.raises(bloodcell.BloodcellError, match="num_classes"):
+        bloodcell.build_model("microcell", num_classes=1)
+    with pytest.raises(bloodcell.BloodcellError, match="weights='/nope.h5'"):
+        bloodcell.build_model("mnv3s", weights="/nope.h5")
+
+
+def test_imagenet_weights_unreachable_gives_clear_error(monkeypatch):
+    # Point keras' download at a closed local port: the real download code path fails fast.
+    from keras.src.applications import efficientnet
+
+    monkeypatch.setattr(efficientnet, "BASE_WEIGHTS_PATH", "http://127.0.0.1:9/")
+    monkeypatch.setenv("KERAS_HOME", "/tmp/bloodcell-test-empty-keras-home")
+    with pytest.raises(bloodcell.BloodcellError, match="could not fetch the ImageNet weights of 'effnetb0'.*weights="):
+        bloodcell.build_model("effnetb0", weights="imagenet")
+
+
+def test_registry_refuses_duplicates():
+    with pytest.raises(ValueError, match="already registered"):
+
+        @register_model("mnv3s", family="mobilenet")
+        def again(**kwargs):
+            raise AssertionError("never built")
+
+    with pytest.raises(ValueError, match="not registered"):
+        register_pretrained(PretrainedCfg(name="nope.x", architecture="nope"))
