@@ -1,0 +1,294 @@
+"""Downloading models from and publishing them to the Hugging Face Hub.
+
+A thin layer over ``huggingface_hub``: downloads go through its cache (``HF_HOME``/``HF_HUB_CACHE``)
+and honour ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and tokens (``token=``, ``HF_TOKEN`` or the one saved
+by ``hf auth login``) exactly as ``huggingface_hub`` does; it reads those variables when it is
+imported. Offline with a warm cache, nothing is sent over the network. Every Hub failure (no such
+repo, revision or file; no network; offline with an empty cache; refused token) is raised as one
+:class:`~bloodcell.errors.HubError` whose one-line message names the repo and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import re
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    HFValidationError,
+    LocalEntryNotFoundError,
+    LocalTokenNotFoundError,
+    OfflineModeIsEnabled,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import validate_repo_id
+
+from .errors import ChecksumError, HubError
+from .registry import pretrained_entry
+
+HF_PREFIX = "hf://"
+MODEL_FILES: tuple[str, ...] = ("config.json", "*.weights.h5", "README.md")
+"""Patterns of the files of a folder written by ``save_pretrained``; what ``download_snapshot`` fetches."""
+
+Token = Optional[str | bool]
+_COMMIT_SHA = re.compile(r"[0-9a-fA-F]{40}")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_LOGIN_HINT = "log in with `hf auth login`, set HF_TOKEN or pass a token"
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Connection/timeout error types of the HTTP client huggingface_hub uses (httpx2 in 2.x)."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(module).TransportError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+_TRANSPORT_ERRORS = _transport_errors()
+
+
+def parse_hf_source(source: str) -> tuple[str, str | None]:
+    """Split ``hf://owner/repo`` or ``hf://owner/repo@revision`` into ``(repo_id, revision or None)``."""
+    if not isinstance(source, str) or not source.startswith(HF_PREFIX):
+        raise ValueError(f"expected a Hub source 'hf://owner/repo[@revision]', got {source!r}")
+    repo_id, at, revision = source[len(HF_PREFIX) :].partition("@")
+    if at and not revision.strip():
+        raise ValueError(f"Hub source {source!r} has an empty revision after '@'; write hf://{repo_id}@<branch or commit sha>")
+    if revision != revision.strip():
+        raise ValueError(f"Hub source {source!r} has spaces around its revision; remove them")
+    _check_repo_id(repo_id, source)
+    return repo_id, revision or None
+
+
+def _check_repo_id(repo_id: str, given: str | None = None) -> None:
+    shown = given if given is not None else repo_id
+    parts = repo_id.split("/") if isinstance(repo_id, str) else []
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"expected a Hub repo id 'owner/name' (e.g. hf://my-org/bloodcell-effnetb0), got {shown!r}")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        reason = str(error).splitlines()[0]
+        raise ValueError(f"invalid Hub repo id {repo_id!r} in {shown!r}: {reason}") from None
+
+
+def _source(repo_id: str, revision: str | None) -> str:
+    return f"{HF_PREFIX}{repo_id}" + (f"@{revision}" if revision else "")
+
+
+def _reason(error: BaseException | None) -> str:
+    """The first line of an error message (following ``__cause__`` for wrapped errors), shortened."""
+    while error is not None and not str(error).strip() and error.__cause__ is not None:
+        error = error.__cause__
+    if error is None:
+        return ""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = f"{type(error).__name__}: {lines[0] if lines else ''}"
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _hub_error(
+    error: BaseException, repo_id: str, revision: str | None, filename: str | None, writing: bool
+) -> HubError | None:
+    """The :class:`HubError` describing ``error``, or ``None`` if it is not a Hub failure."""
+    endpoint = constants.ENDPOINT
+    rev = revision or constants.DEFAULT_REVISION
+    what = f"'{filename}' of Hub repo '{repo_id}' at revision '{rev}'" if filename else f"Hub repo '{repo_id}' at revision '{rev}'"
+    get_first = f"run `bloodcell hub download {_source(repo_id, revision)}` while online before going offline"
+    if isinstance(error, RevisionNotFoundError):
+        return HubError(
+            f"revision '{rev}' does not exist in Hub repo '{repo_id}' ({endpoint}); "
+            "check the branch name or full 40-character commit sha"
+        )
+    if isinstance(error, RepositoryNotFoundError):  # also GatedRepoError
+        return HubError(
+            f"Hub repo '{repo_id}' was not found at {endpoint}, or it is private or gated and no valid token was sent; "
+            f"check the repo id, or {_LOGIN_HINT}"
+        )
+    if isinstance(error, RemoteEntryNotFoundError):
+        return HubError(
+            f"file '{filename}' does not exist in Hub repo '{repo_id}' at revision '{rev}'; "
+            "check the file name (a bloodcell model repo holds config.json and a *.weights.h5 file)"
+        )
+    if isinstance(error, LocalTokenNotFoundError):
+        return HubError(f"no Hugging Face token found for Hub repo '{repo_id}'; {_LOGIN_HINT}")
+    if constants.is_offline_mode() and isinstance(error, (OfflineModeIsEnabled, EntryNotFoundError)):
+        if writing:
+            return HubError(f"cannot push to Hub repo '{repo_id}': offline mode is on (HF_HUB_OFFLINE=1); unset it to upload")
+        return HubError(
+            f"{what} is not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and offline mode is on "
+            f"(HF_HUB_OFFLINE=1); {get_first}, or unset HF_HUB_OFFLINE"
+        )
+    if isinstance(error, HfHubHTTPError) and error.response is not None:
+        status = error.response.status_code
+        if status in (401, 403):
+            action = "write to" if writing else "read"
+            need = "a token with write access" if writing else "a token with access to the repo"
+            return HubError(f"the Hub at {endpoint} refused to {action} '{repo_id}' (HTTP {status}); {need} is needed: {_LOGIN_HINT}")
+        return HubError(
+            f"the Hub at {endpoint} answered HTTP {status} for '{repo_id}' ({_reason(error)}); retry later or check HF_ENDPOINT"
+        )
+    if isinstance(error, (LocalEntryNotFoundError, *_TRANSPORT_ERRORS)):
+        cause = _reason(error.__cause__ or error)
+        if writing:
+            return HubError(
+                f"could not reach the Hugging Face Hub at {endpoint} to push to '{repo_id}' ({cause}); "
+                "check your network connection and HF_ENDPOINT"
+            )
+        return HubError(
+            f"could not reach the Hugging Face Hub at {endpoint} for {what} and it is not in the local cache "
+            f"({cause}); check your network connection and HF_ENDPOINT, or {get_first}"
+        )
+    return None
+
+
+@contextmanager
+def _hub_errors(repo_id: str, *, revision: str | None = None, filename: str | None = None, writing: bool = False) -> Iterator[None]:
+    try:
+        yield
+    except Exception as error:
+        hub_error = _hub_error(error, repo_id, revision, filename, writing)
+        if hub_error is None:
+            raise
+        raise hub_error from error
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of the file at ``path``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_snapshot(
+    repo_id: str,
+    revision: str | None = None,
+    *,
+    token: Token = None,
+    allow_patterns: Sequence[str] | None = MODEL_FILES,
+    required: Sequence[str] = ("config.json",),
+) -> Path:
+    """Local folder holding the files of ``repo_id`` at ``revision`` (branch or commit sha; default
+    ``main``) that match ``allow_patterns`` (all files if ``None``), downloaded into / read from the
+    huggingface_hub cache. Raises :class:`HubError` if the Hub cannot provide it or a ``required``
+    file is missing from it."""
+    _check_repo_id(repo_id)
+    with _hub_errors(repo_id, revision=revision):
+        folder = Path(
+            snapshot_download(repo_id, revision=revision, token=token, allow_patterns=list(allow_patterns) if allow_patterns else None)
+        )
+    missing = [name for name in required if not (folder / name).is_file()]
+    if missing:
+        rev = revision or constants.DEFAULT_REVISION
+        if constants.is_offline_mode():
+            raise HubError(
+                f"the cached copy of Hub repo '{repo_id}' at revision '{rev}' lacks {', '.join(missing)} and offline mode is on "
+                f"(HF_HUB_OFFLINE=1); run `bloodcell hub download {_source(repo_id, revision)}` while online first"
+            )
+        raise HubError(
+            f"Hub repo '{repo_id}' at revision '{rev}' has no {', '.join(missing)}; it does not hold a model saved by "
+            "bloodcell (save_pretrained / `bloodcell hub push`): check the repo id and revision"
+        )
+    return folder
+
+
+def download_file(
+    repo_id: str,
+    filename: str,
+    *,
+    revision: str | None = None,
+    sha256: str | None = None,
+    token: Token = None,
+) -> Path:
+    """Local path of ``filename`` from ``repo_id`` at ``revision``, via the huggingface_hub cache.
+
+    With ``sha256`` the file's hash is checked (also when it comes from the cache) and a mismatch
+    raises :class:`ChecksumError` instead of returning the path.
+    """
+    _check_repo_id(repo_id)
+    expected = None
+    if sha256 is not None:
+        if not _SHA256.fullmatch(sha256):
+            raise ValueError(f"sha256 must be 64 hex characters, got {sha256!r} for '{filename}' of Hub repo '{repo_id}'")
+        expected = sha256.lower()
+    with _hub_errors(repo_id, revision=revision, filename=filename):
+        path = Path(hf_hub_download(repo_id, filename, revision=revision, token=token))
+    if expected is not None:
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ChecksumError(
+                f"'{filename}' of Hub repo '{repo_id}' at revision '{revision or constants.DEFAULT_REVISION}' has sha256 "
+                f"{actual}, expected {expected}; refusing to use it: the file changed on the Hub or the download is "
+                f"corrupt (delete {path.resolve()} to download it again, or fix the pinned sha256)"
+            )
+    return path
+
+
+def push_folder(
+    folder: str | os.PathLike[str],
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: Token = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+) -> str:
+    """Upload every file of ``folder`` to ``repo_id`` in one commit and return that commit's 40-hex sha.
+
+    The repo is created if missing (``private`` applies only then). ``revision`` names the branch to
+    commit to (default ``main``); a missing branch is created from ``main`` first. If nothing changed,
+    the sha of the branch's current commit is returned.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cannot push {str(folder)!r} to the Hub: no such folder; write one with save_pretrained first")
+    _check_repo_id(repo_id)
+    if revision is not None and (not revision.strip() or _COMMIT_SHA.fullmatch(revision)):
+        raise ValueError(f"revision must name a branch to commit to, got {revision!r}; pass a branch name such as 'main' or 'v2'")
+    api = HfApi(token=token)
+    with _hub_errors(repo_id, revision=revision, writing=True):
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision is not None and revision != constants.DEFAULT_REVISION:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        info = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            revision=revision,
+            commit_message=commit_message or f"Upload {folder.name} with bloodcell",
+        )
+    return info.oid
+
+
+def resolve_download(source: str, *, revision: str | None = None, token: Token = None) -> Path:
+    """Fill the cache for ``source`` — ``hf://owner/repo[@revision]`` or a zoo entry name — and return
+    the local folder. ``revision`` overrides the source's revision for ``hf://`` sources; zoo
+    entries are pinned, so a different ``revision`` is refused (``token`` applies to ``hf://`` only:
+    zoo repos are public)."""
+    if source.startswith(HF_PREFIX):
+        repo_id, source_revision = parse_hf_source(source)
+        if revision and source_revision and revision != source_revision:
+            raise ValueError(f"{source!r} names revision {source_revision!r} but --revision is {revision!r}; give only one")
+        return download_snapshot(repo_id, revision or source_revision, token=token)
+    entry = pretrained_entry(source)
+    if revision and revision != entry.revision:
+        raise ValueError(
+            f"zoo entry {entry.name!r} is pinned to revision {entry.revision!r} of {entry.repo_id!r}; "
+            f"to fetch another revision use hf://{entry.repo_id}@{revision}"
+        )
+    from .classifier import entry_folder  # the zoo's loader: bundled folder, or config + checked weights from the Hub
+
+    return entry_folder(entry)
