@@ -1,0 +1,129 @@
+"""``bloodcell evaluate``: accuracy, per-class metrics, confusion matrix and robustness on labelled data."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate",
+        help="measure a classifier on labelled data (folder of class folders or npz)",
+        description="Classify labelled images and report accuracy, balanced accuracy, per-class "
+        "precision/recall/F1 and the confusion matrix; optionally accuracy under image corruptions.",
+    )
+    p.add_argument("data", metavar="DATA", help="a folder with one subfolder per class, or an .npz")
+    p.add_argument("--model", default=None, metavar="SOURCE",
+                   help="zoo name, local folder or hf://owner/repo[@revision] (default: the bundled model)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.add_argument("--plot", default=None, metavar="FILE", help="write the normalised confusion matrix as a PNG")
+    p.add_argument("--robustness", action="store_true", help="also measure accuracy under each corruption")
+    p.add_argument("--robustness-plot", default=None, metavar="FILE",
+                   help="write accuracy against severity as a PNG (implies --robustness)")
+    p.add_argument("--severities", default=None, metavar="LIST", help="severities to test, e.g. 1,3,5 (default 1..5)")
+    p.add_argument("--corruptions", default=None, metavar="LIST",
+                   help="comma-separated corruption names (default all; see bloodcell.corruptions)")
+    p.add_argument("--tta", action="store_true", help="average over flips and 90-degree rotations (8x slower)")
+    p.add_argument("--split-file", default=None, metavar="FILE",
+                   help="JSON list of paths relative to DATA (e.g. a training run's test_files.json): "
+                   "evaluate only those images")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="evaluate a stratified random subset of N images (for quick runs)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --limit sampling and of the corruptions")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N")
+    p.set_defaults(func=run)
+
+
+def stratified_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``n`` rows drawn at random, each class in proportion to its count."""
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = counts * n / len(labels)
+    take = np.floor(quota).astype(int)
+    # Largest remainders get the rows that flooring left over, so the total is exactly n.
+    take[np.argsort(-(quota - take), kind="stable")[: n - take.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(labels == c), k, replace=False) for c, k in zip(classes, take)]
+    return np.sort(np.concatenate(picked))
+
+
+def _split_indices(data, root: Path, split_file: Path) -> np.ndarray:
+    """Rows of ``data`` whose file (relative to ``root``) is listed in ``split_file``."""
+    try:
+        listed = json.loads(split_file.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{split_file}: no such file; pass the test_files.json a training run wrote") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{split_file}: not valid JSON ({exc}); expected a list of paths relative to DATA") from None
+    if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
+        raise ValueError(f"{split_file}: expected a JSON list of paths relative to DATA, got {type(listed).__name__}")
+    if data.paths is None:
+        raise ValueError(f"--split-file needs DATA to be a class-folder tree (an .npz has no file names); got {root}")
+    root = root.resolve()
+    index = {Path(p).resolve().relative_to(root).as_posix(): i for i, p in enumerate(data.paths)}
+    wanted = {Path(x.replace("\\", "/")).as_posix() for x in listed}
+    missing = sorted(wanted - index.keys())
+    if missing:
+        raise ValueError(
+            f"{split_file}: {len(missing)} of {len(wanted)} listed files are not images of {root} "
+            f"(first: {missing[0]!r}); pass the DATA folder the split was made from"
+        )
+    return np.sort(np.fromiter((index[w] for w in wanted), np.int64, len(wanted)))
+
+
+def _int_list(text: str, option: str) -> tuple[int, ...]:
+    from . import UsageError
+
+    try:
+        return tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise UsageError(f"{option} expects comma-separated integers like 1,3,5, got {text!r}") from None
+
+
+def run(args) -> int:
+    from .. import load_classifier
+    from ..data import load_dataset
+    from ..evaluation import evaluate, evaluate_robustness
+    from . import UsageError
+
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {args.limit}")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    severities = _int_list(args.severities, "--severities") if args.severities else (1, 2, 3, 4, 5)
+    corruptions = [c.strip() for c in args.corruptions.split(",") if c.strip()] if args.corruptions else None
+    robustness = args.robustness or bool(args.robustness_plot or args.severities or args.corruptions)
+
+    clf = load_classifier(args.model)
+    data = load_dataset(args.data, image_size=clf.input_size)
+    if args.split_file:
+        data = data.subset(_split_indices(data, Path(args.data), Path(args.split_file)))
+    if args.limit is not None and args.limit < len(data):
+        data = data.subset(stratified_indices(data.labels, args.limit, args.seed))
+
+    rob = None
+    if robustness:  # first, so that bad corruption names or severities fail before any work
+        rob = evaluate_robustness(clf, data, corruptions=corruptions, severities=severities, seed=args.seed,
+                                  batch_size=args.batch_size, tta=args.tta, progress=sys.stderr.isatty())
+    report = evaluate(clf, data, batch_size=args.batch_size, tta=args.tta)
+    if args.plot:
+        report.plot_confusion(args.plot)
+    if args.robustness_plot:
+        rob.plot(args.robustness_plot)
+
+    source = args.model or f"{clf.name} (bundled default)"
+    if args.json:
+        out = {"model": str(source), "data": str(args.data), "evaluation": report.to_dict()}
+        if rob is not None:
+            out["robustness"] = rob.to_dict()
+        print(json.dumps(out))
+    else:
+        print(f"model {source} on {args.data}: {len(data)} images\n")
+        print(report.to_text())
+        if rob is not None:
+            print("\naccuracy under corruption\n")
+            print(rob.to_text())
+    return 0

@@ -1,0 +1,355 @@
+"""Evaluating a classifier: accuracy, per-class metrics, confusion matrix and robustness.
+
+Metrics are computed from the confusion matrix with numpy and follow scikit-learn's definitions
+(``labels=None``, ``zero_division=0``), so results match ``sklearn.metrics`` without depending on
+it: a class's precision is 0 when it is never predicted, its recall 0 when it has no images;
+macro averages run over the classes that occur in the labels or the predictions, balanced
+accuracy over the classes that occur in the labels.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from .imageio import resize_images
+
+__all__ = [
+    "Report",
+    "RobustnessReport",
+    "confusion_matrix",
+    "evaluate",
+    "evaluate_robustness",
+    "metrics_from_predictions",
+]
+
+AVERAGES = ("precision", "recall", "f1")
+
+
+def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
+    """Counts (num_classes, num_classes) int64; row = true class, column = predicted class."""
+    y_true = np.asarray(y_true).reshape(-1)
+    y_pred = np.asarray(y_pred).reshape(-1)
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"y_true has {len(y_true)} labels but y_pred {len(y_pred)}; give one prediction per label")
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        if len(y) and (not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= num_classes):
+            raise ValueError(f"{name}: expected integer class ids 0..{num_classes - 1}, got {y.dtype} {y.min()}..{y.max()}")
+    flat = y_true.astype(np.int64) * num_classes + y_pred.astype(np.int64)
+    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.divide(num, den, out=np.zeros(len(num)), where=den > 0)
+
+
+@dataclass
+class Report:
+    """Classification metrics of one evaluation. ``confusion[i, j]`` counts class i predicted as j."""
+
+    class_names: tuple[str, ...]
+    confusion: np.ndarray
+    n: int
+    accuracy: float
+    balanced_accuracy: float
+    macro_precision: float
+    macro_recall: float
+    macro_f1: float
+    weighted_precision: float
+    weighted_recall: float
+    weighted_f1: float
+    #: class name -> {"precision", "recall", "f1", "support"}
+    per_class: dict[str, dict[str, float]]
+    tta: bool = False
+    seconds: Optional[float] = None
+
+    @classmethod
+    def from_confusion(cls, confusion: np.ndarray, class_names: Sequence[str], **extra: Any) -> "Report":
+        """Every metric of the report, derived from a confusion matrix."""
+        cm = np.asarray(confusion, np.int64)
+        if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(class_names):
+            raise ValueError(f"confusion: expected a square matrix of side {len(class_names)}, got shape {cm.shape}")
+        n = int(cm.sum())
+        if n == 0:
+            raise ValueError("nothing to evaluate: the confusion matrix is empty; pass at least one labelled image")
+        tp = np.diag(cm).astype(np.float64)
+        support, predicted = cm.sum(axis=1), cm.sum(axis=0)
+        per = {
+            "precision": _ratio(tp, predicted),
+            "recall": _ratio(tp, support),
+            "f1": _ratio(2 * tp, support + predicted),
+        }
+        present = (support > 0) | (predicted > 0)
+        averages = {}
+        for key in AVERAGES:
+            averages[f"macro_{key}"] = float(per[key][present].mean())
+            averages[f"weighted_{key}"] = float((per[key] * support).sum() / n)
+        return cls(
+            class_names=tuple(class_names),
+            confusion=cm,
+            n=n,
+            accuracy=float(tp.sum() / n),
+            balanced_accuracy=float(per["recall"][support > 0].mean()),
+            per_class={
+                name: {**{k: float(per[k][i]) for k in AVERAGES}, "support": int(support[i])}
+                for i, name in enumerate(class_names)
+            },
+            **averages,
+            **extra,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything as plain JSON-serialisable values (the matrix as nested lists)."""
+        return {
+            "n": self.n,
+            "accuracy": self.accuracy,
+            "balanced_accuracy": self.balanced_accuracy,
+            "macro": {k: getattr(self, f"macro_{k}") for k in AVERAGES},
+            "weighted": {k: getattr(self, f"weighted_{k}") for k in AVERAGES},
+            "per_class": self.per_class,
+            "class_names": list(self.class_names),
+            "confusion_matrix": self.confusion.tolist(),
+            "tta": self.tta,
+            "seconds": self.seconds,
+        }
+
+    def to_text(self) -> str:
+        """A terminal table: headline figures, per-class metrics and the confusion matrix."""
+        width = max(12, *(len(c) for c in self.class_names))
+        lines = [
+            f"{'accuracy':<{width}}  {self.accuracy:.4f}   (n = {self.n}{', TTA' if self.tta else ''})",
+            f"{'balanced acc.':<{width}}  {self.balanced_accuracy:.4f}",
+            "",
+            f"{'class':<{width}}  precision  recall      f1  support",
+        ]
+        for name, m in self.per_class.items():
+            lines.append(f"{name:<{width}}  {m['precision']:9.4f}  {m['recall']:6.4f}  {m['f1']:6.4f}  {m['support']:7d}")
+        for avg in ("macro", "weighted"):
+            p, r, f = (getattr(self, f"{avg}_{k}") for k in AVERAGES)
+            lines.append(f"{avg + ' avg':<{width}}  {p:9.4f}  {r:6.4f}  {f:6.4f}  {self.n:7d}")
+        cell = max(5, len(str(self.confusion.max())) + 1)
+        lines += ["", "confusion matrix (rows: true class, columns: predicted class)"]
+        lines.append(" " * (width + 5) + "".join(f"{j:>{cell}}" for j in range(len(self.class_names))))
+        for i, name in enumerate(self.class_names):
+            lines.append(f"{i:>3}  {name:<{width}}" + "".join(f"{v:>{cell}}" for v in self.confusion[i]))
+        return "\n".join(lines)
+
+    def plot_confusion(self, path, *, title: Optional[str] = None) -> None:
+        """Write a PNG of the row-normalised confusion matrix (percent of each true class)."""
+        fig = _figure((1.6 + 0.75 * len(self.class_names),) * 2)
+        ax = fig.add_subplot()
+        support = self.confusion.sum(axis=1, keepdims=True)
+        pct = 100.0 * np.divide(self.confusion, support, out=np.zeros(self.confusion.shape), where=support > 0)
+        ax.imshow(pct, cmap="Blues", vmin=0, vmax=100)
+        for (i, j), v in np.ndenumerate(pct):
+            if self.confusion[i, j]:
+                ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=8, color="white" if v > 55 else "black")
+        ticks = range(len(self.class_names))
+        ax.set_xticks(ticks, self.class_names, rotation=45, ha="right")
+        ax.set_yticks(ticks, [f"{c} ({s})" for c, s in zip(self.class_names, support[:, 0])])
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class (images)")
+        ax.set_title(title or f"accuracy {100 * self.accuracy:.2f}%, balanced {100 * self.balanced_accuracy:.2f}% (% of row)")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+
+
+def metrics_from_predictions(
+    y_true, y_pred, num_classes: int, *, class_names: Optional[Sequence[str]] = None
+) -> Report:
+    """The :class:`Report` of integer predictions ``y_pred`` against labels ``y_true``."""
+    names = tuple(class_names) if class_names is not None else tuple(str(i) for i in range(num_classes))
+    if len(names) != num_classes:
+        raise ValueError(f"class_names has {len(names)} names but num_classes is {num_classes}")
+    return Report.from_confusion(confusion_matrix(y_true, y_pred, num_classes), names)
+
+
+@dataclass
+class RobustnessReport:
+    """Accuracy on clean images and under each corruption at each severity."""
+
+    clean_accuracy: float
+    severities: tuple[int, ...]
+    #: corruption name -> accuracy at each of ``severities``
+    accuracy: dict[str, list[float]]
+    n: int
+    seed: int
+    tta: bool = False
+    seconds: Optional[float] = None
+    per_corruption_mean: dict[str, float] = field(init=False)
+    per_severity_mean: list[float] = field(init=False)
+    robustness_mean: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        table = np.array(list(self.accuracy.values()), np.float64).reshape(len(self.accuracy), len(self.severities))
+        self.per_corruption_mean = {k: float(row.mean()) for k, row in zip(self.accuracy, table)}
+        self.per_severity_mean = [float(v) for v in table.mean(axis=0)]
+        self.robustness_mean = float(table.mean())
+
+    @property
+    def corruptions(self) -> tuple[str, ...]:
+        return tuple(self.accuracy)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything as plain JSON-serialisable values."""
+        return {
+            "n": self.n,
+            "seed": self.seed,
+            "tta": self.tta,
+            "seconds": self.seconds,
+            "clean_accuracy": self.clean_accuracy,
+            "robustness_mean": self.robustness_mean,
+            "severities": list(self.severities),
+            "accuracy": {k: list(v) for k, v in self.accuracy.items()},
+            "per_corruption_mean": self.per_corruption_mean,
+            "per_severity_mean": self.per_severity_mean,
+        }
+
+    def to_text(self) -> str:
+        """A terminal table of accuracy per corruption (rows) and severity (columns)."""
+        width = max(16, *(len(c) for c in self.accuracy))
+        head = "".join(f"{f'sev {s}':>8}" for s in self.severities)
+        lines = [
+            f"{'clean accuracy':<{width}}  {self.clean_accuracy:.4f}   (n = {self.n}, seed {self.seed}"
+            f"{', TTA' if self.tta else ''})",
+            "",
+            f"{'corruption':<{width}}{head}{'mean':>8}",
+        ]
+        for name, accs in self.accuracy.items():
+            lines.append(f"{name:<{width}}" + "".join(f"{a:8.4f}" for a in accs) + f"{self.per_corruption_mean[name]:8.4f}")
+        lines.append(
+            f"{'mean':<{width}}" + "".join(f"{a:8.4f}" for a in self.per_severity_mean) + f"{self.robustness_mean:8.4f}"
+        )
+        return "\n".join(lines)
+
+    def plot(self, path, *, title: Optional[str] = None) -> None:
+        """Write a PNG of accuracy against severity: one line per corruption, their mean, clean."""
+        fig = _figure((9.5, 5.0))
+        ax = fig.add_subplot()
+        colours = _colormap("tab20")
+        for i, (name, accs) in enumerate(self.accuracy.items()):
+            ax.plot(self.severities, accs, "o-", ms=3, lw=1.2, color=colours(i % 20), label=name)
+        ax.plot(self.severities, self.per_severity_mean, "o-", color="black", lw=2.8,
+                label=f"mean ({self.robustness_mean:.3f})")
+        ax.axhline(self.clean_accuracy, color="black", ls="--", lw=1.2, label=f"clean ({self.clean_accuracy:.3f})")
+        ax.set_xticks(self.severities)
+        ax.set_xlabel("severity")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.set_title(title or f"accuracy under corruption (n = {self.n})")
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+
+
+def _figure(size):
+    """A matplotlib Figure drawn with Agg, independent of pyplot's global state."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError("plotting needs matplotlib; install it with `pip install bloodcell[plot]`") from None
+    return Figure(figsize=size)
+
+
+def _colormap(name: str):
+    import matplotlib
+
+    return matplotlib.colormaps[name]
+
+
+def _images_and_labels(classifier, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Images resized to the classifier's input and labels in its class order, checked."""
+    if isinstance(dataset, (tuple, list)) and len(dataset) == 2:
+        images, labels = dataset
+    elif hasattr(dataset, "images") and hasattr(dataset, "labels"):
+        images, labels = dataset.images, dataset.labels
+        names = tuple(getattr(dataset, "class_names", classifier.class_names))
+        if names != tuple(classifier.class_names):
+            raise ValueError(
+                f"dataset classes {list(names)} differ from the classifier's {list(classifier.class_names)}; "
+                "evaluate on data labelled with the classifier's classes in its order"
+            )
+    else:
+        raise TypeError(f"dataset: expected a bloodcell.data.Dataset or an (images, labels) pair, got {type(dataset).__name__}")
+    images, labels = np.asarray(images), np.asarray(labels).reshape(-1)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images: expected uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels; give one label per image")
+    if not len(images):
+        raise ValueError("nothing to evaluate: the dataset is empty")
+    return resize_images(images, classifier.input_size), labels
+
+
+def _predict(classifier, images: np.ndarray, batch_size: int, tta: bool) -> np.ndarray:
+    return classifier.predict_proba(images, batch_size=batch_size, tta=tta).argmax(axis=1)
+
+
+def evaluate(classifier, dataset, *, batch_size: int = 64, tta: bool = False) -> Report:
+    """Classify ``dataset`` (a Dataset or ``(images, labels)``) and measure the predictions.
+
+    Images are resized to the classifier's input size as in training. ``tta=True`` averages the
+    probabilities over the 8 flips and 90-degree rotations (8 times slower).
+    """
+    start = time.perf_counter()
+    images, labels = _images_and_labels(classifier, dataset)
+    cm = confusion_matrix(labels, _predict(classifier, images, batch_size, tta), len(classifier.class_names))
+    return Report.from_confusion(cm, classifier.class_names, tta=tta, seconds=round(time.perf_counter() - start, 2))
+
+
+def evaluate_robustness(
+    classifier,
+    dataset,
+    *,
+    corruptions: Optional[Sequence[str]] = None,
+    severities: Sequence[int] = (1, 2, 3, 4, 5),
+    seed: int = 0,
+    batch_size: int = 64,
+    tta: bool = False,
+    progress: bool = False,
+) -> RobustnessReport:
+    """Accuracy on ``dataset`` clean and under each corruption of :mod:`bloodcell.corruptions`.
+
+    Images are resized to the classifier's input size first and corrupted at that size, so each
+    severity means what the model sees. Deterministic for a given ``seed``. ``corruptions=None``
+    runs all of them; ``progress=True`` shows a progress bar on stderr.
+    """
+    from .corruptions import CORRUPTIONS, SEVERITIES, corrupt
+
+    names = list(CORRUPTIONS) if corruptions is None else list(corruptions)
+    unknown = [c for c in names if c not in CORRUPTIONS]
+    if unknown or not names:
+        raise ValueError(f"unknown corruption(s) {unknown or '(none given)'}; expected some of: {', '.join(CORRUPTIONS)}")
+    severities = tuple(int(s) for s in severities)
+    if not severities or any(s not in SEVERITIES for s in severities):
+        raise ValueError(f"severities: expected values in {list(SEVERITIES)}, got {list(severities)}")
+    start = time.perf_counter()
+    images, labels = _images_and_labels(classifier, dataset)
+
+    def accuracy(x: np.ndarray) -> float:
+        return float(np.mean(_predict(classifier, x, batch_size, tta) == labels))
+
+    runs = [(c, s) for c in names for s in severities]
+    if progress:
+        import sys
+
+        from tqdm import tqdm
+
+        runs = tqdm(runs, unit="run", file=sys.stderr, desc="robustness")
+    clean = accuracy(images)
+    table: dict[str, list[float]] = {c: [] for c in names}
+    for name, sev in runs:
+        table[name].append(accuracy(corrupt(images, name, sev, seed=seed)))
+    return RobustnessReport(
+        clean_accuracy=clean,
+        severities=severities,
+        accuracy=table,
+        n=len(labels),
+        seed=seed,
+        tta=tta,
+        seconds=round(time.perf_counter() - start, 2),
+    )

@@ -1,0 +1,281 @@
+"""Evaluation: metrics against hand-computed figures, reports, plots, robustness, the CLI."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import bloodcell
+from bloodcell.cli import main
+from bloodcell.cli.cmd_evaluate import stratified_indices
+from bloodcell.data import Dataset
+from bloodcell.evaluation import (
+    Report,
+    RobustnessReport,
+    confusion_matrix,
+    evaluate,
+    evaluate_robustness,
+    metrics_from_predictions,
+)
+
+# Ten labelled predictions over four classes and the metrics worked out by hand.
+Y_TRUE = [0, 0, 0, 1, 1, 2, 2, 2, 3, 3]
+Y_PRED = [0, 0, 1, 1, 1, 2, 3, 0, 3, 3]
+HAND_CONFUSION = [
+    [2, 1, 0, 0],
+    [0, 2, 0, 0],
+    [1, 0, 1, 1],
+    [0, 0, 0, 2],
+]
+HAND_PRECISION = [2 / 3, 2 / 3, 1 / 1, 2 / 3]  # diagonal / column sums 3, 3, 1, 3
+HAND_RECALL = [2 / 3, 2 / 2, 1 / 3, 2 / 2]  # diagonal / row sums 3, 2, 3, 2
+HAND_F1 = [2 * 2 / (3 + 3), 2 * 2 / (2 + 3), 2 * 1 / (3 + 1), 2 * 2 / (2 + 3)]  # 2TP / (support + predicted)
+HAND_SUPPORT = [3, 2, 3, 2]
+
+
+def check_hand_figures(report: Report) -> None:
+    assert report.confusion.tolist() == HAND_CONFUSION
+    assert report.n == 10
+    assert report.accuracy == pytest.approx(7 / 10)
+    assert report.balanced_accuracy == pytest.approx((2 / 3 + 1 + 1 / 3 + 1) / 4)
+    assert report.macro_precision == pytest.approx(np.mean(HAND_PRECISION))
+    assert report.macro_recall == pytest.approx(np.mean(HAND_RECALL))
+    assert report.macro_f1 == pytest.approx(np.mean(HAND_F1))
+    assert report.weighted_precision == pytest.approx((3 * 2 / 3 + 2 * 2 / 3 + 3 * 1 + 2 * 2 / 3) / 10)
+    assert report.weighted_recall == pytest.approx(7 / 10)
+    assert report.weighted_f1 == pytest.approx((3 * 2 / 3 + 2 * 0.8 + 3 * 0.5 + 2 * 0.8) / 10)
+    for i, m in enumerate(report.per_class.values()):
+        assert m["precision"] == pytest.approx(HAND_PRECISION[i])
+        assert m["recall"] == pytest.approx(HAND_RECALL[i])
+        assert m["f1"] == pytest.approx(HAND_F1[i])
+        assert m["support"] == HAND_SUPPORT[i]
+
+
+def test_metrics_match_hand_computed_confusion():
+    report = metrics_from_predictions(Y_TRUE, Y_PRED, 4, class_names=["a", "b", "c", "d"])
+    check_hand_figures(report)
+    assert list(report.per_class) == ["a", "b", "c", "d"]
+
+
+def test_absent_classes_follow_sklearn_conventions():
+    # Class 2 is predicted but never true; class 3 occurs nowhere and is left out of macro means.
+    report = metrics_from_predictions([0, 0, 1, 1], [0, 2, 1, 1], 4)
+    assert report.per_class["2"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert report.macro_precision == pytest.approx((1 + 1 + 0) / 3)
+    assert report.macro_recall == pytest.approx((0.5 + 1 + 0) / 3)
+    assert report.balanced_accuracy == pytest.approx((0.5 + 1) / 2)
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_metrics_match_sklearn():
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(3)
+    y_true = rng.choice([0, 1, 2, 4, 5, 6], 300)  # classes 3 and 7 never true
+    y_pred = np.where(rng.random(300) < 0.6, y_true, rng.integers(0, 8, 300))
+    report = metrics_from_predictions(y_true, y_pred, 8)
+    assert np.array_equal(report.confusion, sk.confusion_matrix(y_true, y_pred, labels=range(8)))
+    assert report.accuracy == pytest.approx(sk.accuracy_score(y_true, y_pred))
+    assert report.balanced_accuracy == pytest.approx(sk.balanced_accuracy_score(y_true, y_pred))
+    for avg in ("macro", "weighted"):
+        p, r, f, _ = sk.precision_recall_fscore_support(y_true, y_pred, average=avg, zero_division=0)
+        assert (getattr(report, f"{avg}_precision"), getattr(report, f"{avg}_recall"), getattr(report, f"{avg}_f1")) \
+            == pytest.approx((p, r, f))
+    p, r, f, s = sk.precision_recall_fscore_support(y_true, y_pred, labels=range(8), zero_division=0)
+    table = np.array([[m["precision"], m["recall"], m["f1"], m["support"]] for m in report.per_class.values()])
+    np.testing.assert_allclose(table, np.stack([p, r, f, s], axis=1))
+
+
+def test_confusion_matrix_rejects_bad_input():
+    with pytest.raises(ValueError, match="one prediction per label"):
+        confusion_matrix([0, 1], [0], 2)
+    with pytest.raises(ValueError, match="0..1"):
+        confusion_matrix([0, 2], [0, 1], 2)
+    with pytest.raises(ValueError, match="at least one"):
+        metrics_from_predictions([], [], 3)
+
+
+# A classifier whose predictions are known: the mean colour decides. Pure red -> 0, green -> 1,
+# blue -> 2, black -> 3 (its bias 9 wins). Constant images look the same under every flip/rotation.
+COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [0, 0, 0]], np.uint8)
+
+
+@pytest.fixture(scope="module")
+def colour_classifier():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    dense = keras.layers.Dense(4, activation="softmax")
+    model = keras.Model(inputs, dense(x))
+    dense.set_weights([np.hstack([0.1 * np.eye(3), np.zeros((3, 1))]), np.array([0, 0, 0, 9.0])])
+    return bloodcell.Classifier(model, class_names=("a", "b", "c", "d"))
+
+
+def colour_images(classes, size=8):
+    return np.stack([np.broadcast_to(COLOURS[c], (size, size, 3)) for c in classes]).astype(np.uint8)
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_evaluate_end_to_end_matches_hand_computed(colour_classifier, tta):
+    images = colour_images(Y_PRED, size=12)  # resized to the classifier's 8x8 on the way
+    data = Dataset(images, np.array(Y_TRUE), ("a", "b", "c", "d"))
+    report = evaluate(colour_classifier, data, batch_size=3, tta=tta)
+    check_hand_figures(report)
+    assert report.tta is tta
+    assert evaluate(colour_classifier, (images, Y_TRUE)).confusion.tolist() == HAND_CONFUSION
+
+
+def test_evaluate_rejects_other_classes(colour_classifier):
+    data = Dataset(colour_images([0, 1]), np.array([0, 1]))  # the 8 canonical classes
+    with pytest.raises(ValueError, match="differ from the classifier"):
+        evaluate(colour_classifier, data)
+    with pytest.raises(ValueError, match="one label per image"):
+        evaluate(colour_classifier, (colour_images([0, 1]), [0]))
+
+
+def test_report_dict_text_and_plot(colour_classifier, tmp_path):
+    report = evaluate(colour_classifier, (colour_images(Y_PRED), Y_TRUE))
+    d = json.loads(json.dumps(report.to_dict()))
+    assert d["confusion_matrix"] == HAND_CONFUSION and d["accuracy"] == pytest.approx(0.7)
+    assert set(d) >= {"n", "balanced_accuracy", "macro", "weighted", "per_class", "class_names"}
+    assert d["per_class"]["c"]["support"] == 3
+    text = report.to_text()
+    assert "0.7000" in text and all(c in text for c in "abcd")
+    pytest.importorskip("matplotlib")
+    report.plot_confusion(tmp_path / "cm.png")
+    with Image.open(tmp_path / "cm.png") as img:
+        assert img.format == "PNG" and min(img.size) > 200
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    keras.utils.set_random_seed(0)
+    clf = bloodcell.Classifier(bloodcell.build_model("microcell", input_size=32), name="tiny")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    return clf, Dataset(images, rng.integers(0, 8, 16))
+
+
+def test_robustness_report(tiny, tmp_path):
+    clf, data = tiny
+    names = ["gaussian_noise", "defocus_blur", "bubbles"]
+    rob = evaluate_robustness(clf, data, corruptions=names, severities=(1, 3, 5), seed=1)
+    assert rob.corruptions == tuple(names) and rob.severities == (1, 3, 5) and rob.n == 16
+    assert rob.clean_accuracy == pytest.approx(evaluate(clf, data).accuracy)
+    table = np.array([rob.accuracy[c] for c in names])
+    assert table.shape == (3, 3) and ((table >= 0) & (table <= 1)).all()
+    assert rob.robustness_mean == pytest.approx(table.mean())
+    assert list(rob.per_corruption_mean.values()) == pytest.approx(table.mean(axis=1))
+    assert rob.per_severity_mean == pytest.approx(table.mean(axis=0))
+    d = json.loads(json.dumps(rob.to_dict()))
+    assert d["robustness_mean"] == pytest.approx(table.mean()) and d["accuracy"]["bubbles"] == rob.accuracy["bubbles"]
+    assert all(c in rob.to_text() for c in names)
+    again = evaluate_robustness(clf, data, corruptions=names, severities=(1, 3, 5), seed=1)
+    assert again.accuracy == rob.accuracy
+    pytest.importorskip("matplotlib")
+    rob.plot(tmp_path / "rob.png")
+    with Image.open(tmp_path / "rob.png") as img:
+        assert img.format == "PNG" and min(img.size) > 200
+
+
+def test_robustness_runs_every_corruption_by_default(tiny):
+    from bloodcell.corruptions import CORRUPTIONS
+
+    clf, data = tiny
+    rob = evaluate_robustness(clf, data.subset(range(4)), severities=(2,))
+    assert rob.corruptions == tuple(CORRUPTIONS) and all(len(v) == 1 for v in rob.accuracy.values())
+
+
+def test_robustness_follows_the_corruption(colour_classifier):
+    # Saturation keeps luma and scales chroma: at factor 0.8 (severity 1) every colour keeps its
+    # class; at 0.2 (severity 5) pure blue becomes (23, 23, 74), whose blue logit 7.4 loses to the
+    # bias 9 of class 3, while red (112, 61, 61) and green (120, 171, 120) stay above it.
+    data = (colour_images([0, 1, 2, 3]), [0, 1, 2, 3])
+    rob = evaluate_robustness(colour_classifier, data, corruptions=["saturation"], severities=(1, 5))
+    assert rob.clean_accuracy == 1.0 and rob.accuracy["saturation"] == [1.0, 0.75]
+
+
+def test_robustness_rejects_bad_arguments(tiny):
+    clf, data = tiny
+    with pytest.raises(ValueError, match="unknown corruption"):
+        evaluate_robustness(clf, data, corruptions=["fog"])
+    with pytest.raises(ValueError, match="severities"):
+        evaluate_robustness(clf, data, severities=(0, 6))
+
+
+def test_robustness_report_mean_is_table_mean():
+    rob = RobustnessReport(clean_accuracy=0.9, severities=(1, 2), accuracy={"x": [0.8, 0.6], "y": [0.5, 0.1]}, n=10, seed=0)
+    assert rob.robustness_mean == pytest.approx(0.5)
+    assert rob.per_corruption_mean == pytest.approx({"x": 0.7, "y": 0.3})
+    assert rob.per_severity_mean == pytest.approx([0.65, 0.35])
+
+
+def test_stratified_indices():
+    labels = np.repeat([0, 1, 2], [50, 30, 20])
+    idx = stratified_indices(labels, 10, seed=0)
+    assert len(idx) == 10 == len(set(idx))
+    assert np.bincount(labels[idx]).tolist() == [5, 3, 2]
+    assert np.array_equal(idx, stratified_indices(labels, 10, seed=0))
+    assert not np.array_equal(idx, stratified_indices(labels, 10, seed=1))
+
+
+# -- command line --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cli_files(tmp_path_factory, tiny):
+    root = tmp_path_factory.mktemp("evaluate")
+    tiny[0].save_pretrained(root / "model")
+    rng = np.random.default_rng(1)
+    for cls in ("basophil", "lymphocyte", "platelet"):
+        (root / "data" / cls).mkdir(parents=True)
+        for i in range(4):  # 40x40: resized to the model's 32x32 on loading
+            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(root / "data" / cls / f"{i}.png")
+    return root
+
+
+def run_json(capsys, *argv):
+    assert main(["evaluate", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_cli_evaluate_json_matches_python_api(cli_files, capsys):
+    out = run_json(capsys, str(cli_files / "data"), "--model", str(cli_files / "model"))
+    clf = bloodcell.load_classifier(cli_files / "model")
+    data = bloodcell.data.load_dataset(cli_files / "data", image_size=32)
+    expected = evaluate(clf, data).to_dict()
+    assert out["evaluation"]["confusion_matrix"] == expected["confusion_matrix"]
+    assert out["evaluation"]["n"] == 12 and "robustness" not in out
+
+
+def test_cli_evaluate_text_plots_and_robustness(cli_files, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    argv = ["evaluate", str(cli_files / "data"), "--model", str(cli_files / "model"), "--plot", str(tmp_path / "cm.png"),
+            "--corruptions", "jpeg,pixelate", "--severities", "1,5", "--robustness-plot", str(tmp_path / "rob.png")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "balanced acc." in out and "lymphocyte" in out and "pixelate" in out and "sev 5" in out
+    for name in ("cm.png", "rob.png"):
+        with Image.open(tmp_path / name) as img:
+            assert img.format == "PNG"
+
+
+def test_cli_evaluate_split_file_and_limit(cli_files, tmp_path, capsys):
+    listed = ["basophil/0.png", "basophil/3.png", "platelet/1.png"]
+    (tmp_path / "test_files.json").write_text(json.dumps(listed))
+    model = ["--model", str(cli_files / "model")]
+    out = run_json(capsys, str(cli_files / "data"), *model, "--split-file", str(tmp_path / "test_files.json"))
+    support = {c: m["support"] for c, m in out["evaluation"]["per_class"].items() if m["support"]}
+    assert support == {"basophil": 2, "platelet": 1}
+    out = run_json(capsys, str(cli_files / "data"), *model, "--limit", "6", "--seed", "3")
+    support = {c: m["support"] for c, m in out["evaluation"]["per_class"].items() if m["support"]}
+    assert support == {"basophil": 2, "lymphocyte": 2, "platelet": 2}
+
+
+def test_cli_evaluate_errors(cli_files, tmp_path, capsys):
+    base = ["evaluate", str(cli_files / "data"), "--model", str(cli_files / "model")]
+    (tmp_path / "split.json").write_text(json.dumps(["basophil/0.png", "monocyte/9.png"]))
+    assert main([*base, "--split-file", str(tmp_path / "split.json")]) == 2
+    assert "monocyte/9.png" in capsys.readouterr().err
+    assert main([*base, "--severities", "1,x"]) == 2
+    assert "--severities" in capsys.readouterr().err
+    assert main([*base, "--corruptions", "fog"]) == 2
+    assert "unknown corruption" in capsys.readouterr().err
