@@ -1,31 +1,64 @@
-"""bloodcell: a model zoo for classifying microscope images of single peripheral blood cells."""
+"""bloodcell: a model zoo for classifying microscope images of single peripheral blood cells.
 
+The public names below are imported on first use, so ``import bloodcell`` (and the command
+line's start-up) stays fast until a model is needed.
+"""
+
+from __future__ import annotations
+
+import importlib
 import os as _os
+from typing import TYPE_CHECKING
 
-# TensorFlow's C++ start-up chatter hides real messages from command-line users.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from ._classes import CLASS_NAMES  # noqa: E402
 from ._version import __version__  # noqa: E402
-from .classifier import DEFAULT_MODEL, Classifier, load_classifier  # noqa: E402
-from .errors import BloodcellError, ChecksumError, HubError, ImageReadError, ModelNotFoundError  # noqa: E402
-from .models import build_model  # noqa: E402
-from .registry import PretrainedCfg, list_models, list_pretrained, pretrained_entry  # noqa: E402
 
-__all__ = [
-    "CLASS_NAMES",
-    "DEFAULT_MODEL",
-    "BloodcellError",
-    "ChecksumError",
-    "Classifier",
-    "HubError",
-    "ImageReadError",
-    "ModelNotFoundError",
-    "PretrainedCfg",
-    "__version__",
-    "build_model",
-    "list_models",
-    "list_pretrained",
-    "load_classifier",
-    "pretrained_entry",
-]
+_EXPORTS = {
+    "DEFAULT_MODEL": "classifier",
+    "Classifier": "classifier",
+    "load_classifier": "classifier",
+    "BloodcellError": "errors",
+    "ChecksumError": "errors",
+    "HubError": "errors",
+    "ImageReadError": "errors",
+    "ModelNotFoundError": "errors",
+    "build_model": "models",
+    "PretrainedCfg": "registry",
+    "list_models": "registry",
+    "list_pretrained": "registry",
+    "pretrained_entry": "registry",
+    "Trainer": "training",
+    "evaluate": "evaluation",
+    "evaluate_robustness": "evaluation",
+}
+_SUBMODULES = {"augment", "card", "cleaning", "corruptions", "data", "evaluation", "hub", "imageio", "models",
+               "pipeline", "registry", "training"}
+
+__all__ = ["CLASS_NAMES", "__version__", *_EXPORTS]
+
+if TYPE_CHECKING:
+    from .classifier import DEFAULT_MODEL, Classifier, load_classifier
+    from .errors import BloodcellError, ChecksumError, HubError, ImageReadError, ModelNotFoundError
+    from .models import build_model
+    from .evaluation import evaluate, evaluate_robustness
+    from .registry import PretrainedCfg, list_models, list_pretrained, pretrained_entry
+    from .training import Trainer
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bloodcell' has no attribute {name!r}")
+    if module == "registry":
+        importlib.import_module(".models", __name__)  # registering the families fills the registry
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -10,7 +10,6 @@ repo, revision or file; no network; offline with an empty cache; refused token) 
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 import re
@@ -32,6 +31,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
+from ._util import sha256_file
 from .errors import ChecksumError, HubError
 from .registry import pretrained_entry
 
@@ -163,15 +163,6 @@ def _hub_errors(repo_id: str, *, revision: str | None = None, filename: str | No
         if hub_error is None:
             raise
         raise hub_error from error
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of the file at ``path``."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def download_snapshot(

@@ -30,6 +30,7 @@ class PretrainedCfg:
     filename: str = "model.weights.h5"
     sha256: Optional[str] = None
     size_bytes: Optional[int] = None
+    num_params: Optional[int] = None
     license: str = "cc-by-4.0"
     training_data: str = "pbc96 (PBC dataset, Acevedo et al. 2020, CC BY 4.0)"
     init: str = "random"

@@ -17,6 +17,17 @@ def test_names_unique_and_architectures_known():
         assert name.split(".")[0] == entry.architecture
 
 
+@pytest.mark.parametrize("name", bloodcell.list_pretrained())
+def test_entry_matches_its_architecture(name):
+    entry = bloodcell.pretrained_entry(name)
+    model = bloodcell.build_model(entry.architecture, input_size=entry.input_size, num_classes=len(entry.class_names))
+    assert model.count_params() == entry.num_params
+    assert model.input_shape == (None, entry.input_size, entry.input_size, 3)
+    assert entry.class_names == bloodcell.CLASS_NAMES
+    assert entry.sha256 and len(entry.sha256) == 64
+    assert entry.bundled or (entry.repo_id and entry.revision)
+
+
 def test_default_model_is_a_bundled_entry():
     entry = bloodcell.pretrained_entry(bloodcell.DEFAULT_MODEL)
     assert entry.bundled

@@ -29,8 +29,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_import_tensorflow() -> None:
+    """Import TensorFlow with stderr silenced at the file-descriptor level.
+
+    TensorFlow's C++ start-up messages are written before its logging is configured, so
+    ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them; they would drown the command's own messages.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # stderr replaced by a non-file object
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), fd)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 some input failed, 2 usage error)."""
+    _quiet_import_tensorflow()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

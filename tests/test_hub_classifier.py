@@ -1,0 +1,116 @@
+"""Classifiers through the local Hub: hf:// sources, zoo entries, push_to_hub and model cards."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from huggingface_hub import ModelCard
+
+import bloodcell
+from bloodcell import registry
+from bloodcell._util import sha256_file
+
+from conftest import synthetic_cell
+
+REPO = "lab/tiny-classifier"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    clf = bloodcell.Classifier(bloodcell.build_model("microcell", input_size=32), name="tiny")
+    clf.metrics = {"accuracy": 0.91, "macro_f1": 0.9, "robustness_mean": 0.8}
+    folder = clf.save_pretrained(tmp_path_factory.mktemp("tiny"))
+    return clf, folder
+
+
+@pytest.fixture
+def images():
+    return np.stack([synthetic_cell(48, i) for i in range(3)])
+
+
+def test_push_to_hub_then_load(hub_server, tiny, images):
+    clf, _ = tiny
+    sha = clf.push_to_hub(REPO, token=hub_server.token)
+    assert len(sha) == 40
+    loaded = bloodcell.load_classifier(f"hf://{REPO}")
+    np.testing.assert_array_equal(loaded.predict_proba(images), clf.predict_proba(images))
+    assert set(hub_server.files(REPO)) >= {"config.json", "model.weights.h5", "README.md"}
+
+
+def test_card_yaml_parses_and_holds_metrics(hub_server, tiny):
+    clf, _ = tiny
+    clf.push_to_hub(REPO, token=hub_server.token)
+    card = ModelCard(hub_server.files(REPO)["README.md"].decode())
+    data = card.data.to_dict()
+    assert data["library_name"] == "bloodcell"
+    assert "bloodcell" in data["tags"] and data["license"] == "cc-by-4.0"
+    results = {(r.metric_name, r.metric_value) for r in card.data.eval_results}
+    assert ("Accuracy", 0.91) in results and ("Macro F1", 0.9) in results
+    assert ("Mean accuracy under corruptions", 0.8) in results
+    assert 'load_classifier("hf://lab/tiny-classifier")' in card.text
+
+
+def test_revision_is_honoured(hub_server, tiny, images, tmp_path):
+    clf, _ = tiny
+    first = clf.push_to_hub(REPO, token=hub_server.token)
+    other = bloodcell.Classifier(bloodcell.build_model("microcell", input_size=32), name="other")
+    other.push_to_hub(REPO, token=hub_server.token)
+    p_first = bloodcell.load_classifier(f"hf://{REPO}@{first}").predict_proba(images)
+    p_main = bloodcell.load_classifier(f"hf://{REPO}").predict_proba(images)
+    np.testing.assert_array_equal(p_first, clf.predict_proba(images))
+    np.testing.assert_array_equal(p_main, other.predict_proba(images))
+    assert not np.array_equal(p_first, p_main)
+
+
+def test_offline_load_from_warm_cache(hub_server, tiny, images):
+    clf, _ = tiny
+    sha = clf.push_to_hub(REPO, token=hub_server.token)
+    bloodcell.load_classifier(f"hf://{REPO}@{sha}")
+    hub_server.clear_requests()
+    hub_server.set_offline(True)
+    again = bloodcell.load_classifier(f"hf://{REPO}@{sha}")
+    assert hub_server.requests == []
+    np.testing.assert_array_equal(again.predict_proba(images), clf.predict_proba(images))
+
+
+def test_missing_repo_gives_clear_error(hub_server):
+    with pytest.raises(bloodcell.HubError, match="lab/nope") as err:
+        bloodcell.load_classifier("hf://lab/nope")
+    assert "\n" not in str(err.value)
+
+
+@pytest.fixture
+def zoo_entry(hub_server, tiny, monkeypatch):
+    clf, folder = tiny
+    sha = hub_server.create_repo("bloodcell/tiny-zoo", {p.name: p for p in folder.iterdir()})
+    entry = registry.PretrainedCfg(
+        name="microcell.hubtest",
+        architecture="microcell",
+        input_size=32,
+        repo_id="bloodcell/tiny-zoo",
+        revision=sha,
+        sha256=sha256_file(folder / "model.weights.h5"),
+    )
+    monkeypatch.setitem(registry._PRETRAINED, entry.name, entry)
+    return entry
+
+
+def test_zoo_entry_downloads_and_loads(zoo_entry, tiny, images):
+    clf, _ = tiny
+    loaded = bloodcell.load_classifier("microcell.hubtest")
+    np.testing.assert_array_equal(loaded.predict_proba(images), clf.predict_proba(images))
+
+
+def test_zoo_entry_with_wrong_sha256_is_refused(zoo_entry, monkeypatch):
+    monkeypatch.setitem(registry._PRETRAINED, zoo_entry.name, dataclasses.replace(zoo_entry, sha256="0" * 64))
+    with pytest.raises(bloodcell.ChecksumError, match="sha256"):
+        bloodcell.load_classifier("microcell.hubtest")
+
+
+def test_code_bearing_files_are_never_loaded(hub_server, tiny, tmp_path):
+    """A repo with only a pickle or a .keras file (which may hold lambdas) is refused."""
+    import pickle
+
+    hub_server.create_repo("lab/pickled", {"model.pkl": pickle.dumps({"a": 1}), "model.keras": b"PK..."})
+    with pytest.raises(bloodcell.HubError, match="config.json"):
+        bloodcell.load_classifier("hf://lab/pickled")
