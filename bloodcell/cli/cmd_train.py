@@ -1,0 +1,128 @@
+"""``bloodcell train``: load, split (group-aware), train in two phases, evaluate and save."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a classifier on a data set (folder of class folders or npz)",
+        description="Split DATA (stratified, duplicates kept on one side), train with the two-phase "
+        "Trainer, measure on the held-out split and write a save_pretrained folder.",
+    )
+    p.add_argument("data", metavar="DATA", help="a folder with one subfolder per class, or an .npz")
+    p.add_argument("--model", required=True, metavar="ARCH", help="architecture name (see `bloodcell list`)")
+    p.add_argument("--init", choices=("random", "imagenet"), default="random", help="backbone initialisation")
+    p.add_argument("--loss", choices=("crossentropy", "focal"), default="crossentropy")
+    p.add_argument("--no-class-weights", action="store_true", help="do not weight classes by inverse frequency")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--optimizer", choices=("lion", "adam", "nadam", "adamw"), default="lion")
+    p.add_argument("--lr", type=float, nargs=2, metavar=("HEAD", "FINETUNE"), default=None, help="learning rates")
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--augment", choices=("seed", "robust", "none"), default="seed")
+    p.add_argument("--lr-schedule", choices=("plateau", "cosine", "none"), default="none")
+    p.add_argument("--precision", choices=("mixed_float16", "mixed_bfloat16", "float32"), default=None)
+    p.add_argument("--head-epochs", type=int, default=30, metavar="N")
+    p.add_argument("--finetune-epochs", type=int, default=10, metavar="M")
+    p.add_argument("--unfreeze", type=float, default=None, metavar="N|F",
+                   help="top backbone layers trained in phase 2: a count (>= 1) or a fraction (< 1)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--input-size", type=int, default=96)
+    p.add_argument("--val-fraction", type=float, default=0.1, metavar="F")
+    p.add_argument("--test-fraction", type=float, default=0.1, metavar="F")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", default=None, metavar="FOLDER", help="where the trained model goes (default runs/ARCH)")
+    p.add_argument("--workdir", default=None, metavar="FOLDER", help="checkpoints and history (default OUT.work)")
+    p.add_argument("--resume", action="store_true", help="continue the run checkpointed in the workdir")
+    p.add_argument("--robustness", action="store_true", help="also measure accuracy under corruptions")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from . import UsageError
+
+    for name in ("val_fraction", "test_fraction"):
+        if not 0 < getattr(args, name) < 0.5:
+            raise UsageError(f"--{name.replace('_', '-')} must be between 0 and 0.5, got {getattr(args, name)}")
+    if args.head_epochs < 0 or args.finetune_epochs < 0:
+        raise UsageError("--head-epochs and --finetune-epochs must be >= 0")
+    from ..data import load_dataset, split
+    from ..evaluation import evaluate
+    from ..training import Trainer
+
+    out = Path(args.out or f"runs/{args.model}")
+    workdir = Path(args.workdir) if args.workdir else out.with_name(out.name + ".work")
+    if out.exists() and (out / "config.json").exists() and not args.resume:
+        raise UsageError(f"{out}: already holds a trained model; choose another --out")
+    unfreeze = None
+    if args.unfreeze is not None:
+        unfreeze = int(args.unfreeze) if args.unfreeze >= 1 else float(args.unfreeze)
+
+    t0 = time.time()
+    data = load_dataset(args.data, image_size=args.input_size)
+    train_set, val_set, test_set = split(
+        data, (1 - args.val_fraction - args.test_fraction, args.val_fraction, args.test_fraction), seed=args.seed
+    )
+    print(f"data: {len(train_set)} train, {len(val_set)} validation, {len(test_set)} test "
+          f"(loaded in {time.time() - t0:.0f}s)", file=sys.stderr)
+    trainer = Trainer(
+        args.model,
+        loss=args.loss,
+        class_weights=not args.no_class_weights,
+        label_smoothing=args.label_smoothing,
+        optimizer=args.optimizer,
+        learning_rates=tuple(args.lr) if args.lr else None,
+        weight_decay=args.weight_decay,
+        head_epochs=args.head_epochs,
+        finetune_epochs=args.finetune_epochs,
+        unfreeze=unfreeze,
+        augment=None if args.augment == "none" else args.augment,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        workdir=workdir,
+        lr_schedule=None if args.lr_schedule == "none" else args.lr_schedule,
+        precision=None if args.precision == "float32" else args.precision,
+        input_size=args.input_size,
+        num_classes=len(data.class_names),
+        class_names=data.class_names,
+        weights="imagenet" if args.init == "imagenet" else None,
+    )
+    workdir.mkdir(parents=True, exist_ok=True)
+    trainer.fit(train_set, val_set, resume=args.resume)
+    clf = trainer.classifier
+    clf.name = out.name
+    report = evaluate(clf, test_set)
+    clf.metrics = {
+        "accuracy": report.accuracy,
+        "balanced_accuracy": report.balanced_accuracy,
+        "macro_f1": report.macro_f1,
+        "test_images": len(test_set),
+    }
+    if args.robustness:
+        from ..evaluation import evaluate_robustness
+
+        rob = evaluate_robustness(clf, test_set)
+        clf.metrics["robustness_mean"] = rob.robustness_mean
+    clf.training.update({
+        "command": "bloodcell " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"]
+        else f"bloodcell train {shlex.quote(str(args.data))} --model {args.model}",
+        "data": f"{Path(args.data).name}: {len(train_set)} train / {len(val_set)} validation images",
+        "total_wall_time_s": round(time.time() - t0),
+    })
+    clf.extra["eval_data"] = f"a held-out {args.test_fraction:.0%} split of {Path(args.data).name} ({len(test_set)} images, never seen in training)"
+    clf.save_pretrained(out)
+    if test_set.paths:
+        root = Path(args.data).resolve()
+        rel = [str(Path(p).resolve().relative_to(root)) for p in test_set.paths]
+        (workdir / "test_files.json").write_text(json.dumps(rel))
+    report.plot_confusion(workdir / "confusion.png")
+    print(report.to_text())
+    print(f"saved {out} (accuracy {report.accuracy:.2%}, macro F1 {report.macro_f1:.2%}); "
+          f"history and checkpoints in {workdir}", file=sys.stderr)
+    return 0

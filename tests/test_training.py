@@ -1,0 +1,217 @@
+"""The two-phase Trainer on tiny models and data."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import bloodcell
+from bloodcell.data import Dataset
+from bloodcell.training import Trainer, class_weights_from_labels
+
+SIZE = 32
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def toy_data(n_per_class=(24, 12, 8), seed=0, size=SIZE) -> Dataset:
+    """Three imbalanced, easily separable classes: red, green and blue squares on grey noise."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for c, n in enumerate(n_per_class):
+        for _ in range(n):
+            img = rng.integers(90, 140, (size, size, 3)).astype(np.uint8)
+            y0, x0 = rng.integers(0, size // 2, 2)
+            img[y0 : y0 + size // 2, x0 : x0 + size // 2, c] = 230
+            images.append(img)
+            labels.append(c)
+    return Dataset(np.stack(images), np.array(labels), class_names=("red", "green", "blue"))
+
+
+def tiny_trainer(**kw) -> Trainer:
+    args = dict(input_size=SIZE, num_classes=3, class_names=("red", "green", "blue"), head_epochs=2,
+                finetune_epochs=1, batch_size=16, augment=None, optimizer="adam", verbose=0)
+    args.update(kw)
+    return Trainer("microcell", **args)
+
+
+def test_class_weights_balanced():
+    w = class_weights_from_labels(np.array([0, 0, 0, 1]), 3)
+    np.testing.assert_allclose(w, [4 / 9, 4 / 3, 0.0], rtol=1e-6)
+
+
+def test_two_phases_freeze_then_partly_unfreeze(tmp_path):
+    trainer = tiny_trainer(freeze_backbone=True, unfreeze=0.5, workdir=tmp_path)
+    history = trainer.fit(toy_data(), toy_data(seed=1))
+    phases = [r["phase"] for r in history]
+    assert phases.count("head") >= 1 and phases.count("finetune") >= 1
+    model = trainer.model
+    backbone = model.get_layer("backbone")
+    # After fit the model is in its phase-2 state: the top half of the weighted layers, minus batch norm.
+    weighted = [l for l in backbone.layers if l.weights]
+    trainable = [l for l in weighted if l.trainable]
+    assert 0 < len(trainable) < len(weighted)
+    assert not any(isinstance(l, keras.layers.BatchNormalization) for l in trainable)
+    assert all(weighted.index(l) >= len(weighted) // 2 for l in trainable)
+    head_counts = {r["trainable_weights"] for r in history if r["phase"] == "head"}
+    ft_counts = {r["trainable_weights"] for r in history if r["phase"] == "finetune"}
+    assert head_counts == {2}  # only the dense head
+    assert min(ft_counts) > 2
+    assert (tmp_path / "history.csv").is_file() and (tmp_path / "history.png").is_file()
+    clf = trainer.classifier
+    assert clf.class_names == ("red", "green", "blue")
+    assert clf.predict_proba(toy_data().images[:4]).shape == (4, 3)
+
+
+def test_focal_and_class_weights_change_the_loss():
+    y = keras.utils.to_categorical([0, 1], 3)
+    p = np.array([[0.7, 0.2, 0.1], [0.3, 0.6, 0.1]], np.float32)
+    w = np.array([0.5, 2.0, 1.0], np.float32)
+    ce = tiny_trainer(loss="crossentropy").make_loss()
+    per_sample = -np.log([0.7, 0.6])
+    assert float(ce(y, p)) == pytest.approx(per_sample.mean(), rel=1e-5)
+    sw = y @ w  # the trainer's per-sample weights
+    assert float(ce(y, p, sample_weight=sw)) == pytest.approx((per_sample * [0.5, 2.0]).mean(), rel=1e-5)
+    focal = tiny_trainer(loss="focal", focal_gamma=2.0).make_loss(w)
+    alpha = w / w.sum()
+    expected = alpha[[0, 1]] * (1 - np.array([0.7, 0.6])) ** 2 * per_sample
+    assert float(focal(y, p)) == pytest.approx(expected.mean(), rel=1e-4)
+
+
+def test_sample_weights_follow_mixed_labels(tmp_path):
+    trainer = tiny_trainer()
+    data = toy_data()
+    trainer.model = trainer._make_model()
+    trainer._train_weights = class_weights_from_labels(data.labels, 3)
+    x, y, sw = next(iter(trainer._epoch_dataset(data, train=True, epoch_seed=0)))
+    np.testing.assert_allclose(sw.numpy(), y.numpy() @ trainer._train_weights, rtol=1e-6)
+
+
+def test_early_stopping_restores_best(tmp_path):
+    train = toy_data()
+    rng = np.random.default_rng(5)
+    noisy_val = Dataset(toy_data(seed=2).images, rng.integers(0, 3, 44), class_names=train.class_names)
+    trainer = tiny_trainer(head_epochs=8, finetune_epochs=0, patience=(2, 1), learning_rates=(3e-3, 1e-4))
+    history = trainer.fit(train, noisy_val)
+    losses = [r["val_loss"] for r in history]
+    best = int(np.argmin(losses))
+    assert len(history) <= best + 1 + 2  # stopped within `patience` epochs of the best
+    clf = trainer.classifier
+    y = keras.utils.to_categorical(noisy_val.labels, 3)
+    val_loss = float(keras.losses.CategoricalCrossentropy()(y, clf.predict_proba(noisy_val.images)))
+    assert val_loss == pytest.approx(losses[best], rel=1e-3)
+
+
+def test_seeded_runs_are_identical():
+    a, b = tiny_trainer(seed=7), tiny_trainer(seed=7)
+    a.fit(toy_data(), toy_data(seed=1))
+    b.fit(toy_data(), toy_data(seed=1))
+    for wa, wb in zip(a.model.get_weights(), b.model.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_resume_after_kill_equals_uninterrupted(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT / 'tests')!r})
+        from test_training import tiny_trainer, toy_data
+        t = tiny_trainer(workdir=sys.argv[1], head_epochs=4, finetune_epochs=2, augment="seed",
+                         freeze_backbone=True, patience=(10, 10))
+        t.fit(toy_data(), toy_data(seed=1), resume=len(sys.argv) > 2)
+        import numpy as np
+        np.savez(sys.argv[1] + "/final.npz", *t.model.get_weights())
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    subprocess.run([sys.executable, "-c", script, str(full)], check=True, env=env, timeout=300)
+    proc = subprocess.Popen([sys.executable, "-c", script, str(killed)], env=env)
+    state = killed / "checkpoint" / "state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if state.is_file() and json.loads(state.read_text())["epoch"] >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "final.npz").exists()
+    subprocess.run([sys.executable, "-c", script, str(killed), "resume"], check=True, env=env, timeout=300)
+    a, b = np.load(full / "final.npz"), np.load(killed / "final.npz")
+    for k in a.files:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6)
+    ha = (full / "history.csv").read_text().splitlines()
+    hb = (killed / "history.csv").read_text().splitlines()
+    assert [l.split(",")[:2] for l in ha] == [l.split(",")[:2] for l in hb]  # same phases and epochs
+
+
+def test_refuses_to_clobber_a_checkpoint(tmp_path):
+    tiny_trainer(workdir=tmp_path, head_epochs=1, finetune_epochs=0).fit(toy_data(), toy_data(seed=1))
+    with pytest.raises(bloodcell.BloodcellError, match="resume=True"):
+        tiny_trainer(workdir=tmp_path, head_epochs=1, finetune_epochs=0).fit(toy_data(), toy_data(seed=1))
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_with_robust_augmentation(precision):
+    trainer = tiny_trainer(precision=precision, augment="robust", head_epochs=1, finetune_epochs=0)
+    history = trainer.fit(toy_data(), toy_data(seed=1))
+    assert np.isfinite(history[-1]["loss"])
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    assert trainer.classifier.model.dtype_policy.name == "float32"
+
+
+@pytest.mark.parametrize("schedule", ["plateau", "cosine"])
+def test_lr_schedules(schedule):
+    history = tiny_trainer(lr_schedule=schedule, head_epochs=3, finetune_epochs=0, learning_rates=(1e-3, 1e-4)).fit(
+        toy_data(), toy_data(seed=1)
+    )
+    lrs = [r["lr"] for r in history]
+    if schedule == "cosine":
+        assert lrs[0] == pytest.approx(1e-3) and lrs[1] < lrs[0] and lrs[2] < lrs[1]
+    else:
+        assert all(lr <= 1e-3 for lr in lrs)
+
+
+def test_random_init_converges_quickly():
+    """From scratch, batch-norm momentum 0.9 gives useful validation accuracy in a few epochs."""
+    trainer = tiny_trainer(head_epochs=6, finetune_epochs=0, learning_rates=(3e-3, 1e-4), patience=(6, 1))
+    trainer.fit(toy_data((30, 30, 30)), toy_data((10, 10, 10), seed=3))
+    val = toy_data((10, 10, 10), seed=4)
+    acc = np.mean(np.array(trainer.classifier.predict_proba(val.images)).argmax(1) == val.labels)
+    assert acc >= 0.8
+
+
+def test_bad_settings():
+    with pytest.raises(bloodcell.BloodcellError, match="optimizer='sgdx'.*lion"):
+        Trainer("microcell", optimizer="sgdx")
+    with pytest.raises(bloodcell.BloodcellError, match="augment"):
+        Trainer("microcell", augment="heavy")
+    with pytest.raises(bloodcell.BloodcellError, match="patience"):
+        Trainer("microcell", patience=(0, 3))
+
+
+def test_mirrored_strategy_two_logical_cpus(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        sys.path.insert(0, {str(ROOT / 'tests')!r})
+        from test_training import tiny_trainer, toy_data
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        assert strategy.num_replicas_in_sync == 2
+        t = tiny_trainer(distribution=strategy, head_epochs=2, finetune_epochs=0, deterministic=False)
+        h = t.fit(toy_data(), toy_data(seed=1))
+        assert len(h) == 2, h
+        print("replicas", strategy.num_replicas_in_sync, "loss", h[-1]["loss"])
+        assert t.classifier.predict_proba(toy_data().images[:2]).shape == (2, 3)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "replicas 2" in proc.stdout
