@@ -53,8 +53,6 @@ def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'bloodcell' has no attribute {name!r}")
-    if module == "registry":
-        importlib.import_module(".models", __name__)  # registering the families fills the registry
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value

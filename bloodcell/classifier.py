@@ -173,6 +173,15 @@ class Classifier:
         cfg.update(self.extra)
         return cfg
 
+    def _weights_only_model(self) -> keras.Model:
+        """The model without optimizer state (a compiled model's weights file would include it)."""
+        if getattr(self.model, "optimizer", None) is None:
+            return self.model
+        spec: ModelSpec = self.model.bloodcell_spec
+        clone = build_model(spec.architecture, **spec.build_kwargs())
+        clone.set_weights(self.model.get_weights())
+        return clone
+
     def save_pretrained(self, folder, *, card: bool = True) -> Path:
         """Write ``config.json``, the weights and a model card (README.md) into ``folder``.
 
@@ -186,7 +195,7 @@ class Classifier:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=folder, prefix=".tmp-save-") as tmp:
             tmp_path = Path(tmp)
-            self.model.save_weights(tmp_path / WEIGHTS_NAME)
+            self._weights_only_model().save_weights(tmp_path / WEIGHTS_NAME)
             cfg["weights_sha256"] = sha256_file(tmp_path / WEIGHTS_NAME)
             (tmp_path / CONFIG_NAME).write_text(json.dumps(cfg, indent=2) + "\n")
             names = [WEIGHTS_NAME, CONFIG_NAME]

@@ -86,6 +86,13 @@ def register_pretrained(*cfgs: PretrainedCfg) -> None:
         _PRETRAINED[cfg.name] = cfg
 
 
+def _load_families() -> None:
+    """Import the backbone family modules, which fill the registry as a side effect."""
+    import importlib
+
+    importlib.import_module("bloodcell.models")
+
+
 def _unknown(kind: str, name: str, known) -> ModelNotFoundError:
     close = difflib.get_close_matches(name, list(known), n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -94,10 +101,12 @@ def _unknown(kind: str, name: str, known) -> ModelNotFoundError:
 
 def list_models() -> list[str]:
     """Names of the registered architectures."""
+    _load_families()
     return sorted(_ARCHITECTURES)
 
 
 def architecture_info(name: str) -> ArchitectureInfo:
+    _load_families()
     try:
         return _ARCHITECTURES[name]
     except KeyError:
@@ -106,11 +115,13 @@ def architecture_info(name: str) -> ArchitectureInfo:
 
 def list_pretrained(architecture: str | None = None) -> list[str]:
     """Names of the zoo's pretrained entries, optionally only those of one architecture."""
+    _load_families()
     return sorted(n for n, c in _PRETRAINED.items() if architecture is None or c.architecture == architecture)
 
 
 def pretrained_entry(name: str) -> PretrainedCfg:
     """The :class:`PretrainedCfg` of a zoo entry; an architecture name gives its default entry."""
+    _load_families()
     if name in _PRETRAINED:
         return _PRETRAINED[name]
     if name in _ARCHITECTURES:

@@ -86,3 +86,14 @@ def test_console_script_runs_as_module(image_dir):
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["label"] in bloodcell.CLASS_NAMES
+
+
+def test_predict_sample_images_with_the_bundled_default(capsys):
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[1] / "examples" / "images"
+    assert main(["predict", str(examples), "--json"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(records) == 16
+    correct = sum(Path(r["path"]).name.startswith(r["label"]) for r in records)
+    assert correct >= 14  # the provisional default is 96% accurate on held-out pbc96

@@ -46,7 +46,9 @@ def _quiet_import_tensorflow() -> None:
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), fd)
-            import tensorflow  # noqa: F401
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # device probing logs too (e.g. a failed cuInit)
     finally:
         os.dup2(saved, fd)
         os.close(saved)
