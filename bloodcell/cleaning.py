@@ -159,9 +159,9 @@ def clean(
     """Remove outliers, extra copies of duplicates, and duplicate groups with conflicting labels.
 
     Outliers go first; duplicates are then looked for among the remaining rows. Of each
-    duplicate group whose rows share one label, the first row is kept; a group whose rows carry
-    different labels is removed entirely (its true label is unknown). Row indices in the report
-    refer to the input.
+    duplicate group whose rows share one label, the first row is kept (``report["duplicates"]``);
+    a group whose rows carry different labels is removed entirely, its true label being unknown
+    (``report["conflicts"]``). Row indices in the report refer to the input.
     """
     images = _check_images(images)
     labels = np.asarray(labels).reshape(-1)
@@ -173,25 +173,26 @@ def clean(
     groups = [[int(rest[i]) for i in g] for g in find_duplicates(images[rest], near=near)]
     keep = ~outlier
     copies: list[int] = []
+    same: list[list[int]] = []
     conflicts: list[dict[str, Any]] = []
     for g in groups:
-        group_labels = sorted({int(labels[i]) for i in g})
-        if len(group_labels) > 1:
+        if len({int(labels[i]) for i in g}) > 1:
             keep[g] = False
             conflicts.append({"rows": g, "labels": [int(labels[i]) for i in g]})
         else:
             keep[g[1:]] = False
             copies.extend(g[1:])
+            same.append(g)
     report = {
         "n_input": n,
         "n_kept": int(keep.sum()),
         "n_removed": int(n - keep.sum()),
         "outliers": {"count": int(outlier.sum()), "rows": np.flatnonzero(outlier).tolist()},
         "duplicates": {
-            "groups": len(groups),
+            "groups": len(same),
             "copies_removed": len(copies),
             "rows": sorted(copies),
-            "group_rows": groups,
+            "group_rows": same,
         },
         "conflicts": {
             "groups": len(conflicts),

@@ -1,0 +1,89 @@
+"""``bloodcell clean``: remove non-cell outliers, duplicate copies and conflicting duplicates."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "clean",
+        help="remove outliers and duplicates from a data set",
+        description=(
+            "Remove images that are not blood cells, extra copies of duplicate images, and duplicate "
+            "groups whose copies have different labels; write the rest to OUT in the input's layout "
+            "(class folders or .npz). The input is never changed."
+        ),
+    )
+    p.add_argument("data", metavar="DATA", help="folder with one subfolder per class, or an .npz (images, labels)")
+    p.add_argument("--out", required=True, metavar="OUT", help="new folder (or .npz file for an .npz input)")
+    p.add_argument("--report", metavar="JSON", help="also write what was removed and why to this JSON file")
+    p.add_argument("--no-near", action="store_true",
+                   help="only pixel-identical duplicates (default: also re-encoded, brightened or resized copies)")
+    p.add_argument("--reference", metavar="NPZ", help="outlier reference saved by OutlierReference.save "
+                   "(default: the shipped pbc96 reference)")
+    p.add_argument("--image-size", type=int, default=96, metavar="S", help="size images are analysed at (default 96)")
+    p.set_defaults(func=run)
+
+
+def _check_paths(data: Path, out: Path, report: Path | None) -> None:
+    from . import UsageError
+
+    if not data.exists():
+        raise FileNotFoundError(f"{data}: no such file or folder; expected a class-folder tree or an .npz file")
+    if out.exists() and (out.is_file() or any(out.iterdir())):
+        raise UsageError(f"--out {out}: already exists and is not empty; choose a new output path")
+    d, o = data.resolve(), out.resolve()
+    if o == d or (data.is_dir() and d in o.parents):
+        raise UsageError(f"--out {out}: is the input or inside it; write the cleaned data somewhere else")
+    if data.is_file() and out.suffix.lower() != ".npz":
+        raise UsageError(f"--out {out}: an .npz input is written as an .npz; give a path ending in .npz")
+    if data.is_dir() and out.suffix.lower() == ".npz":
+        raise UsageError(f"--out {out}: a folder input is written as a folder; give a folder path, not .npz")
+    if report is not None and report.resolve() in (d, o):
+        raise UsageError(f"--report {report}: would overwrite the input or the output; choose another file")
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from ..cleaning import clean
+    from ..data import load_dataset, save_dataset
+
+    data, out = Path(args.data), Path(args.out)
+    report_path = Path(args.report) if args.report else None
+    _check_paths(data, out, report_path)
+    dataset = load_dataset(data, image_size=args.image_size)
+    result = clean(dataset.images, dataset.labels, near=not args.no_near, reference=args.reference)
+    report = dict(copy.deepcopy(result.report), input=str(data), output=str(out))
+    if dataset.paths is not None:
+        paths = dataset.paths
+        report["outliers"]["paths"] = [paths[i] for i in report["outliers"]["rows"]]
+        report["duplicates"]["paths"] = [paths[i] for i in report["duplicates"]["rows"]]
+        for conflict in report["conflicts"]["details"]:
+            conflict["paths"] = [paths[i] for i in conflict["rows"]]
+        save_dataset(dataset.subset(result.keep), out, layout="folder")
+        layout = "a class-folder tree"
+    else:
+        # Write the input's own arrays (original size, dtype and label shape), not the resized ones.
+        with np.load(data, allow_pickle=False) as raw:
+            images, labels = raw["images"][result.keep], raw["labels"][result.keep]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out, images=images, labels=labels)
+        layout = "an .npz"
+    if report_path is not None:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(json.dumps(report, indent=2))
+    r = result.report
+    print(
+        f"Read {r['n_input']} images from {data}. Removed {r['outliers']['count']} outlier(s) that do not look "
+        f"like blood-cell images, {r['duplicates']['copies_removed']} extra cop(ies) from "
+        f"{r['duplicates']['groups']} duplicate group(s) "
+        f"({'identical pixels only' if args.no_near else 'identical or near-identical'}), and "
+        f"{r['conflicts']['rows_removed']} image(s) in {r['conflicts']['groups']} duplicate group(s) with "
+        f"conflicting labels. Kept {r['n_kept']} images, written to {out} as {layout}"
+        + (f"; details in {report_path}." if report_path else ".")
+    )
+    return 0

@@ -1,0 +1,240 @@
+"""Duplicate and outlier detection, clean(), and `bloodcell clean` on small synthetic data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from bloodcell.cleaning import CleanResult, clean, find_duplicates, find_outliers
+from bloodcell.data import load_dataset
+from bloodcell.outliers import OutlierReference, fit_outlier_reference, outlier_features, outlier_scores
+from synth_cells import brighten, jpeg, make_cells, make_non_cells, resized_copy
+
+SAMPLE = Path(__file__).parent / "data" / "pbc96_sample"
+
+
+@pytest.fixture(scope="module")
+def cells() -> np.ndarray:
+    return make_cells(240, 64, seed=0)
+
+
+@pytest.fixture(scope="module")
+def synthetic_reference(cells) -> OutlierReference:
+    return fit_outlier_reference(cells[:160], seed=0)
+
+
+@pytest.fixture(scope="module")
+def real_cells() -> np.ndarray:
+    return load_dataset(SAMPLE).images
+
+
+# --- duplicates -----------------------------------------------------------------------------------
+
+
+def test_exact_and_near_copies_are_grouped(cells):
+    base = cells[:40].copy()
+    variants = {
+        "exact": base[0],
+        "jpeg75": jpeg(base[1], 75),
+        "brighter5": brighten(base[2], 1.05),
+        "darker5": brighten(base[3], 0.95),
+        "resized": resized_copy(base[4], 48),
+        "jpeg75_resized": jpeg(resized_copy(base[5], 80), 75),
+    }
+    images = np.concatenate([base, np.stack(list(variants.values()))])
+    groups = find_duplicates(images)
+    assert groups == [[i, 40 + i] for i in range(len(variants))]
+    # pixel-identical copies only without near
+    assert find_duplicates(images, near=False) == [[0, 40]]
+
+
+def test_real_cells_and_their_copies(real_cells):
+    copies = np.stack([jpeg(real_cells[0], 75), brighten(real_cells[1], 1.05), resized_copy(real_cells[2], 72)])
+    groups = find_duplicates(np.concatenate([real_cells, copies]))
+    assert groups == [[0, 16], [1, 17], [2, 18]]
+
+
+def test_different_cells_are_never_grouped():
+    assert find_duplicates(make_cells(400, 48, seed=5)) == []
+
+
+def test_groups_are_transitive_and_flat_images_are_safe():
+    img = make_cells(1, 64, seed=9)[0]
+    flat = np.full((64, 64, 3), 200, np.uint8)
+    images = np.stack([img, jpeg(img, 90), jpeg(jpeg(img, 90), 80), flat, flat + 1, flat])
+    assert find_duplicates(images) == [[0, 1, 2], [3, 5]]
+
+
+def test_find_duplicates_checks_input():
+    with pytest.raises(ValueError, match="uint8"):
+        find_duplicates(np.zeros((2, 8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
+        find_duplicates(np.zeros((8, 8, 3), np.uint8))
+    assert find_duplicates(np.zeros((0, 8, 8, 3), np.uint8)) == []
+
+
+# --- outliers -------------------------------------------------------------------------------------
+
+
+def test_synthetic_reference_separates_cells_from_non_cells(cells, synthetic_reference):
+    held_out = cells[160:]
+    assert not find_outliers(held_out, reference=synthetic_reference).any()
+    for kind, images in make_non_cells(12, 64).items():
+        assert find_outliers(images, reference=synthetic_reference).all(), kind
+
+
+def test_many_copies_of_one_outlier_are_all_flagged(cells, synthetic_reference):
+    meme = make_non_cells(1, 64, seed=4)["cartoon"][0]
+    batch = np.concatenate([cells[160:200], np.repeat(meme[None], 300, axis=0)])
+    flags = find_outliers(batch, reference=synthetic_reference)
+    assert flags[40:].all() and not flags[:40].any()
+
+
+def test_scores_are_per_image(cells, synthetic_reference):
+    batch = np.concatenate([cells[160:170], make_non_cells(2, 64)["text"]])
+    together = outlier_scores(batch, reference=synthetic_reference)
+    alone = np.concatenate([outlier_scores(x[None], reference=synthetic_reference) for x in batch])
+    np.testing.assert_allclose(together, alone, rtol=1e-5)
+
+
+def test_reference_can_be_passed_as_images(cells):
+    flags = find_outliers(np.concatenate([cells[200:210], make_non_cells(2, 64)["gradient"]]), reference=cells[:120])
+    assert flags.tolist() == [False] * 10 + [True] * 2
+
+
+def test_shipped_reference_accepts_real_and_corrupted_cells(real_cells):
+    assert not find_outliers(real_cells).any()
+    rng = np.random.default_rng(0)
+    corrupted = []
+    for img in real_cells:
+        corrupted += [
+            np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(2))),
+            jpeg(img, 30),
+            np.clip(img + rng.normal(0, 10, img.shape), 0, 255).astype(np.uint8),
+            brighten(img, 0.7),
+            brighten(img, 1.3),
+        ]
+    assert not find_outliers(np.stack(corrupted)).any()
+    bigger = np.stack([np.asarray(Image.fromarray(img).resize((160, 160), Image.Resampling.BICUBIC)) for img in real_cells])
+    assert not find_outliers(bigger).any()  # resized to the reference's 96x96 first
+
+
+def test_shipped_reference_flags_non_cells():
+    for kind, images in make_non_cells(10, 96, seed=2).items():
+        assert find_outliers(images).all(), kind
+
+
+def test_reference_save_load_roundtrip(tmp_path, cells, synthetic_reference):
+    path = tmp_path / "ref.npz"
+    synthetic_reference.save(path)
+    loaded = OutlierReference.load(path)
+    assert loaded.threshold == pytest.approx(synthetic_reference.threshold)
+    np.testing.assert_allclose(loaded.scores(cells[:5]), synthetic_reference.scores(cells[:5]), rtol=1e-5)
+    np.testing.assert_array_equal(find_outliers(cells[:5], reference=str(path)), np.zeros(5, bool))
+    data = dict(np.load(path))
+    data["feature_version"] = np.int64(0)
+    np.savez(tmp_path / "old.npz", **data)
+    with pytest.raises(ValueError, match="feature version 0"):
+        OutlierReference.load(tmp_path / "old.npz")
+
+
+def test_outlier_input_checks():
+    with pytest.raises(ValueError, match="uint8"):
+        outlier_features(np.zeros((1, 32, 32, 3), np.float64))
+    with pytest.raises(ValueError, match="at least 10"):
+        fit_outlier_reference(make_cells(3, 32))
+    assert outlier_features(np.zeros((0, 32, 32, 3), np.uint8)).shape == (0, 29)
+
+
+# --- clean ----------------------------------------------------------------------------------------
+
+
+def test_clean_report(cells, synthetic_reference):
+    base = cells[160:200]
+    labels = np.repeat(np.arange(8), 5)
+    junk = make_non_cells(2, 64)["checkerboard"]
+    images = np.concatenate([base, [jpeg(base[3], 80), base[3], base[7], junk[0], junk[1]]])
+    labels = np.concatenate([labels, [labels[3], labels[3], 6, 2, 2]])  # row 42 copies row 7 with another label
+    result = clean(images, labels, reference=synthetic_reference)
+    assert isinstance(result, CleanResult)
+    r = result.report
+    assert r["outliers"] == {"count": 2, "rows": [43, 44]}
+    assert r["duplicates"]["groups"] == 1 and r["duplicates"]["rows"] == [40, 41]
+    assert r["duplicates"]["group_rows"] == [[3, 40, 41]]
+    assert r["conflicts"]["groups"] == 1 and r["conflicts"]["details"] == [{"rows": [7, 42], "labels": [1, 6]}]
+    assert (r["n_input"], r["n_kept"], r["n_removed"]) == (45, 39, 6)
+    expected_keep = np.ones(45, bool)
+    expected_keep[[7, 40, 41, 42, 43, 44]] = False
+    np.testing.assert_array_equal(result.keep, expected_keep)
+    np.testing.assert_array_equal(result.images, images[expected_keep])
+    np.testing.assert_array_equal(result.labels, labels[expected_keep])
+    assert json.loads(result.to_json()) == r
+    exact_only = clean(images, labels, near=False, reference=synthetic_reference).report
+    assert exact_only["duplicates"]["rows"] == [41]
+
+
+def test_clean_checks_lengths(cells):
+    with pytest.raises(ValueError, match="3 images but 2 labels"):
+        clean(cells[:3], [0, 1])
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+
+def _cli(argv):
+    from bloodcell.cli import main
+
+    return main([str(a) for a in argv])
+
+
+@pytest.fixture
+def dirty_folder(tmp_path, real_cells):
+    """The 16 real sample cells, one JPEG re-save of a cell, one conflicting copy and two non-cells."""
+    root = tmp_path / "dirty"
+    for f in SAMPLE.rglob("*.jpg"):
+        (root / f.parent.name).mkdir(parents=True, exist_ok=True)
+        (root / f.parent.name / f.name).write_bytes(f.read_bytes())
+    first = sorted((root / "basophil").iterdir())[0]
+    Image.open(first).save(root / "basophil" / "resaved.jpg", quality=80)
+    Image.open(first).save(root / "monocyte" / "misfiled.png")
+    for i, img in enumerate(make_non_cells(1, 96)["text"].tolist() + make_non_cells(1, 96)["cartoon"].tolist()):
+        Image.fromarray(np.asarray(img, np.uint8)).save(root / "platelet" / f"meme{i}.png")
+    return root
+
+
+def test_cli_clean_folder(tmp_path, dirty_folder, capsys):
+    before = sorted(p.relative_to(dirty_folder) for p in dirty_folder.rglob("*"))
+    out, report = tmp_path / "clean", tmp_path / "report.json"
+    assert _cli(["clean", dirty_folder, "--out", out, "--report", report]) == 0
+    assert sorted(p.relative_to(dirty_folder) for p in dirty_folder.rglob("*")) == before  # input untouched
+    kept = sorted(str(p.relative_to(out)) for p in out.rglob("*.*"))
+    assert len(kept) == 15 and not any("meme" in k or "misfiled" in k or "resaved" in k for k in kept)
+    rep = json.loads(report.read_text())
+    assert rep["outliers"]["count"] == 2 and all("meme" in p for p in rep["outliers"]["paths"])
+    assert rep["conflicts"]["groups"] == 1 and rep["conflicts"]["rows_removed"] == 3
+    summary = capsys.readouterr().out
+    assert "Removed 2 outlier(s)" in summary and "Kept 15 images" in summary
+
+    # the output now exists and is not empty: refused, as is writing inside the input
+    assert _cli(["clean", dirty_folder, "--out", out]) == 2
+    assert _cli(["clean", dirty_folder, "--out", dirty_folder / "cleaned"]) == 2
+    assert "inside it" in capsys.readouterr().err
+
+
+def test_cli_clean_npz(tmp_path, real_cells, capsys):
+    images = np.concatenate([real_cells, real_cells[:2], make_non_cells(2, 96)["photo_noise"]])
+    labels = np.concatenate([np.arange(16) // 2, np.arange(2) // 2, [0, 0]]).reshape(-1, 1).astype(np.uint8)
+    src = tmp_path / "in.npz"
+    np.savez(src, images=images, labels=labels)
+    out = tmp_path / "out.npz"
+    assert _cli(["clean", src, "--out", out, "--no-near"]) == 0
+    with np.load(out) as z:
+        assert z["images"].shape == (16, 96, 96, 3) and z["labels"].shape == (16, 1) and z["labels"].dtype == np.uint8
+        np.testing.assert_array_equal(z["images"], real_cells)
+    assert "identical pixels only" in capsys.readouterr().out
+    assert _cli(["clean", src, "--out", tmp_path / "folder_out"]) == 2
+    assert _cli(["clean", tmp_path / "missing.npz", "--out", tmp_path / "x.npz"]) == 2

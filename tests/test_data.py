@@ -1,0 +1,236 @@
+"""Loading, saving and splitting data sets (bloodcell.data) on small synthetic data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bloodcell._classes import CLASS_NAMES
+from bloodcell.data import Dataset, load_dataset, save_dataset, split, split_indices
+from bloodcell.imageio import resize_image
+from synth_cells import make_cells
+
+SAMPLE = Path(__file__).parent / "data" / "pbc96_sample"
+
+
+def _write_tree(root: Path, per_class: dict[str, int], size: int = 32, seed: int = 0) -> dict[str, list[np.ndarray]]:
+    written: dict[str, list[np.ndarray]] = {}
+    cells = iter(make_cells(sum(per_class.values()), size, seed))
+    for folder, n in per_class.items():
+        (root / folder).mkdir(parents=True)
+        written[folder] = []
+        for i in range(n):
+            img = next(cells)
+            Image.fromarray(img).save(root / folder / f"img{i}.png")
+            written[folder].append(img)
+    return written
+
+
+def test_load_folder_reads_classes_alias_and_paths(tmp_path):
+    written = _write_tree(tmp_path, {"basophil": 3, "ig": 2, "platelet": 4})
+    (tmp_path / "manifest.csv").write_text("not an image folder\n")
+    ds = load_dataset(tmp_path, image_size=32)
+    assert ds.images.shape == (9, 32, 32, 3) and ds.images.dtype == np.uint8
+    assert ds.labels.dtype == np.int64
+    assert ds.class_names == CLASS_NAMES
+    counts = ds.class_counts()
+    assert counts["basophil"] == 3 and counts["immature_granulocyte"] == 2 and counts["platelet"] == 4
+    assert counts["neutrophil"] == 0 and len(ds) == 9
+    i = ds.paths.index(str(tmp_path / "ig" / "img1.png"))
+    assert ds.labels[i] == CLASS_NAMES.index("immature_granulocyte")
+    np.testing.assert_array_equal(ds.images[i], written["ig"][1])
+
+
+def test_load_folder_resizes_other_sizes_with_the_one_resize_function(tmp_path):
+    (tmp_path / "monocyte").mkdir()
+    big = make_cells(1, 50, seed=3)[0]
+    wide = np.concatenate([big, big[:, :20]], axis=1)  # 50 x 70: centre-cropped, then resized
+    Image.fromarray(big).save(tmp_path / "monocyte" / "a.png")
+    Image.fromarray(wide).save(tmp_path / "monocyte" / "b.png")
+    ds = load_dataset(tmp_path, image_size=32, workers=1)
+    np.testing.assert_array_equal(ds.images[0], resize_image(big, 32))
+    np.testing.assert_array_equal(ds.images[1], resize_image(wide, 32))
+
+
+def test_parallel_and_serial_loading_agree(tmp_path):
+    _write_tree(tmp_path, {"lymphocyte": 40, "neutrophil": 40}, size=24)
+    a = load_dataset(tmp_path, image_size=24, workers=1)
+    b = load_dataset(tmp_path, image_size=24, workers=4)
+    np.testing.assert_array_equal(a.images, b.images)
+    assert a.paths == b.paths
+
+
+def test_load_real_sample_folder():
+    ds = load_dataset(SAMPLE)
+    assert ds.images.shape == (16, 96, 96, 3)
+    assert set(ds.class_counts().values()) == {2}
+
+
+def test_unknown_class_folder_is_named(tmp_path):
+    _write_tree(tmp_path, {"basophil": 1, "blasts": 1})
+    with pytest.raises(ValueError, match=r"'blasts'.*basophil, eosinophil"):
+        load_dataset(tmp_path)
+
+
+def test_folder_without_class_folders(tmp_path):
+    Image.fromarray(make_cells(1, 16)[0]).save(tmp_path / "x.png")
+    with pytest.raises(ValueError, match="no class folders"):
+        load_dataset(tmp_path)
+
+
+def test_unreadable_file_is_named(tmp_path):
+    _write_tree(tmp_path, {"eosinophil": 2})
+    (tmp_path / "eosinophil" / "broken.jpg").write_bytes(b"not a jpeg at all")
+    with pytest.raises(ValueError, match="broken.jpg"):
+        load_dataset(tmp_path, workers=1)
+
+
+def test_missing_path_and_wrong_file_type(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing_here"):
+        load_dataset(tmp_path / "nothing_here")
+    (tmp_path / "data.csv").write_text("a,b\n")
+    with pytest.raises(ValueError, match="npz"):
+        load_dataset(tmp_path / "data.csv")
+
+
+def _npz(path: Path, **arrays) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("label_shape", [(5,), (5, 1)])
+def test_load_npz(tmp_path, label_shape):
+    images = make_cells(5, 32)
+    labels = np.array([0, 7, 3, 3, 1], np.uint8).reshape(label_shape)
+    ds = load_dataset(_npz(tmp_path / "d.npz", images=images, labels=labels), image_size=32)
+    np.testing.assert_array_equal(ds.images, images)
+    assert ds.labels.tolist() == [0, 7, 3, 3, 1] and ds.labels.dtype == np.int64
+    assert ds.paths is None
+
+
+def test_load_npz_resizes(tmp_path):
+    images = make_cells(2, 40)
+    ds = load_dataset(_npz(tmp_path / "d.npz", images=images, labels=np.array([1, 2])), image_size=32)
+    np.testing.assert_array_equal(ds.images[1], resize_image(images[1], 32))
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"x": np.zeros((2, 8, 8, 3), np.uint8), "labels": np.zeros(2, int)}, r"missing key\(s\) images.*found x, labels"),
+        ({"images": np.zeros((2, 8, 8), np.uint8), "labels": np.zeros(2, int)}, r"shape \(2, 8, 8\), expected \(N, H, W, 3\)"),
+        ({"images": np.zeros((2, 8, 8, 3), np.float32), "labels": np.zeros(2, int)}, "dtype float32, expected uint8"),
+        ({"images": np.zeros((2, 8, 8, 3), np.uint8), "labels": np.zeros((2, 2), int)}, r"'labels' has shape \(2, 2\)"),
+        ({"images": np.zeros((2, 8, 8, 3), np.uint8), "labels": np.array([0.0, 1.0])}, "expected integer class ids"),
+        ({"images": np.zeros((2, 8, 8, 3), np.uint8), "labels": np.array([0, 8])}, r"range 0..8, expected class ids 0..7"),
+        ({"images": np.zeros((2, 8, 8, 3), np.uint8), "labels": np.array([0, 1, 2])}, "2 images but 3 labels"),
+    ],
+)
+def test_npz_errors_name_the_problem(tmp_path, arrays, message):
+    with pytest.raises(ValueError, match=message):
+        load_dataset(_npz(tmp_path / "bad.npz", **arrays))
+
+
+def test_dataset_checks_and_subset():
+    images = make_cells(4, 16)
+    ds = Dataset(images, [0, 1, 1, 5])
+    sub = ds.subset([3, 1])
+    assert sub.labels.tolist() == [5, 1] and sub.paths is None
+    assert ds.subset(np.array([True, False, True, False])).labels.tolist() == [0, 1]
+    with pytest.raises(ValueError, match="4 images but 3 labels"):
+        Dataset(images, [0, 1, 2])
+    with pytest.raises(ValueError, match="class ids 0..7"):
+        Dataset(images, [0, 1, 2, 9])
+
+
+def test_save_and_reload_both_layouts(tmp_path):
+    src = tmp_path / "src"
+    _write_tree(src, {"basophil": 2, "platelet": 3})
+    ds = load_dataset(src, image_size=32)
+    save_dataset(ds.subset([0, 2, 4]), tmp_path / "copy")
+    again = load_dataset(tmp_path / "copy", image_size=32)
+    np.testing.assert_array_equal(again.images, ds.images[[0, 2, 4]])
+    assert again.labels.tolist() == ds.labels[[0, 2, 4]].tolist()
+    assert (tmp_path / "copy" / "basophil" / "img0.png").read_bytes() == (src / "basophil" / "img0.png").read_bytes()
+
+    arrays = Dataset(ds.images, ds.labels)
+    save_dataset(arrays, tmp_path / "as_png")  # no source files: written as PNGs
+    np.testing.assert_array_equal(load_dataset(tmp_path / "as_png", image_size=32).images, ds.images)
+    save_dataset(arrays, tmp_path / "d.npz", layout="npz")
+    np.testing.assert_array_equal(load_dataset(tmp_path / "d.npz", image_size=32).images, ds.images)
+
+
+def test_save_refuses_to_overwrite(tmp_path):
+    src = tmp_path / "src"
+    _write_tree(src, {"basophil": 2})
+    ds = load_dataset(src, image_size=32)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="not empty"):
+        save_dataset(ds, tmp_path / "full")
+    with pytest.raises(ValueError, match="input data"):
+        save_dataset(ds, src / "cleaned")
+    (tmp_path / "d.npz").write_bytes(b"x")
+    with pytest.raises(FileExistsError):
+        save_dataset(ds, tmp_path / "d.npz", layout="npz")
+    with pytest.raises(ValueError, match="layout"):
+        save_dataset(ds, tmp_path / "new", layout="csv")
+
+
+def _imbalanced(n_per_class=(120, 300, 60, 200, 90, 150, 250, 130), size=16, seed=0) -> Dataset:
+    labels = np.repeat(np.arange(8), n_per_class)
+    return Dataset(make_cells(len(labels), size, seed), labels)
+
+
+def test_split_stratified_within_one_point_and_deterministic():
+    ds = _imbalanced()
+    groups = [[0, 1], [5, 400, 401], [1000, 1001, 1002, 1003]]
+    parts = split(ds, (0.8, 0.1, 0.1), seed=3, groups=groups)
+    assert sum(len(p) for p in parts) == len(ds)
+    overall = np.bincount(ds.labels, minlength=8) / len(ds)
+    for part, frac in zip(parts, (0.8, 0.1, 0.1)):
+        assert abs(len(part) / len(ds) - frac) < 0.01
+        share = np.bincount(part.labels, minlength=8) / len(part)
+        assert np.abs(share - overall).max() < 0.01
+    again = split(ds, (0.8, 0.1, 0.1), seed=3, groups=groups)
+    assert all(np.array_equal(a.labels, b.labels) and np.array_equal(a.images, b.images) for a, b in zip(parts, again))
+    other = split_indices(ds.labels, (0.8, 0.1, 0.1), seed=4, groups=groups)
+    assert not np.array_equal(other[1], split_indices(ds.labels, (0.8, 0.1, 0.1), seed=3, groups=groups)[1])
+
+
+def test_split_keeps_duplicate_groups_on_one_side():
+    ds = _imbalanced()
+    rng = np.random.default_rng(0)
+    groups = [sorted(rng.choice(len(ds), rng.integers(2, 6), replace=False).tolist()) for _ in range(60)]
+    parts = split_indices(ds.labels, (0.7, 0.15, 0.15), groups=groups, seed=0)
+    side = np.empty(len(ds), int)
+    for k, idx in enumerate(parts):
+        side[idx] = k
+    assert sorted(np.concatenate(parts).tolist()) == list(range(len(ds)))
+    for g in groups:  # overlapping groups merge, so check each group and its overlaps
+        assert len(set(side[g])) == 1
+
+
+def test_split_finds_duplicates_itself():
+    ds = _imbalanced((40, 40, 40, 40, 40, 40, 40, 40), size=32, seed=1)
+    ds.images[[10, 50, 90]] = ds.images[10]  # one image filed three times (two classes)
+    ds.images[200] = ds.images[201]
+    train, test = split(ds, (0.5, 0.5), seed=1)
+    rows = {img.tobytes() for img in train.images}
+    assert not any(img.tobytes() in rows for img in test.images)
+    assert len(train) + len(test) == len(ds)
+
+
+def test_split_two_fractions_without_stratify():
+    ds = _imbalanced((30, 30, 30, 30, 30, 30, 30, 30))
+    a, b = split(ds, (0.75, 0.25), stratify=False, groups=[])
+    assert (len(a), len(b)) == (180, 60)
+
+
+@pytest.mark.parametrize("fractions", [(0.8, 0.1), (1.0,), (0.5, 0.2, 0.2, 0.1), (1.2, -0.2)])
+def test_split_rejects_bad_fractions(fractions):
+    with pytest.raises(ValueError, match="fractions"):
+        split_indices(np.zeros(10, int), fractions)
