@@ -7,6 +7,7 @@ import json
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -43,6 +44,17 @@ def _dihedral(x: np.ndarray, k: int) -> np.ndarray:
     """The k-th (0..7) of the 8 flips/90-degree rotations of a batch (N, H, W, C)."""
     x = np.rot90(x, k % 4, axes=(1, 2))
     return x[:, :, ::-1] if k >= 4 else x
+
+
+@dataclass
+class FilePrediction:
+    """The result for one file: probabilities, or the error that made it unreadable."""
+
+    path: Path
+    probabilities: Optional[np.ndarray] = None
+    error: Optional[str] = None
+    #: True if the image does not look like a blood-cell image; None if not checked.
+    outlier: Optional[bool] = None
 
 
 class Classifier:
@@ -115,15 +127,24 @@ class Classifier:
         return [self.class_names[i] for i in proba.argmax(axis=1)]
 
     def predict_files(
-        self, paths: Sequence, *, batch_size: int = 64, workers: Optional[int] = None, tta: bool = False
-    ) -> Iterator[tuple[Path, Optional[np.ndarray], Optional[str]]]:
+        self,
+        paths: Sequence,
+        *,
+        batch_size: int = 64,
+        workers: Optional[int] = None,
+        tta: bool = False,
+        flag_outliers: bool = False,
+    ) -> Iterator[FilePrediction]:
         """Classify image files in batches, decoding ahead in threads while the model runs.
 
-        Yields ``(path, probabilities, None)`` per readable file and ``(path, None, error)`` per
-        unreadable one, in input order, holding at most a few batches in memory.
+        Yields one :class:`FilePrediction` per path, in input order, holding at most a few
+        batches in memory. With ``flag_outliers``, images that
+        :func:`bloodcell.cleaning.find_outliers` says are not blood cells are marked.
         """
         workers = workers or min(8, (os.cpu_count() or 1) + 2)
         paths = [Path(p) for p in paths]
+        if flag_outliers:
+            from .cleaning import find_outliers
 
         def read(p: Path):
             try:
@@ -141,10 +162,17 @@ class Classifier:
                 for p in itertools.islice(it, len(block)):
                     pending.append((p, pool.submit(read, p)))
                 results = [(p, *f.result()) for p, f in block]
-                good = [r for r in results if r[1] is not None]
-                proba = iter(self.predict_proba(np.stack([r[1] for r in good]), batch_size=batch_size, tta=tta)) if good else iter(())
+                good = [img for _, img, _ in results if img is not None]
+                if good:
+                    batch = np.stack(good)
+                    proba = iter(self.predict_proba(batch, batch_size=batch_size, tta=tta))
+                    outlier = iter(find_outliers(batch) if flag_outliers else [None] * len(good))
                 for p, img, err in results:
-                    yield (p, next(proba), None) if img is not None else (p, None, err)
+                    if img is None:
+                        yield FilePrediction(p, error=err)
+                    else:
+                        flag = next(outlier)
+                        yield FilePrediction(p, next(proba), outlier=None if flag is None else bool(flag))
 
     # -- persistence -------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ def model_dir(tmp_path_factory):
 
 
 def test_predict_text(model_dir, image_dir, capsys):
-    assert main(["predict", str(image_dir), "--model", str(model_dir)]) == 0
+    assert main(["predict", str(image_dir), "--model", str(model_dir), "--no-outlier-check"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == len(list(image_dir.iterdir()))
     for line in lines:
@@ -34,7 +34,7 @@ def test_predict_json_matches_python_api(model_dir, image_dir, capsys):
     assert [r["path"] for r in records] == [str(f) for f in files]
     expected = bloodcell.load_classifier(model_dir).predict_proba(files)
     for r, p in zip(records, expected):
-        assert set(r) == {"path", "label", "probability", "probabilities", "top_k"}
+        assert set(r) == {"path", "label", "probability", "probabilities", "top_k", "outlier"}
         assert r["label"] == bloodcell.CLASS_NAMES[p.argmax()]
         assert r["probability"] == pytest.approx(p.max(), abs=1e-5)
         assert sum(r["probabilities"].values()) == pytest.approx(1, abs=1e-4)
@@ -97,3 +97,21 @@ def test_predict_sample_images_with_the_bundled_default(capsys):
     assert len(records) == 16
     correct = sum(Path(r["path"]).name.startswith(r["label"]) for r in records)
     assert correct >= 14  # the provisional default is 96% accurate on held-out pbc96
+
+
+def test_predict_marks_non_cells(tmp_path, capsys):
+    from pathlib import Path
+    from PIL import Image, ImageDraw
+
+    examples = Path(__file__).resolve().parents[1] / "examples" / "images"
+    drawing = Image.new("RGB", (96, 96), "white")
+    ImageDraw.Draw(drawing).text((10, 40), "not a cell", fill="black")
+    drawing.save(tmp_path / "text.png")
+    checker = (np.indices((96, 96)).sum(0) // 12 % 2 * 255).astype(np.uint8)
+    Image.fromarray(checker).save(tmp_path / "checker.png")
+    assert main(["predict", str(tmp_path), str(examples / "basophil_BA_588492.jpg"), "--json"]) == 0
+    records = {Path(r["path"]).name: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert records["text.png"]["outlier"] is True and records["checker.png"]["outlier"] is True
+    assert records["basophil_BA_588492.jpg"]["outlier"] is False
+    assert main(["predict", str(tmp_path / "text.png")]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("OUTLIER: not a blood-cell image?")

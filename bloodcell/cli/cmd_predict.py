@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 PROGRESS_MIN = 300
+#: Last column of a text line whose image does not look like a blood cell.
+OUTLIER_MARK = "OUTLIER: not a blood-cell image?"
 
 
 def register(subparsers) -> None:
@@ -23,6 +25,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=64, metavar="N")
     p.add_argument("--tta", action="store_true", help="average over flips and 90-degree rotations (8x slower)")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    p.add_argument("--no-outlier-check", action="store_true",
+                   help="do not check whether each image looks like a blood-cell image")
     p.set_defaults(func=run)
 
 
@@ -52,33 +56,39 @@ def run(args) -> int:
         print(f"bloodcell predict: {err}", file=sys.stderr)
     clf = load_classifier(args.model)
     k = min(args.top_k, len(clf.class_names))
-    results = clf.predict_files(files, batch_size=args.batch_size, tta=args.tta)
+    results = clf.predict_files(
+        files, batch_size=args.batch_size, tta=args.tta, flag_outliers=not args.no_outlier_check
+    )
     if not args.no_progress and sys.stderr.isatty() and len(files) > PROGRESS_MIN:
         from tqdm import tqdm
 
         results = tqdm(results, total=len(files), unit="img", file=sys.stderr)
     failed = bool(errors)
     out = sys.stdout
-    for path, proba, err in results:
-        if proba is None:
+    for r in results:
+        if r.probabilities is None:
             failed = True
-            print(f"bloodcell predict: {err}", file=sys.stderr)
+            print(f"bloodcell predict: {r.error}", file=sys.stderr)
             continue
+        proba = r.probabilities
         order = proba.argsort()[::-1][:k]
         label, p = clf.class_names[order[0]], float(proba[order[0]])
         if args.json:
             record = {
-                "path": str(path),
+                "path": str(r.path),
                 "label": label,
                 "probability": round(p, 6),
                 "probabilities": {c: round(float(v), 6) for c, v in zip(clf.class_names, proba)},
             }
             if k > 1:
                 record["top_k"] = [[clf.class_names[i], round(float(proba[i]), 6)] for i in order]
+            if r.outlier is not None:
+                record["outlier"] = r.outlier
             out.write(json.dumps(record) + "\n")
-        elif k > 1:
-            out.write(f"{path}\t" + "\t".join(f"{clf.class_names[i]}\t{proba[i]:.4f}" for i in order) + "\n")
-        else:
-            out.write(f"{path}\t{label}\t{p:.4f}\n")
+            continue
+        cols = [str(r.path)] + [f"{clf.class_names[i]}\t{proba[i]:.4f}" for i in order]
+        if r.outlier:
+            cols.append(OUTLIER_MARK)
+        out.write("\t".join(cols) + "\n")
     out.flush()
     return 1 if failed else 0
