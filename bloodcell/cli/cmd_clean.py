@@ -79,7 +79,7 @@ def run(args) -> int:
     r = result.report
     print(
         f"Read {r['n_input']} images from {data}. Removed {r['outliers']['count']} outlier(s) that do not look "
-        f"like blood-cell images, {r['duplicates']['copies_removed']} extra cop(ies) from "
+        f"like blood-cell images, {r['duplicates']['copies_removed']} extra copies from "
         f"{r['duplicates']['groups']} duplicate group(s) "
         f"({'identical pixels only' if args.no_near else 'identical or near-identical'}), and "
         f"{r['conflicts']['rows_removed']} image(s) in {r['conflicts']['groups']} duplicate group(s) with "
