@@ -126,4 +126,6 @@ def run(args) -> int:
         if rob is not None:
             print("\naccuracy under corruption\n")
             print(rob.to_text())
+    timing = f"evaluated in {report.seconds:.1f}s" + (f", robustness in {rob.seconds:.1f}s" if rob else "")
+    print(timing, file=sys.stderr)
     return 0
