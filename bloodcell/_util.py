@@ -13,3 +13,10 @@ def sha256_file(path, chunk_size: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk_size), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def new_figure(size: tuple[float, float]):
+    """A matplotlib Figure drawn with Agg, independent of pyplot's global state."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=size)

@@ -15,6 +15,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from ._util import new_figure
 from .imageio import resize_images
 
 __all__ = [
@@ -139,7 +140,7 @@ class Report:
 
     def plot_confusion(self, path, *, title: Optional[str] = None) -> None:
         """Write a PNG of the row-normalised confusion matrix (percent of each true class)."""
-        fig = _figure((1.6 + 0.75 * len(self.class_names),) * 2)
+        fig = new_figure((1.6 + 0.75 * len(self.class_names),) * 2)
         ax = fig.add_subplot()
         support = self.confusion.sum(axis=1, keepdims=True)
         pct = 100.0 * np.divide(self.confusion, support, out=np.zeros(self.confusion.shape), where=support > 0)
@@ -227,7 +228,7 @@ class RobustnessReport:
 
     def plot(self, path, *, title: Optional[str] = None) -> None:
         """Write a PNG of accuracy against severity: one line per corruption, their mean, clean."""
-        fig = _figure((9.5, 5.0))
+        fig = new_figure((9.5, 5.0))
         ax = fig.add_subplot()
         colours = _colormap("tab20")
         for i, (name, accs) in enumerate(self.accuracy.items()):
@@ -244,15 +245,6 @@ class RobustnessReport:
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
         fig.tight_layout()
         fig.savefig(path, dpi=110)
-
-
-def _figure(size):
-    """A matplotlib Figure drawn with Agg, independent of pyplot's global state."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ImportError("plotting needs matplotlib; install it with `pip install bloodcell[plot]`") from None
-    return Figure(figsize=size)
 
 
 def _colormap(name: str):

@@ -465,12 +465,10 @@ class Trainer:
 
 def plot_history(history: list[dict[str, Any]], path) -> None:
     """Write a PNG of loss and accuracy per epoch, both phases on one axis with a phase marker."""
-    import matplotlib
+    from ._util import new_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = new_figure((10, 3.8))
+    axes = fig.subplots(1, 2)
     x = np.arange(1, len(history) + 1)
     for ax, key in zip(axes, ("loss", "accuracy")):
         for k, style in ((key, "-"), (f"val_{key}", "--")):
@@ -484,4 +482,3 @@ def plot_history(history: list[dict[str, Any]], path) -> None:
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
