@@ -1,0 +1,242 @@
+"""Export a classifier to ONNX, LiteRT (TFLite) or a TensorFlow SavedModel with Keras' ``Model.export``.
+
+Every exported model takes the same input as the Keras model, as **uint8**: one input named
+``image`` of shape (N, S, S, 3), RGB values 0..255, already resized to S x S with
+:func:`bloodcell.imageio.resize_image`. The cast to float32 and the backbone's normalisation are
+inside the exported graph. The one output, ``output_0``, holds float32 softmax probabilities of
+shape (N, num_classes) in the order of ``class_names``. A metadata JSON (class names, input size,
+preprocessing) is written beside each export; see :func:`metadata_path`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import keras
+
+from ._util import sha256_file
+from ._version import __version__
+from .classifier import PREPROCESSING, Classifier, load_classifier
+from .errors import BloodcellError
+from .models import build_model
+
+#: Export formats: the file suffix each needs ("" for the SavedModel folder).
+FORMATS = {"onnx": ".onnx", "litert": ".tflite", "saved_model": ""}
+_KERAS_FORMAT = {"onnx": "onnx", "litert": "litert", "saved_model": "tf_saved_model"}
+#: Modules each format's exporter imports beyond TensorFlow and Keras.
+_EXTRA_MODULES = {"onnx": ("tf2onnx", "onnx"), "litert": (), "saved_model": ()}
+INSTALL_HINT = 'pip install "bloodcell[export]"'
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "output_0"  # the name Keras' export gives a single output in LiteRT and SavedModel
+SIGNATURE = "serving_default"
+METADATA_NAME = "bloodcell.json"  # inside a SavedModel folder
+
+
+def metadata_path(out: Union[str, os.PathLike], format: str) -> Path:
+    """Where :func:`export` writes the metadata JSON for an export at ``out``.
+
+    ``model.onnx`` -> ``model.onnx.json``; ``model.tflite`` -> ``model.tflite.json``; a SavedModel
+    folder keeps it inside, as ``<folder>/bloodcell.json``.
+    """
+    out = Path(out)
+    return out / METADATA_NAME if format == "saved_model" else out.with_name(out.name + ".json")
+
+
+def default_output(classifier: Classifier, format: str) -> Path:
+    """The output path used when none is given: ``<name>.onnx``, ``<name>.tflite`` or ``<name>_saved_model``."""
+    _check_format(format)
+    stem = classifier.name or classifier.architecture
+    return Path(f"{stem}{FORMATS[format]}" if FORMATS[format] else f"{stem}_saved_model")
+
+
+def _check_format(format: str) -> None:
+    if format not in FORMATS:
+        raise BloodcellError(f"unknown export format {format!r}; expected one of: {', '.join(FORMATS)}")
+
+
+def _check_extras(format: str) -> None:
+    missing = [m for m in _EXTRA_MODULES[format] if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BloodcellError(
+            f"exporting to {format} needs the package(s) {', '.join(missing)}, which are not installed; "
+            f"install them with: {INSTALL_HINT}"
+        )
+
+
+def _check_output(out: Path, format: str) -> None:
+    suffix = FORMATS[format]
+    if suffix and out.suffix.lower() != suffix:
+        raise BloodcellError(f"{out}: a {format} export must be a file ending in {suffix}; got {out.name!r}")
+    for path in (out, metadata_path(out, format)):
+        if path.exists() or path.is_symlink():
+            raise BloodcellError(f"{path}: already exists; refusing to overwrite it, choose another output path")
+
+
+def _float32_model(classifier: Classifier) -> keras.Model:
+    """The classifier's model in float32 (exporters need it; a mixed-precision model is rebuilt)."""
+    model = classifier.model
+    if all(layer.compute_dtype == "float32" for layer in model._flatten_layers(include_self=False, recursive=True)):
+        return model
+    spec = getattr(model, "bloodcell_spec", None)
+    if spec is None:
+        raise BloodcellError(
+            f"model {model.name!r} computes in {model.dtype_policy.name} and was not made by "
+            "bloodcell.build_model, so it cannot be rebuilt in float32 for export; save it with "
+            "save_pretrained and export the loaded folder"
+        )
+    with _dtype_policy("float32"):
+        clone = build_model(spec.architecture, **spec.build_kwargs())
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+@contextlib.contextmanager
+def _dtype_policy(name: str):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def uint8_model(classifier: Classifier) -> keras.Model:
+    """The classifier's model behind a uint8 input named ``image``, cast to float32 inside the graph."""
+    size = classifier.input_size
+    inputs = keras.Input((size, size, 3), dtype="uint8", name=INPUT_NAME)
+    outputs = _float32_model(classifier)(keras.ops.cast(inputs, "float32"))
+    return keras.Model(inputs, outputs, name=f"{classifier.model.name}_uint8")
+
+
+@contextlib.contextmanager
+def _quiet_converters():
+    """Hide converter chatter that is not an error.
+
+    tf2onnx logs a traceback at WARNING when one pass of its transpose optimizer meets the scalar
+    ``+ 3`` of hard-swish; the pass is retried on the next iteration and the graph comes out fully
+    optimised. Keras' tf2onnx patch triggers a NumPy ``np.object`` FutureWarning.
+    """
+    logger = logging.getLogger("tf2onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _finish_onnx(path: Path, metadata: dict[str, Any]) -> None:
+    """Name the output and batch axis as in the other formats and embed the class names."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    old = graph.output[0].name
+    for node in graph.node:
+        node.output[:] = [OUTPUT_NAME if o == old else o for o in node.output]
+        node.input[:] = [OUTPUT_NAME if i == old else i for i in node.input]
+    graph.output[0].name = OUTPUT_NAME
+    for value in (graph.input[0], graph.output[0]):
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    for key in ("class_names", "input_size", "name", "architecture"):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(metadata[key])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def _metadata(classifier: Classifier, format: str, out: Path) -> dict[str, Any]:
+    import tensorflow as tf
+
+    size = classifier.input_size
+    return {
+        "format": format,
+        "model": out.name,
+        "name": classifier.name,
+        "architecture": classifier.architecture,
+        "class_names": list(classifier.class_names),
+        "input_size": size,
+        "input": {
+            "name": INPUT_NAME,
+            "dtype": "uint8",
+            "shape": [None, size, size, 3],
+            "layout": "NHWC, RGB, values 0..255",
+        },
+        "output": {
+            "name": OUTPUT_NAME,
+            "dtype": "float32",
+            "shape": [None, len(classifier.class_names)],
+            "meaning": "softmax probabilities, one column per entry of class_names, in that order",
+        },
+        "signature": None if format == "onnx" else SIGNATURE,
+        "preprocessing": {
+            **PREPROCESSING,
+            "input": "RGB uint8 values 0..255, shape (N, S, S, 3); the cast to float32 is inside the exported graph",
+        },
+        "metrics": classifier.metrics,
+        "bloodcell_version": __version__,
+        "keras_version": keras.__version__,
+        "tensorflow_version": tf.__version__,
+    }
+
+
+def export(
+    source_or_classifier: Union[Classifier, str, os.PathLike, None],
+    out: Union[str, os.PathLike, None] = None,
+    *,
+    format: str = "onnx",
+    **kwargs: Any,
+) -> Path:
+    """Export a classifier for inference without bloodcell; returns the path of the exported model.
+
+    ``source_or_classifier`` is a :class:`Classifier` or anything :func:`load_classifier` accepts
+    (``None`` for the bundled default). ``format`` is ``"onnx"`` (a ``.onnx`` file, via tf2onnx),
+    ``"litert"`` (a ``.tflite`` file) or ``"saved_model"`` (a folder). ``out`` defaults to
+    :func:`default_output`; it must not exist, nor must its metadata file (:func:`metadata_path`):
+    nothing is overwritten, and nothing appears at ``out`` unless the export succeeds. Extra
+    ``kwargs`` go to ``keras.Model.export`` (e.g. ``opset_version`` for ONNX, ``optimizations``
+    for LiteRT; quantising changes the probabilities).
+    """
+    _check_format(format)
+    _check_extras(format)
+    if out is not None:
+        out = Path(out)
+        _check_output(out, format)
+    classifier = (
+        source_or_classifier if isinstance(source_or_classifier, Classifier) else load_classifier(source_or_classifier)
+    )
+    if out is None:
+        out = default_output(classifier, format)
+        _check_output(out, format)
+    metadata = _metadata(classifier, format, out)
+    model = uint8_model(classifier)
+    size = classifier.input_size
+    signature = [keras.InputSpec(shape=(None, size, size, 3), dtype="uint8", name=INPUT_NAME)]
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".tmp-export-") as tmp:
+        staged = Path(tmp) / out.name
+        with _quiet_converters():
+            model.export(str(staged), format=_KERAS_FORMAT[format], verbose=False, input_signature=signature, **kwargs)
+        if format == "onnx":
+            _finish_onnx(staged, metadata)
+        if format != "saved_model":
+            metadata["sha256"] = sha256_file(staged)
+        staged_meta = metadata_path(staged, format)
+        staged_meta.write_text(json.dumps(metadata, indent=2) + "\n")
+        _check_output(out, format)  # something may have appeared there while exporting
+        os.rename(staged, out)
+        if format != "saved_model":
+            os.rename(staged_meta, metadata_path(out, format))
+    return out

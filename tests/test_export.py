@@ -1,0 +1,208 @@
+"""Export to ONNX, LiteRT and SavedModel; the exported models must match Keras' probabilities."""
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import bloodcell
+from bloodcell._util import sha256_file
+from bloodcell.cli import main
+from bloodcell.errors import BloodcellError
+from bloodcell.export import export, metadata_path, uint8_model
+
+EXAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "examples" / "images"
+TOLERANCE = 1e-4
+
+
+def _randomize(model: keras.Model, seed: int = 0) -> None:
+    """Random weights that give varied, unsaturated probabilities (a fresh head outputs 1/C everywhere)."""
+    rng = np.random.default_rng(seed)
+    for v in model.weights:
+        shape = tuple(v.shape)
+        if v.path.endswith(("moving_variance", "gamma")):
+            value = rng.uniform(0.5, 1.5, shape)
+        elif len(shape) >= 2:
+            value = rng.normal(0.0, np.sqrt(2.0 / np.prod(shape[:-1])), shape)
+            if v.path.startswith("predictions"):
+                value *= 10.0
+        else:
+            value = rng.normal(0.0, 0.1, shape)
+        v.assign(value.astype("float32"))
+
+
+def _images(size: int) -> np.ndarray:
+    """The 16 sample cells plus two noise images, resized as bloodcell does."""
+    noise = np.random.default_rng(1).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
+    files = sorted(EXAMPLE_IMAGES.glob("*.jpg"))
+    return np.concatenate([bloodcell.imageio.load_images(files, size), noise])
+
+
+@pytest.fixture(scope="module")
+def micro():
+    clf = bloodcell.Classifier(bloodcell.build_model("microcell", input_size=32), name="micro")
+    _randomize(clf.model)
+    return clf
+
+
+@pytest.fixture(scope="module")
+def default():
+    """The bundled mnv3s.pbc96: keras.applications preprocessing layers and hard-swish, trained weights."""
+    return bloodcell.load_classifier("mnv3s.pbc96")
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory, micro, default):
+    """Each export made once per module: {(model, format): path}. Extras missing -> those entries absent."""
+    root = tmp_path_factory.mktemp("exports")
+    made = {}
+    for key, clf in (("micro", micro), ("default", default)):
+        for fmt, name in (("onnx", "m.onnx"), ("litert", "m.tflite"), ("saved_model", "sm")):
+            if fmt == "saved_model" and key == "default":
+                continue  # SavedModel is the LiteRT converter's input already; one model is enough here
+            try:
+                made[key, fmt] = export(clf, root / key / name, format=fmt)
+            except BloodcellError as exc:
+                if "pip install" not in str(exc):
+                    raise
+    return made
+
+
+def _get(exports, key, fmt) -> Path:
+    if (key, fmt) not in exports:
+        pytest.skip(f"{fmt} export extras not installed (pip install \"bloodcell[export]\")")
+    return exports[key, fmt]
+
+
+def _reference(clf) -> tuple[np.ndarray, np.ndarray]:
+    x = _images(clf.input_size)
+    ref = clf.predict_proba(x)
+    assert ref.std(axis=0).max() > 1e-3, "probabilities do not vary across images: the comparison would be vacuous"
+    return x, ref
+
+
+@pytest.mark.parametrize("key", ["micro", "default"])
+def test_onnx_matches_keras(exports, key, request):
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install \"bloodcell[export]\")")
+    path = _get(exports, key, "onnx")
+    clf = request.getfixturevalue(key)
+    x, ref = _reference(clf)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    assert (inp.name, inp.type, inp.shape) == ("image", "tensor(uint8)", ["batch", clf.input_size, clf.input_size, 3])
+    assert (out.name, out.shape) == ("output_0", ["batch", len(clf.class_names)])
+    proba = session.run(None, {"image": x})[0]
+    assert np.abs(proba - ref).max() <= TOLERANCE
+    embedded = session.get_modelmeta().custom_metadata_map
+    assert json.loads(embedded["class_names"]) == list(clf.class_names)
+    meta = json.loads(metadata_path(path, "onnx").read_text())
+    assert meta["class_names"] == list(clf.class_names) and meta["input_size"] == clf.input_size
+    assert meta["input"]["dtype"] == "uint8" and meta["sha256"] == sha256_file(path)
+
+
+def _litert_interpreter(path: Path):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        tf = pytest.importorskip("tensorflow")
+        Interpreter = tf.lite.Interpreter
+    return Interpreter(model_path=str(path))
+
+
+@pytest.mark.parametrize("key", ["micro", "default"])
+def test_litert_matches_keras(exports, key, request):
+    path = _get(exports, key, "litert")
+    clf = request.getfixturevalue(key)
+    x, ref = _reference(clf)
+    interpreter = _litert_interpreter(path)
+    assert interpreter.get_signature_list() == {"serving_default": {"inputs": ["image"], "outputs": ["output_0"]}}
+    runner = interpreter.get_signature_runner("serving_default")
+    assert runner.get_input_details()["image"]["dtype"] == np.uint8
+    proba = runner(image=x)["output_0"]
+    assert proba.shape == ref.shape
+    assert np.abs(proba - ref).max() <= TOLERANCE
+    meta = json.loads(metadata_path(path, "litert").read_text())
+    assert meta["class_names"] == list(clf.class_names) and meta["signature"] == "serving_default"
+
+
+def test_saved_model_matches_keras(exports, micro):
+    import tensorflow as tf
+
+    path = _get(exports, "micro", "saved_model")
+    x, ref = _reference(micro)
+    loaded = tf.saved_model.load(str(path))
+    proba = loaded.signatures["serving_default"](image=tf.constant(x))["output_0"].numpy()
+    assert np.abs(proba - ref).max() <= TOLERANCE
+    assert np.abs(loaded.serve(x).numpy() - ref).max() <= TOLERANCE
+    meta = json.loads((path / "bloodcell.json").read_text())
+    assert meta["format"] == "saved_model" and meta["class_names"] == list(micro.class_names)
+
+
+def test_cli_exports_a_saved_folder(tmp_path, micro, exports):
+    pytest.importorskip("tf2onnx", reason="tf2onnx not installed (pip install \"bloodcell[export]\")")
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
+    micro.save_pretrained(tmp_path / "folder")
+    out = tmp_path / "cli" / "micro.onnx"
+    assert main(["export", str(tmp_path / "folder"), "--format", "onnx", "--out", str(out)]) == 0
+    x, ref = _reference(micro)
+    proba = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    assert np.abs(proba - ref).max() <= TOLERANCE
+
+
+def test_refuses_to_overwrite(tmp_path, micro, capsys):
+    out = tmp_path / "model.tflite"
+    out.write_bytes(b"keep me")
+    with pytest.raises(BloodcellError, match="already exists; refusing to overwrite"):
+        export(micro, out, format="litert")
+    assert out.read_bytes() == b"keep me"
+
+    folder = tmp_path / "sm"
+    metadata_path(folder, "saved_model").parent.mkdir()
+    metadata_path(folder, "saved_model").write_text("{}")
+    with pytest.raises(BloodcellError, match="already exists"):
+        export(micro, folder, format="saved_model")
+    assert metadata_path(folder, "saved_model").read_text() == "{}"
+
+    meta_only = tmp_path / "other.tflite"
+    metadata_path(meta_only, "litert").write_text("{}")
+    with pytest.raises(BloodcellError, match="other.tflite.json: already exists"):
+        export(micro, meta_only, format="litert")
+    assert not meta_only.exists()
+
+    assert main(["export", "--format", "litert", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bloodcell export: error:") and "already exists" in err and "\n" not in err
+
+
+def test_unknown_format_and_wrong_suffix(tmp_path, micro):
+    with pytest.raises(BloodcellError, match="unknown export format 'tflite'; expected one of: onnx, litert, saved_model"):
+        export(micro, tmp_path / "m.tflite", format="tflite")
+    with pytest.raises(BloodcellError, match=r"must be a file ending in \.tflite"):
+        export(micro, tmp_path / "m.onnx", format="litert")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_extras_name_the_install_command(tmp_path, micro, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tf2onnx" else real(name, *a))
+    with pytest.raises(BloodcellError, match=r'needs the package\(s\) tf2onnx.*pip install "bloodcell\[export\]"'):
+        export(micro, tmp_path / "m.onnx", format="onnx")
+
+
+def test_uint8_model_rebuilds_mixed_precision_in_float32(micro):
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        mixed = bloodcell.build_model("microcell", input_size=32)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    mixed.set_weights(micro.model.get_weights())
+    wrapped = uint8_model(bloodcell.Classifier(mixed))
+    assert wrapped.inputs[0].dtype == "uint8"
+    (inner,) = [layer for layer in wrapped.layers if isinstance(layer, keras.Model)]
+    assert {layer.compute_dtype for layer in inner._flatten_layers(include_self=False)} == {"float32"}
+    x = _images(32)
+    assert np.abs(np.asarray(wrapped(x)) - micro.predict_proba(x)).max() <= TOLERANCE
