@@ -1,10 +1,11 @@
 """Is this a blood-cell microscope image? A per-image test against a reference of cells.
 
-Each image is summarised by 29 hand-made statistics that suit stained blood smears
+Each image is summarised by 31 hand-made statistics that suit stained blood smears
 (:func:`outlier_features`): the colour ((R-G) and (B-G) chromaticity), saturation and relative
 brightness of five luminance bands from the darkest 5% of pixels (stained nuclei) to the
-brightest 20% (background), the spread of colour, the greenest pixels, edge and Laplacian energy,
-and a radial darkness profile (a cell sits in the middle). An :class:`OutlierReference` is a
+brightest 20% (background), the hue of the two darkest bands (the stain's colour survives
+fading), the spread of colour, the greenest pixels, edge and Laplacian energy, and a radial
+darkness profile (a cell sits in the middle). An :class:`OutlierReference` is a
 Gaussian mixture fitted to these statistics for cell images and for corrupted copies of them
 (blur, JPEG, noise, brightness, contrast, saturation and hue changes), so a degraded cell is still
 a cell; an image whose negative log-likelihood is above the reference's threshold is an outlier.
@@ -33,6 +34,7 @@ __all__ = ["OutlierReference", "find_outliers", "fit_outlier_reference", "outlie
 
 #: Version of :func:`outlier_features`; a saved reference of another version is refused.
 FEATURE_VERSION = 1
+N_FEATURES = 31
 DEFAULT_REFERENCE = Path(__file__).parent / "_assets" / "outlier_reference.npz"
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _BANDS = (0.0, 0.05, 0.2, 0.5, 0.8, 1.0)
@@ -93,6 +95,8 @@ def _features_chunk(images: np.ndarray) -> np.ndarray:
         band = sums[:, :4] / np.maximum(sums[:, 4:], 1.0)
         # log: a colourless image is as far from cells as a doubly saturated one
         feats += [band[:, 0], band[:, 1], band[:, 2], np.log(band[:, 3] + 0.01)]
+        if k < 2:  # hue of the stained pixels: kept when a faded stain loses saturation
+            feats.append(np.arctan2(band[:, 1], band[:, 0]))
     k1 = int(p * 0.01)
     greenest = -np.partition(np.maximum(lr, lb), k1, axis=1)[:, k1]
     feats += [np.log(lr.std(1) + 0.002), np.log(lb.std(1) + 0.002), greenest, np.log(grad / top + 1e-3), np.log(lap / (grad + 1e-3) + 1e-3)]
@@ -102,10 +106,10 @@ def _features_chunk(images: np.ndarray) -> np.ndarray:
 
 
 def outlier_features(images: np.ndarray, *, chunk: int = 256) -> np.ndarray:
-    """The 29 per-image statistics (N, 29) float32 that outlier scores are computed from."""
+    """The per-image statistics (N, N_FEATURES) float32 that outlier scores are computed from."""
     images = _check_batch(images)
     if not len(images):
-        return np.zeros((0, 29), np.float32)
+        return np.zeros((0, N_FEATURES), np.float32)
     return np.concatenate([_features_chunk(images[i : i + chunk]) for i in range(0, len(images), chunk)])
 
 
@@ -130,30 +134,31 @@ def _hue_rotate(a: np.ndarray, degrees: float) -> np.ndarray:
 def corrupt_cell(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A randomly degraded copy of one uint8 image: what a cell may suffer and still be a cell.
 
-    Each of Gaussian blur (sigma 0.5-2.2), brightness (x0.65-1.35), contrast (x0.8-1.2),
-    saturation (x0.7-1.3), hue (+-10 degrees), Gaussian noise (sigma 2-12) and JPEG (quality
-    25-90) is applied with some probability.
+    Each of Gaussian blur (sigma 0.5-2.5), brightness (x0.4-1.5), contrast (x0.28-1.8),
+    saturation (x0.2-1.3), hue (+-10 degrees), Gaussian noise (sigma 2-46) and JPEG (quality
+    7-90) is applied with some probability; the extremes match severity 5 of
+    :mod:`bloodcell.corruptions`.
     """
     x = image
     if rng.random() < 0.35:
-        x = np.asarray(Image.fromarray(x).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.2))))
+        x = np.asarray(Image.fromarray(x).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.5))))
     a = x.astype(np.float32)
     if rng.random() < 0.5:
-        a = a * rng.uniform(0.65, 1.35)
-    if rng.random() < 0.3:
+        a = a * rng.uniform(0.6, 1.35)
+    if rng.random() < 0.4:
         m = a.mean()
-        a = (a - m) * rng.uniform(0.8, 1.2) + m
-    if rng.random() < 0.3:
-        grey = a.mean(-1, keepdims=True)
-        a = grey + (a - grey) * rng.uniform(0.7, 1.3)
+        a = (a - m) * (rng.uniform(0.5, 1.0) if rng.random() < 0.5 else rng.uniform(1.0, 1.45)) + m
+    if rng.random() < 0.4:
+        grey = a @ _LUMA
+        a = grey[..., None] + (a - grey[..., None]) * rng.uniform(0.5, 1.3)
     if rng.random() < 0.3:
         a = _hue_rotate(a, rng.uniform(-10, 10))
     if rng.random() < 0.35:
-        a = a + rng.normal(0, rng.uniform(2, 12), a.shape)
+        a = a + rng.normal(0, rng.uniform(2, 26), a.shape)
     x = np.clip(a, 0, 255).astype(np.uint8)
     if rng.random() < 0.35:
         buf = io.BytesIO()
-        Image.fromarray(x).save(buf, "JPEG", quality=int(rng.integers(25, 91)))
+        Image.fromarray(x).save(buf, "JPEG", quality=int(rng.integers(15, 91)))
         x = np.asarray(Image.open(buf).convert("RGB"))
     return x
 

@@ -66,14 +66,19 @@ def _photo_noise(size: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(img + rng.normal(0, 12, img.shape), 0, 255).astype(np.uint8)
 
 
+_PALETTE = [(230, 30, 30), (30, 170, 60), (40, 80, 220), (250, 210, 20), (20, 200, 220), (250, 140, 0),
+            (20, 20, 20), (255, 255, 255), (120, 200, 60)]
+
+
 def _cartoon(size: int, rng: np.random.Generator) -> np.ndarray:
-    im = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(0, 256, 3)))
+    """Flat shapes in saturated comic colours (a pink disc with a purple blob would be a cell drawing)."""
+    im = Image.new("RGB", (size, size), _PALETTE[rng.integers(len(_PALETTE))])
     draw = ImageDraw.Draw(im)
     for _ in range(4):
         x0, y0 = (int(v) for v in rng.integers(0, size // 2, 2))
         w, h = (int(v) for v in rng.integers(8, size // 2, 2))
         x1, y1 = x0 + w, y0 + h
-        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        colour = _PALETTE[rng.integers(len(_PALETTE))]
         (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=colour, outline=(0, 0, 0))
     return np.asarray(im)
 

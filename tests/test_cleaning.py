@@ -11,7 +11,7 @@ from PIL import Image, ImageFilter
 
 from bloodcell.cleaning import CleanResult, clean, find_duplicates, find_outliers
 from bloodcell.data import load_dataset
-from bloodcell.outliers import OutlierReference, fit_outlier_reference, outlier_features, outlier_scores
+from bloodcell.outliers import N_FEATURES, OutlierReference, fit_outlier_reference, outlier_features, outlier_scores
 from synth_cells import brighten, jpeg, make_cells, make_non_cells, resized_copy
 
 SAMPLE = Path(__file__).parent / "data" / "pbc96_sample"
@@ -147,7 +147,7 @@ def test_outlier_input_checks():
         outlier_features(np.zeros((1, 32, 32, 3), np.float64))
     with pytest.raises(ValueError, match="at least 10"):
         fit_outlier_reference(make_cells(3, 32))
-    assert outlier_features(np.zeros((0, 32, 32, 3), np.uint8)).shape == (0, 29)
+    assert outlier_features(np.zeros((0, 32, 32, 3), np.uint8)).shape == (0, N_FEATURES)
 
 
 # --- clean ----------------------------------------------------------------------------------------
