@@ -140,7 +140,7 @@ def test_saved_model_matches_keras(exports, micro):
     assert meta["format"] == "saved_model" and meta["class_names"] == list(micro.class_names)
 
 
-def test_cli_exports_a_saved_folder(tmp_path, micro, exports):
+def test_cli_exports_a_saved_folder(tmp_path, micro):
     pytest.importorskip("tf2onnx", reason="tf2onnx not installed (pip install \"bloodcell[export]\")")
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
     micro.save_pretrained(tmp_path / "folder")
