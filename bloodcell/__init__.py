@@ -32,9 +32,15 @@ _EXPORTS = {
     "Trainer": "training",
     "evaluate": "evaluation",
     "evaluate_robustness": "evaluation",
+    "Dataset": "data",
+    "load_dataset": "data",
+    "split": "data",
+    "clean": "cleaning",
+    "find_duplicates": "cleaning",
+    "find_outliers": "cleaning",
 }
-_SUBMODULES = {"augment", "card", "cleaning", "corruptions", "data", "evaluation", "hub", "imageio", "models",
-               "pipeline", "registry", "training"}
+_SUBMODULES = {"augment", "card", "cleaning", "corruptions", "data", "evaluation", "export", "hub", "imageio",
+               "models", "outliers", "pipeline", "registry", "training"}
 
 __all__ = ["CLASS_NAMES", "__version__", *_EXPORTS]
 
@@ -42,6 +48,8 @@ if TYPE_CHECKING:
     from .classifier import DEFAULT_MODEL, Classifier, load_classifier
     from .errors import BloodcellError, ChecksumError, HubError, ImageReadError, ModelNotFoundError
     from .models import build_model
+    from .cleaning import clean, find_duplicates, find_outliers
+    from .data import Dataset, load_dataset, split
     from .evaluation import evaluate, evaluate_robustness
     from .registry import PretrainedCfg, list_models, list_pretrained, pretrained_entry
     from .training import Trainer

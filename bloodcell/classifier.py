@@ -174,6 +174,15 @@ class Classifier:
                         flag = next(outlier)
                         yield FilePrediction(p, next(proba), outlier=None if flag is None else bool(flag))
 
+    def export(self, out=None, *, format: str = "onnx", **kwargs) -> Path:
+        """Export for serving: ``"onnx"``, ``"litert"`` or ``"saved_model"`` (uint8 input, same probabilities).
+
+        See :func:`bloodcell.export.export`.
+        """
+        from .export import export
+
+        return export(self, out, format=format, **kwargs)
+
     # -- persistence -------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         """The ``config.json`` content describing this classifier."""
