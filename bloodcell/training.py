@@ -382,6 +382,7 @@ class Trainer:
                 self._epoch_dataset(train, train=True, epoch_seed=epoch_seed),
                 validation_data=val_ds,
                 epochs=1,
+                shuffle=False,  # the epoch's dataset is already shuffled, reproducibly
                 verbose=0,
             )
             row = {"phase": PHASES[phase], "epoch": state.epoch + 1, "lr": lr, "seconds": round(time.time() - t0, 1),
