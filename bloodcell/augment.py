@@ -1,0 +1,554 @@
+"""Augmentation presets for training, usable in ``tf.data`` pipelines.
+
+Presets (``build_augmentation(preset)``), applied to float32 batches of values 0..255 with one-hot
+labels:
+
+- ``"seed"``: the seed report's pipeline: random flips, rotation, translation and zoom,
+  RandAugment and CutMix (labels mixed by area).
+- ``"robust"``: ``"seed"`` plus what microscope images suffer at test time: colour shifts
+  (exposure, contrast, saturation, hue) and, on a share of the images, one of the corruptions of
+  :mod:`bloodcell.corruptions` (blur, JPEG, pixelation, noise, stain blots, bubbles, ...) at a
+  random severity, with the same code that :func:`bloodcell.corruptions.corrupt` evaluates with.
+- ``None``: no augmentation.
+
+RandAugment and CutMix are Keras 3's own layers. Flip, rotation, translation and zoom are one
+:class:`RandomAffine` warp instead of Keras' four layers: one resampling blurs less than four, and
+runs 3-4 times faster on a CPU. Every layer is created with ``dtype="float32"``, so the
+presets keep working under a ``mixed_float16`` or ``mixed_bfloat16`` global policy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+from typing import Callable, Iterator, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import corruptions as _c
+
+__all__ = [
+    "PRESETS",
+    "Augmentation",
+    "BatchRandAugment",
+    "RandomAffine",
+    "RandomColorShift",
+    "RandomCorruptions",
+    "build_augmentation",
+    "describe_preset",
+    "preview_grid",
+]
+
+#: Names of the augmentation presets (``None`` means no augmentation).
+PRESETS = ("seed", "robust")
+
+_FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical", None)
+_BASE_CONFIG_KEYS = {"name", "trainable", "dtype", "seed", "data_format", "bounding_box_format"}
+
+
+def _next_seed(generator: keras.random.SeedGenerator) -> tf.Tensor:
+    """The next stateless seed (2,) int32 from a Keras seed generator."""
+    return tf.cast(tf.math.floormod(generator.next(), 2**31 - 1), tf.int32)
+
+
+def _seed_generators(layers: Sequence[keras.layers.Layer]) -> list[keras.random.SeedGenerator]:
+    """Every seed generator held by ``layers`` and their sub-layers."""
+    found: dict[int, keras.random.SeedGenerator] = {}
+    seen: set[int] = set()
+
+    def visit(obj) -> None:
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, keras.random.SeedGenerator):
+            found[id(obj)] = obj
+        elif isinstance(obj, keras.layers.Layer):
+            for value in vars(obj).values():
+                visit(value)
+        elif isinstance(obj, (list, tuple)):
+            for value in obj:
+                visit(value)
+        elif isinstance(obj, dict):
+            for value in obj.values():
+                visit(value)
+
+    for layer in layers:
+        visit(layer)
+    return list(found.values())
+
+
+@contextlib.contextmanager
+def stateless_seeds(layers: Sequence[keras.layers.Layer], seed) -> Iterator[None]:
+    """Make the random draws of ``layers`` a pure function of ``seed`` (a (2,) int tensor).
+
+    Inside the block every seed generator of the layers hands out ``fold_in(seed, k)`` for the
+    k-th draw instead of advancing its variable. In a ``tf.data`` map, where the block runs once
+    while tracing, each batch's augmentation then depends only on its own seed, so parallel
+    calls give the same result in any order.
+    """
+    base = tf.cast(tf.math.floormod(tf.cast(seed, tf.int64), 2**31 - 1), tf.int32)
+    counter = iter(range(1, 1 << 30))
+    generators = _seed_generators(layers)
+
+    def draw(ordered: bool = True) -> tf.Tensor:
+        return tf.random.experimental.stateless_fold_in(base, next(counter))
+
+    for generator in generators:
+        generator.next = draw
+    try:
+        yield
+    finally:
+        for generator in generators:
+            del generator.next
+
+
+def _as_batch(fn: Callable[[tf.Tensor], tf.Tensor], images: tf.Tensor) -> tf.Tensor:
+    """Apply a batch function to a batch (N, H, W, C) or a single image (H, W, C)."""
+    if images.shape.rank == 3:
+        return fn(images[None])[0]
+    return fn(images)
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+    return float(value)
+
+
+def _check_severity(severity) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in severity)
+    except (TypeError, ValueError):
+        raise ValueError(f"severity must be a pair (low, high) within [0, 5], got {severity!r}") from None
+    if not 0.0 <= low <= high <= 5.0:
+        raise ValueError(f"severity must be a pair (low, high) with 0 <= low <= high <= 5, got {severity!r}")
+    return low, high
+
+
+@keras.saving.register_keras_serializable(package="bloodcell")
+class RandomAffine(keras.layers.Layer):
+    """Random flips, rotation, translation and zoom as one affine warp per image.
+
+    Args:
+        flip: ``"horizontal"``, ``"vertical"``, ``"horizontal_and_vertical"`` or None; each
+            allowed flip happens with probability 0.5.
+        rotation: largest rotation as a fraction of a full turn (0.5 = any angle), like
+            ``keras.layers.RandomRotation``'s factor.
+        translation: largest shift as a fraction of the image side, along each axis.
+        zoom: largest relative change of scale (0.1: scale drawn in [0.9, 1.1]).
+        fill_mode: how to fill pixels from outside the image: ``"reflect"``, ``"wrap"``,
+            ``"constant"`` or ``"nearest"``.
+        interpolation: ``"bilinear"`` or ``"nearest"``.
+        fill_value: value for ``fill_mode="constant"``.
+        seed: integer seed of the layer's random generator.
+    """
+
+    def __init__(
+        self,
+        flip: str | None = "horizontal_and_vertical",
+        rotation: float = 0.5,
+        translation: float = 0.1,
+        zoom: float = 0.1,
+        fill_mode: str = "reflect",
+        interpolation: str = "bilinear",
+        fill_value: float = 0.0,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if flip not in _FLIP_MODES:
+            raise ValueError(f"flip must be one of {_FLIP_MODES}, got {flip!r}")
+        self.flip = flip
+        self.rotation = _check_range("rotation", rotation, 0.0, 0.5)
+        self.translation = _check_range("translation", translation, 0.0, 1.0)
+        self.zoom = _check_range("zoom", zoom, 0.0, 0.9)
+        self.fill_mode = fill_mode
+        self.interpolation = interpolation
+        self.fill_value = fill_value
+        self.seed = seed
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=True):
+        images = tf.cast(images, self.compute_dtype)
+        if not training:
+            return images
+        return _as_batch(self._warp, images)
+
+    def _warp(self, images):
+        shape = tf.shape(images)
+        n, h, w = shape[0], tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+        u = tf.random.stateless_uniform([n, 6], _next_seed(self.generator))
+        ones = tf.ones([n])
+        fx = tf.where(u[:, 0] < 0.5, -ones, ones) if self.flip in ("horizontal", "horizontal_and_vertical") else ones
+        fy = tf.where(u[:, 1] < 0.5, -ones, ones) if self.flip in ("vertical", "horizontal_and_vertical") else ones
+        angle = (2.0 * u[:, 2] - 1.0) * self.rotation * 2.0 * math.pi
+        scale = 1.0 + (2.0 * u[:, 5] - 1.0) * self.zoom
+        tx = (2.0 * u[:, 3] - 1.0) * self.translation * w
+        ty = (2.0 * u[:, 4] - 1.0) * self.translation * h
+        # Output pixel p samples the input at c + A (p - c) + t with A = R(angle) F / scale.
+        cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+        a00, a01, a10, a11 = cos * fx, -sin * fy, sin * fx, cos * fy
+        cx, cy = (w - 1.0) / 2.0, (h - 1.0) / 2.0
+        zeros = tf.zeros([n])
+        transform = tf.stack(
+            [a00, a01, cx - a00 * cx - a01 * cy + tx, a10, a11, cy - a10 * cx - a11 * cy + ty, zeros, zeros],
+            axis=1,
+        )
+        out = keras.ops.image.affine_transform(
+            images,
+            transform,
+            interpolation=self.interpolation,
+            fill_mode=self.fill_mode,
+            fill_value=self.fill_value,
+        )
+        return tf.ensure_shape(out, images.shape)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "flip": self.flip,
+            "rotation": self.rotation,
+            "translation": self.translation,
+            "zoom": self.zoom,
+            "fill_mode": self.fill_mode,
+            "interpolation": self.interpolation,
+            "fill_value": self.fill_value,
+            "seed": self.seed,
+        }
+
+
+@keras.saving.register_keras_serializable(package="bloodcell")
+class BatchRandAugment(keras.layers.RandAugment):
+    """``keras.layers.RandAugment`` that runs only the operations it picked.
+
+    Keras' layer computes all eleven operations on the batch and keeps the picked one with
+    ``where``; this subclass dispatches with ``tf.switch_case``, so a batch costs ``num_ops``
+    operations. As in Keras, the operations are drawn per batch. One change of strength:
+    Keras keeps ``1..int(8 * factor)`` bits in its posterization (1 bit for factors below 0.25,
+    which turns cells into flat blotches); here it keeps ``posterize_bits`` bits.
+
+    Args:
+        posterize_bits: (low, high): the number of bits kept is drawn in ``[low, high)``.
+        Other arguments: as ``keras.layers.RandAugment``.
+    """
+
+    def __init__(self, value_range=(0, 255), num_ops=2, factor=0.5, interpolation="bilinear",
+                 seed=None, data_format=None, posterize_bits=(4, 8), **kwargs):
+        super().__init__(
+            value_range=value_range,
+            num_ops=num_ops,
+            factor=factor,
+            interpolation=interpolation,
+            seed=seed,
+            data_format=data_format,
+            **kwargs,
+        )
+        low, high = (int(b) for b in posterize_bits)
+        if not 1 <= low < high <= 8:
+            raise ValueError(f"posterize_bits must be (low, high) with 1 <= low < high <= 8, got {posterize_bits!r}")
+        self.posterize_bits = (low, high)
+        self.random_posterization = keras.layers.RandomPosterization(
+            factor=self.posterize_bits,
+            value_range=self.value_range,
+            seed=self.seed,
+            data_format=data_format,
+            **kwargs,
+        )
+
+    def transform_images(self, images, transformation, training=True):
+        images = self.backend.cast(images, self.compute_dtype)
+        if not training or transformation is None:
+            return images
+        shape = images.shape
+        transforms = transformation["transforms"]
+        for i in range(self.num_ops):
+            branches = [
+                functools.partial(getattr(self, key).transform_images, images, value)
+                for key, value in transforms.items()
+            ]
+            images = tf.switch_case(tf.cast(transformation["layer_idxes"][i], tf.int32), branches)
+            images = tf.ensure_shape(tf.cast(images, self.compute_dtype), shape)
+        return images
+
+    def get_config(self):
+        return {**super().get_config(), "posterize_bits": self.posterize_bits}
+
+
+class _SubsetLayer(keras.layers.Layer):
+    """Base of layers that change a random share ``rate`` of the images of a batch."""
+
+    def __init__(self, rate: float, seed: int | None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = _check_range("rate", rate, 0.0, 1.0)
+        self.seed = seed
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=True):
+        images = tf.cast(images, self.compute_dtype)
+        if not training or self.rate == 0.0:
+            return images
+        return _as_batch(lambda x: self._apply(x, _next_seed(self.generator)), images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="bloodcell")
+class RandomColorShift(_SubsetLayer):
+    """Exposure, contrast, saturation and hue changes of a share of the images.
+
+    Each chosen image gets an independent severity in ``severity`` and a random direction for
+    each of exposure (``brightness_up``/``brightness_down`` of :mod:`bloodcell.corruptions`),
+    contrast (``contrast_up``/``contrast_down``) and saturation (``saturation``, or its inverse
+    for more saturated), and a hue rotation in ``[-hue, hue]`` turns. All four are one colour
+    matrix per image (:func:`bloodcell.corruptions.color_transform`).
+    """
+
+    def __init__(self, severity=(0.0, 3.0), hue: float = 0.03, rate: float = 0.5, seed=None, **kwargs):
+        super().__init__(rate, seed, **kwargs)
+        self.severity = _check_severity(severity)
+        self.hue = _check_range("hue", hue, 0.0, 0.5)
+
+    def _apply(self, images, seed):
+        n = tf.shape(images)[0]
+        low, high = self.severity
+        u = tf.random.stateless_uniform([n, 8], seed)
+        chosen = tf.cast(u[:, 0] < self.rate, tf.float32)
+        sev = (low + (high - low) * u[:, 1:4]) * chosen[:, None]
+        up = u[:, 4:7] < 0.5
+
+        def pick(i, name_up, name_down):
+            return tf.where(up[:, i], _c.param_tf(name_up, sev[:, i]), _c.param_tf(name_down, sev[:, i]))
+
+        gain = pick(0, "brightness_up", "brightness_down")
+        contrast = pick(1, "contrast_up", "contrast_down")
+        faded = _c.param_tf("saturation", sev[:, 2])
+        saturation = tf.where(up[:, 2], 1.0 / faded, faded)
+        hue = (2.0 * u[:, 7] - 1.0) * self.hue * chosen
+        out = _c.color_transform(images, gain=gain, contrast=contrast, saturation=saturation, hue=hue)
+        return tf.clip_by_value(out, 0.0, 255.0)
+
+    def get_config(self):
+        return {**super().get_config(), "severity": self.severity, "hue": self.hue}
+
+
+@keras.saving.register_keras_serializable(package="bloodcell")
+class RandomCorruptions(_SubsetLayer):
+    """Each image, with probability ``rate``, gets one of ``corruptions`` at a random severity.
+
+    The corruption is drawn uniformly from ``corruptions`` (names of
+    :data:`bloodcell.corruptions.CORRUPTIONS`), the severity uniformly in ``severity`` (continuous,
+    parameters interpolated between the severity table's rows). The batch is partitioned so that
+    each corruption only computes on the images it was drawn for.
+    """
+
+    def __init__(self, corruptions: Sequence[str] = tuple(_c.CORRUPTIONS), severity=(1.0, 5.0),
+                 rate: float = 0.35, seed=None, **kwargs):
+        super().__init__(rate, seed, **kwargs)
+        if isinstance(corruptions, str):
+            corruptions = [corruptions]
+        corruptions = list(corruptions)
+        if not corruptions:
+            raise ValueError(f"corruptions must name at least one of: {', '.join(_c.CORRUPTIONS)}")
+        for name in corruptions:
+            if name not in _c.CORRUPTIONS:
+                raise ValueError(f"unknown corruption {name!r}; expected any of: {', '.join(_c.CORRUPTIONS)}")
+        self.corruptions = corruptions
+        self.severity = _check_severity(severity)
+
+    def _apply(self, images, seed):
+        n = tf.shape(images)[0]
+        k = len(self.corruptions)
+        s_rate, s_pick, s_sev, s_apply = (tf.random.experimental.stateless_fold_in(seed, i) for i in range(4))
+        chosen = tf.random.stateless_uniform([n], s_rate) < self.rate
+        pick = tf.random.stateless_uniform([n], s_pick, 0, k, dtype=tf.int32)
+        low, high = self.severity
+        severity = tf.random.stateless_uniform([n], s_sev, low, high)
+        part = tf.where(chosen, pick + 1, 0)
+        index = tf.range(n)
+        image_parts = tf.dynamic_partition(images, part, k + 1)
+        index_parts = tf.dynamic_partition(index, part, k + 1)
+        severity_parts = tf.dynamic_partition(severity, part, k + 1)
+        outputs = [image_parts[0]]
+        for i, name in enumerate(self.corruptions):
+            outputs.append(
+                _c.corrupt_tf(
+                    image_parts[i + 1],
+                    name,
+                    severity_parts[i + 1],
+                    tf.random.experimental.stateless_fold_in(s_apply, i),
+                )
+            )
+        return tf.ensure_shape(tf.dynamic_stitch(index_parts, outputs), images.shape)
+
+    def get_config(self):
+        return {**super().get_config(), "corruptions": list(self.corruptions), "severity": self.severity}
+
+
+def _preset_layers(preset: str | None, seed: int | None) -> list[keras.layers.Layer]:
+    """The layers of a preset, in the order they are applied, all computing in float32."""
+    if preset is None:
+        return []
+    if preset not in PRESETS:
+        raise ValueError(f"unknown augmentation preset {preset!r}; expected one of: {', '.join(PRESETS)} or None")
+
+    def s(i: int) -> int | None:
+        return None if seed is None else seed + i
+
+    f32 = {"dtype": "float32"}
+    layers: list[keras.layers.Layer] = [
+        RandomAffine(flip="horizontal_and_vertical", rotation=0.5, translation=0.1, zoom=0.1, seed=s(0), **f32),
+        BatchRandAugment(value_range=(0, 255), num_ops=2, factor=0.3, seed=s(1), **f32),
+        keras.layers.CutMix(factor=1.0, seed=s(2), **f32),
+    ]
+    if preset == "robust":
+        layers += [
+            RandomColorShift(severity=(0.0, 3.0), hue=0.03, rate=0.5, seed=s(3), **f32),
+            RandomCorruptions(tuple(_c.CORRUPTIONS), severity=(1.0, 5.0), rate=0.35, seed=s(4), **f32),
+        ]
+    return layers
+
+
+_LABEL_MIXERS = (keras.layers.CutMix, keras.layers.MixUp)
+
+
+class Augmentation:
+    """A preset's layers as one callable ``(images, labels) -> (images, labels)``.
+
+    ``images``: float32 (or uint8) batch (N, S, S, 3) of values 0..255; ``labels``: one-hot
+    (N, num_classes). Returns float32 images in 0..255 and float32 labels (mixed by CutMix).
+    Pass ``seed`` (a (2,) int tensor) to make the result a pure function of it (see
+    :func:`stateless_seeds`); without it the layers' own random generators advance.
+    """
+
+    def __init__(self, preset: str | None, layers: Sequence[keras.layers.Layer], num_classes: int):
+        self.preset = preset
+        self.layers = list(layers)
+        self.num_classes = num_classes
+        self._traced: dict[tuple, Callable] = {}
+
+    def __call__(self, images, labels, seed=None):
+        scope = contextlib.nullcontext() if seed is None else stateless_seeds(self.layers, seed)
+        with scope:
+            images = tf.cast(images, tf.float32)
+            labels = tf.cast(labels, tf.float32)
+            for layer in self.layers:
+                if isinstance(layer, _LABEL_MIXERS):
+                    out = layer({"images": images, "labels": labels}, training=True)
+                    images, labels = out["images"], out["labels"]
+                else:
+                    images = layer(images, training=True)
+            return tf.cast(images, tf.float32), tf.cast(labels, tf.float32)
+
+    def traced(self, image_shape: Sequence[int], dtype=tf.uint8) -> Callable:
+        """This augmentation as a concrete function ``(images, labels, seed) -> (images, labels)``.
+
+        Traced once per image shape (H, W, 3) and dtype and kept, so that callers in parallel
+        threads never trace concurrently. ``seed``: (2,) int64.
+        """
+        key = (tuple(int(d) for d in image_shape), tf.as_dtype(dtype).name)
+        if key not in self._traced:
+            spec = (
+                tf.TensorSpec((None, *key[0]), tf.as_dtype(dtype)),
+                tf.TensorSpec((None, self.num_classes), tf.float32),
+                tf.TensorSpec((2,), tf.int64),
+            )
+            self._traced[key] = tf.function(lambda x, y, s: self(x, y, seed=s)).get_concrete_function(*spec)
+        return self._traced[key]
+
+    def __repr__(self) -> str:
+        names = ", ".join(type(layer).__name__ for layer in self.layers) or "identity"
+        return f"Augmentation(preset={self.preset!r}: {names})"
+
+
+def build_augmentation(preset: str | None, *, num_classes: int = 8, seed: int | None = None) -> Augmentation:
+    """Build preset ``"seed"``, ``"robust"`` or ``None`` as an :class:`Augmentation` callable."""
+    if isinstance(preset, str) and preset.lower() == "none":
+        preset = None
+    return Augmentation(preset, _preset_layers(preset, seed), num_classes)
+
+
+def _layer_label(layer: keras.layers.Layer) -> str:
+    module = "keras.layers" if type(layer).__module__.startswith("keras") else "bloodcell.augment"
+    return f"{module}.{type(layer).__name__}"
+
+
+def _public_config(layer: keras.layers.Layer) -> dict:
+    config = layer.get_config()
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items() if k not in _BASE_CONFIG_KEYS}
+
+
+def describe_preset(preset: str | None) -> list[dict]:
+    """Rows for a docs table: each layer's name, parameters and the share of images it changes.
+
+    ``probability`` is the chance that an image is changed by the row's layer (CutMix: every
+    image receives a patch of a partner; RandAugment: its ops are drawn once per batch).
+    """
+    rows: list[dict] = []
+    for layer in _preset_layers(preset, seed=0):
+        params = _public_config(layer)
+        if isinstance(layer, RandomCorruptions):
+            share = layer.rate / len(layer.corruptions)
+            for name in layer.corruptions:
+                spans = {
+                    key: f"{values[0]}..{values[-1]} (severity 1..5)"
+                    for key, values in _c.SEVERITY_PARAMS[name]["parameters"].items()
+                }
+                rows.append({
+                    "layer": f"{_layer_label(layer)}[{name}]",
+                    "parameters": {"severity": list(layer.severity), **spans},
+                    "probability": share,
+                    "description": _c.SEVERITY_PARAMS[name]["description"],
+                })
+            continue
+        rows.append({
+            "layer": _layer_label(layer),
+            "parameters": params,
+            "probability": float(getattr(layer, "rate", 1.0)),
+            "description": (type(layer).__doc__ or "").strip().splitlines()[0],
+        })
+    return rows
+
+
+def preview_grid(images: np.ndarray, preset: str | None, *, n: int = 16, seed: int = 0,
+                 columns: int = 8, views: int = 1) -> np.ndarray:
+    """A uint8 picture of ``n`` images (first row of each block) and their augmented views.
+
+    ``images``: uint8 (N, S, S, 3). Each block of ``columns`` images is followed by ``views``
+    rows of augmented versions, the images augmented together as one batch (so CutMix pastes
+    patches between them). Tiles are separated by 2-pixel white lines.
+    """
+    arr = np.asarray(images)
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3 or len(arr) == 0:
+        raise ValueError(f"images: expected a non-empty uint8 batch (N, S, S, 3), got {arr.dtype} {arr.shape}")
+    if n < 1 or columns < 1 or views < 1:
+        raise ValueError(f"n, columns and views must be at least 1, got n={n}, columns={columns}, views={views}")
+    arr = arr[:n]
+    count = len(arr)
+    augmentation = build_augmentation(preset, seed=seed)
+    labels = tf.one_hot(np.arange(count) % 8, 8)
+    augmented = []
+    for v in range(views):
+        out, _ = augmentation(arr, labels, seed=tf.constant([seed, v]))
+        augmented.append(np.clip(np.rint(out.numpy()), 0, 255).astype(np.uint8))
+    size, gap = arr.shape[1], 2
+    cols = min(columns, count)
+    blocks = math.ceil(count / cols)
+    rows = blocks * (1 + views)
+    grid = np.full((rows * (size + gap) - gap, cols * (size + gap) - gap, 3), 255, np.uint8)
+    for i in range(count):
+        block, col = divmod(i, cols)
+        for r, tile in enumerate([arr[i]] + [a[i] for a in augmented]):
+            top = (block * (1 + views) + r) * (size + gap)
+            left = col * (size + gap)
+            grid[top : top + size, left : left + size] = tile
+    return grid

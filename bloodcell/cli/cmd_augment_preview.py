@@ -1,0 +1,73 @@
+"""``bloodcell augment-preview``: a PNG grid of images and their augmented views."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "augment-preview",
+        help="write a picture of images and their augmented versions",
+        description=(
+            "Pick N images from DATA (a folder of images, a class-folder tree or an .npz) and write a "
+            "grid to OUT: each row of originals is followed by its augmented views (the images are "
+            "augmented together as one batch, so CutMix pastes patches between them)."
+        ),
+    )
+    p.add_argument("data", metavar="DATA", help="folder of images, folder with one subfolder per class, or .npz")
+    p.add_argument("--preset", default="robust", choices=("seed", "robust", "none"),
+                   help="augmentation preset (default robust)")
+    p.add_argument("--out", required=True, metavar="PNG", help="image file to write (.png, .jpg or .webp)")
+    p.add_argument("-n", type=int, default=16, metavar="N", help="number of images (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the image choice and of the augmentation")
+    p.add_argument("--views", type=int, default=1, metavar="V", help="augmented rows per row of originals")
+    p.add_argument("--columns", type=int, default=8, metavar="C", help="images per row (default 8)")
+    p.add_argument("--image-size", type=int, default=96, metavar="S", help="size images are resized to (default 96)")
+    p.add_argument("--scale", type=int, default=1, metavar="K", help="enlarge the picture K times (nearest)")
+    p.set_defaults(func=run)
+
+
+def _pick_images(data: Path, n: int, size: int, seed: int):
+    """``n`` images of DATA chosen at random (all of them when there are fewer)."""
+    import numpy as np
+
+    from ..imageio import find_image_files, load_images
+
+    rng = np.random.default_rng(seed)
+    if data.is_dir():
+        files = find_image_files([data], recursive=True)
+        chosen = sorted(rng.choice(len(files), min(n, len(files)), replace=False))
+        return load_images([files[i] for i in chosen], size)
+    from ..data import load_dataset
+
+    images = load_dataset(data, image_size=size).images
+    return images[np.sort(rng.choice(len(images), min(n, len(images)), replace=False))]
+
+
+def run(args) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from ..augment import preview_grid
+    from . import UsageError
+
+    data, out = Path(args.data), Path(args.out)
+    if not data.exists():
+        raise FileNotFoundError(f"{data}: no such file or folder; expected images, a class-folder tree or an .npz")
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise UsageError(f"--out {out}: expected a .png, .jpg or .webp file name")
+    for flag, value in (("-n", args.n), ("--views", args.views), ("--columns", args.columns), ("--scale", args.scale)):
+        if value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    if args.image_size < 16:
+        raise UsageError(f"--image-size must be at least 16, got {args.image_size}")
+    images = _pick_images(data, args.n, args.image_size, args.seed)
+    preset = None if args.preset == "none" else args.preset
+    grid = preview_grid(images, preset, n=args.n, seed=args.seed, columns=args.columns, views=args.views)
+    if args.scale > 1:
+        grid = np.repeat(np.repeat(grid, args.scale, axis=0), args.scale, axis=1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(out)
+    print(f"wrote {out} ({len(images)} images, preset {args.preset}, {grid.shape[1]}x{grid.shape[0]} pixels)")
+    return 0

@@ -1,0 +1,226 @@
+import inspect
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from synth_cells import make_cells
+
+from bloodcell.augment import (
+    PRESETS,
+    Augmentation,
+    BatchRandAugment,
+    RandomAffine,
+    RandomColorShift,
+    RandomCorruptions,
+    build_augmentation,
+    describe_preset,
+    preview_grid,
+    stateless_seeds,
+)
+
+CUSTOM_LAYERS = [
+    RandomAffine(flip="vertical", rotation=0.25, translation=0.05, zoom=0.2, fill_mode="constant",
+                 interpolation="nearest", fill_value=3.0, seed=5),
+    BatchRandAugment(num_ops=3, factor=0.2, posterize_bits=(5, 7), seed=6),
+    RandomColorShift(severity=(0.5, 2.0), hue=0.1, rate=0.3, seed=7),
+    RandomCorruptions(["jpeg", "bubbles"], severity=(2.0, 4.0), rate=0.6, seed=8),
+]
+
+
+@pytest.fixture(scope="module")
+def batch():
+    images = make_cells(8, 32, seed=3)
+    labels = tf.one_hot(np.arange(8) % 8, 8)
+    return images, labels
+
+
+@pytest.fixture
+def restore_policy():
+    policy = keras.config.dtype_policy()
+    yield
+    keras.config.set_dtype_policy(policy)
+
+
+def run_in_tf_data(augmentation, images, labels):
+    ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
+    ds = ds.map(lambda x, y: augmentation(x, y), num_parallel_calls=tf.data.AUTOTUNE)
+    return list(ds)
+
+
+@pytest.mark.parametrize("preset", [None, *PRESETS])
+def test_presets_run_in_tf_data(batch, preset):
+    images, labels = batch
+    out = run_in_tf_data(build_augmentation(preset, seed=1), images, labels)
+    assert len(out) == 2
+    for x, y in out:
+        assert x.shape == (4, 32, 32, 3) and x.dtype == tf.float32
+        assert y.shape == (4, 8) and y.dtype == tf.float32
+        assert 0.0 <= float(tf.reduce_min(x)) and float(tf.reduce_max(x)) <= 255.0
+        np.testing.assert_allclose(tf.reduce_sum(y, axis=1), 1.0, atol=1e-5)
+    if preset is None:
+        np.testing.assert_array_equal(np.concatenate([x for x, _ in out]), images)
+
+
+def test_cutmix_mixes_labels(batch):
+    images, labels = batch
+    x, y = build_augmentation("seed", seed=2)(images, labels, seed=tf.constant([3, 4]))
+    assert x.shape == images.shape
+    np.testing.assert_allclose(tf.reduce_sum(y, axis=1), 1.0, atol=1e-5)
+    assert float(tf.reduce_max(y)) <= 1.0 and np.count_nonzero(y.numpy() > 1e-6) > len(images)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_presets_under_mixed_precision(batch, restore_policy, policy):
+    images, labels = batch
+    keras.config.set_dtype_policy(policy)
+    for preset in PRESETS:
+        augmentation = build_augmentation(preset, seed=1)
+        assert all(layer.compute_dtype == "float32" for layer in augmentation.layers)
+        for x, y in run_in_tf_data(augmentation, images, labels):
+            assert x.dtype == tf.float32 and y.dtype == tf.float32
+            assert np.isfinite(x.numpy()).all()
+            np.testing.assert_allclose(tf.reduce_sum(y, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("layer", CUSTOM_LAYERS, ids=lambda layer: type(layer).__name__)
+def test_custom_layers_round_trip(batch, layer):
+    config = layer.get_config()
+    own = set(inspect.signature(type(layer).__init__).parameters) - {"self", "kwargs"}
+    assert own <= set(config), f"missing from get_config: {own - set(config)}"
+    clone = type(layer).from_config(config)
+    assert clone.get_config() == config
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(restored) is type(layer) and restored.get_config() == config
+    images, _ = batch
+    x = tf.constant(images, tf.float32)
+    with stateless_seeds([layer], tf.constant([1, 1])):
+        a = layer(x, training=True)
+    with stateless_seeds([clone], tf.constant([1, 1])):
+        b = clone(x, training=True)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    np.testing.assert_array_equal(layer(x, training=False), x)
+
+
+def test_custom_layers_in_a_saved_model(tmp_path, batch):
+    inputs = keras.Input((32, 32, 3))
+    outputs = RandomCorruptions(["defocus_blur"], rate=0.5, seed=1)(RandomAffine(seed=1)(inputs))
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(outputs))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert [type(layer).__name__ for layer in loaded.layers[1:3]] == ["RandomAffine", "RandomCorruptions"]
+    x = np.asarray(batch[0], np.float32)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)
+
+
+def test_seeded_calls_are_reproducible(batch):
+    images, labels = batch
+    augmentation = build_augmentation("robust", seed=0)
+    a = augmentation(images, labels, seed=tf.constant([5, 6]))
+    b = augmentation(images, labels, seed=tf.constant([5, 6]))
+    c = augmentation(images, labels, seed=tf.constant([5, 7]))
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_random_affine_identity_and_flips(batch):
+    x = tf.constant(batch[0], tf.float32)
+    still = RandomAffine(flip=None, rotation=0.0, translation=0.0, zoom=0.0)(x)
+    np.testing.assert_allclose(still, x, atol=1e-3)
+    flipped = RandomAffine(flip="horizontal", rotation=0.0, translation=0.0, zoom=0.0, seed=1)(x).numpy()
+    mirrored = x.numpy()[:, :, ::-1]
+    same = [np.allclose(f, o, atol=1e-3) for f, o in zip(flipped, x.numpy())]
+    flips = [np.allclose(f, m, atol=1e-3) for f, m in zip(flipped, mirrored)]
+    assert all(s or f for s, f in zip(same, flips)) and any(flips) and any(same)
+
+
+def test_batch_rand_augment_matches_keras(batch):
+    # Same operations and random draws as keras.layers.RandAugment, only dispatched by switch_case.
+    x = tf.constant(batch[0], tf.float32)
+    ours = BatchRandAugment(num_ops=2, factor=0.4, seed=3)
+    theirs = keras.layers.RandAugment(num_ops=2, factor=0.4, seed=3)
+    theirs.random_posterization = keras.layers.RandomPosterization(factor=(4, 8), seed=3)
+    for i in range(6):
+        seed = tf.constant([11, i])
+        with stateless_seeds([ours], seed):
+            a = ours(x, training=True)
+        with stateless_seeds([theirs], seed):
+            b = theirs(x, training=True)
+        np.testing.assert_allclose(a, b, atol=1e-3)
+
+
+def test_corruption_and_colour_rates(batch):
+    x = tf.constant(batch[0], tf.float32)
+
+    def changed(layer):
+        out = layer(x, training=True).numpy()
+        return np.abs(out - x.numpy()).mean(axis=(1, 2, 3)) > 0.5
+
+    assert not changed(RandomCorruptions(["gaussian_noise"], rate=0.0, seed=1)).any()
+    assert changed(RandomCorruptions(["gaussian_noise"], rate=1.0, seed=1)).all()
+    assert not changed(RandomColorShift(rate=0.0, seed=1)).any()
+    assert changed(RandomColorShift(severity=(2.0, 3.0), rate=1.0, seed=1)).all()
+    some = changed(RandomCorruptions(["gaussian_noise", "defocus_blur"], rate=0.5, seed=4))
+    assert some.any() and not some.all()
+
+
+def test_layer_argument_errors():
+    with pytest.raises(ValueError, match="unknown corruption 'fog'"):
+        RandomCorruptions(["fog"])
+    with pytest.raises(ValueError, match="rate"):
+        RandomColorShift(rate=1.5)
+    with pytest.raises(ValueError, match="severity"):
+        RandomCorruptions(severity=(3, 6))
+    with pytest.raises(ValueError, match="flip"):
+        RandomAffine(flip="diagonal")
+    with pytest.raises(ValueError, match="posterize_bits"):
+        BatchRandAugment(posterize_bits=(0, 9))
+
+
+def test_describe_preset():
+    assert describe_preset(None) == []
+    seed_rows, robust_rows = describe_preset("seed"), describe_preset("robust")
+    assert [r["layer"] for r in seed_rows] == [
+        "bloodcell.augment.RandomAffine", "bloodcell.augment.BatchRandAugment", "keras.layers.CutMix"
+    ]
+    assert robust_rows[:3] == seed_rows and len(robust_rows) == 3 + 1 + 12
+    for row in robust_rows:
+        assert set(row) == {"layer", "parameters", "probability", "description"}
+        assert 0.0 < row["probability"] <= 1.0 and row["description"]
+    corruption_share = sum(r["probability"] for r in robust_rows if "RandomCorruptions" in r["layer"])
+    assert corruption_share == pytest.approx(0.35)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="'heavy'.*seed, robust"):
+        build_augmentation("heavy")
+    assert isinstance(build_augmentation("none"), Augmentation) and build_augmentation("none").layers == []
+
+
+def test_preview_grid(batch):
+    images = batch[0][:5]
+    grid = preview_grid(images, "robust", n=5, seed=1, columns=4, views=2)
+    assert grid.dtype == np.uint8 and grid.shape == (2 * 3 * 34 - 2, 4 * 34 - 2, 3)
+    np.testing.assert_array_equal(grid[:32, :32], images[0])
+    np.testing.assert_array_equal(grid, preview_grid(images, "robust", n=5, seed=1, columns=4, views=2))
+    with pytest.raises(ValueError, match="uint8"):
+        preview_grid(images.astype(np.float32), "seed")
+
+
+def test_augment_preview_cli(tmp_path):
+    from bloodcell.cli import main
+
+    for k, name in enumerate(("lymphocyte", "platelet")):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i, cell in enumerate(make_cells(3, 40, seed=k)):
+            Image.fromarray(cell).save(tmp_path / "data" / name / f"{i}.png")
+    out = tmp_path / "grid.png"
+    assert main(["augment-preview", str(tmp_path / "data"), "--preset", "seed", "--out", str(out), "-n", "4",
+                 "--image-size", "32", "--columns", "2"]) == 0
+    assert Image.open(out).size == (2 * 34 - 2, 4 * 34 - 2)
+    np.savez(tmp_path / "d.npz", images=make_cells(4, 32), labels=np.arange(4))
+    assert main(["augment-preview", str(tmp_path / "d.npz"), "--out", str(tmp_path / "g.png"), "--scale", "2"]) == 0
+    assert main(["augment-preview", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert main(["augment-preview", str(tmp_path / "d.npz"), "--out", str(tmp_path / "g.txt")]) == 2

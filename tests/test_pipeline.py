@@ -1,0 +1,134 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from synth_cells import make_cells
+
+from bloodcell.imageio import load_image
+from bloodcell.pipeline import augment_dataset, dataset_from_files, make_dataset
+
+
+@pytest.fixture(scope="module")
+def data():
+    images = make_cells(20, 32, seed=5)
+    labels = np.arange(20) % 8
+    return images, labels
+
+
+def collect(ds):
+    batches = list(ds)
+    return np.concatenate([x.numpy() for x, _ in batches]), np.concatenate([y.numpy() for _, y in batches])
+
+
+def test_plain_batches_keep_images_and_order(data):
+    images, labels = data
+    ds = make_dataset(images, labels, batch_size=8, shuffle=False)
+    x, y = collect(ds)
+    assert x.dtype == np.float32 and y.dtype == np.float32
+    np.testing.assert_array_equal(x, images)
+    np.testing.assert_array_equal(y.argmax(1), labels)
+    assert [b[0].shape[0] for b in ds] == [8, 8, 4]
+    assert [b[0].shape[0] for b in make_dataset(images, labels, batch_size=8, drop_remainder=True)] == [8, 8]
+
+
+def test_shuffle_covers_every_image_once(data):
+    images, labels = data
+    x, y = collect(make_dataset(images, labels[:, None], batch_size=6, seed=1))
+    assert sorted(map(bytes, x.astype(np.uint8))) == sorted(map(bytes, images))
+    assert sorted(y.argmax(1)) == sorted(labels)
+
+
+@pytest.mark.parametrize("preset", ["seed", "robust"])
+def test_augmented_batches(data, preset):
+    images, labels = data
+    ds = make_dataset(images, labels, batch_size=8, augment=preset, seed=3)
+    assert ds.element_spec[0].shape.as_list() == [None, 32, 32, 3]
+    x, y = collect(ds)
+    assert x.shape == images.shape and 0 <= x.min() and x.max() <= 255
+    np.testing.assert_allclose(y.sum(1), 1.0, atol=1e-5)
+    assert not np.allclose(np.sort(x, axis=None), np.sort(images, axis=None).astype(np.float32))
+
+
+def test_seeded_pipeline_is_deterministic(data):
+    images, labels = data
+    first = make_dataset(images, labels, batch_size=8, augment="robust", seed=9)
+    second = make_dataset(images, labels, batch_size=8, augment="robust", seed=9)
+    a, b = collect(first), collect(second)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    epoch2 = collect(first)
+    np.testing.assert_array_equal(epoch2[0], collect(second)[0])  # the second epochs agree too
+    assert not np.array_equal(epoch2[0], a[0])  # and differ from the first
+    other = collect(make_dataset(images, labels, batch_size=8, augment="robust", seed=10))
+    assert not np.array_equal(other[0], a[0])
+
+
+def test_repeat(data):
+    images, labels = data
+    ds = make_dataset(images, labels, batch_size=8, augment="seed", repeat=True)
+    assert len(list(ds.take(7))) == 7
+
+
+def test_trains_a_model(data):
+    import keras
+
+    images, labels = data
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(8, activation="softmax")])
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    history = model.fit(make_dataset(images, labels, batch_size=8, augment="robust"), epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
+
+
+def test_bad_inputs(data):
+    images, labels = data
+    with pytest.raises(ValueError, match="uint8"):
+        make_dataset(images.astype(np.float32), labels)
+    with pytest.raises(ValueError, match="0..7"):
+        make_dataset(images, labels + 1)
+    with pytest.raises(ValueError, match=r"shape \(20,\)"):
+        make_dataset(images, labels[:5])
+    with pytest.raises(ValueError, match="batch_size"):
+        make_dataset(images, labels, batch_size=0)
+    with pytest.raises(ValueError, match="preset"):
+        make_dataset(images, labels, augment="heavy")
+
+
+def test_files_match_the_inference_path(tmp_path):
+    cells = make_cells(5, 48, seed=2)
+    paths = []
+    for i, cell in enumerate(cells):
+        img = Image.fromarray(cell).resize((48 + 8 * i, 48 + 4 * i))  # sizes differ: all are resized
+        paths.append(tmp_path / f"{i}.{'png' if i % 2 else 'jpg'}")
+        img.save(paths[-1])
+    labels = np.array([0, 1, 2, 3, 4])
+    x, y = collect(dataset_from_files(paths, labels, image_size=32, batch_size=2, shuffle=False))
+    expected = np.stack([load_image(p, 32) for p in paths])
+    np.testing.assert_array_equal(x, expected)
+    np.testing.assert_array_equal(y.argmax(1), labels)
+    x, y = collect(dataset_from_files(paths, labels, image_size=32, batch_size=2, augment="robust", seed=1))
+    assert x.shape == (5, 32, 32, 3)
+    np.testing.assert_allclose(y.sum(1), 1.0, atol=1e-5)
+
+
+def test_files_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        dataset_from_files([tmp_path / "nope.png"], [0])
+    with pytest.raises(ValueError, match="at least one"):
+        dataset_from_files([], [])
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    with pytest.raises(Exception, match="broken.png"):
+        list(dataset_from_files([broken], [0], image_size=32))
+
+
+def test_augment_dataset(data):
+    images, labels = data
+    ds = tf.data.Dataset.from_tensor_slices((images.astype(np.float32), labels)).batch(8)
+    x, y = collect(augment_dataset(ds, "seed", seed=1))
+    assert x.shape == images.shape and y.shape == (20, 8)
+    np.testing.assert_allclose(y.sum(1), 1.0, atol=1e-5)
+    x, y = collect(augment_dataset(ds, None))
+    np.testing.assert_array_equal(x, images)
+    with pytest.raises(ValueError, match="batch the dataset"):
+        augment_dataset(tf.data.Dataset.from_tensor_slices((images, labels)), "seed")
