@@ -103,8 +103,14 @@ class Classifier:
         """Images in any accepted form, as the uint8 batch (N, S, S, 3) the model takes."""
         return load_images(images, self.input_size)
 
-    def _forward(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.predict_on_batch(batch.astype(np.float32)))
+    def _forward(self, batch: np.ndarray, batch_size: int) -> np.ndarray:
+        n = len(batch)
+        # Pad to a power of two (at most batch_size): the compiled predict function then sees a
+        # few shapes only, instead of retracing for every odd-sized last batch.
+        padded = min(batch_size, 1 << max(n - 1, 0).bit_length())
+        if n < padded:
+            batch = np.concatenate([batch, np.zeros((padded - n, *batch.shape[1:]), batch.dtype)])
+        return np.asarray(self.model.predict_on_batch(batch.astype(np.float32)))[:n]
 
     def predict_proba(self, images, *, batch_size: int = 64, tta: bool = False) -> np.ndarray:
         """Class probabilities, shape (N, num_classes), rows summing to 1.
@@ -117,7 +123,7 @@ class Classifier:
         for start in range(0, len(x), batch_size):
             chunk = x[start : start + batch_size]
             for k in views:
-                out[start : start + len(chunk)] += self._forward(np.ascontiguousarray(_dihedral(chunk, k)))
+                out[start : start + len(chunk)] += self._forward(np.ascontiguousarray(_dihedral(chunk, k)), batch_size)
         out /= len(views)
         return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
 
