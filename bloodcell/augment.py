@@ -11,9 +11,10 @@ labels:
   random severity, with the same code that :func:`bloodcell.corruptions.corrupt` evaluates with.
 - ``None``: no augmentation.
 
-RandAugment and CutMix are Keras 3's own layers. Flip, rotation, translation and zoom are one
-:class:`RandomAffine` warp instead of Keras' four layers: one resampling blurs less than four, and
-runs 3-4 times faster on a CPU. Every layer is created with ``dtype="float32"``, so the
+CutMix and RandAugment's eleven operations are Keras 3's own layers; :class:`PerImageRandAugment`
+draws the operations per image (Keras 3 draws them per batch). Flip, rotation, translation and
+zoom are one :class:`RandomAffine` warp instead of Keras' four layers: one resampling blurs less
+than four, and runs 3-4 times faster on a CPU. Every layer is created with ``dtype="float32"``, so the
 presets keep working under a ``mixed_float16`` or ``mixed_bfloat16`` global policy.
 """
 
@@ -33,7 +34,7 @@ from . import corruptions as _c
 __all__ = [
     "PRESETS",
     "Augmentation",
-    "BatchRandAugment",
+    "PerImageRandAugment",
     "RandomAffine",
     "RandomColorShift",
     "RandomCorruptions",
@@ -224,22 +225,38 @@ class RandomAffine(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="bloodcell")
-class BatchRandAugment(keras.layers.RandAugment):
-    """``keras.layers.RandAugment`` that runs only the operations it picked.
+class PerImageRandAugment(keras.layers.RandAugment):
+    """``keras.layers.RandAugment`` with the operations drawn for each image, not for each batch.
 
-    Keras' layer computes all eleven operations on the batch and keeps the picked one with
-    ``where``; this subclass dispatches with ``tf.switch_case``, so a batch costs ``num_ops``
-    operations. As in Keras, the operations are drawn per batch. One change of strength:
-    Keras keeps ``1..int(8 * factor)`` bits in its posterization (1 bit for factors below 0.25,
-    which turns cells into flat blotches); here it keeps ``posterize_bits`` bits.
+    Keras 3 draws ``num_ops`` operations per batch and applies them to every image (computing all
+    eleven and keeping the drawn one with ``where``): a whole batch is then solarized or
+    equalized, which swings the batch-norm statistics from batch to batch. Here each image draws
+    its own operations, as in the RandAugment paper and in keras-cv's layer that the seed report
+    used; the batch is partitioned so that each operation only runs on the images that drew it.
+    The operations are Keras' own layers, with Keras' mapping of ``factor`` to strength, except
+    two whose strength Keras maps backwards: posterization keeps ``posterize_bits`` bits (Keras
+    keeps ``1..int(8 * factor)`` bits: 1 bit for factors below 0.25, flat blotches), and
+    solarization is left out of the default ``operations`` (Keras draws the threshold in
+    ``[0, 255 * factor]``, which turns nearly every image into a colour negative at the usual
+    factors; no microscope makes those).
 
     Args:
+        rate: probability that each of the ``num_ops`` draws applies an operation (else the
+            image is left as it is for that draw), as in keras-cv's RandAugment.
+        operations: names of the operations to draw from (of ``keras.layers.RandAugment``'s
+            eleven); by default all but ``"solarization"``.
         posterize_bits: (low, high): the number of bits kept is drawn in ``[low, high)``.
         Other arguments: as ``keras.layers.RandAugment``.
     """
 
     def __init__(self, value_range=(0, 255), num_ops=2, factor=0.5, interpolation="bilinear",
-                 seed=None, data_format=None, posterize_bits=(4, 8), **kwargs):
+                 seed=None, data_format=None, rate=1.0, posterize_bits=(4, 8), operations=None, **kwargs):
+        all_ops = keras.layers.RandAugment._AUGMENT_LAYERS
+        operations = [op for op in all_ops if op != "solarization"] if operations is None else list(operations)
+        unknown = [op for op in operations if op not in all_ops]
+        if unknown or not operations:
+            raise ValueError(f"operations must name some of {all_ops}, got {operations!r}")
+        self._AUGMENT_LAYERS = operations
         super().__init__(
             value_range=value_range,
             num_ops=num_ops,
@@ -249,6 +266,7 @@ class BatchRandAugment(keras.layers.RandAugment):
             data_format=data_format,
             **kwargs,
         )
+        self.rate = _check_range("rate", rate, 0.0, 1.0)
         low, high = (int(b) for b in posterize_bits)
         if not 1 <= low < high <= 8:
             raise ValueError(f"posterize_bits must be (low, high) with 1 <= low < high <= 8, got {posterize_bits!r}")
@@ -261,23 +279,54 @@ class BatchRandAugment(keras.layers.RandAugment):
             **kwargs,
         )
 
+    def get_random_transformation(self, data, training=True, seed=None):
+        if not training:
+            return None
+        images = data["images"] if isinstance(data, dict) else data
+        shape = self.backend.shape(images)
+        count = 1 if len(shape) == 3 else shape[0]
+        seed = seed or self._get_seed_generator(self.backend._backend)
+        # Operation indices (N, num_ops), the number of operations meaning "none"; each operation
+        # draws its strengths when it runs.
+        ops = len(self._AUGMENT_LAYERS)
+        idxes = self.backend.random.randint((count, self.num_ops), 0, ops, seed=seed)
+        applied = self.backend.random.uniform((count, self.num_ops), seed=seed) < self.rate
+        return {"layer_idxes": self.backend.numpy.where(applied, idxes, ops)}
+
     def transform_images(self, images, transformation, training=True):
-        images = self.backend.cast(images, self.compute_dtype)
+        images = tf.cast(images, self.compute_dtype)
         if not training or transformation is None:
             return images
+        return _as_batch(lambda x: self._apply_ops(x, transformation["layer_idxes"]), images)
+
+    def _apply_ops(self, images, layer_idxes):
         shape = images.shape
-        transforms = transformation["transforms"]
+        count = len(self._AUGMENT_LAYERS) + 1  # the last group is left unchanged
+        positions = tf.range(tf.shape(images)[0])
         for i in range(self.num_ops):
-            branches = [
-                functools.partial(getattr(self, key).transform_images, images, value)
-                for key, value in transforms.items()
-            ]
-            images = tf.switch_case(tf.cast(transformation["layer_idxes"][i], tf.int32), branches)
-            images = tf.ensure_shape(tf.cast(images, self.compute_dtype), shape)
+            part = tf.cast(layer_idxes[:, i], tf.int32)
+            groups = tf.dynamic_partition(images, part, count)
+            outputs = [
+                tf.cond(tf.shape(group)[0] > 0, functools.partial(self._run, name, group), lambda g=group: g)
+                for name, group in zip(self._AUGMENT_LAYERS, groups)
+            ] + [groups[-1]]
+            images = tf.dynamic_stitch(tf.dynamic_partition(positions, part, count), outputs)
+            images = tf.ensure_shape(images, shape)
         return images
 
+    def _run(self, name: str, images):
+        layer = getattr(self, name)
+        seed = self._get_seed_generator(self.backend._backend)
+        transformation = layer.get_random_transformation(images, training=True, seed=seed)
+        return tf.cast(layer.transform_images(images, transformation), self.compute_dtype)
+
     def get_config(self):
-        return {**super().get_config(), "posterize_bits": self.posterize_bits}
+        return {
+            **super().get_config(),
+            "rate": self.rate,
+            "posterize_bits": self.posterize_bits,
+            "operations": list(self._AUGMENT_LAYERS),
+        }
 
 
 class _SubsetLayer(keras.layers.Layer):
@@ -407,7 +456,7 @@ def _preset_layers(preset: str | None, seed: int | None) -> list[keras.layers.La
     f32 = {"dtype": "float32"}
     layers: list[keras.layers.Layer] = [
         RandomAffine(flip="horizontal_and_vertical", rotation=0.5, translation=0.1, zoom=0.1, seed=s(0), **f32),
-        BatchRandAugment(value_range=(0, 255), num_ops=2, factor=0.3, seed=s(1), **f32),
+        PerImageRandAugment(value_range=(0, 255), num_ops=2, factor=0.3, rate=0.5, seed=s(1), **f32),
         keras.layers.CutMix(factor=1.0, seed=s(2), **f32),
     ]
     if preset == "robust":
@@ -487,11 +536,18 @@ def _public_config(layer: keras.layers.Layer) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items() if k not in _BASE_CONFIG_KEYS}
 
 
+def _share(layer: keras.layers.Layer) -> float:
+    """The chance that ``layer`` changes an image."""
+    if isinstance(layer, PerImageRandAugment):
+        return 1.0 - (1.0 - layer.rate) ** layer.num_ops
+    return float(getattr(layer, "rate", 1.0))
+
+
 def describe_preset(preset: str | None) -> list[dict]:
     """Rows for a docs table: each layer's name, parameters and the share of images it changes.
 
     ``probability`` is the chance that an image is changed by the row's layer (CutMix: every
-    image receives a patch of a partner; RandAugment: its ops are drawn once per batch).
+    image receives a patch of a partner; RandAugment changes every image).
     """
     rows: list[dict] = []
     for layer in _preset_layers(preset, seed=0):
@@ -513,7 +569,7 @@ def describe_preset(preset: str | None) -> list[dict]:
         rows.append({
             "layer": _layer_label(layer),
             "parameters": params,
-            "probability": float(getattr(layer, "rate", 1.0)),
+            "probability": _share(layer),
             "description": (type(layer).__doc__ or "").strip().splitlines()[0],
         })
     return rows

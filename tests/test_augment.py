@@ -10,7 +10,7 @@ from synth_cells import make_cells
 from bloodcell.augment import (
     PRESETS,
     Augmentation,
-    BatchRandAugment,
+    PerImageRandAugment,
     RandomAffine,
     RandomColorShift,
     RandomCorruptions,
@@ -23,7 +23,8 @@ from bloodcell.augment import (
 CUSTOM_LAYERS = [
     RandomAffine(flip="vertical", rotation=0.25, translation=0.05, zoom=0.2, fill_mode="constant",
                  interpolation="nearest", fill_value=3.0, seed=5),
-    BatchRandAugment(num_ops=3, factor=0.2, posterize_bits=(5, 7), seed=6),
+    PerImageRandAugment(num_ops=3, factor=0.2, rate=0.7, posterize_bits=(5, 7),
+                        operations=["random_brightness", "equalization"], seed=6),
     RandomColorShift(severity=(0.5, 2.0), hue=0.1, rate=0.3, seed=7),
     RandomCorruptions(["jpeg", "bubbles"], severity=(2.0, 4.0), rate=0.6, seed=8),
 ]
@@ -136,19 +137,23 @@ def test_random_affine_identity_and_flips(batch):
     assert all(s or f for s, f in zip(same, flips)) and any(flips) and any(same)
 
 
-def test_batch_rand_augment_matches_keras(batch):
-    # Same operations and random draws as keras.layers.RandAugment, only dispatched by switch_case.
-    x = tf.constant(batch[0], tf.float32)
-    ours = BatchRandAugment(num_ops=2, factor=0.4, seed=3)
-    theirs = keras.layers.RandAugment(num_ops=2, factor=0.4, seed=3)
-    theirs.random_posterization = keras.layers.RandomPosterization(factor=(4, 8), seed=3)
-    for i in range(6):
-        seed = tf.constant([11, i])
-        with stateless_seeds([ours], seed):
-            a = ours(x, training=True)
-        with stateless_seeds([theirs], seed):
-            b = theirs(x, training=True)
-        np.testing.assert_allclose(a, b, atol=1e-3)
+def test_rand_augment_draws_operations_per_image(batch):
+    x = tf.constant(np.concatenate([batch[0]] * 4), tf.float32)
+    layer = PerImageRandAugment(num_ops=2, factor=0.3, seed=3)
+    assert "solarization" not in layer._AUGMENT_LAYERS and len(layer._AUGMENT_LAYERS) == 10
+    idxes = layer.get_random_transformation(x)["layer_idxes"].numpy()
+    assert idxes.shape == (32, 2) and len(np.unique(idxes)) > 3 and idxes.max() < 10
+    out = layer(x, training=True)
+    assert out.shape == x.shape and out.dtype == tf.float32
+    # Chosen per image: the first half posterized to 4 bits, the second half left alone.
+    poster = PerImageRandAugment(num_ops=1, posterize_bits=(4, 5))
+    k = poster._AUGMENT_LAYERS.index("random_posterization")
+    idxes = tf.constant([[k]] * 16 + [[len(poster._AUGMENT_LAYERS)]] * 16)
+    out = poster.transform_images(x, {"layer_idxes": idxes}).numpy()
+    np.testing.assert_array_equal(out[:16], (x.numpy()[:16].astype(np.uint8) >> 4) << 4)
+    np.testing.assert_array_equal(out[16:], x.numpy()[16:])
+    unchanged = PerImageRandAugment(num_ops=2, rate=0.0, seed=1)(x, training=True)
+    np.testing.assert_array_equal(unchanged, x)
 
 
 def test_corruption_and_colour_rates(batch):
@@ -176,14 +181,16 @@ def test_layer_argument_errors():
     with pytest.raises(ValueError, match="flip"):
         RandomAffine(flip="diagonal")
     with pytest.raises(ValueError, match="posterize_bits"):
-        BatchRandAugment(posterize_bits=(0, 9))
+        PerImageRandAugment(posterize_bits=(0, 9))
+    with pytest.raises(ValueError, match="operations"):
+        PerImageRandAugment(operations=["fog"])
 
 
 def test_describe_preset():
     assert describe_preset(None) == []
     seed_rows, robust_rows = describe_preset("seed"), describe_preset("robust")
     assert [r["layer"] for r in seed_rows] == [
-        "bloodcell.augment.RandomAffine", "bloodcell.augment.BatchRandAugment", "keras.layers.CutMix"
+        "bloodcell.augment.RandomAffine", "bloodcell.augment.PerImageRandAugment", "keras.layers.CutMix"
     ]
     assert robust_rows[:3] == seed_rows and len(robust_rows) == 3 + 1 + 12
     for row in robust_rows:
