@@ -1,0 +1,115 @@
+"""Accuracy, macro F1, robustness and test-time augmentation of the zoo's entries on held-out pbc96.
+
+For each pretrained entry whose folder holds a ``test_files.json`` (the held-out split its
+training never saw), runs exactly the documented command
+
+    bloodcell evaluate DATA --model ENTRY --split-file FOLDER/test_files.json --robustness --json
+
+and the same with ``--tta`` (no robustness), and writes every figure, the confusion matrix and
+the accuracy of each corruption at each severity to one JSON file. The docs draw their
+confusion-matrix and severity-curve pictures and the zoo table from that file.
+
+Usage: python benchmarks/bench_accuracy.py [--data ../shared/data/pbc96] [--models mnv3s.pbc96 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
+
+
+def run_cli(argv: list[str]) -> dict:
+    """Run ``bloodcell`` in this process and return the JSON it printed."""
+    from bloodcell.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(argv)
+    if code != 0:
+        raise SystemExit(f"bloodcell {' '.join(argv)} exited with {code}")
+    return json.loads(out.getvalue())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default="../shared/data/pbc96")
+    ap.add_argument("--models", nargs="*", default=None, help="zoo entries (default: every entry with a test split)")
+    ap.add_argument("--no-tta", action="store_true", help="skip the test-time-augmentation run")
+    ap.add_argument("--out", default="benchmarks/results/accuracy.json")
+    args = ap.parse_args()
+
+    import keras
+    import tensorflow as tf
+
+    import bloodcell
+    from bloodcell.classifier import entry_folder
+
+    results: dict[str, dict] = {}
+    for name in args.models or bloodcell.list_pretrained():
+        entry = bloodcell.pretrained_entry(name)
+        split_file = entry_folder(entry) / "test_files.json"
+        if not split_file.is_file():
+            print(f"{name}: no test_files.json in its folder; skipped", file=sys.stderr)
+            continue
+        common = [args.data, "--model", name, "--split-file", str(split_file), "--json"]
+        t = time.perf_counter()
+        plain = run_cli(["evaluate", *common, "--robustness"])
+        seconds = time.perf_counter() - t
+        row = {
+            "architecture": entry.architecture,
+            "init": entry.init,
+            "size_bytes": entry.size_bytes,
+            "num_params": entry.num_params,
+            "test_images": plain["evaluation"]["n"],
+            "accuracy": plain["evaluation"]["accuracy"],
+            "balanced_accuracy": plain["evaluation"]["balanced_accuracy"],
+            "macro_f1": plain["evaluation"]["macro"]["f1"],
+            "robustness_mean": plain["robustness"]["robustness_mean"],
+            "evaluation": plain["evaluation"],
+            "robustness": plain["robustness"],
+            "seconds": round(seconds, 1),
+            "command": "bloodcell evaluate " + " ".join(
+                [args.data, "--model", name, "--split-file", os.path.relpath(split_file), "--robustness"]
+            ),
+        }
+        if not args.no_tta:
+            tta = run_cli(["evaluate", *common, "--tta"])
+            row["tta_accuracy"] = tta["evaluation"]["accuracy"]
+            row["tta_macro_f1"] = tta["evaluation"]["macro"]["f1"]
+        results[name] = row
+        print(f"{name}: accuracy {row['accuracy']:.4f}, macro F1 {row['macro_f1']:.4f}, "
+              f"robustness mean {row['robustness_mean']:.4f}"
+              + (f", TTA accuracy {row['tta_accuracy']:.4f}" if "tta_accuracy" in row else ""))
+
+    result = {
+        "data": args.data,
+        "models": results,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "bloodcell": bloodcell.__version__,
+        },
+        "command": "python benchmarks/bench_accuracy.py" + (f" --data {args.data}" if args.data != "../shared/data/pbc96" else ""),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""The documentation site builds with ``mkdocs build --strict`` and its pictures stay small."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS_PACKAGES = ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python")
+
+
+def _missing_docs_packages() -> list[str]:
+    missing = []
+    for name in DOCS_PACKAGES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:  # the parent package of a dotted name is absent
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def test_pictures_are_small_and_used():
+    pages = " ".join(p.read_text() for p in (ROOT / "docs").rglob("*.md"))
+    for png in (ROOT / "docs" / "img").glob("*.png"):
+        assert png.stat().st_size < 300_000, f"{png.name} is {png.stat().st_size} bytes; keep pictures under 300 kB"
+        assert f"img/{png.name}" in pages, f"docs/img/{png.name} is not shown on any page; remove it"
+
+
+def test_every_table_marker_is_known():
+    sys.path.insert(0, str(ROOT / "docs" / "scripts"))
+    import tables
+
+    markers = set(re.findall(r"^<!-- table: ([\w-]+) -->$", " \n".join(p.read_text() for p in (ROOT / "docs").rglob("*.md")),
+                             re.MULTILINE))
+    assert markers and markers <= set(tables.TABLES), sorted(markers - set(tables.TABLES))
+
+
+def test_mkdocs_build_strict(tmp_path):
+    missing = _missing_docs_packages()
+    if missing:
+        pytest.skip(f"docs packages not installed ({', '.join(missing)}): pip install '.[docs]'")
+    site = tmp_path / "site"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"),
+                           "-d", str(site)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    home = (site / "index.html").read_text()
+    assert "mnv3s.pbc96" in home and "<!-- table:" not in home
+    assert "images/s" in (site / "benchmarks" / "index.html").read_text()
+    assert "load_classifier" in (site / "reference" / "classifier" / "index.html").read_text()
+    assert (site / "img" / "confusion.png").is_file()
