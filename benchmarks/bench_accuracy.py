@@ -1,6 +1,7 @@
 """Accuracy, macro F1, robustness and test-time augmentation of the zoo's entries on held-out pbc96.
 
-For each pretrained entry whose folder holds a ``test_files.json`` (the held-out split its
+For each pretrained entry whose folder (``zoo/<name>/`` for release entries, the package's
+``_weights/<name>/`` for bundled ones) holds a ``test_files.json`` (the held-out split its
 training never saw), runs exactly the documented command
 
     bloodcell evaluate DATA --model ENTRY --split-file FOLDER/test_files.json --robustness --json
@@ -57,7 +58,9 @@ def main() -> int:
     results: dict[str, dict] = {}
     for name in args.models or bloodcell.list_pretrained():
         entry = bloodcell.pretrained_entry(name)
-        split_file = entry_folder(entry) / "test_files.json"
+        # Release entries keep their files in zoo/<name>/ (what their Hub repo holds); bundled ones ship inside.
+        release = Path(__file__).resolve().parents[1] / "zoo" / name
+        split_file = (release if release.is_dir() else entry_folder(entry)) / "test_files.json"
         if not split_file.is_file():
             print(f"{name}: no test_files.json in its folder; skipped", file=sys.stderr)
             continue
