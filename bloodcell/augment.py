@@ -41,6 +41,7 @@ __all__ = [
     "build_augmentation",
     "describe_preset",
     "preview_grid",
+    "stateless_seeds",
 ]
 
 #: Names of the augmentation presets (``None`` means no augmentation).
