@@ -346,6 +346,12 @@ class Trainer:
         """
         import tensorflow as tf
 
+        for name, data in (("train", train), ("val", val)):
+            if hasattr(data, "labels") and len(data.labels) == 0:
+                raise BloodcellError(
+                    f"{name}: the {'training' if name == 'train' else 'validation'} set is empty; give it "
+                    "images (with split(), use larger fractions or more data per class)"
+                )
         if self.deterministic:
             tf.config.experimental.enable_op_determinism()
         if self.model is None:

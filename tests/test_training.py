@@ -209,6 +209,9 @@ def test_bad_settings():
         Trainer("microcell", augment="heavy")
     with pytest.raises(bloodcell.BloodcellError, match="patience"):
         Trainer("microcell", patience=(0, 3))
+    empty = toy_data().subset([])
+    with pytest.raises(bloodcell.BloodcellError, match="val: the validation set is empty"):
+        tiny_trainer().fit(toy_data(), empty)
 
 
 def test_mirrored_strategy_two_logical_cpus(tmp_path):

@@ -27,7 +27,12 @@ register_pretrained(
         size_bytes=4186936,
         num_params=943736,
         init="random",
-        metrics={"accuracy": 0.9626920263350403, "macro_f1": 0.9562915578304516},
+        metrics={
+            "accuracy": 0.9626920263350403,
+            "balanced_accuracy": 0.9569524796057622,
+            "macro_f1": 0.9562915578304516,
+            "robustness_mean": 0.6366130212143379,
+        },
         description="Provisional default: trained from random init on a CPU with plain Keras (12 epochs); "
         "measured on a held-out 10% of pbc96 (1,367 images)",
     )
