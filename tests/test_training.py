@@ -110,7 +110,7 @@ def test_early_stopping_restores_best(tmp_path):
 
 
 def test_seeded_runs_are_identical():
-    a, b = tiny_trainer(seed=7), tiny_trainer(seed=7)
+    a, b = tiny_trainer(seed=7, head_epochs=1), tiny_trainer(seed=7, head_epochs=1)
     a.fit(toy_data(), toy_data(seed=1))
     b.fit(toy_data(), toy_data(seed=1))
     for wa, wb in zip(a.model.get_weights(), b.model.get_weights()):
@@ -122,7 +122,7 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
         import sys
         sys.path.insert(0, {str(ROOT / 'tests')!r})
         from test_training import tiny_trainer, toy_data
-        t = tiny_trainer(workdir=sys.argv[1], head_epochs=4, finetune_epochs=2, augment="seed",
+        t = tiny_trainer(workdir=sys.argv[1], head_epochs=3, finetune_epochs=1, augment="seed",
                          freeze_backbone=True, patience=(10, 10))
         t.fit(toy_data(), toy_data(seed=1), resume=len(sys.argv) > 2)
         import numpy as np
