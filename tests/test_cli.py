@@ -115,3 +115,33 @@ def test_predict_marks_non_cells(tmp_path, capsys):
     assert records["basophil_BA_588492.jpg"]["outlier"] is False
     assert main(["predict", str(tmp_path / "text.png")]) == 0
     assert capsys.readouterr().out.rstrip().endswith("OUTLIER: not a blood-cell image?")
+
+
+def test_train_writes_a_model_with_its_card_and_split(tmp_path, capsys):
+    from pathlib import Path
+    from PIL import Image
+
+    from conftest import synthetic_cell
+
+    data = tmp_path / "data"
+    for c, name in enumerate(bloodcell.CLASS_NAMES):
+        (data / name).mkdir(parents=True)
+        for i in range(5):
+            img = synthetic_cell(40, seed=100 * c + i)
+            img[..., c % 3] = np.clip(img[..., c % 3].astype(int) + 20 * c, 0, 255)
+            Image.fromarray(img).save(data / name / f"{name}_{i}.png")
+    out = tmp_path / "model"
+    code = main(["train", str(data), "--model", "microcell", "--input-size", "32", "--head-epochs", "1",
+                 "--finetune-epochs", "1", "--augment", "none", "--val-fraction", "0.2", "--test-fraction", "0.2",
+                 "--batch-size", "8", "--out", str(out)])
+    assert code == 0
+    clf = bloodcell.load_classifier(out)
+    assert clf.input_size == 32 and 0 <= clf.metrics["accuracy"] <= 1 and clf.metrics["test_images"] == 8
+    assert clf.training["command"].startswith("bloodcell train ")
+    assert clf.training["init"] == "random"
+    assert "bloodcell train" in (out / "README.md").read_text()
+    work = Path(str(out) + ".work")
+    held_out = json.loads((work / "test_files.json").read_text())
+    assert len(held_out) == 8 and all((data / p).is_file() for p in held_out)
+    assert (work / "history.csv").is_file() and (work / "confusion.png").is_file()
+    assert main(["train", str(data), "--model", "microcell", "--out", str(out)]) == 2  # refuses to overwrite

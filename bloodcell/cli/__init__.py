@@ -62,6 +62,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help and on usage errors
         return int(exc.code or 0)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in model cards
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2

@@ -110,8 +110,7 @@ def run(args) -> int:
         rob = evaluate_robustness(clf, test_set)
         clf.metrics["robustness_mean"] = rob.robustness_mean
     clf.training.update({
-        "command": "bloodcell " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"]
-        else f"bloodcell train {shlex.quote(str(args.data))} --model {args.model}",
+        "command": "bloodcell " + shlex.join(args.argv),
         "data": f"{Path(args.data).name}: {len(train_set)} train / {len(val_set)} validation images",
         "total_wall_time_s": round(time.time() - t0),
     })
