@@ -22,7 +22,7 @@ from ._version import __version__
 from .card import render_model_card
 from .errors import BloodcellError, ChecksumError, ImageReadError
 from .imageio import load_image, load_images
-from .models import ModelSpec, build_model
+from .models import ModelSpec, build_model, rebuild_model
 from .registry import PretrainedCfg, pretrained_entry
 
 CONFIG_NAME = "config.json"
@@ -220,10 +220,7 @@ class Classifier:
         """The model without optimizer state (a compiled model's weights file would include it)."""
         if getattr(self.model, "optimizer", None) is None:
             return self.model
-        spec: ModelSpec = self.model.bloodcell_spec
-        clone = build_model(spec.architecture, **spec.build_kwargs())
-        clone.set_weights(self.model.get_weights())
-        return clone
+        return rebuild_model(self.model)
 
     def save_pretrained(self, folder, *, card: bool = True) -> Path:
         """Write ``config.json``, the weights and a model card (README.md) into ``folder``.
@@ -319,7 +316,6 @@ def load_folder(folder, *, sha256: Optional[str] = None) -> Classifier:
     build = dict(cfg["build"])
     build["weights"] = None
     model = build_model(cfg["architecture"], **build)
-    model.bloodcell_spec = ModelSpec(architecture=cfg["architecture"], **{**build, "weights": None})
     try:
         model.load_weights(weights)
     except Exception as exc:  # h5py/keras raise many types for mismatched or damaged files

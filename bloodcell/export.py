@@ -26,7 +26,7 @@ from ._util import sha256_file
 from ._version import __version__
 from .classifier import PREPROCESSING, Classifier, load_classifier
 from .errors import BloodcellError
-from .models import build_model
+from .models import rebuild_model
 
 #: Export formats: the file suffix each needs ("" for the SavedModel folder).
 FORMATS = {"onnx": ".onnx", "litert": ".tflite", "saved_model": ""}
@@ -86,17 +86,14 @@ def _float32_model(classifier: Classifier) -> keras.Model:
     model = classifier.model
     if all(layer.compute_dtype == "float32" for layer in model._flatten_layers(include_self=False, recursive=True)):
         return model
-    spec = getattr(model, "bloodcell_spec", None)
-    if spec is None:
+    if getattr(model, "bloodcell_spec", None) is None:
         raise BloodcellError(
             f"model {model.name!r} computes in {model.dtype_policy.name} and was not made by "
             "bloodcell.build_model, so it cannot be rebuilt in float32 for export; save it with "
             "save_pretrained and export the loaded folder"
         )
     with _dtype_policy("float32"):
-        clone = build_model(spec.architecture, **spec.build_kwargs())
-    clone.set_weights(model.get_weights())
-    return clone
+        return rebuild_model(model)
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ import numpy as np
 
 from .classifier import Classifier
 from .errors import BloodcellError
-from .models import ModelSpec, build_model, get_backbone
+from .models import ModelSpec, build_model, get_backbone, rebuild_model
 
 OPTIMIZERS = ("lion", "adam", "nadam", "adamw")
 LOSSES = ("crossentropy", "focal")
@@ -155,9 +155,7 @@ class Trainer:
                 if self.distribution is None and not self.precision:
                     return self._model_arg
                 # Variables must be created under the strategy / dtype policy: rebuild and copy.
-                model = build_model(spec.architecture, **{**spec.build_kwargs(), "weights": None})
-                model.set_weights(self._model_arg.get_weights())
-                return model
+                return rebuild_model(self._model_arg)
         finally:
             if self.precision:
                 keras.mixed_precision.set_dtype_policy("float32")
@@ -295,16 +293,10 @@ class Trainer:
             )
         state = _State(**d)
         self._compile(state.phase, state.lr)
-        with np.load(ckpt / "weights.npz") as f:
-            for v, k in zip(self.model.weights, sorted(f.files, key=lambda s: int(s.split("_")[1]))):
-                v.assign(f[k])
-        with np.load(ckpt / "optimizer.npz") as f:
-            for v, k in zip(self.model.optimizer.variables, sorted(f.files, key=lambda s: int(s.split("_")[1]))):
-                v.assign(f[k])
-        best = None
-        if (ckpt / "best.npz").is_file():
-            with np.load(ckpt / "best.npz") as f:
-                best = [f[k] for k in sorted(f.files, key=lambda s: int(s.split("_")[1]))]
+        for variables, name in ((self.model.weights, "weights.npz"), (self.model.optimizer.variables, "optimizer.npz")):
+            for v, array in zip(variables, _load_arrays(ckpt / name)):
+                v.assign(array)
+        best = _load_arrays(ckpt / "best.npz") if (ckpt / "best.npz").is_file() else None
         return state, best
 
     def _config(self) -> dict[str, Any]:
@@ -456,9 +448,7 @@ class Trainer:
             raise BloodcellError("the trainer has no model yet; call fit(train, val) first")
         model = self.model
         if self.distribution is not None or self.precision:
-            model = build_model(self.spec.architecture, **self.spec.build_kwargs())
-            model.set_weights([np.asarray(w) for w in self.model.get_weights()])
-            model.bloodcell_spec = self.spec
+            model = rebuild_model(self.model)
         names = self.class_names or None
         clf = Classifier(model, **({"class_names": names} if names else {}))
         clf.training = {
@@ -468,6 +458,12 @@ class Trainer:
             "wall_time_s": round(sum(r["seconds"] for r in self.history)),
         }
         return clf
+
+
+def _load_arrays(path: Path) -> list[np.ndarray]:
+    """The arrays ``np.savez(path, *arrays)`` wrote, in their original order."""
+    with np.load(path) as f:
+        return [f[k] for k in sorted(f.files, key=lambda name: int(name.split("_")[1]))]
 
 
 def plot_history(history: list[dict[str, Any]], path) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 import keras
+import numpy as np
 
 from .._classes import CLASS_NAMES
 from ..errors import BloodcellError
@@ -134,6 +135,24 @@ def build_model(
         weights=weights if weights in (None, "imagenet") else "file",
     )
     return model
+
+
+def rebuild_model(model: keras.Model) -> keras.Model:
+    """A fresh copy of a :func:`build_model` model with the same weights and spec.
+
+    Variables are created under the current dtype policy and distribution scope, and the copy
+    has no optimizer: callers use it to leave mixed precision, a strategy or optimizer state behind.
+    """
+    spec: Optional[ModelSpec] = getattr(model, "bloodcell_spec", None)
+    if spec is None:
+        raise BloodcellError(
+            f"model {model.name!r} was not made by bloodcell.build_model, so it cannot be rebuilt; "
+            "build it with bloodcell.build_model(name)"
+        )
+    clone = build_model(spec.architecture, **spec.build_kwargs())
+    clone.set_weights([np.asarray(w) for w in model.get_weights()])
+    clone.bloodcell_spec = spec
+    return clone
 
 
 def get_backbone(model: keras.Model) -> keras.Model:
