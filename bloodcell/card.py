@@ -84,6 +84,14 @@ def render_model_card(config: dict[str, Any]) -> str:
         for key, value in metrics.items():
             lines.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
         lines.append("")
+        robustness = (config.get("robustness") or {}).get("per_corruption_mean")
+        if robustness:
+            lines += ["Accuracy under each corruption (mean over severities 1-5):", "",
+                      "| corruption | accuracy |", "| --- | --- |"]
+            lines += [f"| {name} | {value:.4f} |" for name, value in robustness.items()]
+            lines.append("")
+        if config.get("evaluation_command"):
+            lines += [f"Measured with `{config['evaluation_command']}`.", ""]
     if training:
         lines += ["## Training", ""]
         for key, value in training.items():

@@ -279,3 +279,30 @@ def test_cli_evaluate_errors(cli_files, tmp_path, capsys):
     assert "--severities" in capsys.readouterr().err
     assert main([*base, "--corruptions", "fog"]) == 2
     assert "unknown corruption" in capsys.readouterr().err
+
+
+def test_cli_evaluate_write_metrics_updates_config_and_card(cli_files, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(cli_files / "model", folder)
+    weights_before = (folder / "model.weights.h5").read_bytes()
+    argv = ["evaluate", str(cli_files / "data"), "--model", str(folder), "--write-metrics", "--robustness"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    cfg = json.loads((folder / "config.json").read_text())
+    expected = run_json(capsys, str(cli_files / "data"), "--model", str(folder), "--robustness")
+    assert cfg["metrics"]["accuracy"] == expected["evaluation"]["accuracy"]
+    assert cfg["metrics"]["macro_f1"] == pytest.approx(expected["evaluation"]["macro"]["f1"])
+    assert cfg["metrics"]["robustness_mean"] == expected["robustness"]["robustness_mean"]
+    assert cfg["metrics"]["test_images"] == 12
+    assert cfg["evaluation_command"] == "bloodcell " + " ".join(argv)
+    card = (folder / "README.md").read_text()
+    assert "| robustness_mean |" in card and "| gaussian_noise |" in card and "--write-metrics" in card
+    assert (folder / "model.weights.h5").read_bytes() == weights_before
+    assert bloodcell.load_classifier(folder).metrics["robustness_mean"] == cfg["metrics"]["robustness_mean"]
+    # Only a local folder, and only whole-split figures without TTA, can be recorded.
+    assert main(["evaluate", str(cli_files / "data"), "--write-metrics"]) == 2
+    assert "local model folder" in capsys.readouterr().err
+    assert main([*argv, "--limit", "3"]) == 2
+    assert "--limit" in capsys.readouterr().err

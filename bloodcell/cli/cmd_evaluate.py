@@ -35,6 +35,9 @@ def register(subparsers) -> None:
                    help="evaluate a stratified random subset of N images (for quick runs)")
     p.add_argument("--seed", type=int, default=0, help="seed of --limit sampling and of the corruptions")
     p.add_argument("--batch-size", type=int, default=64, metavar="N")
+    p.add_argument("--write-metrics", action="store_true",
+                   help="record the figures in the --model folder's config.json and model card "
+                   "(a local folder; needs the whole data or --split-file, not --limit)")
     p.set_defaults(func=run)
 
 
@@ -83,6 +86,53 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
         raise UsageError(f"{option} expects comma-separated integers like 1,3,5, got {text!r}") from None
 
 
+def _writable_folder(args) -> Path:
+    from . import UsageError
+
+    folder = Path(args.model) if args.model else None
+    if folder is None or not (folder / "config.json").is_file():
+        raise UsageError(
+            f"--write-metrics needs --model to be a local model folder (with config.json), got {args.model!r}; "
+            "save a Hub model into a folder with Classifier.save_pretrained first"
+        )
+    if args.limit is not None or args.tta or args.severities or args.corruptions:
+        raise UsageError(
+            "--write-metrics records headline figures, so it measures the full split without TTA: "
+            "drop --limit, --tta, --severities and --corruptions"
+        )
+    return folder
+
+
+def _write_metrics(folder: Path, args, report, rob, data) -> None:
+    """Record ``report`` (and ``rob``) in the folder's config.json and regenerate its model card."""
+    import os
+    import shlex
+    import tempfile
+
+    from ..card import render_model_card
+
+    path = folder / "config.json"
+    cfg = json.loads(path.read_text())
+    old = cfg.get("metrics") or {}
+    metrics = {k: v for k, v in old.items() if k == "tta_accuracy"}
+    metrics.update(accuracy=report.accuracy, balanced_accuracy=report.balanced_accuracy, macro_f1=report.macro_f1)
+    if rob is not None:
+        metrics["robustness_mean"] = rob.robustness_mean
+        cfg["robustness"] = {"per_corruption_mean": rob.per_corruption_mean,
+                             "per_severity_mean": rob.per_severity_mean, "seed": rob.seed}
+    metrics["test_images"] = len(data)
+    cfg["metrics"] = metrics
+    # A training run's own description of its held-out split stays when the same split is measured.
+    if not (args.split_file and cfg.get("eval_data") and old.get("test_images") == len(data)):
+        where = f"the images listed in {Path(args.split_file).name}" if args.split_file else "all images"
+        cfg["eval_data"] = f"{where} of {Path(args.data).name} ({len(data)} images)"
+    cfg["evaluation_command"] = "bloodcell " + shlex.join(getattr(args, "argv", []))
+    for name, text in (("config.json", json.dumps(cfg, indent=2) + "\n"), ("README.md", render_model_card(cfg))):
+        with tempfile.NamedTemporaryFile("w", dir=folder, prefix=".tmp-", delete=False, encoding="utf-8") as tmp:
+            tmp.write(text)
+        os.replace(tmp.name, folder / name)
+
+
 def run(args) -> int:
     from .. import load_classifier
     from ..data import load_dataset
@@ -97,6 +147,7 @@ def run(args) -> int:
     corruptions = [c.strip() for c in args.corruptions.split(",") if c.strip()] if args.corruptions else None
     robustness = args.robustness or bool(args.robustness_plot or args.severities or args.corruptions)
 
+    folder = _writable_folder(args) if args.write_metrics else None
     clf = load_classifier(args.model)
     data = load_dataset(args.data, image_size=clf.input_size)
     if args.split_file:
@@ -126,6 +177,9 @@ def run(args) -> int:
         if rob is not None:
             print("\naccuracy under corruption\n")
             print(rob.to_text())
+    if folder is not None:
+        _write_metrics(folder, args, report, rob, data)
+        print(f"wrote the figures into {folder / 'config.json'} and {folder / 'README.md'}", file=sys.stderr)
     timing = f"evaluated in {report.seconds:.1f}s" + (f", robustness in {rob.seconds:.1f}s" if rob else "")
     print(timing, file=sys.stderr)
     return 0

@@ -43,7 +43,7 @@ COMMANDS: dict[str, str] = {
     "export": "python examples/export.py",
     "cli_list": "bloodcell list",
     "cli_predict": "bloodcell predict examples/images",
-    "cli_predict_json": "bloodcell predict examples/images/monocyte_MO_217315.jpg --json --top-k 3",
+    "cli_predict_json": "bloodcell predict examples/images/immature_granulocyte_MMY_728765.jpg --json --top-k 3",
     "cli_evaluate": "bloodcell evaluate tests/data/pbc96_sample --robustness --corruptions jpeg,gaussian_noise --severities 1,3,5",
     "cli_clean": "bloodcell clean tests/data/pbc96_sample --out sample_clean --report sample_clean.json",
     "cli_export": "bloodcell export --format onnx --out mnv3s.onnx",
