@@ -13,6 +13,9 @@ Measures on pbc96 (96x96, batch 64), in one process:
 The measurements are interleaved over ``--reps`` rounds and the median is kept, because other
 processes on a shared machine slow all of them alike.
 
+  - the two costs the baseline adds up: image_dataset_from_directory without augmentation
+    (decoding) and the augmentation alone on a batch in memory.
+
 Usage: python benchmarks/bench_pipeline.py [--data ../shared/data/pbc96] [--batches 20] [--reps 3]
 """
 
@@ -43,6 +46,22 @@ def throughput(dataset, batches: int) -> float:
         images, _ = next(it)
         count += int(images.shape[0])
     return count / (time.perf_counter() - start)
+
+
+class augmentation_only:
+    """Iterable of ``augmentation`` applied to one in-memory batch again and again."""
+
+    def __init__(self, augmentation, batch):
+        self.fn = augmentation.traced(tuple(batch[0].shape[1:]), batch[0].dtype)
+        self.batch = batch
+
+    def __iter__(self):
+        import tensorflow as tf
+
+        step = 0
+        while True:
+            step += 1
+            yield self.fn(*self.batch, tf.constant([step, 0], tf.int64))
 
 
 def fit_throughput(model, dataset, steps: int, batch_size: int) -> float:
@@ -101,6 +120,11 @@ def main() -> int:
         args.data, labels="inferred", label_mode="categorical", class_names=list(CLASS_NAMES),
         image_size=(96, 96), batch_size=bs, shuffle=True, seed=42, verbose=False,
     ).repeat()
+    # The two costs the baseline adds up: decoding alone, and the augmentation alone (one traced
+    # call per batch on a batch already in memory, as make_dataset runs it).
+    pipelines["image_dataset_from_directory[None]"] = directory
+    for preset in ("seed", "robust"):
+        pipelines[f"augmentation only[{preset}]"] = augmentation_only(build_augmentation(preset, seed=42), batch)
     for preset in ("seed", "robust"):
         aug = build_augmentation(preset, seed=42)
         pipelines[f"image_dataset_from_directory+map[{preset}]"] = directory.map(lambda x, y, a=aug: a(x, y))
@@ -134,6 +158,8 @@ def main() -> int:
         naive = med[f"image_dataset_from_directory+map[{preset}]"]
         tuned = med[f"image_dataset_from_directory+parallel_map+prefetch[{preset}]"]
         ratios[preset] = {
+            "augmentation only / image_dataset_from_directory[None]":
+                med[f"augmentation only[{preset}]"] / med["image_dataset_from_directory[None]"],
             "make_dataset / model": ours / model_ips,
             "dataset_from_files / model": files / model_ips,
             "make_dataset / image_dataset_from_directory+map": ours / naive,
