@@ -22,7 +22,7 @@ from ._version import __version__
 from .card import render_model_card
 from .errors import BloodcellError, ChecksumError, ImageReadError
 from .imageio import load_image, load_images
-from .models import ModelSpec, build_model, rebuild_model
+from .models import ModelSpec, build_from_spec, build_model, rebuild_model
 from .registry import PretrainedCfg, pretrained_entry
 
 CONFIG_NAME = "config.json"
@@ -147,6 +147,8 @@ class Classifier:
         batches in memory. With ``flag_outliers``, images that
         :func:`bloodcell.cleaning.find_outliers` says are not blood cells are marked.
         """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise BloodcellError(f"batch_size must be a positive integer, got {batch_size!r}")
         workers = workers or min(8, (os.cpu_count() or 1) + 2)
         paths = [Path(p) for p in paths]
         if flag_outliers:
@@ -203,7 +205,7 @@ class Classifier:
             "format_version": FORMAT_VERSION,
             "name": self.name,
             "architecture": spec.architecture,
-            "build": spec.build_kwargs(),
+            "build": spec.to_config(),
             "input_size": self.input_size,
             "class_names": list(self.class_names),
             "preprocessing": PREPROCESSING,
@@ -242,6 +244,8 @@ class Classifier:
             if card:
                 (tmp_path / CARD_NAME).write_text(render_model_card(cfg))
                 names.append(CARD_NAME)
+            elif _is_generated_card(folder / CARD_NAME):
+                (folder / CARD_NAME).unlink()  # it describes the weights being replaced
             for n in names:
                 os.replace(tmp_path / n, folder / n)
         return folder
@@ -259,11 +263,24 @@ class Classifier:
         from .hub import push_folder
 
         with tempfile.TemporaryDirectory(prefix="bloodcell-push-") as tmp:
-            self.extra.setdefault("hub_source", f"hf://{repo_id}")
-            self.save_pretrained(tmp)
+            extra = self.extra
+            self.extra = {**extra, "hub_source": f"hf://{repo_id}" + (f"@{revision}" if revision else "")}
+            try:
+                self.save_pretrained(tmp)
+            finally:
+                self.extra = extra
             return push_folder(
                 tmp, repo_id, private=private, token=token, revision=revision, commit_message=commit_message
             )
+
+
+def _is_generated_card(path: Path) -> bool:
+    """Whether ``path`` is a model card that save_pretrained wrote (not a user's own README)."""
+    try:
+        head = path.read_text(encoding="utf-8")[:2000]
+    except (OSError, UnicodeDecodeError):
+        return False
+    return head.startswith("---") and "library_name: bloodcell" in head
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -313,9 +330,10 @@ def load_folder(folder, *, sha256: Optional[str] = None) -> Classifier:
                 f"{weights}: sha256 is {actual}, expected {expected}; the file is corrupt or was "
                 "replaced; delete it (or the Hugging Face cache entry) and download it again"
             )
-    build = dict(cfg["build"])
-    build["weights"] = None
-    model = build_model(cfg["architecture"], **build)
+    if not isinstance(cfg["build"], dict):
+        raise BloodcellError(f"{folder / CONFIG_NAME}: 'build' must be an object of build options, got {cfg['build']!r}")
+    spec = ModelSpec.from_config(cfg["architecture"], cfg["build"], source=str(folder / CONFIG_NAME))
+    model = build_from_spec(spec)
     try:
         model.load_weights(weights)
     except Exception as exc:  # h5py/keras raise many types for mismatched or damaged files
@@ -323,9 +341,10 @@ def load_folder(folder, *, sha256: Optional[str] = None) -> Classifier:
             f"{weights}: weights do not fit architecture {cfg['architecture']!r} ({exc}); the folder is "
             "damaged or was written by another model"
         ) from None
+    # hub_source names where this very folder is published; a copy saved elsewhere is not there.
     known = {"format", "format_version", "name", "architecture", "build", "input_size", "class_names",
              "preprocessing", "weights_file", "weights_sha256", "metrics", "training",
-             "bloodcell_version", "keras_version"}
+             "bloodcell_version", "keras_version", "hub_source"}
     return Classifier(
         model,
         class_names=cfg["class_names"],

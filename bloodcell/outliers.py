@@ -134,10 +134,9 @@ def _hue_rotate(a: np.ndarray, degrees: float) -> np.ndarray:
 def corrupt_cell(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A randomly degraded copy of one uint8 image: what a cell may suffer and still be a cell.
 
-    Each of Gaussian blur (sigma 0.5-2.5), brightness (x0.4-1.5), contrast (x0.28-1.8),
-    saturation (x0.2-1.3), hue (+-10 degrees), Gaussian noise (sigma 2-46) and JPEG (quality
-    7-90) is applied with some probability; the extremes match severity 5 of
-    :mod:`bloodcell.corruptions`.
+    Each of Gaussian blur (sigma 0.5-2.5), brightness (x0.6-1.35), contrast (x0.5-1.45),
+    saturation (x0.5-1.3), hue (+-10 degrees), Gaussian noise (sigma 2-26) and JPEG (quality
+    15-90) is applied with some probability.
     """
     x = image
     if rng.random() < 0.35:

@@ -113,6 +113,16 @@ class Trainer:
             raise BloodcellError(
                 f"head_epochs={head_epochs}, finetune_epochs={finetune_epochs}: both must be >= 0 and one > 0"
             )
+        if unfreeze is not None and (
+            isinstance(unfreeze, bool)
+            or not isinstance(unfreeze, (int, float))
+            or (isinstance(unfreeze, float) and not 0.0 <= unfreeze <= 1.0)
+            or (isinstance(unfreeze, int) and unfreeze < 0)
+        ):
+            raise BloodcellError(
+                f"unfreeze={unfreeze!r}: expected a fraction of the backbone's layers in [0.0, 1.0] or a "
+                "layer count >= 0 (None: the default)"
+            )
         self.loss, self.class_weights, self.label_smoothing, self.focal_gamma = loss, class_weights, label_smoothing, focal_gamma
         self.optimizer_name = optimizer
         self.learning_rates = tuple(learning_rates or DEFAULT_LEARNING_RATES[optimizer])
@@ -169,20 +179,27 @@ class Trainer:
             return self._freeze_backbone
         return self.spec.weights is not None  # pretrained features: train the head alone first
 
-    def _set_phase_trainable(self, phase: int) -> None:
-        backbone = get_backbone(self.model)
-        if phase == 0:
-            backbone.trainable = not self._freezes_backbone()
-            return
-        layers = [l for l in backbone.layers if l.weights]
+    def _unfreeze_count(self) -> int:
+        """How many of the backbone's top layers (with weights) phase 2 trains."""
+        layers = [l for l in get_backbone(self.model).layers if l.weights]
         unfreeze = self._unfreeze
         if unfreeze is None:
             unfreeze = 0.3 if self._freezes_backbone() else 1.0
         n = int(round(unfreeze * len(layers))) if isinstance(unfreeze, float) else int(unfreeze)
         if not 0 <= n <= len(layers):
             raise BloodcellError(
-                f"unfreeze={self._unfreeze!r}: expected a fraction in [0, 1] or a layer count in 0..{len(layers)}"
+                f"unfreeze={self._unfreeze!r}: the {self.spec.architecture} backbone has {len(layers)} layers with "
+                f"weights; pass a count in 0..{len(layers)} or a fraction in [0.0, 1.0]"
             )
+        return n
+
+    def _set_phase_trainable(self, phase: int) -> None:
+        backbone = get_backbone(self.model)
+        if phase == 0:
+            backbone.trainable = not self._freezes_backbone()
+            return
+        layers = [l for l in backbone.layers if l.weights]
+        n = self._unfreeze_count()
         backbone.trainable = True
         for i, layer in enumerate(layers):
             layer.trainable = i >= len(layers) - n and not isinstance(layer, keras.layers.BatchNormalization)
@@ -302,7 +319,7 @@ class Trainer:
     def _config(self) -> dict[str, Any]:
         return {
             "architecture": self.spec.architecture,
-            "build": self.spec.build_kwargs(),
+            "build": self.spec.to_config(),
             "loss": self.loss,
             "class_weights": self.class_weights,
             "label_smoothing": self.label_smoothing,
@@ -348,6 +365,8 @@ class Trainer:
             tf.config.experimental.enable_op_determinism()
         if self.model is None:
             self.model = self._make_model()
+        if self.epochs[1] > 0:
+            self._unfreeze_count()  # a bad unfreeze fails now, not after the head phase
         if self.class_names is None:
             self.class_names = tuple(getattr(train, "class_names", None) or ())
         if self.class_weights and hasattr(train, "labels"):

@@ -8,6 +8,7 @@ from PIL import Image
 
 import bloodcell
 from bloodcell import Classifier, load_classifier
+from bloodcell.errors import BloodcellError
 
 from conftest import synthetic_cell
 
@@ -167,3 +168,35 @@ def test_default_model_loads_offline(monkeypatch):
     assert clf.name == bloodcell.DEFAULT_MODEL
     assert clf.class_names == bloodcell.CLASS_NAMES
     assert clf.predict_proba(synthetic_cell(96)).shape == (1, 8)
+
+
+def test_unknown_build_option_is_a_one_line_error(clf, tmp_path):
+    import json
+
+    clf.save_pretrained(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["build"]["drop_path"] = 0.1
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(BloodcellError, match=r"config.json: unknown model build option\(s\) \['drop_path'\].*pip install -U"):
+        bloodcell.load_classifier(tmp_path / "m")
+    cfg["build"].pop("drop_path")
+    cfg["build"]["dropout"] = "lots"
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(BloodcellError, match="not valid"):
+        bloodcell.load_classifier(tmp_path / "m")
+
+
+def test_save_without_card_removes_a_stale_generated_card(clf, tmp_path):
+    folder = tmp_path / "m"
+    clf.save_pretrained(folder)
+    assert (folder / "README.md").is_file()
+    clf.save_pretrained(folder, card=False)
+    assert not (folder / "README.md").exists()
+    (folder / "README.md").write_text("# my notes\n")
+    clf.save_pretrained(folder, card=False)
+    assert (folder / "README.md").read_text() == "# my notes\n"
+
+
+def test_predict_files_rejects_bad_batch_size(clf, image_dir):
+    with pytest.raises(BloodcellError, match="batch_size must be a positive integer, got 0"):
+        list(clf.predict_files(sorted(image_dir.iterdir()), batch_size=0))

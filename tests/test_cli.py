@@ -146,3 +146,12 @@ def test_train_writes_a_model_with_its_card_and_split(tmp_path, capsys):
     assert len(held_out) == 8 and all((data / p).is_file() for p in held_out)
     assert (work / "history.csv").is_file() and (work / "confusion.png").is_file()
     assert main(["train", str(data), "--model", "microcell", "--out", str(out)]) == 2  # refuses to overwrite
+    assert json.loads((work / "split.json").read_text())["test"] == sorted(held_out)
+    # Resuming with another split would train on images now held out: refused before any work.
+    capsys.readouterr()
+    code = main(["train", str(data), "--model", "microcell", "--input-size", "32", "--head-epochs", "1",
+                 "--finetune-epochs", "1", "--augment", "none", "--val-fraction", "0.2", "--test-fraction", "0.4",
+                 "--batch-size", "8", "--out", str(out), "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2 and "held out other validation/test images" in err and "epoch" not in err
+

@@ -301,8 +301,21 @@ def test_cli_evaluate_write_metrics_updates_config_and_card(cli_files, tmp_path,
     assert "| robustness_mean |" in card and "| gaussian_noise |" in card and "--write-metrics" in card
     assert (folder / "model.weights.h5").read_bytes() == weights_before
     assert bloodcell.load_classifier(folder).metrics["robustness_mean"] == cfg["metrics"]["robustness_mean"]
+    # Measuring again without --robustness must not leave the earlier robustness table behind.
+    assert main(["evaluate", str(cli_files / "data"), "--model", str(folder), "--write-metrics"]) == 0
+    cfg = json.loads((folder / "config.json").read_text())
+    assert "robustness_mean" not in cfg["metrics"] and "robustness" not in cfg
+    assert "gaussian_noise" not in (folder / "README.md").read_text()
     # Only a local folder, and only whole-split figures without TTA, can be recorded.
     assert main(["evaluate", str(cli_files / "data"), "--write-metrics"]) == 2
     assert "local model folder" in capsys.readouterr().err
     assert main([*argv, "--limit", "3"]) == 2
     assert "--limit" in capsys.readouterr().err
+
+
+def test_cli_unwritable_output_is_one_line_exit_1(cli_files, tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("not a folder")
+    plot = tmp_path / "file.txt" / "cm.png"
+    assert main(["evaluate", str(cli_files / "data"), "--model", str(cli_files / "model"), "--plot", str(plot)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(plot) in err and "check the path and its permissions" in err

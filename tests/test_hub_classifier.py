@@ -35,6 +35,21 @@ def test_push_to_hub_then_load(hub_server, tiny, images):
     loaded = bloodcell.load_classifier(f"hf://{REPO}")
     np.testing.assert_array_equal(loaded.predict_proba(images), clf.predict_proba(images))
     assert set(hub_server.files(REPO)) >= {"config.json", "model.weights.h5", "README.md"}
+    assert "hub_source" not in clf.extra  # pushing does not change the classifier
+
+
+def test_card_names_the_repo_it_was_pushed_to(hub_server, tiny, tmp_path):
+    import json
+
+    clf, _ = tiny
+    clf.push_to_hub(REPO, token=hub_server.token)
+    first = bloodcell.load_classifier(f"hf://{REPO}")
+    other = "lab/fine-tuned"
+    first.push_to_hub(other, token=hub_server.token)
+    card = (bloodcell.hub.download_snapshot(other, allow_patterns=None) / "README.md").read_text()
+    assert f'load_classifier("hf://{other}")' in card and f"hf://{REPO}\"" not in card
+    first.save_pretrained(tmp_path / "copy")  # a local copy is not published anywhere
+    assert "hub_source" not in json.loads((tmp_path / "copy" / "config.json").read_text())
 
 
 def test_card_yaml_parses_and_holds_metrics(hub_server, tiny):

@@ -94,3 +94,23 @@ def test_registry_refuses_duplicates():
 
     with pytest.raises(ValueError, match="not registered"):
         register_pretrained(PretrainedCfg(name="nope.x", architecture="nope"))
+
+
+def test_pretrained_spec_survives_save_load_and_rebuild(tmp_path):
+    # A weights file in the Keras-applications "notop" layout stands in for ImageNet (offline).
+    base = keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3),
+                                               include_preprocessing=True)
+    notop = tmp_path / "mnv3s_notop.weights.h5"
+    base.save_weights(notop)
+    model = bloodcell.build_model("mnv3s", input_size=SIZE, weights=str(notop))
+    momenta = {l.momentum for l in get_backbone(model)._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)}
+    assert model.bloodcell_spec.weights == "file" and model.bloodcell_spec.bn_momentum == momenta.pop() != 0.9
+
+    clf = bloodcell.Classifier(model)
+    clf.save_pretrained(tmp_path / "saved")
+    loaded = bloodcell.load_classifier(tmp_path / "saved").model
+    rebuilt = bloodcell.models.rebuild_model(model)
+    for m in (loaded, rebuilt):
+        assert m.bloodcell_spec == model.bloodcell_spec
+        kept = {l.momentum for l in get_backbone(m)._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)}
+        assert kept == {model.bloodcell_spec.bn_momentum}

@@ -234,3 +234,16 @@ def test_mirrored_strategy_two_logical_cpus(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "replicas 2" in proc.stdout
+
+
+@pytest.mark.parametrize("bad", [-2, 1.5, "all", True])
+def test_bad_unfreeze_is_refused_at_once(bad):
+    with pytest.raises(bloodcell.errors.BloodcellError, match="unfreeze"):
+        tiny_trainer(unfreeze=bad)
+
+
+def test_unfreeze_beyond_the_backbone_fails_before_training(tmp_path):
+    trainer = tiny_trainer(unfreeze=10_000, workdir=tmp_path)
+    with pytest.raises(bloodcell.errors.BloodcellError, match=r"unfreeze=10000: the microcell backbone has \d+ layers"):
+        trainer.fit(toy_data(), toy_data(seed=1))
+    assert trainer.history == []

@@ -55,7 +55,7 @@ def _quiet_import_tensorflow() -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 1 some input failed, 2 usage error)."""
+    """Run the command line; returns the exit status (0 ok, 1 an input or output failed, 2 usage error)."""
     _quiet_import_tensorflow()
     parser = build_parser()
     try:
@@ -66,17 +66,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
-    from ..errors import BloodcellError
+    from ..errors import BloodcellError, ChecksumError, HubError, ImageReadError
 
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:
         print(f"bloodcell {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except (HubError, ChecksumError, ImageReadError) as exc:  # an input that could not be used
+        print(f"bloodcell {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except (BloodcellError, ValueError, FileNotFoundError, KeyError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"bloodcell {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. an output folder that cannot be written
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"bloodcell {args.command}: error: {where}{exc.strerror or exc}; check the path and its permissions",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"bloodcell {args.command}: interrupted", file=sys.stderr)
         return 130

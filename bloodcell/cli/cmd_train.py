@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -44,6 +46,37 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def _split_ids(root: Path, part):
+    """The images of ``part``: paths relative to the data folder, or a digest of an npz's rows."""
+    if part.paths:
+        return sorted(str(Path(p).resolve().relative_to(root)) for p in part.paths)
+    import hashlib
+
+    return hashlib.sha256(part.images.tobytes() + np.asarray(part.labels, np.int64).tobytes()).hexdigest()
+
+
+def _check_split(workdir: Path, args, val_set, test_set) -> None:
+    """Record the validation/test split in the workdir; on --resume, refuse a different one.
+
+    A resumed run with another split would go on training on images now held out for testing.
+    """
+    from . import UsageError
+
+    root = Path(args.data).resolve()
+    split = {"val": _split_ids(root, val_set), "test": _split_ids(root, test_set)}
+    path = workdir / "split.json"
+    if args.resume and path.is_file():
+        saved = json.loads(path.read_text())
+        if saved != split:
+            raise UsageError(
+                f"{path}: the checkpointed run held out other validation/test images than this command "
+                "would; resume with the same DATA, --val-fraction, --test-fraction and --seed as the first run"
+            )
+        return
+    workdir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(split))
+
+
 def run(args) -> int:
     from . import UsageError
 
@@ -71,6 +104,7 @@ def run(args) -> int:
     )
     print(f"data: {len(train_set)} train, {len(val_set)} validation, {len(test_set)} test "
           f"(loaded in {time.time() - t0:.0f}s)", file=sys.stderr)
+    _check_split(workdir, args, val_set, test_set)
     trainer = Trainer(
         args.model,
         loss=args.loss,
@@ -109,6 +143,8 @@ def run(args) -> int:
 
         rob = evaluate_robustness(clf, test_set)
         clf.metrics["robustness_mean"] = rob.robustness_mean
+        clf.extra["robustness"] = {"per_corruption_mean": rob.per_corruption_mean,
+                                   "per_severity_mean": rob.per_severity_mean, "seed": rob.seed}
     clf.training.update({
         "command": "bloodcell " + shlex.join(args.argv),
         "data": f"{Path(args.data).name}: {len(train_set)} train / {len(val_set)} validation images",

@@ -27,11 +27,28 @@ class ModelSpec:
     bn_momentum: Optional[float] = None
     weights: Optional[str] = None
 
-    def build_kwargs(self) -> dict[str, Any]:
+    def to_config(self) -> dict[str, Any]:
+        """The spec as saved in ``config.json`` (``weights`` records where the weights started)."""
         d = dataclasses.asdict(self)
         d.pop("architecture")
-        d["weights"] = None  # a rebuild loads trained weights on top; it never refetches ImageNet
         return d
+
+    def build_kwargs(self) -> dict[str, Any]:
+        """:func:`build_model` arguments of a rebuild, which loads trained weights on top and
+        never refetches ImageNet (restore ``weights`` on the rebuilt spec)."""
+        return {**self.to_config(), "weights": None}
+
+    @classmethod
+    def from_config(cls, architecture: str, config: dict[str, Any], source: str = "config.json") -> "ModelSpec":
+        """The spec saved by :meth:`to_config`; unknown keys or bad values raise a one-line error."""
+        fields = {f.name for f in dataclasses.fields(cls)} - {"architecture"}
+        unknown = sorted(set(config) - fields)
+        if unknown:
+            raise BloodcellError(
+                f"{source}: unknown model build option(s) {unknown} (known: {sorted(fields)}); the model was "
+                "saved by a newer bloodcell: pip install -U bloodcell"
+            )
+        return cls(architecture=architecture, **config)
 
 
 @dataclass(frozen=True)
@@ -116,6 +133,13 @@ def build_model(
         bn_momentum = 0.9
     if bn_momentum is not None:
         set_batchnorm_momentum(backbone.model, bn_momentum)
+    else:
+        # Pretrained: keep the constructor's momentum and record it, so a rebuild (which starts
+        # from weights=None) uses the same one instead of the random-init default.
+        momenta = {float(layer.momentum) for layer in backbone.model._flatten_layers(include_self=False)
+                   if isinstance(layer, keras.layers.BatchNormalization)}
+        if len(momenta) == 1:
+            bn_momentum = momenta.pop()
 
     inputs = keras.Input((input_size, input_size, 3), name="image")
     x = inputs
@@ -149,10 +173,19 @@ def rebuild_model(model: keras.Model) -> keras.Model:
             f"model {model.name!r} was not made by bloodcell.build_model, so it cannot be rebuilt; "
             "build it with bloodcell.build_model(name)"
         )
-    clone = build_model(spec.architecture, **spec.build_kwargs())
-    clone.set_weights([np.asarray(w) for w in model.get_weights()])
-    clone.bloodcell_spec = spec
-    return clone
+    return build_from_spec(spec, [np.asarray(w) for w in model.get_weights()])
+
+
+def build_from_spec(spec: ModelSpec, weights: Optional[list] = None) -> keras.Model:
+    """Build the model a spec describes (without fetching ImageNet), with ``weights`` if given."""
+    try:
+        model = build_model(spec.architecture, **spec.build_kwargs())
+    except TypeError as exc:
+        raise BloodcellError(f"model build options {spec.to_config()} are not valid ({exc})") from None
+    if weights is not None:
+        model.set_weights(weights)
+    model.bloodcell_spec = spec
+    return model
 
 
 def get_backbone(model: keras.Model) -> keras.Model:
