@@ -1,10 +1,21 @@
 """The zoo's metadata checked against the real models it describes."""
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 
 import bloodcell
+from bloodcell import registry
 from bloodcell.classifier import bundled_path, load_folder
 from bloodcell._util import sha256_file
+
+ZOO = Path(__file__).resolve().parents[1] / "zoo"
+
+
+def release_folder(entry) -> Path:
+    """What the entry's Hub repo holds: the package's copy (bundled) or zoo/<name>/."""
+    return bundled_path(entry.name) if entry.bundled else ZOO / entry.name
 
 
 def test_names_unique_and_architectures_known():
@@ -50,3 +61,27 @@ def test_bundled_entry_matches_its_files(name):
     for key, value in entry.metrics.items():
         assert clf.metrics[key] == pytest.approx(value)
     assert (folder / "README.md").is_file()
+
+
+@pytest.mark.parametrize("name", bloodcell.list_pretrained())
+def test_release_folder_loads_through_a_hub_and_passes_the_checksum(name, hub_server, monkeypatch):
+    entry = bloodcell.pretrained_entry(name)
+    folder = release_folder(entry)
+    files = {p.name: p for p in folder.iterdir() if p.is_file()}
+    assert {"config.json", entry.filename, "README.md"} <= set(files)
+    assert (folder / entry.filename).stat().st_size < 20_000_000
+    repo_id = entry.repo_id or f"bloodcell/{name.replace('.', '-')}"
+    commit = hub_server.create_repo(repo_id, files)
+    # Loading by zoo name downloads from the entry's repo at its pinned revision; here the local
+    # server's commit stands in for the Hub's.
+    served = dataclasses.replace(entry, bundled=False, repo_id=repo_id, revision=commit)
+    monkeypatch.setitem(registry._PRETRAINED, name, served)
+    clf = bloodcell.load_classifier(name)
+    assert clf.architecture == entry.architecture and clf.class_names == entry.class_names
+    for key, value in entry.metrics.items():
+        assert clf.metrics[key] == pytest.approx(value)
+    card = (folder / "README.md").read_text()
+    assert "command: `bloodcell train" in card or "command: `python" in card
+    monkeypatch.setitem(registry._PRETRAINED, name, dataclasses.replace(served, sha256="0" * 64))
+    with pytest.raises(bloodcell.ChecksumError, match="sha256"):
+        bloodcell.load_classifier(name)
