@@ -23,17 +23,17 @@ register_pretrained(
         name="mnv3s.pbc96",
         architecture="mnv3s",
         bundled=True,
-        sha256="e8f3bfb8a2f2ccc8b66c4afb71f1c3946903ad7861c6eba6742884b75cd12e51",
+        sha256="1465c055704842eb37a3994eb7076540645661240e4b42b31451f11f8e2fccab",
         size_bytes=4186936,
         num_params=943736,
         init="random",
         metrics={
-            "accuracy": 0.9677655677655678,
-            "balanced_accuracy": 0.9680432578312939,
-            "macro_f1": 0.9679136292508417,
-            "robustness_mean": 0.7916361416361415,
+            "accuracy": 0.978021978021978,
+            "balanced_accuracy": 0.9805279271502596,
+            "macro_f1": 0.9782899835536538,
+            "robustness_mean": 0.9657509157509157,
         },
-        description="Trained from random init on a CPU with the two-phase Trainer's defaults (\"seed\" "
-        "augmentation, 36 epochs); measured on a held-out 10% of pbc96 (1,365 images)",
+        description="Trained from random init on a CPU with the two-phase Trainer, \"robust\" augmentation "
+        "and a cosine schedule (76 epochs, 80 minutes); measured on a held-out 10% of pbc96 (1,365 images)",
     )
 )
