@@ -148,7 +148,7 @@ def bench_pipeline() -> str:
                          f"alone) against the baseline's {base:.0f} ({ours / base:.2f}x)")
         out += ("\n\nWhere the time goes: decoding the files (`image_dataset_from_directory` without "
                 f"augmentation) runs at {decode:.0f} images/s; " + "; ".join(parts) + ". `make_dataset` skips "
-                "the decoding and runs the augmentation in parallel, so it is at most as fast as the augmentation "
+                "the decoding and runs the augmentation in parallel, so it runs about as fast as the augmentation "
                 "itself, and it beats the baseline by the decoding time saved plus the baseline's idle time. "
                 "On two CPU cores both pipelines keep the cores busy, so the saving is bounded by the share "
                 "of decoding in the baseline's work: beating the baseline 2x would need an augmentation "
