@@ -548,7 +548,8 @@ def describe_preset(preset: str | None) -> list[dict]:
     """Rows for a docs table: each layer's name, parameters and the share of images it changes.
 
     ``probability`` is the chance that an image is changed by the row's layer (CutMix: every
-    image receives a patch of a partner; RandAugment changes every image).
+    image receives a patch of a partner; RandAugment: the chance that at least one of its draws
+    applies an operation).
     """
     rows: list[dict] = []
     for layer in _preset_layers(preset, seed=0):

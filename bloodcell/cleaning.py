@@ -94,8 +94,9 @@ def _near_pairs(images: np.ndarray) -> list[tuple[int, int]]:
     if not len(ci):
         return []
     rows = np.unique(np.concatenate([ci, cj]))
-    fine = np.zeros((n, 32 * 32), np.float32)
-    fine[rows] = _thumbnails(images[rows], 32)
+    thumbs = _thumbnails(images[rows], 32)  # fewer than 32x32 values for images under 32 px
+    fine = np.zeros((n, thumbs.shape[1]), np.float32)
+    fine[rows] = thumbs
     sims = np.einsum("ij,ij->i", fine[ci], fine[cj])
     ok = sims >= DUPLICATE_SIMILARITY
     return list(zip(ci[ok].tolist(), cj[ok].tolist()))

@@ -35,7 +35,9 @@ __all__ = [
 SEVERITIES = (1, 2, 3, 4, 5)
 #: Image side (pixels) that the lengths in :data:`SEVERITY_PARAMS` refer to.
 REFERENCE_SIZE = 96
-#: Images per TensorFlow call in :func:`corrupt` (bounds memory; results do not depend on it).
+#: Images per TensorFlow call in :func:`corrupt` (bounds memory). Each chunk has its own seed, so
+#: an image's random draws depend on its position in the batch; the same batch and seed always give
+#: the same result.
 _CHUNK = 256
 
 #: Per corruption: what it models and each parameter's values at severities 1..5.

@@ -45,7 +45,11 @@ class Dataset:
 
     def __post_init__(self) -> None:
         self.images = np.asarray(self.images)
-        self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
+        labels = np.asarray(self.labels)
+        if labels.size and not (np.issubdtype(labels.dtype, np.integer)
+                                or (np.issubdtype(labels.dtype, np.floating) and np.all(labels == np.round(labels)))):
+            raise ValueError(f"Dataset.labels: expected integer class ids, got {labels.dtype} values such as {labels.flat[0]!r}")
+        self.labels = labels.astype(np.int64).reshape(-1)
         self.class_names = tuple(self.class_names)
         if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
             raise ValueError(
@@ -192,6 +196,8 @@ def load_dataset(path: PathLike, *, image_size: int = 96, workers: Optional[int]
     count, at most 8).
     """
     p = Path(path)
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 8:
+        raise ValueError(f"image_size: expected the side in pixels as an integer >= 8 (e.g. 96), got {image_size!r}")
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such file or folder; expected a class-folder tree or an .npz file")
     if p.is_dir():
@@ -223,7 +229,9 @@ def save_dataset(dataset: Dataset, out: PathLike, *, layout: str = "folder", cop
         raise FileExistsError(f"{out}: already exists and is not empty; choose a new output path")
     if dataset.paths:
         sources = {Path(p).resolve() for p in dataset.paths}
-        parents = {s.parent.parent for s in sources}
+        # The data root: the parent of the class folder each file sits in (at any depth below it).
+        names = set(dataset.class_names)
+        parents = {next((a.parent for a in s.parents if a.name in names), s.parent.parent) for s in sources}
         if out.resolve() in sources or any(_is_within(out, par) or _is_within(par, out) for par in parents):
             raise ValueError(f"{out}: is inside or around the input data; write the output somewhere else")
     if layout == "npz":

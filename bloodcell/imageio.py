@@ -33,12 +33,14 @@ def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(img)
         if arr.dtype != np.uint8:
-            # 16-bit (or 32-bit int) greyscale: scale the full 16-bit range down to 8 bits.
-            arr = np.clip(arr.astype(np.int64), 0, 65535)
-            arr = (arr >> 8).astype(np.uint8) if arr.max(initial=0) > 255 else arr.astype(np.uint8)
+            arr = _high_bit_depth_to_uint8(np.clip(arr.astype(np.int64), 0, 65535))
         return np.repeat(arr[..., None], 3, axis=-1)
     if img.mode == "F":
         arr = np.asarray(img, dtype=np.float32)
+        if not np.isfinite(arr).all():
+            raise ImageReadError(f"{name}: contains NaN or infinite pixel values")
+        if arr.max(initial=0) <= 1.0:  # a float image in the 0..1 convention
+            arr = arr * 255.0
         return np.repeat(np.clip(np.rint(arr), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
@@ -47,6 +49,13 @@ def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
     if img.mode != "RGB":
         img = img.convert("RGB")
     return np.asarray(img)
+
+
+def _high_bit_depth_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Integer pixels above 8 bits to uint8, by the bit depth the values use: 12-bit camera data
+    stored in 16-bit files keeps its contrast instead of turning near-black."""
+    bits = int(arr.max(initial=0)).bit_length()
+    return (arr >> max(bits - 8, 0)).astype(np.uint8)
 
 
 def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None = None) -> np.ndarray:
@@ -63,7 +72,7 @@ def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None =
                 f"PIL image of {source.width}x{source.height} pixels is over the {limit:,}-pixel "
                 "limit; downscale it first"
             )
-        return _pil_to_rgb(source, "PIL image")
+        return _pil_to_rgb(ImageOps.exif_transpose(source), "PIL image")  # as a file read by path
     path = Path(source)
     if not path.exists():
         raise ImageReadError(f"{path}: no such file; check the path")
@@ -121,7 +130,7 @@ def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == np.uint16:
-        return (arr >> 8).astype(np.uint8)
+        return _high_bit_depth_to_uint8(arr)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
         raise ImageReadError(f"{name}: expected numeric pixel values 0..255, got dtype {arr.dtype}")
     arr = arr.astype(np.float32)

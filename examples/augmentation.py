@@ -18,7 +18,7 @@ from _common import SAMPLE_DATASET, parser
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("data", nargs="?", help="class-folder tree, .npz, or a folder of images")
+    p.add_argument("data", nargs="?", help="class-folder tree or .npz (default: the shipped sample)")
     p.add_argument("--out-dir", default=None, help="folder for the preview PNGs (default: a temporary folder)")
     p.add_argument("-n", type=int, default=16, help="number of cells in the previews")
     p.add_argument("--views", type=int, default=2, help="augmented rows per row of cells")

@@ -44,7 +44,8 @@ def main() -> None:
     print(f"with tta=True: {changed} of {len(files)} predictions change")
 
     # 4. Is it a blood cell at all? The same check `bloodcell predict` marks as OUTLIER.
-    photo = np.tile(np.linspace(0, 255, 96, dtype=np.uint8)[None, :, None], (96, 1, 3))  # a grey ramp
+    size = images.shape[1]
+    photo = np.tile(np.linspace(0, 255, size, dtype=np.uint8)[None, :, None], (size, 1, 3))  # a grey ramp
     flags = bloodcell.find_outliers(np.concatenate([images[:3], photo[None]]))
     print(f"outlier flags for 3 cells and a grey ramp: {flags.tolist()}")
 

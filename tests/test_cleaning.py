@@ -223,6 +223,20 @@ def test_cli_clean_folder(tmp_path, dirty_folder, capsys):
     assert _cli(["clean", dirty_folder, "--out", out]) == 2
     assert _cli(["clean", dirty_folder, "--out", dirty_folder / "cleaned"]) == 2
     assert "inside it" in capsys.readouterr().err
+    # the report never overwrites a file nor lands inside the input
+    report_before = report.read_text()
+    assert _cli(["clean", dirty_folder, "--out", tmp_path / "clean2", "--report", report]) == 2
+    assert "already exists" in capsys.readouterr().err and report.read_text() == report_before
+    assert _cli(["clean", dirty_folder, "--out", tmp_path / "clean3", "--report", dirty_folder / "r.json"]) == 2
+    assert not (dirty_folder / "r.json").exists() and not (tmp_path / "clean3").exists()
+
+
+def test_duplicates_of_images_smaller_than_32_pixels(real_cells):
+    from PIL import Image as PILImage
+
+    small = np.stack([np.asarray(PILImage.fromarray(c).resize((28, 28))) for c in real_cells])
+    images = np.concatenate([small, small[:1], jpeg(small[3], 90)[None]])
+    assert find_duplicates(images) == [[0, 16], [3, 17]]
 
 
 def test_cli_clean_npz(tmp_path, real_cells, capsys):

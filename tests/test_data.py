@@ -234,3 +234,54 @@ def test_split_two_fractions_without_stratify():
 def test_split_rejects_bad_fractions(fractions):
     with pytest.raises(ValueError, match="fractions"):
         split_indices(np.zeros(10, int), fractions)
+
+
+def test_high_bit_depth_images_keep_their_contrast(tmp_path):
+    from bloodcell.imageio import as_rgb_array, read_image
+
+    ramp = np.linspace(0, 4095, 64 * 64).reshape(64, 64).astype(np.uint16)  # 12-bit camera data
+    Image.fromarray(ramp).save(tmp_path / "twelve_bit.png")
+    from_file = read_image(tmp_path / "twelve_bit.png")
+    assert from_file.max() == 255 and from_file.min() == 0
+    np.testing.assert_array_equal(as_rgb_array(ramp), from_file)
+    sixteen = (ramp.astype(np.uint32) * 16).astype(np.uint16)  # the full 16-bit range
+    assert as_rgb_array(sixteen).max() == 255
+    unit = Image.fromarray(np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64), mode="F")
+    unit.save(tmp_path / "unit_float.tif")
+    assert read_image(tmp_path / "unit_float.tif").max() == 255
+
+
+def test_pil_images_are_turned_upright_like_files(tmp_path):
+    from bloodcell.imageio import read_image
+
+    pixels = np.zeros((40, 80, 3), np.uint8)
+    pixels[:, :20] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    Image.fromarray(pixels).save(tmp_path / "rotated.jpg", exif=exif)
+    by_path = read_image(tmp_path / "rotated.jpg")
+    with Image.open(tmp_path / "rotated.jpg") as img:
+        by_image = read_image(img)
+    assert by_path.shape == (80, 40, 3)
+    np.testing.assert_array_equal(by_image, by_path)
+
+
+def test_save_refuses_the_input_root_with_nested_class_folders(tmp_path):
+    root = tmp_path / "data"
+    for c in CLASS_NAMES[:2]:
+        (root / c / "day1").mkdir(parents=True)
+        Image.fromarray(make_cells(1, 32, seed=len(c))[0]).save(root / c / "day1" / "a.png")
+    data = load_dataset(root, image_size=32)
+    with pytest.raises(ValueError, match="inside or around the input"):
+        save_dataset(data, root / "clean")
+    assert not (root / "clean").exists()
+    save_dataset(data, tmp_path / "clean")  # beside the input is fine
+
+
+def test_float_labels_and_bad_image_size_are_refused(tmp_path):
+    images = make_cells(2, 32, seed=0)
+    with pytest.raises(ValueError, match="integer class ids"):
+        Dataset(images, [0.5, 1.7])
+    assert Dataset(images, np.array([0.0, 1.0])).labels.tolist() == [0, 1]
+    with pytest.raises(ValueError, match="image_size: expected the side in pixels"):
+        load_dataset(tmp_path, image_size=0)

@@ -42,8 +42,12 @@ def _check_paths(data: Path, out: Path, report: Path | None) -> None:
         raise UsageError(f"--out {out}: an .npz input is written as an .npz; give a path ending in .npz")
     if data.is_dir() and out.suffix.lower() == ".npz":
         raise UsageError(f"--out {out}: a folder input is written as a folder; give a folder path, not .npz")
-    if report is not None and report.resolve() in (d, o):
-        raise UsageError(f"--report {report}: would overwrite the input or the output; choose another file")
+    if report is not None:
+        r = report.resolve()
+        if r in (d, o) or (data.is_dir() and d in r.parents) or (out.suffix.lower() != ".npz" and o in r.parents):
+            raise UsageError(f"--report {report}: is the input or the output or inside them; choose another file")
+        if report.exists():
+            raise UsageError(f"--report {report}: already exists; choose a new file (it is never overwritten)")
 
 
 def run(args) -> int:
