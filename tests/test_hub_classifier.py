@@ -62,6 +62,9 @@ def test_card_yaml_parses_and_holds_metrics(hub_server, tiny):
     results = {(r.metric_name, r.metric_value) for r in card.data.eval_results}
     assert ("Accuracy", 0.91) in results and ("Macro F1", 0.9) in results
     assert ("Mean accuracy under corruptions", 0.8) in results
+    datasets = {r.metric_name: (r.dataset_type, r.dataset_split) for r in card.data.eval_results}
+    assert datasets["Accuracy"] == ("pbc96", "test")
+    assert datasets["Mean accuracy under corruptions"] == ("pbc96-corrupted", "test")
     assert 'load_classifier("hf://lab/tiny-classifier")' in card.text
 
 
