@@ -163,11 +163,18 @@ def _load_npz(path: Path, image_size: int) -> Dataset:
                 f"{path}: missing key(s) {', '.join(missing)}; expected keys 'images' (N, H, W, 3) uint8 and "
                 f"'labels' (N,) int, found {', '.join(data.files) or 'none'}"
             )
-        images, labels = data["images"], data["labels"]
+        try:
+            images, labels = data["images"], data["labels"]
+        except ValueError as exc:  # object arrays need pickle, which is never allowed here
+            raise ValueError(
+                f"{path}: 'images' and 'labels' must be plain numeric arrays ({exc}); save them with "
+                "np.savez(path, images=uint8_array, labels=int_array)"
+            ) from None
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"{path}: 'images' has shape {images.shape}, expected (N, H, W, 3)")
     if images.dtype != np.uint8:
-        raise ValueError(f"{path}: 'images' has dtype {images.dtype}, expected uint8 pixel values 0..255")
+        hint = "; multiply 0..1 floats by 255 and convert with .astype(np.uint8)" if images.dtype.kind == "f" else ""
+        raise ValueError(f"{path}: 'images' has dtype {images.dtype}, expected uint8 pixel values 0..255{hint}")
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1:

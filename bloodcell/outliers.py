@@ -207,18 +207,30 @@ class OutlierReference:
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> "OutlierReference":
         """Read a reference written by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as z:
+        fix = "pass a file written by OutlierReference.save (or build one with fit_outlier_reference)"
+        try:
+            z = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no such outlier reference file; {fix}") from None
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: not a readable outlier reference ({exc}); {fix}") from None
+        with z:
+            if not hasattr(z, "files"):
+                raise ValueError(f"{path}: is a single array, not an outlier reference archive; {fix}")
             version = int(z["feature_version"]) if "feature_version" in z.files else -1
             if version != FEATURE_VERSION:
                 raise ValueError(
                     f"{path}: outlier reference of feature version {version}, this bloodcell needs "
                     f"{FEATURE_VERSION}; rebuild it with fit_outlier_reference"
                 )
-            return cls(
-                mean=z["mean"], scale=z["scale"], weights=z["weights"], means=z["means"],
-                precision_chol=z["precision_chol"], threshold=float(z["threshold"]),
-                image_size=int(z["image_size"]), n_images=int(z["n_images"]), description=str(z["description"]),
-            )
+            try:
+                return cls(
+                    mean=z["mean"], scale=z["scale"], weights=z["weights"], means=z["means"],
+                    precision_chol=z["precision_chol"], threshold=float(z["threshold"]),
+                    image_size=int(z["image_size"]), n_images=int(z["n_images"]), description=str(z["description"]),
+                )
+            except (KeyError, ValueError) as exc:
+                raise ValueError(f"{path}: incomplete outlier reference ({exc}); {fix}") from None
 
 
 def _kmeans_pp(z: np.ndarray, k: int, rng: np.random.Generator, iters: int = 20) -> np.ndarray:

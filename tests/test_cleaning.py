@@ -252,3 +252,17 @@ def test_cli_clean_npz(tmp_path, real_cells, capsys):
     assert "identical pixels only" in capsys.readouterr().out
     assert _cli(["clean", src, "--out", tmp_path / "folder_out"]) == 2
     assert _cli(["clean", tmp_path / "missing.npz", "--out", tmp_path / "x.npz"]) == 2
+
+
+def test_bad_reference_files_name_the_file(tmp_path):
+    from bloodcell.outliers import FEATURE_VERSION
+
+    partial = tmp_path / "partial.npz"
+    np.savez(partial, feature_version=np.int64(FEATURE_VERSION), mean=np.zeros(3))
+    with pytest.raises(ValueError, match=r"partial\.npz: incomplete outlier reference"):
+        OutlierReference.load(partial)
+    (tmp_path / "text.npz").write_text("not an archive")
+    with pytest.raises(ValueError, match=r"text\.npz: not a readable outlier reference"):
+        OutlierReference.load(tmp_path / "text.npz")
+    with pytest.raises(FileNotFoundError, match="no such outlier reference"):
+        OutlierReference.load(tmp_path / "absent.npz")

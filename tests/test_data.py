@@ -285,3 +285,14 @@ def test_float_labels_and_bad_image_size_are_refused(tmp_path):
     assert Dataset(images, np.array([0.0, 1.0])).labels.tolist() == [0, 1]
     with pytest.raises(ValueError, match="image_size: expected the side in pixels"):
         load_dataset(tmp_path, image_size=0)
+
+
+def test_npz_object_and_float_arrays_get_a_fix(tmp_path):
+    objects = np.empty(2, dtype=object)
+    objects[:] = [np.zeros((4, 4, 3), np.uint8), np.zeros((5, 5, 3), np.uint8)]
+    np.savez(tmp_path / "ragged.npz", images=objects, labels=np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"ragged\.npz: 'images' and 'labels' must be plain numeric arrays"):
+        load_dataset(tmp_path / "ragged.npz")
+    np.savez(tmp_path / "float.npz", images=np.zeros((2, 8, 8, 3), np.float32), labels=np.array([0, 1]))
+    with pytest.raises(ValueError, match="multiply 0..1 floats by 255"):
+        load_dataset(tmp_path / "float.npz", image_size=8)
