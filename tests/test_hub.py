@@ -206,7 +206,7 @@ def test_cli_push_and_download(hub_server, tmp_path, capsys):
 
     assert main(["hub", "download", f"hf://{REPO}@{sha}", "--revision", "main"]) == 2
     assert "names revision" in capsys.readouterr().err
-    assert main(["hub", "download", "hf://lab/no-such-repo"]) != 0
+    assert main(["hub", "download", "hf://lab/no-such-repo"]) == 1  # an input that could not be used
     assert "'lab/no-such-repo' was not found" in capsys.readouterr().err
 
 

@@ -64,7 +64,7 @@ def test_bundled_entry_matches_its_files(name):
 
 
 @pytest.mark.parametrize("name", bloodcell.list_pretrained())
-def test_release_folder_loads_through_a_hub_and_passes_the_checksum(name, hub_server, monkeypatch):
+def test_release_folder_loads_through_a_hub_and_passes_the_checksum(name, hub_server, monkeypatch, capsys):
     entry = bloodcell.pretrained_entry(name)
     folder = release_folder(entry)
     files = {p.name: p for p in folder.iterdir() if p.is_file()}
@@ -85,3 +85,10 @@ def test_release_folder_loads_through_a_hub_and_passes_the_checksum(name, hub_se
     monkeypatch.setitem(registry._PRETRAINED, name, dataclasses.replace(served, sha256="0" * 64))
     with pytest.raises(bloodcell.ChecksumError, match="sha256"):
         bloodcell.load_classifier(name)
+    # On the command line: one line, exit 1 (an input that could not be used).
+    from bloodcell.cli import main
+
+    sample = next((Path(__file__).resolve().parents[1] / "examples" / "images").glob("*.jpg"))
+    assert main(["predict", str(sample), "--model", name]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "sha256" in err and len(err.splitlines()) == 1
