@@ -102,6 +102,11 @@ class Report:
             **extra,
         )
 
+    def headline(self) -> dict[str, Any]:
+        """The figures a model card records: accuracy, balanced accuracy, macro F1, image count."""
+        return {"accuracy": self.accuracy, "balanced_accuracy": self.balanced_accuracy,
+                "macro_f1": self.macro_f1, "test_images": self.n}
+
     def to_dict(self) -> dict[str, Any]:
         """Everything as plain JSON-serialisable values (the matrix as nested lists)."""
         return {
@@ -193,6 +198,11 @@ class RobustnessReport:
     @property
     def corruptions(self) -> tuple[str, ...]:
         return tuple(self.accuracy)
+
+    def summary(self) -> dict[str, Any]:
+        """The per-corruption and per-severity means that a model card records."""
+        return {"per_corruption_mean": self.per_corruption_mean, "per_severity_mean": self.per_severity_mean,
+                "seed": self.seed}
 
     def to_dict(self) -> dict[str, Any]:
         """Everything as plain JSON-serialisable values."""

@@ -114,15 +114,12 @@ def _write_metrics(folder: Path, args, report, rob, data) -> None:
     path = folder / "config.json"
     cfg = json.loads(path.read_text())
     old = cfg.get("metrics") or {}
-    metrics = {}
-    metrics.update(accuracy=report.accuracy, balanced_accuracy=report.balanced_accuracy, macro_f1=report.macro_f1)
+    metrics = report.headline()
     if rob is not None:
         metrics["robustness_mean"] = rob.robustness_mean
-        cfg["robustness"] = {"per_corruption_mean": rob.per_corruption_mean,
-                             "per_severity_mean": rob.per_severity_mean, "seed": rob.seed}
+        cfg["robustness"] = rob.summary()
     else:
         cfg.pop("robustness", None)  # figures of an earlier measurement must not sit beside new ones
-    metrics["test_images"] = len(data)
     cfg["metrics"] = metrics
     # A training run's own description of its held-out split stays when the same split is measured.
     if not (args.split_file and cfg.get("eval_data") and old.get("test_images") == len(data)):

@@ -132,19 +132,13 @@ def run(args) -> int:
     clf = trainer.classifier
     clf.name = out.name
     report = evaluate(clf, test_set)
-    clf.metrics = {
-        "accuracy": report.accuracy,
-        "balanced_accuracy": report.balanced_accuracy,
-        "macro_f1": report.macro_f1,
-        "test_images": len(test_set),
-    }
+    clf.metrics = report.headline()
     if args.robustness:
         from ..evaluation import evaluate_robustness
 
         rob = evaluate_robustness(clf, test_set)
         clf.metrics["robustness_mean"] = rob.robustness_mean
-        clf.extra["robustness"] = {"per_corruption_mean": rob.per_corruption_mean,
-                                   "per_severity_mean": rob.per_severity_mean, "seed": rob.seed}
+        clf.extra["robustness"] = rob.summary()
     clf.training.update({
         "command": "bloodcell " + shlex.join(args.argv),
         "data": f"{Path(args.data).name}: {len(train_set)} train / {len(val_set)} validation images",
