@@ -154,4 +154,14 @@ def test_train_writes_a_model_with_its_card_and_split(tmp_path, capsys):
                  "--batch-size", "8", "--out", str(out), "--resume"])
     err = capsys.readouterr().err
     assert code == 2 and "held out other validation/test images" in err and "epoch" not in err
+    # Resuming the finished run re-measures it and records the original command, marked resumed.
+    first = clf.training
+    code = main(["train", str(data), "--model", "microcell", "--input-size", "32", "--head-epochs", "1",
+                 "--finetune-epochs", "1", "--augment", "none", "--val-fraction", "0.2", "--test-fraction", "0.2",
+                 "--batch-size", "8", "--out", str(out), "--resume"])
+    assert code == 0
+    resumed = bloodcell.load_classifier(out).training
+    assert resumed["command"] == first["command"] and "--resume" not in resumed["command"]
+    assert resumed["resumed"] is True and "total_wall_time_s" not in resumed
+    assert resumed["wall_time_s"] == first["wall_time_s"] and "total_wall_time_s" in first
 

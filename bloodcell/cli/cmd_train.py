@@ -139,11 +139,17 @@ def run(args) -> int:
         rob = evaluate_robustness(clf, test_set)
         clf.metrics["robustness_mean"] = rob.robustness_mean
         clf.extra["robustness"] = rob.summary()
+    # A resumed run is the same training as its first command; its processes' times do not add up
+    # to one wall time, so only the epochs' sum (wall_time_s) covers the whole run.
     clf.training.update({
-        "command": "bloodcell " + shlex.join(args.argv),
+        "command": "bloodcell " + shlex.join(a for a in args.argv if a != "--resume"),
         "data": f"{Path(args.data).name}: {len(train_set)} train / {len(val_set)} validation images",
-        "total_wall_time_s": round(time.time() - t0),
     })
+    if args.resume:
+        clf.training["resumed"] = True
+        clf.training["last_process_wall_time_s"] = round(time.time() - t0)
+    else:
+        clf.training["total_wall_time_s"] = round(time.time() - t0)
     clf.extra["eval_data"] = f"a held-out {args.test_fraction:.0%} split of {Path(args.data).name} ({len(test_set)} images, never seen in training)"
     clf.save_pretrained(out)
     if test_set.paths:
