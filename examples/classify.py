@@ -32,7 +32,7 @@ def main() -> None:
         print(f"{path.name:<50} {label}")
 
     # 2. Probabilities of an array of images (any size: resized like in training).
-    images = load_images(files, clf.input_size)  # uint8 (N, 96, 96, 3)
+    images = load_images(files, clf.input_size)  # uint8 (N, S, S, 3), S = clf.input_size
     proba = clf.predict_proba(images)
     print(f"\nprobabilities: shape {proba.shape}, rows sum to {proba.sum(axis=1).min():.3f}..{proba.sum(axis=1).max():.3f}")
     top3 = np.argsort(-proba[0])[:3]
