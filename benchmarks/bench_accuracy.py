@@ -7,7 +7,10 @@ training never saw), runs exactly the documented command
     bloodcell evaluate DATA --model ENTRY --split-file FOLDER/test_files.json --robustness --json
 
 and the same with ``--tta`` (no robustness), and writes every figure, the confusion matrix and
-the accuracy of each corruption at each severity to one JSON file. The docs draw their
+the accuracy of each corruption at each severity to one JSON file. ``bloodcell evaluate``
+corrupts images at the model's input size; for an entry whose input size differs from the
+data's (a 128-pixel model on 96-pixel pbc96), the corruptions are also applied at the data's own
+size before the resize (``robustness_native``), as a camera or a slide scanner would. The docs draw their
 confusion-matrix and severity-curve pictures and the zoo table from that file.
 
 Usage: python benchmarks/bench_accuracy.py [--data ../shared/data/pbc96] [--models mnv3s.pbc96 ...]
@@ -41,11 +44,35 @@ def run_cli(argv: list[str]) -> dict:
     return json.loads(out.getvalue())
 
 
+def native_robustness(name: str, data: str, split_file: Path, size: int) -> dict:
+    """Accuracy with each corruption applied at the data's ``size``, then resized to the model's."""
+    import numpy as np
+
+    import bloodcell
+    from bloodcell.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+    from bloodcell.imageio import load_images, resize_image
+
+    clf = bloodcell.load_classifier(name)
+    rel = json.loads(split_file.read_text())
+    images = load_images([Path(data) / r for r in rel], size)
+    labels = np.array([list(clf.class_names).index(Path(r).parts[0]) for r in rel])
+
+    def accuracy(x) -> float:
+        resized = np.stack([resize_image(im, clf.input_size) for im in x])
+        return float(np.mean(clf.predict_proba(resized).argmax(1) == labels))
+
+    table = {c: [accuracy(corrupt(images, c, s, seed=0)) for s in SEVERITIES] for c in CORRUPTIONS}
+    means = {c: float(np.mean(v)) for c, v in table.items()}
+    return {"corrupted_at": size, "clean_accuracy": accuracy(images), "accuracy": table,
+            "per_corruption_mean": means, "robustness_mean": float(np.mean(list(means.values())))}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="../shared/data/pbc96")
     ap.add_argument("--models", nargs="*", default=None, help="zoo entries (default: every entry with a test split)")
     ap.add_argument("--no-tta", action="store_true", help="skip the test-time-augmentation run")
+    ap.add_argument("--native-size", type=int, default=96, help="the data's own image size (pbc96: 96)")
     ap.add_argument("--out", default="benchmarks/results/accuracy.json")
     args = ap.parse_args()
 
@@ -89,6 +116,8 @@ def main() -> int:
             tta = run_cli(["evaluate", *common, "--tta"])
             row["tta_accuracy"] = tta["evaluation"]["accuracy"]
             row["tta_macro_f1"] = tta["evaluation"]["macro"]["f1"]
+        if entry.input_size != args.native_size:
+            row["robustness_native"] = native_robustness(name, args.data, split_file, args.native_size)
         results[name] = row
         print(f"{name}: accuracy {row['accuracy']:.4f}, macro F1 {row['macro_f1']:.4f}, "
               f"robustness mean {row['robustness_mean']:.4f}"

@@ -110,8 +110,20 @@ def bench_robustness() -> str:
     header = ["corruption"] + [f"severity {s}" for s in r["severities"]] + ["mean"]
     rows = [[c] + [pct(a, 1) for a in accs] + [pct(r["per_corruption_mean"][c], 1)] for c, accs in r["accuracy"].items()]
     rows.append(["**mean**"] + [pct(a, 1) for a in r["per_severity_mean"]] + [f"**{pct(r['robustness_mean'], 1)}**"])
-    return (f"`{name}` on its {r['n']} held-out images (clean accuracy {pct(r['clean_accuracy'])}, seed {r['seed']}):\n\n"
+    native = m.get("robustness_native")
+    if native:
+        header.append(f"mean, corrupted at {native['corrupted_at']}x{native['corrupted_at']}")
+        for row, c in zip(rows, r["accuracy"]):
+            row.append(pct(native["per_corruption_mean"][c], 1))
+        rows[-1].append(f"**{pct(native['robustness_mean'], 1)}**")
+    text = (f"`{name}` on its {r['n']} held-out images (clean accuracy {pct(r['clean_accuracy'])}, seed {r['seed']}):\n\n"
             + table(header, rows))
+    if native:
+        text += (f"\n\n`bloodcell evaluate` corrupts the images at the model's input size. The last column "
+                 f"applies each corruption to the {native['corrupted_at']}x{native['corrupted_at']} images as "
+                 "stored, before they are resized for the model, as a camera or scanner would: JPEG blocks and "
+                 "noise then cover more of the cell.")
+    return text
 
 
 def bench_predict() -> str:
