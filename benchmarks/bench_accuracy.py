@@ -8,9 +8,10 @@ training never saw), runs exactly the documented command
 
 and the same with ``--tta`` (no robustness), and writes every figure, the confusion matrix and
 the accuracy of each corruption at each severity to one JSON file. ``bloodcell evaluate``
-corrupts images at the model's input size; for an entry whose input size differs from the
-data's (a 128-pixel model on 96-pixel pbc96), the corruptions are also applied at the data's own
-size before the resize (``robustness_native``), as a camera or a slide scanner would. The docs draw their
+corrupts images at the model's input size; for an entry whose input size differs from
+``--native-size`` (the data's own size: 96 for pbc96, so a 128-pixel model), the corruptions are
+also applied at that size before the resize to the model's (``robustness_native``), as a camera or
+a slide scanner would. The docs draw their
 confusion-matrix and severity-curve pictures and the zoo table from that file.
 
 Usage: python benchmarks/bench_accuracy.py [--data ../shared/data/pbc96] [--models mnv3s.pbc96 ...]

@@ -1,4 +1,4 @@
-"""Throughput of `bloodcell predict` against plain Keras loops, on 1,000 images of 96x96.
+"""Throughput of `bloodcell predict` against plain Keras loops, on 1,000 pbc96 images (96x96 files).
 
 Measures, in one process and on the same files:
   - bloodcell: ``Classifier.predict_files`` with the outlier check (what ``bloodcell predict``
@@ -8,7 +8,11 @@ Measures, in one process and on the same files:
     over the array (batch 64); the decode and predict times are added.
 Also times the whole CLI command (process start, model load, output) for reference.
 
-Usage: python benchmarks/bench_predict.py [--data ../shared/data/pbc96] [--n 1000] [--model mnv3s]
+The model is built untrained at the bundled default's architecture and input size (speed does not
+depend on the weights); the plain loops resize each image to that size with PIL, as the
+classifier does.
+
+Usage: python benchmarks/bench_predict.py [--data ../shared/data/pbc96] [--n 1000] [--model mnv3s] [--input-size S]
 Without the data folder, 1,000 synthetic JPEGs are written to a temporary folder instead.
 """
 
@@ -26,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
 
 
 def files_for(args, tmp: Path) -> list[Path]:
@@ -47,19 +53,24 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="../shared/data/pbc96")
     ap.add_argument("--n", type=int, default=1000)
-    ap.add_argument("--model", default="mnv3s", help="architecture (built untrained; speed does not depend on weights)")
+    ap.add_argument("--model", default=None, help="architecture (default: the bundled default's)")
+    ap.add_argument("--input-size", type=int, default=None, help="model input size (default: the bundled default's)")
     ap.add_argument("--naive-n", type=int, default=300, help="images timed in the naive loop (extrapolated)")
     ap.add_argument("--out", default="benchmarks/results/predict.json")
     args = ap.parse_args()
 
     import bloodcell
 
+    default = bloodcell.pretrained_entry(bloodcell.DEFAULT_MODEL)
+    args.model = args.model or default.architecture
+    size = args.input_size or default.input_size
+
     with tempfile.TemporaryDirectory() as tmp:
         files = files_for(args, Path(tmp))
-        clf = bloodcell.Classifier(bloodcell.build_model(args.model), name=args.model)
-        clf.predict_proba(np.zeros((64, 96, 96, 3), np.uint8))  # warm-up: trace the predict function
+        clf = bloodcell.Classifier(bloodcell.build_model(args.model, input_size=size), name=args.model)
+        clf.predict_proba(np.zeros((64, size, size, 3), np.uint8))  # warm-up: trace the predict function
         model = clf.model
-        model.predict(np.zeros((1, 96, 96, 3), np.float32), verbose=0)
+        model.predict(np.zeros((1, size, size, 3), np.float32), verbose=0)
 
         t = time.perf_counter()
         results = list(clf.predict_files(files, batch_size=64, flag_outliers=True))
@@ -70,12 +81,13 @@ def main() -> int:
         naive = files[: args.naive_n]
         for f in naive:
             with Image.open(f) as im:
-                x = np.asarray(im.convert("RGB"), np.float32)[None]
+                x = np.asarray(im.convert("RGB").resize((size, size), Image.LANCZOS), np.float32)[None]
             model.predict(x, verbose=0)
         t_naive = (time.perf_counter() - t) * len(files) / len(naive)
 
         t = time.perf_counter()
-        arr = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files]).astype(np.float32)
+        arr = np.stack([np.asarray(Image.open(f).convert("RGB").resize((size, size), Image.LANCZOS))
+                        for f in files]).astype(np.float32)
         t_decode = time.perf_counter() - t
         t = time.perf_counter()
         model.predict(arr, batch_size=64, verbose=0)
@@ -95,6 +107,7 @@ def main() -> int:
     res = {
         "images": n,
         "architecture": args.model,
+        "input_size": size,
         "data": str(args.data) if Path(args.data).is_dir() else "synthetic JPEGs",
         "bloodcell_predict_files_img_per_s": round(n / t_bloodcell, 1),
         "naive_loop_img_per_s": round(n / t_naive, 1),

@@ -140,6 +140,7 @@ class Trainer:
         self._freeze_backbone = freeze_backbone
         self._unfreeze = unfreeze
         self.history: list[dict[str, Any]] = []
+        self.resumed = False  # set by fit(): whether it continued a checkpointed run
         self._train_weights: Optional[np.ndarray] = None
 
     # -- model -------------------------------------------------------------------------------
@@ -352,6 +353,8 @@ class Trainer:
 
         ``train``/``val`` are :class:`bloodcell.data.Dataset` objects (reshuffled and augmented
         per epoch, reproducibly) or ``tf.data`` datasets of (images 0..255, one-hot labels).
+        With ``resume=True`` the run continues from the workdir's checkpoint if there is one
+        (``self.resumed`` tells which happened).
         """
         import tensorflow as tf
 
@@ -372,6 +375,7 @@ class Trainer:
         if self.class_weights and hasattr(train, "labels"):
             self._train_weights = class_weights_from_labels(train.labels, self.spec.num_classes)
         state, best = (self._load_checkpoint() if resume else (None, None))
+        self.resumed = state is not None
         if state is None:
             if self.workdir is not None and not resume and self._ckpt_dir().exists():
                 raise BloodcellError(

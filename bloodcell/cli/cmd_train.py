@@ -128,7 +128,13 @@ def run(args) -> int:
         weights="imagenet" if args.init == "imagenet" else None,
     )
     workdir.mkdir(parents=True, exist_ok=True)
+    command = "bloodcell " + shlex.join(a for a in args.argv if a != "--resume")
+    command_file = workdir / "command.txt"
+    if not (args.resume and command_file.is_file()):
+        command_file.write_text(command + "\n")
     trainer.fit(train_set, val_set, resume=args.resume)
+    if trainer.resumed:
+        command = command_file.read_text().strip()  # the run's first command
     clf = trainer.classifier
     clf.name = out.name
     report = evaluate(clf, test_set)
@@ -139,13 +145,13 @@ def run(args) -> int:
         rob = evaluate_robustness(clf, test_set)
         clf.metrics["robustness_mean"] = rob.robustness_mean
         clf.extra["robustness"] = rob.summary()
-    # A resumed run is the same training as its first command; its processes' times do not add up
-    # to one wall time, so only the epochs' sum (wall_time_s) covers the whole run.
+    # A resumed run's processes do not add up to one wall time: only the epochs' sum (wall_time_s)
+    # covers the whole run.
     clf.training.update({
-        "command": "bloodcell " + shlex.join(a for a in args.argv if a != "--resume"),
+        "command": command,
         "data": f"{Path(args.data).name}: {len(train_set)} train / {len(val_set)} validation images",
     })
-    if args.resume:
+    if trainer.resumed:
         clf.training["resumed"] = True
         clf.training["last_process_wall_time_s"] = round(time.time() - t0)
     else:

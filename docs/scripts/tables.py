@@ -131,10 +131,11 @@ def bench_predict() -> str:
     if d is None:
         return missing("predict", "bench_predict.py")
     rows = [["`bloodcell predict` path (`Classifier.predict_files`)", f"{d['bloodcell_predict_files_img_per_s']:.0f}"],
-            ["naive loop: PIL open + `model.predict` per image", f"{d['naive_loop_img_per_s']:.0f}"],
-            ["decode all with PIL, then one `model.predict` (batch 64)", f"{d['preload_plus_predict_img_per_s']:.0f}"]]
+            ["naive loop: PIL open (and resize) + `model.predict` per image", f"{d['naive_loop_img_per_s']:.0f}"],
+            ["decode (and resize) all with PIL, then one `model.predict` (batch 64)", f"{d['preload_plus_predict_img_per_s']:.0f}"]]
     return (table(["how", "images/s"], rows)
-            + f"\n\n{d['images']} images ({d['data']}), architecture `{d['architecture']}`: "
+            + f"\n\n{d['images']} images ({d['data']}), architecture `{d['architecture']}`"
+            + (f" at {d['input_size']}x{d['input_size']}" if "input_size" in d else "") + ": "
             f"**{d['speedup_vs_naive']:.1f}x** the naive loop and **{d['ratio_vs_preload_plus_predict']:.2f}x** "
             f"decode-then-predict. The whole command, process start included, took "
             f"{d['cli_wall_s_including_start']:.1f} s. Machine: {machine(d)}.")
