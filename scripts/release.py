@@ -91,7 +91,9 @@ def main(argv=None) -> int:
         f"    name={args.name!r},",
         f"    architecture={arch!r},",
         f"    input_size={cfg['input_size']},",
-        *([f"    repo_id={args.repo_id!r},", f"    revision={revision or 'PUSH-TO-GET-A-COMMIT-SHA'!r},"]
+        *([f"    repo_id={args.repo_id!r},",
+           f"    revision={revision!r}," if revision else
+           "    revision=None,  # the repo's main branch: pin the commit sha that --push prints"]
           if not args.bundled else ["    bundled=True,"]),
         f"    sha256={sha!r},",
         f"    size_bytes={size},",
