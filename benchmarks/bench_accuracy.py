@@ -46,26 +46,18 @@ def run_cli(argv: list[str]) -> dict:
 
 
 def native_robustness(name: str, data: str, split_file: Path, size: int) -> dict:
-    """Accuracy with each corruption applied at the data's ``size``, then resized to the model's."""
+    """Robustness with each corruption applied at the data's ``size``, then resized to the model's."""
     import numpy as np
 
     import bloodcell
-    from bloodcell.corruptions import CORRUPTIONS, SEVERITIES, corrupt
-    from bloodcell.imageio import load_images, resize_image
+    from bloodcell.evaluation import evaluate_robustness
+    from bloodcell.imageio import load_images
 
     clf = bloodcell.load_classifier(name)
     rel = json.loads(split_file.read_text())
     images = load_images([Path(data) / r for r in rel], size)
     labels = np.array([list(clf.class_names).index(Path(r).parts[0]) for r in rel])
-
-    def accuracy(x) -> float:
-        resized = np.stack([resize_image(im, clf.input_size) for im in x])
-        return float(np.mean(clf.predict_proba(resized).argmax(1) == labels))
-
-    table = {c: [accuracy(corrupt(images, c, s, seed=0)) for s in SEVERITIES] for c in CORRUPTIONS}
-    means = {c: float(np.mean(v)) for c, v in table.items()}
-    return {"corrupted_at": size, "clean_accuracy": accuracy(images), "accuracy": table,
-            "per_corruption_mean": means, "robustness_mean": float(np.mean(list(means.values())))}
+    return evaluate_robustness(clf, (images, labels), corrupt_size=size).to_dict()
 
 
 def main() -> int:

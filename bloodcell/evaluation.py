@@ -185,6 +185,8 @@ class RobustnessReport:
     seed: int
     tta: bool = False
     seconds: Optional[float] = None
+    #: the image side the corruptions were applied at (None: the classifier's input size)
+    corrupt_size: Optional[int] = None
     per_corruption_mean: dict[str, float] = field(init=False)
     per_severity_mean: list[float] = field(init=False)
     robustness_mean: float = field(init=False)
@@ -210,6 +212,7 @@ class RobustnessReport:
             "n": self.n,
             "seed": self.seed,
             "tta": self.tta,
+            "corrupt_size": self.corrupt_size,
             "seconds": self.seconds,
             "clean_accuracy": self.clean_accuracy,
             "robustness_mean": self.robustness_mean,
@@ -225,7 +228,8 @@ class RobustnessReport:
         head = "".join(f"{f'sev {s}':>8}" for s in self.severities)
         lines = [
             f"{'clean accuracy':<{width}}  {self.clean_accuracy:.4f}   (n = {self.n}, seed {self.seed}"
-            f"{', TTA' if self.tta else ''})",
+            f"{', TTA' if self.tta else ''}"
+            f"{f', corrupted at {self.corrupt_size}x{self.corrupt_size}' if self.corrupt_size else ''})",
             "",
             f"{'corruption':<{width}}{head}{'mean':>8}",
         ]
@@ -263,8 +267,8 @@ def _colormap(name: str):
     return matplotlib.colormaps[name]
 
 
-def _images_and_labels(classifier, dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Images resized to the classifier's input and labels in its class order, checked."""
+def _images_and_labels(classifier, dataset, size: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Images resized to ``size`` (default: the classifier's input) and labels in its class order, checked."""
     if isinstance(dataset, (tuple, list)) and len(dataset) == 2:
         images, labels = dataset
     elif hasattr(dataset, "images") and hasattr(dataset, "labels"):
@@ -284,7 +288,7 @@ def _images_and_labels(classifier, dataset) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{len(images)} images but {len(labels)} labels; give one label per image")
     if not len(images):
         raise ValueError("nothing to evaluate: the dataset is empty")
-    return resize_images(images, classifier.input_size), labels
+    return resize_images(images, size or classifier.input_size), labels
 
 
 def _predict(classifier, images: np.ndarray, batch_size: int, tta: bool) -> np.ndarray:
@@ -313,12 +317,16 @@ def evaluate_robustness(
     batch_size: int = 64,
     tta: bool = False,
     progress: bool = False,
+    corrupt_size: Optional[int] = None,
 ) -> RobustnessReport:
     """Accuracy on ``dataset`` clean and under each corruption of :mod:`bloodcell.corruptions`.
 
     Images are resized to the classifier's input size first and corrupted at that size, so each
-    severity means what the model sees. Deterministic for a given ``seed``. ``corruptions=None``
-    runs all of them; ``progress=True`` shows a progress bar on stderr.
+    severity means what the model sees. With ``corrupt_size`` they are resized to that side
+    instead (pass the images as stored, e.g. 96 for pbc96), corrupted there, then resized to the
+    input size, as a corruption at capture would reach a model of another input size.
+    Deterministic for a given ``seed``. ``corruptions=None`` runs all of them; ``progress=True``
+    shows a progress bar on stderr.
     """
     from .corruptions import CORRUPTIONS, SEVERITIES, corrupt
 
@@ -329,10 +337,14 @@ def evaluate_robustness(
     severities = tuple(int(s) for s in severities)
     if not severities or any(s not in SEVERITIES for s in severities):
         raise ValueError(f"severities: expected values in {list(SEVERITIES)}, got {list(severities)}")
+    if corrupt_size is not None and (isinstance(corrupt_size, bool) or not isinstance(corrupt_size, int) or corrupt_size < 1):
+        raise ValueError(f"corrupt_size: expected a positive image side in pixels or None, got {corrupt_size!r}")
     start = time.perf_counter()
-    images, labels = _images_and_labels(classifier, dataset)
+    images, labels = _images_and_labels(classifier, dataset, corrupt_size)
 
     def accuracy(x: np.ndarray) -> float:
+        if corrupt_size is not None:
+            x = resize_images(x, classifier.input_size)
         return float(np.mean(_predict(classifier, x, batch_size, tta) == labels))
 
     runs = [(c, s) for c in names for s in severities]
@@ -354,4 +366,5 @@ def evaluate_robustness(
         seed=seed,
         tta=tta,
         seconds=round(time.perf_counter() - start, 2),
+        corrupt_size=corrupt_size,
     )

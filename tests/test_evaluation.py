@@ -201,6 +201,27 @@ def test_robustness_rejects_bad_arguments(tiny):
         evaluate_robustness(clf, data, corruptions=["fog"])
     with pytest.raises(ValueError, match="severities"):
         evaluate_robustness(clf, data, severities=(0, 6))
+    with pytest.raises(ValueError, match="corrupt_size"):
+        evaluate_robustness(clf, data, corrupt_size=0)
+
+
+def test_robustness_at_another_size_corrupts_before_the_resize(tiny):
+    from bloodcell.corruptions import corrupt
+    from bloodcell.imageio import resize_images
+
+    clf, data = tiny
+    small = resize_images(data.images, 24)
+    rob = evaluate_robustness(clf, (small, data.labels), corruptions=["jpeg", "pixelate"], severities=(2, 5),
+                              seed=3, corrupt_size=24)
+    assert rob.corrupt_size == 24 and rob.to_dict()["corrupt_size"] == 24 and "24x24" in rob.to_text()
+
+    def by_hand(images):
+        proba = clf.predict_proba(resize_images(images, clf.input_size))
+        return float(np.mean(proba.argmax(1) == data.labels))
+
+    assert rob.clean_accuracy == pytest.approx(by_hand(small))
+    for name in ("jpeg", "pixelate"):
+        assert rob.accuracy[name] == pytest.approx([by_hand(corrupt(small, name, s, seed=3)) for s in (2, 5)])
 
 
 def test_robustness_report_mean_is_table_mean():

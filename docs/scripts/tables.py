@@ -112,7 +112,7 @@ def bench_robustness() -> str:
     rows.append(["**mean**"] + [pct(a, 1) for a in r["per_severity_mean"]] + [f"**{pct(r['robustness_mean'], 1)}**"])
     native = m.get("robustness_native")
     if native:
-        header.append(f"mean, corrupted at {native['corrupted_at']}x{native['corrupted_at']}")
+        header.append(f"mean, corrupted at {native['corrupt_size']}x{native['corrupt_size']}")
         for row, c in zip(rows, r["accuracy"]):
             row.append(pct(native["per_corruption_mean"][c], 1))
         rows[-1].append(f"**{pct(native['robustness_mean'], 1)}**")
@@ -120,7 +120,7 @@ def bench_robustness() -> str:
             + table(header, rows))
     if native:
         text += (f"\n\n`bloodcell evaluate` corrupts the images at the model's input size. The last column "
-                 f"applies each corruption to the {native['corrupted_at']}x{native['corrupted_at']} images as "
+                 f"applies each corruption to the {native['corrupt_size']}x{native['corrupt_size']} images as "
                  "stored, before they are resized for the model, as a camera or scanner would: JPEG blocks and "
                  "noise then cover more of the cell.")
     return text
