@@ -1,7 +1,7 @@
 """bloodcell: a model zoo for classifying microscope images of single peripheral blood cells.
 
-The public names below are imported on first use, so ``import bloodcell`` (and the command
-line's start-up) stays fast until a model is needed.
+The public names below are imported on first use, so ``import bloodcell`` stays fast until a
+model is needed.
 """
 
 from __future__ import annotations

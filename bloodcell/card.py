@@ -72,12 +72,11 @@ def render_model_card(config: dict[str, Any]) -> str:
     )
     lines.append("")
     init = training.get("init")
+    on = f" on {training['hardware']}" if training.get("hardware") else ""
     if init == "random":
-        lines += [
-            "**Trained from random initialisation on a CPU** (no ImageNet weights were available where it "
-            "was trained).",
-            "",
-        ]
+        lines += [f"**Trained from random initialisation{on}** (no ImageNet weights).", ""]
+    elif init:
+        lines += [f"**Backbone initialised from ImageNet weights**, then trained{on}.", ""]
     elif init is None and not metrics:
         lines += ["**Untrained**: this card belongs to a model whose weights have not been trained yet.", ""]
     lines += ["## Classes", "", ", ".join(f"{i} `{c}`" for i, c in enumerate(config["class_names"])), ""]

@@ -22,7 +22,7 @@ from ._version import __version__
 from .card import render_model_card
 from .errors import BloodcellError, ChecksumError, ImageReadError
 from .imageio import load_image, load_images
-from .models import ModelSpec, build_from_spec, build_model, rebuild_model
+from .models import ModelSpec, build_from_spec, rebuild_model
 from .registry import PretrainedCfg, pretrained_entry
 
 CONFIG_NAME = "config.json"
@@ -227,12 +227,19 @@ class Classifier:
     def save_pretrained(self, folder, *, card: bool = True) -> Path:
         """Write ``config.json``, the weights and a model card (README.md) into ``folder``.
 
-        Files are written to a temporary folder first and moved in place, so an interrupted save
-        never leaves a half-written model behind. Other files in ``folder`` are kept.
+        Files are written to a temporary folder first, then moved in place one by one: no file is
+        ever half-written, and a save interrupted between moves leaves new weights beside the old
+        ``config.json``, which loading refuses (the config holds the weights' sha256). Other files
+        in ``folder`` are kept; a README.md that is not a model card is never replaced.
         """
         folder = Path(folder)
         if folder.exists() and not folder.is_dir():
             raise BloodcellError(f"{folder}: exists and is not a folder; pass a folder path to save into")
+        if card and (folder / CARD_NAME).exists() and not _is_generated_card(folder / CARD_NAME):
+            raise BloodcellError(
+                f"{folder / CARD_NAME}: is not a bloodcell model card and would be replaced by one; "
+                "save into another folder, or pass card=False"
+            )
         cfg = self.config()
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=folder, prefix=".tmp-save-") as tmp:
@@ -338,7 +345,8 @@ def load_folder(folder, *, sha256: Optional[str] = None) -> Classifier:
         model.load_weights(weights)
     except Exception as exc:  # h5py/keras raise many types for mismatched or damaged files
         raise BloodcellError(
-            f"{weights}: weights do not fit architecture {cfg['architecture']!r} ({exc}); the folder is "
+            f"{weights}: weights do not fit architecture {cfg['architecture']!r} "
+            f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); the folder is "
             "damaged or was written by another model"
         ) from None
     # hub_source names where this very folder is published; a copy saved elsewhere is not there.
@@ -380,6 +388,20 @@ def entry_folder(entry: PretrainedCfg) -> Path:
     return config.parent
 
 
+def _check_entry(entry, clf: Classifier) -> None:
+    """Refuse a zoo entry whose files describe another model than its metadata does."""
+    declared = {"architecture": entry.architecture, "input_size": entry.input_size,
+                "class_names": tuple(entry.class_names)}
+    found = {"architecture": clf.architecture, "input_size": clf.input_size, "class_names": tuple(clf.class_names)}
+    wrong = [k for k in declared if declared[k] != found[k]]
+    if wrong:
+        raise BloodcellError(
+            f"zoo entry {entry.name!r}: its config.json has {', '.join(f'{k}={found[k]!r}' for k in wrong)}, "
+            f"the entry declares {', '.join(f'{k}={declared[k]!r}' for k in wrong)}; fix the entry in "
+            f"bloodcell/models/ or the release folder"
+        )
+
+
 def load_classifier(source=None, *, token: Optional[str] = None) -> Classifier:
     """Load a classifier from a local folder, ``hf://owner/repo[@revision]`` or a zoo name.
 
@@ -397,7 +419,9 @@ def load_classifier(source=None, *, token: Optional[str] = None) -> Classifier:
                 "hf://owner/repo[@revision] or a zoo name (see `bloodcell list`)"
             )
         entry = pretrained_entry(str(source))
-        return load_folder(entry_folder(entry), sha256=entry.sha256)
+        clf = load_folder(entry_folder(entry), sha256=entry.sha256)
+        _check_entry(entry, clf)
+        return clf
     if isinstance(source, str):
         from .hub import download_snapshot, parse_hf_source
 

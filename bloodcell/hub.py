@@ -275,6 +275,11 @@ def resolve_download(source: str, *, revision: str | None = None, token: Token =
             raise ValueError(f"{source!r} names revision {source_revision!r} but --revision is {revision!r}; give only one")
         return download_snapshot(repo_id, revision or source_revision, token=token)
     entry = pretrained_entry(source)
+    if revision and entry.bundled:
+        raise ValueError(
+            f"zoo entry {entry.name!r} ships inside the bloodcell package and has no Hub revisions; "
+            "drop --revision (the command then prints the package folder)"
+        )
     if revision and revision != entry.revision:
         raise ValueError(
             f"zoo entry {entry.name!r} is pinned to revision {entry.revision!r} of {entry.repo_id!r}; "

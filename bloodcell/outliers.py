@@ -21,6 +21,8 @@ from __future__ import annotations
 import functools
 import io
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -29,6 +31,9 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from .imageio import resize_images
+
+#: What numpy raises for a truncated or damaged .npz.
+_DAMAGED_ZIP = (zipfile.BadZipFile, zlib.error, EOFError)
 
 __all__ = ["OutlierReference", "find_outliers", "fit_outlier_reference", "outlier_features", "outlier_scores"]
 
@@ -212,8 +217,15 @@ class OutlierReference:
             z = np.load(path, allow_pickle=False)
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: no such outlier reference file; {fix}") from None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, *_DAMAGED_ZIP) as exc:
             raise ValueError(f"{path}: not a readable outlier reference ({exc}); {fix}") from None
+        try:
+            return cls._from_archive(path, z, fix)
+        except (OSError, *_DAMAGED_ZIP) as exc:
+            raise ValueError(f"{path}: damaged or truncated outlier reference ({exc}); {fix}") from None
+
+    @classmethod
+    def _from_archive(cls, path, z, fix: str) -> "OutlierReference":
         with z:
             if not hasattr(z, "files"):
                 raise ValueError(f"{path}: is a single array, not an outlier reference archive; {fix}")

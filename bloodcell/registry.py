@@ -37,7 +37,6 @@ class PretrainedCfg:
     bundled: bool = False
     metrics: dict[str, float] = field(default_factory=dict)
     description: str = ""
-    build_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -475,12 +475,27 @@ class Trainer:
         names = self.class_names or None
         clf = Classifier(model, **({"class_names": names} if names else {}))
         clf.training = {
-            "init": "imagenet" if self.spec.weights == "imagenet" else "random",
+            "init": {None: "random", "imagenet": "imagenet"}.get(self.spec.weights, "imagenet (weights file)"),
+            "hardware": _hardware(),
             "settings": self._config(),
             "epochs_run": {p: sum(1 for r in self.history if r["phase"] == p) for p in PHASES},
             "wall_time_s": round(sum(r["seconds"] for r in self.history)),
         }
         return clf
+
+
+def _hardware() -> str:
+    """What TensorFlow trains on here, e.g. ``"a 2-core CPU"`` or ``"1 GPU (NVIDIA H200)"``."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return f"a {os.cpu_count()}-core CPU"
+    try:
+        name = tf.config.experimental.get_device_details(gpus[0]).get("device_name") or "unknown"
+    except (RuntimeError, ValueError):
+        name = "unknown"
+    return f"{len(gpus)} GPU{'s' if len(gpus) > 1 else ''} ({name})"
 
 
 def _load_arrays(path: Path) -> list[np.ndarray]:

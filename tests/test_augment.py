@@ -231,3 +231,6 @@ def test_augment_preview_cli(tmp_path):
     assert main(["augment-preview", str(tmp_path / "d.npz"), "--out", str(tmp_path / "g.png"), "--scale", "2"]) == 0
     assert main(["augment-preview", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert main(["augment-preview", str(tmp_path / "d.npz"), "--out", str(tmp_path / "g.txt")]) == 2
+    inside = tmp_path / "data" / "platelet" / "grid.png"  # would be read as a training image
+    assert main(["augment-preview", str(tmp_path / "data"), "--out", str(inside)]) == 2
+    assert not inside.exists()

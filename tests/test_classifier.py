@@ -200,3 +200,51 @@ def test_save_without_card_removes_a_stale_generated_card(clf, tmp_path):
 def test_predict_files_rejects_bad_batch_size(clf, image_dir):
     with pytest.raises(BloodcellError, match="batch_size must be a positive integer, got 0"):
         list(clf.predict_files(sorted(image_dir.iterdir()), batch_size=0))
+
+
+def test_save_never_replaces_a_users_readme(clf, tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "README.md").write_text("# my notes\n")
+    with pytest.raises(BloodcellError, match="README.md: is not a bloodcell model card"):
+        clf.save_pretrained(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md"]
+    assert (folder / "README.md").read_text() == "# my notes\n"
+
+
+def test_weights_of_another_architecture_are_a_one_line_error(clf, tmp_path):
+    other = Classifier(bloodcell.build_model("mnv3s", input_size=SIZE), name="other")
+    other.save_pretrained(tmp_path / "other")
+    clf.save_pretrained(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["weights_sha256"] = None
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    (tmp_path / "other" / "model.weights.h5").replace(tmp_path / "m" / "model.weights.h5")
+    with pytest.raises(BloodcellError, match="weights do not fit architecture 'microcell'") as err:
+        load_classifier(tmp_path / "m")
+    assert "\n" not in str(err.value)
+
+
+def test_zoo_entry_must_match_its_files(monkeypatch):
+    import dataclasses
+
+    from bloodcell import classifier as classifier_module
+    from bloodcell.registry import pretrained_entry
+
+    entry = pretrained_entry(bloodcell.DEFAULT_MODEL)
+    wrong = dataclasses.replace(entry, input_size=entry.input_size + 32)
+    monkeypatch.setattr(classifier_module, "pretrained_entry", lambda name: wrong)
+    with pytest.raises(BloodcellError, match=rf"config.json has input_size={entry.input_size}, the entry declares "
+                                             rf"input_size={entry.input_size + 32}"):
+        load_classifier(bloodcell.DEFAULT_MODEL)
+
+
+def test_card_states_initialisation_and_hardware():
+    from bloodcell.card import render_model_card
+
+    base = {"architecture": "mnv3s", "input_size": 96, "class_names": list(bloodcell.CLASS_NAMES)}
+    card = render_model_card({**base, "training": {"init": "random", "hardware": "a 2-core CPU"}})
+    assert "Trained from random initialisation on a 2-core CPU" in card
+    card = render_model_card({**base, "training": {"init": "imagenet (weights file)", "hardware": "1 GPU (H200)"}})
+    assert "initialised from ImageNet weights**, then trained on 1 GPU (H200)" in card
+    assert "random initialisation" not in card

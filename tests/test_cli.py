@@ -1,4 +1,4 @@
-"""The `bloodcell` command line: predict and list."""
+"""The `bloodcell` command line: predict, list and train."""
 
 import json
 import subprocess
@@ -172,4 +172,38 @@ def test_train_writes_a_model_with_its_card_and_split(tmp_path, capsys):
     assert code == 0
     training = bloodcell.load_classifier(fresh).training
     assert "resumed" not in training and "total_wall_time_s" in training and "--resume" not in training["command"]
+    assert training["hardware"].endswith("CPU") or "GPU" in training["hardware"]
+    # A new run into a workdir with a checkpoint is refused before it rewrites the run's records.
+    records = {name: (work / name).read_text() for name in ("split.json", "command.txt")}
+    capsys.readouterr()
+    code = main(["train", str(data), "--model", "microcell", "--seed", "7", "--out", str(tmp_path / "other"),
+                 "--workdir", str(work)])
+    assert code == 2 and "holds a checkpoint of an earlier run" in capsys.readouterr().err
+    assert records == {name: (work / name).read_text() for name in records}
+
+
+def test_train_refuses_outputs_that_would_fail_or_destroy(tmp_path, capsys):
+    from PIL import Image
+
+    from conftest import synthetic_cell
+
+    data = tmp_path / "data"
+    (data / "basophil").mkdir(parents=True)
+    Image.fromarray(synthetic_cell(32, 0)).save(data / "basophil" / "a.png")
+    (tmp_path / "afile").write_text("x")
+    readme_dir = tmp_path / "notes"
+    readme_dir.mkdir()
+    (readme_dir / "README.md").write_text("# my notes\n")
+    cases = {
+        str(data / "basophil" / "model"): "inside DATA",
+        str(tmp_path / "afile"): "is a file",
+        str(readme_dir): "README.md that is not a model card",
+    }
+    for out, message in cases.items():
+        capsys.readouterr()
+        assert main(["train", str(data), "--model", "microcell", "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in data.rglob("*")) == ["a.png", "basophil"]
+    assert (readme_dir / "README.md").read_text() == "# my notes\n"
 

@@ -296,3 +296,22 @@ def test_npz_object_and_float_arrays_get_a_fix(tmp_path):
     np.savez(tmp_path / "float.npz", images=np.zeros((2, 8, 8, 3), np.float32), labels=np.array([0, 1]))
     with pytest.raises(ValueError, match="multiply 0..1 floats by 255"):
         load_dataset(tmp_path / "float.npz", image_size=8)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "corrupt"])
+def test_damaged_npz_is_a_one_line_error(tmp_path, damage):
+    from bloodcell.cli import main
+
+    path = tmp_path / "cells.npz"
+    rng = np.random.default_rng(0)
+    np.savez_compressed(path, images=rng.integers(0, 255, (40, 16, 16, 3), dtype=np.uint8), labels=np.zeros(40, int))
+    raw = bytearray(path.read_bytes())
+    if damage == "truncate":
+        raw = raw[: len(raw) // 2]
+    else:
+        raw[2000:2100] = b"x" * 100
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"cells\.npz: (not a readable \.npz|is damaged or truncated)"):
+        load_dataset(path, image_size=16)
+    assert main(["clean", str(path), "--out", str(tmp_path / "out.npz")]) == 2
+    assert not (tmp_path / "out.npz").exists()

@@ -334,6 +334,15 @@ def test_cli_evaluate_write_metrics_updates_config_and_card(cli_files, tmp_path,
     assert "--limit" in capsys.readouterr().err
 
 
+def test_cli_refuses_plots_it_cannot_write_before_any_work(cli_files, tmp_path, capsys):
+    model = str(cli_files / "model")
+    assert main(["evaluate", str(cli_files / "data"), "--model", model, "--plot", str(tmp_path / "cm.txt")]) == 2
+    assert "--plot" in capsys.readouterr().err
+    inside = cli_files / "data" / "cm.png"
+    assert main(["evaluate", str(cli_files / "data"), "--model", model, "--robustness-plot", str(inside)]) == 2
+    assert "inside it" in capsys.readouterr().err and not inside.exists()
+
+
 def test_cli_unwritable_output_is_one_line_exit_1(cli_files, tmp_path, capsys):
     (tmp_path / "file.txt").write_text("not a folder")
     plot = tmp_path / "file.txt" / "cm.png"

@@ -208,6 +208,8 @@ def test_cli_push_and_download(hub_server, tmp_path, capsys):
     assert "names revision" in capsys.readouterr().err
     assert main(["hub", "download", "hf://lab/no-such-repo"]) == 1  # an input that could not be used
     assert "'lab/no-such-repo' was not found" in capsys.readouterr().err
+    assert main(["hub", "download", "mnv3s.pbc96", "--revision", "abc"]) == 2  # bundled: no Hub revisions
+    assert "ships inside the bloodcell package" in capsys.readouterr().err
 
 
 def test_cli_push_refuses_a_folder_without_weights(hub_server, tmp_path, capsys):

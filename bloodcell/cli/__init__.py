@@ -16,6 +16,21 @@ class UsageError(Exception):
     """Bad command-line usage; reported in one line with exit status 2."""
 
 
+def check_output_file(flag: str, path, data, suffixes: Sequence[str]) -> None:
+    """Refuse, before any work, an output file with an unsupported suffix or inside the input DATA."""
+    from pathlib import Path
+
+    path, data = Path(path), Path(data)
+    if path.suffix.lower() not in suffixes:
+        raise UsageError(f"{flag} {path}: expected a file name ending in {', '.join(suffixes)}")
+    p, d = path.resolve(), data.resolve()
+    if p == d or (data.is_dir() and d in p.parents):
+        raise UsageError(f"{flag} {path}: is the input DATA or inside it, where it would be read as an image; "
+                         "write it somewhere else")
+    if path.is_dir():
+        raise UsageError(f"{flag} {path}: is a folder; give a file name")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .._version import __version__
 

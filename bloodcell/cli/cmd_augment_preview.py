@@ -50,13 +50,12 @@ def run(args) -> int:
     from PIL import Image
 
     from ..augment import preview_grid
-    from . import UsageError
+    from . import UsageError, check_output_file
 
     data, out = Path(args.data), Path(args.out)
     if not data.exists():
         raise FileNotFoundError(f"{data}: no such file or folder; expected images, a class-folder tree or an .npz")
-    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
-        raise UsageError(f"--out {out}: expected a .png, .jpg or .webp file name")
+    check_output_file("--out", out, data, (".png", ".jpg", ".jpeg", ".webp"))
     for flag, value in (("-n", args.n), ("--views", args.views), ("--columns", args.columns), ("--scale", args.scale)):
         if value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}")

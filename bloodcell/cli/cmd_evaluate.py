@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+#: Figure formats that --plot and --robustness-plot write (through matplotlib).
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -136,7 +139,7 @@ def run(args) -> int:
     from .. import load_classifier
     from ..data import load_dataset
     from ..evaluation import evaluate, evaluate_robustness
-    from . import UsageError
+    from . import UsageError, check_output_file
 
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")
@@ -146,6 +149,9 @@ def run(args) -> int:
     corruptions = [c.strip() for c in args.corruptions.split(",") if c.strip()] if args.corruptions else None
     robustness = args.robustness or bool(args.robustness_plot or args.severities or args.corruptions)
 
+    for flag, path in (("--plot", args.plot), ("--robustness-plot", args.robustness_plot)):
+        if path:
+            check_output_file(flag, path, args.data, PLOT_SUFFIXES)
     folder = _writable_folder(args) if args.write_metrics else None
     clf = load_classifier(args.model)
     data = load_dataset(args.data, image_size=clf.input_size)

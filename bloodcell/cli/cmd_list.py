@@ -20,7 +20,7 @@ def _table(rows: list[list[str]]) -> str:
 def run(args) -> int:
     from ..registry import architecture_info, list_models, list_pretrained, pretrained_entry
 
-    rows = [["ARCHITECTURE", "FAMILY", "TRAINED HERE", "DESCRIPTION"]]
+    rows = [["ARCHITECTURE", "FAMILY", "TRAINABLE ON A CPU", "DESCRIPTION"]]
     for name in list_models():
         info = architecture_info(name)
         rows.append([name, info.family, "yes" if info.trainable_here else "no (builder only)", info.description])

@@ -77,6 +77,33 @@ def _check_split(workdir: Path, args, val_set, test_set) -> None:
     path.write_text(json.dumps(split))
 
 
+def _check_outputs(data: Path, out: Path, workdir: Path, resume: bool) -> None:
+    """Refuse, before any data is read or file written, outputs that would fail or destroy something."""
+    from . import UsageError
+
+    if not data.exists():
+        raise FileNotFoundError(f"{data}: no such file or folder; expected a class-folder tree or an .npz file")
+    d = data.resolve()
+    for flag, path in (("--out", out), ("--workdir", workdir)):
+        p = path.resolve()
+        if p == d or (data.is_dir() and d in p.parents):
+            raise UsageError(f"{flag} {path}: is inside DATA {data}, where its files would be read as images; "
+                             "choose a folder outside it")
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"{flag} {path}: is a file, expected a folder; choose another {flag}")
+    if (out / "config.json").exists() and not resume:
+        raise UsageError(f"--out {out}: already holds a trained model; choose another --out")
+    from ..classifier import _is_generated_card
+
+    if (out / "README.md").exists() and not _is_generated_card(out / "README.md"):
+        raise UsageError(f"--out {out}: holds a README.md that is not a model card and would be replaced; "
+                         "choose another --out")
+    checkpoint = workdir / "checkpoint"
+    if not resume and (checkpoint.exists() or checkpoint.with_name("checkpoint.old").exists()):
+        raise UsageError(f"--workdir {workdir}: holds a checkpoint of an earlier run; add --resume to continue it, "
+                         "or choose another --out or --workdir")
+
+
 def run(args) -> int:
     from . import UsageError
 
@@ -91,8 +118,7 @@ def run(args) -> int:
 
     out = Path(args.out or f"runs/{args.model}")
     workdir = Path(args.workdir) if args.workdir else out.with_name(out.name + ".work")
-    if out.exists() and (out / "config.json").exists() and not args.resume:
-        raise UsageError(f"{out}: already holds a trained model; choose another --out")
+    _check_outputs(Path(args.data), out, workdir, args.resume)
     unfreeze = None
     if args.unfreeze is not None:
         unfreeze = int(args.unfreeze) if args.unfreeze >= 1 else float(args.unfreeze)

@@ -59,7 +59,7 @@ def zoo_architectures() -> str:
     for name in list_models():
         info = architecture_info(name)
         rows.append([f"`{name}`", info.family, info.description, "yes" if info.trainable_here else "builder only"])
-    return table(["architecture", "family", "what", "trained here"], rows)
+    return table(["architecture", "family", "what", "trainable on a CPU"], rows)
 
 
 def zoo_entries() -> str:
