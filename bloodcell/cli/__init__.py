@@ -71,12 +71,12 @@ def _quiet_import_tensorflow() -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 an input or output failed, 2 usage error)."""
-    _quiet_import_tensorflow()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help and on usage errors
         return int(exc.code or 0)
+    _quiet_import_tensorflow()  # after parsing: --help, --version and usage errors stay fast
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in model cards
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
