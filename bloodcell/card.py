@@ -73,8 +73,18 @@ def render_model_card(config: dict[str, Any]) -> str:
     lines.append("")
     init = training.get("init")
     on = f" on {training['hardware']}" if training.get("hardware") else ""
+    parent = training.get("init_from") or {}
     if init == "random":
         lines += [f"**Trained from random initialisation{on}** (no ImageNet weights).", ""]
+    elif parent:
+        origin = (f", itself trained from {'random initialisation' if parent.get('init') == 'random' else parent['init']}"
+                  + (f" on {parent['hardware']}" if parent.get("hardware") else "")) if parent.get("init") else ""
+        size = f" at {parent['input_size']}x{parent['input_size']}" if parent.get("input_size") else ""
+        lines += [f"**Initialised from the bloodcell model `{parent.get('source')}`**{size}{origin}; then "
+                  f"trained{on}.", ""]
+        if parent.get("command"):
+            lines += [f"The starting model was trained with `{parent['command']}`"
+                      + (f" ({parent['wall_time_s']} s)." if parent.get("wall_time_s") else "."), ""]
     elif init:
         lines += [f"**Backbone initialised from ImageNet weights**, then trained{on}.", ""]
     elif init is None and not metrics:

@@ -5,6 +5,10 @@ weights) or the whole network (from random init); phase 2 ("finetune") unfreezes
 of the backbone, keeps batch-norm layers in inference mode and trains at the lower rate. Each
 phase stops early on validation loss and restores its best weights.
 
+``weights``: None (random init), ``"imagenet"``, an ImageNet weights file, or a trained bloodcell
+model (a :class:`Classifier`, a saved folder, ``hf://owner/repo@revision`` or a zoo name) whose
+weights start the whole network, at any input size, for fine-tuning on new data.
+
 Every epoch is one ``model.fit`` call on a dataset seeded by (seed, epoch), and every epoch ends
 with a checkpoint, so a run killed at any point and resumed ends exactly where an uninterrupted
 run ends.
@@ -96,7 +100,7 @@ class Trainer:
         input_size: int = 96,
         num_classes: int = 8,
         class_names: Optional[Sequence[str]] = None,
-        weights: Optional[str] = None,
+        weights: Union[str, os.PathLike, Classifier, None] = None,
         deterministic: bool = True,
         verbose: int = 1,
     ):
@@ -135,6 +139,17 @@ class Trainer:
         self.deterministic, self.verbose = deterministic, verbose
         self.class_names = tuple(class_names) if class_names else None
         self._model_arg = model
+        # A trained bloodcell model as ``weights`` starts the whole network (backbone and head)
+        # from its weights, at this trainer's input size; the network is then trained unfrozen.
+        self._init_source = weights if _is_bloodcell_source(weights) else None
+        self._init_record: Optional[dict[str, Any]] = None
+        if self._init_source is not None:
+            if not isinstance(model, str):
+                raise BloodcellError(
+                    "weights: a bloodcell model to start from needs model= an architecture name, got a "
+                    f"{type(model).__name__}; pass Trainer('{getattr(weights, 'architecture', 'effnetb0')}', weights=...)"
+                )
+            weights = None
         self._build_args = dict(input_size=input_size, num_classes=num_classes, weights=weights)
         self.model: Optional[keras.Model] = None
         self._freeze_backbone = freeze_backbone
@@ -156,7 +171,10 @@ class Trainer:
             with self._scope():
                 keras.utils.set_random_seed(self.seed)
                 if isinstance(self._model_arg, str):
-                    return build_model(self._model_arg, **self._build_args)
+                    model = build_model(self._model_arg, **self._build_args)
+                    if self._init_source is not None:
+                        self._load_init(model)
+                    return model
                 spec: Optional[ModelSpec] = getattr(self._model_arg, "bloodcell_spec", None)
                 if spec is None:
                     raise BloodcellError(
@@ -170,6 +188,32 @@ class Trainer:
         finally:
             if self.precision:
                 keras.mixed_precision.set_dtype_policy("float32")
+
+    def _load_init(self, model: keras.Model) -> None:
+        """Copy the weights of the bloodcell model ``self._init_source`` into ``model``."""
+        from .classifier import load_classifier
+
+        source = self._init_source
+        src = source if isinstance(source, Classifier) else load_classifier(source)
+        arch = model.bloodcell_spec.architecture
+        if src.architecture != arch:
+            raise BloodcellError(
+                f"weights={str(source)!r}: a {src.architecture} model, expected a {arch} one to start a {arch} "
+                f"from; train --model {src.architecture}, or start from a {arch} model"
+            )
+        if len(src.class_names) != model.bloodcell_spec.num_classes:
+            raise BloodcellError(
+                f"weights={str(source)!r}: has {len(src.class_names)} classes, this model "
+                f"{model.bloodcell_spec.num_classes}; start from a model with the same classes"
+            )
+        model.set_weights(src.model.get_weights())  # convolutional weights do not depend on the input size
+        parent = src.training or {}
+        self._init_record = {
+            "source": src.name if isinstance(source, Classifier) else str(source),
+            "class_names": list(src.class_names),
+            **{k: parent[k] for k in ("init", "hardware", "command", "wall_time_s") if k in parent},
+            **({"input_size": src.input_size} if src.input_size else {}),
+        }
 
     @property
     def spec(self) -> ModelSpec:
@@ -336,6 +380,7 @@ class Trainer:
             "precision": self.precision,
             "unfreeze": self._unfreeze,
             "freeze_backbone": self._freeze_backbone,
+            **({"init_from": self._init_record["source"]} if self._init_record else {}),
         }
 
     # -- training ----------------------------------------------------------------------------
@@ -372,6 +417,11 @@ class Trainer:
             self._unfreeze_count()  # a bad unfreeze fails now, not after the head phase
         if self.class_names is None:
             self.class_names = tuple(getattr(train, "class_names", None) or ())
+        if self._init_record and self.class_names and tuple(self._init_record["class_names"]) != self.class_names:
+            raise BloodcellError(
+                f"weights={self._init_record['source']!r}: its classes {self._init_record['class_names']} are not "
+                f"the data's {list(self.class_names)}; start from a model with the same classes in the same order"
+            )
         if self.class_weights and hasattr(train, "labels"):
             self._train_weights = class_weights_from_labels(train.labels, self.spec.num_classes)
         state, best = (self._load_checkpoint() if resume else (None, None))
@@ -474,14 +524,30 @@ class Trainer:
             model = rebuild_model(self.model)
         names = self.class_names or None
         clf = Classifier(model, **({"class_names": names} if names else {}))
+        if self._init_record:
+            init = f"bloodcell model {self._init_record['source']}"
+        else:
+            init = {None: "random", "imagenet": "imagenet"}.get(self.spec.weights, "imagenet (weights file)")
         clf.training = {
-            "init": {None: "random", "imagenet": "imagenet"}.get(self.spec.weights, "imagenet (weights file)"),
+            "init": init,
+            **({"init_from": {k: v for k, v in self._init_record.items() if k != "class_names"}}
+               if self._init_record else {}),
             "hardware": _hardware(),
             "settings": self._config(),
             "epochs_run": {p: sum(1 for r in self.history if r["phase"] == p) for p in PHASES},
             "wall_time_s": round(sum(r["seconds"] for r in self.history)),
         }
         return clf
+
+
+def _is_bloodcell_source(weights) -> bool:
+    """Whether ``weights`` names a trained bloodcell model (not None, "imagenet" or a weights file)."""
+    if isinstance(weights, Classifier):
+        return True
+    if weights is None or weights == "imagenet" or not isinstance(weights, (str, os.PathLike)):
+        return False
+    path = Path(weights)
+    return not (path.is_file() or path.suffix == ".h5")  # a folder, hf://owner/repo[@rev] or a zoo name
 
 
 def _hardware() -> str:

@@ -247,3 +247,30 @@ def test_unfreeze_beyond_the_backbone_fails_before_training(tmp_path):
     with pytest.raises(bloodcell.errors.BloodcellError, match=r"unfreeze=10000: the microcell backbone has \d+ layers"):
         trainer.fit(toy_data(), toy_data(seed=1))
     assert trainer.history == []
+
+
+def test_start_from_a_trained_model_at_another_input_size(tmp_path):
+    first = tiny_trainer(head_epochs=1, finetune_epochs=0)
+    first.fit(toy_data(), toy_data(seed=1))
+    parent = first.classifier
+    parent.save_pretrained(tmp_path / "parent")
+
+    second = tiny_trainer(weights=str(tmp_path / "parent"), input_size=48, head_epochs=0, finetune_epochs=1)
+    second.model = second._make_model()
+    assert second.model.inputs[0].shape[1] == 48
+    for a, b in zip(second.model.get_weights(), parent.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    second.fit(toy_data(size=48), toy_data(seed=1, size=48))
+    clf = second.classifier
+    assert clf.input_size == 48
+    assert clf.training["init"] == f"bloodcell model {tmp_path / 'parent'}"
+    assert clf.training["init_from"]["init"] == "random" and clf.training["init_from"]["input_size"] == SIZE
+    card = clf.save_pretrained(tmp_path / "child") / "README.md"
+    assert "Initialised from the bloodcell model" in card.read_text() and "random initialisation" in card.read_text()
+
+    other = Trainer("mnv3s", weights=str(tmp_path / "parent"), input_size=SIZE, num_classes=3, verbose=0)
+    with pytest.raises(bloodcell.BloodcellError, match="a microcell model, expected a mnv3s one"):
+        other.fit(toy_data(), toy_data(seed=1))
+    renamed = tiny_trainer(weights=str(tmp_path / "parent"), class_names=("a", "b", "c"))
+    with pytest.raises(bloodcell.BloodcellError, match="are not the data's"):
+        renamed.fit(toy_data(), toy_data(seed=1))

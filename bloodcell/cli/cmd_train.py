@@ -20,7 +20,9 @@ def register(subparsers) -> None:
     )
     p.add_argument("data", metavar="DATA", help="a folder with one subfolder per class, or an .npz")
     p.add_argument("--model", required=True, metavar="ARCH", help="architecture name (see `bloodcell list`)")
-    p.add_argument("--init", choices=("random", "imagenet"), default="random", help="backbone initialisation")
+    p.add_argument("--init", default="random", metavar="random|imagenet|MODEL",
+                   help="start from random weights, ImageNet weights (backbone), or a trained bloodcell model of "
+                   "the same architecture (a folder, hf://owner/repo@rev or a zoo name; any input size)")
     p.add_argument("--loss", choices=("crossentropy", "focal"), default="crossentropy")
     p.add_argument("--no-class-weights", action="store_true", help="do not weight classes by inverse frequency")
     p.add_argument("--label-smoothing", type=float, default=0.0)
@@ -151,7 +153,7 @@ def run(args) -> int:
         input_size=args.input_size,
         num_classes=len(data.class_names),
         class_names=data.class_names,
-        weights="imagenet" if args.init == "imagenet" else None,
+        weights=None if args.init == "random" else args.init,
     )
     workdir.mkdir(parents=True, exist_ok=True)
     command = "bloodcell " + shlex.join(a for a in args.argv if a != "--resume")
