@@ -14,6 +14,9 @@ also applied at that size before the resize to the model's (``robustness_native`
 a slide scanner would. The docs draw their
 confusion-matrix and severity-curve pictures and the zoo table from that file.
 
+Release entries are measured from their ``zoo/<name>/`` folder (what their Hub repo holds), so no
+Hub access is needed. With ``--models``, the other entries' figures already in ``--out`` are kept.
+
 Usage: python benchmarks/bench_accuracy.py [--data ../shared/data/pbc96] [--models mnv3s.pbc96 ...]
 """
 
@@ -45,7 +48,7 @@ def run_cli(argv: list[str]) -> dict:
     return json.loads(out.getvalue())
 
 
-def native_robustness(name: str, data: str, split_file: Path, size: int) -> dict:
+def native_robustness(model: str, data: str, split_file: Path, size: int) -> dict:
     """Robustness with each corruption applied at the data's ``size``, then resized to the model's."""
     import numpy as np
 
@@ -53,7 +56,7 @@ def native_robustness(name: str, data: str, split_file: Path, size: int) -> dict
     from bloodcell.evaluation import evaluate_robustness
     from bloodcell.imageio import load_images
 
-    clf = bloodcell.load_classifier(name)
+    clf = bloodcell.load_classifier(model)
     rel = json.loads(split_file.read_text())
     images = load_images([Path(data) / r for r in rel], size)
     labels = np.array([list(clf.class_names).index(Path(r).parts[0]) for r in rel])
@@ -84,7 +87,9 @@ def main() -> int:
         if not split_file.is_file():
             print(f"{name}: no test_files.json in its folder; skipped", file=sys.stderr)
             continue
-        common = [args.data, "--model", name, "--split-file", str(split_file), "--json"]
+        # A release entry is measured from its zoo folder, which holds exactly what its Hub repo serves.
+        model = os.path.relpath(release) if release.is_dir() else name
+        common = [args.data, "--model", model, "--split-file", str(split_file), "--json"]
         t = time.perf_counter()
         plain = run_cli(["evaluate", *common, "--robustness"])
         seconds = time.perf_counter() - t
@@ -102,7 +107,7 @@ def main() -> int:
             "robustness": plain["robustness"],
             "seconds": round(seconds, 1),
             "command": "bloodcell evaluate " + " ".join(
-                [args.data, "--model", name, "--split-file", os.path.relpath(split_file), "--robustness"]
+                [args.data, "--model", model, "--split-file", os.path.relpath(split_file), "--robustness"]
             ),
         }
         if not args.no_tta:
@@ -110,12 +115,15 @@ def main() -> int:
             row["tta_accuracy"] = tta["evaluation"]["accuracy"]
             row["tta_macro_f1"] = tta["evaluation"]["macro"]["f1"]
         if entry.input_size != args.native_size:
-            row["robustness_native"] = native_robustness(name, args.data, split_file, args.native_size)
+            row["robustness_native"] = native_robustness(model, args.data, split_file, args.native_size)
         results[name] = row
         print(f"{name}: accuracy {row['accuracy']:.4f}, macro F1 {row['macro_f1']:.4f}, "
               f"robustness mean {row['robustness_mean']:.4f}"
               + (f", TTA accuracy {row['tta_accuracy']:.4f}" if "tta_accuracy" in row else ""))
 
+    out = Path(args.out)
+    if args.models and out.is_file():  # measuring some entries keeps the others' earlier figures
+        results = {**json.loads(out.read_text()).get("models", {}), **results}
     result = {
         "data": args.data,
         "models": results,
@@ -129,7 +137,6 @@ def main() -> int:
         },
         "command": "python benchmarks/bench_accuracy.py" + (f" --data {args.data}" if args.data != "../shared/data/pbc96" else ""),
     }
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
