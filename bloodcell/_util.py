@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import zipfile
+import zlib
 from pathlib import Path
+
+#: What numpy raises when it reads a truncated or damaged .npz (a zip archive of .npy files).
+DAMAGED_NPZ = (zipfile.BadZipFile, zlib.error, EOFError)
 
 
 def sha256_file(path, chunk_size: int = 1 << 20) -> str:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import zipfile
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from ._classes import CLASS_NAMES
+from ._util import DAMAGED_NPZ
 from .imageio import IMAGE_EXTENSIONS, read_image, resize_image
 
 PathLike = Union[str, os.PathLike]
@@ -152,14 +151,10 @@ def _load_folder(root: Path, image_size: int, workers: Optional[int]) -> Dataset
     return Dataset(images, np.asarray(labels, np.int64), CLASS_NAMES, [str(f) for f in files])
 
 
-#: What numpy raises for a truncated or damaged .npz (a zip archive of .npy files).
-_DAMAGED_ZIP = (zipfile.BadZipFile, zlib.error, EOFError)
-
-
 def _load_npz(path: Path, image_size: int) -> Dataset:
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, *_DAMAGED_ZIP) as exc:
+    except (OSError, ValueError, *DAMAGED_NPZ) as exc:
         raise ValueError(f"{path}: not a readable .npz file ({exc}); save it with np.savez") from None
     with data:
         missing = [k for k in ("images", "labels") if k not in data.files]
@@ -175,7 +170,7 @@ def _load_npz(path: Path, image_size: int) -> Dataset:
                 f"{path}: 'images' and 'labels' must be plain numeric arrays ({exc}); save them with "
                 "np.savez(path, images=uint8_array, labels=int_array)"
             ) from None
-        except (OSError, *_DAMAGED_ZIP) as exc:
+        except (OSError, *DAMAGED_NPZ) as exc:
             raise ValueError(f"{path}: is damaged or truncated ({exc}); write it again with np.savez") from None
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"{path}: 'images' has shape {images.shape}, expected (N, H, W, 3)")

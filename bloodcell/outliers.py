@@ -21,8 +21,6 @@ from __future__ import annotations
 import functools
 import io
 import os
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -30,10 +28,9 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageFilter
 
+from ._util import DAMAGED_NPZ
 from .imageio import resize_images
 
-#: What numpy raises for a truncated or damaged .npz.
-_DAMAGED_ZIP = (zipfile.BadZipFile, zlib.error, EOFError)
 
 __all__ = ["OutlierReference", "find_outliers", "fit_outlier_reference", "outlier_features", "outlier_scores"]
 
@@ -217,11 +214,11 @@ class OutlierReference:
             z = np.load(path, allow_pickle=False)
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: no such outlier reference file; {fix}") from None
-        except (OSError, ValueError, *_DAMAGED_ZIP) as exc:
+        except (OSError, ValueError, *DAMAGED_NPZ) as exc:
             raise ValueError(f"{path}: not a readable outlier reference ({exc}); {fix}") from None
         try:
             return cls._from_archive(path, z, fix)
-        except (OSError, *_DAMAGED_ZIP) as exc:
+        except (OSError, *DAMAGED_NPZ) as exc:
             raise ValueError(f"{path}: damaged or truncated outlier reference ({exc}); {fix}") from None
 
     @classmethod

@@ -16,6 +16,14 @@ class UsageError(Exception):
     """Bad command-line usage; reported in one line with exit status 2."""
 
 
+def is_within(path, data) -> bool:
+    """Whether ``path`` is the input ``data`` itself or (for a folder input) anywhere inside it."""
+    from pathlib import Path
+
+    p, d = Path(path).resolve(), Path(data).resolve()
+    return p == d or (Path(data).is_dir() and d in p.parents)
+
+
 def check_output_file(flag: str, path, data, suffixes: Sequence[str]) -> None:
     """Refuse, before any work, an output file with an unsupported suffix or inside the input DATA."""
     from pathlib import Path
@@ -23,8 +31,7 @@ def check_output_file(flag: str, path, data, suffixes: Sequence[str]) -> None:
     path, data = Path(path), Path(data)
     if path.suffix.lower() not in suffixes:
         raise UsageError(f"{flag} {path}: expected a file name ending in {', '.join(suffixes)}")
-    p, d = path.resolve(), data.resolve()
-    if p == d or (data.is_dir() and d in p.parents):
+    if is_within(path, data):
         raise UsageError(f"{flag} {path}: is the input DATA or inside it, where it would be read as an image; "
                          "write it somewhere else")
     if path.is_dir():

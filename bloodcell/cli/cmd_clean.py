@@ -29,14 +29,14 @@ def register(subparsers) -> None:
 
 
 def _check_paths(data: Path, out: Path, report: Path | None) -> None:
-    from . import UsageError
+    from . import UsageError, is_within
 
     if not data.exists():
         raise FileNotFoundError(f"{data}: no such file or folder; expected a class-folder tree or an .npz file")
     if out.exists() and (out.is_file() or any(out.iterdir())):
         raise UsageError(f"--out {out}: already exists and is not empty; choose a new output path")
-    d, o = data.resolve(), out.resolve()
-    if o == d or (data.is_dir() and d in o.parents):
+    o = out.resolve()
+    if is_within(out, data):
         raise UsageError(f"--out {out}: is the input or inside it; write the cleaned data somewhere else")
     if data.is_file() and out.suffix.lower() != ".npz":
         raise UsageError(f"--out {out}: an .npz input is written as an .npz; give a path ending in .npz")
@@ -44,7 +44,7 @@ def _check_paths(data: Path, out: Path, report: Path | None) -> None:
         raise UsageError(f"--out {out}: a folder input is written as a folder; give a folder path, not .npz")
     if report is not None:
         r = report.resolve()
-        if r in (d, o) or (data.is_dir() and d in r.parents) or (out.suffix.lower() != ".npz" and o in r.parents):
+        if r == o or is_within(report, data) or (out.suffix.lower() != ".npz" and o in r.parents):
             raise UsageError(f"--report {report}: is the input or the output or inside them; choose another file")
         if report.exists():
             raise UsageError(f"--report {report}: already exists; choose a new file (it is never overwritten)")

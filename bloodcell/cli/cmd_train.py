@@ -81,14 +81,12 @@ def _check_split(workdir: Path, args, val_set, test_set) -> None:
 
 def _check_outputs(data: Path, out: Path, workdir: Path, resume: bool) -> None:
     """Refuse, before any data is read or file written, outputs that would fail or destroy something."""
-    from . import UsageError
+    from . import UsageError, is_within
 
     if not data.exists():
         raise FileNotFoundError(f"{data}: no such file or folder; expected a class-folder tree or an .npz file")
-    d = data.resolve()
     for flag, path in (("--out", out), ("--workdir", workdir)):
-        p = path.resolve()
-        if p == d or (data.is_dir() and d in p.parents):
+        if is_within(path, data):
             raise UsageError(f"{flag} {path}: is inside DATA {data}, where its files would be read as images; "
                              "choose a folder outside it")
         if path.exists() and not path.is_dir():
