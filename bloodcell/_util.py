@@ -25,3 +25,14 @@ def new_figure(size: tuple[float, float]):
     from matplotlib.figure import Figure
 
     return Figure(figsize=size)
+
+
+def error_reason(error: BaseException | None) -> str:
+    """The first line of an error message (following ``__cause__`` for wrapped errors), shortened."""
+    while error is not None and not str(error).strip() and error.__cause__ is not None:
+        error = error.__cause__
+    if error is None:
+        return ""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = f"{type(error).__name__}: {lines[0] if lines else ''}"
+    return text if len(text) <= 160 else text[:157] + "..."

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from ._classes import CLASS_NAMES
-from ._util import sha256_file
+from ._util import error_reason, sha256_file
 from ._version import __version__
 from .card import render_model_card
 from .errors import BloodcellError, ChecksumError, ImageReadError
@@ -346,7 +346,7 @@ def load_folder(folder, *, sha256: Optional[str] = None) -> Classifier:
     except Exception as exc:  # h5py/keras raise many types for mismatched or damaged files
         raise BloodcellError(
             f"{weights}: weights do not fit architecture {cfg['architecture']!r} "
-            f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); the folder is "
+            f"({error_reason(exc)}); the folder is "
             "damaged or was written by another model"
         ) from None
     # hub_source names where this very folder is published; a copy saved elsewhere is not there.

@@ -31,7 +31,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
-from ._util import sha256_file
+from ._util import error_reason, sha256_file
 from .errors import ChecksumError, HubError
 from .registry import pretrained_entry
 
@@ -88,17 +88,6 @@ def _source(repo_id: str, revision: str | None) -> str:
     return f"{HF_PREFIX}{repo_id}" + (f"@{revision}" if revision else "")
 
 
-def _reason(error: BaseException | None) -> str:
-    """The first line of an error message (following ``__cause__`` for wrapped errors), shortened."""
-    while error is not None and not str(error).strip() and error.__cause__ is not None:
-        error = error.__cause__
-    if error is None:
-        return ""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = f"{type(error).__name__}: {lines[0] if lines else ''}"
-    return text if len(text) <= 160 else text[:157] + "..."
-
-
 def _hub_error(
     error: BaseException, repo_id: str, revision: str | None, filename: str | None, writing: bool
 ) -> HubError | None:
@@ -138,10 +127,10 @@ def _hub_error(
             need = "a token with write access" if writing else "a token with access to the repo"
             return HubError(f"the Hub at {endpoint} refused to {action} '{repo_id}' (HTTP {status}); {need} is needed: {_LOGIN_HINT}")
         return HubError(
-            f"the Hub at {endpoint} answered HTTP {status} for '{repo_id}' ({_reason(error)}); retry later or check HF_ENDPOINT"
+            f"the Hub at {endpoint} answered HTTP {status} for '{repo_id}' ({error_reason(error)}); retry later or check HF_ENDPOINT"
         )
     if isinstance(error, (LocalEntryNotFoundError, *_TRANSPORT_ERRORS)):
-        cause = _reason(error.__cause__ or error)
+        cause = error_reason(error.__cause__ or error)
         if writing:
             return HubError(
                 f"could not reach the Hugging Face Hub at {endpoint} to push to '{repo_id}' ({cause}); "
