@@ -63,6 +63,22 @@ def test_seeded_pipeline_is_deterministic(data):
     assert not np.array_equal(other[0], a[0])
 
 
+def test_augmentation_chunks_split_back_into_batches():
+    # 16 px images, batch 2: chunks of 16 batches (32 images), so 40 images make two chunks.
+    images = make_cells(40, 16, seed=7)
+    labels = np.arange(40) % 8
+    ds = make_dataset(images, labels, batch_size=2, augment="seed", seed=1)
+    assert int(ds.cardinality()) == 20
+    x, y = collect(ds)
+    assert [int(b[0].shape[0]) for b in ds] == [2] * 20
+    assert x.shape == images.shape
+    np.testing.assert_allclose(y.sum(1), 1.0, atol=1e-5)
+    odd = make_dataset(images[:37], labels[:37], batch_size=2, augment="seed", drop_remainder=True)
+    assert int(odd.cardinality()) == 18 and [int(b[0].shape[0]) for b in odd] == [2] * 18
+    tail = make_dataset(images[:37], labels[:37], batch_size=2, augment="seed")
+    assert int(tail.cardinality()) == 19 and [int(b[0].shape[0]) for b in tail][-2:] == [2, 1]
+
+
 def test_repeat(data):
     images, labels = data
     ds = make_dataset(images, labels, batch_size=8, augment="seed", repeat=True)
