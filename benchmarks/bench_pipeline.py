@@ -4,19 +4,21 @@ Measures on pbc96 (96x96, batch 64), in one process:
   - model: train steps per second of ``build_model("mnv3s")`` (Adam) on batches already in memory,
     i.e. how fast training consumes images when the input costs nothing;
   - bloodcell pipelines: ``make_dataset`` (images decoded once, in memory) and
-    ``dataset_from_files`` (decoded and resized while iterating), with presets None/"seed"/"robust";
+    ``dataset_from_files`` (decoded and resized while iterating), with presets None/"seed"/"robust",
+    and ``make_dataset`` augmenting one batch per call instead of chunks of 16 batches;
   - baselines: ``keras.utils.image_dataset_from_directory`` followed by the same augmentation
     mapped per batch, as Keras' guides write it (``.map(lambda x, y: augment(x, y))``), and the
     same with ``num_parallel_calls=AUTOTUNE`` and ``prefetch``;
   - training fed by each pipeline (``model.fit`` images/s; pipeline and model share the CPUs);
+  - the two costs the baseline adds up: image_dataset_from_directory without augmentation
+    (decoding) and the augmentation alone on a batch of 64 in memory;
   - the corruption evaluation workload: 1,400 images x 12 corruptions x 5 severities.
 The measurements are interleaved over ``--reps`` rounds and the median is kept, because other
-processes on a shared machine slow all of them alike.
+processes on a shared machine slow all of them alike. Each is a steady state: pipelines are timed
+after ``--warmup`` batches (which drain what they computed ahead while starting), and training over
+the last two of three epochs on one iterator.
 
-  - the two costs the baseline adds up: image_dataset_from_directory without augmentation
-    (decoding) and the augmentation alone on a batch in memory.
-
-Usage: python benchmarks/bench_pipeline.py [--data ../shared/data/pbc96] [--batches 20] [--reps 3]
+Usage: python benchmarks/bench_pipeline.py [--data ../shared/data/pbc96] [--batches 150] [--warmup 80] [--reps 3]
 """
 
 from __future__ import annotations
@@ -36,10 +38,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import numpy as np  # noqa: E402
 
 
-def throughput(dataset, batches: int) -> float:
-    """Images per second while iterating ``batches`` batches (after one warm-up batch)."""
+def throughput(dataset, batches: int, warmup: int) -> float:
+    """Images per second while iterating ``batches`` batches, after ``warmup`` batches.
+
+    The warm-up drains what the pipeline computed ahead while it started (its prefetch buffers
+    and the chunks in flight), so that the timed batches are computed while they are waited for.
+    """
     it = iter(dataset)
-    next(it)
+    for _ in range(warmup):
+        next(it)
     count = 0
     start = time.perf_counter()
     for _ in range(batches):
@@ -65,19 +72,36 @@ class augmentation_only:
 
 
 def fit_throughput(model, dataset, steps: int, batch_size: int) -> float:
-    """Images per second that ``model.fit`` trains on when fed by ``dataset`` (repeating)."""
-    model.fit(dataset, steps_per_epoch=2, epochs=1, verbose=0)
-    start = time.perf_counter()
-    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
-    return steps * batch_size / (time.perf_counter() - start)
+    """Images per second that ``model.fit`` trains on when fed by ``dataset`` (repeating).
+
+    One ``fit`` of three epochs of ``steps`` steps on one iterator; the median of the last two
+    epochs is kept, so that the pipeline's start (filling its buffers) is not counted.
+    """
+    import keras
+
+    class EpochTimes(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.start)
+
+    times = EpochTimes()
+    model.fit(dataset, steps_per_epoch=steps, epochs=3, verbose=0, callbacks=[times])
+    return steps * batch_size / statistics.median(times.seconds[1:])
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="../shared/data/pbc96")
-    ap.add_argument("--batches", type=int, default=20, help="batches timed per pipeline and round")
+    ap.add_argument("--batches", type=int, default=150, help="batches timed per pipeline and round")
+    ap.add_argument("--warmup", type=int, default=80, help="batches taken before timing, per pipeline and round")
     ap.add_argument("--reps", type=int, default=3, help="interleaved rounds (median reported)")
-    ap.add_argument("--fit-steps", type=int, default=15, help="training steps timed per feed and round")
+    ap.add_argument("--fit-steps", type=int, default=20, help="training steps per timed epoch, per feed and round")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--skip-corruptions", action="store_true")
     ap.add_argument("--out", default="benchmarks/results/pipeline.json")
@@ -91,6 +115,7 @@ def main() -> int:
     from bloodcell.augment import build_augmentation
     from bloodcell.corruptions import CORRUPTIONS, corrupt
     from bloodcell.data import load_dataset
+    import bloodcell.pipeline
     from bloodcell.pipeline import dataset_from_files, make_dataset
 
     load_before = os.getloadavg()
@@ -112,6 +137,13 @@ def main() -> int:
         pipelines[f"make_dataset[{preset}]"] = make_dataset(
             data.images, data.labels, batch_size=bs, augment=preset, seed=42, repeat=True
         )
+    # The same pipeline augmenting one batch per call instead of chunks of batches.
+    chunk_batches, bloodcell.pipeline._CHUNK_BATCHES = bloodcell.pipeline._CHUNK_BATCHES, 1
+    for preset in ("seed", "robust"):
+        pipelines[f"make_dataset[{preset}, one batch per call]"] = make_dataset(
+            data.images, data.labels, batch_size=bs, augment=preset, seed=42, repeat=True
+        )
+    bloodcell.pipeline._CHUNK_BATCHES = chunk_batches
     for preset in ("seed", "robust"):
         pipelines[f"dataset_from_files[{preset}]"] = dataset_from_files(
             data.paths, data.labels, image_size=96, batch_size=bs, augment=preset, seed=42, repeat=True
@@ -121,7 +153,7 @@ def main() -> int:
         image_size=(96, 96), batch_size=bs, shuffle=True, seed=42, verbose=False,
     ).repeat()
     # The two costs the baseline adds up: decoding alone, and the augmentation alone (one traced
-    # call per batch on a batch already in memory, as make_dataset runs it).
+    # call per batch of 64 already in memory, as the baseline runs it).
     pipelines["image_dataset_from_directory[None]"] = directory
     for preset in ("seed", "robust"):
         pipelines[f"augmentation only[{preset}]"] = augmentation_only(build_augmentation(preset, seed=42), batch)
@@ -141,9 +173,9 @@ def main() -> int:
     runs: dict[str, list[float]] = {k: [] for k in ("model[mnv3s train step]", *pipelines)}
     fits: dict[str, list[float]] = {k: [] for k in feeds}
     for rep in range(args.reps):
-        runs["model[mnv3s train step]"].append(fit_throughput(model, feeds["fit[in-memory batch]"], args.batches, bs))
+        runs["model[mnv3s train step]"].append(fit_throughput(model, feeds["fit[in-memory batch]"], args.fit_steps, bs))
         for name, ds in pipelines.items():
-            runs[name].append(throughput(ds, args.batches))
+            runs[name].append(throughput(ds, args.batches, args.warmup))
         for name, ds in feeds.items():
             fits[name].append(fit_throughput(model, ds, args.fit_steps, bs))
         print(f"round {rep + 1}/{args.reps}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in {**runs, **fits}.items()))
@@ -163,6 +195,8 @@ def main() -> int:
             "make_dataset / model": ours / model_ips,
             "dataset_from_files / model": files / model_ips,
             "make_dataset / image_dataset_from_directory+map": ours / naive,
+            "make_dataset, one batch per call / image_dataset_from_directory+map":
+                med[f"make_dataset[{preset}, one batch per call]"] / naive,
             "dataset_from_files / image_dataset_from_directory+map": files / naive,
             "make_dataset / image_dataset_from_directory+parallel_map+prefetch": ours / tuned,
         }
