@@ -7,16 +7,18 @@
   one resize function of training and inference), so the pixels equal those at prediction time.
 - :func:`augment_dataset`: applies a preset to any batched ``(images, labels)`` dataset.
 
-Augmentation runs on chunks of up to 16 batches, and no more pixels than 1,024 images of 96x96,
-which are then split into batches again, so that a call's fixed costs
-(RandAugment's and the corruptions' per-operation branches, the random draws) are shared by more
-images. Measured on the 2-CPU development machine with pbc96 (batch 64,
-``benchmarks/bench_pipeline.py``), the chunks raised ``make_dataset`` from 1.62x to 1.69x
-(``"seed"``) and from 1.48x to 1.63x (``"robust"``) the throughput of
-``image_dataset_from_directory`` with the same augmentation mapped per batch. CutMix pastes
-patches between images of a chunk rather than of a batch. Each chunk gets its own stateless seed
-from ``tf.data.Dataset.random(seed)``, so a seeded pipeline yields the same batches on every run
-while chunks are augmented in parallel, and different augmentations in each epoch.
+Augmentation runs on chunks of up to 16 batches (fewer for large images: about as many pixels as
+1,024 images of 96x96, but at least one batch), which are then split into batches again, so that a
+call's fixed costs (RandAugment's and the corruptions' per-operation branches, the random draws)
+are shared by more images. Measured on the 2-CPU development machine with pbc96 (batch 64,
+``benchmarks/bench_pipeline.py``), the chunks raised ``make_dataset`` from 1.48x to 1.63x the
+throughput of ``image_dataset_from_directory`` with the same augmentation mapped per batch with the
+``"robust"`` preset, and from 1.62x to 1.69x with ``"seed"``, a gain within the spread of the
+rounds. At most four chunks (one per CPU, if fewer) are augmented at once, which bounds the memory
+in use. CutMix pastes patches between images of a chunk rather than of a batch. Each chunk gets its
+own stateless seed from ``tf.data.Dataset.random(seed)``, so a seeded pipeline yields the same
+batches on every run while chunks are augmented in parallel, and different augmentations in each
+epoch.
 
 The augmentation runs as a traced ``tf.function`` called through ``tf.py_function``, not as the
 function that ``Dataset.map`` traces itself. Measured on the 2-CPU development machine: with idle
@@ -45,11 +47,12 @@ AugmentSpec = Union[str, None, Augmentation]
 AUTOTUNE = tf.data.AUTOTUNE
 _CHUNK_BATCHES = 16
 _CHUNK_PIXELS = 1024 * 96 * 96
+_CHUNK_CALLS = min(4, os.cpu_count() or 1)
 
 
 @functools.lru_cache(maxsize=None)
 def _shared(preset: str | None, num_classes: int) -> Augmentation:
-    # The pipeline hands every batch its own seed, so the layers' seeds play no part and one
+    # The pipeline hands every chunk its own seed, so the layers' seeds play no part and one
     # Augmentation (with its traced functions) serves every dataset of a preset.
     return build_augmentation(preset, num_classes=num_classes)
 
@@ -111,7 +114,7 @@ def _finish(chunks: tf.data.Dataset, aug: Augmentation | None, num_classes: int,
             batch_size: int | None = None, drop_remainder: bool = False, count: int | None = None) -> tf.data.Dataset:
     """Augment a dataset of (images 0..255, one-hot labels) chunks, split them into batches of
     ``batch_size`` (None: the chunks are the batches) and prefetch. ``count``: the number of
-    images when finite, which makes the number of batches known (for progress bars)."""
+    images (None: repeating forever), which keeps the number of batches known (for progress bars)."""
     if aug is None:
         ds = chunks.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
     else:
@@ -119,13 +122,17 @@ def _finish(chunks: tf.data.Dataset, aug: Augmentation | None, num_classes: int,
         spec = chunks.element_spec[0]
         apply = _augment_fn(aug, tuple(spec.shape[1:]), spec.dtype)
         ds = tf.data.Dataset.zip((chunks, seeds)).map(
-            lambda chunk, s: apply(chunk[0], chunk[1], s), num_parallel_calls=AUTOTUNE, deterministic=True
+            lambda chunk, s: apply(chunk[0], chunk[1], s),
+            num_parallel_calls=AUTOTUNE if batch_size is None else _CHUNK_CALLS,
+            deterministic=True,
         )
     if batch_size is not None:
         ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
-        if count is not None:
+        if count is None:
+            batches = tf.data.INFINITE_CARDINALITY
+        else:
             batches = count // batch_size if drop_remainder else -(-count // batch_size)
-            ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
+        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
     return ds.prefetch(AUTOTUNE)
 
 

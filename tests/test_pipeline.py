@@ -77,6 +77,9 @@ def test_augmentation_chunks_split_back_into_batches():
     assert int(odd.cardinality()) == 18 and [int(b[0].shape[0]) for b in odd] == [2] * 18
     tail = make_dataset(images[:37], labels[:37], batch_size=2, augment="seed")
     assert int(tail.cardinality()) == 19 and [int(b[0].shape[0]) for b in tail][-2:] == [2, 1]
+    forever = make_dataset(images, labels, batch_size=2, augment="seed", repeat=True)
+    assert int(forever.cardinality()) == int(tf.data.INFINITE_CARDINALITY)
+    assert make_dataset(images[:1], labels[:1], batch_size=2, augment="seed", drop_remainder=True).cardinality() == 0
 
 
 def test_repeat(data):
@@ -122,7 +125,9 @@ def test_files_match_the_inference_path(tmp_path):
     expected = np.stack([load_image(p, 32) for p in paths])
     np.testing.assert_array_equal(x, expected)
     np.testing.assert_array_equal(y.argmax(1), labels)
-    x, y = collect(dataset_from_files(paths, labels, image_size=32, batch_size=2, augment="robust", seed=1))
+    augmented = dataset_from_files(paths, labels, image_size=32, batch_size=2, augment="robust", seed=1)
+    assert int(augmented.cardinality()) == 3 and [int(b[0].shape[0]) for b in augmented] == [2, 2, 1]
+    x, y = collect(augmented)
     assert x.shape == (5, 32, 32, 3)
     np.testing.assert_allclose(y.sum(1), 1.0, atol=1e-5)
 
