@@ -49,18 +49,19 @@ def run_cli(argv: list[str]) -> dict:
 
 
 def native_robustness(model: str, data: str, split_file: Path, size: int) -> dict:
-    """Robustness with each corruption applied at the data's ``size``, then resized to the model's."""
-    import numpy as np
+    """Robustness with each corruption applied at the data's ``size``, then resized to the model's.
 
+    The images are those ``bloodcell evaluate --split-file`` evaluates, in the same order.
+    """
     import bloodcell
+    from bloodcell.cli.cmd_evaluate import _split_indices
+    from bloodcell.data import load_dataset
     from bloodcell.evaluation import evaluate_robustness
-    from bloodcell.imageio import load_images
 
     clf = bloodcell.load_classifier(model)
-    rel = json.loads(split_file.read_text())
-    images = load_images([Path(data) / r for r in rel], size)
-    labels = np.array([list(clf.class_names).index(Path(r).parts[0]) for r in rel])
-    return evaluate_robustness(clf, (images, labels), corrupt_size=size).to_dict()
+    dataset = load_dataset(data, image_size=size)
+    dataset = dataset.subset(_split_indices(dataset, Path(data), split_file))
+    return evaluate_robustness(clf, dataset, corrupt_size=size).to_dict()
 
 
 def main() -> int:
