@@ -136,13 +136,6 @@ def _finish(chunks: tf.data.Dataset, aug: Augmentation | None, num_classes: int,
     return ds.prefetch(AUTOTUNE)
 
 
-def _split(chunk: int, batch_size: int, drop_remainder: bool, count: int | None) -> dict:
-    """``_finish``'s arguments that split chunks of ``chunk`` images into batches."""
-    if chunk == batch_size:
-        return {}
-    return {"batch_size": batch_size, "drop_remainder": drop_remainder, "count": count}
-
-
 def make_dataset(
     images: np.ndarray,
     labels: np.ndarray,
@@ -184,12 +177,11 @@ def make_dataset(
     if repeat:
         order = order.repeat()
     chunk = _chunk_size(aug, batch_size, arr.shape[1:3])
-    chunks = order.batch(chunk, drop_remainder=drop_remainder and chunk == batch_size).map(
+    chunks = order.batch(chunk).map(
         lambda i: (tf.gather(pixels, i), tf.one_hot(tf.gather(classes, i), num_classes)),
         num_parallel_calls=AUTOTUNE,
     )
-    split = _split(chunk, batch_size, drop_remainder, None if repeat else len(arr))
-    return _finish(chunks, aug, num_classes, seed, **split)
+    return _finish(chunks, aug, num_classes, seed, batch_size, drop_remainder, None if repeat else len(arr))
 
 
 def dataset_from_files(
@@ -237,11 +229,8 @@ def dataset_from_files(
     if repeat:
         files = files.repeat()
     chunk = _chunk_size(aug, batch_size, (image_size, image_size))
-    chunks = files.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).batch(
-        chunk, drop_remainder=drop_remainder and chunk == batch_size
-    )
-    split = _split(chunk, batch_size, drop_remainder, None if repeat else len(names))
-    return _finish(chunks, aug, num_classes, seed, **split)
+    chunks = files.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).batch(chunk)
+    return _finish(chunks, aug, num_classes, seed, batch_size, drop_remainder, None if repeat else len(names))
 
 
 def augment_dataset(
