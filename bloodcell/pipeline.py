@@ -31,8 +31,11 @@ training step does), the called function was up to 1.6x faster alone and trainin
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
+import threading
+import time
 from typing import Sequence, Union
 
 import numpy as np
@@ -48,6 +51,52 @@ AUTOTUNE = tf.data.AUTOTUNE
 _CHUNK_BATCHES = 16
 _CHUNK_PIXELS = 1024 * 96 * 96
 _CHUNK_CALLS = min(4, os.cpu_count() or 1)
+
+
+class _PythonCalls:
+    """Counts the pipelines' calls into Python, and refuses new ones once the interpreter exits.
+
+    A ``tf.data`` iterator still alive when Python shuts down keeps calling its ``py_function``s
+    from TensorFlow's threads; those calls then wait for the interpreter lock forever and the
+    process never exits. At exit, new calls fail at once (the pipelines' buffers fill with the
+    errors and stop asking), and the exit waits briefly for the calls already running.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.running = 0
+        self.last = time.monotonic()
+        self.closed = False
+
+    def wrap(self, fn):
+        @functools.wraps(fn)
+        def call(*args):
+            with self.lock:
+                if self.closed:
+                    raise RuntimeError("the Python interpreter is shutting down")
+                self.running += 1
+            try:
+                return fn(*args)
+            finally:
+                with self.lock:
+                    self.running -= 1
+                    self.last = time.monotonic()
+
+        return call
+
+    def close(self, quiet: float = 0.05, timeout: float = 5.0) -> None:
+        with self.lock:
+            self.closed = True
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.running == 0 and time.monotonic() - self.last >= quiet:
+                    return
+            time.sleep(0.01)
+
+
+_python_calls = _PythonCalls()
+atexit.register(_python_calls.close)
 
 
 @functools.lru_cache(maxsize=None)
@@ -94,7 +143,7 @@ def _augment_fn(aug: Augmentation, image_shape: tuple, dtype: tf.DType):
     concrete = aug.traced(image_shape, dtype)
 
     def apply(images, labels, seed):
-        out_images, out_labels = tf.py_function(concrete, [images, labels, seed], [tf.float32, tf.float32])
+        out_images, out_labels = tf.py_function(_python_calls.wrap(concrete), [images, labels, seed], [tf.float32, tf.float32])
         out_images.set_shape((None,) + tuple(image_shape))
         out_labels.set_shape((None, aug.num_classes))
         return out_images, out_labels
@@ -219,7 +268,7 @@ def dataset_from_files(
         return load_image(path.decode(), image_size)
 
     def decode(path, label):
-        image = tf.numpy_function(read, [path], tf.uint8, stateful=False)
+        image = tf.numpy_function(_python_calls.wrap(read), [path], tf.uint8, stateful=False)
         image.set_shape((image_size, image_size, 3))
         return image, tf.one_hot(label, num_classes)
 

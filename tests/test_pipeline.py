@@ -153,3 +153,27 @@ def test_augment_dataset(data):
     np.testing.assert_array_equal(x, images)
     with pytest.raises(ValueError, match="batch the dataset"):
         augment_dataset(tf.data.Dataset.from_tensor_slices((images, labels)), "seed")
+
+
+def test_process_exits_with_a_live_iterator(tmp_path):
+    # An iterator still running at exit used to leave the process waiting forever for the
+    # Python calls of its background threads.
+    import subprocess
+    import sys
+
+    for i in range(16):
+        Image.fromarray(np.full((40, 40, 3), 10 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    script = f"""
+import numpy as np
+from bloodcell.pipeline import dataset_from_files, make_dataset
+x = np.zeros((512, 32, 32, 3), np.uint8); y = np.arange(512) % 8
+live = iter(make_dataset(x, y, batch_size=8, augment="robust", repeat=True))
+next(live)
+files = iter(dataset_from_files([r"{tmp_path}/" + f"{{i}}.png" for i in range(16)], np.arange(16) % 8,
+                                image_size=32, batch_size=4, augment="seed", repeat=True))
+next(files)
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("ok")
