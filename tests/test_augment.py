@@ -7,9 +7,11 @@ import tensorflow as tf
 from PIL import Image
 from synth_cells import make_cells
 
+import bloodcell.augment as augment_module
 from bloodcell.augment import (
     PRESETS,
     Augmentation,
+    CutMix,
     PerImageRandAugment,
     RandomAffine,
     RandomColorShift,
@@ -27,6 +29,7 @@ CUSTOM_LAYERS = [
                         operations=["random_brightness", "equalization"], seed=6),
     RandomColorShift(severity=(0.5, 2.0), hue=0.1, rate=0.3, seed=7),
     RandomCorruptions(["jpeg", "bubbles"], severity=(2.0, 4.0), rate=0.6, seed=8),
+    CutMix(factor=0.5, seed=9),
 ]
 
 
@@ -190,7 +193,7 @@ def test_describe_preset():
     assert describe_preset(None) == []
     seed_rows, robust_rows = describe_preset("seed"), describe_preset("robust")
     assert [r["layer"] for r in seed_rows] == [
-        "bloodcell.augment.RandomAffine", "bloodcell.augment.PerImageRandAugment", "keras.layers.CutMix"
+        "bloodcell.augment.RandomAffine", "bloodcell.augment.PerImageRandAugment", "bloodcell.augment.CutMix"
     ]
     assert robust_rows[:3] == seed_rows and len(robust_rows) == 3 + 1 + 12
     for row in robust_rows:
@@ -234,3 +237,76 @@ def test_augment_preview_cli(tmp_path):
     inside = tmp_path / "data" / "platelet" / "grid.png"  # would be read as a training image
     assert main(["augment-preview", str(tmp_path / "data"), "--out", str(inside)]) == 2
     assert not inside.exists()
+
+
+@pytest.fixture
+def without_xla():
+    augment_module._XLA = False
+    yield
+    augment_module._XLA = None
+
+
+def _random_affine_rows(n, size, scale, rng):
+    angle, shift = rng.uniform(0, 2 * np.pi, n), rng.uniform(-0.8, 0.8, n) * size
+    cos, sin, c = np.cos(angle) * scale, np.sin(angle) * scale, (size - 1) / 2
+    zeros = np.zeros(n)
+    rows = [cos, -sin, c - cos * c + sin * c + shift, sin, cos, c - sin * c - cos * c - shift, zeros, zeros]
+    return np.stack(rows, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("xla", [True, False], ids=["xla", "unfused"])
+@pytest.mark.parametrize("fill_mode", ["reflect", "nearest", "constant"])
+def test_warp_matches_tensorflow_kernel(request, xla, fill_mode):
+    if not xla:
+        request.getfixturevalue("without_xla")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (12, 24, 24, 3), dtype=np.uint8)
+    for scale in (0.3, 1.0, 4.0, 12.0):  # zoomed in, as is, and far beyond the edges
+        rows = _random_affine_rows(12, 24, scale, rng)
+        want = tf.raw_ops.ImageProjectiveTransformV3(
+            images=tf.cast(images, tf.float32), transforms=rows, output_shape=[24, 24], fill_value=7.0,
+            interpolation="BILINEAR", fill_mode=fill_mode.upper(),
+        )
+        for dtype in (tf.uint8, tf.float32):
+            got = augment_module._fused(augment_module._bilinear_warp)(
+                tf.cast(images, dtype), tf.constant(rows), fill_mode, 7.0
+            )
+            # XLA reorders the float arithmetic: within a hundredth of a grey level.
+            np.testing.assert_allclose(got, want, atol=0.02 if xla else 1e-4)
+
+
+def test_cutmix_equals_keras_cutmix():
+    rng = np.random.default_rng(1)
+    images = tf.constant(rng.integers(0, 256, (16, 20, 20, 3)).astype(np.float32))
+    labels = tf.one_hot(np.arange(16) % 8, 8)
+    want = keras.layers.CutMix(factor=0.8, seed=5)({"images": images, "labels": labels}, training=True)
+    got = CutMix(factor=0.8, seed=5)({"images": images, "labels": labels}, training=True)
+    np.testing.assert_array_equal(got["images"], want["images"])
+    np.testing.assert_array_equal(got["labels"], want["labels"])
+
+
+@pytest.mark.parametrize("operation", ["random_rotation", "random_shear", "random_translation"])
+def test_randaugment_geometry_matches_keras_layers(monkeypatch, operation):
+    # The rotation, shear and translation of RandAugment run through the fused warp; the
+    # result must be what Keras' own layers compute from the same draws.
+    rng = np.random.default_rng(2)
+    images = tf.constant(rng.integers(0, 256, (20, 24, 24, 3)).astype(np.float32))
+
+    def run():
+        layer = PerImageRandAugment(operations=[operation], num_ops=1, rate=1.0, factor=0.5, seed=3)
+        return layer(images, training=True).numpy()
+
+    fused = run()
+    monkeypatch.setattr(augment_module, "_geometry_matrix", lambda *args: None)
+    keras_layers = run()
+    assert np.abs(keras_layers - images.numpy()).mean() > 10  # the operation did change the images
+    np.testing.assert_allclose(fused, keras_layers, atol=0.02)
+
+
+def test_presets_without_xla(batch, without_xla):
+    images, labels = batch
+    for preset in PRESETS:
+        x, y = build_augmentation(preset)(images, labels, seed=tf.constant([5, 6]))
+        assert x.shape == images.shape and x.dtype == tf.float32
+        assert 0.0 <= float(tf.reduce_min(x)) and float(tf.reduce_max(x)) <= 255.0
+        np.testing.assert_allclose(tf.reduce_sum(y, axis=1), 1.0, atol=1e-5)
