@@ -317,6 +317,35 @@ class RandomAffine(keras.layers.Layer):
         }
 
 
+# RandAugment's operations that run faster compiled with XLA (measured on pbc96 chunks: auto
+# contrast 3.4x, contrast 2x, colour degeneration 1.4x, posterization 1.4x); brightness and
+# sharpness run slower compiled, and equalization cannot be compiled (its histogram).
+_FUSED_OPERATIONS = ("auto_contrast", "random_contrast", "random_color_degeneration", "random_posterization")
+_XLA_LAYERS: dict[type, bool] = {}
+
+
+def _transform_images(layer, images, transformation):
+    return layer.transform_images(images, transformation, training=True)
+
+
+def _compiles_with_xla(layer) -> bool:
+    """Whether ``layer.transform_images`` compiles with XLA (checked once per layer class)."""
+    kind = type(layer)
+    if kind not in _XLA_LAYERS:
+        ok = _xla_available()
+        if ok:
+            try:
+                with tf.init_scope():
+                    probe = kind.from_config(layer.get_config())
+                    images = tf.random.stateless_uniform([2, 8, 8, 3], [0, 1], 0.0, 255.0)
+                    transformation = probe.get_random_transformation(images, training=True)
+                    tf.function(_transform_images, jit_compile=True)(probe, images, transformation)
+            except Exception:  # this Keras version's layer uses an operation XLA cannot compile
+                ok = False
+        _XLA_LAYERS[kind] = ok
+    return _XLA_LAYERS[kind]
+
+
 def _geometry_matrix(name: str, layer, transformation):
     """The warp matrices (N, 8) that RandAugment's rotation, shear or translation layer would pass
     to ``affine_transform``, where :func:`_bilinear_warp` can apply them; else None."""
@@ -431,18 +460,22 @@ class PerImageRandAugment(keras.layers.RandAugment):
     def _run(self, name: str, images):
         layer = getattr(self, name)
         seed = self._get_seed_generator(self.backend._backend)
+        # Groups vary in size from call to call; the fused paths pad them to a power of two, so
+        # that XLA compiles a few shapes instead of one per size.
+        count = tf.shape(images)[0]
+        size = tf.cast(2 ** tf.math.ceil(tf.math.log(tf.cast(count, tf.float32)) / math.log(2.0) - 1e-3), tf.int32)
+        padded = tf.pad(images, [[0, size - count], [0, 0], [0, 0], [0, 0]])
+        if name in _FUSED_OPERATIONS and _compiles_with_xla(layer):
+            transformation = layer.get_random_transformation(padded, training=True, seed=seed)
+            out = _fused(_transform_images)(layer, padded, transformation)
+            return tf.cast(out[:count], self.compute_dtype)
         transformation = layer.get_random_transformation(images, training=True, seed=seed)
         matrix = _geometry_matrix(name, layer, transformation)
         if matrix is None:
             return tf.cast(layer.transform_images(images, transformation), self.compute_dtype)
-        # Groups vary in size from call to call; padded to a power of two, XLA compiles a few
-        # shapes instead of one per size.
-        count = tf.shape(images)[0]
-        size = tf.cast(2 ** tf.math.ceil(tf.math.log(tf.cast(count, tf.float32)) / math.log(2.0)), tf.int32)
-        pad = [[0, size - count]]
         out = _fused(_bilinear_warp)(
-            tf.pad(images, pad + [[0, 0]] * 3),
-            tf.pad(tf.cast(matrix, tf.float32), pad + [[0, 0]]),
+            padded,
+            tf.pad(tf.cast(matrix, tf.float32), [[0, size - count], [0, 0]]),
             layer.fill_mode,
             float(layer.fill_value),
         )

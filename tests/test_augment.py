@@ -310,3 +310,22 @@ def test_presets_without_xla(batch, without_xla):
         assert x.shape == images.shape and x.dtype == tf.float32
         assert 0.0 <= float(tf.reduce_min(x)) and float(tf.reduce_max(x)) <= 255.0
         np.testing.assert_allclose(tf.reduce_sum(y, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("xla", [True, False], ids=["xla", "unfused"])
+def test_randaugment_fused_operations(request, xla):
+    # The operations compiled with XLA run on groups padded to a power of two; what comes back
+    # are the group's own images, changed as Keras' layer changes them.
+    if not xla:
+        request.getfixturevalue("without_xla")
+    rng = np.random.default_rng(4)
+    images = tf.constant(rng.integers(20, 200, (13, 16, 16, 3)).astype(np.float32))
+    auto = PerImageRandAugment(operations=["auto_contrast"], num_ops=1, rate=1.0, seed=1)(images, training=True)
+    want = keras.layers.AutoContrast(value_range=(0, 255))(images)
+    np.testing.assert_allclose(auto, want, atol=0.01)
+    for operation in augment_module._FUSED_OPERATIONS:
+        layer = PerImageRandAugment(operations=[operation], num_ops=1, rate=1.0, factor=0.5, seed=2)
+        out = layer(images, training=True).numpy()
+        assert out.shape == images.shape and np.isfinite(out).all()
+        assert 0.0 <= out.min() and out.max() <= 255.0
+        assert np.abs(out - images.numpy()).mean() > 0.1, operation
