@@ -14,8 +14,15 @@ labels:
 CutMix and RandAugment's eleven operations are Keras 3's own layers; :class:`PerImageRandAugment`
 draws the operations per image (Keras 3 draws them per batch). Flip, rotation, translation and
 zoom are one :class:`RandomAffine` warp instead of Keras' four layers: one resampling blurs less
-than four, and runs 3-4 times faster on a CPU. Every layer is created with ``dtype="float32"``, so the
-presets keep working under a ``mixed_float16`` or ``mixed_bfloat16`` global policy.
+than four. Every layer is created with ``dtype="float32"``, so the presets keep working under a
+``mixed_float16`` or ``mixed_bfloat16`` global policy.
+
+Speed: the warps (``RandomAffine`` and RandAugment's rotation, shear and translation) gather whole
+pixels in one function compiled with XLA, which TensorFlow ships (3-6x faster than TensorFlow's
+``ImageProjectiveTransformV3`` on a CPU, uint8 images read as uint8; the same values within 0.02
+grey levels); :class:`CutMix` is ``keras.layers.CutMix`` pasting its boxes in one fused function;
+RandAugment's auto contrast, contrast, colour degeneration and posterization run XLA-compiled.
+Where XLA is unavailable the same functions run unfused.
 """
 
 from __future__ import annotations

@@ -10,15 +10,14 @@
 Augmentation runs on chunks of up to 16 batches (fewer for large images: about as many pixels as
 1,024 images of 96x96, but at least one batch), which are then split into batches again, so that a
 call's fixed costs (RandAugment's and the corruptions' per-operation branches, the random draws)
-are shared by more images. Measured on the 2-CPU development machine with pbc96 (batch 64,
-``benchmarks/bench_pipeline.py``), the chunks raised ``make_dataset`` from 1.48x to 1.63x the
-throughput of ``image_dataset_from_directory`` with the same augmentation mapped per batch with the
-``"robust"`` preset, and from 1.62x to 1.69x with ``"seed"``, a gain within the spread of the
-rounds. At most four chunks (one per CPU, if fewer) are augmented at once, which bounds the memory
-in use. CutMix pastes patches between images of a chunk rather than of a batch. Each chunk gets its
-own stateless seed from ``tf.data.Dataset.random(seed)``, so a seeded pipeline yields the same
-batches on every run while chunks are augmented in parallel, and different augmentations in each
-epoch.
+are shared by more images. Images stay uint8 until the first warp reads them. Measured on the
+2-CPU development machine with pbc96 (batch 64, ``benchmarks/bench_pipeline.py``), ``make_dataset``
+delivers 1.92x the throughput of ``image_dataset_from_directory`` with the same augmentation mapped
+per batch, with either preset; one batch per call, 1.61x (``"seed"``) and 1.63x (``"robust"``). At
+most four chunks (one per CPU, if fewer) are augmented at once, which bounds the memory in use.
+CutMix pastes patches between images of a chunk rather than of a batch. Each chunk gets its own
+stateless seed from ``tf.data.Dataset.random(seed)``, so a seeded pipeline yields the same batches
+on every run while chunks are augmented in parallel, and different augmentations in each epoch.
 
 The augmentation runs as a traced ``tf.function`` called through ``tf.py_function``, not as the
 function that ``Dataset.map`` traces itself. Measured on the 2-CPU development machine: with idle
