@@ -136,11 +136,6 @@ def _bilinear_warp(images, transform, fill_mode: str, fill_value):
     return top * (1.0 - wy) + bottom * wy
 
 
-def _shift_colours(images, gain, contrast, saturation, hue):
-    out = _c.color_transform(images, gain=gain, contrast=contrast, saturation=saturation, hue=hue)
-    return tf.clip_by_value(out, 0.0, 255.0)
-
-
 def _paste_boxes(images, partners, x0, x1, y0, y1):
     """``images`` with the box ``[x0, x1) x [y0, y1)`` of each taken from ``partners[i]``."""
     h, w = images.shape[1], images.shape[2]
@@ -353,6 +348,42 @@ def _compiles_with_xla(layer) -> bool:
     return _XLA_LAYERS[kind]
 
 
+def _fast_equalization(layer) -> bool:
+    return (
+        isinstance(layer, keras.layers.Equalization)
+        and tuple(layer.value_range) == (0, 255)
+        and layer.data_format == "channels_last"
+        and _xla_available()
+    )
+
+
+def _equalize(images, padded, bins: int):
+    """``keras.layers.Equalization`` (value range 0..255): one histogram per channel over the
+    whole group, the same lookup table, applied by one fused function to ``padded`` (``images``
+    followed by rows of zeros, so that XLA compiles a few shapes). Returns ``len(images)`` rows."""
+    channels = images.shape[-1]
+    luts, flat = [], []
+    for c in range(channels):
+        index = tf.clip_by_value(tf.cast((images[..., c] - 0.0) * (bins - 1) / 255.0, tf.int32), 0, bins - 1)
+        hist = tf.math.bincount(tf.reshape(index, [-1]), minlength=bins, maxlength=bins)
+        cdf = tf.cumsum(hist)
+        cdf_min = tf.gather(cdf, tf.argmax(cdf > 0, output_type=tf.int32))
+        denominator = cdf[-1] - cdf_min
+        denominator = tf.where(denominator == 0, 1, denominator)
+        lut = tf.cast(cdf - cdf_min, tf.float32) * 255.0 / tf.cast(denominator, tf.float32)
+        luts.append(tf.clip_by_value(tf.round(lut), 0.0, 255.0))
+        flat.append(tf.math.count_nonzero(hist) <= 1)  # a flat channel stays as it is
+    out = _fused(_apply_luts)(padded, tf.stack(luts), tf.stack(flat), bins)
+    return out[: tf.shape(images)[0]]
+
+
+def _apply_luts(images, luts, flat, bins: int):
+    channels = images.shape[-1]
+    index = tf.cast(tf.clip_by_value(images / 255.0 * (bins - 1), 0, bins - 1), tf.int32)
+    out = tf.gather(tf.reshape(luts, [-1]), index + tf.range(channels) * bins)
+    return tf.where(flat, images, out)
+
+
 def _geometry_matrix(name: str, layer, transformation):
     """The warp matrices (N, 8) that RandAugment's rotation, shear or translation layer would pass
     to ``affine_transform``, where :func:`_bilinear_warp` can apply them; else None."""
@@ -472,6 +503,8 @@ class PerImageRandAugment(keras.layers.RandAugment):
         count = tf.shape(images)[0]
         size = tf.cast(2 ** tf.math.ceil(tf.math.log(tf.cast(count, tf.float32)) / math.log(2.0) - 1e-3), tf.int32)
         padded = tf.pad(images, [[0, size - count], [0, 0], [0, 0], [0, 0]])
+        if name == "equalization" and _fast_equalization(layer):
+            return tf.cast(_equalize(images, padded, layer.bins), self.compute_dtype)
         if name in _FUSED_OPERATIONS and _compiles_with_xla(layer):
             transformation = layer.get_random_transformation(padded, training=True, seed=seed)
             out = _fused(_transform_images)(layer, padded, transformation)
@@ -577,7 +610,8 @@ class RandomColorShift(_SubsetLayer):
         faded = _c.param_tf("saturation", sev[:, 2])
         saturation = tf.where(up[:, 2], 1.0 / faded, faded)
         hue = (2.0 * u[:, 7] - 1.0) * self.hue * chosen
-        return _fused(_shift_colours)(images, gain, contrast, saturation, hue)
+        out = _c.color_transform(images, gain=gain, contrast=contrast, saturation=saturation, hue=hue)
+        return tf.clip_by_value(out, 0.0, 255.0)
 
     def get_config(self):
         return {**super().get_config(), "severity": self.severity, "hue": self.hue}

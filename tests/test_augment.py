@@ -329,3 +329,15 @@ def test_randaugment_fused_operations(request, xla):
         assert out.shape == images.shape and np.isfinite(out).all()
         assert 0.0 <= out.min() and out.max() <= 255.0
         assert np.abs(out - images.numpy()).mean() > 0.1, operation
+
+
+def test_randaugment_equalization_equals_keras():
+    # Equalization builds its lookup tables with TensorFlow ops and applies them in one fused
+    # function; the result must be Keras' layer's, value for value.
+    rng = np.random.default_rng(5)
+    for count in (1, 6, 21):
+        scaled = rng.integers(0, 256, (count, 20, 20, 3)) * rng.uniform(0.2, 1.0, (count, 1, 1, 1))
+        images = tf.constant(np.concatenate([scaled, np.round(scaled[:2])]).astype(np.float32))
+        want = keras.layers.Equalization(value_range=(0, 255))(images)
+        got = PerImageRandAugment(operations=["equalization"], num_ops=1, rate=1.0, seed=1)(images, training=True)
+        np.testing.assert_array_equal(got, want)
