@@ -11,7 +11,8 @@ labels:
   random severity, with the same code that :func:`bloodcell.corruptions.corrupt` evaluates with.
 - ``None``: no augmentation.
 
-CutMix and RandAugment's eleven operations are Keras 3's own layers; :class:`PerImageRandAugment`
+RandAugment's eleven operations are Keras 3's own layers, and :class:`CutMix` is Keras 3's with a
+faster paste; :class:`PerImageRandAugment`
 draws the operations per image (Keras 3 draws them per batch). Flip, rotation, translation and
 zoom are one :class:`RandomAffine` warp instead of Keras' four layers: one resampling blurs less
 than four. Every layer is created with ``dtype="float32"``, so the presets keep working under a
@@ -23,7 +24,7 @@ pixels in one function compiled with XLA, which TensorFlow ships (3-6x faster th
 grey levels); :class:`CutMix` is ``keras.layers.CutMix`` pasting its boxes in one fused function;
 RandAugment's auto contrast, contrast, colour degeneration and posterization run XLA-compiled,
 and equalization applies Keras' lookup tables in one fused function.
-Where XLA is unavailable the same functions run unfused.
+Where XLA is unavailable the same functions run unfused (equalization: Keras' own code).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import weakref
 from typing import Callable, Iterator, Sequence
 
 import keras
@@ -107,7 +109,19 @@ def _map_coordinate(coord, size: int, fill_mode: str):
     return tf.clip_by_value(tf.where(coord < 0.0, low, tf.where(coord > last, high, coord)), 0.0, last)
 
 
-def _bilinear_warp(images, transform, fill_mode: str, fill_value):
+def _warp_pixels(images, transform, fill_mode: str, fill_value: float):
+    """:func:`_bilinear_warp`, fused, with int32 pixel indices unless the batch holds 2**31
+    pixels or more (int64 indices are about 15% slower)."""
+    shape = tf.shape(images, out_type=tf.int64)
+    small = shape[0] * shape[1] * shape[2] < 2**31
+    return tf.cond(
+        small,
+        lambda: _fused(_bilinear_warp)(images, transform, fill_mode, fill_value, "int32"),
+        lambda: _fused(_bilinear_warp)(images, transform, fill_mode, fill_value, "int64"),
+    )
+
+
+def _bilinear_warp(images, transform, fill_mode: str, fill_value, index_dtype: str = "int32"):
     """``ImageProjectiveTransformV3`` (bilinear, affine rows, ``fill_mode`` reflect, nearest or
     constant) as gathers of whole pixels; uint8 images are read as uint8. Returns float32."""
     n = tf.shape(images)[0]
@@ -119,7 +133,7 @@ def _bilinear_warp(images, transform, fill_mode: str, fill_value):
     y = _map_coordinate(t[:, 3] * xs + t[:, 4] * ys + t[:, 5], h, fill_mode)
     x0, y0 = tf.floor(x), tf.floor(y)
     wx, wy = (x - x0)[..., None], (y - y0)[..., None]
-    first = (tf.range(n) * (h * w))[:, None, None]
+    first = (tf.range(tf.cast(n, index_dtype)) * (h * w))[:, None, None]
     fill = tf.cast(fill_value, tf.float32)
 
     def read(row, col):
@@ -129,9 +143,10 @@ def _bilinear_warp(images, transform, fill_mode: str, fill_value):
         index = first + tf.clip_by_value(row, 0, h - 1) * w + tf.clip_by_value(col, 0, w - 1)
         return tf.where(inside[..., None], tf.cast(tf.gather(pixels, index), tf.float32), fill)
 
-    r0, c0 = tf.cast(y0, tf.int32), tf.cast(x0, tf.int32)
-    if fill_mode == "constant":  # far-off coordinates, kept from overflowing int32
-        r0, c0 = tf.cast(tf.clip_by_value(y0, -2.0, h + 1.0), tf.int32), tf.cast(tf.clip_by_value(x0, -2.0, w + 1.0), tf.int32)
+    r0, c0 = tf.cast(y0, index_dtype), tf.cast(x0, index_dtype)
+    if fill_mode == "constant":  # far-off coordinates, kept from overflowing
+        r0 = tf.cast(tf.clip_by_value(y0, -2.0, h + 1.0), index_dtype)
+        c0 = tf.cast(tf.clip_by_value(x0, -2.0, w + 1.0), index_dtype)
     top = read(r0, c0) * (1.0 - wx) + read(r0, c0 + 1) * wx
     bottom = read(r0 + 1, c0) * (1.0 - wx) + read(r0 + 1, c0 + 1) * wx
     return top * (1.0 - wy) + bottom * wy
@@ -291,8 +306,8 @@ class RandomAffine(keras.layers.Layer):
             [a00, a01, cx - a00 * cx - a01 * cy + tx, a10, a11, cy - a10 * cx - a11 * cy + ty, zeros, zeros],
             axis=1,
         )
-        if self.interpolation == "bilinear" and self.fill_mode in ("reflect", "nearest", "constant"):
-            out = _fused(_bilinear_warp)(images, transform, self.fill_mode, float(self.fill_value))
+        if _fusable(images) and self.interpolation == "bilinear" and self.fill_mode in ("reflect", "nearest", "constant"):
+            out = _warp_pixels(images, transform, self.fill_mode, float(self.fill_value))
         else:
             out = keras.ops.image.affine_transform(
                 tf.cast(images, tf.float32),
@@ -325,10 +340,39 @@ class RandomAffine(keras.layers.Layer):
 # sharpness run slower compiled; equalization has its own path (_equalize).
 _FUSED_OPERATIONS = ("auto_contrast", "random_contrast", "random_color_degeneration", "random_posterization")
 _XLA_LAYERS: dict[type, bool] = {}
+_FUSED_TRANSFORMS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _transform_images(layer, images, transformation):
     return layer.transform_images(images, transformation, training=True)
+
+
+def _fused_transform(layer) -> Callable:
+    """``layer.transform_images`` compiled with XLA: one ``tf.function`` per layer, so that
+    layers do not retrace each other's."""
+    if layer not in _FUSED_TRANSFORMS:
+        ref = weakref.ref(layer)
+        _FUSED_TRANSFORMS[layer] = tf.function(
+            lambda images, transformation: _transform_images(ref(), images, transformation), jit_compile=True
+        )
+    return _FUSED_TRANSFORMS[layer]
+
+
+def _pad_to_power_of_two(images):
+    """``images`` followed by rows of zeros up to a power of two, and the original count.
+
+    Groups vary in size from call to call; padded, XLA compiles a few shapes, not one per size.
+    """
+    count = tf.shape(images)[0]
+    size = tf.cast(2.0 ** tf.math.ceil(tf.math.log(tf.cast(count, tf.float32)) / math.log(2.0)), tf.int32)
+    size = tf.where(size < count, 2 * size, size)  # float rounding, either way
+    size = tf.where(size // 2 >= count, size // 2, size)
+    return tf.pad(images, [[0, size - count]] + [[0, 0]] * (images.shape.rank - 1)), count
+
+
+def _fusable(images) -> bool:
+    """Whether the fused functions apply: a batch with known height, width and channels."""
+    return images.shape.rank == 4 and None not in images.shape[1:]
 
 
 def _compiles_with_xla(layer) -> bool:
@@ -358,10 +402,11 @@ def _fast_equalization(layer) -> bool:
     )
 
 
-def _equalize(images, padded, bins: int):
+def _equalize(images, bins: int):
     """``keras.layers.Equalization`` (value range 0..255): one histogram per channel over the
-    whole group, the same lookup table, applied by one fused function to ``padded`` (``images``
-    followed by rows of zeros, so that XLA compiles a few shapes). Returns ``len(images)`` rows."""
+    whole group, the same lookup table, applied by one fused function. Returns float32."""
+    images = tf.cast(images, tf.float32)
+    padded, count = _pad_to_power_of_two(images)
     channels = images.shape[-1]
     luts, flat = [], []
     for c in range(channels):
@@ -375,7 +420,7 @@ def _equalize(images, padded, bins: int):
         luts.append(tf.clip_by_value(tf.round(lut), 0.0, 255.0))
         flat.append(tf.math.count_nonzero(hist) <= 1)  # a flat channel stays as it is
     out = _fused(_apply_luts)(padded, tf.stack(luts), tf.stack(flat), bins)
-    return out[: tf.shape(images)[0]]
+    return out[:count]
 
 
 def _apply_luts(images, luts, flat, bins: int):
@@ -411,7 +456,7 @@ class PerImageRandAugment(keras.layers.RandAugment):
     eleven and keeping the drawn one with ``where``): a whole batch is then solarized or
     equalized, which swings the batch-norm statistics from batch to batch. Here each image draws
     its own operations, as in the RandAugment paper and in keras-cv's layer that the seed report
-    used; the batch is partitioned so that each operation only runs on the images that drew it.
+    used; each operation gathers and only runs on the images that drew it.
     The operations are Keras' own layers, with Keras' mapping of ``factor`` to strength, except
     two whose strength Keras maps backwards: posterization keeps ``posterize_bits`` bits (Keras
     keeps ``1..int(8 * factor)`` bits: 1 bit for factors below 0.25, flat blotches), and
@@ -499,24 +544,22 @@ class PerImageRandAugment(keras.layers.RandAugment):
     def _run(self, name: str, images):
         layer = getattr(self, name)
         seed = self._get_seed_generator(self.backend._backend)
-        # Groups vary in size from call to call; the fused paths pad them to a power of two, so
-        # that XLA compiles a few shapes instead of one per size.
-        count = tf.shape(images)[0]
-        size = tf.cast(2 ** tf.math.ceil(tf.math.log(tf.cast(count, tf.float32)) / math.log(2.0) - 1e-3), tf.int32)
-        padded = tf.pad(images, [[0, size - count], [0, 0], [0, 0], [0, 0]])
-        if name == "equalization" and _fast_equalization(layer):
-            return tf.cast(_equalize(images, padded, layer.bins), self.compute_dtype)
-        if name in _FUSED_OPERATIONS and _compiles_with_xla(layer):
-            transformation = layer.get_random_transformation(padded, training=True, seed=seed)
-            out = _fused(_transform_images)(layer, padded, transformation)
-            return tf.cast(out[:count], self.compute_dtype)
+        if _fusable(images):
+            if name == "equalization" and _fast_equalization(layer):
+                return tf.cast(_equalize(images, layer.bins), self.compute_dtype)
+            if name in _FUSED_OPERATIONS and _compiles_with_xla(layer):
+                padded, count = _pad_to_power_of_two(images)
+                transformation = layer.get_random_transformation(padded, training=True, seed=seed)
+                out = _fused_transform(layer)(padded, transformation)
+                return tf.cast(out[:count], self.compute_dtype)
         transformation = layer.get_random_transformation(images, training=True, seed=seed)
-        matrix = _geometry_matrix(name, layer, transformation)
+        matrix = _geometry_matrix(name, layer, transformation) if _fusable(images) else None
         if matrix is None:
             return tf.cast(layer.transform_images(images, transformation), self.compute_dtype)
-        out = _fused(_bilinear_warp)(
+        padded, count = _pad_to_power_of_two(images)
+        out = _warp_pixels(
             padded,
-            tf.pad(tf.cast(matrix, tf.float32), [[0, size - count], [0, 0]]),
+            tf.pad(tf.cast(matrix, tf.float32), [[0, tf.shape(padded)[0] - count], [0, 0]]),
             layer.fill_mode,
             float(layer.fill_value),
         )
@@ -624,8 +667,8 @@ class RandomCorruptions(_SubsetLayer):
 
     The corruption is drawn uniformly from ``corruptions`` (names of
     :data:`bloodcell.corruptions.CORRUPTIONS`), the severity uniformly in ``severity`` (continuous,
-    parameters interpolated between the severity table's rows). The batch is partitioned so that
-    each corruption only computes on the images it was drawn for.
+    parameters interpolated between the severity table's rows). Each corruption gathers and only
+    computes on the images it was drawn for.
     """
 
     def __init__(self, corruptions: Sequence[str] = tuple(_c.CORRUPTIONS), severity=(1.0, 5.0),

@@ -267,9 +267,9 @@ def test_warp_matches_tensorflow_kernel(request, xla, fill_mode):
             images=tf.cast(images, tf.float32), transforms=rows, output_shape=[24, 24], fill_value=7.0,
             interpolation="BILINEAR", fill_mode=fill_mode.upper(),
         )
-        for dtype in (tf.uint8, tf.float32):
+        for dtype, index in ((tf.uint8, "int32"), (tf.float32, "int32"), (tf.uint8, "int64")):
             got = augment_module._fused(augment_module._bilinear_warp)(
-                tf.cast(images, dtype), tf.constant(rows), fill_mode, 7.0
+                tf.cast(images, dtype), tf.constant(rows), fill_mode, 7.0, index
             )
             # XLA reorders the float arithmetic: within a hundredth of a grey level.
             np.testing.assert_allclose(got, want, atol=0.02 if xla else 1e-4)
@@ -341,3 +341,24 @@ def test_randaugment_equalization_equals_keras():
         want = keras.layers.Equalization(value_range=(0, 255))(images)
         got = PerImageRandAugment(operations=["equalization"], num_ops=1, rate=1.0, seed=1)(images, training=True)
         np.testing.assert_array_equal(got, want)
+
+
+def test_fused_paths_edge_cases(restore_policy):
+    # A group just over a power of two, a float16 policy and unknown image sizes all take the
+    # fused paths or fall back to Keras' code, with the shapes and dtypes they came with.
+    many = tf.zeros((2049, 4, 4, 3))
+    for operation in ("random_rotation", "auto_contrast", "equalization"):
+        layer = PerImageRandAugment(operations=[operation], num_ops=1, rate=1.0)
+        assert layer(many, training=True).shape == many.shape
+    keras.config.set_dtype_policy("mixed_float16")
+    out = PerImageRandAugment(operations=["equalization"], num_ops=1, rate=1.0)(
+        tf.random.uniform((5, 8, 8, 3), 0, 255), training=True
+    )
+    assert out.dtype == tf.float16
+    keras.config.set_dtype_policy("float32")
+    affine = RandomAffine(seed=1)
+    randaugment = PerImageRandAugment(operations=["random_rotation", "equalization"], num_ops=2, rate=1.0)
+    spec = [tf.TensorSpec([None, None, None, 3])]
+    for layer in (affine, randaugment):
+        run = tf.function(lambda images, layer=layer: layer(images, training=True), input_signature=spec)
+        assert run(tf.zeros((2, 10, 12, 3))).shape == (2, 10, 12, 3)
