@@ -164,6 +164,19 @@ def _paste_boxes(images, partners, x0, x1, y0, y1):
     return tf.where(box, tf.gather(images, partners), images)
 
 
+def _per_group(images, part, groups: int, run: Callable):
+    """``images`` with each group ``k < groups`` (the rows where ``part == k``) replaced by
+    ``run(k, rows, images[rows])``; rows of other parts stay as they are. Each group is gathered
+    and the results stitched over the batch once (later indices win), so that unchanged images
+    are copied once rather than partitioned and stitched back."""
+    indices, outputs = [tf.range(tf.shape(images)[0])], [images]
+    for k in range(groups):
+        rows = tf.cast(tf.where(tf.equal(part, k))[:, 0], tf.int32)
+        outputs.append(run(k, rows, tf.gather(images, rows)))
+        indices.append(rows)
+    return tf.dynamic_stitch(indices, outputs)
+
+
 def _seed_generators(layers: Sequence[keras.layers.Layer]) -> list[keras.random.SeedGenerator]:
     """Every seed generator held by ``layers`` and their sub-layers."""
     found: dict[int, keras.random.SeedGenerator] = {}
@@ -525,20 +538,15 @@ class PerImageRandAugment(keras.layers.RandAugment):
 
     def _apply_ops(self, images, layer_idxes):
         shape = images.shape
-        everyone = tf.range(tf.shape(images)[0])
         for i in range(self.num_ops):
-            part = tf.cast(layer_idxes[:, i], tf.int32)
-            # Each operation gathers the images that drew it; one stitch then writes them over
-            # the batch (later indices win), so images left unchanged are copied once.
-            indices, outputs = [everyone], [images]
-            for k, name in enumerate(self._AUGMENT_LAYERS):
-                chosen = tf.cast(tf.where(tf.equal(part, k))[:, 0], tf.int32)
-                group = tf.gather(images, chosen)
-                outputs.append(
-                    tf.cond(tf.size(chosen) > 0, functools.partial(self._run, name, group), lambda g=group: g)
+
+            def run(k, chosen, group):
+                return tf.cond(
+                    tf.size(chosen) > 0, functools.partial(self._run, self._AUGMENT_LAYERS[k], group), lambda: group
                 )
-                indices.append(chosen)
-            images = tf.ensure_shape(tf.dynamic_stitch(indices, outputs), shape)
+
+            part = tf.cast(layer_idxes[:, i], tf.int32)
+            images = tf.ensure_shape(_per_group(images, part, len(self._AUGMENT_LAYERS), run), shape)
         return images
 
     def _run(self, name: str, images):
@@ -693,21 +701,13 @@ class RandomCorruptions(_SubsetLayer):
         pick = tf.random.stateless_uniform([n], s_pick, 0, k, dtype=tf.int32)
         low, high = self.severity
         severity = tf.random.stateless_uniform([n], s_sev, low, high)
+
+        def run(i, index, group):
+            fold = tf.random.experimental.stateless_fold_in(s_apply, i)
+            return _c.corrupt_tf(group, self.corruptions[i], tf.gather(severity, index), fold)
+
         part = tf.where(chosen, pick, -1)
-        # As in PerImageRandAugment: gather each corruption's images, stitch them over the batch.
-        indices, outputs = [tf.range(n)], [images]
-        for i, name in enumerate(self.corruptions):
-            index = tf.cast(tf.where(tf.equal(part, i))[:, 0], tf.int32)
-            outputs.append(
-                _c.corrupt_tf(
-                    tf.gather(images, index),
-                    name,
-                    tf.gather(severity, index),
-                    tf.random.experimental.stateless_fold_in(s_apply, i),
-                )
-            )
-            indices.append(index)
-        return tf.ensure_shape(tf.dynamic_stitch(indices, outputs), images.shape)
+        return tf.ensure_shape(_per_group(images, part, k, run), images.shape)
 
     def get_config(self):
         return {**super().get_config(), "corruptions": list(self.corruptions), "severity": self.severity}
