@@ -69,6 +69,7 @@ def _next_seed(generator: keras.random.SeedGenerator) -> tf.Tensor:
 
 _XLA: bool | None = None  # None: use XLA where this TensorFlow build can compile with it
 _FUSED: dict[tuple, Callable] = {}
+_WARP_FILL_MODES = ("reflect", "nearest", "constant")  # those _bilinear_warp computes
 
 
 def _xla_available() -> bool:
@@ -319,7 +320,7 @@ class RandomAffine(keras.layers.Layer):
             [a00, a01, cx - a00 * cx - a01 * cy + tx, a10, a11, cy - a10 * cx - a11 * cy + ty, zeros, zeros],
             axis=1,
         )
-        if _fusable(images) and self.interpolation == "bilinear" and self.fill_mode in ("reflect", "nearest", "constant"):
+        if _fusable(images) and self.interpolation == "bilinear" and self.fill_mode in _WARP_FILL_MODES:
             out = _warp_pixels(images, transform, self.fill_mode, float(self.fill_value))
         else:
             out = keras.ops.image.affine_transform(
@@ -356,17 +357,14 @@ _XLA_LAYERS: dict[type, bool] = {}
 _FUSED_TRANSFORMS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _transform_images(layer, images, transformation):
-    return layer.transform_images(images, transformation, training=True)
-
-
 def _fused_transform(layer) -> Callable:
     """``layer.transform_images`` compiled with XLA: one ``tf.function`` per layer, so that
     layers do not retrace each other's."""
     if layer not in _FUSED_TRANSFORMS:
         ref = weakref.ref(layer)
         _FUSED_TRANSFORMS[layer] = tf.function(
-            lambda images, transformation: _transform_images(ref(), images, transformation), jit_compile=True
+            lambda images, transformation: ref().transform_images(images, transformation, training=True),
+            jit_compile=True,
         )
     return _FUSED_TRANSFORMS[layer]
 
@@ -399,7 +397,7 @@ def _compiles_with_xla(layer) -> bool:
                     probe = kind.from_config(layer.get_config())
                     images = tf.random.stateless_uniform([2, 8, 8, 3], [0, 1], 0.0, 255.0)
                     transformation = probe.get_random_transformation(images, training=True)
-                    tf.function(_transform_images, jit_compile=True)(probe, images, transformation)
+                    _fused_transform(probe)(images, transformation)
             except Exception:  # this Keras version's layer uses an operation XLA cannot compile
                 ok = False
         _XLA_LAYERS[kind] = ok
@@ -448,7 +446,7 @@ def _geometry_matrix(name: str, layer, transformation):
     to ``affine_transform``, where :func:`_bilinear_warp` can apply them; else None."""
     if name not in ("random_rotation", "random_shear", "random_translation"):
         return None
-    if layer.interpolation != "bilinear" or layer.fill_mode not in ("reflect", "nearest", "constant"):
+    if layer.interpolation != "bilinear" or layer.fill_mode not in _WARP_FILL_MODES:
         return None
     if layer.data_format != "channels_last":
         return None
@@ -538,13 +536,13 @@ class PerImageRandAugment(keras.layers.RandAugment):
 
     def _apply_ops(self, images, layer_idxes):
         shape = images.shape
+
+        def run(k, chosen, group):
+            return tf.cond(
+                tf.size(chosen) > 0, functools.partial(self._run, self._AUGMENT_LAYERS[k], group), lambda: group
+            )
+
         for i in range(self.num_ops):
-
-            def run(k, chosen, group):
-                return tf.cond(
-                    tf.size(chosen) > 0, functools.partial(self._run, self._AUGMENT_LAYERS[k], group), lambda: group
-                )
-
             part = tf.cast(layer_idxes[:, i], tf.int32)
             images = tf.ensure_shape(_per_group(images, part, len(self._AUGMENT_LAYERS), run), shape)
         return images
@@ -552,7 +550,8 @@ class PerImageRandAugment(keras.layers.RandAugment):
     def _run(self, name: str, images):
         layer = getattr(self, name)
         seed = self._get_seed_generator(self.backend._backend)
-        if _fusable(images):
+        fusable = _fusable(images)
+        if fusable:
             if name == "equalization" and _fast_equalization(layer):
                 return tf.cast(_equalize(images, layer.bins), self.compute_dtype)
             if name in _FUSED_OPERATIONS and _compiles_with_xla(layer):
@@ -561,7 +560,7 @@ class PerImageRandAugment(keras.layers.RandAugment):
                 out = _fused_transform(layer)(padded, transformation)
                 return tf.cast(out[:count], self.compute_dtype)
         transformation = layer.get_random_transformation(images, training=True, seed=seed)
-        matrix = _geometry_matrix(name, layer, transformation) if _fusable(images) else None
+        matrix = _geometry_matrix(name, layer, transformation) if fusable else None
         if matrix is None:
             return tf.cast(layer.transform_images(images, transformation), self.compute_dtype)
         padded, count = _pad_to_power_of_two(images)

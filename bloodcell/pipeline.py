@@ -14,8 +14,8 @@ are shared by more images. Images stay uint8 until the first warp reads them. Me
 2-CPU development machine with pbc96 (batch 64, ``benchmarks/bench_pipeline.py``), ``make_dataset``
 delivers 2.24x (``"seed"``) and 1.72x (``"robust"``) the throughput of
 ``image_dataset_from_directory`` with the same augmentation mapped per batch; one batch per call,
-1.61x and 1.35x. At
-most four chunks (one per CPU, if fewer) are augmented at once, which bounds the memory in use.
+1.61x and 1.35x. At most four chunks (one per CPU, if fewer) are augmented at once, which bounds
+the memory in use.
 CutMix pastes patches between images of a chunk rather than of a batch. Each chunk gets its own
 stateless seed from ``tf.data.Dataset.random(seed)``, so a seeded pipeline yields the same batches
 on every run while chunks are augmented in parallel, and different augmentations in each epoch.
