@@ -5,7 +5,7 @@ Measures on pbc96 (96x96, batch 64), in one process:
     i.e. how fast training consumes images when the input costs nothing;
   - bloodcell pipelines: ``make_dataset`` (images decoded once, in memory) and
     ``dataset_from_files`` (decoded and resized while iterating), with presets None/"seed"/"robust",
-    and ``make_dataset`` augmenting one batch per call instead of chunks of 16 batches;
+    and ``make_dataset`` augmenting one batch per call instead of chunks of 32 batches;
   - baselines: ``keras.utils.image_dataset_from_directory`` followed by the same augmentation
     mapped per batch, as Keras' guides write it (``.map(lambda x, y: augment(x, y))``), and the
     same with ``num_parallel_calls=AUTOTUNE`` and ``prefetch``;
@@ -15,10 +15,12 @@ Measures on pbc96 (96x96, batch 64), in one process:
   - the corruption evaluation workload: 1,400 images x 12 corruptions x 5 severities.
 The measurements are interleaved over ``--reps`` rounds and the median is kept, because other
 processes on a shared machine slow all of them alike. Each is a steady state: pipelines are timed
-after ``--warmup`` batches (which drain what they computed ahead while starting), and training over
-the last two of three epochs on one iterator.
+after ``--warmup`` batches (which drain what they computed ahead while starting: ``make_dataset``
+holds up to two chunks of 2,048 images in flight plus its prefetch buffer, so the warm-up of 200
+batches of 64 is three times that, and 400 batches are timed), and training over the last two of
+three epochs on one iterator.
 
-Usage: python benchmarks/bench_pipeline.py [--data ../shared/data/pbc96] [--batches 150] [--warmup 80] [--reps 3]
+Usage: python benchmarks/bench_pipeline.py [--data ../shared/data/pbc96] [--batches 400] [--warmup 200] [--reps 3]
 """
 
 from __future__ import annotations
@@ -98,8 +100,8 @@ def fit_throughput(model, dataset, steps: int, batch_size: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="../shared/data/pbc96")
-    ap.add_argument("--batches", type=int, default=150, help="batches timed per pipeline and round")
-    ap.add_argument("--warmup", type=int, default=80, help="batches taken before timing, per pipeline and round")
+    ap.add_argument("--batches", type=int, default=400, help="batches timed per pipeline and round")
+    ap.add_argument("--warmup", type=int, default=200, help="batches taken before timing, per pipeline and round")
     ap.add_argument("--reps", type=int, default=3, help="interleaved rounds (median reported)")
     ap.add_argument("--fit-steps", type=int, default=20, help="training steps per timed epoch, per feed and round")
     ap.add_argument("--batch-size", type=int, default=64)

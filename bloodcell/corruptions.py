@@ -26,6 +26,7 @@ __all__ = [
     "REFERENCE_SIZE",
     "SEVERITIES",
     "SEVERITY_PARAMS",
+    "color_matrix",
     "color_transform",
     "corrupt",
     "corrupt_tf",
@@ -255,7 +256,16 @@ def color_transform(images, gain=None, contrast=None, saturation=None, hue=None)
     ``saturation`` scales the chroma plane of YIQ (luma kept), ``hue`` rotates it (in turns).
     Each is a vector with one value per image, or None for no change. Not clipped.
     """
-    n = tf.shape(images)[0]
+    matrix, gain, contrast = color_matrix(tf.shape(images)[0], gain, contrast, saturation, hue)
+    # The matrix keeps grey grey, so contrast about the mean is this per-image offset.
+    mean = tf.reduce_mean(images, axis=[1, 2, 3]) * gain
+    out = tf.einsum("nhwc,ndc->nhwd", images, matrix)
+    return out + ((1.0 - contrast) * mean)[:, None, None, None]
+
+
+def color_matrix(n, gain=None, contrast=None, saturation=None, hue=None):
+    """The matrices (n, 3, 3) of :func:`color_transform` (output channel, input channel), with
+    ``gain`` and ``contrast`` as vectors (ones where None)."""
     ones, zeros = tf.ones([n]), tf.zeros([n])
     gain = ones if gain is None else gain
     contrast = ones if contrast is None else contrast
@@ -267,11 +277,7 @@ def color_transform(images, gain=None, contrast=None, saturation=None, hue=None)
         tf.stack([ones, zeros, zeros, zeros, cs, -sn, zeros, sn, cs], axis=1), [-1, 3, 3]
     )
     matrix = tf.matmul(tf.matmul(_YIQ_TO_RGB[None], chroma), _RGB_TO_YIQ[None])
-    matrix = matrix * (gain * contrast)[:, None, None]
-    # The matrix keeps grey grey, so contrast about the mean is this per-image offset.
-    mean = tf.reduce_mean(images, axis=[1, 2, 3]) * gain
-    out = tf.einsum("nhwc,ndc->nhwd", images, matrix)
-    return out + ((1.0 - contrast) * mean)[:, None, None, None]
+    return matrix * (gain * contrast)[:, None, None], gain, contrast
 
 
 def _brightness_up(images, severity, seed):

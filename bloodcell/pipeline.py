@@ -7,8 +7,8 @@
   one resize function of training and inference), so the pixels equal those at prediction time.
 - :func:`augment_dataset`: applies a preset to any batched ``(images, labels)`` dataset.
 
-Augmentation runs on chunks of up to 16 batches (fewer for large images: about as many pixels as
-1,024 images of 96x96, but at least one batch), which are then split into batches again, so that a
+Augmentation runs on chunks of up to 32 batches (fewer for large images: about as many pixels as
+2,048 images of 96x96, but at least one batch), which are then split into batches again, so that a
 call's fixed costs (RandAugment's and the corruptions' per-operation branches, the random draws)
 are shared by more images. Images stay uint8 until the first warp reads them. Measured on the
 2-CPU development machine with pbc96 (batch 64, ``benchmarks/bench_pipeline.py``), ``make_dataset``
@@ -48,8 +48,8 @@ __all__ = ["augment_dataset", "dataset_from_files", "make_dataset"]
 
 AugmentSpec = Union[str, None, Augmentation]
 AUTOTUNE = tf.data.AUTOTUNE
-_CHUNK_BATCHES = 16
-_CHUNK_PIXELS = 1024 * 96 * 96
+_CHUNK_BATCHES = 32
+_CHUNK_PIXELS = 2048 * 96 * 96
 _CHUNK_CALLS = min(4, os.cpu_count() or 1)
 
 

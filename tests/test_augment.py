@@ -362,3 +362,20 @@ def test_fused_paths_edge_cases(restore_policy):
     for layer in (affine, randaugment):
         run = tf.function(lambda images, layer=layer: layer(images, training=True), input_signature=spec)
         assert run(tf.zeros((2, 10, 12, 3))).shape == (2, 10, 12, 3)
+
+
+@pytest.mark.parametrize("xla", [True, False], ids=["xla", "unfused"])
+def test_colour_shift_fused_equals_color_transform(request, batch, xla):
+    # The fused colour shift (channel sums, one pass) computes color_transform's matrices, offset
+    # and clip; images of unknown size take color_transform itself.
+    if not xla:
+        request.getfixturevalue("without_xla")
+    images = tf.constant(batch[0].astype(np.float32))
+    layer = RandomColorShift(severity=(1.0, 3.0), hue=0.05, rate=1.0, seed=0)
+    seed = tf.constant([3, 4])
+    fused = layer._apply(images, seed).numpy()
+    unknown_size = tf.TensorSpec([None, None, None, 3], tf.float32)
+    reference = tf.function(layer._apply, input_signature=[unknown_size, tf.TensorSpec([2], tf.int32)])(images, seed)
+    np.testing.assert_allclose(fused, reference, atol=1e-3)
+    assert np.abs(fused - batch[0]).mean() > 5  # the images did change
+    assert 0.0 <= fused.min() and fused.max() <= 255.0

@@ -64,19 +64,19 @@ def test_seeded_pipeline_is_deterministic(data):
 
 
 def test_augmentation_chunks_split_back_into_batches():
-    # 16 px images, batch 2: chunks of 16 batches (32 images), so 40 images make two chunks.
-    images = make_cells(40, 16, seed=7)
-    labels = np.arange(40) % 8
+    # 16 px images, batch 2: chunks of 32 batches (64 images), so 80 images make two chunks.
+    images = make_cells(80, 16, seed=7)
+    labels = np.arange(80) % 8
     ds = make_dataset(images, labels, batch_size=2, augment="seed", seed=1)
-    assert int(ds.cardinality()) == 20
+    assert int(ds.cardinality()) == 40
     x, y = collect(ds)
-    assert [int(b[0].shape[0]) for b in ds] == [2] * 20
+    assert [int(b[0].shape[0]) for b in ds] == [2] * 40
     assert x.shape == images.shape
     np.testing.assert_allclose(y.sum(1), 1.0, atol=1e-5)
-    odd = make_dataset(images[:37], labels[:37], batch_size=2, augment="seed", drop_remainder=True)
-    assert int(odd.cardinality()) == 18 and [int(b[0].shape[0]) for b in odd] == [2] * 18
-    tail = make_dataset(images[:37], labels[:37], batch_size=2, augment="seed")
-    assert int(tail.cardinality()) == 19 and [int(b[0].shape[0]) for b in tail][-2:] == [2, 1]
+    odd = make_dataset(images[:77], labels[:77], batch_size=2, augment="seed", drop_remainder=True)
+    assert int(odd.cardinality()) == 38 and [int(b[0].shape[0]) for b in odd] == [2] * 38
+    tail = make_dataset(images[:77], labels[:77], batch_size=2, augment="seed")
+    assert int(tail.cardinality()) == 39 and [int(b[0].shape[0]) for b in tail][-2:] == [2, 1]
     forever = make_dataset(images, labels, batch_size=2, augment="seed", repeat=True)
     assert int(forever.cardinality()) == int(tf.data.INFINITE_CARDINALITY)
     assert make_dataset(images[:1], labels[:1], batch_size=2, augment="seed", drop_remainder=True).cardinality() == 0
