@@ -177,3 +177,23 @@ print("ok")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("ok")
+
+
+def test_calls_into_python_stop_at_exit():
+    # After exit begins, the pipelines' calls fail inside TensorFlow, before asking for the
+    # interpreter lock: a thread that asks for it while Python shuts down never returns.
+    from bloodcell.pipeline import _PythonCalls
+
+    calls = _PythonCalls()
+    seen = []
+
+    def double(x):
+        seen.append(int(x))
+        return x * 2
+
+    ds = tf.data.Dataset.range(3).map(lambda x: calls.call(double, [x], tf.int64))
+    assert [int(v) for v in ds] == [0, 2, 4] and seen == [0, 1, 2]
+    calls.close(timeout=1.0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="interpreter is shutting down"):
+        list(ds)
+    assert seen == [0, 1, 2]
