@@ -73,9 +73,7 @@ class _PythonCalls:
 
     def call(self, fn, inputs, dtypes, *, numpy: bool = False):
         """``fn(*inputs)`` in a ``tf.data`` function, through ``tf.py_function`` (or
-        ``tf.numpy_function``). Once the interpreter exits the call fails before reaching Python:
-        a thread that asks for the interpreter lock while Python shuts down is stopped, and the
-        pipeline would wait for its result forever."""
+        ``tf.numpy_function``); once the interpreter exits, it fails before reaching Python."""
         with self.lock:
             if self.open is None:
                 with tf.init_scope(), tf.device("CPU:0"):
