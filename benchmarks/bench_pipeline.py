@@ -16,8 +16,8 @@ Measures on pbc96 (96x96, batch 64), in one process:
 The measurements are interleaved over ``--reps`` rounds and the median is kept, because other
 processes on a shared machine slow all of them alike. Each is a steady state: pipelines are timed
 after ``--warmup`` batches (which drain what they computed ahead while starting: ``make_dataset``
-holds up to two chunks of 2,048 images in flight plus its prefetch buffer, so the warm-up of 200
-batches of 64 is three times that, and 400 batches are timed), and training over the last two of
+holds one chunk of 2,048 images per CPU in flight, at most four, plus its prefetch buffer; the
+warm-up of 200 batches of 64 exceeds that, three times over on two CPUs, and 400 batches are timed), and training over the last two of
 three epochs on one iterator.
 
 Usage: python benchmarks/bench_pipeline.py [--data ../shared/data/pbc96] [--batches 400] [--warmup 200] [--reps 3]
