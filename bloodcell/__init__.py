@@ -7,7 +7,10 @@ model is needed.
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import os as _os
+import sys as _sys
 from typing import TYPE_CHECKING
 
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -21,15 +24,19 @@ _EXPORTS = {
     "load_classifier": "classifier",
     "BloodcellError": "errors",
     "ChecksumError": "errors",
+    "ConfigError": "errors",
+    "DataError": "errors",
     "HubError": "errors",
     "ImageReadError": "errors",
     "ModelNotFoundError": "errors",
+    "ClassifierModel": "models",
     "build_model": "models",
     "PretrainedCfg": "registry",
     "list_models": "registry",
     "list_pretrained": "registry",
     "pretrained_entry": "registry",
     "Trainer": "training",
+    "TrainConfig": "training",
     "evaluate": "evaluation",
     "evaluate_robustness": "evaluation",
     "Dataset": "data",
@@ -39,20 +46,20 @@ _EXPORTS = {
     "find_duplicates": "cleaning",
     "find_outliers": "cleaning",
 }
-_SUBMODULES = {"augment", "card", "cleaning", "corruptions", "data", "evaluation", "export", "hub", "imageio",
-               "models", "outliers", "pipeline", "registry", "training"}
+_SUBMODULES = {"augment", "card", "cleaning", "corruptions", "data", "evaluation", "export", "folder", "hub",
+               "imageio", "models", "outliers", "pipeline", "registry", "training", "zoo"}
 
 __all__ = ["CLASS_NAMES", "__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
     from .classifier import DEFAULT_MODEL, Classifier, load_classifier
-    from .errors import BloodcellError, ChecksumError, HubError, ImageReadError, ModelNotFoundError
-    from .models import build_model
+    from .errors import BloodcellError, ChecksumError, ConfigError, DataError, HubError, ImageReadError, ModelNotFoundError
+    from .models import ClassifierModel, build_model
     from .cleaning import clean, find_duplicates, find_outliers
     from .data import Dataset, load_dataset, split
     from .evaluation import evaluate, evaluate_robustness
     from .registry import PretrainedCfg, list_models, list_pretrained, pretrained_entry
-    from .training import Trainer
+    from .training import TrainConfig, Trainer
 
 
 def __getattr__(name: str):
@@ -68,3 +75,45 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+class _RegisterWithKeras(importlib.abc.MetaPathFinder):
+    """Registers bloodcell's Keras classes (``ClassifierModel`` and its layers) once Keras is imported.
+
+    ``import bloodcell`` does not import Keras (the command line parses its arguments before
+    TensorFlow loads), yet ``keras.saving.load_model`` must find the classes a ``.keras`` file
+    of a bloodcell model names: when the ``keras`` package finishes loading, ``bloodcell.models``
+    (which registers them) is imported too.
+    """
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "keras":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return spec
+        loader = spec.loader
+
+        class _Loader(importlib.abc.Loader):
+            def create_module(self, spec):
+                return loader.create_module(spec)
+
+            def exec_module(self, module):
+                loader.exec_module(module)
+                _register()
+
+        spec.loader = _Loader()
+        return spec
+
+
+def _register() -> None:
+    try:
+        importlib.import_module(".models", __name__)
+    except Exception:  # noqa: BLE001  (never break `import keras`; the first model use registers them)
+        pass
+
+
+if "keras" in _sys.modules:
+    _register()
+elif not any(isinstance(f, _RegisterWithKeras) for f in _sys.meta_path):
+    _sys.meta_path.insert(0, _RegisterWithKeras())

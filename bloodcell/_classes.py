@@ -1,4 +1,4 @@
-"""The canonical class list (the order of the AN2DL and BloodMNIST label ids)."""
+"""The canonical class list (the order of the AN2DL and BloodMNIST label ids) and its aliases."""
 
 CLASS_NAMES: tuple[str, ...] = (
     "basophil",
@@ -10,3 +10,14 @@ CLASS_NAMES: tuple[str, ...] = (
     "neutrophil",
     "platelet",
 )
+
+#: Folder names accepted for a class besides its canonical name (PBC's own folder names).
+CLASS_ALIASES: dict[str, str] = {"ig": "immature_granulocyte"}
+
+
+def canonical_name(name: str):
+    """The canonical class a folder name stands for (case ignored), or None for another name."""
+    key = name.lower()
+    if key in CLASS_NAMES:
+        return key
+    return CLASS_ALIASES.get(key)

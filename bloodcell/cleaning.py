@@ -20,9 +20,12 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from ._checks import check_image_batch
+from ._colour import LUMA
+from .errors import DataError
 from .outliers import OutlierReference, find_outliers
 
-__all__ = ["CleanResult", "OutlierReference", "clean", "find_duplicates", "find_outliers"]
+__all__ = ["CleanResult", "OutlierReference", "clean", "find_duplicates", "find_outliers", "groups_from_pairs"]
 
 #: Cosine similarity of 16x16 thumbnails above which a pair is checked further.
 CANDIDATE_SIMILARITY = 0.98
@@ -30,18 +33,6 @@ CANDIDATE_SIMILARITY = 0.98
 #: brightness or a resize keep pbc96 images above 0.996; the closest two different captures
 #: in pbc96 (one cell re-imaged, shifted by a pixel) reach 0.991.
 DUPLICATE_SIMILARITY = 0.995
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-
-
-def _check_images(images: np.ndarray, name: str = "images") -> np.ndarray:
-    arr = np.asarray(images)
-    if arr.ndim != 4 or arr.shape[-1] != 3:
-        raise ValueError(f"{name}: expected a batch of RGB images (N, H, W, 3), got shape {arr.shape}")
-    if arr.dtype != np.uint8:
-        raise ValueError(f"{name}: expected uint8 pixels 0..255, got dtype {arr.dtype}")
-    return arr
-
-
 def _area_downsample(x: np.ndarray, size: int) -> np.ndarray:
     """Average (N, H, W, C) float images over a size x size grid of near-equal blocks."""
     out = x
@@ -59,7 +50,7 @@ def _thumbnails(images: np.ndarray, size: int, chunk: int = 1024) -> np.ndarray:
     """Zero-mean, unit-norm greyscale thumbnails (N, size*size): brightness and contrast removed."""
     rows = []
     for i in range(0, len(images), chunk):
-        grey = images[i : i + chunk].astype(np.float32) @ _LUMA
+        grey = images[i : i + chunk].astype(np.float32) @ LUMA
         t = _area_downsample(grey[..., None], size).reshape(len(grey), -1)
         t -= t.mean(axis=1, keepdims=True)
         norm = np.linalg.norm(t, axis=1, keepdims=True)
@@ -102,7 +93,8 @@ def _near_pairs(images: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(ci[ok].tolist(), cj[ok].tolist()))
 
 
-def _groups_from_pairs(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
+def groups_from_pairs(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
+    """Groups (sorted lists of row indices, sorted by first row) joined by ``pairs`` transitively."""
     parent = list(range(n))
 
     def root(i: int) -> int:
@@ -129,11 +121,11 @@ def find_duplicates(images: np.ndarray, *, near: bool = True) -> list[list[int]]
     quality 75 and up), slightly brightened or resized copies. Groups are transitive and sorted by
     their first row. 15,000 images of 96x96 take a few seconds.
     """
-    images = _check_images(images)
+    images = check_image_batch(images)
     pairs = _exact_pairs(images)
     if near and len(images) > 1:
         pairs += _near_pairs(images)
-    return _groups_from_pairs(len(images), pairs)
+    return groups_from_pairs(len(images), pairs)
 
 
 @dataclass
@@ -164,10 +156,10 @@ def clean(
     a group whose rows carry different labels is removed entirely, its true label being unknown
     (``report["conflicts"]``). Row indices in the report refer to the input.
     """
-    images = _check_images(images)
+    images = check_image_batch(images)
     labels = np.asarray(labels).reshape(-1)
     if len(labels) != len(images):
-        raise ValueError(f"clean: {len(images)} images but {len(labels)} labels; give one label per image")
+        raise DataError(f"clean: {len(images)} images but {len(labels)} labels; give one label per image")
     n = len(images)
     outlier = find_outliers(images, reference=reference) if n else np.zeros(0, bool)
     rest = np.flatnonzero(~outlier)

@@ -21,6 +21,11 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from ._checks import check_image_batch
+from ._colour import RGB_TO_YIQ as _RGB_TO_YIQ
+from ._colour import YIQ_TO_RGB as _YIQ_TO_RGB
+from .errors import ConfigError
+
 __all__ = [
     "CORRUPTIONS",
     "REFERENCE_SIZE",
@@ -117,12 +122,6 @@ _IDENTITY: dict[str, tuple] = {
     "bubbles": (0, 0.0),
 }
 
-# RGB <-> YIQ: luma Y and two chroma axes; saturation scales and hue rotates the chroma plane.
-_RGB_TO_YIQ = np.array(
-    [[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]],
-    np.float32,
-)
-_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ).astype(np.float32)
 # Transmittance of stain deposits (fraction of light passed per RGB channel).
 _STAIN_COLOURS = np.array(
     [[0.55, 0.35, 0.75], [0.62, 0.42, 0.62], [0.95, 0.55, 0.75], [0.70, 0.50, 0.32]], np.float32
@@ -378,7 +377,7 @@ _TF_CORRUPTIONS: dict[str, Callable] = {
 
 def _check_name(name: str) -> None:
     if name not in _TF_CORRUPTIONS:
-        raise ValueError(
+        raise ConfigError(
             f"unknown corruption {name!r}; expected one of: {', '.join(_TF_CORRUPTIONS)}"
         )
 
@@ -424,15 +423,9 @@ def corrupt(images: np.ndarray, name: str, severity: int, *, seed: int = 0) -> n
     """
     _check_name(name)
     if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or severity not in SEVERITIES:
-        raise ValueError(f"severity must be an integer in 1..5, got {severity!r}")
-    arr = np.asarray(images)
-    if arr.dtype != np.uint8 or arr.ndim not in (3, 4) or arr.shape[-1] != 3:
-        raise ValueError(
-            f"images: expected uint8 of shape (N, H, W, 3) or (H, W, 3), got {arr.dtype} {arr.shape}; "
-            "convert with bloodcell.imageio.load_images"
-        )
-    single = arr.ndim == 3
-    batch = arr[None] if single else arr
+        raise ConfigError(f"severity must be an integer in 1..5, got {severity!r}")
+    single = np.ndim(images) == 3
+    batch = check_image_batch(images, single=True, hint="convert with bloodcell.imageio.load_images")
     out = np.empty_like(batch)
     fn = _compiled(name)
     base = int(seed) % (2**31 - 1)

@@ -2,11 +2,14 @@
 
 Two layouts are read and written:
 
-- a folder with one subfolder per class, named by the canonical class names
-  (:data:`bloodcell._classes.CLASS_NAMES`; the PBC folder name ``ig`` is accepted for
-  ``immature_granulocyte``), like ``pbc96``;
+- a folder with one subfolder per class, like ``pbc96``. Folders named by the canonical class
+  names (:data:`bloodcell.CLASS_NAMES`; the PBC folder name ``ig`` is accepted for
+  ``immature_granulocyte``) keep the canonical order; a folder whose subfolders all carry such
+  names loads with all 8 classes (the absent ones hold no images), so that its labels are the PBC
+  ids. Any other name is a class of its own: the classes are then the subfolders, the canonical
+  ones first in canonical order, the others sorted by name. ``class_names=`` fixes the order.
 - an ``.npz`` in the course layout: ``images`` (N, H, W, 3) uint8 and ``labels`` (N,) or (N, 1)
-  integer class ids in the canonical order.
+  integer class ids, in the canonical order unless the file holds a ``class_names`` array.
 """
 
 from __future__ import annotations
@@ -21,14 +24,16 @@ from typing import Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from ._classes import CLASS_NAMES
+from ._checks import check_class_names, check_image_batch, check_labels, largest_remainder
+from ._classes import CLASS_ALIASES, CLASS_NAMES, canonical_name
+from ._fs import is_within
 from ._util import DAMAGED_NPZ
+from .errors import ConfigError, DataError, InputNotFoundError, OutputExistsError
 from .imageio import IMAGE_EXTENSIONS, read_image, resize_image
 
 PathLike = Union[str, os.PathLike]
 
-#: Folder names accepted for a class besides its canonical name (PBC's own folder names).
-CLASS_ALIASES: dict[str, str] = {"ig": "immature_granulocyte"}
+__all__ = ["CLASS_ALIASES", "Dataset", "load_dataset", "save_dataset", "split", "split_indices"]
 
 
 @dataclass
@@ -44,26 +49,11 @@ class Dataset:
     paths: Optional[list[str]] = None
 
     def __post_init__(self) -> None:
-        self.images = np.asarray(self.images)
-        labels = np.asarray(self.labels)
-        if labels.size and not (np.issubdtype(labels.dtype, np.integer)
-                                or (np.issubdtype(labels.dtype, np.floating) and np.all(labels == np.round(labels)))):
-            raise ValueError(f"Dataset.labels: expected integer class ids, got {labels.dtype} values such as {labels.flat[0]!r}")
-        self.labels = labels.astype(np.int64).reshape(-1)
-        self.class_names = tuple(self.class_names)
-        if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
-            raise ValueError(
-                f"Dataset.images: expected a uint8 array (N, S, S, 3), got {self.images.dtype} {self.images.shape}"
-            )
-        if len(self.labels) != len(self.images):
-            raise ValueError(f"Dataset: {len(self.images)} images but {len(self.labels)} labels; give one label per image")
+        self.class_names = check_class_names(self.class_names, "Dataset.class_names")
+        self.images = check_image_batch(self.images, "Dataset.images")
+        self.labels = check_labels(self.labels, len(self.images), len(self.class_names), "Dataset.labels")
         if self.paths is not None and len(self.paths) != len(self.images):
-            raise ValueError(f"Dataset: {len(self.images)} images but {len(self.paths)} paths; give one path per image")
-        if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
-            raise ValueError(
-                f"Dataset.labels: expected class ids 0..{len(self.class_names) - 1}, "
-                f"got {self.labels.min()}..{self.labels.max()}"
-            )
+            raise DataError(f"Dataset: {len(self.images)} images but {len(self.paths)} paths; give one path per image")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -73,7 +63,7 @@ class Dataset:
         idx = np.asarray(indices)
         if idx.dtype == bool:
             if idx.shape != (len(self),):
-                raise ValueError(f"subset: boolean mask of shape {idx.shape}, expected ({len(self)},)")
+                raise DataError(f"subset: boolean mask of shape {idx.shape}, expected ({len(self)},)")
             idx = np.flatnonzero(idx)
         idx = idx.astype(np.int64).reshape(-1)
         paths = None if self.paths is None else [self.paths[i] for i in idx]
@@ -84,44 +74,74 @@ class Dataset:
         counts = np.bincount(self.labels, minlength=len(self.class_names))
         return {name: int(c) for name, c in zip(self.class_names, counts)}
 
+    def present_classes(self) -> "Dataset":
+        """The same rows with only the classes that have images (in the same order), relabelled."""
+        counts = np.bincount(self.labels, minlength=len(self.class_names))
+        keep = np.flatnonzero(counts > 0)
+        if len(keep) == len(self.class_names):
+            return self
+        new_id = np.full(len(self.class_names), -1, np.int64)
+        new_id[keep] = np.arange(len(keep))
+        names = tuple(self.class_names[i] for i in keep)
+        if len(names) < 2:
+            raise DataError(f"the data hold images of {len(names)} class only ({', '.join(names) or 'none'}); "
+                            "a classifier needs images of at least two classes")
+        return Dataset(self.images, new_id[self.labels], names, self.paths)
 
-def _class_of_folder(name: str) -> Optional[str]:
-    key = name.lower()
-    if key in CLASS_NAMES:
-        return key
-    return CLASS_ALIASES.get(key)
+    def relabel(self, class_names: Sequence[str]) -> "Dataset":
+        """The same rows labelled by their class names' positions in ``class_names``, which must
+        hold every class that has images here (classes without images may be missing)."""
+        class_names = check_class_names(class_names)
+        present = [self.class_names[i] for i in np.unique(self.labels)]
+        missing = [c for c in present if c not in class_names]
+        if missing:
+            raise DataError(f"the data have images of {missing}, which are not among {list(class_names)}; "
+                            "give class_names that hold every class of the data")
+        mapping = np.array([class_names.index(c) if c in class_names else -1 for c in self.class_names], np.int64)
+        return Dataset(self.images, mapping[self.labels], class_names, self.paths)
 
 
-def _list_class_files(root: Path) -> tuple[list[Path], list[int]]:
+def _list_class_files(root: Path, class_names: Optional[Sequence[str]]) -> tuple[list[Path], list[int], tuple[str, ...]]:
+    folders: dict[str, str] = {}  # class name -> folder name
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        name = canonical_name(sub.name) or sub.name
+        for other in folders:
+            if other.lower() == name.lower():
+                raise DataError(
+                    f"{root}: folders {folders[other]!r} and {sub.name!r} both hold class {name!r} (class names "
+                    "are compared ignoring case); merge them into one"
+                )
+        folders[name] = sub.name
+    if not folders:
+        raise DataError(f"{root}: no class folders; expected one subfolder per class (e.g. {', '.join(CLASS_NAMES)})")
+    if class_names is not None:
+        names = check_class_names(class_names)
+        lower = {n.lower(): n for n in names}
+        unknown = [f for c, f in folders.items() if c.lower() not in lower]
+        if unknown:
+            raise DataError(f"{root}: class folder(s) {', '.join(map(repr, unknown))} are not in class_names "
+                            f"{list(names)}; add them, or remove the folders")
+        folders = {lower[c.lower()]: f for c, f in folders.items()}
+    elif all(c in CLASS_NAMES for c in folders):
+        names = CLASS_NAMES
+    else:
+        names = tuple([c for c in CLASS_NAMES if c in folders] + sorted(c for c in folders if c not in CLASS_NAMES))
     files: list[Path] = []
     labels: list[int] = []
-    unknown: list[str] = []
-    seen: dict[str, str] = {}
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        cls = _class_of_folder(sub.name)
-        if cls is None:
-            unknown.append(sub.name)
-            continue
-        if cls in seen:
-            raise ValueError(
-                f"{root}: folders {seen[cls]!r} and {sub.name!r} both hold class {cls!r}; merge them into one"
-            )
-        seen[cls] = sub.name
-        found = sorted(f for f in sub.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+    for cls, folder in folders.items():
+        found = sorted(f for f in (root / folder).rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+        if not found:
+            raise DataError(f"{root / folder}: class folder holds no images (looked for {', '.join(IMAGE_EXTENSIONS)}); "
+                            "add images or remove the folder")
         files.extend(found)
-        labels.extend([CLASS_NAMES.index(cls)] * len(found))
-    if unknown:
-        raise ValueError(
-            f"{root}: unknown class folder(s) {', '.join(map(repr, unknown))}; expected folders named "
-            f"{', '.join(CLASS_NAMES)} (or 'ig' for immature_granulocyte)"
-        )
-    if not seen:
-        raise ValueError(
-            f"{root}: no class folders; expected one subfolder per class named {', '.join(CLASS_NAMES)}"
-        )
-    if not files:
-        raise ValueError(f"{root}: the class folders hold no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
-    return files, labels
+        labels.extend([names.index(cls)] * len(found))
+    order = np.argsort(np.asarray(labels), kind="stable")  # files grouped by class, in class order
+    files = [files[i] for i in order]
+    labels = [labels[i] for i in order]
+    if len(names) < 2:
+        raise DataError(f"{root}: holds one class folder only ({next(iter(folders.values()))!r}); a classifier "
+                        "needs at least two classes, one folder each")
+    return files, labels, names
 
 
 def _read_one(args: tuple[Path, int]) -> np.ndarray:
@@ -136,8 +156,8 @@ def _read_one(args: tuple[Path, int]) -> np.ndarray:
     return resize_image(read_image(path), size)
 
 
-def _load_folder(root: Path, image_size: int, workers: Optional[int]) -> Dataset:
-    files, labels = _list_class_files(root)
+def _load_folder(root: Path, image_size: int, workers: Optional[int], class_names) -> Dataset:
+    files, labels, names = _list_class_files(root, class_names)
     images = np.empty((len(files), image_size, image_size, 3), np.uint8)
     n_workers = workers if workers is not None else min(8, os.cpu_count() or 1)
     jobs = [(f, image_size) for f in files]
@@ -148,80 +168,83 @@ def _load_folder(root: Path, image_size: int, workers: Optional[int]) -> Dataset
     else:
         for i, job in enumerate(jobs):
             images[i] = _read_one(job)
-    return Dataset(images, np.asarray(labels, np.int64), CLASS_NAMES, [str(f) for f in files])
+    return Dataset(images, np.asarray(labels, np.int64), names, [str(f) for f in files])
 
 
-def _load_npz(path: Path, image_size: int) -> Dataset:
+def _load_npz(path: Path, image_size: int, class_names) -> Dataset:
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError, *DAMAGED_NPZ) as exc:
-        raise ValueError(f"{path}: not a readable .npz file ({exc}); save it with np.savez") from None
+        raise DataError(f"{path}: not a readable .npz file ({exc}); save it with np.savez") from None
     with data:
         missing = [k for k in ("images", "labels") if k not in data.files]
         if missing:
-            raise ValueError(
+            raise DataError(
                 f"{path}: missing key(s) {', '.join(missing)}; expected keys 'images' (N, H, W, 3) uint8 and "
                 f"'labels' (N,) int, found {', '.join(data.files) or 'none'}"
             )
         try:
             images, labels = data["images"], data["labels"]
+            stored = data["class_names"] if "class_names" in data.files else None
         except ValueError as exc:  # object arrays need pickle, which is never allowed here
-            raise ValueError(
+            raise DataError(
                 f"{path}: 'images' and 'labels' must be plain numeric arrays ({exc}); save them with "
                 "np.savez(path, images=uint8_array, labels=int_array)"
             ) from None
         except (OSError, *DAMAGED_NPZ) as exc:
-            raise ValueError(f"{path}: is damaged or truncated ({exc}); write it again with np.savez") from None
+            raise DataError(f"{path}: is damaged or truncated ({exc}); write it again with np.savez") from None
     if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"{path}: 'images' has shape {images.shape}, expected (N, H, W, 3)")
+        raise DataError(f"{path}: 'images' has shape {images.shape}, expected (N, H, W, 3)")
     if images.dtype != np.uint8:
         hint = "; multiply 0..1 floats by 255 and convert with .astype(np.uint8)" if images.dtype.kind == "f" else ""
-        raise ValueError(f"{path}: 'images' has dtype {images.dtype}, expected uint8 pixel values 0..255{hint}")
+        raise DataError(f"{path}: 'images' has dtype {images.dtype}, expected uint8 pixel values 0..255{hint}")
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1:
-        raise ValueError(f"{path}: 'labels' has shape {labels.shape}, expected (N,) or (N, 1)")
+        raise DataError(f"{path}: 'labels' has shape {labels.shape}, expected (N,) or (N, 1)")
     if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{path}: 'labels' has dtype {labels.dtype}, expected integer class ids")
+        raise DataError(f"{path}: 'labels' has dtype {labels.dtype}, expected integer class ids")
     if len(labels) != len(images):
-        raise ValueError(f"{path}: {len(images)} images but {len(labels)} labels; expected one label per image")
-    if len(labels) and (labels.min() < 0 or labels.max() >= len(CLASS_NAMES)):
-        raise ValueError(
-            f"{path}: 'labels' range {labels.min()}..{labels.max()}, expected class ids 0..{len(CLASS_NAMES) - 1} "
-            f"({', '.join(f'{i} {n}' for i, n in enumerate(CLASS_NAMES))})"
+        raise DataError(f"{path}: {len(images)} images but {len(labels)} labels; expected one label per image")
+    names = CLASS_NAMES
+    if stored is not None:
+        if stored.dtype.kind != "U" or stored.ndim != 1:
+            raise DataError(f"{path}: 'class_names' must be a 1-D array of strings (np.array(['a', 'b'])), "
+                            f"got {stored.dtype} {stored.shape}")
+        names = check_class_names([str(n) for n in stored], f"{path}: 'class_names'")
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(names)):
+        raise DataError(
+            f"{path}: 'labels' range {labels.min()}..{labels.max()}, expected class ids 0..{len(names) - 1} "
+            f"({', '.join(f'{i} {n}' for i, n in enumerate(names))})"
         )
     if images.shape[1:3] != (image_size, image_size):
         images = np.stack([resize_image(img, image_size) for img in images]) if len(images) else (
             np.empty((0, image_size, image_size, 3), np.uint8)
         )
-    return Dataset(images, labels.astype(np.int64), CLASS_NAMES, None)
+    data = Dataset(images, labels.astype(np.int64), names, None)
+    return data if class_names is None else data.relabel(class_names)
 
 
-def load_dataset(path: PathLike, *, image_size: int = 96, workers: Optional[int] = None) -> Dataset:
+def load_dataset(path: PathLike, *, image_size: int = 96, workers: Optional[int] = None,
+                 class_names: Optional[Sequence[str]] = None) -> Dataset:
     """Read a class-folder tree or a course-layout ``.npz`` as a :class:`Dataset`.
 
     Images of another size are centre-cropped and resized to ``image_size`` with
     :func:`bloodcell.imageio.resize_image`. ``workers`` threads decode a folder (default: the CPU
-    count, at most 8).
+    count, at most 8). ``class_names`` fixes the classes and their order (names compared
+    ignoring case; classes without images may be listed); by default they come from the data (see
+    the module docstring).
     """
     p = Path(path)
     if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 8:
-        raise ValueError(f"image_size: expected the side in pixels as an integer >= 8 (e.g. 96), got {image_size!r}")
+        raise ConfigError(f"image_size: expected the side in pixels as an integer >= 8 (e.g. 96), got {image_size!r}")
     if not p.exists():
-        raise FileNotFoundError(f"{p}: no such file or folder; expected a class-folder tree or an .npz file")
+        raise InputNotFoundError(f"{p}: no such file or folder; expected a class-folder tree or an .npz file")
     if p.is_dir():
-        return _load_folder(p, image_size, workers)
+        return _load_folder(p, image_size, workers, class_names)
     if p.suffix.lower() == ".npz":
-        return _load_npz(p, image_size)
-    raise ValueError(f"{p}: expected a folder with one subfolder per class or an .npz file, got a {p.suffix or 'plain'} file")
-
-
-def _is_within(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
+        return _load_npz(p, image_size, class_names)
+    raise DataError(f"{p}: expected a folder with one subfolder per class or an .npz file, got a {p.suffix or 'plain'} file")
 
 
 def save_dataset(dataset: Dataset, out: PathLike, *, layout: str = "folder", copy_files: bool = True) -> Path:
@@ -233,25 +256,26 @@ def save_dataset(dataset: Dataset, out: PathLike, *, layout: str = "folder", cop
     """
     out = Path(out)
     if layout not in ("folder", "npz"):
-        raise ValueError(f"save_dataset: layout must be 'folder' or 'npz', got {layout!r}")
+        raise ConfigError(f"save_dataset: layout must be 'folder' or 'npz', got {layout!r}")
     if out.exists() and (out.is_file() or any(out.iterdir())):
-        raise FileExistsError(f"{out}: already exists and is not empty; choose a new output path")
+        raise OutputExistsError(f"{out}: already exists and is not empty; choose a new output path")
     if dataset.paths:
         sources = {Path(p).resolve() for p in dataset.paths}
         # The data root: the parent of the class folder each file sits in (at any depth below it).
         names = set(dataset.class_names)
         parents = {next((a.parent for a in s.parents if a.name in names), s.parent.parent) for s in sources}
-        if out.resolve() in sources or any(_is_within(out, par) or _is_within(par, out) for par in parents):
-            raise ValueError(f"{out}: is inside or around the input data; write the output somewhere else")
+        if out.resolve() in sources or any(is_within(out, par) or is_within(par, out) for par in parents):
+            raise ConfigError(f"{out}: is inside or around the input data; write the output somewhere else")
     if layout == "npz":
         if out.suffix.lower() != ".npz":
-            raise ValueError(f"{out}: the npz layout needs a path ending in .npz")
+            raise ConfigError(f"{out}: the npz layout needs a path ending in .npz")
         out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(out, images=dataset.images, labels=dataset.labels)
+        extra = {} if dataset.class_names == CLASS_NAMES else {"class_names": np.array(dataset.class_names)}
+        np.savez_compressed(out, images=dataset.images, labels=dataset.labels, **extra)
         return out
     out.mkdir(parents=True, exist_ok=True)
-    for name in dataset.class_names:
-        (out / name).mkdir(exist_ok=True)
+    for i in np.unique(dataset.labels):  # a folder per class with images: an empty one would not load
+        (out / dataset.class_names[i]).mkdir(exist_ok=True)
     used: set[Path] = set()
     for i, label in enumerate(dataset.labels):
         folder = out / dataset.class_names[label]
@@ -270,14 +294,6 @@ def save_dataset(dataset: Dataset, out: PathLike, *, layout: str = "folder", cop
     return out
 
 
-def _largest_remainder(total: int, fractions: Sequence[float]) -> np.ndarray:
-    raw = np.asarray(fractions, np.float64) * total
-    counts = np.floor(raw).astype(np.int64)
-    order = np.argsort(-(raw - counts), kind="stable")
-    counts[order[: total - counts.sum()]] += 1
-    return counts
-
-
 def split_indices(
     labels: np.ndarray,
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
@@ -289,19 +305,19 @@ def split_indices(
     """Row indices (sorted) of each part of a split; see :func:`split`."""
     fracs = tuple(float(f) for f in fractions)
     if len(fracs) not in (2, 3) or min(fracs) < 0 or abs(sum(fracs) - 1.0) > 1e-6:
-        raise ValueError(f"split: fractions must be 2 or 3 non-negative numbers summing to 1, got {tuple(fractions)}")
+        raise ConfigError(f"split: fractions must be 2 or 3 non-negative numbers summing to 1, got {tuple(fractions)}")
     labels = np.asarray(labels).reshape(-1)
     n = len(labels)
-    from .cleaning import _groups_from_pairs
+    from .cleaning import groups_from_pairs
 
     pairs = []
     for g in groups or ():
         g = sorted(int(i) for i in g)
         if g and (g[0] < 0 or g[-1] >= n):
-            raise ValueError(f"split: group {g} has row indices outside 0..{n - 1}")
+            raise DataError(f"split: group {g} has row indices outside 0..{n - 1}")
         pairs.extend(zip(g[:-1], g[1:]))
     unit = np.arange(n)  # the group each row belongs to, named by its first row (overlapping groups merge)
-    for g in _groups_from_pairs(n, pairs):
+    for g in groups_from_pairs(n, pairs):
         unit[g] = g[0]
     firsts, counts = np.unique(unit, return_counts=True)
     members = {int(u): np.flatnonzero(unit == u) for u in firsts[counts > 1]}
@@ -316,7 +332,7 @@ def split_indices(
         units = units[rng.permutation(len(units))]
         sizes = np.array([len(members.get(int(u), (u,))) for u in units])
         units = units[np.argsort(-sizes, kind="stable")]  # big groups first, then fill with singles
-        target = _largest_remainder(int(sizes.sum()), fracs)
+        target = largest_remainder(int(sizes.sum()), fracs)
         filled = np.zeros(len(fracs), np.int64)
         for u in units:
             rows = members.get(int(u), np.array([u]))

@@ -15,7 +15,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from ._checks import check_image_batch
 from ._util import new_figure
+from .errors import ConfigError, DataError
 from .imageio import resize_images
 
 __all__ = [
@@ -35,10 +37,10 @@ def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
     y_true = np.asarray(y_true).reshape(-1)
     y_pred = np.asarray(y_pred).reshape(-1)
     if len(y_true) != len(y_pred):
-        raise ValueError(f"y_true has {len(y_true)} labels but y_pred {len(y_pred)}; give one prediction per label")
+        raise DataError(f"y_true has {len(y_true)} labels but y_pred {len(y_pred)}; give one prediction per label")
     for name, y in (("y_true", y_true), ("y_pred", y_pred)):
         if len(y) and (not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= num_classes):
-            raise ValueError(f"{name}: expected integer class ids 0..{num_classes - 1}, got {y.dtype} {y.min()}..{y.max()}")
+            raise DataError(f"{name}: expected integer class ids 0..{num_classes - 1}, got {y.dtype} {y.min()}..{y.max()}")
     flat = y_true.astype(np.int64) * num_classes + y_pred.astype(np.int64)
     return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
@@ -66,16 +68,18 @@ class Report:
     per_class: dict[str, dict[str, float]]
     tta: bool = False
     seconds: Optional[float] = None
+    #: the classifier's classes of which the data hold no image (measured over the others)
+    absent: tuple[str, ...] = ()
 
     @classmethod
     def from_confusion(cls, confusion: np.ndarray, class_names: Sequence[str], **extra: Any) -> "Report":
         """Every metric of the report, derived from a confusion matrix."""
         cm = np.asarray(confusion, np.int64)
         if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(class_names):
-            raise ValueError(f"confusion: expected a square matrix of side {len(class_names)}, got shape {cm.shape}")
+            raise DataError(f"confusion: expected a square matrix of side {len(class_names)}, got shape {cm.shape}")
         n = int(cm.sum())
         if n == 0:
-            raise ValueError("nothing to evaluate: the confusion matrix is empty; pass at least one labelled image")
+            raise DataError("nothing to evaluate: the confusion matrix is empty; pass at least one labelled image")
         tp = np.diag(cm).astype(np.float64)
         support, predicted = cm.sum(axis=1), cm.sum(axis=0)
         per = {
@@ -120,6 +124,7 @@ class Report:
             "confusion_matrix": self.confusion.tolist(),
             "tta": self.tta,
             "seconds": self.seconds,
+            "absent": list(self.absent),
         }
 
     def to_text(self) -> str:
@@ -128,6 +133,8 @@ class Report:
         lines = [
             f"{'accuracy':<{width}}  {self.accuracy:.4f}   (n = {self.n}{', TTA' if self.tta else ''})",
             f"{'balanced acc.':<{width}}  {self.balanced_accuracy:.4f}",
+            *([f"measured over the {len(self.class_names) - len(self.absent)} classes present; no images of: "
+               f"{', '.join(self.absent)}"] if self.absent else []),
             "",
             f"{'class':<{width}}  precision  recall      f1  support",
         ]
@@ -169,7 +176,7 @@ def metrics_from_predictions(
     """The :class:`Report` of integer predictions ``y_pred`` against labels ``y_true``."""
     names = tuple(class_names) if class_names is not None else tuple(str(i) for i in range(num_classes))
     if len(names) != num_classes:
-        raise ValueError(f"class_names has {len(names)} names but num_classes is {num_classes}")
+        raise ConfigError(f"class_names has {len(names)} names but num_classes is {num_classes}")
     return Report.from_confusion(confusion_matrix(y_true, y_pred, num_classes), names)
 
 
@@ -267,28 +274,35 @@ def _colormap(name: str):
     return matplotlib.colormaps[name]
 
 
-def _images_and_labels(classifier, dataset, size: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
-    """Images resized to ``size`` (default: the classifier's input) and labels in its class order, checked."""
+def _images_and_labels(classifier, dataset, size: Optional[int] = None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Images resized to ``size`` (default: the classifier's input), labels in the classifier's class
+    order, and the classifier's classes that have no image here."""
+    names = tuple(classifier.class_names)
     if isinstance(dataset, (tuple, list)) and len(dataset) == 2:
         images, labels = dataset
+        labels = np.asarray(labels).reshape(-1)
     elif hasattr(dataset, "images") and hasattr(dataset, "labels"):
-        images, labels = dataset.images, dataset.labels
-        names = tuple(getattr(dataset, "class_names", classifier.class_names))
-        if names != tuple(classifier.class_names):
-            raise ValueError(
-                f"dataset classes {list(names)} differ from the classifier's {list(classifier.class_names)}; "
-                "evaluate on data labelled with the classifier's classes in its order"
-            )
+        images, labels = dataset.images, np.asarray(dataset.labels).reshape(-1)
+        data_names = tuple(getattr(dataset, "class_names", names))
+        if data_names != names:
+            present = [data_names[i] for i in np.unique(labels)] if len(labels) else []
+            unknown = [c for c in present if c not in names]
+            if unknown:
+                raise DataError(
+                    f"the data's classes differ from the classifier's: the data hold images of {unknown}, which "
+                    f"it does not know (its classes: {list(names)}); evaluate on data of the classifier's classes, "
+                    "or fine-tune it on these"
+                )
+            labels = np.array([names.index(c) for c in data_names], np.int64)[labels] if len(labels) else labels
     else:
-        raise TypeError(f"dataset: expected a bloodcell.data.Dataset or an (images, labels) pair, got {type(dataset).__name__}")
-    images, labels = np.asarray(images), np.asarray(labels).reshape(-1)
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise ValueError(f"images: expected uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+        raise DataError(f"dataset: expected a bloodcell.data.Dataset or an (images, labels) pair, got {type(dataset).__name__}")
+    images = check_image_batch(images)
     if len(images) != len(labels):
-        raise ValueError(f"{len(images)} images but {len(labels)} labels; give one label per image")
+        raise DataError(f"{len(images)} images but {len(labels)} labels; give one label per image")
     if not len(images):
-        raise ValueError("nothing to evaluate: the dataset is empty")
-    return resize_images(images, size or classifier.input_size), labels
+        raise DataError("nothing to evaluate: the dataset is empty")
+    absent = tuple(c for i, c in enumerate(names) if not np.any(labels == i))
+    return resize_images(images, size or classifier.input_size), labels, absent
 
 
 def _predict(classifier, images: np.ndarray, batch_size: int, tta: bool) -> np.ndarray:
@@ -302,9 +316,10 @@ def evaluate(classifier, dataset, *, batch_size: int = 64, tta: bool = False) ->
     probabilities over the 8 flips and 90-degree rotations (8 times slower).
     """
     start = time.perf_counter()
-    images, labels = _images_and_labels(classifier, dataset)
+    images, labels, absent = _images_and_labels(classifier, dataset)
     cm = confusion_matrix(labels, _predict(classifier, images, batch_size, tta), len(classifier.class_names))
-    return Report.from_confusion(cm, classifier.class_names, tta=tta, seconds=round(time.perf_counter() - start, 2))
+    return Report.from_confusion(cm, classifier.class_names, tta=tta, seconds=round(time.perf_counter() - start, 2),
+                                 absent=absent)
 
 
 def evaluate_robustness(
@@ -333,14 +348,14 @@ def evaluate_robustness(
     names = list(CORRUPTIONS) if corruptions is None else list(corruptions)
     unknown = [c for c in names if c not in CORRUPTIONS]
     if unknown or not names:
-        raise ValueError(f"unknown corruption(s) {unknown or '(none given)'}; expected some of: {', '.join(CORRUPTIONS)}")
+        raise ConfigError(f"unknown corruption(s) {unknown or '(none given)'}; expected some of: {', '.join(CORRUPTIONS)}")
     severities = tuple(int(s) for s in severities)
     if not severities or any(s not in SEVERITIES for s in severities):
-        raise ValueError(f"severities: expected values in {list(SEVERITIES)}, got {list(severities)}")
+        raise ConfigError(f"severities: expected values in {list(SEVERITIES)}, got {list(severities)}")
     if corrupt_size is not None and (isinstance(corrupt_size, bool) or not isinstance(corrupt_size, int) or corrupt_size < 1):
-        raise ValueError(f"corrupt_size: expected a positive image side in pixels or None, got {corrupt_size!r}")
+        raise ConfigError(f"corrupt_size: expected a positive image side in pixels or None, got {corrupt_size!r}")
     start = time.perf_counter()
-    images, labels = _images_and_labels(classifier, dataset, corrupt_size)
+    images, labels, _ = _images_and_labels(classifier, dataset, corrupt_size)
 
     def accuracy(x: np.ndarray) -> float:
         if corrupt_size is not None:

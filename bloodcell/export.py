@@ -22,14 +22,14 @@ from typing import Any, Union
 
 import keras
 
+from ._choices import EXPORT_FORMATS
 from ._util import sha256_file
 from ._version import __version__
-from .classifier import PREPROCESSING, Classifier, load_classifier
-from .errors import BloodcellError
-from .models import rebuild_model
+from .errors import ConfigError, OutputExistsError
+from .folder import PREPROCESSING
+from .models import ClassifierModel, walk_layers
 
-#: Export formats: the file suffix each needs ("" for the SavedModel folder).
-FORMATS = {"onnx": ".onnx", "litert": ".tflite", "saved_model": ""}
+FORMATS = EXPORT_FORMATS
 _KERAS_FORMAT = {"onnx": "onnx", "litert": "litert", "saved_model": "tf_saved_model"}
 #: Modules each format's exporter imports beyond TensorFlow and Keras.
 _EXTRA_MODULES = {"onnx": ("tf2onnx", "onnx"), "litert": (), "saved_model": ()}
@@ -51,49 +51,48 @@ def metadata_path(out: Union[str, os.PathLike], format: str) -> Path:
     return out / METADATA_NAME if format == "saved_model" else out.with_name(out.name + ".json")
 
 
-def default_output(classifier: Classifier, format: str) -> Path:
+def default_output(classifier, format: str) -> Path:
     """The output path used when none is given: ``<name>.onnx``, ``<name>.tflite`` or ``<name>_saved_model``."""
-    _check_format(format)
+    check_format(format)
     stem = classifier.name or classifier.architecture
     return Path(f"{stem}{FORMATS[format]}" if FORMATS[format] else f"{stem}_saved_model")
 
 
-def _check_format(format: str) -> None:
+def check_format(format: str) -> None:
+    """Refuse an unknown format, or one whose exporter packages are not installed."""
     if format not in FORMATS:
-        raise BloodcellError(f"unknown export format {format!r}; expected one of: {', '.join(FORMATS)}")
-
-
-def _check_extras(format: str) -> None:
+        raise ConfigError(f"unknown export format {format!r}; expected one of: {', '.join(FORMATS)}")
     missing = [m for m in _EXTRA_MODULES[format] if importlib.util.find_spec(m) is None]
     if missing:
-        raise BloodcellError(
+        raise ConfigError(
             f"exporting to {format} needs the package(s) {', '.join(missing)}, which are not installed; "
             f"install them with: {INSTALL_HINT}"
         )
 
 
-def _check_output(out: Path, format: str) -> None:
+def check_output(out: Path, format: str) -> None:
+    """Refuse an output path of the wrong kind for ``format``, or one that exists (or its metadata file)."""
     suffix = FORMATS[format]
     if suffix and out.suffix.lower() != suffix:
-        raise BloodcellError(f"{out}: a {format} export must be a file ending in {suffix}; got {out.name!r}")
+        raise ConfigError(f"{out}: a {format} export must be a file ending in {suffix}; got {out.name!r}")
     for path in (out, metadata_path(out, format)):
         if path.exists() or path.is_symlink():
-            raise BloodcellError(f"{path}: already exists; refusing to overwrite it, choose another output path")
+            raise OutputExistsError(f"{path}: already exists; refusing to overwrite it, choose another output path")
 
 
-def _float32_model(classifier: Classifier) -> keras.Model:
-    """The classifier's model in float32 (exporters need it; a mixed-precision model is rebuilt)."""
+def _float32_model(classifier) -> keras.Model:
+    """The classifier's model in float32 (exporters need it; a mixed-precision model is copied)."""
     model = classifier.model
-    if all(layer.compute_dtype == "float32" for layer in model._flatten_layers(include_self=False, recursive=True)):
+    if all(layer.compute_dtype == "float32" for layer in walk_layers(model)):
         return model
-    if getattr(model, "bloodcell_spec", None) is None:
-        raise BloodcellError(
+    if not isinstance(model, ClassifierModel):
+        raise ConfigError(
             f"model {model.name!r} computes in {model.dtype_policy.name} and was not made by "
             "bloodcell.build_model, so it cannot be rebuilt in float32 for export; save it with "
             "save_pretrained and export the loaded folder"
         )
     with _dtype_policy("float32"):
-        return rebuild_model(model)
+        return model.copy()
 
 
 @contextlib.contextmanager
@@ -106,7 +105,7 @@ def _dtype_policy(name: str):
         keras.config.set_dtype_policy(previous)
 
 
-def uint8_model(classifier: Classifier) -> keras.Model:
+def uint8_model(classifier) -> keras.Model:
     """The classifier's model behind a uint8 input named ``image``, cast to float32 inside the graph."""
     size = classifier.input_size
     inputs = keras.Input((size, size, 3), dtype="uint8", name=INPUT_NAME)
@@ -153,7 +152,7 @@ def _finish_onnx(path: Path, metadata: dict[str, Any]) -> None:
     onnx.save(model, str(path))
 
 
-def _metadata(classifier: Classifier, format: str, out: Path) -> dict[str, Any]:
+def _metadata(classifier, format: str, out: Path) -> dict[str, Any]:
     import tensorflow as tf
 
     size = classifier.input_size
@@ -189,7 +188,7 @@ def _metadata(classifier: Classifier, format: str, out: Path) -> dict[str, Any]:
 
 
 def export(
-    source_or_classifier: Union[Classifier, str, os.PathLike, None],
+    classifier,
     out: Union[str, os.PathLike, None] = None,
     *,
     format: str = "onnx",
@@ -197,25 +196,26 @@ def export(
 ) -> Path:
     """Export a classifier for inference without bloodcell; returns the path of the exported model.
 
-    ``source_or_classifier`` is a :class:`Classifier` or anything :func:`load_classifier` accepts
-    (``None`` for the bundled default). ``format`` is ``"onnx"`` (a ``.onnx`` file, via tf2onnx),
+    ``classifier`` is a :class:`~bloodcell.Classifier` (``bloodcell.load_classifier(source)`` for
+    a zoo name, folder or Hub source). ``format`` is ``"onnx"`` (a ``.onnx`` file, via tf2onnx),
     ``"litert"`` (a ``.tflite`` file) or ``"saved_model"`` (a folder). ``out`` defaults to
     :func:`default_output`; it must not exist, nor must its metadata file (:func:`metadata_path`):
     nothing is overwritten, and nothing appears at ``out`` unless the export succeeds. Extra
     ``kwargs`` go to ``keras.Model.export`` (e.g. ``opset_version`` for ONNX, ``optimizations``
     for LiteRT; quantising changes the probabilities).
     """
-    _check_format(format)
-    _check_extras(format)
+    if not hasattr(classifier, "model") or not hasattr(classifier, "class_names"):
+        raise ConfigError(
+            f"export: expected a bloodcell Classifier, got {type(classifier).__name__}; load one with "
+            "bloodcell.load_classifier(source) and call its .export()"
+        )
+    check_format(format)
     if out is not None:
         out = Path(out)
-        _check_output(out, format)
-    classifier = (
-        source_or_classifier if isinstance(source_or_classifier, Classifier) else load_classifier(source_or_classifier)
-    )
+        check_output(out, format)
     if out is None:
         out = default_output(classifier, format)
-        _check_output(out, format)
+        check_output(out, format)
     metadata = _metadata(classifier, format, out)
     model = uint8_model(classifier)
     size = classifier.input_size
@@ -232,7 +232,7 @@ def export(
             metadata["sha256"] = sha256_file(staged)
         staged_meta = metadata_path(staged, format)
         staged_meta.write_text(json.dumps(metadata, indent=2) + "\n")
-        _check_output(out, format)  # something may have appeared there while exporting
+        check_output(out, format)  # something may have appeared there while exporting
         os.rename(staged, out)
         if format != "saved_model":
             os.rename(staged_meta, metadata_path(out, format))

@@ -32,8 +32,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from ._util import error_reason, sha256_file
-from .errors import ChecksumError, HubError
-from .registry import pretrained_entry
+from .errors import ChecksumError, ConfigError, HubError, InputNotFoundError
 
 HF_PREFIX = "hf://"
 MODEL_FILES: tuple[str, ...] = ("config.json", "*.weights.h5", "README.md")
@@ -62,12 +61,12 @@ _TRANSPORT_ERRORS = _transport_errors()
 def parse_hf_source(source: str) -> tuple[str, str | None]:
     """Split ``hf://owner/repo`` or ``hf://owner/repo@revision`` into ``(repo_id, revision or None)``."""
     if not isinstance(source, str) or not source.startswith(HF_PREFIX):
-        raise ValueError(f"expected a Hub source 'hf://owner/repo[@revision]', got {source!r}")
+        raise ConfigError(f"expected a Hub source 'hf://owner/repo[@revision]', got {source!r}")
     repo_id, at, revision = source[len(HF_PREFIX) :].partition("@")
     if at and not revision.strip():
-        raise ValueError(f"Hub source {source!r} has an empty revision after '@'; write hf://{repo_id}@<branch or commit sha>")
+        raise ConfigError(f"Hub source {source!r} has an empty revision after '@'; write hf://{repo_id}@<branch or commit sha>")
     if revision != revision.strip():
-        raise ValueError(f"Hub source {source!r} has spaces around its revision; remove them")
+        raise ConfigError(f"Hub source {source!r} has spaces around its revision; remove them")
     _check_repo_id(repo_id, source)
     return repo_id, revision or None
 
@@ -76,12 +75,12 @@ def _check_repo_id(repo_id: str, given: str | None = None) -> None:
     shown = given if given is not None else repo_id
     parts = repo_id.split("/") if isinstance(repo_id, str) else []
     if len(parts) != 2 or not all(parts):
-        raise ValueError(f"expected a Hub repo id 'owner/name' (e.g. hf://my-org/bloodcell-effnetb0), got {shown!r}")
+        raise ConfigError(f"expected a Hub repo id 'owner/name' (e.g. hf://my-org/bloodcell-effnetb0), got {shown!r}")
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:
         reason = str(error).splitlines()[0]
-        raise ValueError(f"invalid Hub repo id {repo_id!r} in {shown!r}: {reason}") from None
+        raise ConfigError(f"invalid Hub repo id {repo_id!r} in {shown!r}: {reason}") from None
 
 
 def _source(repo_id: str, revision: str | None) -> str:
@@ -203,7 +202,7 @@ def download_file(
     expected = None
     if sha256 is not None:
         if not _SHA256.fullmatch(sha256):
-            raise ValueError(f"sha256 must be 64 hex characters, got {sha256!r} for '{filename}' of Hub repo '{repo_id}'")
+            raise ConfigError(f"sha256 must be 64 hex characters, got {sha256!r} for '{filename}' of Hub repo '{repo_id}'")
         expected = sha256.lower()
     with _hub_errors(repo_id, revision=revision, filename=filename):
         path = Path(hf_hub_download(repo_id, filename, revision=revision, token=token))
@@ -235,10 +234,10 @@ def push_folder(
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"cannot push {str(folder)!r} to the Hub: no such folder; write one with save_pretrained first")
+        raise InputNotFoundError(f"cannot push {str(folder)!r} to the Hub: no such folder; write one with save_pretrained first")
     _check_repo_id(repo_id)
     if revision is not None and (not revision.strip() or _COMMIT_SHA.fullmatch(revision)):
-        raise ValueError(f"revision must name a branch to commit to, got {revision!r}; pass a branch name such as 'main' or 'v2'")
+        raise ConfigError(f"revision must name a branch to commit to, got {revision!r}; pass a branch name such as 'main' or 'v2'")
     api = HfApi(token=token)
     with _hub_errors(repo_id, revision=revision, writing=True):
         api.create_repo(repo_id, private=private, exist_ok=True)
@@ -251,29 +250,3 @@ def push_folder(
             commit_message=commit_message or f"Upload {folder.name} with bloodcell",
         )
     return info.oid
-
-
-def resolve_download(source: str, *, revision: str | None = None, token: Token = None) -> Path:
-    """Fill the cache for ``source`` — ``hf://owner/repo[@revision]`` or a zoo entry name — and return
-    the local folder. ``revision`` overrides the source's revision for ``hf://`` sources; zoo
-    entries are pinned, so a different ``revision`` is refused (``token`` applies to ``hf://`` only:
-    zoo repos are public)."""
-    if source.startswith(HF_PREFIX):
-        repo_id, source_revision = parse_hf_source(source)
-        if revision and source_revision and revision != source_revision:
-            raise ValueError(f"{source!r} names revision {source_revision!r} but --revision is {revision!r}; give only one")
-        return download_snapshot(repo_id, revision or source_revision, token=token)
-    entry = pretrained_entry(source)
-    if revision and entry.bundled:
-        raise ValueError(
-            f"zoo entry {entry.name!r} ships inside the bloodcell package and has no Hub revisions; "
-            "drop --revision (the command then prints the package folder)"
-        )
-    if revision and revision != entry.revision:
-        raise ValueError(
-            f"zoo entry {entry.name!r} is pinned to revision {entry.revision!r} of {entry.repo_id!r}; "
-            f"to fetch another revision use hf://{entry.repo_id}@{revision}"
-        )
-    from .classifier import entry_folder  # the zoo's loader: bundled folder, or config + checked weights from the Hub
-
-    return entry_folder(entry)

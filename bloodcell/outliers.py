@@ -28,7 +28,10 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageFilter
 
+from ._checks import check_image_batch
+from ._colour import LUMA, RGB_TO_YIQ, YIQ_TO_RGB
 from ._util import DAMAGED_NPZ
+from .errors import ConfigError, DataError, InputNotFoundError
 from .imageio import resize_images
 
 
@@ -38,7 +41,6 @@ __all__ = ["OutlierReference", "find_outliers", "fit_outlier_reference", "outlie
 FEATURE_VERSION = 1
 N_FEATURES = 31
 DEFAULT_REFERENCE = Path(__file__).parent / "_assets" / "outlier_reference.npz"
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _BANDS = (0.0, 0.05, 0.2, 0.5, 0.8, 1.0)
 _RINGS = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.5))
 
@@ -68,7 +70,7 @@ def _tie_breaker(p: int) -> np.ndarray:
 def _features_chunk(images: np.ndarray) -> np.ndarray:
     x = images.astype(np.float32)
     n = len(x)
-    lum = x @ _LUMA
+    lum = x @ LUMA
     grad = (np.abs(lum[:, :, 1:] - lum[:, :, :-1]).reshape(n, -1).mean(1)
             + np.abs(lum[:, 1:] - lum[:, :-1]).reshape(n, -1).mean(1))
     lap = np.abs(
@@ -81,7 +83,7 @@ def _features_chunk(images: np.ndarray) -> np.ndarray:
     lr = ((r - g) / total).reshape(n, -1)  # chromaticity: unchanged by brightness, bounded
     lb = ((b - g) / total).reshape(n, -1)
     sat = (np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)).reshape(n, -1)
-    lum_s = (s @ _LUMA).reshape(n, -1)
+    lum_s = (s @ LUMA).reshape(n, -1)
     p = lum_s.shape[1]
     # A fixed sub-level pattern breaks ties (clipped or flat areas) so no band is empty.
     lum_s = lum_s + _tie_breaker(p)
@@ -116,21 +118,13 @@ def outlier_features(images: np.ndarray, *, chunk: int = 256) -> np.ndarray:
 
 
 def _check_batch(images: np.ndarray) -> np.ndarray:
-    arr = np.asarray(images)
-    if arr.ndim == 3 and arr.shape[-1] == 3:
-        arr = arr[None]
-    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
-        raise ValueError(f"images: expected uint8 RGB images (N, H, W, 3), got {arr.dtype} {arr.shape}")
-    if min(arr.shape[1:3]) < 8:
-        raise ValueError(f"images: {arr.shape[1]}x{arr.shape[2]} pixels is too small; need at least 8x8")
-    return arr
+    return check_image_batch(images, single=True, min_side=8)
 
 
 def _hue_rotate(a: np.ndarray, degrees: float) -> np.ndarray:
-    to_yiq = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
     t = np.deg2rad(degrees)
     rot = np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]], np.float32)
-    return a @ (np.linalg.inv(to_yiq) @ rot @ to_yiq).T.astype(np.float32)
+    return a @ (YIQ_TO_RGB @ rot @ RGB_TO_YIQ).T.astype(np.float32)
 
 
 def corrupt_cell(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -150,7 +144,7 @@ def corrupt_cell(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         m = a.mean()
         a = (a - m) * (rng.uniform(0.5, 1.0) if rng.random() < 0.5 else rng.uniform(1.0, 1.45)) + m
     if rng.random() < 0.4:
-        grey = a @ _LUMA
+        grey = a @ LUMA
         a = grey[..., None] + (a - grey[..., None]) * rng.uniform(0.5, 1.3)
     if rng.random() < 0.3:
         a = _hue_rotate(a, rng.uniform(-10, 10))
@@ -213,22 +207,22 @@ class OutlierReference:
         try:
             z = np.load(path, allow_pickle=False)
         except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: no such outlier reference file; {fix}") from None
+            raise InputNotFoundError(f"{path}: no such outlier reference file; {fix}") from None
         except (OSError, ValueError, *DAMAGED_NPZ) as exc:
-            raise ValueError(f"{path}: not a readable outlier reference ({exc}); {fix}") from None
+            raise ConfigError(f"{path}: not a readable outlier reference ({exc}); {fix}") from None
         try:
             return cls._from_archive(path, z, fix)
         except (OSError, *DAMAGED_NPZ) as exc:
-            raise ValueError(f"{path}: damaged or truncated outlier reference ({exc}); {fix}") from None
+            raise ConfigError(f"{path}: damaged or truncated outlier reference ({exc}); {fix}") from None
 
     @classmethod
     def _from_archive(cls, path, z, fix: str) -> "OutlierReference":
         with z:
             if not hasattr(z, "files"):
-                raise ValueError(f"{path}: is a single array, not an outlier reference archive; {fix}")
+                raise ConfigError(f"{path}: is a single array, not an outlier reference archive; {fix}")
             version = int(z["feature_version"]) if "feature_version" in z.files else -1
             if version != FEATURE_VERSION:
-                raise ValueError(
+                raise ConfigError(
                     f"{path}: outlier reference of feature version {version}, this bloodcell needs "
                     f"{FEATURE_VERSION}; rebuild it with fit_outlier_reference"
                 )
@@ -239,7 +233,7 @@ class OutlierReference:
                     image_size=int(z["image_size"]), n_images=int(z["n_images"]), description=str(z["description"]),
                 )
             except (KeyError, ValueError) as exc:
-                raise ValueError(f"{path}: incomplete outlier reference ({exc}); {fix}") from None
+                raise ConfigError(f"{path}: incomplete outlier reference ({exc}); {fix}") from None
 
 
 def _kmeans_pp(z: np.ndarray, k: int, rng: np.random.Generator, iters: int = 20) -> np.ndarray:
@@ -303,7 +297,7 @@ def fit_outlier_reference(
     images = _check_batch(images)
     n = len(images)
     if n < 10:
-        raise ValueError(f"fit_outlier_reference: got {n} images, need at least 10 cell images (hundreds are better)")
+        raise DataError(f"fit_outlier_reference: got {n} images, need at least 10 cell images (hundreds are better)")
     rng = np.random.default_rng(seed)
     copies = [images] + [np.stack([corrupt_cell(img, rng) for img in images]) for _ in range(augment)]
     feats = np.stack([outlier_features(c) for c in copies])  # (1 + augment, n, d)
@@ -326,7 +320,7 @@ def fit_outlier_reference(
 @functools.lru_cache(maxsize=1)
 def _default_reference() -> OutlierReference:
     if not DEFAULT_REFERENCE.exists():
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"{DEFAULT_REFERENCE}: the shipped outlier reference is missing; reinstall bloodcell or pass "
             "reference= (cell images or a saved reference)"
         )

@@ -41,10 +41,12 @@ from typing import Sequence, Union
 import numpy as np
 import tensorflow as tf
 
+from ._checks import check_image_batch, check_labels, check_positive_int
 from .augment import Augmentation, build_augmentation
+from .errors import DataError, InputNotFoundError
 from .imageio import load_image
 
-__all__ = ["augment_dataset", "dataset_from_files", "make_dataset"]
+__all__ = ["augment_dataset", "dataset_from_files", "make_dataset", "make_epochs"]
 
 AugmentSpec = Union[str, None, Augmentation]
 AUTOTUNE = tf.data.AUTOTUNE
@@ -133,27 +135,9 @@ def _resolve(augment: AugmentSpec, num_classes: int) -> Augmentation | None:
     return aug if aug.layers else None
 
 
-def _check_labels(labels, count: int, num_classes: int) -> np.ndarray:
-    arr = np.asarray(labels)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1 or len(arr) != count:
-        raise ValueError(f"labels: expected {count} integer class ids, shape ({count},), got shape {arr.shape}")
-    if len(arr) and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"labels: expected integer class ids, got dtype {arr.dtype}")
-    if len(arr) and (arr.min() < 0 or arr.max() >= num_classes):
-        raise ValueError(
-            f"labels: class ids must be in 0..{num_classes - 1}, got {arr.min()}..{arr.max()}; "
-            "check num_classes"
-        )
-    return arr.astype(np.int32)
-
-
 def _check_common(batch_size: int, num_classes: int) -> None:
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer of at least 2, got {num_classes!r}")
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(num_classes, "num_classes", minimum=2)
 
 
 def _augment_fn(aug: Augmentation, image_shape: tuple, dtype: tf.DType):
@@ -203,6 +187,29 @@ def _finish(chunks: tf.data.Dataset, aug: Augmentation | None, num_classes: int,
     return ds.prefetch(AUTOTUNE)
 
 
+def _in_memory(images, labels, num_classes: int, batch_size: int):
+    _check_common(batch_size, num_classes)
+    arr = check_image_batch(images, empty=False, hint="load images with bloodcell.data.load_dataset or "
+                            "bloodcell.imageio.load_images")
+    ids = check_labels(labels, len(arr), num_classes).astype(np.int32)
+    return arr, tf.convert_to_tensor(arr), tf.convert_to_tensor(ids)
+
+
+def _epoch(pixels, classes, count: int, *, num_classes: int, batch_size: int, aug: Augmentation | None,
+           shuffle: bool, seed: int | None, repeat: bool, drop_remainder: bool) -> tf.data.Dataset:
+    order = tf.data.Dataset.range(count)
+    if shuffle:
+        order = order.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        order = order.repeat()
+    chunk = _chunk_size(aug, batch_size, pixels.shape[1:3])
+    chunks = order.batch(chunk).map(
+        lambda i: (tf.gather(pixels, i), tf.one_hot(tf.gather(classes, i), num_classes)),
+        num_parallel_calls=AUTOTUNE,
+    )
+    return _finish(chunks, aug, num_classes, seed, batch_size, drop_remainder, None if repeat else count)
+
+
 def make_dataset(
     images: np.ndarray,
     labels: np.ndarray,
@@ -227,28 +234,41 @@ def make_dataset(
         repeat: repeat forever (then pass ``steps_per_epoch`` to ``fit``).
         drop_remainder: drop the last, smaller batch.
     """
-    _check_common(batch_size, num_classes)
-    arr = np.asarray(images)
-    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3 or len(arr) == 0:
-        raise ValueError(
-            f"images: expected a non-empty uint8 array (N, H, W, 3), got {arr.dtype} {arr.shape}; "
-            "load images with bloodcell.data.load_dataset or bloodcell.imageio.load_images"
-        )
-    ids = _check_labels(labels, len(arr), num_classes)
+    arr, pixels, classes = _in_memory(images, labels, num_classes, batch_size)
+    return _epoch(pixels, classes, len(arr), num_classes=num_classes, batch_size=batch_size,
+                  aug=_resolve(augment, num_classes), shuffle=shuffle, seed=seed, repeat=repeat,
+                  drop_remainder=drop_remainder)
+
+
+def make_epochs(
+    images: np.ndarray,
+    labels: np.ndarray,
+    seeds: Sequence[int],
+    *,
+    num_classes: int = 8,
+    batch_size: int = 64,
+    augment: AugmentSpec = None,
+    shuffle: bool = True,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """One epoch per seed, one after the other: epoch ``i`` holds exactly the batches that
+    ``make_dataset(images, labels, seed=seeds[i], ...)`` yields first.
+
+    For one ``model.fit`` over several epochs (``steps_per_epoch`` = the batches of an epoch)
+    whose every epoch is a function of its own seed, so that a run resumed at any epoch sees the
+    data an uninterrupted run sees. The images are held once, whatever the number of epochs.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise DataError("seeds: expected one seed per epoch, got none")
+    arr, pixels, classes = _in_memory(images, labels, num_classes, batch_size)
     aug = _resolve(augment, num_classes)
-    pixels = tf.convert_to_tensor(arr)
-    classes = tf.convert_to_tensor(ids)
-    order = tf.data.Dataset.range(len(arr))
-    if shuffle:
-        order = order.shuffle(len(arr), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        order = order.repeat()
-    chunk = _chunk_size(aug, batch_size, arr.shape[1:3])
-    chunks = order.batch(chunk).map(
-        lambda i: (tf.gather(pixels, i), tf.one_hot(tf.gather(classes, i), num_classes)),
-        num_parallel_calls=AUTOTUNE,
-    )
-    return _finish(chunks, aug, num_classes, seed, batch_size, drop_remainder, None if repeat else len(arr))
+    epochs = [_epoch(pixels, classes, len(arr), num_classes=num_classes, batch_size=batch_size, aug=aug,
+                     shuffle=shuffle, seed=s, repeat=False, drop_remainder=drop_remainder) for s in seeds]
+    ds = epochs[0]
+    for epoch in epochs[1:]:
+        ds = ds.concatenate(epoch)
+    return ds
 
 
 def dataset_from_files(
@@ -273,13 +293,13 @@ def dataset_from_files(
     _check_common(batch_size, num_classes)
     names = [os.fspath(p) for p in paths]
     if not names:
-        raise ValueError("paths: expected at least one image file, got none")
+        raise DataError("paths: expected at least one image file, got none")
     missing = [p for p in names if not os.path.isfile(p)]
     if missing:
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"{missing[0]}: no such file ({len(missing)} of {len(names)} paths are missing); check the paths"
         )
-    ids = _check_labels(labels, len(names), num_classes)
+    ids = check_labels(labels, len(names), num_classes).astype(np.int32)
     aug = _resolve(augment, num_classes)
 
     def read(path: bytes) -> np.ndarray:
@@ -314,7 +334,7 @@ def augment_dataset(
     """
     images_spec, labels_spec = dataset.element_spec
     if images_spec.shape.rank != 4 or images_spec.shape[-1] != 3 or None in images_spec.shape[1:]:
-        raise ValueError(
+        raise DataError(
             f"dataset: expected batches of images (N, H, W, 3) with known H and W, got {images_spec.shape}; "
             "batch the dataset first"
         )

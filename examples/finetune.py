@@ -57,7 +57,7 @@ def main() -> None:
         loss=args.loss,                      # "focal" takes the class weights as per-class alpha
         class_weights=not args.no_class_weights,
         optimizer="lion",
-        head_epochs=args.head_epochs,        # phase 1: the head (backbone frozen if pretrained)
+        head_epochs=args.head_epochs,        # phase 1: the head alone ("head", backbone frozen) or all ("full")
         finetune_epochs=args.finetune_epochs,  # phase 2: top backbone layers unfrozen, lower rate
         patience=(10, 3),
         augment=None if args.augment == "none" else args.augment,
@@ -67,7 +67,7 @@ def main() -> None:
     )
     history = trainer.fit(train, val, resume=args.resume)
     for row in history:
-        print(f"{row['phase']:>8} epoch {row['epoch']}: loss {row['loss']:.3f}, val_loss {row['val_loss']:.3f}, "
+        print(f"{row['phase']:>8} epoch {row['epoch'] + 1}: loss {row['loss']:.3f}, val_loss {row['val_loss']:.3f}, "
               f"val_accuracy {row['val_accuracy']:.3f}, {row['trainable_weights']} trainable tensors")
 
     clf = trainer.classifier

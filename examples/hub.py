@@ -54,7 +54,7 @@ def main() -> None:
     from huggingface_hub import ModelCard
 
     import bloodcell
-    from bloodcell.hub import resolve_download
+    from bloodcell.zoo import resolve_download
 
     # 1. Publish: config.json, the weights and a model card with the eval results, in one commit.
     clf = bloodcell.load_classifier(args.model)

@@ -7,7 +7,7 @@ import tensorflow as tf
 from PIL import Image
 from synth_cells import make_cells
 
-import bloodcell.augment as augment_module
+from bloodcell.augment import _kernels, layers as augment_layers
 from bloodcell.augment import (
     PRESETS,
     Augmentation,
@@ -241,9 +241,9 @@ def test_augment_preview_cli(tmp_path):
 
 @pytest.fixture
 def without_xla():
-    augment_module._XLA = False
+    _kernels._XLA = False
     yield
-    augment_module._XLA = None
+    _kernels._XLA = None
 
 
 def _random_affine_rows(n, size, scale, rng):
@@ -268,7 +268,7 @@ def test_warp_matches_tensorflow_kernel(request, xla, fill_mode):
             interpolation="BILINEAR", fill_mode=fill_mode.upper(),
         )
         for dtype, index in ((tf.uint8, "int32"), (tf.float32, "int32"), (tf.uint8, "int64")):
-            got = augment_module._fused(augment_module._bilinear_warp)(
+            got = _kernels._fused(_kernels._bilinear_warp)(
                 tf.cast(images, dtype), tf.constant(rows), fill_mode, 7.0, index
             )
             # XLA reorders the float arithmetic: within a hundredth of a grey level.
@@ -297,7 +297,7 @@ def test_randaugment_geometry_matches_keras_layers(monkeypatch, operation):
         return layer(images, training=True).numpy()
 
     fused = run()
-    monkeypatch.setattr(augment_module, "_geometry_matrix", lambda *args: None)
+    monkeypatch.setattr(augment_layers, "_geometry_matrix", lambda *args: None)
     keras_layers = run()
     assert np.abs(keras_layers - images.numpy()).mean() > 10  # the operation did change the images
     np.testing.assert_allclose(fused, keras_layers, atol=0.02)
@@ -323,7 +323,7 @@ def test_randaugment_fused_operations(request, xla):
     auto = PerImageRandAugment(operations=["auto_contrast"], num_ops=1, rate=1.0, seed=1)(images, training=True)
     want = keras.layers.AutoContrast(value_range=(0, 255))(images)
     np.testing.assert_allclose(auto, want, atol=0.01)
-    for operation in augment_module._FUSED_OPERATIONS:
+    for operation in _kernels._FUSED_OPERATIONS:
         layer = PerImageRandAugment(operations=[operation], num_ops=1, rate=1.0, factor=0.5, seed=2)
         out = layer(images, training=True).numpy()
         assert out.shape == images.shape and np.isfinite(out).all()

@@ -228,12 +228,12 @@ def test_weights_of_another_architecture_are_a_one_line_error(clf, tmp_path):
 def test_zoo_entry_must_match_its_files(monkeypatch):
     import dataclasses
 
-    from bloodcell import classifier as classifier_module
+    from bloodcell import zoo
     from bloodcell.registry import pretrained_entry
 
     entry = pretrained_entry(bloodcell.DEFAULT_MODEL)
     wrong = dataclasses.replace(entry, input_size=entry.input_size + 32)
-    monkeypatch.setattr(classifier_module, "pretrained_entry", lambda name: wrong)
+    monkeypatch.setattr(zoo, "pretrained_entry", lambda name: wrong)
     with pytest.raises(BloodcellError, match=rf"config.json has input_size={entry.input_size}, the entry declares "
                                              rf"input_size={entry.input_size + 32}"):
         load_classifier(bloodcell.DEFAULT_MODEL)

@@ -164,11 +164,18 @@ def test_train_writes_a_model_with_its_card_and_split(tmp_path, capsys):
     assert resumed["command"] == first["command"] and "--resume" not in resumed["command"]
     assert resumed["resumed"] is True and "total_wall_time_s" not in resumed
     assert resumed["wall_time_s"] == first["wall_time_s"] and "total_wall_time_s" in first
-    # --resume with nothing to resume starts a fresh run, recorded as one.
+    # --resume with nothing to resume is refused before any work, and writes nothing.
     fresh = tmp_path / "fresh"
+    capsys.readouterr()
     code = main(["train", str(data), "--model", "microcell", "--input-size", "32", "--head-epochs", "1",
                  "--finetune-epochs", "0", "--augment", "none", "--val-fraction", "0.2", "--test-fraction", "0.2",
                  "--batch-size", "8", "--out", str(fresh), "--resume"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "nothing to resume" in err and len(err.splitlines()) == 1
+    assert not fresh.exists() and not Path(str(fresh) + ".work").exists()
+    code = main(["train", str(data), "--model", "microcell", "--input-size", "32", "--head-epochs", "1",
+                 "--finetune-epochs", "0", "--augment", "none", "--val-fraction", "0.2", "--test-fraction", "0.2",
+                 "--batch-size", "8", "--out", str(fresh)])
     assert code == 0
     training = bloodcell.load_classifier(fresh).training
     assert "resumed" not in training and "total_wall_time_s" in training and "--resume" not in training["command"]

@@ -69,10 +69,41 @@ def test_load_real_sample_folder():
     assert set(ds.class_counts().values()) == {2}
 
 
-def test_unknown_class_folder_is_named(tmp_path):
-    _write_tree(tmp_path, {"basophil": 1, "blasts": 1})
-    with pytest.raises(ValueError, match=r"'blasts'.*basophil, eosinophil"):
-        load_dataset(tmp_path)
+def test_other_class_names_are_classes_of_their_own(tmp_path):
+    # Until bloodcell 0.1 a folder outside the 8 PBC names was an error; now it is a new class.
+    _write_tree(tmp_path, {"basophil": 1, "blasts": 2, "Lymphocyte": 1})
+    ds = load_dataset(tmp_path, image_size=32)
+    assert ds.class_names == ("basophil", "lymphocyte", "blasts")  # canonical order first, then by name
+    assert ds.class_counts() == {"basophil": 1, "lymphocyte": 1, "blasts": 2}
+    fixed = load_dataset(tmp_path, image_size=32, class_names=["blasts", "lymphocyte", "basophil", "monocyte"])
+    assert fixed.class_names == ("blasts", "lymphocyte", "basophil", "monocyte")
+    assert fixed.class_counts() == {"blasts": 2, "lymphocyte": 1, "basophil": 1, "monocyte": 0}
+    with pytest.raises(ValueError, match=r"'blasts'.*not in class_names"):
+        load_dataset(tmp_path, class_names=["basophil", "lymphocyte"])
+
+
+def test_class_folder_errors(tmp_path):
+    _write_tree(tmp_path / "one", {"blasts": 2})
+    with pytest.raises(ValueError, match="one class folder only"):
+        load_dataset(tmp_path / "one")
+    _write_tree(tmp_path / "empty", {"blasts": 2, "myeloblasts": 1})
+    (tmp_path / "empty" / "promyelocytes").mkdir()
+    with pytest.raises(ValueError, match="promyelocytes: class folder holds no images"):
+        load_dataset(tmp_path / "empty")
+    _write_tree(tmp_path / "case", {"Blasts": 1, "blasts": 1, "neutrophil": 1})
+    with pytest.raises(ValueError, match="ignoring case"):
+        load_dataset(tmp_path / "case")
+
+
+def test_npz_with_its_own_class_names(tmp_path):
+    images = make_cells(4, 16)
+    path = _npz(tmp_path / "d.npz", images=images, labels=np.array([0, 1, 1, 0]), class_names=np.array(["blast", "band"]))
+    ds = load_dataset(path, image_size=16)
+    assert ds.class_names == ("blast", "band") and ds.labels.tolist() == [0, 1, 1, 0]
+    save_dataset(ds, tmp_path / "copy.npz", layout="npz")
+    assert load_dataset(tmp_path / "copy.npz", image_size=16).class_names == ("blast", "band")
+    with pytest.raises(ValueError, match="'class_names' must be a 1-D array of strings"):
+        load_dataset(_npz(tmp_path / "bad.npz", images=images, labels=np.zeros(4, int), class_names=np.arange(2)))
 
 
 def test_folder_without_class_folders(tmp_path):

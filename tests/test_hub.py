@@ -20,9 +20,9 @@ from bloodcell.hub import (
     download_snapshot,
     parse_hf_source,
     push_folder,
-    resolve_download,
     sha256_file,
 )
+from bloodcell.zoo import resolve_download
 
 REPO = "lab/tiny-cells"
 

@@ -12,30 +12,8 @@ from typing import Optional, Sequence
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-class UsageError(Exception):
-    """Bad command-line usage; reported in one line with exit status 2."""
-
-
-def is_within(path, data) -> bool:
-    """Whether ``path`` is the input ``data`` itself or (for a folder input) anywhere inside it."""
-    from pathlib import Path
-
-    p, d = Path(path).resolve(), Path(data).resolve()
-    return p == d or (Path(data).is_dir() and d in p.parents)
-
-
-def check_output_file(flag: str, path, data, suffixes: Sequence[str]) -> None:
-    """Refuse, before any work, an output file with an unsupported suffix or inside the input DATA."""
-    from pathlib import Path
-
-    path, data = Path(path), Path(data)
-    if path.suffix.lower() not in suffixes:
-        raise UsageError(f"{flag} {path}: expected a file name ending in {', '.join(suffixes)}")
-    if is_within(path, data):
-        raise UsageError(f"{flag} {path}: is the input DATA or inside it, where it would be read as an image; "
-                         "write it somewhere else")
-    if path.is_dir():
-        raise UsageError(f"{flag} {path}: is a folder; give a file name")
+from ._common import UsageError, check_output_file, is_within  # noqa: E402,F401
+from ..errors import BloodcellError  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +55,14 @@ def _quiet_import_tensorflow() -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 1 an input or output failed, 2 usage error)."""
+    """Run the command line; returns the exit status.
+
+    The one rule: 0 when everything worked; 2 when the command asked for something that cannot be
+    done as written (a bad option or value, a path that does not exist, an output that exists),
+    and then nothing was done; 1 when an input or output failed while working (an unreadable
+    image, a damaged model, the Hub unreachable, a checksum that does not match). Errors are one
+    line on stderr, ``bloodcell COMMAND: error: ...``. Anything else is a bug and shows its traceback.
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -88,21 +73,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
-    from ..errors import BloodcellError, ChecksumError, HubError, ImageReadError
-
     try:
         return int(args.func(args) or 0)
-    except UsageError as exc:
+    except BloodcellError as exc:
         print(f"bloodcell {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except (HubError, ChecksumError, ImageReadError) as exc:  # an input that could not be used
-        print(f"bloodcell {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except (BloodcellError, ValueError, FileNotFoundError, KeyError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"bloodcell {args.command}: error: {msg}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # e.g. an output folder that cannot be written
+        return exc.exit_code
+    except OSError as exc:  # the machine refused: an output folder that cannot be written, a full disk
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         print(f"bloodcell {args.command}: error: {where}{exc.strerror or exc}; check the path and its permissions",
               file=sys.stderr)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from .._choices import PRESETS
+from ..errors import InputNotFoundError
+from ._common import UsageError, check_output_file
+
 from pathlib import Path
 
 
@@ -16,7 +20,7 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("data", metavar="DATA", help="folder of images, folder with one subfolder per class, or .npz")
-    p.add_argument("--preset", default="robust", choices=("seed", "robust", "none"),
+    p.add_argument("--preset", default="robust", choices=(*PRESETS, "none"),
                    help="augmentation preset (default robust)")
     p.add_argument("--out", required=True, metavar="PNG", help="image file to write (.png, .jpg or .webp)")
     p.add_argument("-n", type=int, default=16, metavar="N", help="number of images (default 16)")
@@ -50,11 +54,10 @@ def run(args) -> int:
     from PIL import Image
 
     from ..augment import preview_grid
-    from . import UsageError, check_output_file
 
     data, out = Path(args.data), Path(args.out)
     if not data.exists():
-        raise FileNotFoundError(f"{data}: no such file or folder; expected images, a class-folder tree or an .npz")
+        raise InputNotFoundError(f"{data}: no such file or folder; expected images, a class-folder tree or an .npz")
     check_output_file("--out", out, data, (".png", ".jpg", ".jpeg", ".webp"))
     for flag, value in (("-n", args.n), ("--views", args.views), ("--columns", args.columns), ("--scale", args.scale)):
         if value < 1:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from ..errors import InputNotFoundError
+from ._common import UsageError, is_within
+
 import copy
 import json
 from pathlib import Path
@@ -29,10 +32,9 @@ def register(subparsers) -> None:
 
 
 def _check_paths(data: Path, out: Path, report: Path | None) -> None:
-    from . import UsageError, is_within
 
     if not data.exists():
-        raise FileNotFoundError(f"{data}: no such file or folder; expected a class-folder tree or an .npz file")
+        raise InputNotFoundError(f"{data}: no such file or folder; expected a class-folder tree or an .npz file")
     if out.exists() and (out.is_file() or any(out.iterdir())):
         raise UsageError(f"--out {out}: already exists and is not empty; choose a new output path")
     o = out.resolve()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from ..errors import InputNotFoundError
+from ._common import UsageError, check_output_file
+
 import json
 import sys
 from pathlib import Path
@@ -46,11 +49,10 @@ def register(subparsers) -> None:
 
 def stratified_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     """Sorted indices of ``n`` rows drawn at random, each class in proportion to its count."""
+    from .._checks import largest_remainder
+
     classes, counts = np.unique(labels, return_counts=True)
-    quota = counts * n / len(labels)
-    take = np.floor(quota).astype(int)
-    # Largest remainders get the rows that flooring left over, so the total is exactly n.
-    take[np.argsort(-(quota - take), kind="stable")[: n - take.sum()]] += 1
+    take = largest_remainder(n, counts / len(labels))
     rng = np.random.default_rng(seed)
     picked = [rng.choice(np.flatnonzero(labels == c), k, replace=False) for c, k in zip(classes, take)]
     return np.sort(np.concatenate(picked))
@@ -61,19 +63,19 @@ def _split_indices(data, root: Path, split_file: Path) -> np.ndarray:
     try:
         listed = json.loads(split_file.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{split_file}: no such file; pass the test_files.json a training run wrote") from None
+        raise InputNotFoundError(f"{split_file}: no such file; pass the test_files.json a training run wrote") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{split_file}: not valid JSON ({exc}); expected a list of paths relative to DATA") from None
+        raise UsageError(f"{split_file}: not valid JSON ({exc}); expected a list of paths relative to DATA") from None
     if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
-        raise ValueError(f"{split_file}: expected a JSON list of paths relative to DATA, got {type(listed).__name__}")
+        raise UsageError(f"{split_file}: expected a JSON list of paths relative to DATA, got {type(listed).__name__}")
     if data.paths is None:
-        raise ValueError(f"--split-file needs DATA to be a class-folder tree (an .npz has no file names); got {root}")
+        raise UsageError(f"--split-file needs DATA to be a class-folder tree (an .npz has no file names); got {root}")
     root = root.resolve()
     index = {Path(p).resolve().relative_to(root).as_posix(): i for i, p in enumerate(data.paths)}
     wanted = {Path(x.replace("\\", "/")).as_posix() for x in listed}
     missing = sorted(wanted - index.keys())
     if missing:
-        raise ValueError(
+        raise UsageError(
             f"{split_file}: {len(missing)} of {len(wanted)} listed files are not images of {root} "
             f"(first: {missing[0]!r}); pass the DATA folder the split was made from"
         )
@@ -81,7 +83,6 @@ def _split_indices(data, root: Path, split_file: Path) -> np.ndarray:
 
 
 def _int_list(text: str, option: str) -> tuple[int, ...]:
-    from . import UsageError
 
     try:
         return tuple(int(s) for s in text.split(","))
@@ -90,7 +91,6 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
 
 
 def _writable_folder(args) -> Path:
-    from . import UsageError
 
     folder = Path(args.model) if args.model else None
     if folder is None or not (folder / "config.json").is_file():
@@ -108,38 +108,33 @@ def _writable_folder(args) -> Path:
 
 def _write_metrics(folder: Path, args, report, rob, data) -> None:
     """Record ``report`` (and ``rob``) in the folder's config.json and regenerate its model card."""
-    import os
     import shlex
-    import tempfile
 
-    from ..card import render_model_card
+    from ..folder import update_config
 
-    path = folder / "config.json"
-    cfg = json.loads(path.read_text())
-    old = cfg.get("metrics") or {}
-    metrics = report.headline()
-    if rob is not None:
-        metrics["robustness_mean"] = rob.robustness_mean
-        cfg["robustness"] = rob.summary()
-    else:
-        cfg.pop("robustness", None)  # figures of an earlier measurement must not sit beside new ones
-    cfg["metrics"] = metrics
-    # A training run's own description of its held-out split stays when the same split is measured.
-    if not (args.split_file and cfg.get("eval_data") and old.get("test_images") == len(data)):
-        where = f"the images listed in {Path(args.split_file).name}" if args.split_file else "all images"
-        cfg["eval_data"] = f"{where} of {Path(args.data).name} ({len(data)} images)"
-    cfg["evaluation_command"] = "bloodcell " + shlex.join(getattr(args, "argv", []))
-    for name, text in (("config.json", json.dumps(cfg, indent=2) + "\n"), ("README.md", render_model_card(cfg))):
-        with tempfile.NamedTemporaryFile("w", dir=folder, prefix=".tmp-", delete=False, encoding="utf-8") as tmp:
-            tmp.write(text)
-        os.replace(tmp.name, folder / name)
+    def changes(cfg: dict) -> dict:
+        old = cfg.get("metrics") or {}
+        metrics = report.headline()
+        if rob is not None:
+            metrics["robustness_mean"] = rob.robustness_mean
+            cfg["robustness"] = rob.summary()
+        else:
+            cfg.pop("robustness", None)  # figures of an earlier measurement must not sit beside new ones
+        cfg["metrics"] = metrics
+        # A training run's own description of its held-out split stays when the same split is measured.
+        if not (args.split_file and cfg.get("eval_data") and old.get("test_images") == len(data)):
+            where = f"the images listed in {Path(args.split_file).name}" if args.split_file else "all images"
+            cfg["eval_data"] = f"{where} of {Path(args.data).name} ({len(data)} images)"
+        cfg["evaluation_command"] = "bloodcell " + shlex.join(getattr(args, "argv", []))
+        return cfg
+
+    update_config(folder, changes)
 
 
 def run(args) -> int:
     from .. import load_classifier
     from ..data import load_dataset
     from ..evaluation import evaluate, evaluate_robustness
-    from . import UsageError, check_output_file
 
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")

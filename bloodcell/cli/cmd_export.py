@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-FORMAT_CHOICES = ("onnx", "litert", "saved_model")
+
+from .._choices import EXPORT_FORMATS
+
+FORMAT_CHOICES = tuple(EXPORT_FORMATS)
 
 
 def register(subparsers) -> None:
@@ -26,8 +29,14 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..export import export, metadata_path
+    from pathlib import Path
 
-    out = export(args.source, args.out, format=args.format)
+    from .. import load_classifier
+    from ..export import check_format, check_output, metadata_path
+
+    check_format(args.format)
+    if args.out:
+        check_output(Path(args.out), args.format)  # before a model is downloaded or loaded
+    out = load_classifier(args.source).export(args.out, format=args.format)
     print(f"{out}\n{metadata_path(out, args.format)}")
     return 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from ..errors import InputNotFoundError
+from ._common import UsageError
+
 import argparse
 import fnmatch
 from pathlib import Path
@@ -37,12 +40,12 @@ def register(subparsers) -> None:
 def check_model_folder(folder: Path) -> None:
     """Refuse a folder that does not hold a ``config.json`` and a ``*.weights.h5`` file."""
     if not folder.is_dir():
-        raise FileNotFoundError(f"{str(folder)!r} is not a folder; write one with Classifier.save_pretrained(folder) first")
+        raise InputNotFoundError(f"{str(folder)!r} is not a folder; write one with Classifier.save_pretrained(folder) first")
     names = [p.name for p in folder.iterdir() if p.is_file()]
     wanted = {"config.json": "config.json", "*.weights.h5": "a *.weights.h5 weights file"}
     missing = [label for pattern, label in wanted.items() if not fnmatch.filter(names, pattern)]
     if missing:
-        raise ValueError(
+        raise UsageError(
             f"{str(folder)!r} is missing {' and '.join(missing)}; push a folder written by Classifier.save_pretrained "
             f"(it holds {', '.join(hub.MODEL_FILES)})"
         )
@@ -60,7 +63,9 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    print(hub.resolve_download(args.source, revision=args.revision, token=args.token))
+    from ..zoo import resolve_download
+
+    print(resolve_download(args.source, revision=args.revision, token=args.token))
     return 0
 
 

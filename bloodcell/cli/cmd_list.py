@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("list", help="list architectures and pretrained entries")
     p.set_defaults(func=run)

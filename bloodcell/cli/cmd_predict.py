@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._common import UsageError
+
 import json
 import sys
 from pathlib import Path
@@ -45,7 +47,6 @@ def _expand(paths) -> tuple[list[Path], list[str]]:
 
 def run(args) -> int:
     from .. import load_classifier
-    from . import UsageError
 
     if args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {args.top_k}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 import sys
@@ -10,40 +11,62 @@ from pathlib import Path
 
 import numpy as np
 
+from .._choices import LOSSES, LR_SCHEDULES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, PRESETS
+from ..errors import InputNotFoundError
+from ..training.config import TrainConfig
+from ._common import UsageError, is_within
+
 
 def register(subparsers) -> None:
+    d = TrainConfig()
     p = subparsers.add_parser(
         "train",
         help="train a classifier on a data set (folder of class folders or npz)",
         description="Split DATA (stratified, duplicates kept on one side), train with the two-phase "
-        "Trainer, measure on the held-out split and write a save_pretrained folder.",
+        "Trainer, measure on the held-out split and write a save_pretrained folder. DATA's classes are "
+        "its class folders (or the npz's labels); with --init a bloodcell model, they may differ from "
+        "that model's: it then gets a new head for them.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("data", metavar="DATA", help="a folder with one subfolder per class, or an .npz")
-    p.add_argument("--model", required=True, metavar="ARCH", help="architecture name (see `bloodcell list`)")
+    p.add_argument("--model", default=None, metavar="ARCH",
+                   help="architecture name (see `bloodcell list`); implied by --init MODEL")
     p.add_argument("--init", default="random", metavar="random|imagenet|MODEL",
-                   help="start from random weights, ImageNet weights (backbone), or a trained bloodcell model of "
-                   "the same architecture (a folder, hf://owner/repo@rev or a zoo name; any input size)")
-    p.add_argument("--loss", choices=("crossentropy", "focal"), default="crossentropy")
+                   help="start from random weights, ImageNet weights (backbone), or a trained bloodcell model "
+                   "(a folder, hf://owner/repo@rev or a zoo name; any input size and classes)")
+    p.add_argument("--loss", choices=LOSSES, default=d.loss, help="training loss")
     p.add_argument("--no-class-weights", action="store_true", help="do not weight classes by inverse frequency")
-    p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--optimizer", choices=("lion", "adam", "nadam", "adamw"), default="lion")
-    p.add_argument("--lr", type=float, nargs=2, metavar=("HEAD", "FINETUNE"), default=None, help="learning rates")
-    p.add_argument("--weight-decay", type=float, default=None)
-    p.add_argument("--augment", choices=("seed", "robust", "none"), default="seed")
-    p.add_argument("--lr-schedule", choices=("plateau", "cosine", "none"), default="none")
-    p.add_argument("--precision", choices=("mixed_float16", "mixed_bfloat16", "float32"), default=None)
-    p.add_argument("--head-epochs", type=int, default=30, metavar="N")
-    p.add_argument("--finetune-epochs", type=int, default=10, metavar="M")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, metavar="F",
+                   help="label smoothing of the loss, in [0, 1)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="optimizer")
+    p.add_argument("--lr", type=float, nargs=2, metavar=("HEAD", "FINETUNE"), default=None,
+                   help="learning rates of the two phases (default: the optimizer's, e.g. 3e-4 3e-5 for lion)")
+    p.add_argument("--weight-decay", type=float, default=None, metavar="W",
+                   help="decoupled weight decay (default: none, 0.004 for adamw)")
+    p.add_argument("--augment", choices=(*PRESETS, "none"), default=d.augment, help="augmentation preset")
+    p.add_argument("--lr-schedule", choices=[s or "none" for s in LR_SCHEDULES], default="none",
+                   help="learning-rate schedule of each phase")
+    p.add_argument("--precision", choices=[x for x in PRECISIONS if x], default=None,
+                   help="mixed precision (default: float32)")
+    p.add_argument("--normalization", choices=[x or "none" for x in NORMALIZATIONS], default="none",
+                   help="per-image stain normalisation in front of the backbone (a new model only)")
+    p.add_argument("--head-epochs", type=int, default=d.head_epochs, metavar="N",
+                   help="most epochs of phase 1 (the head alone, or the whole network from random init)")
+    p.add_argument("--finetune-epochs", type=int, default=d.finetune_epochs, metavar="M",
+                   help="most epochs of phase 2 (the top backbone layers)")
     p.add_argument("--unfreeze", type=float, default=None, metavar="N|F",
-                   help="top backbone layers trained in phase 2: a count (>= 1) or a fraction (< 1)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--input-size", type=int, default=96)
-    p.add_argument("--val-fraction", type=float, default=0.1, metavar="F")
-    p.add_argument("--test-fraction", type=float, default=0.1, metavar="F")
-    p.add_argument("--seed", type=int, default=42)
+                   help="top backbone layers trained in phase 2: a count (>= 1) or a fraction (< 1) "
+                   "(default: 0.3 after a frozen phase 1, else all)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, metavar="N", help="images per training step")
+    p.add_argument("--input-size", type=int, default=None, metavar="S",
+                   help="side of the model's input in pixels (default: the --init model's, else 96)")
+    p.add_argument("--val-fraction", type=float, default=0.1, metavar="F", help="share of DATA held out for validation")
+    p.add_argument("--test-fraction", type=float, default=0.1, metavar="F", help="share of DATA held out for the test")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the split, initialisation, order and augmentation")
     p.add_argument("--out", default=None, metavar="FOLDER", help="where the trained model goes (default runs/ARCH)")
     p.add_argument("--workdir", default=None, metavar="FOLDER", help="checkpoints and history (default OUT.work)")
     p.add_argument("--resume", action="store_true", help="continue the run checkpointed in the workdir")
+    p.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
     p.add_argument("--robustness", action="store_true", help="also measure accuracy under corruptions")
     p.set_defaults(func=run)
 
@@ -62,7 +85,6 @@ def _check_split(workdir: Path, args, val_set, test_set) -> None:
 
     A resumed run with another split would go on training on images now held out for testing.
     """
-    from . import UsageError
 
     root = Path(args.data).resolve()
     split = {"val": _split_ids(root, val_set), "test": _split_ids(root, test_set)}
@@ -79,60 +101,73 @@ def _check_split(workdir: Path, args, val_set, test_set) -> None:
     path.write_text(json.dumps(split))
 
 
-def _check_outputs(data: Path, out: Path, workdir: Path, resume: bool) -> None:
+def _check_outputs(data: Path, out: Path, workdir: Path, args) -> None:
     """Refuse, before any data is read or file written, outputs that would fail or destroy something."""
-    from . import UsageError, is_within
+    from ..folder import is_generated_card
+    from ..training.callbacks import checkpoint_exists
 
     if not data.exists():
-        raise FileNotFoundError(f"{data}: no such file or folder; expected a class-folder tree or an .npz file")
+        raise InputNotFoundError(f"{data}: no such file or folder; expected a class-folder tree or an .npz file")
     for flag, path in (("--out", out), ("--workdir", workdir)):
         if is_within(path, data):
             raise UsageError(f"{flag} {path}: is inside DATA {data}, where its files would be read as images; "
                              "choose a folder outside it")
         if path.exists() and not path.is_dir():
             raise UsageError(f"{flag} {path}: is a file, expected a folder; choose another {flag}")
-    if (out / "config.json").exists() and not resume:
-        raise UsageError(f"--out {out}: already holds a trained model; choose another --out")
-    from ..classifier import _is_generated_card
-
-    if (out / "README.md").exists() and not _is_generated_card(out / "README.md"):
+    if args.resume and not checkpoint_exists(workdir):
+        raise UsageError(f"--resume: {workdir} holds no checkpoint, so there is nothing to resume; drop --resume "
+                         "to start a new run (or give the --workdir of the run to continue)")
+    if (out / "config.json").exists() and not (args.resume or args.overwrite):
+        raise UsageError(f"--out {out}: already holds a trained model; choose another --out, or add --overwrite "
+                         "to replace it")
+    if (out / "README.md").exists() and not is_generated_card(out / "README.md"):
         raise UsageError(f"--out {out}: holds a README.md that is not a model card and would be replaced; "
                          "choose another --out")
-    checkpoint = workdir / "checkpoint"
-    if not resume and (checkpoint.exists() or checkpoint.with_name("checkpoint.old").exists()):
+    if not args.resume and checkpoint_exists(workdir):
         raise UsageError(f"--workdir {workdir}: holds a checkpoint of an earlier run; add --resume to continue it, "
                          "or choose another --out or --workdir")
 
 
-def run(args) -> int:
-    from . import UsageError
+def _starting_point(args):
+    """(architecture, weights for Trainer, the parent Classifier or None), from --model and --init."""
+    from ..registry import architecture_info
 
+    if args.model is not None:
+        architecture_info(args.model)  # an unknown name fails before any work
+    if args.init in ("random", "imagenet") or args.init.endswith(".h5"):
+        if args.model is None:
+            raise UsageError(f"--model is required with --init {args.init} (it is implied only by --init MODEL, "
+                             "a trained bloodcell model)")
+        if args.init.endswith(".h5") and not Path(args.init).is_file():
+            raise UsageError(f"--init {args.init}: no such weights file; give a Keras '..._notop.h5' file, "
+                             "'imagenet', 'random' or a bloodcell model")
+        return args.model, {"random": None}.get(args.init, args.init), None
+    from .. import load_classifier
+
+    parent = load_classifier(args.init)
+    if args.model is not None and args.model != parent.architecture:
+        raise UsageError(f"--init {args.init} is a {parent.architecture} model but --model is {args.model}; "
+                         f"drop --model (it is implied) or start from a {args.model} model")
+    return parent.architecture, args.init, parent
+
+
+def run(args) -> int:
     for name in ("val_fraction", "test_fraction"):
         if not 0 < getattr(args, name) < 0.5:
             raise UsageError(f"--{name.replace('_', '-')} must be between 0 and 0.5, got {getattr(args, name)}")
     if args.head_epochs < 0 or args.finetune_epochs < 0:
         raise UsageError("--head-epochs and --finetune-epochs must be >= 0")
-    from ..data import load_dataset, split
-    from ..evaluation import evaluate
     from ..training import Trainer
 
-    out = Path(args.out or f"runs/{args.model}")
+    arch, weights, parent = _starting_point(args)
+    out = Path(args.out or f"runs/{arch}")
     workdir = Path(args.workdir) if args.workdir else out.with_name(out.name + ".work")
-    _check_outputs(Path(args.data), out, workdir, args.resume)
+    _check_outputs(Path(args.data), out, workdir, args)
     unfreeze = None
     if args.unfreeze is not None:
         unfreeze = int(args.unfreeze) if args.unfreeze >= 1 else float(args.unfreeze)
-
-    t0 = time.time()
-    data = load_dataset(args.data, image_size=args.input_size)
-    train_set, val_set, test_set = split(
-        data, (1 - args.val_fraction - args.test_fraction, args.val_fraction, args.test_fraction), seed=args.seed
-    )
-    print(f"data: {len(train_set)} train, {len(val_set)} validation, {len(test_set)} test "
-          f"(loaded in {time.time() - t0:.0f}s)", file=sys.stderr)
-    _check_split(workdir, args, val_set, test_set)
-    trainer = Trainer(
-        args.model,
+    input_size = args.input_size or (parent.input_size if parent is not None else 96)
+    settings = dict(
         loss=args.loss,
         class_weights=not args.no_class_weights,
         label_smoothing=args.label_smoothing,
@@ -145,20 +180,36 @@ def run(args) -> int:
         augment=None if args.augment == "none" else args.augment,
         batch_size=args.batch_size,
         seed=args.seed,
-        workdir=workdir,
         lr_schedule=None if args.lr_schedule == "none" else args.lr_schedule,
         precision=None if args.precision == "float32" else args.precision,
-        input_size=args.input_size,
-        num_classes=len(data.class_names),
-        class_names=data.class_names,
-        weights=None if args.init == "random" else args.init,
+        input_size=input_size,
+        normalization=None if args.normalization == "none" else args.normalization,
     )
-    workdir.mkdir(parents=True, exist_ok=True)
+    TrainConfig(**settings)  # bad settings fail before the data are read
+
+    from ..data import load_dataset, split
+    from ..evaluation import evaluate
+
+    t0 = time.time()
+    data = load_dataset(args.data, image_size=input_size).present_classes()
+    train_set, val_set, test_set = split(
+        data, (1 - args.val_fraction - args.test_fraction, args.val_fraction, args.test_fraction), seed=args.seed
+    )
+    print(f"data: {len(data.class_names)} classes, {len(train_set)} train, {len(val_set)} validation, "
+          f"{len(test_set)} test (loaded in {time.time() - t0:.0f}s)", file=sys.stderr)
+    trainer = Trainer(arch if parent is None else None, weights=weights, class_names=data.class_names,
+                      workdir=workdir, **settings)
+    _check_split(workdir, args, val_set, test_set)
     command = "bloodcell " + shlex.join(a for a in args.argv if a != "--resume")
     command_file = workdir / "command.txt"
     if not (args.resume and command_file.is_file()):
         command_file.write_text(command + "\n")
-    trainer.fit(train_set, val_set, resume=args.resume)
+    try:
+        trainer.fit(train_set, val_set, resume=args.resume)
+    except KeyboardInterrupt:
+        print(f"bloodcell train: interrupted; the last finished epoch is checkpointed in {workdir}: continue with "
+              f"{command} --resume", file=sys.stderr)
+        return 130
     if trainer.resumed:
         command = command_file.read_text().strip()  # the run's first command
     clf = trainer.classifier

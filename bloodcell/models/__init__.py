@@ -1,6 +1,23 @@
-"""Backbone families; importing this package registers every architecture and pretrained entry."""
+"""Backbone families and the generic classifier model; importing this package registers every
+architecture and pretrained entry."""
 
 from . import efficientnet, microcell, mobilenet, vgg  # noqa: F401  (registration side effects)
-from ._head import ModelSpec, build_from_spec, build_model, get_backbone, rebuild_model, set_batchnorm_momentum
+from ._backbone import Backbone, batchnorm_layers, load_backbone, set_batchnorm_momentum, walk_layers
+from ._model import ClassifierModel, ModelSpec, as_classifier_model, build_from_spec, build_model, get_backbone, rebuild_model
+from .layers import StainNormalization
 
-__all__ = ["ModelSpec", "build_from_spec", "build_model", "get_backbone", "rebuild_model", "set_batchnorm_momentum"]
+__all__ = [
+    "Backbone",
+    "ClassifierModel",
+    "ModelSpec",
+    "StainNormalization",
+    "as_classifier_model",
+    "batchnorm_layers",
+    "build_from_spec",
+    "build_model",
+    "get_backbone",
+    "load_backbone",
+    "rebuild_model",
+    "set_batchnorm_momentum",
+    "walk_layers",
+]

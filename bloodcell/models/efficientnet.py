@@ -2,8 +2,8 @@
 
 import keras
 
-from ..registry import PretrainedCfg, register_model, register_pretrained
-from ._head import Backbone, load_backbone
+from .._registry import PretrainedCfg, register_model, register_pretrained
+from ._backbone import Backbone, load_backbone
 
 
 @register_model("effnetb0", family="efficientnet", description="EfficientNetB0 (Tan & Le 2019), the seed report's best backbone")

@@ -6,8 +6,9 @@ label smoothing (the last is a :class:`bloodcell.Trainer` option).
 
 import keras
 
-from ..registry import register_model
-from ._head import BACKBONE_NAME, Backbone
+from .._registry import register_model
+from ..errors import ConfigError
+from ._backbone import BACKBONE_NAME, Backbone
 
 
 @keras.saving.register_keras_serializable(package="bloodcell")
@@ -49,7 +50,7 @@ def _block(x, filters: int, index: int):
 @register_model("microcell", family="microcell", description="Custom CNN after Microcell-Net with batch norm and squeeze-and-excite")
 def microcell(*, input_size: int, weights=None) -> Backbone:
     if weights is not None:
-        raise ValueError(
+        raise ConfigError(
             f"microcell has no ImageNet weights; got weights={weights!r}, use weights=None "
             "(or load a trained bloodcell folder with bloodcell.load_classifier)"
         )

@@ -2,8 +2,8 @@
 
 import keras
 
-from ..registry import PretrainedCfg, register_model, register_pretrained
-from ._head import Backbone, load_backbone
+from .._registry import PretrainedCfg, register_model, register_pretrained
+from ._backbone import Backbone, load_backbone
 
 
 @register_model("mnv3s", family="mobilenet", description="MobileNetV3Small (Howard et al. 2019), fast on CPUs")

@@ -2,8 +2,8 @@
 
 import keras
 
-from ..registry import register_model
-from ._head import Backbone, load_backbone
+from .._registry import register_model
+from ._backbone import Backbone, load_backbone
 
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 

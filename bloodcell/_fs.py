@@ -1,0 +1,95 @@
+"""File-system helpers: atomic writes, whole-folder replacement, paths inside paths."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Iterator, Union
+
+PathLike = Union[str, os.PathLike]
+#: Prefix of the staging folders that :func:`staged_folder` creates beside a target.
+STAGING_PREFIX = ".bloodcell-staging-"
+
+
+def atomic_write_text(path: PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename:
+    readers see the old content or the new one, never a part."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """:func:`atomic_write_text` for bytes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def is_within(path: PathLike, folder: PathLike) -> bool:
+    """Whether ``path`` is ``folder`` itself or (when ``folder`` is a folder) anywhere inside it."""
+    p, d = Path(path).resolve(), Path(folder).resolve()
+    return p == d or (Path(folder).is_dir() and d in p.parents)
+
+
+def recover_staged(target: PathLike) -> None:
+    """Undo what a write of ``target`` killed part-way left behind: a missing ``target`` whose
+    previous version was moved aside comes back, and unfinished staging folders are removed."""
+    target = Path(target)
+    parent = target.parent
+    if not parent.is_dir():
+        return
+    pattern = re.compile(re.escape(f"{STAGING_PREFIX}{target.name}-") + r"(old-)?[0-9a-f]{8}")
+    mine = [p for p in parent.iterdir() if p.name.startswith(STAGING_PREFIX) and pattern.fullmatch(p.name)]
+    olds = [p for p in mine if "-old-" in p.name[len(STAGING_PREFIX) + len(target.name):]]
+    if olds and not target.exists():
+        os.rename(olds[0], target)
+    for stale in mine:
+        if stale.exists():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_folder(target: PathLike, *, replace: bool = False) -> Iterator[Path]:
+    """Yield an empty staging folder beside ``target``; on success it becomes ``target`` whole.
+
+    With ``replace``, an existing ``target`` is swapped out by renames and removed afterwards
+    (the old folder stays complete until the new one is in place, and a process killed between
+    the two renames leaves the old one as ``<target>.old-…`` beside it, never half of each);
+    without it an existing non-empty ``target`` is an error the caller checks first. On any
+    failure the staging folder is removed and ``target`` is untouched.
+    """
+    target = Path(target)
+    parent = target.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    recover_staged(target)
+    stage = parent / f"{STAGING_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
+    stage.mkdir()
+    try:
+        yield stage
+        if target.exists() and replace:
+            old = parent / f"{STAGING_PREFIX}{target.name}-old-{uuid.uuid4().hex[:8]}"
+            os.rename(target, old)
+            os.rename(stage, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            if target.is_dir() and not any(target.iterdir()):
+                target.rmdir()
+            os.rename(stage, target)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise

@@ -1,0 +1,91 @@
+"""The registry's data: :class:`PretrainedCfg`, the decorator families register with, the tables.
+
+A leaf module (it imports no family), so that the family modules can import it; the lookups
+that need every family registered are in :mod:`bloodcell.registry`, which imports them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from ._classes import CLASS_NAMES
+from .errors import ConfigError, ModelNotFoundError
+
+
+@dataclass(frozen=True)
+class PretrainedCfg:
+    """Metadata of one pretrained zoo entry (``<architecture>.<tag>``)."""
+
+    name: str
+    architecture: str
+    input_size: int = 96
+    class_names: tuple[str, ...] = CLASS_NAMES
+    preprocessing: str = "uint8 RGB 0..255; centre crop to square, Lanczos resize; normalisation inside the model"
+    repo_id: Optional[str] = None
+    revision: Optional[str] = None
+    filename: str = "model.weights.h5"
+    sha256: Optional[str] = None
+    size_bytes: Optional[int] = None
+    num_params: Optional[int] = None
+    license: str = "cc-by-4.0"
+    training_data: str = "pbc96 (PBC dataset, Acevedo et al. 2020, CC BY 4.0)"
+    init: str = "random"
+    bundled: bool = False
+    metrics: dict[str, float] = field(default_factory=dict)
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["class_names"] = list(self.class_names)
+        return d
+
+
+@dataclass(frozen=True)
+class ArchitectureInfo:
+    name: str
+    builder: Callable[..., Any]
+    family: str
+    description: str
+    trainable_here: bool = True
+
+
+_ARCHITECTURES: dict[str, ArchitectureInfo] = {}
+_PRETRAINED: dict[str, PretrainedCfg] = {}
+
+
+def register_model(name: str, *, family: str, description: str = "", trainable_here: bool = True):
+    """Decorator registering a backbone builder under ``name``; a second registration is refused."""
+
+    def decorator(fn):
+        if name in _ARCHITECTURES:
+            raise ConfigError(
+                f"architecture {name!r} is already registered (by {_ARCHITECTURES[name].builder.__module__}); "
+                "pick another name"
+            )
+        _ARCHITECTURES[name] = ArchitectureInfo(name, fn, family, description or (fn.__doc__ or "").strip().split("\n")[0], trainable_here)
+        return fn
+
+    return decorator
+
+
+def register_pretrained(*cfgs: PretrainedCfg) -> None:
+    """Add pretrained entries to the zoo; names must be unique and name a registered architecture."""
+    for cfg in cfgs:
+        if cfg.name in _PRETRAINED:
+            raise ConfigError(f"pretrained entry {cfg.name!r} is already registered; names must be unique")
+        if cfg.architecture not in _ARCHITECTURES:
+            raise ConfigError(
+                f"pretrained entry {cfg.name!r} names architecture {cfg.architecture!r}, "
+                f"which is not registered (known: {', '.join(sorted(_ARCHITECTURES))})"
+            )
+        _PRETRAINED[cfg.name] = cfg
+
+
+def unknown(kind: str, name: str, known) -> ModelNotFoundError:
+    """The error for an unknown ``kind`` name, listing the known ones and the closest match."""
+    close = difflib.get_close_matches(str(name), list(known), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ModelNotFoundError(f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}.{hint}")

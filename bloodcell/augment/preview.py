@@ -1,0 +1,44 @@
+"""A picture of images and their augmented views."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from .._checks import check_image_batch
+from ..errors import ConfigError
+from .presets import build_augmentation
+
+def preview_grid(images: np.ndarray, preset: str | None, *, n: int = 16, seed: int = 0,
+                 columns: int = 8, views: int = 1) -> np.ndarray:
+    """A uint8 picture of ``n`` images (first row of each block) and their augmented views.
+
+    ``images``: uint8 (N, S, S, 3). Each block of ``columns`` images is followed by ``views``
+    rows of augmented versions, the images augmented together as one batch (so CutMix pastes
+    patches between them). Tiles are separated by 2-pixel white lines.
+    """
+    arr = check_image_batch(images, empty=False)
+    if n < 1 or columns < 1 or views < 1:
+        raise ConfigError(f"n, columns and views must be at least 1, got n={n}, columns={columns}, views={views}")
+    arr = arr[:n]
+    count = len(arr)
+    augmentation = build_augmentation(preset, seed=seed)
+    labels = tf.one_hot(np.arange(count) % 8, 8)
+    augmented = []
+    for v in range(views):
+        out, _ = augmentation(arr, labels, seed=tf.constant([seed, v]))
+        augmented.append(np.clip(np.rint(out.numpy()), 0, 255).astype(np.uint8))
+    size, gap = arr.shape[1], 2
+    cols = min(columns, count)
+    blocks = math.ceil(count / cols)
+    rows = blocks * (1 + views)
+    grid = np.full((rows * (size + gap) - gap, cols * (size + gap) - gap, 3), 255, np.uint8)
+    for i in range(count):
+        block, col = divmod(i, cols)
+        for r, tile in enumerate([arr[i]] + [a[i] for a in augmented]):
+            top = (block * (1 + views) + r) * (size + gap)
+            left = col * (size + gap)
+            grid[top : top + size, left : left + size] = tile
+    return grid

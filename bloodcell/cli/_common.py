@@ -1,0 +1,33 @@
+"""What the subcommands share: the usage error and the checks of output paths."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from .._fs import is_within
+from ..errors import BloodcellError
+
+
+class UsageError(BloodcellError):
+    """Bad command-line usage; reported in one line with exit status 2."""
+
+    exit_code = 2
+
+
+__all__ = ["UsageError", "check_output_file", "is_within"]
+
+
+def check_output_file(flag: str, path, data, suffixes: Sequence[str]) -> None:
+    """Refuse, before any work, an output file with an unsupported suffix or inside the input DATA."""
+    from pathlib import Path
+
+    path, data = Path(path), Path(data)
+    if path.suffix.lower() not in suffixes:
+        raise UsageError(f"{flag} {path}: expected a file name ending in {', '.join(suffixes)}")
+    if is_within(path, data):
+        raise UsageError(f"{flag} {path}: is the input DATA or inside it, where it would be read as an image; "
+                         "write it somewhere else")
+    if path.is_dir():
+        raise UsageError(f"{flag} {path}: is a folder; give a file name")
+
+

@@ -1,0 +1,279 @@
+"""The model folder format: ``config.json`` + ``model.weights.h5`` + a generated ``README.md`` card.
+
+A folder is self-describing: ``config.json`` names the architecture (rebuilt from the registry by
+name, so loading runs no code and unpickles nothing), its build options, the class names, the
+weights' sha256, and what is known of the model's training and measured figures. Version 1
+folders (bloodcell 0.1) load as they are; version 2 adds the input normalisation to ``build``.
+
+Writes are whole or absent: :func:`write_folder` builds the new folder beside the old one and
+swaps it in with renames, so a process killed at any point leaves either the old folder or the
+new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import keras
+
+from ._fs import atomic_write_text, recover_staged, staged_folder
+from ._util import error_reason, sha256_file
+from ._version import __version__
+from .card import render_model_card
+from .errors import ChecksumError, ConfigError, InputNotFoundError
+from .models import ClassifierModel, ModelSpec, as_classifier_model, build_from_spec
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.weights.h5"
+CARD_NAME = "README.md"
+FORMAT = "bloodcell-classifier"
+FORMAT_VERSION = 2
+#: The files a folder of this format holds (what ``hub push`` uploads).
+MODEL_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
+
+PREPROCESSING = {
+    "input": "RGB, uint8 or float values 0..255, shape (N, S, S, 3)",
+    "resize": "centre crop to a square, then Lanczos resize to S x S (bloodcell.imageio.resize_image)",
+    "normalisation": "inside the model (the backbone's own preprocessing layers)",
+}
+_STAIN = "per-image stain normalisation inside the model (bloodcell.models.StainNormalization), then the backbone's own preprocessing layers"
+
+#: Keys every config.json has, with the types they must have.
+_REQUIRED: dict[str, tuple[type, ...]] = {
+    "architecture": (str,),
+    "build": (dict,),
+    "class_names": (list,),
+    "weights_file": (str,),
+}
+_OPTIONAL: dict[str, tuple[type, ...]] = {
+    "name": (str, type(None)),
+    "input_size": (int,),
+    "preprocessing": (dict, type(None)),
+    "weights_sha256": (str, type(None)),
+    "metrics": (dict,),
+    "training": (dict,),
+    "robustness": (dict, type(None)),
+    "calibration": (dict, type(None)),
+    "hub_source": (str, type(None)),
+    "eval_data": (str, type(None)),
+    "evaluation_command": (str, type(None)),
+    "bloodcell_version": (str,),
+    "keras_version": (str,),
+}
+_TYPE_NAMES = {str: "a string", dict: "an object", list: "a list", int: "an integer", type(None): "null"}
+
+
+def preprocessing_description(spec: ModelSpec) -> dict[str, str]:
+    """What ``config.json``'s ``preprocessing`` says for a model of this spec."""
+    return {**PREPROCESSING, "normalisation": _STAIN} if spec.normalization else dict(PREPROCESSING)
+
+
+def is_generated_card(path) -> bool:
+    """Whether ``path`` is a model card that bloodcell wrote (not a user's own README)."""
+    try:
+        head = Path(path).read_text(encoding="utf-8")[:2000]
+    except (OSError, UnicodeDecodeError):
+        return False
+    return head.startswith("---") and "library_name: bloodcell" in head
+
+
+def _expect(path: Path, key: str, value, types: tuple[type, ...]) -> None:
+    if isinstance(value, bool) or not isinstance(value, types):
+        wanted = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
+        raise ConfigError(f"{path}: {key!r} must be {wanted}, got {json.dumps(value)[:80]}; "
+                          "re-save the model with save_pretrained")
+
+
+def validate_config(cfg: Any, path: Path) -> dict[str, Any]:
+    """Check a parsed ``config.json`` against the format; one line naming the file and the key."""
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+        found = cfg.get("format") if isinstance(cfg, dict) else type(cfg).__name__
+        raise ConfigError(f"{path}: expected a bloodcell config (\"format\": \"{FORMAT}\"), got {found!r}")
+    version = cfg.get("format_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ConfigError(f"{path}: 'format_version' must be an integer (1..{FORMAT_VERSION}), got "
+                          f"{json.dumps(version)}; re-save the model with save_pretrained")
+    if version > FORMAT_VERSION:
+        raise ConfigError(f"{path}: format version {version} is newer than this bloodcell understands "
+                          f"({FORMAT_VERSION}); upgrade with `pip install -U bloodcell`")
+    for key, types in _REQUIRED.items():
+        if key not in cfg:
+            raise ConfigError(f"{path}: missing key {key!r}; re-save the model with save_pretrained")
+        _expect(path, key, cfg[key], types)
+    for key, types in _OPTIONAL.items():
+        if key in cfg:
+            _expect(path, key, cfg[key], types)
+    names = cfg["class_names"]
+    if len(names) < 2 or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+        raise ConfigError(f"{path}: 'class_names' must be a list of two or more distinct non-empty strings, "
+                          f"got {json.dumps(names)[:80]}")
+    if "/" in cfg["weights_file"] or "\\" in cfg["weights_file"] or cfg["weights_file"] in ("", ".", ".."):
+        raise ConfigError(f"{path}: 'weights_file' must be a file name inside the folder, got {cfg['weights_file']!r}")
+    sha = cfg.get("weights_sha256")
+    if sha is not None and not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise ConfigError(f"{path}: 'weights_sha256' must be 64 lower-case hex characters, got {sha!r}")
+    for key, value in cfg.get("metrics", {}).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: metric {key!r} must be a number, got {json.dumps(value)[:80]}")
+    return cfg
+
+
+def read_config(folder) -> dict[str, Any]:
+    """The validated ``config.json`` of a model folder."""
+    folder = Path(folder)
+    recover_staged(folder)
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise ConfigError(
+            f"{folder}: no {CONFIG_NAME}; expected a folder written by Classifier.save_pretrained "
+            "(config.json + model.weights.h5 + README.md)"
+        )
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc}); re-save the model with save_pretrained") from None
+    return validate_config(cfg, path)
+
+
+def load_model(folder, *, sha256: Optional[str] = None) -> tuple[ClassifierModel, dict[str, Any]]:
+    """The model of a folder and its config. With ``sha256``, the weights file must have that hash
+    (else the hash the config records)."""
+    folder = Path(folder)
+    cfg = read_config(folder)
+    path = folder / CONFIG_NAME
+    weights = folder / cfg["weights_file"]
+    if not weights.is_file():
+        raise InputNotFoundError(f"{folder}: config.json names weights {weights.name!r}, which is missing")
+    expected = sha256 or cfg.get("weights_sha256")
+    if expected:
+        actual = sha256_file(weights)
+        if actual != expected:
+            raise ChecksumError(
+                f"{weights}: sha256 is {actual}, expected {expected}; the file is corrupt or was "
+                "replaced; delete it (or the Hugging Face cache entry) and download it again"
+            )
+    spec = ModelSpec.from_config(cfg["architecture"], cfg["build"], source=str(path))
+    if spec.num_classes != len(cfg["class_names"]):
+        raise ConfigError(f"{path}: build.num_classes is {spec.num_classes} but 'class_names' has "
+                          f"{len(cfg['class_names'])} names; re-save the model with save_pretrained")
+    if "input_size" in cfg and cfg["input_size"] != spec.input_size:
+        raise ConfigError(f"{path}: 'input_size' is {cfg['input_size']} but build.input_size is {spec.input_size}; "
+                          "re-save the model with save_pretrained")
+    model = build_from_spec(spec, class_names=cfg["class_names"])
+    try:
+        with warnings.catch_warnings():
+            # Keras warns, and keeps fresh weights, for parts of a model that a file lacks.
+            warnings.simplefilter("error", UserWarning)
+            model.load_weights(weights)
+    except Exception as exc:  # h5py/keras raise many types for mismatched or damaged files
+        raise ConfigError(
+            f"{weights}: weights do not fit architecture {cfg['architecture']!r} ({error_reason(exc)}); the folder is "
+            "damaged or was written by another model"
+        ) from None
+    return model, cfg
+
+
+def make_config(model: ClassifierModel, *, name: Optional[str] = None, metrics=None, training=None,
+                extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """The ``config.json`` content of a model and what is known about it."""
+    model = as_classifier_model(model)
+    spec = model.spec
+    cfg: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "architecture": spec.architecture,
+        "build": spec.to_config(),
+        "input_size": spec.input_size,
+        "class_names": list(model.class_names),
+        "preprocessing": preprocessing_description(spec),
+        "weights_file": WEIGHTS_NAME,
+        "metrics": dict(metrics or {}),
+        "training": dict(training or {}),
+        "bloodcell_version": __version__,
+        "keras_version": keras.__version__,
+    }
+    cfg.update(extra or {})
+    return cfg
+
+
+def _weights_only(model: ClassifierModel) -> ClassifierModel:
+    """The model without optimizer state (a compiled model's weights file would include it)."""
+    return model if getattr(model, "optimizer", None) is None else model.copy()
+
+
+def write_folder(folder, model: ClassifierModel, cfg: dict[str, Any], *, card: bool = True,
+                 before_swap: Optional[Callable[[Path], None]] = None) -> Path:
+    """Write ``model`` and ``cfg`` as a model folder, replacing ``folder`` as a whole.
+
+    Other files already in ``folder`` are carried over; a README.md there that is not a
+    bloodcell card is refused (it would be replaced). ``cfg["weights_sha256"]`` is filled in.
+    ``before_swap(stage)`` runs on the complete new folder just before it replaces the old one.
+    """
+    folder = Path(folder)
+    recover_staged(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder}: exists and is not a folder; pass a folder path to save into")
+    if card and (folder / CARD_NAME).exists() and not is_generated_card(folder / CARD_NAME):
+        raise ConfigError(
+            f"{folder / CARD_NAME}: is not a bloodcell model card and would be replaced by one; "
+            "save into another folder, or pass card=False"
+        )
+    with staged_folder(folder, replace=True) as stage:
+        _weights_only(model).save_weights(stage / WEIGHTS_NAME)
+        cfg = {**cfg, "weights_sha256": sha256_file(stage / WEIGHTS_NAME)}
+        atomic_write_text(stage / CONFIG_NAME, json.dumps(cfg, indent=2) + "\n")
+        if card:
+            atomic_write_text(stage / CARD_NAME, render_model_card(cfg))
+        if folder.is_dir():
+            for old in folder.iterdir():
+                if old.name in (CONFIG_NAME, WEIGHTS_NAME) or (stage / old.name).exists():
+                    continue
+                if old.name == CARD_NAME and is_generated_card(old):
+                    continue  # it describes the weights being replaced
+                (shutil.copytree if old.is_dir() else shutil.copy2)(old, stage / old.name)
+        if before_swap is not None:
+            before_swap(stage)
+    return folder
+
+
+def update_config(folder, changes: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """Apply ``changes`` to a folder's config and regenerate its card; both files are replaced
+    atomically (config first: a card is always rendered from a config on disk)."""
+    folder = Path(folder)
+    cfg = changes(read_config(folder))
+    validate_config(cfg, folder / CONFIG_NAME)
+    atomic_write_text(folder / CONFIG_NAME, json.dumps(cfg, indent=2) + "\n")
+    if not (folder / CARD_NAME).exists() or is_generated_card(folder / CARD_NAME):
+        atomic_write_text(folder / CARD_NAME, render_model_card(cfg))
+    return cfg
+
+
+def model_files(folder) -> list[Path]:
+    """The files of a model folder that belong to the model (what is published)."""
+    folder = Path(folder)
+    return [folder / name for name in MODEL_FILES if (folder / name).is_file()]
+
+
+__all__ = [
+    "CARD_NAME",
+    "CONFIG_NAME",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MODEL_FILES",
+    "PREPROCESSING",
+    "WEIGHTS_NAME",
+    "is_generated_card",
+    "load_model",
+    "make_config",
+    "model_files",
+    "read_config",
+    "update_config",
+    "validate_config",
+    "write_folder",
+]

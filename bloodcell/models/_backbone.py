@@ -1,0 +1,78 @@
+"""What a family builder returns, and the helpers family modules share."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import keras
+
+from ..errors import ConfigError
+
+BACKBONE_NAME = "backbone"
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """What a family builder returns: the feature extractor and the layers that feed it."""
+
+    model: keras.Model
+    preprocessing: Sequence[keras.layers.Layer] = ()
+    default_dropout: float = 0.2
+
+
+def _imagenet_error(architecture: str, exc: Exception) -> ConfigError:
+    return ConfigError(
+        f"could not fetch the ImageNet weights of {architecture!r} ({type(exc).__name__}: "
+        f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); download the Keras "
+        "'..._notop.h5' weights file elsewhere and pass its path as weights='/path/to/file.h5', "
+        "or use weights=None to train from random init"
+    )
+
+
+def load_backbone(constructor, architecture: str, weights, **kwargs) -> keras.Model:
+    """Call a ``keras.applications`` constructor, turning a failed weight download into a clear error."""
+    if weights not in (None, "imagenet"):
+        if not os.path.isfile(str(weights)):
+            raise ConfigError(
+                f"weights={weights!r}: expected None, 'imagenet' or the path of a Keras '.h5' weights "
+                f"file of {architecture!r} without its top; no such file"
+            )
+    try:
+        model = constructor(include_top=False, weights=weights, **kwargs)
+    except ConfigError:
+        raise
+    except Exception as exc:  # keras raises bare Exceptions for URL and HTTP failures
+        if weights is None:
+            raise
+        if weights != "imagenet":
+            raise ConfigError(
+                f"weights={weights!r}: the file could not be read as {architecture!r} weights without the top "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}); it is damaged or "
+                "belongs to another architecture: download the Keras '..._notop.h5' file again"
+            ) from None
+        raise _imagenet_error(architecture, exc) from None
+    # Some constructors derive their block layout from `name`, so rename by re-wrapping the graph.
+    return keras.Model(model.input, model.output, name=BACKBONE_NAME)
+
+
+def walk_layers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
+    """Every layer nested inside ``layer`` (sub-models' layers too), depth first, by the public
+    ``layers`` property of models."""
+    for child in getattr(layer, "layers", ()):
+        yield child
+        yield from walk_layers(child)
+
+
+def batchnorm_layers(model: keras.layers.Layer) -> list[keras.layers.BatchNormalization]:
+    """The BatchNormalization layers inside ``model``."""
+    return [layer for layer in walk_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def set_batchnorm_momentum(model: keras.layers.Layer, momentum: float) -> int:
+    """Set the momentum of every BatchNormalization layer inside ``model``; returns how many."""
+    layers = batchnorm_layers(model)
+    for layer in layers:
+        layer.momentum = momentum
+    return len(layers)

@@ -1,0 +1,63 @@
+"""Layers of bloodcell's own that sit inside classifier models (all serialisable by name)."""
+
+from __future__ import annotations
+
+import keras
+
+from ..errors import ConfigError
+
+#: Mean over pbc96 images of the per-image 1st and 95th percentiles of each channel (R, G, B), on
+#: 2x2-averaged pixels: the levels :class:`StainNormalization` maps every image to by default.
+PBC_LOW = (67.3, 20.5, 126.2)
+PBC_HIGH = (254.2, 229.7, 204.0)
+
+
+@keras.saving.register_keras_serializable(package="bloodcell")
+class StainNormalization(keras.layers.Layer):
+    """Per-image colour normalisation: each channel's ``low`` and ``high`` percentiles are mapped
+    to ``target_low`` and ``target_high`` (by default those of PBC images), then clipped to 0..255.
+
+    A slide stained or lit differently (another lab's Wright or May-Grünwald-Giemsa stain, a
+    yellow or blue cast, a washed-out exposure) mostly changes each channel's levels; stretched
+    back to the training data's levels, the cell keeps its own contrast. Percentiles are taken
+    on the image averaged over blocks of ``input side // grid`` pixels, so that noise and single
+    bright pixels do not move them. Input: RGB 0..255, (N, H, W, 3); output float32 0..255.
+    """
+
+    def __init__(self, low: float = 1.0, high: float = 95.0, target_low=PBC_LOW, target_high=PBC_HIGH,
+                 grid: int = 48, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if not 0.0 <= float(low) < float(high) <= 100.0:
+            raise ConfigError(f"StainNormalization: expected 0 <= low < high <= 100 (percentiles), got {low}, {high}")
+        if int(grid) < 1:
+            raise ConfigError(f"StainNormalization: grid must be a positive number of blocks per side, got {grid!r}")
+        self.low, self.high, self.grid = float(low), float(high), int(grid)
+        self.target_low = tuple(float(v) for v in target_low)
+        self.target_high = tuple(float(v) for v in target_high)
+        if len(self.target_low) != 3 or len(self.target_high) != 3:
+            raise ConfigError("StainNormalization: target_low and target_high need one level per channel (R, G, B)")
+
+    def _levels(self, x):
+        k = max(1, min(x.shape[1], x.shape[2]) // self.grid)
+        pooled = keras.ops.average_pool(x, k, k, padding="valid") if k > 1 else x
+        count = pooled.shape[1] * pooled.shape[2]
+        ordered = keras.ops.sort(keras.ops.reshape(pooled, (-1, count, 3)), axis=1)
+        low = ordered[:, int(round(self.low / 100.0 * (count - 1)))]
+        high = ordered[:, int(round(self.high / 100.0 * (count - 1)))]
+        return low[:, None, None, :], high[:, None, None, :]
+
+    def call(self, inputs):
+        x = keras.ops.cast(inputs, "float32")
+        low, high = self._levels(x)
+        target_low = keras.ops.convert_to_tensor(self.target_low, "float32")
+        target_high = keras.ops.convert_to_tensor(self.target_high, "float32")
+        y = (x - low) / keras.ops.maximum(high - low, 1.0) * (target_high - target_low) + target_low
+        return keras.ops.clip(y, 0.0, 255.0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "low": self.low, "high": self.high, "target_low": list(self.target_low),
+                "target_high": list(self.target_high), "grid": self.grid}

@@ -1,0 +1,84 @@
+"""What each phase trains, and the optimizer and loss it trains with."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import keras
+import numpy as np
+
+from ..errors import ConfigError
+from ..models import ClassifierModel
+from .config import ADAMW_DECAY, PHASES, TrainConfig
+
+#: Phase names in history rows: the first phase trains the head alone ("head") or everything ("full").
+FIRST_PHASES = PHASES[:2]
+SECOND_PHASE = PHASES[2]
+
+
+def class_weights_from_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Inverse-frequency class weights ``n / (k * count_c)`` (sklearn's "balanced"); 0 for absent classes."""
+    counts = np.bincount(np.asarray(labels, int), minlength=num_classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
+    return weights.astype(np.float32)
+
+
+def phase_name(phase: int, frozen_first: bool) -> str:
+    """The history's name of phase 0 or 1."""
+    if phase == 1:
+        return SECOND_PHASE
+    return FIRST_PHASES[0] if frozen_first else FIRST_PHASES[1]
+
+
+def _weighted_layers(model: ClassifierModel) -> list[keras.layers.Layer]:
+    return [layer for layer in model.backbone.layers if layer.weights]
+
+
+def unfreeze_count(model: ClassifierModel, unfreeze, frozen_first: bool) -> int:
+    """How many of the backbone's top layers (with weights) the second phase trains."""
+    layers = _weighted_layers(model)
+    value = (0.3 if frozen_first else 1.0) if unfreeze is None else unfreeze
+    n = int(round(value * len(layers))) if isinstance(value, float) else int(value)
+    if not 0 <= n <= len(layers):
+        raise ConfigError(
+            f"unfreeze={unfreeze!r}: the {model.architecture} backbone has {len(layers)} layers with "
+            f"weights; pass a count in 0..{len(layers)} or a fraction in [0.0, 1.0]"
+        )
+    return n
+
+
+def set_trainable(model: ClassifierModel, phase: int, *, frozen_first: bool, unfreeze) -> None:
+    """Phase 0: the backbone frozen (``frozen_first``) or all trainable. Phase 1: the top
+    ``unfreeze`` weighted layers of the backbone train, batch norm excepted (it stays in inference
+    mode, keeping the statistics the features were learnt with)."""
+    backbone = model.backbone
+    if phase == 0:
+        backbone.trainable = not frozen_first
+        return
+    layers = _weighted_layers(model)
+    n = unfreeze_count(model, unfreeze, frozen_first)
+    backbone.trainable = True
+    for i, layer in enumerate(layers):
+        layer.trainable = i >= len(layers) - n and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def make_optimizer(config: TrainConfig, learning_rate: float) -> keras.optimizers.Optimizer:
+    """The optimizer that ``config`` names, at ``learning_rate``."""
+    kwargs: dict = {"learning_rate": learning_rate}
+    if config.weight_decay is not None:
+        kwargs["weight_decay"] = config.weight_decay
+    elif config.optimizer == "adamw":
+        kwargs["weight_decay"] = ADAMW_DECAY
+    cls = {"lion": keras.optimizers.Lion, "adam": keras.optimizers.Adam,
+           "nadam": keras.optimizers.Nadam, "adamw": keras.optimizers.AdamW}[config.optimizer]
+    return cls(**kwargs)
+
+
+def make_loss(config: TrainConfig, class_weights: Optional[np.ndarray] = None) -> keras.losses.Loss:
+    """The Keras loss of ``config``; focal loss takes the class weights as per-class alpha."""
+    if config.loss == "focal":
+        alpha = (class_weights / class_weights.sum()).tolist() if class_weights is not None else 0.25
+        return keras.losses.CategoricalFocalCrossentropy(
+            alpha=alpha, gamma=config.focal_gamma, label_smoothing=config.label_smoothing
+        )
+    return keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)

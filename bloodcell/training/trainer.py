@@ -1,0 +1,429 @@
+"""The two-phase :class:`Trainer`: resumable, seeded and distributable.
+
+Phase 1 trains the head alone with the backbone frozen (``"head"``: pretrained features and a new
+head) or the whole network (``"full"``: from random init, or continuing a bloodcell model of the
+same classes); phase 2 (``"finetune"``) unfreezes the top layers of the backbone, keeps batch-norm
+layers in inference mode and trains at the lower rate. Each phase is one ``model.fit`` with
+Keras' early stopping on validation loss (best weights restored), the learning-rate schedule and
+CSV logging, plus :class:`~bloodcell.training.callbacks.TrainingCheckpoint`.
+
+Every epoch's data is a function of (seed, phase, epoch) (:func:`bloodcell.pipeline.make_epochs`)
+and every epoch ends with a checkpoint, so a run killed at any point and resumed ends exactly
+where an uninterrupted run ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import keras
+import numpy as np
+
+from .._checks import check_class_names, check_positive_int
+from ..classifier import Classifier, load_classifier
+from ..errors import ConfigError, DataError
+from ..models import ClassifierModel, as_classifier_model, build_model
+from .callbacks import (
+    CHECKPOINT,
+    HISTORY_CSV,
+    EpochRecord,
+    TrainingCheckpoint,
+    assign,
+    checkpoint_exists,
+    load_checkpoint,
+    plot_history,
+    save_checkpoint,
+    truncate_history,
+)
+from .config import TrainConfig
+from .policy import class_weights_from_labels, make_loss, make_optimizer, phase_name, set_trainable, unfreeze_count
+
+ModelArg = Union[str, keras.Model, None]
+WeightsArg = Union[str, os.PathLike, Classifier, None]
+
+
+class Trainer:
+    """Two-phase training of a bloodcell model (see the module docstring).
+
+    Args:
+        model: an architecture name (``bloodcell.list_models()``) or a
+            :class:`~bloodcell.models.ClassifierModel` to go on training. None with a bloodcell
+            model as ``weights``: that model's architecture.
+        weights: None (random init), ``"imagenet"``, the path of an ImageNet weights file, or a
+            trained bloodcell model (a :class:`~bloodcell.Classifier`, a saved folder,
+            ``hf://owner/repo@revision`` or a zoo name) whose weights start the network, at any
+            input size. Its classes may differ from the data's: the head is then new for the
+            data's classes (units of classes both share keep their weights) and phase 1 trains
+            it with the backbone frozen.
+        class_names: the classes, in output order (default: the training data's).
+        num_classes: the number of outputs when there are no class names (default 8).
+        workdir: folder for checkpoints and ``history.csv``/``history.png`` (None: none kept).
+        distribution: a ``tf.distribute`` strategy to build and train the model under.
+        config: a :class:`TrainConfig`; or give its fields as keyword arguments.
+        **settings: :class:`TrainConfig` fields (``optimizer="adamw"``, ``head_epochs=5``...).
+    """
+
+    def __init__(self, model: ModelArg = None, *, weights: WeightsArg = None,
+                 class_names: Optional[Sequence[str]] = None, num_classes: Optional[int] = None,
+                 workdir: Union[str, os.PathLike, None] = None, distribution=None,
+                 config: Optional[TrainConfig] = None, **settings: Any):
+        unknown = sorted(set(settings) - set(TrainConfig.fields()))
+        if unknown:
+            raise ConfigError(f"Trainer: unknown setting(s) {unknown}; known: {', '.join(TrainConfig.fields())}")
+        if config is not None and settings:
+            raise ConfigError("Trainer: pass either config=TrainConfig(...) or settings as keywords, not both")
+        self.config = config or TrainConfig(**settings)
+        self.workdir = Path(workdir) if workdir is not None else None
+        self.distribution = distribution
+        self.class_names = check_class_names(class_names) if class_names else None
+        self.num_classes = check_positive_int(num_classes, "num_classes", minimum=2) if num_classes else None
+        self._init_source = weights if _is_bloodcell_source(weights) else None
+        self._weights = None if self._init_source is not None else weights
+        if isinstance(model, str):
+            from ..registry import architecture_info
+
+            architecture_info(model)  # an unknown name fails now, not in fit()
+        elif model is None and self._init_source is None:
+            raise ConfigError("Trainer: give model= an architecture name (see bloodcell.list_models()) or "
+                              "weights= a trained bloodcell model to start from")
+        elif model is not None and not isinstance(model, str):
+            as_classifier_model(model)
+            if self._init_source is not None:
+                raise ConfigError(
+                    "weights: a bloodcell model to start from needs model= an architecture name, got a "
+                    f"{type(model).__name__}; pass Trainer('{getattr(weights, 'architecture', 'effnetb0')}', weights=...)"
+                )
+        self._model_arg = model
+        self._init_record: Optional[dict[str, Any]] = None
+        self._new_head = self._weights is not None  # ImageNet features under a new head
+        self.model: Optional[ClassifierModel] = None
+        self.history: list[dict[str, Any]] = []
+        self.resumed = False  # set by fit(): whether it continued a checkpointed run
+        self._train_weights: Optional[np.ndarray] = None
+
+    def __getattr__(self, name: str):
+        # Settings read as attributes (trainer.batch_size, trainer.seed...), as before TrainConfig.
+        if name != "config" and name in TrainConfig.fields():
+            return getattr(self.config, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    # -- model -------------------------------------------------------------------------------
+    def _scope(self):
+        return self.distribution.scope() if self.distribution is not None else contextlib.nullcontext()
+
+    def _names(self) -> Sequence[str]:
+        if self.class_names:
+            return self.class_names
+        return [f"class_{i}" for i in range(self.num_classes)] if self.num_classes not in (None, 8) else None
+
+    def _make_model(self) -> ClassifierModel:
+        """The model to train, built under the precision policy and the distribution scope."""
+        cfg = self.config
+        if cfg.precision:
+            keras.mixed_precision.set_dtype_policy(cfg.precision)
+        try:
+            with self._scope():
+                keras.utils.set_random_seed(cfg.seed)
+                if isinstance(self._model_arg, ClassifierModel):
+                    if self.distribution is None and not cfg.precision:
+                        return self._model_arg
+                    return self._model_arg.copy()  # variables must be created under the strategy / policy
+                if self._init_source is not None:
+                    return self._from_parent()
+                return build_model(self._model_arg, class_names=self._names(), input_size=cfg.input_size,
+                                   weights=self._weights, normalization=cfg.normalization)
+        finally:
+            if cfg.precision:
+                keras.mixed_precision.set_dtype_policy("float32")
+
+    def _from_parent(self) -> ClassifierModel:
+        """The parent bloodcell model at this input size, with a new head if the classes differ."""
+        source = self._init_source
+        parent = source if isinstance(source, Classifier) else load_classifier(source)
+        arch = self._model_arg or parent.architecture
+        if parent.architecture != arch:
+            raise ConfigError(
+                f"weights={str(source)!r}: a {parent.architecture} model, expected a {arch} one to start a {arch} "
+                f"from; train --model {parent.architecture}, or start from a {arch} model"
+            )
+        names = tuple(self._names() or parent.class_names)
+        if self.num_classes and not self.class_names and len(names) != self.num_classes:
+            raise ConfigError(f"weights={str(source)!r}: has {len(parent.class_names)} classes, num_classes is "
+                              f"{self.num_classes}; give class_names to train it on other classes")
+        model = as_classifier_model(parent.model, "weights").with_classes(names, input_size=self.config.input_size)
+        self._new_head = names != tuple(parent.class_names)
+        info = parent.training or {}
+        self._init_record = {
+            "source": parent.name if isinstance(source, Classifier) else str(source),
+            "class_names": list(parent.class_names),
+            **{k: info[k] for k in ("init", "hardware", "command", "wall_time_s") if k in info},
+            "input_size": parent.input_size,
+            **({"new_classes": [c for c in names if c not in parent.class_names],
+                "dropped_classes": [c for c in parent.class_names if c not in names]} if self._new_head else {}),
+        }
+        return model
+
+    @property
+    def spec(self):
+        return self.model.spec
+
+    def _frozen_first(self) -> bool:
+        if self.config.freeze_backbone is not None:
+            return self.config.freeze_backbone
+        return self._new_head
+
+    def _record(self) -> dict[str, Any]:
+        """The settings a checkpoint is checked against (and the card records)."""
+        return {
+            "architecture": self.spec.architecture,
+            "build": self.spec.to_config(),
+            "class_names": list(self.model.class_names),
+            **self.config.record(),
+            **({"init_from": self._init_record["source"]} if self._init_record else {}),
+        }
+
+    def make_loss(self, class_weights: Optional[np.ndarray] = None) -> keras.losses.Loss:
+        """The Keras loss of this trainer (see :func:`bloodcell.training.policy.make_loss`)."""
+        return make_loss(self.config, class_weights)
+
+    def _compile(self, phase: int, learning_rate: float) -> None:
+        set_trainable(self.model, phase, frozen_first=self._frozen_first(), unfreeze=self.config.unfreeze)
+        with self._scope():
+            self.model.compile(
+                optimizer=make_optimizer(self.config, learning_rate),
+                loss=make_loss(self.config, self._train_weights if self.config.loss == "focal" else None),
+                metrics=["accuracy"],
+            )
+            self.model.optimizer.build(self.model.trainable_variables)
+
+    # -- data --------------------------------------------------------------------------------
+    def _epoch_seed(self, phase: int, epoch: int) -> int:
+        return self.config.seed * 1000 + phase * 500 + epoch
+
+    def _images(self, data):
+        images = np.asarray(data.images)
+        if images.shape[1:3] != (self.spec.input_size, self.spec.input_size):
+            from ..imageio import resize_images
+
+            images = resize_images(images, self.spec.input_size)
+        return images, np.asarray(data.labels)
+
+    def _weighted(self, ds, train: bool):
+        if not (train and self.config.loss == "crossentropy" and self._train_weights is not None):
+            return ds
+        import tensorflow as tf
+
+        w = tf.constant(self._train_weights)
+        # Per-sample weight = sum_c w_c * y_c, so mixed (CutMix/MixUp) labels are weighted too.
+        return ds.map(lambda x, y: (x, y, tf.linalg.matvec(y, w)), num_parallel_calls=tf.data.AUTOTUNE)
+
+    def _epoch_dataset(self, data, *, train: bool, epoch_seed: int):
+        """One epoch of ``data`` (a Dataset, or a ``tf.data`` dataset used as it is)."""
+        return self._epochs_dataset(data, train=train, seeds=[epoch_seed])
+
+    def _epochs_dataset(self, data, *, train: bool, seeds: Sequence[int]):
+        import tensorflow as tf
+
+        if isinstance(data, tf.data.Dataset):
+            return data.repeat(len(seeds)) if train and len(seeds) > 1 else data
+        from ..pipeline import make_epochs
+
+        images, labels = self._images(data)
+        ds = make_epochs(images, labels, seeds, num_classes=self.spec.num_classes, batch_size=self.config.batch_size,
+                         augment=self.config.augment if train else None, shuffle=train)
+        return self._weighted(ds, train)
+
+    def _steps(self, data) -> Optional[int]:
+        n = len(data.labels) if hasattr(data, "labels") else None
+        if n is None:
+            n_batches = int(data.cardinality())
+            return n_batches if n_batches > 0 else None
+        return -(-n // self.config.batch_size)
+
+    # -- training ----------------------------------------------------------------------------
+    def _check_data(self, train, val) -> None:
+        for name, data in (("train", train), ("val", val)):
+            if hasattr(data, "labels") and len(data.labels) == 0:
+                raise DataError(
+                    f"{name}: the {'training' if name == 'train' else 'validation'} set is empty; give it "
+                    "images (with split(), use larger fractions or more data per class)"
+                )
+        names = tuple(getattr(train, "class_names", None) or ())
+        if names and self.class_names and names != tuple(self.class_names):
+            raise DataError(f"class_names={list(self.class_names)} are not the data's {list(names)}; leave "
+                            "class_names out to take the data's, or relabel the data")
+        if hasattr(train, "labels") and len(np.unique(train.labels)) < 2:
+            raise DataError(f"train: all {len(train.labels)} training images are of one class; a classifier needs "
+                            "images of at least two classes")
+        if names and not self.class_names:
+            self.class_names = names
+
+    def fit(self, train, val, *, resume: bool = False) -> list[dict[str, Any]]:
+        """Run both phases on ``train`` with early stopping on ``val``; returns the history rows.
+
+        ``train``/``val`` are :class:`bloodcell.data.Dataset` objects (reshuffled and augmented
+        per epoch, reproducibly) or ``tf.data`` datasets of (images 0..255, one-hot labels).
+        With ``resume=True`` the run continues from the workdir's checkpoint, which must exist.
+        """
+        import tensorflow as tf
+
+        self._check_data(train, val)
+        if self.config.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        if self.model is None:
+            self.model = self._make_model()
+        if self.class_names and tuple(self.class_names) != self.model.class_names:
+            if isinstance(self._model_arg, ClassifierModel) or len(self.class_names) != self.model.num_classes:
+                raise DataError(f"the model's classes {list(self.model.class_names)} are not the data's "
+                                f"{list(self.class_names)}; train a model built for these classes (or "
+                                "model.with_classes(names) for a new head)")
+            self.model.class_names = tuple(self.class_names)  # built before fit() knew the names
+        if self.config.finetune_epochs > 0:
+            unfreeze_count(self.model, self.config.unfreeze, self._frozen_first())  # fails now, not after phase 1
+        if self.config.class_weights and hasattr(train, "labels"):
+            self._train_weights = class_weights_from_labels(train.labels, self.spec.num_classes)
+        record = self._record()
+        if resume:
+            if self.workdir is None:
+                raise ConfigError("resume=True needs a workdir; pass Trainer(..., workdir=FOLDER)")
+            if not checkpoint_exists(self.workdir):
+                raise ConfigError(f"{self.workdir}: holds no checkpoint, so there is nothing to resume; "
+                                  "drop resume=True (--resume) to start a new run")
+            restore = load_checkpoint(self.workdir, record)
+            state = {k: v for k, v in restore.items() if k not in ("weights", "optimizer", "best")}
+        else:
+            restore = None
+            if checkpoint_exists(self.workdir):
+                raise ConfigError(
+                    f"{self.workdir}: holds a checkpoint of an earlier run; pass resume=True (--resume) to "
+                    "continue it, or use another workdir"
+                )
+            state = {"phase": 0 if self.config.head_epochs > 0 else 1, "epoch": 0, "stopped": False, "done": False,
+                     "history": []}
+            if self.workdir is not None:
+                self.workdir.mkdir(parents=True, exist_ok=True)
+                (self.workdir / HISTORY_CSV).unlink(missing_ok=True)
+        self.resumed = resume
+        self.history = state["history"]
+        val_ds = self._epoch_dataset(val, train=False, epoch_seed=self.config.seed)
+        if restore is not None and state["done"]:
+            assign(self.model.variables, restore["weights"])
+        while not state["done"]:
+            self._run_phase(state, train, val_ds, record, restore)
+            restore = None
+        if self.workdir is not None:
+            plot_history(self.history, self.workdir / "history.png")
+        return self.history
+
+    def _run_phase(self, state: dict[str, Any], train, val_ds, record, restore) -> None:
+        cfg = self.config
+        phase = state["phase"]
+        self._compile(phase, cfg.learning_rates[phase])
+        if restore is not None:
+            assign(self.model.variables, restore["weights"])
+            if state["epoch"] > 0:  # at epoch 0 the phase's optimizer is new
+                assign(self.model.optimizer.variables, restore["optimizer"])
+        if self.workdir is not None:
+            truncate_history(self.workdir, len(state["history"]))
+        total = cfg.epochs[phase]
+        name = phase_name(phase, self._frozen_first())
+        early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience[phase],
+                                              restore_best_weights=True)
+        plateau = None
+        callbacks: list[keras.callbacks.Callback] = [early]
+        if cfg.lr_schedule == "cosine":
+            base = cfg.learning_rates[phase]
+            callbacks.append(keras.callbacks.LearningRateScheduler(
+                lambda epoch, lr: float(0.5 * base * (1 + np.cos(np.pi * epoch / max(total, 1))))))
+        elif cfg.lr_schedule == "plateau":
+            plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2)
+            callbacks.append(plateau)
+        callbacks.append(EpochRecord(name, total, cfg.verbose))
+        if self.workdir is not None:
+            callbacks.append(keras.callbacks.CSVLogger(str(self.workdir / HISTORY_CSV), append=True))
+        checkpoint = TrainingCheckpoint(self.workdir, state, record, early, plateau, restore)
+        callbacks.append(checkpoint)
+        first = state["epoch"]
+        if first < total and not state["stopped"]:
+            seeds = [self._epoch_seed(phase, e) for e in range(first, total)]
+            self.model.fit(self._epochs_dataset(train, train=True, seeds=seeds), validation_data=val_ds,
+                           epochs=total, initial_epoch=first, steps_per_epoch=self._steps(train),
+                           shuffle=False, verbose=0, callbacks=callbacks)
+        elif restore is not None and restore.get("best") is not None:
+            self.model.set_weights(restore["best"])  # the phase had ended; its best weights were not yet restored
+        # The phase is over, with its best weights in the model: on to the next, or done.
+        if phase == 0 and cfg.finetune_epochs > 0:
+            state.update(phase=1, epoch=0, stopped=False)
+        else:
+            state["done"] = True
+        state.pop("early_stopping", None)
+        state.pop("plateau", None)
+        if self.workdir is not None:
+            save_checkpoint(self.workdir, self.model, state, record, None)
+
+    # -- outputs -----------------------------------------------------------------------------
+    @property
+    def classifier(self) -> Classifier:
+        """The trained model as a :class:`~bloodcell.Classifier`, ready for ``save_pretrained``."""
+        if self.model is None:
+            raise ConfigError("the trainer has no model yet; call fit(train, val) first")
+        model = self.model
+        if self.distribution is not None or self.config.precision:
+            with _float32_policy():
+                model = self.model.copy()
+        clf = Classifier(model)
+        if self._init_record:
+            init = f"bloodcell model {self._init_record['source']}"
+        else:
+            init = {None: "random", "imagenet": "imagenet"}.get(self.spec.weights, "imagenet (weights file)")
+        phases = [phase_name(0, self._frozen_first()), phase_name(1, self._frozen_first())]
+        clf.training = {
+            "init": init,
+            **({"init_from": {k: v for k, v in self._init_record.items() if k != "class_names"}}
+               if self._init_record else {}),
+            "hardware": _hardware(),
+            "settings": self._record(),
+            "epochs_run": {p: sum(1 for r in self.history if r["phase"] == p) for p in phases},
+            "wall_time_s": round(sum(r["seconds"] for r in self.history)),
+        }
+        return clf
+
+
+@contextlib.contextmanager
+def _float32_policy():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _is_bloodcell_source(weights) -> bool:
+    """Whether ``weights`` names a trained bloodcell model (not None, "imagenet" or a weights file)."""
+    if isinstance(weights, Classifier):
+        return True
+    if weights is None or weights == "imagenet" or not isinstance(weights, (str, os.PathLike)):
+        return False
+    path = Path(weights)
+    return not (path.is_file() or path.suffix == ".h5")  # a folder, hf://owner/repo[@rev] or a zoo name
+
+
+def _hardware() -> str:
+    """What TensorFlow trains on here, e.g. ``"a 2-core CPU"`` or ``"1 GPU (NVIDIA H200)"``."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return f"a {os.cpu_count()}-core CPU"
+    try:
+        name = tf.config.experimental.get_device_details(gpus[0]).get("device_name") or "unknown"
+    except (RuntimeError, ValueError):
+        name = "unknown"
+    return f"{len(gpus)} GPU{'s' if len(gpus) > 1 else ''} ({name})"
+
+
+__all__ = ["Trainer", "CHECKPOINT"]

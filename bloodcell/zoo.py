@@ -1,0 +1,119 @@
+"""Where a model source's files are: a local folder, a zoo entry (bundled or on the Hub), ``hf://``.
+
+:func:`resolve` turns anything :func:`bloodcell.load_classifier` accepts into a local folder of
+the folder format (:mod:`bloodcell.folder`) and, for a zoo name, its :class:`PretrainedCfg`.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from .errors import ConfigError, InputNotFoundError
+from .folder import CONFIG_NAME
+from .registry import PretrainedCfg, pretrained_entry
+
+Source = Union[str, os.PathLike, None]
+HF_PREFIX = "hf://"
+SOURCE_HELP = "a folder written by save_pretrained, hf://owner/repo[@revision] or a zoo name (see `bloodcell list`)"
+
+
+def bundled_path(name: str) -> Path:
+    """The folder inside the installed package that holds a bundled zoo entry."""
+    return Path(str(resources.files("bloodcell") / "_weights" / name))
+
+
+def entry_folder(entry: PretrainedCfg) -> Path:
+    """A local folder holding a zoo entry's files: bundled, or downloaded from its Hub repo."""
+    if entry.bundled:
+        path = bundled_path(entry.name)
+        if not (path / CONFIG_NAME).is_file():
+            raise ConfigError(
+                f"zoo entry {entry.name!r} should ship inside the package at {path}, but it is missing; "
+                "reinstall bloodcell"
+            )
+        return path
+    if not entry.repo_id:
+        raise ConfigError(f"zoo entry {entry.name!r} has no Hub repo and is not bundled; it cannot be loaded")
+    from .hub import download_file
+
+    config = download_file(entry.repo_id, CONFIG_NAME, revision=entry.revision)
+    download_file(entry.repo_id, entry.filename, revision=entry.revision, sha256=entry.sha256)
+    return config.parent
+
+
+def check_entry(entry: PretrainedCfg, cfg: dict[str, Any]) -> None:
+    """Refuse a zoo entry whose files describe another model than its metadata does."""
+    declared = {"architecture": entry.architecture, "input_size": entry.input_size,
+                "class_names": tuple(entry.class_names)}
+    found = {"architecture": cfg["architecture"], "input_size": cfg["build"].get("input_size", cfg.get("input_size")),
+             "class_names": tuple(cfg["class_names"])}
+    wrong = [k for k in declared if declared[k] != found[k]]
+    if wrong:
+        raise ConfigError(
+            f"zoo entry {entry.name!r}: its config.json has {', '.join(f'{k}={found[k]!r}' for k in wrong)}, "
+            f"the entry declares {', '.join(f'{k}={declared[k]!r}' for k in wrong)}; fix the entry in "
+            f"bloodcell/models/ or the release folder"
+        )
+
+
+def is_path_like(source) -> bool:
+    """Whether ``source`` is written as a path (rather than a zoo name or an ``hf://`` source)."""
+    if isinstance(source, os.PathLike):
+        return True
+    text = str(source)
+    return not text.startswith(HF_PREFIX) and (os.sep in text or "/" in text or text.startswith("."))
+
+
+def resolve(source: Source, *, token: Optional[str] = None, default: str) -> tuple[Path, Optional[PretrainedCfg]]:
+    """The local folder of ``source`` and its zoo entry (None unless ``source`` is a zoo name).
+
+    ``source``: None (``default``), a local folder, ``hf://owner/repo[@revision]`` or a zoo name.
+    """
+    if source is None:
+        source = default
+    if not isinstance(source, (str, os.PathLike)):
+        raise ConfigError(f"source: expected None, {SOURCE_HELP}, got {type(source).__name__}")
+    text = os.fspath(source)
+    if isinstance(source, str) and text.startswith(HF_PREFIX):
+        from .hub import download_snapshot, parse_hf_source
+
+        repo_id, revision = parse_hf_source(text)
+        return download_snapshot(repo_id, revision, token=token), None
+    path = Path(text)
+    if path.is_dir():
+        return path, None
+    if path.is_file():
+        raise ConfigError(f"{source}: is a file, not a model folder; pass {SOURCE_HELP}")
+    if is_path_like(source):
+        raise InputNotFoundError(f"{source}: no such folder; pass {SOURCE_HELP}")
+    entry = pretrained_entry(text)
+    return entry_folder(entry), entry
+
+
+def resolve_download(source: str, *, revision: Optional[str] = None, token=None) -> Path:
+    """Fill the cache for ``source`` — ``hf://owner/repo[@revision]`` or a zoo entry name — and return
+    the local folder. ``revision`` overrides the source's revision for ``hf://`` sources; zoo
+    entries are pinned, so a different ``revision`` is refused (``token`` applies to ``hf://`` only:
+    zoo repos are public)."""
+    from .hub import download_snapshot, parse_hf_source
+
+    if source.startswith(HF_PREFIX):
+        repo_id, source_revision = parse_hf_source(source)
+        if revision and source_revision and revision != source_revision:
+            raise ConfigError(f"{source!r} names revision {source_revision!r} but --revision is {revision!r}; give only one")
+        return download_snapshot(repo_id, revision or source_revision, token=token)
+    entry = pretrained_entry(source)
+    if revision and entry.bundled:
+        raise ConfigError(
+            f"zoo entry {entry.name!r} ships inside the bloodcell package and has no Hub revisions; "
+            "drop --revision (the command then prints the package folder)"
+        )
+    if revision and revision != entry.revision:
+        raise ConfigError(
+            f"zoo entry {entry.name!r} is pinned to revision {entry.revision!r} of {entry.repo_id!r}; "
+            f"to fetch another revision use hf://{entry.repo_id}@{revision}"
+        )
+    return entry_folder(entry)

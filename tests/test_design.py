@@ -1,0 +1,162 @@
+"""The library's structure: no import cycles, self-describing models, old folders, Keras' hooks."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import bloodcell
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "bloodcell"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the bloodcell modules it imports, from every import statement (lazy ones too)."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")
+                    base = base[: len(base) - node.level + 1]
+                    stem = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    stem = node.module or ""
+                targets = [f"{stem}.{alias.name}" if f"{stem}.{alias.name}" in modules else stem for alias in node.names]
+            for target in targets:
+                while target and target not in modules:  # `import bloodcell.x.y` names a module's attribute
+                    target = target.rpartition(".")[0]
+                if target and target.startswith("bloodcell") and target != name:
+                    graph[name].add(target)
+    return graph
+
+
+def test_no_import_cycles_among_bloodcell_modules():
+    graph = _import_graph()
+    assert len(graph) > 30 and graph["bloodcell.classifier"]  # the walk found the package
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycle = stack[stack.index(nxt):] + [nxt]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+
+
+@pytest.mark.parametrize("name", bloodcell.list_models())
+def test_keras_file_round_trip_in_a_fresh_process(name, tmp_path):
+    names = ["neutrophil", "blast", "lymphocyte"]
+    model = bloodcell.build_model(name, input_size=32, class_names=names, normalization="stain")
+    x = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "p.npy", np.asarray(model(x, training=False)))
+    model.save(tmp_path / "m.keras")
+    script = textwrap.dedent(f"""
+        import json, sys
+        import numpy as np, keras
+        import bloodcell
+        model = keras.saving.load_model(sys.argv[1] + "/m.keras")  # safe mode
+        x, p = np.load(sys.argv[1] + "/x.npy"), np.load(sys.argv[1] + "/p.npy")
+        print(json.dumps({{"type": type(model).__name__, "architecture": model.architecture,
+                          "class_names": list(model.class_names), "input_size": model.input_size,
+                          "normalization": model.normalization is not None,
+                          "max_diff": float(np.abs(np.asarray(model(x, training=False)) - p).max())}}))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got == {"type": "ClassifierModel", "architecture": name, "class_names": names, "input_size": 32,
+                   "normalization": True, "max_diff": pytest.approx(0.0, abs=1e-5)}
+
+
+def test_shipped_version_1_folders_load_with_the_same_probabilities():
+    """Probabilities that bloodcell 0.1 (format version 1, before ClassifierModel) gave for the
+    sample images, from the folders it saved."""
+    from bloodcell.classifier import load_folder
+
+    saved = json.loads((ROOT / "tests" / "data" / "v1_probabilities.json").read_text())
+    images = [ROOT / p for p in saved["images"]]
+    folders = {"mnv3s.pbc96": PACKAGE / "_weights" / "mnv3s.pbc96", "effnetb0.pbc96": ROOT / "zoo" / "effnetb0.pbc96"}
+    checked = 0
+    for name, folder in folders.items():
+        config = json.loads((folder / "config.json").read_text())
+        if config.get("format_version") != 1:
+            continue  # replaced by a newer release; the other folder still holds the old format
+        clf = load_folder(folder)
+        np.testing.assert_allclose(clf.predict_proba(images), np.asarray(saved[name]), atol=2e-6)
+        checked += 1
+    assert checked >= 1
+
+
+def test_new_head_keeps_the_backbone_and_the_shared_classes():
+    parent = bloodcell.build_model("microcell", input_size=32)
+    child = parent.with_classes(["lymphocyte", "blast", "neutrophil"], input_size=48)
+    assert child.class_names == ("lymphocyte", "blast", "neutrophil") and child.input_size == 48
+    for a, b in zip(parent.backbone.get_weights(), child.backbone.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    kernel, bias = parent.head.get_weights()
+    new_kernel, new_bias = child.head.get_weights()
+    for j, name in ((0, "lymphocyte"), (2, "neutrophil")):
+        i = bloodcell.CLASS_NAMES.index(name)
+        np.testing.assert_array_equal(new_kernel[:, j], kernel[:, i])
+        assert new_bias[j] == bias[i]
+    assert not np.array_equal(new_kernel[:, 1], kernel[:, 0])
+
+
+def test_keras_private_hooks_that_augment_relies_on():
+    """bloodcell.augment uses these private parts of Keras (pinned below its next minor version
+    in pyproject.toml); this fails loudly when a Keras release moves them."""
+    import inspect
+
+    ops = keras.layers.RandAugment._AUGMENT_LAYERS
+    assert isinstance(ops, list) and {"random_shear", "random_translation", "random_rotation", "equalization",
+                                      "solarization", "random_posterization"} <= set(ops)
+    assert callable(getattr(keras.layers.RandomShear, "_get_shear_matrix", None))
+    assert callable(getattr(keras.layers.RandomTranslation, "_get_translation_matrix", None))
+    assert callable(getattr(keras.layers.RandAugment, "_get_seed_generator", None))
+    params = list(inspect.signature(keras.layers.CutMix._generate_batch_mask).parameters)
+    assert params == ["self", "images_shape", "box_corners"]
+    params = list(inspect.signature(keras.layers.CutMix.transform_images).parameters)
+    assert params[:3] == ["self", "images", "transformation"]
+    from bloodcell.augment import CutMix
+
+    layer = CutMix(factor=1.0, seed=0)
+    images = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
+    labels = np.eye(4, dtype="float32")
+    transformation = layer.get_random_transformation({"images": images, "labels": labels}, training=True)
+    assert {"batch_masks", "permutation_order"} <= set(transformation)
