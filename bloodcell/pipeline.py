@@ -41,6 +41,7 @@ from typing import Sequence, Union
 import numpy as np
 import tensorflow as tf
 
+from ._classes import CLASS_NAMES
 from ._checks import check_image_batch, check_labels, check_positive_int
 from .augment import Augmentation, build_augmentation
 from .errors import DataError, InputNotFoundError
@@ -214,7 +215,7 @@ def make_dataset(
     images: np.ndarray,
     labels: np.ndarray,
     *,
-    num_classes: int = 8,
+    num_classes: int = len(CLASS_NAMES),
     batch_size: int = 64,
     augment: AugmentSpec = None,
     shuffle: bool = True,
@@ -245,7 +246,7 @@ def make_epochs(
     labels: np.ndarray,
     seeds: Sequence[int],
     *,
-    num_classes: int = 8,
+    num_classes: int = len(CLASS_NAMES),
     batch_size: int = 64,
     augment: AugmentSpec = None,
     shuffle: bool = True,
@@ -276,7 +277,7 @@ def dataset_from_files(
     labels: np.ndarray,
     *,
     image_size: int = 96,
-    num_classes: int = 8,
+    num_classes: int = len(CLASS_NAMES),
     batch_size: int = 64,
     augment: AugmentSpec = None,
     shuffle: bool = True,
@@ -324,7 +325,7 @@ def augment_dataset(
     dataset: tf.data.Dataset,
     augment: AugmentSpec,
     *,
-    num_classes: int = 8,
+    num_classes: int = len(CLASS_NAMES),
     seed: int | None = 42,
 ) -> tf.data.Dataset:
     """Augment a batched dataset of ``(images, labels)`` the way :func:`make_dataset` does.

@@ -14,7 +14,6 @@ beside the architecture's builder in `bloodcell/models/<family>.py`.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -39,8 +38,8 @@ def main(argv=None) -> int:
 
     from bloodcell import build_model
     from bloodcell._util import sha256_file
-    from bloodcell.card import render_model_card
-    from bloodcell.classifier import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, bundled_path
+    from bloodcell.folder import CONFIG_NAME, WEIGHTS_NAME, read_config, update_config
+    from bloodcell.zoo import bundled_path
 
     if args.train:
         if not args.model:
@@ -58,22 +57,20 @@ def main(argv=None) -> int:
         ap.error("give --repo-id (served from the Hub) or --bundled (shipped in the package)")
     arch, _, tag = args.name.partition(".")
     src = Path(args.folder)
-    cfg = json.loads((src / CONFIG_NAME).read_text())
+    cfg = read_config(src)
     if cfg["architecture"] != arch or not tag:
         ap.error(f"--name must be {cfg['architecture']}.<tag> for this folder, got {args.name!r}")
 
     dest = bundled_path(args.name) if args.bundled else Path(args.zoo_dir) / args.name
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(src / WEIGHTS_NAME, dest / WEIGHTS_NAME)
+    shutil.copy2(src / CONFIG_NAME, dest / CONFIG_NAME)
     for extra in ("test_files.json",):
         for candidate in (src / extra, src.with_name(src.name + ".work") / extra):
             if candidate.is_file():
                 shutil.copy2(candidate, dest / extra)
                 break
-    cfg["name"] = args.name
-    cfg["hub_source"] = args.name
-    (dest / CONFIG_NAME).write_text(json.dumps(cfg, indent=2) + "\n")
-    (dest / CARD_NAME).write_text(render_model_card(cfg))
+    cfg = update_config(dest, lambda c: {**c, "name": args.name, "hub_source": args.name})  # and the card
 
     sha = sha256_file(dest / WEIGHTS_NAME)
     size = (dest / WEIGHTS_NAME).stat().st_size

@@ -84,16 +84,16 @@ def test_keras_file_round_trip_in_a_fresh_process(name, tmp_path):
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "p.npy", np.asarray(model(x, training=False)))
     model.save(tmp_path / "m.keras")
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import json, sys
         import numpy as np, keras
         import bloodcell
         model = keras.saving.load_model(sys.argv[1] + "/m.keras")  # safe mode
         x, p = np.load(sys.argv[1] + "/x.npy"), np.load(sys.argv[1] + "/p.npy")
-        print(json.dumps({{"type": type(model).__name__, "architecture": model.architecture,
+        print(json.dumps({"type": type(model).__name__, "architecture": model.architecture,
                           "class_names": list(model.class_names), "input_size": model.input_size,
                           "normalization": model.normalization is not None,
-                          "max_diff": float(np.abs(np.asarray(model(x, training=False)) - p).max())}}))
+                          "max_diff": float(np.abs(np.asarray(model(x, training=False)) - p).max())}))
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, env=env,

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from .. import corruptions as _c
 from .._choices import PRESETS
+from .._classes import CLASS_NAMES
 from ..errors import ConfigError
 from ._seeding import stateless_seeds
 from .layers import CutMix, PerImageRandAugment, RandomAffine, RandomColorShift, RandomCorruptions, RandomStain
@@ -104,7 +105,7 @@ class Augmentation:
         return f"Augmentation(preset={self.preset!r}: {names})"
 
 
-def build_augmentation(preset: str | None, *, num_classes: int = 8, seed: int | None = None) -> Augmentation:
+def build_augmentation(preset: str | None, *, num_classes: int = len(CLASS_NAMES), seed: int | None = None) -> Augmentation:
     """Build preset ``"seed"``, ``"robust"`` or ``None`` as an :class:`Augmentation` callable."""
     if isinstance(preset, str) and preset.lower() == "none":
         preset = None

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from .._checks import check_image_batch
+from .._classes import CLASS_NAMES
 from ..errors import ConfigError
 from .presets import build_augmentation
 
@@ -25,7 +26,7 @@ def preview_grid(images: np.ndarray, preset: str | None, *, n: int = 16, seed: i
     arr = arr[:n]
     count = len(arr)
     augmentation = build_augmentation(preset, seed=seed)
-    labels = tf.one_hot(np.arange(count) % 8, 8)
+    labels = tf.one_hot(np.arange(count) % len(CLASS_NAMES), len(CLASS_NAMES))  # CutMix mixes some labels
     augmented = []
     for v in range(views):
         out, _ = augmentation(arr, labels, seed=tf.constant([seed, v]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._fs import atomic_write_text
 from ..errors import InputNotFoundError
 from ._common import UsageError, is_within
 
@@ -81,7 +82,7 @@ def run(args) -> int:
         layout = "an .npz"
     if report_path is not None:
         report_path.parent.mkdir(parents=True, exist_ok=True)
-        report_path.write_text(json.dumps(report, indent=2))
+        atomic_write_text(report_path, json.dumps(report, indent=2))
     r = result.report
     print(
         f"Read {r['n_input']} images from {data}. Removed {r['outliers']['count']} outlier(s) that do not look "

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._fs import atomic_write_text
 from .._choices import LOSSES, LR_SCHEDULES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, PRESETS
 from ..errors import InputNotFoundError
 from ..training.config import TrainConfig
@@ -98,7 +99,7 @@ def _check_split(workdir: Path, args, val_set, test_set) -> None:
             )
         return
     workdir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(split))
+    atomic_write_text(path, json.dumps(split))
 
 
 def _check_outputs(data: Path, out: Path, workdir: Path, args) -> None:
@@ -203,7 +204,7 @@ def run(args) -> int:
     command = "bloodcell " + shlex.join(a for a in args.argv if a != "--resume")
     command_file = workdir / "command.txt"
     if not (args.resume and command_file.is_file()):
-        command_file.write_text(command + "\n")
+        atomic_write_text(command_file, command + "\n")
     try:
         trainer.fit(train_set, val_set, resume=args.resume)
     except KeyboardInterrupt:
@@ -238,7 +239,7 @@ def run(args) -> int:
     if test_set.paths:
         root = Path(args.data).resolve()
         rel = [str(Path(p).resolve().relative_to(root)) for p in test_set.paths]
-        (workdir / "test_files.json").write_text(json.dumps(rel))
+        atomic_write_text(workdir / "test_files.json", json.dumps(rel))
     report.plot_confusion(workdir / "confusion.png")
     print(report.to_text())
     print(f"saved {out} (accuracy {report.accuracy:.2%}, macro F1 {report.macro_f1:.2%}); "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Optional
 
 import keras
@@ -82,3 +84,27 @@ def make_loss(config: TrainConfig, class_weights: Optional[np.ndarray] = None) -
             alpha=alpha, gamma=config.focal_gamma, label_smoothing=config.label_smoothing
         )
     return keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+
+
+def is_bloodcell_source(weights) -> bool:
+    """Whether ``weights`` names a trained bloodcell model (not None, "imagenet" or a weights file)."""
+    if hasattr(weights, "model") and hasattr(weights, "class_names"):  # a Classifier
+        return True
+    if weights is None or weights == "imagenet" or not isinstance(weights, (str, os.PathLike)):
+        return False
+    path = Path(weights)
+    return not (path.is_file() or path.suffix == ".h5")  # a folder, hf://owner/repo[@rev] or a zoo name
+
+
+def hardware() -> str:
+    """What TensorFlow trains on here, e.g. ``"a 2-core CPU"`` or ``"1 GPU (NVIDIA H200)"``."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return f"a {os.cpu_count()}-core CPU"
+    try:
+        name = tf.config.experimental.get_device_details(gpus[0]).get("device_name") or "unknown"
+    except (RuntimeError, ValueError):
+        name = "unknown"
+    return f"{len(gpus)} GPU{'s' if len(gpus) > 1 else ''} ({name})"

@@ -27,7 +27,6 @@ from ..classifier import Classifier, load_classifier
 from ..errors import ConfigError, DataError
 from ..models import ClassifierModel, as_classifier_model, build_model
 from .callbacks import (
-    CHECKPOINT,
     HISTORY_CSV,
     EpochRecord,
     TrainingCheckpoint,
@@ -39,7 +38,16 @@ from .callbacks import (
     truncate_history,
 )
 from .config import TrainConfig
-from .policy import class_weights_from_labels, make_loss, make_optimizer, phase_name, set_trainable, unfreeze_count
+from .policy import (
+    class_weights_from_labels,
+    hardware,
+    is_bloodcell_source,
+    make_loss,
+    make_optimizer,
+    phase_name,
+    set_trainable,
+    unfreeze_count,
+)
 
 ModelArg = Union[str, keras.Model, None]
 WeightsArg = Union[str, os.PathLike, Classifier, None]
@@ -80,7 +88,7 @@ class Trainer:
         self.distribution = distribution
         self.class_names = check_class_names(class_names) if class_names else None
         self.num_classes = check_positive_int(num_classes, "num_classes", minimum=2) if num_classes else None
-        self._init_source = weights if _is_bloodcell_source(weights) else None
+        self._init_source = weights if is_bloodcell_source(weights) else None
         self._weights = None if self._init_source is not None else weights
         if isinstance(model, str):
             from ..registry import architecture_info
@@ -384,7 +392,7 @@ class Trainer:
             "init": init,
             **({"init_from": {k: v for k, v in self._init_record.items() if k != "class_names"}}
                if self._init_record else {}),
-            "hardware": _hardware(),
+            "hardware": hardware(),
             "settings": self._record(),
             "epochs_run": {p: sum(1 for r in self.history if r["phase"] == p) for p in phases},
             "wall_time_s": round(sum(r["seconds"] for r in self.history)),
@@ -402,28 +410,4 @@ def _float32_policy():
         keras.config.set_dtype_policy(previous)
 
 
-def _is_bloodcell_source(weights) -> bool:
-    """Whether ``weights`` names a trained bloodcell model (not None, "imagenet" or a weights file)."""
-    if isinstance(weights, Classifier):
-        return True
-    if weights is None or weights == "imagenet" or not isinstance(weights, (str, os.PathLike)):
-        return False
-    path = Path(weights)
-    return not (path.is_file() or path.suffix == ".h5")  # a folder, hf://owner/repo[@rev] or a zoo name
-
-
-def _hardware() -> str:
-    """What TensorFlow trains on here, e.g. ``"a 2-core CPU"`` or ``"1 GPU (NVIDIA H200)"``."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return f"a {os.cpu_count()}-core CPU"
-    try:
-        name = tf.config.experimental.get_device_details(gpus[0]).get("device_name") or "unknown"
-    except (RuntimeError, ValueError):
-        name = "unknown"
-    return f"{len(gpus)} GPU{'s' if len(gpus) > 1 else ''} ({name})"
-
-
-__all__ = ["Trainer", "CHECKPOINT"]
+__all__ = ["Trainer"]
