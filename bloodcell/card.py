@@ -82,6 +82,11 @@ def render_model_card(config: dict[str, Any]) -> str:
         size = f" at {parent['input_size']}x{parent['input_size']}" if parent.get("input_size") else ""
         lines += [f"**Initialised from the bloodcell model `{parent.get('source')}`**{size}{origin}; then "
                   f"trained{on}.", ""]
+        if parent.get("new_classes") or parent.get("dropped_classes"):
+            lines += [f"It had the classes {', '.join(parent.get('class_names', []))}; this model has a new output "
+                      f"layer for its own classes (new: {', '.join(parent.get('new_classes') or []) or 'none'}; "
+                      f"dropped: {', '.join(parent.get('dropped_classes') or []) or 'none'}), the units of the classes "
+                      "both share starting from the parent's.", ""]
         if parent.get("command"):
             lines += [f"The starting model was trained with `{parent['command']}`"
                       + (f" ({parent['wall_time_s']} s)." if parent.get("wall_time_s") else "."), ""]

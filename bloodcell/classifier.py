@@ -105,12 +105,28 @@ class Classifier:
             batch = np.concatenate([batch, np.zeros((padded - n, *batch.shape[1:]), batch.dtype)])
         return np.asarray(self.model.predict_on_batch(batch.astype(np.float32)))[:n]
 
-    def predict_proba(self, images, *, batch_size: int = 64, tta: bool = False) -> np.ndarray:
+    def class_mask(self, classes: Optional[Sequence[str]]) -> Optional[np.ndarray]:
+        """A boolean mask over ``class_names`` for ``classes`` (None: no restriction)."""
+        if classes is None:
+            return None
+        if isinstance(classes, str):
+            classes = [c.strip() for c in classes.split(",") if c.strip()]
+        unknown = [c for c in classes if c not in self.class_names]
+        if unknown or not classes:
+            raise ConfigError(f"classes: {unknown or 'none given'} are not classes of this model; choose among "
+                              f"{', '.join(self.class_names)}")
+        return np.isin(np.array(self.class_names), list(classes))
+
+    def predict_proba(self, images, *, batch_size: int = 64, tta: bool = False,
+                      classes: Optional[Sequence[str]] = None) -> np.ndarray:
         """Class probabilities, shape (N, num_classes), rows summing to 1.
 
         ``tta=True`` averages the probabilities over the 8 flips and 90-degree rotations.
+        ``classes`` restricts the answer to those class names (the classes your data can hold):
+        the other columns are 0 and the rest renormalised to sum to 1.
         """
         batch_size = check_positive_int(batch_size, "batch_size")
+        mask = self.class_mask(classes)
         x = self.preprocess(images)
         views = range(8) if tta else (0,)
         out = np.zeros((len(x), len(self.class_names)), np.float64)
@@ -119,11 +135,14 @@ class Classifier:
             for k in views:
                 out[start : start + len(chunk)] += self._forward(np.ascontiguousarray(_dihedral(chunk, k)), batch_size)
         out /= len(views)
-        return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
+        if mask is not None:
+            out[:, ~mask] = 0.0
+        return (out / np.maximum(out.sum(axis=1, keepdims=True), 1e-30)).astype(np.float32)
 
-    def predict(self, images, *, batch_size: int = 64, tta: bool = False) -> list[str]:
-        """The most probable class name of each image."""
-        proba = self.predict_proba(images, batch_size=batch_size, tta=tta)
+    def predict(self, images, *, batch_size: int = 64, tta: bool = False,
+                classes: Optional[Sequence[str]] = None) -> list[str]:
+        """The most probable class name of each image (among ``classes``, if given)."""
+        proba = self.predict_proba(images, batch_size=batch_size, tta=tta, classes=classes)
         return [self.class_names[i] for i in proba.argmax(axis=1)]
 
     def predict_files(
@@ -134,6 +153,7 @@ class Classifier:
         workers: Optional[int] = None,
         tta: bool = False,
         flag_outliers: bool = False,
+        classes: Optional[Sequence[str]] = None,
     ) -> Iterator[FilePrediction]:
         """Classify image files in batches, decoding ahead in threads while the model runs.
 
@@ -142,6 +162,7 @@ class Classifier:
         :func:`bloodcell.cleaning.find_outliers` says are not blood cells are marked.
         """
         batch_size = check_positive_int(batch_size, "batch_size")
+        self.class_mask(classes)  # bad names fail before any file is read
         workers = workers or min(8, (os.cpu_count() or 1) + 2)
         paths = [Path(p) for p in paths]
         if flag_outliers:
@@ -166,7 +187,7 @@ class Classifier:
                 good = [img for _, img, _ in results if img is not None]
                 if good:
                     batch = np.stack(good)
-                    proba = iter(self.predict_proba(batch, batch_size=batch_size, tta=tta))
+                    proba = iter(self.predict_proba(batch, batch_size=batch_size, tta=tta, classes=classes))
                     outlier = iter(find_outliers(batch) if flag_outliers else [None] * len(good))
                 for p, img, err in results:
                     if img is None:
@@ -243,14 +264,24 @@ def load_folder(folder, *, sha256: Optional[str] = None) -> Classifier:
     )
 
 
-def load_classifier(source=None, *, token: Optional[str] = None) -> Classifier:
+def load_classifier(source=None, *, token: Optional[str] = None,
+                    class_names: Optional[Sequence[str]] = None) -> Classifier:
     """Load a classifier from a local folder, ``hf://owner/repo[@revision]`` or a zoo name.
 
     ``None`` gives the default model, which ships inside the package and works offline.
+    ``class_names`` gives the model a new head for those classes (as timm's ``num_classes`` and
+    keras-hub's ``from_preset(num_classes=...)``): the backbone keeps its trained weights, the
+    output units of classes the model already has keep theirs, the others are new; train it with
+    :class:`~bloodcell.Trainer` (``Trainer(weights=clf)``) before trusting its answers.
     """
     folder, entry = resolve(source, token=token, default=DEFAULT_MODEL)
-    if entry is None:
-        return load_folder(folder)
-    clf = load_folder(folder, sha256=entry.sha256)
-    check_entry(entry, clf.config())
-    return clf
+    clf = load_folder(folder, sha256=entry.sha256 if entry is not None else None)
+    if entry is not None:
+        check_entry(entry, clf.config())
+    if class_names is None or tuple(class_names) == clf.class_names:
+        return clf
+    parent = {"source": clf.name or str(source), "class_names": list(clf.class_names),
+              **{k: clf.training[k] for k in ("init", "hardware", "command", "wall_time_s") if k in clf.training}}
+    new = Classifier(as_classifier_model(clf.model).with_classes(class_names), name=None,
+                     training={"init": f"bloodcell model {parent['source']}", "init_from": parent})
+    return new

@@ -304,8 +304,8 @@ def split_indices(
 ) -> tuple[np.ndarray, ...]:
     """Row indices (sorted) of each part of a split; see :func:`split`."""
     fracs = tuple(float(f) for f in fractions)
-    if len(fracs) not in (2, 3) or min(fracs) < 0 or abs(sum(fracs) - 1.0) > 1e-6:
-        raise ConfigError(f"split: fractions must be 2 or 3 non-negative numbers summing to 1, got {tuple(fractions)}")
+    if len(fracs) < 2 or min(fracs) < 0 or abs(sum(fracs) - 1.0) > 1e-6:
+        raise ConfigError(f"split: fractions must be 2 or more non-negative numbers summing to 1, got {tuple(fractions)}")
     labels = np.asarray(labels).reshape(-1)
     n = len(labels)
     from .cleaning import groups_from_pairs
@@ -350,7 +350,8 @@ def split(
     stratify: bool = True,
     groups: Optional[Sequence[Sequence[int]]] = None,
 ) -> tuple[Dataset, ...]:
-    """Split ``dataset`` into one Dataset per fraction (2 or 3 fractions summing to 1).
+    """Split ``dataset`` into one Dataset per fraction (2 or more fractions summing to 1; k equal
+    fractions give the folds of a k-fold cross-validation).
 
     Every class is split in the given proportions (``stratify=True``), and every duplicate group
     (``groups``, default :func:`bloodcell.cleaning.find_duplicates` with ``near=True``) lands

@@ -293,7 +293,8 @@ def _images_and_labels(classifier, dataset, size: Optional[int] = None) -> tuple
                     f"it does not know (its classes: {list(names)}); evaluate on data of the classifier's classes, "
                     "or fine-tune it on these"
                 )
-            labels = np.array([names.index(c) for c in data_names], np.int64)[labels] if len(labels) else labels
+            mapping = np.array([names.index(c) if c in names else -1 for c in data_names], np.int64)
+            labels = mapping[labels] if len(labels) else labels  # classes without images map to -1, unused
     else:
         raise DataError(f"dataset: expected a bloodcell.data.Dataset or an (images, labels) pair, got {type(dataset).__name__}")
     images = check_image_batch(images)

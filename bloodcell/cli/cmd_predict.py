@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import ConfigError
 from ._common import UsageError
 
 import json
@@ -29,6 +30,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     p.add_argument("--no-outlier-check", action="store_true",
                    help="do not check whether each image looks like a blood-cell image")
+    p.add_argument("--classes", default=None, metavar="LIST",
+                   help="comma-separated class names the images can hold: answer among those only, with the "
+                   "probabilities renormalised over them (default: all the model's classes)")
     p.set_defaults(func=run)
 
 
@@ -56,9 +60,14 @@ def run(args) -> int:
     for err in errors:
         print(f"bloodcell predict: {err}", file=sys.stderr)
     clf = load_classifier(args.model)
-    k = min(args.top_k, len(clf.class_names))
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes is not None else None
+    try:
+        mask = clf.class_mask(classes)
+    except ConfigError as exc:
+        raise UsageError(f"--classes: {exc}") from None
+    k = min(args.top_k, len(clf.class_names) if mask is None else int(mask.sum()))
     results = clf.predict_files(
-        files, batch_size=args.batch_size, tta=args.tta, flag_outliers=not args.no_outlier_check
+        files, batch_size=args.batch_size, tta=args.tta, flag_outliers=not args.no_outlier_check, classes=classes
     )
     if not args.no_progress and sys.stderr.isatty() and len(files) > PROGRESS_MIN:
         from tqdm import tqdm

@@ -15,11 +15,13 @@ from .._fs import atomic_write_text
 from .._choices import LOSSES, LR_SCHEDULES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, PRESETS
 from ..errors import InputNotFoundError
 from ..training.config import TrainConfig
+from ..training.small_data import SMALL_DATA, SMALL_DATA_SETTINGS
 from ._common import UsageError, is_within
 
 
 def register(subparsers) -> None:
     d = TrainConfig()
+    small = SMALL_DATA_SETTINGS
     p = subparsers.add_parser(
         "train",
         help="train a classifier on a data set (folder of class folders or npz)",
@@ -39,30 +41,36 @@ def register(subparsers) -> None:
     p.add_argument("--no-class-weights", action="store_true", help="do not weight classes by inverse frequency")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, metavar="F",
                    help="label smoothing of the loss, in [0, 1)")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="optimizer")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help=f"optimizer (default: {d.optimizer}; {small['optimizer']} for small data)")
     p.add_argument("--lr", type=float, nargs=2, metavar=("HEAD", "FINETUNE"), default=None,
                    help="learning rates of the two phases (default: the optimizer's, e.g. 3e-4 3e-5 for lion)")
     p.add_argument("--weight-decay", type=float, default=None, metavar="W",
                    help="decoupled weight decay (default: none, 0.004 for adamw)")
     p.add_argument("--augment", choices=(*PRESETS, "none"), default=d.augment, help="augmentation preset")
-    p.add_argument("--lr-schedule", choices=[s or "none" for s in LR_SCHEDULES], default="none",
-                   help="learning-rate schedule of each phase")
+    p.add_argument("--lr-schedule", choices=[s or "none" for s in LR_SCHEDULES], default=None,
+                   help=f"learning-rate schedule of each phase (default: none; {small['lr_schedule']} for small data)")
     p.add_argument("--precision", choices=[x for x in PRECISIONS if x], default=None,
                    help="mixed precision (default: float32)")
     p.add_argument("--normalization", choices=[x or "none" for x in NORMALIZATIONS], default="none",
                    help="per-image stain normalisation in front of the backbone (a new model only)")
-    p.add_argument("--head-epochs", type=int, default=d.head_epochs, metavar="N",
-                   help="most epochs of phase 1 (the head alone, or the whole network from random init)")
-    p.add_argument("--finetune-epochs", type=int, default=d.finetune_epochs, metavar="M",
-                   help="most epochs of phase 2 (the top backbone layers)")
+    p.add_argument("--head-epochs", type=int, default=None, metavar="N",
+                   help="most epochs of phase 1 (the head alone, or the whole network) "
+                   f"(default: {d.head_epochs}; {small['head_epochs']}, all run, for small data)")
+    p.add_argument("--finetune-epochs", type=int, default=None, metavar="M",
+                   help=f"most epochs of phase 2 (the top backbone layers) (default: {d.finetune_epochs}; "
+                   f"{small['finetune_epochs']} for small data)")
     p.add_argument("--unfreeze", type=float, default=None, metavar="N|F",
                    help="top backbone layers trained in phase 2: a count (>= 1) or a fraction (< 1) "
                    "(default: 0.3 after a frozen phase 1, else all)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, metavar="N", help="images per training step")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help=f"images per training step (default: {d.batch_size}; {small['batch_size']} for small data)")
     p.add_argument("--input-size", type=int, default=None, metavar="S",
                    help="side of the model's input in pixels (default: the --init model's, else 96)")
-    p.add_argument("--val-fraction", type=float, default=0.1, metavar="F", help="share of DATA held out for validation")
-    p.add_argument("--test-fraction", type=float, default=0.1, metavar="F", help="share of DATA held out for the test")
+    p.add_argument("--val-fraction", type=float, default=None, metavar="F",
+                   help=f"share of DATA held out for validation (default: 0.1; small data, a class under "
+                   f"{SMALL_DATA} images: no split, cross-validation instead)")
+    p.add_argument("--test-fraction", type=float, default=None, metavar="F",
+                   help="share of DATA held out for the test (default: 0.1; small data: cross-validation)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the split, initialisation, order and augmentation")
     p.add_argument("--out", default=None, metavar="FOLDER", help="where the trained model goes (default runs/ARCH)")
     p.add_argument("--workdir", default=None, metavar="FOLDER", help="checkpoints and history (default OUT.work)")
@@ -152,56 +160,77 @@ def _starting_point(args):
     return parent.architecture, args.init, parent
 
 
+def _settings(args, input_size: int, small: bool) -> dict:
+    """TrainConfig fields from the options; for small data, SMALL_DATA_SETTINGS where an option was not given."""
+    unfreeze = None
+    if args.unfreeze is not None:
+        unfreeze = int(args.unfreeze) if args.unfreeze >= 1 else float(args.unfreeze)
+    given = dict(
+        optimizer=args.optimizer,
+        learning_rates=tuple(args.lr) if args.lr else None,
+        head_epochs=args.head_epochs,
+        finetune_epochs=args.finetune_epochs,
+        batch_size=args.batch_size,
+        lr_schedule=args.lr_schedule,
+    )
+    settings = {k: v for k, v in given.items() if v is not None}
+    if small:
+        settings = {**{k: v for k, v in SMALL_DATA_SETTINGS.items()
+                       if k not in settings and not (k == "learning_rates" and args.optimizer)}, **settings}
+    if settings.get("lr_schedule") == "none":
+        settings["lr_schedule"] = None
+    settings.update(
+        loss=args.loss,
+        class_weights=not args.no_class_weights,
+        label_smoothing=args.label_smoothing,
+        weight_decay=args.weight_decay,
+        unfreeze=unfreeze,
+        augment=None if args.augment == "none" else args.augment,
+        seed=args.seed,
+        precision=None if args.precision == "float32" else args.precision,
+        input_size=input_size,
+        normalization=None if args.normalization == "none" else args.normalization,
+    )
+    TrainConfig(**settings)  # bad settings fail before any training
+    return settings
+
+
 def run(args) -> int:
     for name in ("val_fraction", "test_fraction"):
-        if not 0 < getattr(args, name) < 0.5:
-            raise UsageError(f"--{name.replace('_', '-')} must be between 0 and 0.5, got {getattr(args, name)}")
-    if args.head_epochs < 0 or args.finetune_epochs < 0:
-        raise UsageError("--head-epochs and --finetune-epochs must be >= 0")
+        value = getattr(args, name)
+        if value is not None and not 0 < value < 0.5:
+            raise UsageError(f"--{name.replace('_', '-')} must be between 0 and 0.5, got {value}")
+    for name in ("head_epochs", "finetune_epochs"):
+        if getattr(args, name) is not None and getattr(args, name) < 0:
+            raise UsageError("--head-epochs and --finetune-epochs must be >= 0")
     from ..training import Trainer
+    from ..training.small_data import is_small
 
     arch, weights, parent = _starting_point(args)
     out = Path(args.out or f"runs/{arch}")
     workdir = Path(args.workdir) if args.workdir else out.with_name(out.name + ".work")
     _check_outputs(Path(args.data), out, workdir, args)
-    unfreeze = None
-    if args.unfreeze is not None:
-        unfreeze = int(args.unfreeze) if args.unfreeze >= 1 else float(args.unfreeze)
     input_size = args.input_size or (parent.input_size if parent is not None else 96)
-    settings = dict(
-        loss=args.loss,
-        class_weights=not args.no_class_weights,
-        label_smoothing=args.label_smoothing,
-        optimizer=args.optimizer,
-        learning_rates=tuple(args.lr) if args.lr else None,
-        weight_decay=args.weight_decay,
-        head_epochs=args.head_epochs,
-        finetune_epochs=args.finetune_epochs,
-        unfreeze=unfreeze,
-        augment=None if args.augment == "none" else args.augment,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        lr_schedule=None if args.lr_schedule == "none" else args.lr_schedule,
-        precision=None if args.precision == "float32" else args.precision,
-        input_size=input_size,
-        normalization=None if args.normalization == "none" else args.normalization,
-    )
-    TrainConfig(**settings)  # bad settings fail before the data are read
+    _settings(args, input_size, small=False)  # bad options fail before the data are read
 
     from ..data import load_dataset, split
     from ..evaluation import evaluate
 
     t0 = time.time()
     data = load_dataset(args.data, image_size=input_size).present_classes()
-    train_set, val_set, test_set = split(
-        data, (1 - args.val_fraction - args.test_fraction, args.val_fraction, args.test_fraction), seed=args.seed
-    )
+    small = args.val_fraction is None and args.test_fraction is None and is_small(data)
+    settings = _settings(args, input_size, small)
+    command = "bloodcell " + shlex.join(a for a in args.argv if a != "--resume")
+    if small:
+        return _train_small(args, data, arch if parent is None else None, weights, settings, out, workdir, command, t0)
+    val_fraction, test_fraction = args.val_fraction or 0.1, args.test_fraction or 0.1
+    train_set, val_set, test_set = split(data, (1 - val_fraction - test_fraction, val_fraction, test_fraction),
+                                         seed=args.seed)
     print(f"data: {len(data.class_names)} classes, {len(train_set)} train, {len(val_set)} validation, "
           f"{len(test_set)} test (loaded in {time.time() - t0:.0f}s)", file=sys.stderr)
     trainer = Trainer(arch if parent is None else None, weights=weights, class_names=data.class_names,
                       workdir=workdir, **settings)
     _check_split(workdir, args, val_set, test_set)
-    command = "bloodcell " + shlex.join(a for a in args.argv if a != "--resume")
     command_file = workdir / "command.txt"
     if not (args.resume and command_file.is_file()):
         atomic_write_text(command_file, command + "\n")
@@ -234,7 +263,8 @@ def run(args) -> int:
         clf.training["last_process_wall_time_s"] = round(time.time() - t0)
     else:
         clf.training["total_wall_time_s"] = round(time.time() - t0)
-    clf.extra["eval_data"] = f"a held-out {args.test_fraction:.0%} split of {Path(args.data).name} ({len(test_set)} images, never seen in training)"
+    clf.extra["eval_data"] = (f"a held-out {test_fraction:.0%} split of {Path(args.data).name} ({len(test_set)} images, "
+                              "never seen in training)")
     clf.save_pretrained(out)
     if test_set.paths:
         root = Path(args.data).resolve()
@@ -244,4 +274,49 @@ def run(args) -> int:
     print(report.to_text())
     print(f"saved {out} (accuracy {report.accuracy:.2%}, macro F1 {report.macro_f1:.2%}); "
           f"history and checkpoints in {workdir}", file=sys.stderr)
+    return 0
+
+
+def _train_small(args, data, model, weights, settings, out, workdir, command, t0) -> int:
+    """Small data: cross-validate for the figures, then train the model on every image."""
+    from ..training import Trainer
+    from ..training.small_data import cross_validate, folds_for
+
+    if args.resume:
+        raise UsageError("--resume: a small-data run (cross-validation, then the final model) is not "
+                         "checkpointed; run it again without --resume")
+    folds = folds_for(data)
+    counts = ", ".join(f"{c} {n}" for c, n in data.class_counts().items())
+    print(f"data: {len(data.class_names)} classes, {len(data)} images ({counts}): small data, so no split: "
+          + (f"{folds}-fold cross-validation, then a model trained on all of them" if folds else
+             "too few images of a class to hold any out, a model trained on all of them"), file=sys.stderr)
+
+    def train_one(part, workdir=None):
+        trainer = Trainer(model, weights=weights, class_names=data.class_names, workdir=workdir,
+                          **{**settings, "verbose": 0})
+        trainer.fit(part)
+        return trainer
+
+    report = None
+    if folds:
+        report = cross_validate(lambda part: train_one(part).classifier, data, folds, seed=args.seed)
+        print(f"cross-validation ({folds} folds): accuracy {report.accuracy:.2%}, balanced accuracy "
+              f"{report.balanced_accuracy:.2%} ({time.time() - t0:.0f}s so far)", file=sys.stderr)
+    workdir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(workdir / "command.txt", command + "\n")
+    trainer = train_one(data, workdir)
+    clf = trainer.classifier
+    clf.name = out.name
+    clf.training.update({"command": command, "data": f"{Path(args.data).name}: {len(data)} images, all used",
+                         "total_wall_time_s": round(time.time() - t0)})
+    if report is not None:
+        clf.metrics = {**report.headline(), "cross_validation_folds": folds}
+        clf.extra["eval_data"] = (f"{folds}-fold cross-validation over {Path(args.data).name} ({len(data)} images): "
+                                  "each image classified by a model trained without it, with the same settings")
+    clf.save_pretrained(out)
+    if report is not None:
+        report.plot_confusion(workdir / "confusion.png")
+        print(report.to_text())
+    print(f"saved {out}" + (f" (cross-validated accuracy {report.accuracy:.2%})" if report else
+                            " (no held-out figure: too few images)") + f"; history in {workdir}", file=sys.stderr)
     return 0

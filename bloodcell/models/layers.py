@@ -6,10 +6,10 @@ import keras
 
 from ..errors import ConfigError
 
-#: Mean over pbc96 images of the per-image 1st and 95th percentiles of each channel (R, G, B), on
-#: 2x2-averaged pixels: the levels :class:`StainNormalization` maps every image to by default.
-PBC_LOW = (67.3, 20.5, 126.2)
-PBC_HIGH = (254.2, 229.7, 204.0)
+#: The mean over pbc96 images of each image's 1st and 95th percentile of each channel (R, G, B),
+#: rounded down to whole levels: what :class:`StainNormalization` maps every image to by default.
+PBC_LOW = (67.0, 20.0, 126.0)
+PBC_HIGH = (254.0, 229.0, 204.0)
 
 
 @keras.saving.register_keras_serializable(package="bloodcell")

@@ -51,7 +51,7 @@ class EpochRecord(keras.callbacks.Callback):
         if self.verbose:
             print(
                 f"[{self.phase}] epoch {epoch + 1}/{self.epochs}  loss {logs['loss']:.4f}  "
-                f"acc {logs.get('accuracy', float('nan')):.4f}  val_loss {logs['val_loss']:.4f}  "
+                f"acc {logs.get('accuracy', float('nan')):.4f}  val_loss {logs.get('val_loss', float('nan')):.4f}  "
                 f"val_acc {logs.get('val_accuracy', float('nan')):.4f}  lr {self._lr:.2e}  {logs['seconds']:.0f}s",
                 file=sys.stderr,
                 flush=True,
@@ -78,7 +78,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
     """
 
     def __init__(self, workdir: Optional[Path], state: dict[str, Any], record: dict[str, Any],
-                 early_stopping: keras.callbacks.EarlyStopping, plateau=None,
+                 early_stopping: Optional[keras.callbacks.EarlyStopping] = None, plateau=None,
                  restore: Optional[dict[str, Any]] = None):
         super().__init__()
         self.workdir, self.state, self.record = workdir, state, record
@@ -88,9 +88,10 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         # Runs after EarlyStopping's and ReduceLROnPlateau's own on_train_begin, which reset them.
         if not self.restore:
             return
-        for key in _EARLY_STOPPING_KEYS:
-            setattr(self.early_stopping, key, self.restore["early_stopping"][key])
-        self.early_stopping.best_weights = self.restore.get("best")
+        if self.early_stopping is not None:
+            for key in _EARLY_STOPPING_KEYS:
+                setattr(self.early_stopping, key, self.restore["early_stopping"][key])
+            self.early_stopping.best_weights = self.restore.get("best")
         if self.plateau is not None and self.restore.get("plateau"):
             for key in _PLATEAU_KEYS:
                 setattr(self.plateau, key, self.restore["plateau"][key])
@@ -107,10 +108,11 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         if self.workdir is None:
             return
         es = self.early_stopping
-        self.state["early_stopping"] = {k: _plain(getattr(es, k)) for k in _EARLY_STOPPING_KEYS}
+        if es is not None:
+            self.state["early_stopping"] = {k: _plain(getattr(es, k)) for k in _EARLY_STOPPING_KEYS}
         if self.plateau is not None:
             self.state["plateau"] = {k: _plain(getattr(self.plateau, k)) for k in _PLATEAU_KEYS}
-        save_checkpoint(self.workdir, self.model, self.state, self.record, es.best_weights)
+        save_checkpoint(self.workdir, self.model, self.state, self.record, es.best_weights if es is not None else None)
 
 
 def save_checkpoint(workdir: Path, model: keras.Model, state: dict[str, Any], record: dict[str, Any],

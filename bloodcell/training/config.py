@@ -40,7 +40,9 @@ class TrainConfig:
         freeze_backbone: freeze the backbone in the first phase (None: when the head is new on
             pretrained features, i.e. ImageNet weights or a bloodcell model with other classes).
         patience: early-stopping patience (first phase, second phase), in epochs without a
-            lower validation loss; each phase ends with its best weights restored.
+            lower validation loss; each phase ends with its best weights restored. None: no early
+            stopping, each phase runs all its epochs and keeps its last weights (then ``fit`` needs
+            no validation set).
         augment: augmentation preset (``bloodcell.augment.PRESETS``) or None.
         batch_size: images per training step.
         seed: seeds the model's initialisation, the data order and the augmentation: the same
@@ -66,7 +68,7 @@ class TrainConfig:
     finetune_epochs: int = 10
     unfreeze: Union[int, float, None] = None
     freeze_backbone: Optional[bool] = None
-    patience: tuple[int, int] = (10, 3)
+    patience: Optional[tuple[int, int]] = (10, 3)
     augment: Optional[str] = "seed"
     batch_size: int = 64
     seed: int = 42
@@ -84,10 +86,14 @@ class TrainConfig:
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("augment", self.augment, (None, *PRESETS))
         check_choice("normalization", self.normalization, NORMALIZATIONS)
-        patience = tuple(self.patience) if isinstance(self.patience, (tuple, list)) else ()
-        if len(patience) != 2 or not all(isinstance(p, int) and not isinstance(p, bool) and p >= 1 for p in patience):
-            raise ConfigError(f"patience must be two positive integers (head, finetune), got {self.patience!r}")
-        object.__setattr__(self, "patience", patience)
+        if self.patience is not None:
+            patience = tuple(self.patience) if isinstance(self.patience, (tuple, list)) else ()
+            if len(patience) != 2 or not all(isinstance(p, int) and not isinstance(p, bool) and p >= 1 for p in patience):
+                raise ConfigError(f"patience must be two positive integers (head, finetune) or None, got {self.patience!r}")
+            object.__setattr__(self, "patience", patience)
+        if self.patience is None and self.lr_schedule == "plateau":
+            raise ConfigError("lr_schedule='plateau' follows the validation loss, which patience=None does without; "
+                              "use 'cosine' or None")
         for name in ("head_epochs", "finetune_epochs"):
             check_positive_int(getattr(self, name), name, minimum=0)
         if self.head_epochs + self.finetune_epochs == 0:
@@ -131,7 +137,7 @@ class TrainConfig:
             d.pop(key)
         d["epochs"] = list(self.epochs)
         d["learning_rates"] = list(self.learning_rates)
-        d["patience"] = list(self.patience)
+        d["patience"] = None if self.patience is None else list(self.patience)
         return d
 
     @classmethod

@@ -108,3 +108,30 @@ def hardware() -> str:
     except (RuntimeError, ValueError):
         name = "unknown"
     return f"{len(gpus)} GPU{'s' if len(gpus) > 1 else ''} ({name})"
+
+
+def start_from(parent, label: str, class_names, input_size: int):
+    """What training from the trained bloodcell classifier ``parent`` starts with: the model for
+    ``class_names`` at ``input_size`` (a new head when the classes differ, shared classes' units
+    kept), the record of where it came from (for the model card), and whether the head is new."""
+    from ..models import as_classifier_model
+
+    names = tuple(class_names)
+    model = as_classifier_model(parent.model, "weights").with_classes(names, input_size=input_size)
+    info = parent.training or {}
+    # A classifier from load_classifier(..., class_names=...) has an untrained head: its record
+    # names the trained model it came from.
+    untrained = "init_from" in info and "epochs_run" not in info
+    origin = info["init_from"] if untrained else {
+        "source": label,
+        "class_names": list(parent.class_names),
+        **{k: info[k] for k in ("init", "hardware", "command", "wall_time_s") if k in info},
+    }
+    old = origin["class_names"]
+    record = {
+        **origin,
+        "input_size": parent.input_size,
+        **({"new_classes": [c for c in names if c not in old],
+            "dropped_classes": [c for c in old if c not in names]} if tuple(old) != names else {}),
+    }
+    return model, record, untrained or names != tuple(parent.class_names)

@@ -42,6 +42,7 @@ from .policy import (
     class_weights_from_labels,
     hardware,
     is_bloodcell_source,
+    start_from,
     make_loss,
     make_optimizer,
     phase_name,
@@ -161,17 +162,8 @@ class Trainer:
         if self.num_classes and not self.class_names and len(names) != self.num_classes:
             raise ConfigError(f"weights={str(source)!r}: has {len(parent.class_names)} classes, num_classes is "
                               f"{self.num_classes}; give class_names to train it on other classes")
-        model = as_classifier_model(parent.model, "weights").with_classes(names, input_size=self.config.input_size)
-        self._new_head = names != tuple(parent.class_names)
-        info = parent.training or {}
-        self._init_record = {
-            "source": parent.name if isinstance(source, Classifier) else str(source),
-            "class_names": list(parent.class_names),
-            **{k: info[k] for k in ("init", "hardware", "command", "wall_time_s") if k in info},
-            "input_size": parent.input_size,
-            **({"new_classes": [c for c in names if c not in parent.class_names],
-                "dropped_classes": [c for c in parent.class_names if c not in names]} if self._new_head else {}),
-        }
+        label = (parent.name or "a Classifier") if isinstance(source, Classifier) else str(source)
+        model, self._init_record, self._new_head = start_from(parent, label, names, self.config.input_size)
         return model
 
     @property
@@ -253,6 +245,9 @@ class Trainer:
 
     # -- training ----------------------------------------------------------------------------
     def _check_data(self, train, val) -> None:
+        if val is None and self.config.patience is not None:
+            raise ConfigError("fit(train, val=None): early stopping needs a validation set; give one, or "
+                              "patience=None to run every epoch and keep the last weights")
         for name, data in (("train", train), ("val", val)):
             if hasattr(data, "labels") and len(data.labels) == 0:
                 raise DataError(
@@ -269,11 +264,12 @@ class Trainer:
         if names and not self.class_names:
             self.class_names = names
 
-    def fit(self, train, val, *, resume: bool = False) -> list[dict[str, Any]]:
+    def fit(self, train, val=None, *, resume: bool = False) -> list[dict[str, Any]]:
         """Run both phases on ``train`` with early stopping on ``val``; returns the history rows.
 
         ``train``/``val`` are :class:`bloodcell.data.Dataset` objects (reshuffled and augmented
-        per epoch, reproducibly) or ``tf.data`` datasets of (images 0..255, one-hot labels).
+        per epoch, reproducibly) or ``tf.data`` datasets of (images 0..255, one-hot labels);
+        ``val`` may be None when ``patience`` is None.
         With ``resume=True`` the run continues from the workdir's checkpoint, which must exist.
         """
         import tensorflow as tf
@@ -316,7 +312,7 @@ class Trainer:
                 (self.workdir / HISTORY_CSV).unlink(missing_ok=True)
         self.resumed = resume
         self.history = state["history"]
-        val_ds = self._epoch_dataset(val, train=False, epoch_seed=self.config.seed)
+        val_ds = None if val is None else self._epoch_dataset(val, train=False, epoch_seed=self.config.seed)
         if restore is not None and state["done"]:
             assign(self.model.variables, restore["weights"])
         while not state["done"]:
@@ -338,10 +334,13 @@ class Trainer:
             truncate_history(self.workdir, len(state["history"]))
         total = cfg.epochs[phase]
         name = phase_name(phase, self._frozen_first())
-        early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience[phase],
-                                              restore_best_weights=True)
+        early = None
+        callbacks: list[keras.callbacks.Callback] = []
+        if cfg.patience is not None:
+            early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience[phase],
+                                                  restore_best_weights=True)
+            callbacks.append(early)
         plateau = None
-        callbacks: list[keras.callbacks.Callback] = [early]
         if cfg.lr_schedule == "cosine":
             base = cfg.learning_rates[phase]
             callbacks.append(keras.callbacks.LearningRateScheduler(
@@ -390,8 +389,7 @@ class Trainer:
         phases = [phase_name(0, self._frozen_first()), phase_name(1, self._frozen_first())]
         clf.training = {
             "init": init,
-            **({"init_from": {k: v for k, v in self._init_record.items() if k != "class_names"}}
-               if self._init_record else {}),
+            **({"init_from": dict(self._init_record)} if self._init_record else {}),
             "hardware": hardware(),
             "settings": self._record(),
             "epochs_run": {p: sum(1 for r in self.history if r["phase"] == p) for p in phases},

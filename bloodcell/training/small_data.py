@@ -1,0 +1,55 @@
+"""Training on a few labelled images a class: the settings that work there, and cross-validation.
+
+With a few images a class a validation split would hold one or two images of each, too few to
+stop early on or to measure: :data:`SMALL_DATA_SETTINGS` train the whole network for a fixed
+number of epochs instead (batch-norm statistics adapt to the new images, which measured better
+than a frozen backbone when the images come from another lab), and :func:`cross_validate` gives
+the honest figure: every image is classified by a model trained without it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..data import Dataset, split
+from ..evaluation import Report, confusion_matrix
+
+#: A data set whose smallest class has fewer images than this is "small".
+SMALL_DATA = 50
+#: Settings for small data sets (fields of TrainConfig); a user's own settings win.
+SMALL_DATA_SETTINGS = dict(head_epochs=40, finetune_epochs=0, optimizer="adam", learning_rates=(3e-4, 3e-5),
+                           lr_schedule="cosine", batch_size=16, freeze_backbone=False, patience=None)
+#: Most folds of the cross-validation (fewer when a class has fewer images).
+MAX_FOLDS = 3
+
+
+def is_small(data: Dataset) -> bool:
+    """Whether ``data``'s smallest class (of those with images) has fewer than :data:`SMALL_DATA` images."""
+    counts = [c for c in data.class_counts().values() if c]
+    return bool(counts) and min(counts) < SMALL_DATA
+
+
+def folds_for(data: Dataset) -> int:
+    """The number of cross-validation folds for ``data`` (0: too few images of a class to hold one out)."""
+    smallest = min(c for c in data.class_counts().values() if c)
+    return min(MAX_FOLDS, smallest) if smallest >= 2 else 0
+
+
+def cross_validate(train_one: Callable[[Dataset], object], data: Dataset, folds: int, *, seed: int = 42) -> Report:
+    """Train ``folds`` models, each with ``train_one(training part)`` (which returns a Classifier)
+    on all folds but one, and measure the predictions each makes on its held-out fold, pooled.
+
+    Folds are stratified and keep every group of duplicate images together (:func:`bloodcell.split`).
+    """
+    parts = split(data, (1.0 / folds,) * folds, seed=seed)
+    cm = np.zeros((len(data.class_names),) * 2, np.int64)
+    for held in parts:
+        rest = [p for p in parts if p is not held and len(p)]
+        training = Dataset(np.concatenate([p.images for p in rest]), np.concatenate([p.labels for p in rest]),
+                           data.class_names)
+        clf = train_one(training)
+        predicted = clf.predict_proba(held.images).argmax(axis=1)
+        cm += confusion_matrix(held.labels, predicted, len(data.class_names))
+    return Report.from_confusion(cm, data.class_names)

@@ -1,0 +1,146 @@
+"""Other classes and other labs: new heads, --init with other classes, small data, --classes, subsets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import bloodcell
+from bloodcell.cli import main
+from bloodcell.data import Dataset, load_dataset
+
+from test_training import SIZE, tiny_trainer, toy_data
+
+COLOURS = {"red": 0, "green": 1, "blue": 2}
+
+
+def coloured(n: int, channel: int, seed: int, size: int = SIZE, mix=None) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        img = rng.integers(90, 140, (size, size, 3)).astype(np.uint8)
+        y0, x0 = rng.integers(0, size // 2, 2)
+        patch = img[y0 : y0 + size // 2, x0 : x0 + size // 2]
+        for c in ([channel] if mix is None else mix):
+            patch[..., c] = 230
+        out.append(img)
+    return np.stack(out)
+
+
+def write_folder(root, classes: dict[str, np.ndarray]):
+    for name, images in classes.items():
+        (root / name).mkdir(parents=True)
+        for i, img in enumerate(images):
+            Image.fromarray(img).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory):
+    """A microcell trained on red, green and blue squares, saved as a folder."""
+    trainer = tiny_trainer(head_epochs=4, finetune_epochs=0, learning_rates=(3e-3, 1e-4))
+    trainer.fit(toy_data((30, 30, 30)), toy_data((10, 10, 10), seed=3))
+    folder = tmp_path_factory.mktemp("parent") / "rgb"
+    clf = trainer.classifier
+    clf.name = "rgb"
+    clf.save_pretrained(folder)
+    return folder
+
+
+def test_load_classifier_with_new_classes_keeps_the_backbone_and_shared_units(parent):
+    clf = bloodcell.load_classifier(parent)
+    new = bloodcell.load_classifier(parent, class_names=["blue", "purple", "red"])
+    assert new.class_names == ("blue", "purple", "red")
+    for a, b in zip(clf.model.backbone.get_weights(), new.model.backbone.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    kernel, _ = clf.model.head.get_weights()
+    new_kernel, _ = new.model.head.get_weights()
+    np.testing.assert_array_equal(new_kernel[:, 0], kernel[:, 2])
+    np.testing.assert_array_equal(new_kernel[:, 2], kernel[:, 0])
+    assert new.training["init_from"]["class_names"] == ["red", "green", "blue"]
+
+
+def test_a_new_head_trains_and_reloads_with_its_classes(parent, tmp_path):
+    names = ("red", "green", "purple")
+    images = np.concatenate([coloured(20, 0, 1), coloured(20, 1, 2), coloured(20, None, 3, mix=[0, 2])])
+    data = Dataset(images, np.repeat(np.arange(3), 20), names)
+    trainer = bloodcell.Trainer(weights=bloodcell.load_classifier(parent, class_names=names), input_size=SIZE,
+                                head_epochs=4, finetune_epochs=1, batch_size=16, optimizer="adam", augment=None,
+                                learning_rates=(3e-3, 1e-4), verbose=0)
+    history = trainer.fit(data, data)
+    assert history[0]["phase"] == "head"  # a new head on trained features: the backbone is frozen first
+    clf = trainer.classifier
+    assert clf.class_names == names
+    clf.save_pretrained(tmp_path / "child")
+    again = bloodcell.load_classifier(tmp_path / "child")
+    assert again.class_names == names
+    assert np.mean(np.array(again.predict(images)) == np.repeat(np.array(names), 20)) > 0.8
+    card = (tmp_path / "child" / "README.md").read_text()
+    assert "purple" in card and "Initialised from the bloodcell model" in card
+
+
+@pytest.mark.parametrize("classes", [["red", "green"], ["red", "green", "blue", "purple"]], ids=["subset", "superset"])
+def test_cli_init_with_other_classes(parent, tmp_path, classes, capsys):
+    colours = {"red": coloured(12, 0, 4), "green": coloured(12, 1, 5), "blue": coloured(12, 2, 6),
+               "purple": coloured(12, None, 7, mix=[0, 2])}
+    data = write_folder(tmp_path / "data", {c: colours[c] for c in classes})
+    out = tmp_path / "out"
+    code = main(["train", str(data), "--init", str(parent), "--head-epochs", "2", "--finetune-epochs", "1",
+                 "--batch-size", "8", "--augment", "none", "--val-fraction", "0.25", "--test-fraction", "0.25",
+                 "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    clf = bloodcell.load_classifier(out)
+    assert clf.architecture == "microcell" and clf.input_size == SIZE  # implied by --init
+    assert clf.class_names == tuple(sorted(classes, key=["red", "green", "blue", "purple"].index)) or \
+        set(clf.class_names) == set(classes)
+    origin = clf.training["init_from"]
+    assert origin["class_names"] == ["red", "green", "blue"]
+    assert origin["new_classes"] == [c for c in clf.class_names if c not in ("red", "green", "blue")]
+    assert origin["dropped_classes"] == [c for c in ("red", "green", "blue") if c not in clf.class_names]
+
+
+def test_cli_small_data_cross_validates_and_trains_on_everything(parent, tmp_path, capsys):
+    data = write_folder(tmp_path / "data", {"red": coloured(6, 0, 8), "green": coloured(6, 1, 9)})
+    out = tmp_path / "out"
+    code = main(["train", str(data), "--init", str(parent), "--head-epochs", "3", "--batch-size", "4",
+                 "--augment", "none", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "small data" in err and "3-fold cross-validation" in err
+    clf = bloodcell.load_classifier(out)
+    assert clf.metrics["cross_validation_folds"] == 3 and clf.metrics["test_images"] == 12
+    assert 0 <= clf.metrics["accuracy"] <= 1
+    assert "cross-validation" in json.loads((out / "config.json").read_text())["eval_data"]
+    assert clf.training["settings"]["patience"] is None  # small data: every epoch runs, no validation split
+
+
+def test_predict_restricted_to_some_classes(parent, capsys, tmp_path):
+    clf = bloodcell.load_classifier(parent)
+    images = coloured(4, 2, 10)
+    full = clf.predict_proba(images)
+    some = clf.predict_proba(images, classes=["red", "green"])
+    assert (some[:, 2] == 0).all()
+    np.testing.assert_allclose(some.sum(1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(some[:, :2], full[:, :2] / full[:, :2].sum(1, keepdims=True), rtol=1e-5)
+    assert set(clf.predict(images, classes=["red", "green"])) <= {"red", "green"}
+    with pytest.raises(bloodcell.ConfigError, match="not classes of this model"):
+        clf.predict(images, classes=["mauve"])
+    path = tmp_path / "cell.png"
+    Image.fromarray(images[0]).save(path)
+    assert main(["predict", str(path), "--model", str(parent), "--classes", "red,green", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["label"] in ("red", "green") and record["probabilities"]["blue"] == 0
+    assert main(["predict", str(path), "--model", str(parent), "--classes", "mauve"]) == 2
+
+
+def test_evaluate_on_some_of_the_classes(parent, tmp_path, capsys):
+    data = write_folder(tmp_path / "data", {"red": coloured(5, 0, 11), "blue": coloured(5, 2, 12)})
+    report = bloodcell.evaluate(bloodcell.load_classifier(parent), load_dataset(data, image_size=SIZE))
+    assert report.n == 10 and report.absent == ("green",)
+    assert report.confusion[1].sum() == 0
+    assert main(["evaluate", str(data), "--model", str(parent)]) == 0
+    out = capsys.readouterr().out
+    assert "no images of: green" in out
