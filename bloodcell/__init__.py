@@ -80,15 +80,24 @@ def __dir__() -> list[str]:
 class _RegisterWithKeras(importlib.abc.MetaPathFinder):
     """Registers bloodcell's Keras classes (``ClassifierModel`` and its layers) once Keras is imported.
 
-    ``import bloodcell`` does not import Keras (the command line parses its arguments before
-    TensorFlow loads), yet ``keras.saving.load_model`` must find the classes a ``.keras`` file
+    It also imports TensorFlow first, quietly (:mod:`bloodcell._tf`). ``import bloodcell`` does
+    not import Keras (the command line parses its arguments before TensorFlow loads), yet ``keras.saving.load_model`` must find the classes a ``.keras`` file
     of a bloodcell model names: when the ``keras`` package finishes loading, ``bloodcell.models``
     (which registers them) is imported too.
     """
 
+    busy = False
+
     def find_spec(self, fullname, path, target=None):
-        if fullname != "keras":
+        if fullname != "keras" or _RegisterWithKeras.busy:
             return None
+        _RegisterWithKeras.busy = True
+        try:
+            from ._tf import quiet_import_tensorflow
+
+            quiet_import_tensorflow()  # Keras imports TensorFlow: without its start-up log lines
+        finally:
+            _RegisterWithKeras.busy = False
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
             return spec

@@ -32,8 +32,8 @@ CORRUPTED_METRICS = {"robustness_mean"}
 
 def _card_data(config: dict[str, Any]) -> ModelCardData:
     metrics = config.get("metrics") or {}
-    dataset_type = config.get("dataset_id", "pbc96")
-    dataset_name = config.get("dataset_name", "PBC-96")
+    dataset_type = config.get("dataset_id") or "unknown"
+    dataset_name = config.get("dataset_name") or "unknown data set"
     results = [
         EvalResult(
             task_type="image-classification",
@@ -50,9 +50,9 @@ def _card_data(config: dict[str, Any]) -> ModelCardData:
     ]
     return ModelCardData(
         library_name="bloodcell",
-        license=config.get("license", "cc-by-4.0"),
+        license=config.get("license") or "unknown",
         tags=["image-classification", "keras", "bloodcell", "blood-cells", "haematology", config["architecture"]],
-        datasets=[config.get("dataset_id", "pbc96")],
+        datasets=[config["dataset_id"]] if config.get("dataset_id") else None,
         pipeline_tag="image-classification",
         model_name=config.get("name") or config["architecture"],
         eval_results=results or None,
@@ -133,6 +133,12 @@ def render_model_card(config: dict[str, Any]) -> str:
         "```",
         "",
     ]
-    if "pbc" in str(config.get("dataset_id", "pbc96")).lower():
+    if not config.get("dataset_id") or not config.get("license"):
+        lines += ["## Data and licence", "",
+                  "**To fill in:** the training data and the licence of these weights are not recorded "
+                  f"(data set: {config.get('dataset_id') or 'unknown'}, licence: {config.get('license') or 'unknown'}). "
+                  "Set `dataset_id`, `dataset_name` and `license` in config.json (or train with `bloodcell train "
+                  "--dataset-name ... --license ...`) before you publish this model.", ""]
+    if "pbc" in str(config.get("dataset_id") or "").lower():
         lines += ["## Data and citation", "", f"Trained on PBC images (CC BY 4.0): {PBC_CITATION}", ""]
     return "\n".join(lines)

@@ -14,6 +14,7 @@ and evaluation share one physics.
 
 from __future__ import annotations
 
+from . import _tf  # noqa: F401,I001  (TensorFlow without its start-up log lines)
 import functools
 import math
 from typing import Callable

@@ -10,6 +10,7 @@ preprocessing) is written beside each export; see :func:`metadata_path`.
 
 from __future__ import annotations
 
+from . import _tf  # noqa: F401,I001  (TensorFlow without its start-up log lines)
 import contextlib
 import importlib.util
 import json

@@ -62,6 +62,10 @@ _OPTIONAL: dict[str, tuple[type, ...]] = {
     "hub_source": (str, type(None)),
     "eval_data": (str, type(None)),
     "evaluation_command": (str, type(None)),
+    "dataset_id": (str, type(None)),
+    "dataset_name": (str, type(None)),
+    "license": (str, type(None)),
+    "dataset_counts": (dict, type(None)),
     "bloodcell_version": (str,),
     "keras_version": (str,),
 }

@@ -31,6 +31,7 @@ training step does), the called function was up to 1.6x faster alone and trainin
 
 from __future__ import annotations
 
+from . import _tf  # noqa: F401,I001  (TensorFlow without its start-up log lines)
 import atexit
 import functools
 import os

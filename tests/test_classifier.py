@@ -248,3 +248,15 @@ def test_card_states_initialisation_and_hardware():
     card = render_model_card({**base, "training": {"init": "imagenet (weights file)", "hardware": "1 GPU (H200)"}})
     assert "initialised from ImageNet weights**, then trained on 1 GPU (H200)" in card
     assert "random initialisation" not in card
+
+
+def test_card_of_a_model_without_data_records_claims_nothing():
+    from bloodcell.card import render_model_card
+
+    base = {"architecture": "mnv3s", "input_size": 96, "class_names": list(bloodcell.CLASS_NAMES),
+            "training": {"init": "random"}}
+    card = render_model_card(base)
+    assert "cc-by-4.0" not in card and "pbc96" not in card and "PBC images" not in card
+    assert "license: unknown" in card and "To fill in" in card
+    card = render_model_card({**base, "dataset_id": "my-lab", "dataset_name": "my-lab", "license": "mit"})
+    assert "license: mit" in card and "my-lab" in card and "To fill in" not in card

@@ -19,6 +19,8 @@ REPO = "lab/tiny-classifier"
 def tiny(tmp_path_factory):
     clf = bloodcell.Classifier(bloodcell.build_model("microcell", input_size=32), name="tiny")
     clf.metrics = {"accuracy": 0.91, "macro_f1": 0.9, "robustness_mean": 0.8}
+    # Cards state the data and licence a model records (nothing is assumed since bloodcell 0.2).
+    clf.extra = {"dataset_id": "pbc96", "dataset_name": "PBC-96", "license": "cc-by-4.0"}
     folder = clf.save_pretrained(tmp_path_factory.mktemp("tiny"))
     return clf, folder
 

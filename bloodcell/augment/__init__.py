@@ -34,6 +34,7 @@ and equalization applies Keras' lookup tables in one fused function.
 Where XLA is unavailable the same functions run unfused (equalization: Keras' own code).
 """
 
+from .. import _tf  # noqa: F401,I001  (TensorFlow without its start-up log lines)
 from ._seeding import stateless_seeds
 from .layers import CutMix, PerImageRandAugment, RandomAffine, RandomColorShift, RandomCorruptions, RandomStain
 from .presets import PRESETS, Augmentation, build_augmentation, describe_preset

@@ -29,31 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_import_tensorflow() -> None:
-    """Import TensorFlow with stderr silenced at the file-descriptor level.
-
-    TensorFlow's C++ start-up messages are written before its logging is configured, so
-    ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them; they would drown the command's own messages.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # stderr replaced by a non-file object
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), fd)
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()  # device probing logs too (e.g. a failed cuInit)
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status.
 
@@ -68,7 +43,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help and on usage errors
         return int(exc.code or 0)
-    _quiet_import_tensorflow()  # after parsing: --help, --version and usage errors stay fast
+    from .. import _tf  # noqa: F401  (after parsing: --help, --version and usage errors stay fast)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in model cards
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)

@@ -77,6 +77,11 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run checkpointed in the workdir")
     p.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
     p.add_argument("--robustness", action="store_true", help="also measure accuracy under corruptions")
+    p.add_argument("--dataset-name", default=None, metavar="NAME",
+                   help="the training data's name for the model card (default: DATA's folder or file name)")
+    p.add_argument("--license", default=None, metavar="ID",
+                   help="licence of the trained weights for the model card, e.g. cc-by-4.0 (default: unknown, "
+                   "and the card asks you to fill it in)")
     p.set_defaults(func=run)
 
 
@@ -158,6 +163,13 @@ def _starting_point(args):
         raise UsageError(f"--init {args.init} is a {parent.architecture} model but --model is {args.model}; "
                          f"drop --model (it is implied) or start from a {args.model} model")
     return parent.architecture, args.init, parent
+
+
+def _data_record(args, data) -> dict:
+    """What the model card says of the training data: its name, class counts and licence."""
+    name = args.dataset_name or Path(args.data).stem
+    return {"dataset_id": name, "dataset_name": name, "license": args.license,
+            "dataset_counts": data.class_counts()}
 
 
 def _settings(args, input_size: int, small: bool) -> dict:
@@ -265,6 +277,7 @@ def run(args) -> int:
         clf.training["total_wall_time_s"] = round(time.time() - t0)
     clf.extra["eval_data"] = (f"a held-out {test_fraction:.0%} split of {Path(args.data).name} ({len(test_set)} images, "
                               "never seen in training)")
+    clf.extra.update(_data_record(args, data))
     clf.save_pretrained(out)
     if test_set.paths:
         root = Path(args.data).resolve()
@@ -313,6 +326,7 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
         clf.metrics = {**report.headline(), "cross_validation_folds": folds}
         clf.extra["eval_data"] = (f"{folds}-fold cross-validation over {Path(args.data).name} ({len(data)} images): "
                                   "each image classified by a model trained without it, with the same settings")
+    clf.extra.update(_data_record(args, data))
     clf.save_pretrained(out)
     if report is not None:
         report.plot_confusion(workdir / "confusion.png")

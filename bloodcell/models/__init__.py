@@ -1,6 +1,7 @@
 """Backbone families and the generic classifier model; importing this package registers every
 architecture and pretrained entry."""
 
+from .. import _tf  # noqa: F401,I001  (TensorFlow without its start-up log lines)
 from . import efficientnet, microcell, mobilenet, vgg  # noqa: F401  (registration side effects)
 from ._backbone import Backbone, batchnorm_layers, load_backbone, set_batchnorm_momentum, walk_layers
 from ._model import ClassifierModel, ModelSpec, as_classifier_model, build_from_spec, build_model, get_backbone, rebuild_model

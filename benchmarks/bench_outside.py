@@ -1,0 +1,193 @@
+"""How the zoo does on cells no PBC camera took: zero-shot on BCCD, and few-shot adaptation.
+
+BCCD-WBC (``../shared/data/bccd-wbc``: 351 white cells from another lab, microscope and stain) is
+the yardstick; no shipped model is trained on it.
+
+1. Zero-shot: every zoo entry (and, for the ablation, any model folder given with ``--extra``)
+   classifies all of BCCD with ``bloodcell evaluate``: accuracy over its 8 classes, per class, the
+   confusion matrix, and the accuracy when the answer is restricted to the 5 classes BCCD holds
+   (``predict(classes=...)``). The default's confusion matrix is drawn into ``docs/img``.
+2. The acceptance run: ``bloodcell train FEW --init <default> --out OUT`` where FEW holds 10 images
+   of each BCCD class with at least 20 (draw 0), timed, then ``bloodcell evaluate`` on the other
+   images of those classes.
+3. The few-shot curve: k = 1, 5, 10, 25 labelled images a class (at most half of a class; mean
+   of 3 draws), trained with the small-data settings ``bloodcell train`` picks
+   (``SMALL_DATA_SETTINGS``) (a) from the default model and (b) from random init of the same
+   architecture, the baseline without this library; accuracy on the rest of those classes.
+
+Writes ``benchmarks/results/outside.json``. Usage:
+    python benchmarks/bench_outside.py [--bccd ../shared/data/bccd-wbc] [--skip-curve] [--extra NAME=FOLDER ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MIN_IMAGES = 20  # classes with at least this many images take part in few-shot
+SHOTS = (1, 5, 10, 25)
+DRAWS = 3
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    from bloodcell.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def zero_shot(name: str, source: str, bccd: Path, present: list[str]) -> dict:
+    import bloodcell
+    from bloodcell.data import load_dataset
+
+    code, out, err = run_cli(["evaluate", str(bccd), "--model", source, "--json"])
+    if code:
+        raise SystemExit(f"bloodcell evaluate {bccd} --model {source}: exit {code}\n{err}")
+    ev = json.loads(out)["evaluation"]
+    clf = bloodcell.load_classifier(source)
+    data = load_dataset(bccd, image_size=clf.input_size)
+    proba = clf.predict_proba(data.images)
+    restricted = clf.predict_proba(data.images, classes=present).argmax(1)
+    truth = [clf.class_names.index(data.class_names[i]) for i in data.labels]
+    return {
+        "model": name,
+        "accuracy": ev["accuracy"],
+        "balanced_accuracy": ev["balanced_accuracy"],
+        "mean_confidence": float(proba.max(1).mean()),
+        "accuracy_restricted_to_present_classes": float((restricted == truth).mean()),
+        "per_class_recall": {c: ev["per_class"][c]["recall"] for c in present},
+        "class_names": ev["class_names"],
+        "confusion_matrix": ev["confusion_matrix"],
+        "absent": ev["absent"],
+    }
+
+
+def draw(bccd: Path, classes: list[str], k: int, seed: int, root: Path) -> tuple[Path, Path, dict]:
+    """FEW (k images of each class, at most half of it) and REST folders for one draw."""
+    import numpy as np
+
+    few, rest = root / f"few_k{k}_s{seed}", root / f"rest_k{k}_s{seed}"
+    rng = np.random.default_rng(seed)
+    used = {}
+    for c in classes:
+        files = sorted((bccd / c).iterdir())
+        take = min(k, len(files) // 2)
+        order = rng.permutation(len(files))
+        used[c] = take
+        for part, idx in ((few, order[:take]), (rest, order[take:])):
+            (part / c).mkdir(parents=True, exist_ok=True)
+            for i in idx:
+                shutil.copy(files[i], part / c / files[i].name)
+    return few, rest, used
+
+
+def fine_tune(few: Path, rest: Path, init: str, seed: int) -> float:
+    """Train with the small-data settings on FEW (no cross-validation) and measure on REST."""
+    import bloodcell
+    from bloodcell.data import load_dataset
+    from bloodcell.training.small_data import SMALL_DATA_SETTINGS
+
+    default = bloodcell.load_classifier()
+    data = load_dataset(few, image_size=default.input_size).present_classes()
+    settings = {**SMALL_DATA_SETTINGS, "seed": seed, "verbose": 0, "input_size": default.input_size,
+                "augment": "seed"}
+    if init == "default":
+        trainer = bloodcell.Trainer(weights=bloodcell.DEFAULT_MODEL, class_names=data.class_names, **settings)
+    else:
+        trainer = bloodcell.Trainer(default.architecture, class_names=data.class_names,
+                                    normalization="stain" if default.model.normalization else None, **settings)
+    trainer.fit(data)
+    test = load_dataset(rest, image_size=default.input_size, class_names=data.class_names)
+    return bloodcell.evaluate(trainer.classifier, test).accuracy
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bccd", default=str(ROOT.parent / "shared" / "data" / "bccd-wbc"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "outside.json"))
+    ap.add_argument("--figure", default=str(ROOT / "docs" / "img" / "bccd_confusion.png"))
+    ap.add_argument("--skip-curve", action="store_true", help="zero-shot and the acceptance run only")
+    ap.add_argument("--extra", nargs="*", default=[], metavar="NAME=FOLDER", help="more models to measure zero-shot")
+    args = ap.parse_args(argv)
+    bccd = Path(args.bccd)
+    if not bccd.is_dir():
+        raise SystemExit(f"{bccd}: no such folder; give --bccd the BCCD-WBC class folders")
+
+    import bloodcell
+    from bloodcell.data import load_dataset
+    from bloodcell.evaluation import Report
+
+    counts = load_dataset(bccd, image_size=32).class_counts()
+    present = [c for c, n in counts.items() if n]
+    few_classes = [c for c, n in counts.items() if n >= MIN_IMAGES]
+    old = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+    result = {"data": {"name": bccd.name, "counts": {c: counts[c] for c in present}},
+              "machine": f"{os.cpu_count()}-core CPU, {platform.machine()}", "zero_shot": [], **{
+                  k: old[k] for k in ("few_shot_curve",) if k in old and args.skip_curve}}
+    models = [(n, n) for n in bloodcell.list_pretrained()] + [tuple(e.split("=", 1)) for e in args.extra]
+    for name, source in models:
+        row = zero_shot(name, source, bccd, present)
+        result["zero_shot"].append(row)
+        print(f"zero-shot {name}: accuracy {row['accuracy']:.4f} (restricted to BCCD's classes "
+              f"{row['accuracy_restricted_to_present_classes']:.4f}), mean confidence {row['mean_confidence']:.3f}",
+              flush=True)
+        if name == bloodcell.DEFAULT_MODEL:
+            import numpy as np
+
+            report = Report.from_confusion(np.array(row["confusion_matrix"]), row["class_names"])
+            report.plot_confusion(args.figure, title=f"{name} on BCCD, zero-shot: accuracy {100 * row['accuracy']:.1f}%")
+
+    with tempfile.TemporaryDirectory(prefix="bloodcell-outside-") as tmp:
+        tmp = Path(tmp)
+        few, rest, used = draw(bccd, few_classes, 10, 0, tmp)
+        out = tmp / "few_model"
+        start = time.perf_counter()
+        code, _, err = run_cli(["train", str(few), "--init", bloodcell.DEFAULT_MODEL, "--out", str(out)])
+        seconds = time.perf_counter() - start
+        if code:
+            raise SystemExit(f"bloodcell train {few}: exit {code}\n{err[-3000:]}")
+        code, out_json, err = run_cli(["evaluate", str(rest), "--model", str(out), "--json"])
+        ev = json.loads(out_json)["evaluation"]
+        cv = bloodcell.load_classifier(out).metrics
+        result["few_shot_acceptance"] = {
+            "command": f"bloodcell train FEW --init {bloodcell.DEFAULT_MODEL} --out OUT",
+            "few": used, "rest_images": ev["n"], "seconds": round(seconds, 1),
+            "accuracy_on_rest": ev["accuracy"], "balanced_accuracy_on_rest": ev["balanced_accuracy"],
+            "cross_validated_accuracy": cv.get("accuracy"), "confusion_matrix": ev["confusion_matrix"],
+            "class_names": ev["class_names"],
+        }
+        print(f"few-shot (10 a class, {seconds:.0f}s): accuracy on the rest {ev['accuracy']:.4f}", flush=True)
+        if not args.skip_curve:
+            curve = []
+            for k in SHOTS:
+                for init in ("default", "random"):
+                    accs = []
+                    for seed in range(DRAWS):
+                        few, rest, used = draw(bccd, few_classes, k, seed + 1, tmp)
+                        accs.append(fine_tune(few, rest, init, seed))
+                    curve.append({"k": k, "init": init, "images_per_class": used, "accuracies": accs,
+                                  "mean": sum(accs) / len(accs)})
+                    print(f"k={k} from {init}: mean accuracy {curve[-1]['mean']:.4f} ({accs})", flush=True)
+            result["few_shot_curve"] = curve
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
