@@ -33,7 +33,7 @@ from .imageio import IMAGE_EXTENSIONS, read_image, resize_image
 
 PathLike = Union[str, os.PathLike]
 
-__all__ = ["CLASS_ALIASES", "Dataset", "load_dataset", "save_dataset", "split", "split_indices"]
+__all__ = ["CLASS_ALIASES", "Dataset", "kfold", "load_dataset", "save_dataset", "split", "split_indices"]
 
 
 @dataclass
@@ -304,8 +304,12 @@ def split_indices(
 ) -> tuple[np.ndarray, ...]:
     """Row indices (sorted) of each part of a split; see :func:`split`."""
     fracs = tuple(float(f) for f in fractions)
-    if len(fracs) < 2 or min(fracs) < 0 or abs(sum(fracs) - 1.0) > 1e-6:
-        raise ConfigError(f"split: fractions must be 2 or more non-negative numbers summing to 1, got {tuple(fractions)}")
+    if len(fracs) not in (2, 3) or min(fracs) < 0 or abs(sum(fracs) - 1.0) > 1e-6:
+        raise ConfigError(f"split: fractions must be 2 or 3 non-negative numbers summing to 1, got {tuple(fractions)}")
+    return _parts(labels, fracs, groups=groups, seed=seed, stratify=stratify)
+
+
+def _parts(labels, fracs, *, groups, seed: int, stratify: bool) -> tuple[np.ndarray, ...]:
     labels = np.asarray(labels).reshape(-1)
     n = len(labels)
     from .cleaning import groups_from_pairs
@@ -350,8 +354,7 @@ def split(
     stratify: bool = True,
     groups: Optional[Sequence[Sequence[int]]] = None,
 ) -> tuple[Dataset, ...]:
-    """Split ``dataset`` into one Dataset per fraction (2 or more fractions summing to 1; k equal
-    fractions give the folds of a k-fold cross-validation).
+    """Split ``dataset`` into one Dataset per fraction (2 or 3 fractions summing to 1).
 
     Every class is split in the given proportions (``stratify=True``), and every duplicate group
     (``groups``, default :func:`bloodcell.cleaning.find_duplicates` with ``near=True``) lands
@@ -363,3 +366,16 @@ def split(
 
         groups = find_duplicates(dataset.images, near=True)
     return tuple(dataset.subset(idx) for idx in split_indices(dataset.labels, fractions, groups=groups, seed=seed, stratify=stratify))
+
+
+def kfold(dataset: Dataset, k: int, *, seed: int = 42, groups: Optional[Sequence[Sequence[int]]] = None) -> tuple[Dataset, ...]:
+    """The ``k`` folds of a k-fold cross-validation: as :func:`split` with ``k`` equal fractions
+    (stratified, every group of duplicates in one fold)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+        raise ConfigError(f"kfold: k must be an integer >= 2, got {k!r}")
+    if groups is None:
+        from .cleaning import find_duplicates
+
+        groups = find_duplicates(dataset.images, near=True)
+    parts = _parts(np.asarray(dataset.labels).reshape(-1), (1.0 / k,) * k, groups=groups, seed=seed, stratify=True)
+    return tuple(dataset.subset(idx) for idx in parts)

@@ -226,7 +226,8 @@ def push_folder(
     revision: str | None = None,
     commit_message: str | None = None,
 ) -> str:
-    """Upload every file of ``folder`` to ``repo_id`` in one commit and return that commit's 40-hex sha.
+    """Upload the model files of ``folder`` (:data:`MODEL_FILES`) to ``repo_id`` in one commit and
+    return that commit's 40-hex sha.
 
     The repo is created if missing (``private`` applies only then). ``revision`` names the branch to
     commit to (default ``main``); a missing branch is created from ``main`` first. If nothing changed,
@@ -248,5 +249,6 @@ def push_folder(
             folder_path=folder,
             revision=revision,
             commit_message=commit_message or f"Upload {folder.name} with bloodcell",
+            allow_patterns=list(MODEL_FILES),  # the model's own files, never staging leftovers or notes
         )
     return info.oid

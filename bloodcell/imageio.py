@@ -21,6 +21,10 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".
 MAX_PIXELS = 64_000_000
 #: Resampling filter of :func:`resize_image` (the one pbc96 was prepared with).
 RESAMPLE = Image.Resampling.LANCZOS
+#: A float image whose values all lie in 0..FLOAT_01_LIMIT is taken for a 0..1 image and refused.
+FLOAT_01_LIMIT = 2.0
+#: Images with a side under this many pixels are refused: they cannot show a cell.
+MIN_SIDE = 8
 #: Background that transparent pixels are composited onto (a bright slide).
 BACKGROUND = (255, 255, 255)
 
@@ -139,9 +143,12 @@ def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
     lo, hi = float(arr.min(initial=0)), float(arr.max(initial=0))
     if lo < 0 or hi > 255:
         raise ImageReadError(f"{name}: pixel values must be in 0..255, got {lo:g}..{hi:g}")
-    if 0 < hi <= 1.0:
+    if 0 < hi <= FLOAT_01_LIMIT:
+        # A float image whose brightest pixel is at most 2 is a 0..1 image (with some overshoot),
+        # not a nearly black 0..255 one.
         raise ImageReadError(
-            f"{name}: pixel values are in 0..1 but bloodcell expects 0..255; multiply the images by 255"
+            f"{name}: float pixel values are in 0..{hi:g}, which looks like the 0..1 convention, but bloodcell "
+            "expects 0..255; multiply the images by 255"
         )
     return np.rint(arr).astype(np.uint8)
 
@@ -149,6 +156,9 @@ def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     """Centre-crop a uint8 RGB image to a square and resize it to (size, size, 3) with Lanczos."""
     h, w = image.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise ImageReadError(f"image of {h}x{w} pixels: too small to show a cell; bloodcell needs at least "
+                             f"{MIN_SIDE}x{MIN_SIDE} pixels")
     if h == size and w == size:
         return image
     if h != w:
@@ -194,6 +204,17 @@ def load_images(images, size: int) -> np.ndarray:
         return load_image(arr, size, "image")[None]
     if isinstance(images, (str, os.PathLike, Image.Image)):
         return load_image(images, size)[None]
+    if isinstance(images, (dict, set, bytes)):
+        raise ImageReadError(f"images: expected an array, a path, a PIL image or a list of them, got a "
+                             f"{type(images).__name__}")
+    if isinstance(images, (list, tuple)) and images and isinstance(images[0], (list, tuple, int, float)):
+        try:  # nested lists of numbers: an image or a batch written as lists
+            arr = np.asarray(images)
+        except ValueError:
+            raise ImageReadError("images: nested lists of uneven lengths; give an array (N, H, W, 3)") from None
+        if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+            raise ImageReadError("images: nested lists that are not numbers; give an array (N, H, W, 3)")
+        return load_images(arr, size)
     if isinstance(images, Iterable):
         items = list(images)
         if not items:

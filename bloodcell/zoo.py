@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from ._fs import recover_staged
 from .errors import ConfigError, InputNotFoundError
 from .folder import CONFIG_NAME
 from .registry import PretrainedCfg, pretrained_entry
@@ -83,6 +84,8 @@ def resolve(source: Source, *, token: Optional[str] = None, default: str) -> tup
         repo_id, revision = parse_hf_source(text)
         return download_snapshot(repo_id, revision, token=token), None
     path = Path(text)
+    if not path.exists() and is_path_like(source):
+        recover_staged(path)  # a save killed between its two renames left the previous folder aside
     if path.is_dir():
         return path, None
     if path.is_file():

@@ -240,6 +240,10 @@ def run(args) -> int:
                                          seed=args.seed)
     print(f"data: {len(data.class_names)} classes, {len(train_set)} train, {len(val_set)} validation, "
           f"{len(test_set)} test (loaded in {time.time() - t0:.0f}s)", file=sys.stderr)
+    for flag, part in (("--val-fraction", val_set), ("--test-fraction", test_set)):
+        if not len(part):
+            raise UsageError(f"{flag} {val_fraction if flag == '--val-fraction' else test_fraction}: leaves no image "
+                             f"of {Path(args.data).name} in that split; give a larger fraction, or more images")
     trainer = Trainer(arch if parent is None else None, weights=weights, class_names=data.class_names,
                       workdir=workdir, **settings)
     _check_split(workdir, args, val_set, test_set)

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..data import Dataset, split
+from ..data import Dataset, kfold
 from ..evaluation import Report, confusion_matrix
 
 #: A data set whose smallest class has fewer images than this is "small".
@@ -41,9 +41,9 @@ def cross_validate(train_one: Callable[[Dataset], object], data: Dataset, folds:
     """Train ``folds`` models, each with ``train_one(training part)`` (which returns a Classifier)
     on all folds but one, and measure the predictions each makes on its held-out fold, pooled.
 
-    Folds are stratified and keep every group of duplicate images together (:func:`bloodcell.split`).
+    Folds are stratified and keep every group of duplicate images together (:func:`bloodcell.data.kfold`).
     """
-    parts = split(data, (1.0 / folds,) * folds, seed=seed)
+    parts = kfold(data, folds, seed=seed)
     cm = np.zeros((len(data.class_names),) * 2, np.int64)
     for held in parts:
         rest = [p for p in parts if p is not held and len(p)]
