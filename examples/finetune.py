@@ -1,8 +1,8 @@
 """Train (fine-tune) a classifier on your own labelled data with the two-phase Trainer.
 
-    python examples/finetune.py ../shared/data/pbc96 --model mnv3s --out runs/my-mnv3s
-    python examples/finetune.py cells.npz --model effnetb0 --init imagenet --loss focal
-    python examples/finetune.py --tiny             # microcell on 128 sample images, 32x32, 1 epoch a phase
+    python examples/finetune.py my_cells/ --out runs/my-model          # from the pretrained default
+    python examples/finetune.py cells.npz --init random --model effnetb0 --loss focal
+    python examples/finetune.py --tiny             # the default on 128 sample images, 1 epoch a phase
 
 DATA is a folder with one subfolder per class, or an .npz with ``images`` (N, H, W, 3) uint8 and
 ``labels`` (N,) class ids. In tiny mode the 16 shipped sample cells and their flips and rotations
@@ -20,30 +20,35 @@ from _common import parser, tiny_npz
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("data", nargs="?", help="class-folder tree or .npz")
-    p.add_argument("--model", default=None, help="architecture (see `bloodcell list`; default mnv3s, tiny: microcell)")
-    p.add_argument("--init", choices=("random", "imagenet"), default="random")
+    p.add_argument("--model", default=None, help="architecture for --init random or imagenet (see `bloodcell list`)")
+    p.add_argument("--init", default="default",
+                   help="default (the pretrained default model), another bloodcell model (zoo name, folder or "
+                   "hf://...), imagenet or random")
     p.add_argument("--loss", choices=("crossentropy", "focal"), default="crossentropy")
     p.add_argument("--no-class-weights", action="store_true")
     p.add_argument("--augment", choices=("seed", "robust", "none"), default="seed")
     p.add_argument("--head-epochs", type=int, default=30)
     p.add_argument("--finetune-epochs", type=int, default=10)
-    p.add_argument("--input-size", type=int, default=96)
+    p.add_argument("--input-size", type=int, default=None, help="default: the --init model's, else 96")
     p.add_argument("--out", default="runs/finetuned", help="folder for the trained model")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run (same --out)")
     args = p.parse_args()
     tmp = tempfile.TemporaryDirectory(prefix="bloodcell-finetune-")
     if args.tiny:
         args.data = args.data or str(tiny_npz(Path(tmp.name)))
-        args.model = args.model or "microcell"
-        args.head_epochs, args.finetune_epochs, args.input_size = 1, 1, 32
+        args.head_epochs, args.finetune_epochs = 1, 1
         args.out = str(Path(tmp.name) / "finetuned")
     elif not args.data:
         p.error("give DATA (a class-folder tree or an .npz), or --tiny")
-    args.model = args.model or "mnv3s"
+    if args.init in ("random", "imagenet") and not args.model:
+        p.error(f"--init {args.init} needs --model ARCH")
 
     import bloodcell
 
-    data = bloodcell.load_dataset(args.data, image_size=args.input_size)
+    parent = None if args.init in ("random", "imagenet") else bloodcell.load_classifier(
+        None if args.init == "default" else args.init)
+    args.input_size = args.input_size or (parent.input_size if parent else 96)
+    data = bloodcell.load_dataset(args.data, image_size=args.input_size).present_classes()
     print(f"{len(data)} images: {data.class_counts()}")
     # Stratified, and every duplicate group on one side: no image leaks into the test set.
     train, val, test = bloodcell.split(data, (0.8, 0.1, 0.1), seed=42)
@@ -51,8 +56,8 @@ def main() -> None:
 
     out = Path(args.out)
     trainer = bloodcell.Trainer(
-        args.model,
-        weights="imagenet" if args.init == "imagenet" else None,
+        None if parent else args.model,     # implied by a bloodcell model to start from
+        weights=parent or ("imagenet" if args.init == "imagenet" else None),  # other classes: a new head
         input_size=args.input_size,
         loss=args.loss,                      # "focal" takes the class weights as per-class alpha
         class_weights=not args.no_class_weights,

@@ -18,7 +18,7 @@ EXPECTED = {
     "classify.py": ["Classifier(name='mnv3s.pbc96'", "probabilities: shape (16, 8)",
                     "outlier flags for 3 cells and a grey ramp: [False, False, False, True]"],
     "finetune.py": ["128 images:", "full epoch 1:", "finetune epoch 1:", "held-out test: accuracy",
-                    "reloaded: Classifier(name='finetuned', architecture='microcell', input_size=32"],
+                    "reloaded: Classifier(name='finetuned', architecture='mnv3s', input_size=128"],
     "clean_dataset.py": ["24 images from tests/data/pbc96_sample (with injected problems)", "outliers:   4",
                          "duplicates: 3 groups, 3 copies removed", "conflicts:  1 groups, 2 rows removed"],
     "augmentation.py": ["wrote augment_seed.png", "wrote augment_robust.png",

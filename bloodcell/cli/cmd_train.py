@@ -52,7 +52,7 @@ def register(subparsers) -> None:
     p.add_argument("--precision", choices=[x for x in PRECISIONS if x], default=None,
                    help="mixed precision (default: float32)")
     p.add_argument("--normalization", choices=[x or "none" for x in NORMALIZATIONS], default="none",
-                   help="per-image stain normalisation in front of the backbone (a new model only)")
+                   help="per-image stain normalisation in front of the backbone (default: none, or the --init model's)")
     p.add_argument("--head-epochs", type=int, default=None, metavar="N",
                    help="most epochs of phase 1 (the head alone, or the whole network) "
                    f"(default: {d.head_epochs}; {small['head_epochs']}, all run, for small data)")

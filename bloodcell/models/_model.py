@@ -220,8 +220,9 @@ class ClassifierModel(keras.Model):
         return model
 
     def with_classes(self, class_names: Sequence[str], *, input_size: Optional[int] = None,
-                     keep_shared: bool = True) -> "ClassifierModel":
-        """The same network with an output layer for ``class_names`` (and, optionally, another input size).
+                     normalization: Union[str, dict, None] = "keep", keep_shared: bool = True) -> "ClassifierModel":
+        """The same network with an output layer for ``class_names`` (optionally at another input
+        size, or with another input normalisation: it has no weights; ``"keep"`` keeps this one's).
 
         Everything but the head keeps its weights (convolutions do not depend on the input
         size). With ``keep_shared``, the output units of classes this model already has keep
@@ -230,13 +231,16 @@ class ClassifierModel(keras.Model):
         """
         class_names = check_class_names(class_names)
         size = self.input_size if input_size is None else _check_int("input_size", input_size, 32)
-        if tuple(class_names) == self.class_names and size == self.input_size:
+        norm = self.normalization if normalization == "keep" else _normalization_config(normalization)
+        if tuple(class_names) == self.class_names and size == self.input_size and norm == self.normalization:
             return self.copy()
-        model = type(self).from_config({**self.get_config(), "class_names": list(class_names), "input_size": size})
+        model = type(self).from_config({**self.get_config(), "class_names": list(class_names), "input_size": size,
+                                        "normalization": norm})
         same = tuple(class_names) == self.class_names
-        for src, dst in zip(self.layers, model.layers):
-            if src.name != HEAD_NAME or same:
-                dst.set_weights([np.asarray(w) for w in src.get_weights()])
+        targets = {layer.name: layer for layer in model.layers}
+        for src in self.layers:  # by name: a normalisation layer (no weights) may come or go
+            if src.weights and (src.name != HEAD_NAME or same):
+                targets[src.name].set_weights([np.asarray(w) for w in src.get_weights()])
         if keep_shared and not same:
             kernel, bias = (np.asarray(w) for w in self.head.get_weights())
             new_kernel, new_bias = (np.asarray(w).copy() for w in model.head.get_weights())

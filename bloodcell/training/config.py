@@ -52,7 +52,7 @@ class TrainConfig:
         precision: None or ``"float32"``, ``"mixed_float16"``, ``"mixed_bfloat16"``.
         input_size: side of the square images the model takes, in pixels.
         normalization: None or ``"stain"``: per-image stain normalisation in front of the
-            backbone (a new model only; a model started from a bloodcell model keeps its own).
+            backbone (None with a bloodcell model as ``weights``: that model's own).
         deterministic: make TensorFlow's kernels deterministic (bit-identical seeded runs).
         verbose: 1 prints one line per epoch on stderr, 0 nothing.
     """

@@ -163,7 +163,8 @@ class Trainer:
             raise ConfigError(f"weights={str(source)!r}: has {len(parent.class_names)} classes, num_classes is "
                               f"{self.num_classes}; give class_names to train it on other classes")
         label = (parent.name or "a Classifier") if isinstance(source, Classifier) else str(source)
-        model, self._init_record, self._new_head = start_from(parent, label, names, self.config.input_size)
+        model, self._init_record, self._new_head = start_from(parent, label, names, self.config.input_size,
+                                                              self.config.normalization)
         return model
 
     @property

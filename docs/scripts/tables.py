@@ -247,7 +247,65 @@ def cli_help() -> str:
     return "\n\n".join(parts)
 
 
+# -- other labs ----------------------------------------------------------------------------------
+ABLATION_NAMES = {
+    "previous": "previous default (mnv3s.pbc96 0.1), as it is",
+    "norm-at-test": "previous default, stain normalisation put in front (no training)",
+    "norm": "+ stain normalisation, fine-tuned with `robust`",
+    "norm+stain+blur": "+ normalisation, stain jitter, blur",
+    "norm+stain+scale+blur": "+ normalisation, stain jitter, magnification, blur (`domain` at full rates)",
+    "norm+mild": "+ normalisation, stain, magnification, blur at half rates",
+    "norm+mild+polish": "the same, 12 more epochs at a lower rate",
+}
+
+
+def ablation() -> str:
+    data = load("ablation")
+    if data is None:
+        return missing("ablation", "bench_ablation.py VARIANT ...")
+    rows = []
+    for key, row in data["variants"].items():
+        rows.append([ABLATION_NAMES.get(key, f"`{key}`"), pct(row["pbc_accuracy"]), pct(row["robustness_mean"]),
+                     pct(row["bccd_accuracy"], 1), f"{row['training_minutes']:.0f} min" if row.get("training_minutes") else "–"])
+    note = f"\n\n{data['note']}" if data.get("note") else ""
+    return table(["variant", "PBC held-out accuracy", "robustness mean", "BCCD zero-shot", "training"], rows) + note
+
+
+def outside_zero_shot() -> str:
+    data = load("outside")
+    if data is None:
+        return missing("outside", "bench_outside.py")
+    rows = [[f"`{r['model']}`", pct(r["accuracy"], 1), pct(r["balanced_accuracy"], 1),
+             pct(r["accuracy_restricted_to_present_classes"], 1), f"{r['mean_confidence']:.2f}",
+             ", ".join(f"{c} {100 * v:.0f}%" for c, v in r["per_class_recall"].items())] for r in data["zero_shot"]]
+    counts = ", ".join(f"{c} {n}" for c, n in data["data"]["counts"].items())
+    return (table(["model", "accuracy (8 classes)", "balanced", "answer among BCCD's 5 classes", "mean confidence",
+                   "recall per class"], rows) + f"\n\nBCCD-WBC: {counts}; measured on {data['machine']}.")
+
+
+def outside_few_shot() -> str:
+    data = load("outside")
+    if data is None or "few_shot_acceptance" not in data:
+        return missing("outside", "bench_outside.py")
+    acc = data["few_shot_acceptance"]
+    text = (f"`{acc['command']}` with FEW holding {', '.join(f'{n} {c}' for c, n in acc['few'].items())}: "
+            f"{acc['seconds'] / 60:.1f} minutes, **{pct(acc['accuracy_on_rest'], 1)}** on the other "
+            f"{acc['rest_images']} BCCD images of those classes (balanced {pct(acc['balanced_accuracy_on_rest'], 1)}; "
+            f"the run's own cross-validated figure: {pct(acc['cross_validated_accuracy'], 1)}).")
+    curve = data.get("few_shot_curve")
+    if not curve:
+        return text
+    by_k: dict[int, dict[str, float]] = {}
+    for row in curve:
+        by_k.setdefault(row["k"], {})[row["init"]] = row["mean"]
+    rows = [[k, pct(v.get("default"), 1), pct(v.get("random"), 1)] for k, v in sorted(by_k.items())]
+    return text + "\n\n" + table(["labelled images a class (k)", "fine-tuned from the default", "from random init"], rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "ablation": ablation,
+    "outside-zero-shot": outside_zero_shot,
+    "outside-few-shot": outside_few_shot,
     "zoo-architectures": zoo_architectures,
     "zoo-entries": zoo_entries,
     "bench-accuracy": bench_accuracy,
