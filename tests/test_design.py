@@ -111,16 +111,12 @@ def test_shipped_version_1_folders_load_with_the_same_probabilities():
 
     saved = json.loads((ROOT / "tests" / "data" / "v1_probabilities.json").read_text())
     images = [ROOT / p for p in saved["images"]]
-    folders = {"mnv3s.pbc96": PACKAGE / "_weights" / "mnv3s.pbc96", "effnetb0.pbc96": ROOT / "zoo" / "effnetb0.pbc96"}
-    checked = 0
+    folders = {"mnv3s.pbc96": ROOT / "zoo" / "mnv3s.pbc96-0.1", "effnetb0.pbc96": ROOT / "zoo" / "effnetb0.pbc96"}
     for name, folder in folders.items():
         config = json.loads((folder / "config.json").read_text())
-        if config.get("format_version") != 1:
-            continue  # replaced by a newer release; the other folder still holds the old format
+        assert config.get("format_version", 1) == 1
         clf = load_folder(folder)
         np.testing.assert_allclose(clf.predict_proba(images), np.asarray(saved[name]), atol=2e-6)
-        checked += 1
-    assert checked >= 1
 
 
 def test_new_head_keeps_the_backbone_and_the_shared_classes():
