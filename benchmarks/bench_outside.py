@@ -3,7 +3,8 @@
 BCCD-WBC (``../shared/data/bccd-wbc``: 351 white cells from another lab, microscope and stain) is
 the yardstick; no shipped model is trained on it.
 
-1. Zero-shot: every zoo entry (and, for the ablation, any model folder given with ``--extra``)
+1. Zero-shot: every zoo entry (release entries from their ``zoo/<name>`` folder), and any model
+   folder given with ``--extra``,
    classifies all of BCCD with ``bloodcell evaluate``: accuracy over its 8 classes, per class, the
    confusion matrix, and the accuracy when the answer is restricted to the 5 classes BCCD holds
    (``predict(classes=...)``). The default's confusion matrix is drawn into ``docs/img``.
@@ -139,7 +140,9 @@ def main(argv=None) -> int:
     result = {"data": {"name": bccd.name, "counts": {c: counts[c] for c in present}},
               "machine": f"{os.cpu_count()}-core CPU, {platform.machine()}", "zero_shot": [], **{
                   k: old[k] for k in ("few_shot_curve",) if k in old and args.skip_curve}}
-    models = [(n, n) for n in bloodcell.list_pretrained()] + [tuple(e.split("=", 1)) for e in args.extra]
+    # Release entries are measured from their zoo/<name> folder (what their Hub repo holds): no Hub needed.
+    models = [(n, str(ROOT / "zoo" / n) if (ROOT / "zoo" / n).is_dir() else n) for n in bloodcell.list_pretrained()]
+    models += [tuple(e.split("=", 1)) for e in args.extra]
     for name, source in models:
         row = zero_shot(name, source, bccd, present)
         result["zero_shot"].append(row)

@@ -142,6 +142,46 @@ def _hub_error(
     return None
 
 
+#: Seconds to wait for the Hub's host to accept a connection before a download is given up.
+CONNECT_TIMEOUT = 3.0
+
+
+def _reachable() -> bool:
+    """Whether the Hub endpoint's host accepts a TCP connection within :data:`CONNECT_TIMEOUT`.
+
+    huggingface_hub retries a failed request five times with back-off (about 20 s) before it looks
+    in its cache; with no network, bloodcell looks there at once instead.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=CONNECT_TIMEOUT):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def _cache_only_when_unreachable(repo_id: str, revision: str | None, what: str) -> Iterator[bool]:
+    """Yield whether downloads must come from the cache (offline mode, or no connection to the
+    Hub); a file then missing from the cache is one HubError saying so."""
+    unreachable = not constants.is_offline_mode() and not _reachable()
+    try:
+        yield constants.is_offline_mode() or unreachable
+    except LocalEntryNotFoundError:
+        if not unreachable:
+            raise
+        raise HubError(
+            f"could not reach the Hugging Face Hub at {constants.ENDPOINT} (no connection within {CONNECT_TIMEOUT:g} s) "
+            f"and {what} of Hub repo '{repo_id}' at revision '{revision or constants.DEFAULT_REVISION}' is not in the "
+            f"local cache; check your network connection and HF_ENDPOINT, or run `bloodcell hub download "
+            f"{_source(repo_id, revision)}` while online"
+        ) from None
+
+
 @contextmanager
 def _hub_errors(repo_id: str, *, revision: str | None = None, filename: str | None = None, writing: bool = False) -> Iterator[None]:
     try:
@@ -166,9 +206,10 @@ def download_snapshot(
     huggingface_hub cache. Raises :class:`HubError` if the Hub cannot provide it or a ``required``
     file is missing from it."""
     _check_repo_id(repo_id)
-    with _hub_errors(repo_id, revision=revision):
+    with _hub_errors(repo_id, revision=revision), _cache_only_when_unreachable(repo_id, revision, "the model") as cached:
         folder = Path(
-            snapshot_download(repo_id, revision=revision, token=token, allow_patterns=list(allow_patterns) if allow_patterns else None)
+            snapshot_download(repo_id, revision=revision, token=token, local_files_only=cached,
+                              allow_patterns=list(allow_patterns) if allow_patterns else None)
         )
     missing = [name for name in required if not (folder / name).is_file()]
     if missing:
@@ -204,8 +245,9 @@ def download_file(
         if not _SHA256.fullmatch(sha256):
             raise ConfigError(f"sha256 must be 64 hex characters, got {sha256!r} for '{filename}' of Hub repo '{repo_id}'")
         expected = sha256.lower()
-    with _hub_errors(repo_id, revision=revision, filename=filename):
-        path = Path(hf_hub_download(repo_id, filename, revision=revision, token=token))
+    with _hub_errors(repo_id, revision=revision, filename=filename), \
+            _cache_only_when_unreachable(repo_id, revision, f"'{filename}'") as cached:
+        path = Path(hf_hub_download(repo_id, filename, revision=revision, token=token, local_files_only=cached))
     if expected is not None:
         actual = sha256_file(path)
         if actual != expected:

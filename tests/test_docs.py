@@ -57,3 +57,12 @@ def test_mkdocs_build_strict(tmp_path):
     assert "images/s" in (site / "benchmarks" / "index.html").read_text()
     assert "load_classifier" in (site / "reference" / "classifier" / "index.html").read_text()
     assert (site / "img" / "confusion.png").is_file()
+
+
+def test_readme_figures_are_rendered_from_measured_files():
+    sys.path.insert(0, str(ROOT / "docs" / "scripts"))
+    import readme
+
+    text = (ROOT / "README.md").read_text()
+    assert "<!-- generated: status -->" in text
+    assert readme.render(text) == text, "README.md is stale: run python docs/scripts/readme.py"

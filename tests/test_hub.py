@@ -153,6 +153,17 @@ def test_unreachable_hub_gives_a_hub_error(hub_server):
         download_snapshot(REPO)
 
 
+def test_unreachable_hub_fails_at_once_and_still_serves_the_cache(hub_server, caplog):
+    hub_server.create_repo(REPO, model_files(1))
+    cached = download_snapshot(REPO)
+    hub_server.stop()
+    with caplog.at_level("WARNING"):
+        assert download_snapshot(REPO) == cached  # no network: the cached copy, with no retries
+        with pytest.raises(HubError, match=r"no connection within .* not in the local cache"):
+            download_snapshot("lab/never-downloaded")
+    assert not [r for r in caplog.records if "Retrying" in r.getMessage()]
+
+
 def test_private_repo_needs_a_token(hub_server):
     hub_server.create_repo(REPO, model_files(1), private=True)
     with pytest.raises(HubError, match="private.*hf auth login"):

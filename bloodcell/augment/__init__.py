@@ -10,8 +10,9 @@ labels:
   :mod:`bloodcell.corruptions` (blur, JPEG, pixelation, noise, stain blots, bubbles, ...) at a
   random severity, with the same code that :func:`bloodcell.corruptions.corrupt` evaluates with.
 - ``"domain"``: ``"robust"`` plus what differs between labs: stain and light in optical density
-  (:class:`RandomStain`), magnification and framing (half the images magnified up to 2.2x) and
-  focus (defocus and motion blur), for models meant to work on other labs' images.
+  (:class:`RandomStain`, half the images), magnification and framing (a quarter magnified up to
+  2x) and focus (defocus or motion blur, 15%), for models meant to work on other labs' images
+  (the bundled default's recipe).
 - ``None``: no augmentation.
 
 Modules: ``layers`` (the layers), ``presets`` (the presets and :class:`Augmentation`),

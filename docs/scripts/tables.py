@@ -316,6 +316,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "bench-export": bench_export,
     "augment-seed": lambda: augment_preset("seed"),
     "augment-robust": lambda: augment_preset("robust"),
+    "augment-domain": lambda: augment_preset("domain"),
     "cli": cli_help,
 }
 
