@@ -76,32 +76,38 @@ def test_no_import_cycles_among_bloodcell_modules():
             visit(node)
 
 
-@pytest.mark.parametrize("name", bloodcell.list_models())
-def test_keras_file_round_trip_in_a_fresh_process(name, tmp_path):
+def test_keras_file_round_trip_in_a_fresh_process(tmp_path):
+    """Every registered architecture, saved as .keras here, loads in a new process (safe mode) as a
+    ClassifierModel with its architecture, classes and outputs."""
     names = ["neutrophil", "blast", "lymphocyte"]
-    model = bloodcell.build_model(name, input_size=32, class_names=names, normalization="stain")
     x = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3)).astype("float32")
     np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "p.npy", np.asarray(model(x, training=False)))
-    model.save(tmp_path / "m.keras")
+    for arch in bloodcell.list_models():
+        model = bloodcell.build_model(arch, input_size=32, class_names=names, normalization="stain")
+        np.save(tmp_path / f"{arch}.npy", np.asarray(model(x, training=False)))
+        model.save(tmp_path / f"{arch}.keras")
     script = textwrap.dedent("""
         import json, sys
         import numpy as np, keras
         import bloodcell
-        model = keras.saving.load_model(sys.argv[1] + "/m.keras")  # safe mode
-        x, p = np.load(sys.argv[1] + "/x.npy"), np.load(sys.argv[1] + "/p.npy")
-        print(json.dumps({"type": type(model).__name__, "architecture": model.architecture,
-                          "class_names": list(model.class_names), "input_size": model.input_size,
-                          "normalization": model.normalization is not None,
-                          "max_diff": float(np.abs(np.asarray(model(x, training=False)) - p).max())}))
+        x = np.load(sys.argv[1] + "/x.npy")
+        for arch in sys.argv[2:]:
+            model = keras.saving.load_model(f"{sys.argv[1]}/{arch}.keras")  # safe mode
+            p = np.load(f"{sys.argv[1]}/{arch}.npy")
+            print(json.dumps({"type": type(model).__name__, "architecture": model.architecture,
+                              "class_names": list(model.class_names), "input_size": model.input_size,
+                              "normalization": model.normalization is not None,
+                              "max_diff": float(np.abs(np.asarray(model(x, training=False)) - p).max())}))
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, env=env,
-                          timeout=240)
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path), *bloodcell.list_models()],
+                          capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert got == {"type": "ClassifierModel", "architecture": name, "class_names": names, "input_size": 32,
-                   "normalization": True, "max_diff": pytest.approx(0.0, abs=1e-5)}
+    got = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+    assert [g["architecture"] for g in got] == bloodcell.list_models()
+    for g in got:
+        assert g == {"type": "ClassifierModel", "architecture": g["architecture"], "class_names": names,
+                     "input_size": 32, "normalization": True, "max_diff": pytest.approx(0.0, abs=1e-5)}
 
 
 def test_shipped_version_1_folders_load_with_the_same_probabilities():

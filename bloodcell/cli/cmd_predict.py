@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputNotFoundError
 from ._common import UsageError
 
 import json
@@ -56,6 +56,10 @@ def run(args) -> int:
         raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    # As cat(1): with some paths missing the others are still classified (exit 1); with all missing, nothing can be.
+    if not any(Path(p).exists() for p in args.paths):
+        which = args.paths[0] if len(args.paths) == 1 else f"{args.paths[0]} (and the other {len(args.paths) - 1})"
+        raise InputNotFoundError(f"{which}: no such file or folder; check the path")
     files, errors = _expand(args.paths)
     for err in errors:
         print(f"bloodcell predict: {err}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Optional
@@ -136,3 +137,14 @@ def start_from(parent, label: str, class_names, input_size: int, normalization=N
             "dropped_classes": [c for c in old if c not in names]} if tuple(old) != names else {}),
     }
     return model, record, untrained or names != tuple(parent.class_names)
+
+
+@contextlib.contextmanager
+def float32_policy():
+    """Keras' global dtype policy set to float32 inside the block, restored after."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)

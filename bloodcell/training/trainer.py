@@ -42,6 +42,7 @@ from .policy import (
     class_weights_from_labels,
     hardware,
     is_bloodcell_source,
+    float32_policy,
     start_from,
     make_loss,
     make_optimizer,
@@ -380,7 +381,7 @@ class Trainer:
             raise ConfigError("the trainer has no model yet; call fit(train, val) first")
         model = self.model
         if self.distribution is not None or self.config.precision:
-            with _float32_policy():
+            with float32_policy():
                 model = self.model.copy()
         clf = Classifier(model)
         if self._init_record:
@@ -397,16 +398,6 @@ class Trainer:
             "wall_time_s": round(sum(r["seconds"] for r in self.history)),
         }
         return clf
-
-
-@contextlib.contextmanager
-def _float32_policy():
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 __all__ = ["Trainer"]
