@@ -23,12 +23,15 @@ _EXPORTS = {
     "Classifier": "classifier",
     "load_classifier": "classifier",
     "BloodcellError": "errors",
+    "BusyError": "errors",
     "ChecksumError": "errors",
     "ConfigError": "errors",
     "DataError": "errors",
     "HubError": "errors",
     "ImageReadError": "errors",
+    "InputNotFoundError": "errors",
     "ModelNotFoundError": "errors",
+    "OutputExistsError": "errors",
     "ClassifierModel": "models",
     "build_model": "models",
     "PretrainedCfg": "registry",
@@ -53,7 +56,8 @@ __all__ = ["CLASS_NAMES", "__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
     from .classifier import DEFAULT_MODEL, Classifier, load_classifier
-    from .errors import BloodcellError, ChecksumError, ConfigError, DataError, HubError, ImageReadError, ModelNotFoundError
+    from .errors import (BloodcellError, BusyError, ChecksumError, ConfigError, DataError, HubError, ImageReadError,
+                         InputNotFoundError, ModelNotFoundError, OutputExistsError)
     from .models import ClassifierModel, build_model
     from .cleaning import clean, find_duplicates, find_outliers
     from .data import Dataset, load_dataset, split

@@ -17,13 +17,18 @@ def quiet_import_tensorflow() -> None:
     """Import TensorFlow (and list its devices) with stderr silenced at the file-descriptor level."""
     if "tensorflow" in sys.modules:
         return
+    # The C++ lines go to file descriptor 2 even where sys.stderr was replaced (pytest, notebooks).
+    fd = 2
     try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # stderr replaced by a non-file object
+        os.fstat(fd)
+    except OSError:  # no stderr at all
         import tensorflow  # noqa: F401
 
         return
-    sys.stderr.flush()
+    try:
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):
+        pass
     saved = os.dup(fd)
     try:
         with open(os.devnull, "w") as devnull:

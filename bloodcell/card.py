@@ -95,6 +95,9 @@ def render_model_card(config: dict[str, Any]) -> str:
     elif init is None and not metrics:
         lines += ["**Untrained**: this card belongs to a model whose weights have not been trained yet.", ""]
     lines += ["## Classes", "", ", ".join(f"{i} `{c}`" for i, c in enumerate(config["class_names"])), ""]
+    if training.get("classes_without_training_images"):
+        lines += [f"**Warning:** no training images of {', '.join(training['classes_without_training_images'])}: "
+                  "the model can answer these classes but never learnt them.", ""]
     lines += ["## Preprocessing", ""]
     for key, value in (config.get("preprocessing") or {}).items():
         lines.append(f"- {key}: {value}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from PIL import Image
 
 from ._checks import check_class_names, check_image_batch, check_labels, largest_remainder
 from ._classes import CLASS_ALIASES, CLASS_NAMES, canonical_name
-from ._fs import is_within
+from ._fs import is_within, staged_folder
 from ._util import DAMAGED_NPZ
 from .errors import ConfigError, DataError, InputNotFoundError, OutputExistsError
 from .imageio import IMAGE_EXTENSIONS, read_image, resize_image
@@ -269,28 +270,40 @@ def save_dataset(dataset: Dataset, out: PathLike, *, layout: str = "folder", cop
     if layout == "npz":
         if out.suffix.lower() != ".npz":
             raise ConfigError(f"{out}: the npz layout needs a path ending in .npz")
-        out.parent.mkdir(parents=True, exist_ok=True)
         extra = {} if dataset.class_names == CLASS_NAMES else {"class_names": np.array(dataset.class_names)}
-        np.savez_compressed(out, images=dataset.images, labels=dataset.labels, **extra)
-        return out
-    out.mkdir(parents=True, exist_ok=True)
-    for i in np.unique(dataset.labels):  # a folder per class with images: an empty one would not load
-        (out / dataset.class_names[i]).mkdir(exist_ok=True)
-    used: set[Path] = set()
-    for i, label in enumerate(dataset.labels):
-        folder = out / dataset.class_names[label]
-        src = Path(dataset.paths[i]) if (copy_files and dataset.paths) else None
-        stem, suffix = (src.stem, src.suffix) if src is not None else (f"{i:06d}", ".png")
-        target = folder / f"{stem}{suffix}"
-        k = 1
-        while target in used:
-            target = folder / f"{stem}_{k}{suffix}"
-            k += 1
-        used.add(target)
-        if src is not None:
-            shutil.copyfile(src, target)
-        else:
-            Image.fromarray(dataset.images[i]).save(target)
+        return save_npz(out, images=dataset.images, labels=dataset.labels, **extra)
+    # Written into a staging folder beside ``out`` and renamed into place: ``out`` is whole or absent.
+    with staged_folder(out) as stage:
+        for i in np.unique(dataset.labels):  # a folder per class with images: an empty one would not load
+            (stage / dataset.class_names[i]).mkdir(exist_ok=True)
+        used: set[Path] = set()
+        for i, label in enumerate(dataset.labels):
+            folder = stage / dataset.class_names[label]
+            src = Path(dataset.paths[i]) if (copy_files and dataset.paths) else None
+            stem, suffix = (src.stem, src.suffix) if src is not None else (f"{i:06d}", ".png")
+            target = folder / f"{stem}{suffix}"
+            k = 1
+            while target in used:
+                target = folder / f"{stem}_{k}{suffix}"
+                k += 1
+            used.add(target)
+            if src is not None:
+                shutil.copyfile(src, target)
+            else:
+                Image.fromarray(dataset.images[i]).save(target)
+    return out
+
+
+def save_npz(out: PathLike, **arrays) -> Path:
+    """``np.savez_compressed`` through a temporary file and a rename: ``out`` is whole or absent."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.tmp.npz"
+    try:
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
 
 

@@ -44,18 +44,19 @@ _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _LOGIN_HINT = "log in with `hf auth login`, set HF_TOKEN or pass a token"
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """Connection/timeout error types of the HTTP client huggingface_hub uses (httpx2 in 2.x)."""
-    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+def _client_errors(name: str) -> tuple[type[BaseException], ...]:
+    """The exception class ``name`` of the HTTP clients huggingface_hub may use (httpx2 in 2.x)."""
+    errors: list[type[BaseException]] = []
     for module in ("httpx2", "httpx"):
         try:
-            errors.append(importlib.import_module(module).TransportError)
+            errors.append(getattr(importlib.import_module(module), name))
         except (ImportError, AttributeError):
             pass
     return tuple(errors)
 
 
-_TRANSPORT_ERRORS = _transport_errors()
+_TRANSPORT_ERRORS = (ConnectionError, TimeoutError, *_client_errors("TransportError"))
+_REDIRECT_ERRORS = _client_errors("TooManyRedirects")
 
 
 def parse_hf_source(source: str) -> tuple[str, str | None]:
@@ -127,6 +128,11 @@ def _hub_error(
             return HubError(f"the Hub at {endpoint} refused to {action} '{repo_id}' (HTTP {status}); {need} is needed: {_LOGIN_HINT}")
         return HubError(
             f"the Hub at {endpoint} answered HTTP {status} for '{repo_id}' ({error_reason(error)}); retry later or check HF_ENDPOINT"
+        )
+    if _REDIRECT_ERRORS and isinstance(error, _REDIRECT_ERRORS):
+        return HubError(
+            f"the Hub at {endpoint} redirected the request for {what} in a loop (too many redirects); "
+            "check HF_ENDPOINT (it should be the Hub's address, or a mirror that serves files itself)"
         )
     if isinstance(error, (LocalEntryNotFoundError, *_TRANSPORT_ERRORS)):
         cause = error_reason(error.__cause__ or error)
@@ -291,6 +297,9 @@ def push_folder(
             folder_path=folder,
             revision=revision,
             commit_message=commit_message or f"Upload {folder.name} with bloodcell",
-            allow_patterns=list(MODEL_FILES),  # the model's own files, never staging leftovers or notes
+            # The model's own files, never notes, staging leftovers or subfolders: an allow pattern
+            # alone also matches a file of that name in a subfolder ("*" matches "/" here).
+            allow_patterns=list(MODEL_FILES),
+            ignore_patterns=["*/*"],
         )
     return info.oid

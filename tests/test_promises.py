@@ -164,3 +164,113 @@ def test_one_exit_rule_for_what_cannot_be_done_as_written(argv, tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"bloodcell {argv[0]}: error: ")
     assert sorted(tmp_path.iterdir()) == before
+
+
+def test_a_hub_redirect_loop_is_one_hub_error(hub_server, monkeypatch, capsys):
+    from hub_server import _Response
+
+    def loop(method, raw_path, headers, body):
+        return _Response(302, b"", {"Location": raw_path})
+
+    monkeypatch.setattr(hub_server, "handle", loop)
+    with pytest.raises(bloodcell.HubError, match="redirected the request .* in a loop") as err:
+        bloodcell.load_classifier("hf://lab/loop")
+    assert "\n" not in str(err.value)
+    image = ROOT / "examples" / "images" / "basophil_BA_608637.jpg"
+    assert main(["predict", str(image), "--model", "hf://lab/loop"]) != 0
+    err_lines = capsys.readouterr().err.strip().splitlines()
+    assert len(err_lines) == 1 and "in a loop" in err_lines[0]
+
+
+HOLD = textwrap.dedent("""
+    import sys, time
+    from bloodcell._lock import locked
+    with locked(sys.argv[1], flag="--out"):
+        print("held", flush=True)
+        time.sleep(120)
+""")
+
+
+def _holder(folder):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], env=env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_run_into_a_locked_folder_refuses_at_once_and_a_dead_holder_frees_it(tmp_path, capsys):
+    from bloodcell._lock import locked
+
+    data = ROOT / "tests" / "data" / "pbc96_sample"
+    out = tmp_path / "run"
+    holder = _holder(out)
+    try:
+        code = main(["train", str(data), "--model", "microcell", "--input-size", "32", "--out", str(out)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 1 and len(err) == 1
+        assert f"--out {out}: in use by another bloodcell run (process {holder.pid} on " in err[0]
+        assert not out.exists() and not (tmp_path / "run.work").exists()
+        trainer = bloodcell.Trainer("microcell", input_size=SIZE, head_epochs=1, finetune_epochs=0, verbose=0,
+                                    workdir=out)
+        images = np.zeros((4, SIZE, SIZE, 3), np.uint8)
+        with pytest.raises(bloodcell.BusyError, match="in use by another bloodcell run"):
+            trainer.fit(bloodcell.Dataset(images, [0, 1, 0, 1]), bloodcell.Dataset(images, [0, 1, 0, 1]))
+    finally:
+        holder.kill()  # SIGKILL: no clean-up ran, the lock file stays behind
+        holder.wait()
+    with locked(out, flag="--out"):  # ... and is recognised as stale
+        pass
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+CLEAN_KILLED = textwrap.dedent("""
+    import os, shutil, sys
+    from bloodcell.cli import main
+    data, out, step, at = sys.argv[1:5]
+    module, name = (os, "rename") if step == "rename" else (shutil, "copyfile")
+    real, count = getattr(module, name), [0]
+    def killed(*args, **kwargs):
+        count[0] += 1
+        if count[0] == int(at):
+            os._exit(9)
+        return real(*args, **kwargs)
+    setattr(module, name, killed)
+    sys.exit(main(["clean", data, "--out", out]))
+""")
+
+
+@pytest.mark.parametrize("step, at", [("copyfile", 1), ("copyfile", 7), ("rename", 1)])
+def test_a_killed_clean_leaves_its_output_whole_or_absent(tmp_path, step, at):
+    data = ROOT / "tests" / "data" / "pbc96_sample"
+    out = tmp_path / "clean"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", CLEAN_KILLED, str(data), str(out), step, str(at)], env=env,
+                          timeout=240)
+    assert proc.returncode == 9
+    assert not out.exists()
+    assert main(["clean", str(data), "--out", str(out)]) == 0  # the next run starts clean ...
+    assert [p.name for p in tmp_path.iterdir()] == ["clean"]  # ... and removes what the killed one staged
+    assert sum(1 for p in out.rglob("*") if p.is_file()) > 7
+
+
+def test_classes_without_training_images_are_warned_of_in_the_output_and_the_card(tmp_path):
+    from synth_cells import make_cells
+
+    images = make_cells(8, SIZE, seed=0)
+    data = bloodcell.Dataset(images, [0, 1] * 4)  # the 8 PBC classes, images of two
+    trainer = bloodcell.Trainer("microcell", input_size=SIZE, head_epochs=1, finetune_epochs=0, verbose=0,
+                                patience=None, batch_size=4)
+    with pytest.warns(UserWarning, match="no training images of erythroblast, immature_granulocyte, lymphocyte"):
+        trainer.fit(data)
+    folder = trainer.classifier.save_pretrained(tmp_path / "m")
+    assert "**Warning:** no training images of erythroblast" in (folder / "README.md").read_text()
+
+
+def test_hub_push_uploads_the_model_files_only(hub_server, tiny, tmp_path):
+    folder = tiny.save_pretrained(tmp_path / "m")
+    (folder / "notes.txt").write_text("private notes")
+    (folder / ".bloodcell-staging-m-0123abcd").mkdir()
+    (folder / ".bloodcell-staging-m-0123abcd" / "model.weights.h5").write_bytes(b"partial")
+    assert main(["hub", "push", str(folder), "lab/only", "--token", hub_server.token]) == 0
+    uploaded = set(hub_server.files("lab/only")) - {".gitattributes"}  # the repo's own, from create_repo
+    assert sorted(uploaded) == ["README.md", "config.json", "model.weights.h5"]

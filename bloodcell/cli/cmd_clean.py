@@ -57,7 +57,7 @@ def run(args) -> int:
     import numpy as np
 
     from ..cleaning import clean
-    from ..data import load_dataset, save_dataset
+    from ..data import load_dataset, save_dataset, save_npz
 
     data, out = Path(args.data), Path(args.out)
     report_path = Path(args.report) if args.report else None
@@ -77,8 +77,7 @@ def run(args) -> int:
         # Write the input's own arrays (original size, dtype and label shape), not the resized ones.
         with np.load(data, allow_pickle=False) as raw:
             images, labels = raw["images"][result.keep], raw["labels"][result.keep]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(out, images=images, labels=labels)
+        save_npz(out, images=images, labels=labels)
         layout = "an .npz"
     if report_path is not None:
         report_path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .._fs import atomic_write_text
+from .._lock import locked
 from .._choices import LOSSES, LR_SCHEDULES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, PRESETS
 from ..errors import InputNotFoundError
 from ..training.config import TrainConfig
@@ -215,12 +216,18 @@ def run(args) -> int:
     for name in ("head_epochs", "finetune_epochs"):
         if getattr(args, name) is not None and getattr(args, name) < 0:
             raise UsageError("--head-epochs and --finetune-epochs must be >= 0")
-    from ..training import Trainer
-    from ..training.small_data import is_small
-
     arch, weights, parent = _starting_point(args)
     out = Path(args.out or f"runs/{arch}")
     workdir = Path(args.workdir) if args.workdir else out.with_name(out.name + ".work")
+    # Held for the whole run: a second run into the same --out or --workdir refuses at once.
+    with locked(out, flag="--out"), locked(workdir, flag="--workdir"):
+        return _run(args, arch, weights, parent, out, workdir)
+
+
+def _run(args, arch, weights, parent, out: Path, workdir: Path) -> int:
+    from ..training import Trainer
+    from ..training.small_data import is_small
+
     _check_outputs(Path(args.data), out, workdir, args)
     input_size = args.input_size or (parent.input_size if parent is not None else 96)
     _settings(args, input_size, small=False)  # bad options fail before the data are read
@@ -280,7 +287,12 @@ def run(args) -> int:
     else:
         clf.training["total_wall_time_s"] = round(time.time() - t0)
     clf.extra["eval_data"] = (f"a held-out {test_fraction:.0%} split of {Path(args.data).name} ({len(test_set)} images, "
-                              "never seen in training)")
+                              "never seen in training)"
+                              + (f"; it holds no images of {', '.join(report.absent)}, whose figures are not measured"
+                                 if report.absent else ""))
+    if report.absent:
+        print(f"bloodcell train: warning: the test split holds no images of {', '.join(report.absent)}; the figures "
+              "do not cover those classes (use more images of them, or a larger --test-fraction)", file=sys.stderr)
     clf.extra.update(_data_record(args, data))
     clf.save_pretrained(out)
     if test_set.paths:

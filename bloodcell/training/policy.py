@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from pathlib import Path
 from typing import Optional
 
 import keras
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..models import ClassifierModel
 from .config import ADAMW_DECAY, PHASES, TrainConfig
 
@@ -148,3 +149,33 @@ def float32_policy():
         yield
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def check_fit_data(train, val, class_names, patience) -> tuple[tuple[str, ...], list[str]]:
+    """Refuse data ``Trainer.fit`` cannot learn from; returns the data's class names (if it has
+    them) and those of its classes without a training image (with a warning)."""
+    if val is None and patience is not None:
+        raise ConfigError("fit(train, val=None): early stopping needs a validation set; give one, or "
+                          "patience=None to run every epoch and keep the last weights")
+    for name, data in (("train", train), ("val", val)):
+        if hasattr(data, "labels") and len(data.labels) == 0:
+            raise DataError(
+                f"{name}: the {'training' if name == 'train' else 'validation'} set is empty; give it "
+                "images (with split(), use larger fractions or more data per class)"
+            )
+    names = tuple(getattr(train, "class_names", None) or ())
+    if names and class_names and names != tuple(class_names):
+        raise DataError(f"class_names={list(class_names)} are not the data's {list(names)}; leave "
+                        "class_names out to take the data's, or relabel the data")
+    if not hasattr(train, "labels"):
+        return names, []
+    present = set(np.unique(train.labels).tolist())
+    if len(present) < 2:
+        raise DataError(f"train: all {len(train.labels)} training images are of one class; a classifier needs "
+                        "images of at least two classes")
+    untrained = [c for i, c in enumerate(names) if i not in present]
+    if untrained:
+        warnings.warn(f"train: no training images of {', '.join(untrained)}; the model can answer these classes but "
+                      "never learnt them (drop them with Dataset.present_classes(), or add images)",
+                      UserWarning, stacklevel=3)
+    return names, untrained

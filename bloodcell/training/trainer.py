@@ -23,6 +23,7 @@ import keras
 import numpy as np
 
 from .._checks import check_class_names, check_positive_int
+from .._lock import locked
 from ..classifier import Classifier, load_classifier
 from ..errors import ConfigError, DataError
 from ..models import ClassifierModel, as_classifier_model, build_model
@@ -39,6 +40,7 @@ from .callbacks import (
 )
 from .config import TrainConfig
 from .policy import (
+    check_fit_data,
     class_weights_from_labels,
     hardware,
     is_bloodcell_source,
@@ -108,6 +110,7 @@ class Trainer:
                 )
         self._model_arg = model
         self._init_record: Optional[dict[str, Any]] = None
+        self._untrained: list[str] = []
         self._new_head = self._weights is not None  # ImageNet features under a new head
         self.model: Optional[ClassifierModel] = None
         self.history: list[dict[str, Any]] = []
@@ -246,26 +249,6 @@ class Trainer:
         return -(-n // self.config.batch_size)
 
     # -- training ----------------------------------------------------------------------------
-    def _check_data(self, train, val) -> None:
-        if val is None and self.config.patience is not None:
-            raise ConfigError("fit(train, val=None): early stopping needs a validation set; give one, or "
-                              "patience=None to run every epoch and keep the last weights")
-        for name, data in (("train", train), ("val", val)):
-            if hasattr(data, "labels") and len(data.labels) == 0:
-                raise DataError(
-                    f"{name}: the {'training' if name == 'train' else 'validation'} set is empty; give it "
-                    "images (with split(), use larger fractions or more data per class)"
-                )
-        names = tuple(getattr(train, "class_names", None) or ())
-        if names and self.class_names and names != tuple(self.class_names):
-            raise DataError(f"class_names={list(self.class_names)} are not the data's {list(names)}; leave "
-                            "class_names out to take the data's, or relabel the data")
-        if hasattr(train, "labels") and len(np.unique(train.labels)) < 2:
-            raise DataError(f"train: all {len(train.labels)} training images are of one class; a classifier needs "
-                            "images of at least two classes")
-        if names and not self.class_names:
-            self.class_names = names
-
     def fit(self, train, val=None, *, resume: bool = False) -> list[dict[str, Any]]:
         """Run both phases on ``train`` with early stopping on ``val``; returns the history rows.
 
@@ -276,7 +259,9 @@ class Trainer:
         """
         import tensorflow as tf
 
-        self._check_data(train, val)
+        names, self._untrained = check_fit_data(train, val, self.class_names, self.config.patience)
+        if names and not self.class_names:
+            self.class_names = names
         if self.config.deterministic:
             tf.config.experimental.enable_op_determinism()
         if self.model is None:
@@ -291,6 +276,12 @@ class Trainer:
             unfreeze_count(self.model, self.config.unfreeze, self._frozen_first())  # fails now, not after phase 1
         if self.config.class_weights and hasattr(train, "labels"):
             self._train_weights = class_weights_from_labels(train.labels, self.spec.num_classes)
+        if self.workdir is None:
+            return self._fit(train, val, resume)
+        with locked(self.workdir, flag="workdir"):  # a second Trainer on this workdir refuses at once
+            return self._fit(train, val, resume)
+
+    def _fit(self, train, val, resume: bool) -> list[dict[str, Any]]:
         record = self._record()
         if resume:
             if self.workdir is None:
@@ -393,6 +384,7 @@ class Trainer:
             "init": init,
             **({"init_from": dict(self._init_record)} if self._init_record else {}),
             "hardware": hardware(),
+            **({"classes_without_training_images": list(self._untrained)} if self._untrained else {}),
             "settings": self._record(),
             "epochs_run": {p: sum(1 for r in self.history if r["phase"] == p) for p in phases},
             "wall_time_s": round(sum(r["seconds"] for r in self.history)),
