@@ -162,3 +162,4 @@ def test_keras_private_hooks_that_augment_relies_on():
     labels = np.eye(4, dtype="float32")
     transformation = layer.get_random_transformation({"images": images, "labels": labels}, training=True)
     assert {"batch_masks", "permutation_order"} <= set(transformation)
+

@@ -198,6 +198,7 @@ def _holder(folder):
     return proc
 
 
+@pytest.mark.filterwarnings("ignore:train. no training images")
 def test_a_second_run_into_a_locked_folder_refuses_at_once_and_a_dead_holder_frees_it(tmp_path, capsys):
     from bloodcell._lock import locked
 
