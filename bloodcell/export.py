@@ -76,7 +76,11 @@ def check_output(out: Path, format: str) -> None:
     suffix = FORMATS[format]
     if suffix and out.suffix.lower() != suffix:
         raise ConfigError(f"{out}: a {format} export must be a file ending in {suffix}; got {out.name!r}")
-    for path in (out, metadata_path(out, format)):
+    meta = metadata_path(out, format)
+    if format != "saved_model" and meta.exists() and not out.exists():
+        raise OutputExistsError(f"{meta}: already exists, left by an export that did not finish ({out.name} is "
+                                "missing); delete it and export again, or choose another output path")
+    for path in (out, meta):
         if path.exists() or path.is_symlink():
             raise OutputExistsError(f"{path}: already exists; refusing to overwrite it, choose another output path")
 
@@ -234,7 +238,7 @@ def export(
         staged_meta = metadata_path(staged, format)
         staged_meta.write_text(json.dumps(metadata, indent=2) + "\n")
         check_output(out, format)  # something may have appeared there while exporting
-        os.rename(staged, out)
-        if format != "saved_model":
+        if format != "saved_model":  # the metadata first: a model file never appears without it
             os.rename(staged_meta, metadata_path(out, format))
+        os.rename(staged, out)
     return out

@@ -275,3 +275,34 @@ def test_hub_push_uploads_the_model_files_only(hub_server, tiny, tmp_path):
     assert main(["hub", "push", str(folder), "lab/only", "--token", hub_server.token]) == 0
     uploaded = set(hub_server.files("lab/only")) - {".gitattributes"}  # the repo's own, from create_repo
     assert sorted(uploaded) == ["README.md", "config.json", "model.weights.h5"]
+
+
+EXPORT_KILLED = textwrap.dedent("""
+    import os, sys
+    import bloodcell
+    out, fmt, at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    clf = bloodcell.Classifier(bloodcell.build_model("microcell", input_size=32), name="m")
+    real, count = os.rename, [0]
+    def rename(src, dst):
+        count[0] += 1
+        if count[0] == at:
+            os._exit(9)
+        real(src, dst)
+    os.rename = rename
+    clf.export(out, format=fmt)
+""")
+
+
+@pytest.mark.parametrize("fmt, name, at", [("saved_model", "m_saved_model", 1), ("litert", "m.tflite", 1),
+                                           ("litert", "m.tflite", 2)])
+def test_a_killed_export_leaves_no_model_without_its_metadata(tmp_path, fmt, name, at):
+    from bloodcell.export import metadata_path
+
+    out = tmp_path / name
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", EXPORT_KILLED, str(out), fmt, str(at)], env=env, timeout=300,
+                          capture_output=True, text=True)
+    assert proc.returncode == 9, proc.stderr[-2000:]
+    assert not out.exists()  # the model is the last thing renamed into place
+    leftovers = [p.name for p in tmp_path.iterdir()]
+    assert all(n.startswith(".tmp-export-") or n == metadata_path(out, fmt).name for n in leftovers), leftovers
