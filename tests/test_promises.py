@@ -19,6 +19,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZE = 32
 
 
+#: Prefix of the scripts of killed subprocesses: kill_at(module, name, n) ends the process at the n-th call.
+KILL_AT = textwrap.dedent("""
+    import os
+    def kill_at(module, name, at):
+        real, count = getattr(module, name), [0]
+        def killed(*args, **kwargs):
+            count[0] += 1
+            if count[0] == at:
+                os._exit(9)
+            return real(*args, **kwargs)
+        setattr(module, name, killed)
+""")
+
+
 @pytest.fixture(scope="module")
 def tiny():
     return bloodcell.Classifier(bloodcell.build_model("microcell", input_size=SIZE), name="a")
@@ -29,22 +43,16 @@ def test_save_over_a_model_killed_at_each_rename_leaves_one_whole_model(tmp_path
     """A process replacing model A by model B is killed at the first rename (the old folder moved
     aside) or the second (the new one moved in): the folder then loads as A or as B, config and
     weights together, and the next write cleans up. Every file inside is written atomically first."""
-    script = textwrap.dedent("""
-        import os, sys
+    script = KILL_AT + textwrap.dedent("""
+        import sys
         import numpy as np
         import bloodcell
-        folder, kill_at, which = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+        folder, at, which = sys.argv[1], int(sys.argv[2]), sys.argv[3]
         model = bloodcell.build_model("microcell", input_size=32)
         model.set_weights([np.full(w.shape, 0.5 if which == "b" else 0.1, w.dtype) for w in model.get_weights()])
         clf = bloodcell.Classifier(model, name=which)
-        if kill_at:
-            real, count = os.rename, [0]
-            def rename(src, dst):
-                count[0] += 1
-                if count[0] == kill_at:
-                    os._exit(9)
-                real(src, dst)
-            os.rename = rename
+        if at:
+            kill_at(os, "rename", at)
         clf.save_pretrained(folder)
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -224,18 +232,11 @@ def test_a_second_run_into_a_locked_folder_refuses_at_once_and_a_dead_holder_fre
     assert [p.name for p in tmp_path.iterdir()] == []
 
 
-CLEAN_KILLED = textwrap.dedent("""
-    import os, shutil, sys
+CLEAN_KILLED = KILL_AT + textwrap.dedent("""
+    import shutil, sys
     from bloodcell.cli import main
     data, out, step, at = sys.argv[1:5]
-    module, name = (os, "rename") if step == "rename" else (shutil, "copyfile")
-    real, count = getattr(module, name), [0]
-    def killed(*args, **kwargs):
-        count[0] += 1
-        if count[0] == int(at):
-            os._exit(9)
-        return real(*args, **kwargs)
-    setattr(module, name, killed)
+    kill_at(os, "rename", int(at)) if step == "rename" else kill_at(shutil, "copyfile", int(at))
     sys.exit(main(["clean", data, "--out", out]))
 """)
 
@@ -277,18 +278,12 @@ def test_hub_push_uploads_the_model_files_only(hub_server, tiny, tmp_path):
     assert sorted(uploaded) == ["README.md", "config.json", "model.weights.h5"]
 
 
-EXPORT_KILLED = textwrap.dedent("""
-    import os, sys
+EXPORT_KILLED = KILL_AT + textwrap.dedent("""
+    import sys
     import bloodcell
     out, fmt, at = sys.argv[1], sys.argv[2], int(sys.argv[3])
     clf = bloodcell.Classifier(bloodcell.build_model("microcell", input_size=32), name="m")
-    real, count = os.rename, [0]
-    def rename(src, dst):
-        count[0] += 1
-        if count[0] == at:
-            os._exit(9)
-        real(src, dst)
-    os.rename = rename
+    kill_at(os, "rename", at)
     clf.export(out, format=fmt)
 """)
 
