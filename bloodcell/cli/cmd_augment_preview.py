@@ -25,10 +25,10 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="PNG", help="image file to write (.png, .jpg or .webp)")
     p.add_argument("-n", type=int, default=16, metavar="N", help="number of images (default 16)")
     p.add_argument("--seed", type=int, default=0, help="seed of the image choice and of the augmentation")
-    p.add_argument("--views", type=int, default=1, metavar="V", help="augmented rows per row of originals")
+    p.add_argument("--views", type=int, default=1, metavar="V", help="augmented rows per row of originals (default 1)")
     p.add_argument("--columns", type=int, default=8, metavar="C", help="images per row (default 8)")
     p.add_argument("--image-size", type=int, default=96, metavar="S", help="size images are resized to (default 96)")
-    p.add_argument("--scale", type=int, default=1, metavar="K", help="enlarge the picture K times (nearest)")
+    p.add_argument("--scale", type=int, default=1, metavar="K", help="enlarge the picture K times, nearest neighbour (default 1)")
     p.set_defaults(func=run)
 
 

@@ -40,7 +40,8 @@ def register(subparsers) -> None:
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="evaluate a stratified random subset of N images (for quick runs)")
     p.add_argument("--seed", type=int, default=0, help="seed of --limit sampling and of the corruptions")
-    p.add_argument("--batch-size", type=int, default=64, metavar="N")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N",
+                   help="images per forward pass; lower it if memory runs out (default 64)")
     p.add_argument("--write-metrics", action="store_true",
                    help="record the figures in the --model folder's config.json and model card "
                    "(a local folder; needs the whole data or --split-file, not --limit)")

@@ -24,8 +24,9 @@ def register(subparsers) -> None:
     p.add_argument("--model", default=None, metavar="SOURCE",
                    help="zoo name, local folder or hf://owner/repo[@revision] (default: the bundled model)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--top-k", type=int, default=1, metavar="K", help="also list the K most probable classes")
-    p.add_argument("--batch-size", type=int, default=64, metavar="N")
+    p.add_argument("--top-k", type=int, default=1, metavar="K", help="also list the K most probable classes (default 1: the answer only)")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N",
+                   help="images per forward pass; lower it if memory runs out (default 64)")
     p.add_argument("--tta", action="store_true", help="average over flips and 90-degree rotations (8x slower)")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     p.add_argument("--no-outlier-check", action="store_true",

@@ -1,0 +1,26 @@
+"""Every option of every subcommand has a line of help that states its default."""
+
+from __future__ import annotations
+
+import argparse
+
+from bloodcell.cli import build_parser
+
+
+def _options(parser, prefix=()):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _options(sub, (*prefix, name))
+        elif action.option_strings and action.dest != "help":
+            yield " ".join(prefix), parser, action
+
+
+def test_every_option_has_help_and_its_default():
+    missing = []
+    for command, parser, action in _options(build_parser()):
+        shown = parser.formatter_class is argparse.ArgumentDefaultsHelpFormatter
+        has_default = action.default not in (None, False, argparse.SUPPRESS)
+        if not action.help or (has_default and not shown and "default" not in action.help.lower()):
+            missing.append(f"{command} {action.option_strings[0]}")
+    assert missing == []
