@@ -16,6 +16,7 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -26,6 +27,7 @@ import keras
 from ._choices import EXPORT_FORMATS
 from ._util import sha256_file
 from ._version import __version__
+from ._lock import locked
 from .errors import ConfigError, OutputExistsError
 from .folder import PREPROCESSING
 from .models import ClassifierModel, walk_layers
@@ -39,6 +41,7 @@ INSTALL_HINT = 'pip install "bloodcell[export]"'
 INPUT_NAME = "image"
 OUTPUT_NAME = "output_0"  # the name Keras' export gives a single output in LiteRT and SavedModel
 SIGNATURE = "serving_default"
+_STAGING = ".tmp-export-"
 METADATA_NAME = "bloodcell.json"  # inside a SavedModel folder
 
 
@@ -227,7 +230,10 @@ def export(
     signature = [keras.InputSpec(shape=(None, size, size, 3), dtype="uint8", name=INPUT_NAME)]
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".tmp-export-") as tmp:
+    with locked(out, flag="--out"), tempfile.TemporaryDirectory(dir=out.parent, prefix=f"{_STAGING}{out.name}-") as tmp:
+        for stale in out.parent.glob(f"{_STAGING}{out.name}-*"):  # left by a killed export of this path
+            if stale.name != Path(tmp).name:
+                shutil.rmtree(stale, ignore_errors=True)
         staged = Path(tmp) / out.name
         with _quiet_converters():
             model.export(str(staged), format=_KERAS_FORMAT[format], verbose=False, input_signature=signature, **kwargs)
