@@ -84,7 +84,7 @@ def run(variant: str, train, val, test, bccd, epochs: int) -> dict:
     base = bloodcell.load_classifier(BASE).model
     if variant == "previous":
         return measure(bloodcell.Classifier(base), test, bccd)
-    model = base.with_classes(base.class_names, normalization="stain" if "norm" in ingredients else None)
+    model = base.with_classes(base.class_names, normalization="stain" if ingredients & {"norm", "norm-at-test"} else None)
     rate = 1.5e-4
     if variant.endswith("+polish"):
         parent = "+".join(i for i in variant.split("+") if i != "polish")
