@@ -9,6 +9,7 @@ there too (where the cuInit line comes from). Errors still raise: an exception i
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -41,4 +42,38 @@ def quiet_import_tensorflow() -> None:
         os.close(saved)
 
 
+
+
+def parallel_calls(calls):
+    """``num_parallel_calls`` for a ``tf.data`` map that is stateful (a Python call) or that runs
+    ahead of or after one: None (one call at a time) under op determinism, where tf.data would make
+    the map sequential anyway and log a false error line each time it does so
+    (``NodeDef mentions attribute use_unbounded_threadpool``)."""
+    from tensorflow.python.framework import config as tf_config
+
+    return None if getattr(tf_config, "is_op_determinism_enabled", lambda: False)() else calls
+
+
+class _KerasTrainFunctionTraces(logging.Filter):
+    """Drops TensorFlow's retracing warning about Keras's own train/test/predict functions.
+
+    TensorFlow counts traces by a function's code, and Keras makes a new ``tf.function`` of the
+    same code each time a model is compiled: every model trained in one process (two phases,
+    cross-validation folds) adds its traces to one count, and the fourth model or so draws a
+    "triggered tf.function retracing" warning that is not true of any of them. Warnings about
+    other functions pass.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message and "TensorFlowTrainer._make_function" in message)
+
+
+def _install_filters() -> None:
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _KerasTrainFunctionTraces) for f in logger.filters):
+        logger.addFilter(_KerasTrainFunctionTraces())
+
+
 quiet_import_tensorflow()
+_install_filters()

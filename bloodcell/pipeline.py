@@ -44,6 +44,7 @@ import tensorflow as tf
 
 from ._classes import CLASS_NAMES
 from ._checks import check_image_batch, check_labels, check_positive_int
+from ._tf import parallel_calls
 from .augment import Augmentation, build_augmentation
 from .errors import DataError, InputNotFoundError
 from .imageio import load_image
@@ -174,10 +175,11 @@ def _finish(chunks: tf.data.Dataset, aug: Augmentation | None, num_classes: int,
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         spec = chunks.element_spec[0]
         apply = _augment_fn(aug, tuple(spec.shape[1:]), spec.dtype)
+        calls = parallel_calls(AUTOTUNE if batch_size is None else _CHUNK_CALLS)
         ds = tf.data.Dataset.zip((chunks, seeds)).map(
             lambda chunk, s: apply(chunk[0], chunk[1], s),
-            num_parallel_calls=AUTOTUNE if batch_size is None else _CHUNK_CALLS,
-            deterministic=True,
+            num_parallel_calls=calls,
+            deterministic=None if calls is None else True,
         )
     if batch_size is not None:
         ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
@@ -207,7 +209,7 @@ def _epoch(pixels, classes, count: int, *, num_classes: int, batch_size: int, au
     chunk = _chunk_size(aug, batch_size, pixels.shape[1:3])
     chunks = order.batch(chunk).map(
         lambda i: (tf.gather(pixels, i), tf.one_hot(tf.gather(classes, i), num_classes)),
-        num_parallel_calls=AUTOTUNE,
+        num_parallel_calls=AUTOTUNE if aug is None else parallel_calls(AUTOTUNE),
     )
     return _finish(chunks, aug, num_classes, seed, batch_size, drop_remainder, None if repeat else count)
 
@@ -318,7 +320,9 @@ def dataset_from_files(
     if repeat:
         files = files.repeat()
     chunk = _chunk_size(aug, batch_size, (image_size, image_size))
-    chunks = files.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).batch(chunk)
+    calls = parallel_calls(AUTOTUNE)
+    chunks = files.map(decode, num_parallel_calls=calls, deterministic=None if calls is None else True)
+    chunks = chunks.batch(chunk)
     return _finish(chunks, aug, num_classes, seed, batch_size, drop_remainder, None if repeat else len(names))
 
 
@@ -350,5 +354,5 @@ def augment_dataset(
         return x, y
 
     aug = _resolve(augment, num_classes)
-    batches = dataset.map(standardise, num_parallel_calls=AUTOTUNE)
+    batches = dataset.map(standardise, num_parallel_calls=AUTOTUNE if aug is None else parallel_calls(AUTOTUNE))
     return _finish(batches, aug, num_classes, seed)

@@ -163,3 +163,52 @@ def test_keras_private_hooks_that_augment_relies_on():
     transformation = layer.get_random_transformation({"images": images, "labels": labels}, training=True)
     assert {"batch_masks", "permutation_order"} <= set(transformation)
 
+
+
+NOISE = ("E0000", "W0000", "I0000", "retracing", "XNNPACK", "absl::InitializeLog")
+
+
+def test_cli_prints_no_tensorflow_noise(tmp_path):
+    """predict, a tiny train with augmentation (under op determinism) and augment-preview, in a
+    process with TensorFlow's own log level untouched: nothing on stderr looks like an error."""
+    from conftest import synthetic_cell
+    from PIL import Image
+
+    data = tmp_path / "data"
+    for c, name in enumerate(["lymphocyte", "neutrophil"]):
+        (data / name).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(synthetic_cell(48, 10 * c + i)).save(data / name / f"{i}.png")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = str(ROOT)
+    runs = {
+        "predict": ["predict", str(data / "lymphocyte")],
+        "train": ["train", str(data), "--model", "microcell", "--input-size", "32", "--head-epochs", "2",
+                  "--finetune-epochs", "1", "--augment", "robust", "--val-fraction", "0.2", "--test-fraction", "0.2",
+                  "--out", str(tmp_path / "model")],
+        "augment-preview": ["augment-preview", str(data), "--preset", "domain", "-n", "4", "--out",
+                            str(tmp_path / "preview.png")],
+    }
+    for name, argv in runs.items():
+        proc = subprocess.run([sys.executable, "-m", "bloodcell", *argv], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, f"{name}: exit {proc.returncode}\n{proc.stderr[-2000:]}"
+        noisy = [line for line in proc.stderr.splitlines() if any(n in line for n in NOISE)]
+        assert not noisy, f"bloodcell {name} printed TensorFlow noise:\n" + "\n".join(noisy)
+
+
+def test_keras_train_function_retrace_warnings_are_dropped_and_others_pass(caplog):
+    """TensorFlow counts Keras's per-compile train functions as one function: that warning is
+    dropped (bloodcell._tf); a retracing warning about any other function still shows."""
+    import logging
+
+    import tensorflow as tf  # noqa: F401  (bloodcell._tf installed its filter on TensorFlow's logger)
+
+    logger = logging.getLogger("tensorflow")
+    template = ("%d out of the last %d calls to %s triggered tf.function retracing. Tracing is expensive "
+                "and the excessive number of tracings could be due to ...")
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        logger.warning(template, 5, 7, "<function TensorFlowTrainer._make_function.<locals>.multi_step_on_iterator>")
+        logger.warning(template, 5, 5, "<function my_step at 0x1>")
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and "my_step" in messages[0], messages

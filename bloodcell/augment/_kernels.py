@@ -134,12 +134,20 @@ def _fused_transform(layer) -> Callable:
     """``layer.transform_images`` compiled with XLA: one ``tf.function`` per layer, so that
     layers do not retrace each other's."""
     if layer not in _FUSED_TRANSFORMS:
-        ref = weakref.ref(layer)
-        _FUSED_TRANSFORMS[layer] = tf.function(
-            lambda images, transformation: ref().transform_images(images, transformation, training=True),
-            jit_compile=True,
-        )
+        _FUSED_TRANSFORMS[layer] = tf.function(_Transform(layer), jit_compile=True)
     return _FUSED_TRANSFORMS[layer]
+
+
+class _Transform:
+    """``layer.transform_images`` as a callable object of its own: TensorFlow counts the traces of
+    a plain function by its code, so one lambda per layer would read as one function retraced
+    (a false "triggered tf.function retracing" warning) once a few layers have traced."""
+
+    def __init__(self, layer):
+        self._layer = weakref.ref(layer)
+
+    def __call__(self, images, transformation):
+        return self._layer().transform_images(images, transformation, training=True)
 
 
 def _pad_to_power_of_two(images):

@@ -221,9 +221,11 @@ class Trainer:
             return ds
         import tensorflow as tf
 
+        from .._tf import parallel_calls
+
         w = tf.constant(self._train_weights)
         # Per-sample weight = sum_c w_c * y_c, so mixed (CutMix/MixUp) labels are weighted too.
-        return ds.map(lambda x, y: (x, y, tf.linalg.matvec(y, w)), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.map(lambda x, y: (x, y, tf.linalg.matvec(y, w)), num_parallel_calls=parallel_calls(tf.data.AUTOTUNE))
 
     def _epoch_dataset(self, data, *, train: bool, epoch_seed: int):
         """One epoch of ``data`` (a Dataset, or a ``tf.data`` dataset used as it is)."""
