@@ -16,6 +16,7 @@ import numpy as np
 
 from ._checks import check_positive_int
 from ._classes import CLASS_NAMES
+from ._progress import progress
 from .errors import ConfigError, ImageReadError
 from .folder import CARD_NAME, CONFIG_NAME, PREPROCESSING, WEIGHTS_NAME, load_model, make_config, write_folder
 from .imageio import load_image, load_images
@@ -118,19 +119,21 @@ class Classifier:
         return np.isin(np.array(self.class_names), list(classes))
 
     def predict_proba(self, images, *, batch_size: int = 64, tta: bool = False,
-                      classes: Optional[Sequence[str]] = None) -> np.ndarray:
+                      classes: Optional[Sequence[str]] = None, verbose: int = 1) -> np.ndarray:
         """Class probabilities, shape (N, num_classes), rows summing to 1.
 
         ``tta=True`` averages the probabilities over the 8 flips and 90-degree rotations.
         ``classes`` restricts the answer to those class names (the classes your data can hold):
-        the other columns are 0 and the rest renormalised to sum to 1.
+        the other columns are 0 and the rest renormalised to sum to 1. Work that lasts more than
+        a moment shows a progress bar on a terminal's stderr; ``verbose=0`` never does.
         """
         batch_size = check_positive_int(batch_size, "batch_size")
         mask = self.class_mask(classes)
         x = self.preprocess(images)
         views = range(8) if tta else (0,)
         out = np.zeros((len(x), len(self.class_names)), np.float64)
-        for start in range(0, len(x), batch_size):
+        starts = progress(range(0, len(x), batch_size), verbose=verbose, desc="predict", unit="batch")
+        for start in starts:
             chunk = x[start : start + batch_size]
             for k in views:
                 out[start : start + len(chunk)] += self._forward(np.ascontiguousarray(_dihedral(chunk, k)), batch_size)
@@ -140,9 +143,9 @@ class Classifier:
         return (out / np.maximum(out.sum(axis=1, keepdims=True), 1e-30)).astype(np.float32)
 
     def predict(self, images, *, batch_size: int = 64, tta: bool = False,
-                classes: Optional[Sequence[str]] = None) -> list[str]:
+                classes: Optional[Sequence[str]] = None, verbose: int = 1) -> list[str]:
         """The most probable class name of each image (among ``classes``, if given)."""
-        proba = self.predict_proba(images, batch_size=batch_size, tta=tta, classes=classes)
+        proba = self.predict_proba(images, batch_size=batch_size, tta=tta, classes=classes, verbose=verbose)
         return [self.class_names[i] for i in proba.argmax(axis=1)]
 
     def predict_files(

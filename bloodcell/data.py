@@ -28,6 +28,7 @@ from PIL import Image
 from ._checks import check_class_names, check_image_batch, check_labels, largest_remainder
 from ._classes import CLASS_ALIASES, CLASS_NAMES, canonical_name
 from ._fs import is_within, staged_folder
+from ._progress import progress
 from ._util import DAMAGED_NPZ
 from .errors import ConfigError, DataError, InputNotFoundError, OutputExistsError
 from .imageio import IMAGE_EXTENSIONS, read_image, resize_image
@@ -157,14 +158,16 @@ def _read_one(args: tuple[Path, int]) -> np.ndarray:
     return resize_image(read_image(path), size)
 
 
-def _load_folder(root: Path, image_size: int, workers: Optional[int], class_names) -> Dataset:
+def _load_folder(root: Path, image_size: int, workers: Optional[int], class_names, verbose: int) -> Dataset:
     files, labels, names = _list_class_files(root, class_names)
     images = np.empty((len(files), image_size, image_size, 3), np.uint8)
     n_workers = workers if workers is not None else min(8, os.cpu_count() or 1)
     jobs = [(f, image_size) for f in files]
     if n_workers > 1 and len(files) > 64:
         with ThreadPoolExecutor(n_workers) as pool:  # PIL releases the GIL while decoding
-            for i, img in enumerate(pool.map(_read_one, jobs, chunksize=64)):
+            read = progress(pool.map(_read_one, jobs, chunksize=64), verbose=verbose, total=len(jobs),
+                            desc=f"reading {root.name}", unit="img")
+            for i, img in enumerate(read):
                 images[i] = img
     else:
         for i, job in enumerate(jobs):
@@ -227,14 +230,15 @@ def _load_npz(path: Path, image_size: int, class_names) -> Dataset:
 
 
 def load_dataset(path: PathLike, *, image_size: int = 96, workers: Optional[int] = None,
-                 class_names: Optional[Sequence[str]] = None) -> Dataset:
+                 class_names: Optional[Sequence[str]] = None, verbose: int = 1) -> Dataset:
     """Read a class-folder tree or a course-layout ``.npz`` as a :class:`Dataset`.
 
     Images of another size are centre-cropped and resized to ``image_size`` with
     :func:`bloodcell.imageio.resize_image`. ``workers`` threads decode a folder (default: the CPU
     count, at most 8). ``class_names`` fixes the classes and their order (names compared
     ignoring case; classes without images may be listed); by default they come from the data (see
-    the module docstring).
+    the module docstring). Reading a large folder shows a progress bar on a terminal's stderr;
+    ``verbose=0`` for none.
     """
     p = Path(path)
     if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 8:
@@ -242,7 +246,7 @@ def load_dataset(path: PathLike, *, image_size: int = 96, workers: Optional[int]
     if not p.exists():
         raise InputNotFoundError(f"{p}: no such file or folder; expected a class-folder tree or an .npz file")
     if p.is_dir():
-        return _load_folder(p, image_size, workers, class_names)
+        return _load_folder(p, image_size, workers, class_names, verbose)
     if p.suffix.lower() == ".npz":
         return _load_npz(p, image_size, class_names)
     raise DataError(f"{p}: expected a folder with one subfolder per class or an .npz file, got a {p.suffix or 'plain'} file")

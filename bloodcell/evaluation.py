@@ -16,6 +16,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ._checks import check_image_batch
+from ._progress import progress
 from ._util import new_figure
 from .errors import ConfigError, DataError
 from .imageio import resize_images
@@ -306,19 +307,20 @@ def _images_and_labels(classifier, dataset, size: Optional[int] = None) -> tuple
     return resize_images(images, size or classifier.input_size), labels, absent
 
 
-def _predict(classifier, images: np.ndarray, batch_size: int, tta: bool) -> np.ndarray:
-    return classifier.predict_proba(images, batch_size=batch_size, tta=tta).argmax(axis=1)
+def _predict(classifier, images: np.ndarray, batch_size: int, tta: bool, verbose: int = 0) -> np.ndarray:
+    return classifier.predict_proba(images, batch_size=batch_size, tta=tta, verbose=verbose).argmax(axis=1)
 
 
-def evaluate(classifier, dataset, *, batch_size: int = 64, tta: bool = False) -> Report:
+def evaluate(classifier, dataset, *, batch_size: int = 64, tta: bool = False, verbose: int = 1) -> Report:
     """Classify ``dataset`` (a Dataset or ``(images, labels)``) and measure the predictions.
 
     Images are resized to the classifier's input size as in training. ``tta=True`` averages the
-    probabilities over the 8 flips and 90-degree rotations (8 times slower).
+    probabilities over the 8 flips and 90-degree rotations (8 times slower). A progress bar on a
+    terminal's stderr when it lasts more than a moment; ``verbose=0`` for none.
     """
     start = time.perf_counter()
     images, labels, absent = _images_and_labels(classifier, dataset)
-    cm = confusion_matrix(labels, _predict(classifier, images, batch_size, tta), len(classifier.class_names))
+    cm = confusion_matrix(labels, _predict(classifier, images, batch_size, tta, verbose), len(classifier.class_names))
     return Report.from_confusion(cm, classifier.class_names, tta=tta, seconds=round(time.perf_counter() - start, 2),
                                  absent=absent)
 
@@ -332,8 +334,8 @@ def evaluate_robustness(
     seed: int = 0,
     batch_size: int = 64,
     tta: bool = False,
-    progress: bool = False,
     corrupt_size: Optional[int] = None,
+    verbose: int = 1,
 ) -> RobustnessReport:
     """Accuracy on ``dataset`` clean and under each corruption of :mod:`bloodcell.corruptions`.
 
@@ -341,8 +343,8 @@ def evaluate_robustness(
     severity means what the model sees. With ``corrupt_size`` they are resized to that side
     instead (pass the images as stored, e.g. 96 for pbc96), corrupted there, then resized to the
     input size, as a corruption at capture would reach a model of another input size.
-    Deterministic for a given ``seed``. ``corruptions=None`` runs all of them; ``progress=True``
-    shows a progress bar on stderr.
+    Deterministic for a given ``seed``. ``corruptions=None`` runs all of them. A progress bar
+    on a terminal's stderr (one step per corruption and severity); ``verbose=0`` for none.
     """
     from .corruptions import CORRUPTIONS, SEVERITIES, corrupt
 
@@ -363,13 +365,7 @@ def evaluate_robustness(
             x = resize_images(x, classifier.input_size)
         return float(np.mean(_predict(classifier, x, batch_size, tta) == labels))
 
-    runs = [(c, s) for c in names for s in severities]
-    if progress:
-        import sys
-
-        from tqdm import tqdm
-
-        runs = tqdm(runs, unit="run", file=sys.stderr, desc="robustness")
+    runs = progress([(c, s) for c in names for s in severities], verbose=verbose, desc="robustness", unit="run")
     clean = accuracy(images)
     table: dict[str, list[float]] = {c: [] for c in names}
     for name, sev in runs:

@@ -1,6 +1,8 @@
 """Evaluation: metrics against hand-computed figures, reports, plots, robustness, the CLI."""
 
+import io
 import json
+import sys
 
 import keras
 import numpy as np
@@ -349,3 +351,35 @@ def test_cli_unwritable_output_is_one_line_exit_1(cli_files, tmp_path, capsys):
     assert main(["evaluate", str(cli_files / "data"), "--model", str(cli_files / "model"), "--plot", str(plot)]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(plot) in err and "check the path and its permissions" in err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_long_work_shows_a_progress_bar_on_a_terminal_only(tiny, tmp_path, monkeypatch):
+    """predict_proba, evaluate, evaluate_robustness and load_dataset show a tqdm bar on a terminal's
+    stderr; verbose=0 shows none, and output that is not a terminal (a pipe, a log) never holds one."""
+    from bloodcell import _progress
+
+    clf, data = tiny
+    monkeypatch.setattr(_progress, "DELAY_S", 0.0)  # the real delay hides work shorter than 2 s
+    folder = tmp_path / "cells"
+    (folder / "lymphocyte").mkdir(parents=True)
+    for i, img in enumerate(np.repeat(data.images, 5, axis=0)):
+        Image.fromarray(img).save(folder / "lymphocyte" / f"{i}.png")
+    calls = {
+        "predict": lambda **kw: clf.predict_proba(data.images, batch_size=4, **kw),
+        "robustness": lambda **kw: evaluate_robustness(clf, data, corruptions=["jpeg"], severities=(1, 2), **kw),
+        "reading cells": lambda **kw: bloodcell.load_dataset(folder, image_size=32, workers=2, **kw),
+    }
+    for desc, call in calls.items():
+        for stream, kw, shown in ((_Terminal(), {}, True), (_Terminal(), {"verbose": 0}, False), (io.StringIO(), {}, False)):
+            monkeypatch.setattr(sys, "stderr", stream)
+            call(**kw)
+            text = stream.getvalue()
+            assert (desc in text) == shown, (desc, kw, type(stream).__name__, text[-200:])
+    monkeypatch.setattr(sys, "stderr", stream := _Terminal())
+    evaluate(clf, data, batch_size=4)
+    assert "predict" in stream.getvalue()

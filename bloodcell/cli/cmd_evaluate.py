@@ -159,7 +159,7 @@ def run(args) -> int:
     rob = None
     if robustness:  # first, so that bad corruption names or severities fail before any work
         rob = evaluate_robustness(clf, data, corruptions=corruptions, severities=severities, seed=args.seed,
-                                  batch_size=args.batch_size, tta=args.tta, progress=sys.stderr.isatty())
+                                  batch_size=args.batch_size, tta=args.tta)
     report = evaluate(clf, data, batch_size=args.batch_size, tta=args.tta)
     if args.plot:
         report.plot_confusion(args.plot)
