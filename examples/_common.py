@@ -8,8 +8,10 @@ set: shipped sample data, one epoch, a small input size. CI runs them that way
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -23,6 +25,9 @@ SAMPLE_DATASET = REPO / "tests" / "data" / "pbc96_sample"
 #: Where the project keeps the full pbc96 data set (13,673 images), next to the repository.
 PBC96 = REPO.parent / "shared" / "data" / "pbc96"
 TINY_ENV = "BLOODCELL_EXAMPLES_TINY"
+#: Where to get the PBC data set, for the line printed when DATA is missing.
+PBC_SOURCE = ("PBC (Acevedo et al. 2020, CC BY 4.0): https://doi.org/10.17632/snkd93bnjr.1, "
+              "one folder per class")
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -31,6 +36,38 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--tiny", action="store_true", default=os.environ.get(TINY_ENV) == "1",
                    help=f"run on shipped sample data with tiny settings (also: {TINY_ENV}=1)")
     return p
+
+
+def data_argument(p: argparse.ArgumentParser, data, tiny: bool, tiny_data) -> str:
+    """DATA as given, ``tiny_data()`` in tiny mode without one; a usage error (one line, saying
+    where to get PBC) when DATA is missing or names nothing that exists."""
+    if tiny and not data:
+        return str(tiny_data())
+    if not data:
+        p.error(f"give DATA (a class-folder tree or an .npz), or --tiny; to get {PBC_SOURCE}")
+    if not Path(data).exists():
+        p.error(f"{data}: no such file or folder; give a class-folder tree or an .npz, e.g. {PBC_SOURCE}")
+    return str(data)
+
+
+@contextlib.contextmanager
+def without_litert_info():
+    """Drop LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." line, which its C++
+    runtime writes straight to stderr (it has no Python switch); whatever else it writes there
+    in the block is passed on."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                if "XNNPACK delegate for CPU" not in line:
+                    sys.stderr.write(line)
 
 
 def shown(path) -> str:

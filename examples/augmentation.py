@@ -13,7 +13,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from _common import SAMPLE_DATASET, parser
+from _common import SAMPLE_DATASET, data_argument, parser
 
 
 def main() -> None:
@@ -23,10 +23,9 @@ def main() -> None:
     p.add_argument("-n", type=int, default=16, help="number of cells in the previews")
     p.add_argument("--views", type=int, default=2, help="augmented rows per row of cells")
     args = p.parse_args()
+    args.data = data_argument(p, args.data, args.tiny, lambda: SAMPLE_DATASET)
     if args.tiny:
-        args.data, args.n, args.views = args.data or str(SAMPLE_DATASET), 8, 1
-    elif not args.data:
-        p.error("give DATA (a class-folder tree or an .npz), or --tiny")
+        args.n, args.views = 8, 1
     tmp = tempfile.TemporaryDirectory(prefix="bloodcell-augment-")
     out_dir = Path(args.out_dir or tmp.name)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from _common import SAMPLE_DATASET, parser, shown
+from _common import SAMPLE_DATASET, data_argument, parser, shown
 
 
 def non_cells(size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -91,10 +91,8 @@ def main() -> None:
     p.add_argument("--figure", default=None, help="write a PNG of what was found")
     p.add_argument("--out", default=None, help="write the cleaned data set here (folder, or .npz for an .npz)")
     args = p.parse_args()
-    if args.tiny:
-        args.data, args.inject = args.data or str(SAMPLE_DATASET), True
-    elif not args.data:
-        p.error("give DATA (a class-folder tree or an .npz), or --tiny")
+    args.data = data_argument(p, args.data, args.tiny, lambda: SAMPLE_DATASET)
+    args.inject = args.inject or args.tiny
 
     import bloodcell
     from bloodcell.data import Dataset, save_dataset

@@ -27,7 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import parser, tiny_npz
+from _common import data_argument, parser, tiny_npz
 
 
 def free_port() -> int:
@@ -80,13 +80,12 @@ def main() -> None:
         sys.exit(launch_local_workers(args.local_workers))
     tmp = tempfile.TemporaryDirectory(prefix="bloodcell-distributed-")
     input_size = 96
+    args.data = data_argument(p, args.data, args.tiny, lambda: tiny_npz(Path(tmp.name)))
     if args.tiny:
-        args.data, args.model = args.data or str(tiny_npz(Path(tmp.name))), args.model or "microcell"
+        args.model = args.model or "microcell"
         args.head_epochs, args.finetune_epochs, args.batch_size, input_size = 1, 0, 8, 32
         args.cpu_replicas = max(args.cpu_replicas, 2)
         args.out = str(Path(tmp.name) / "model")
-    elif not args.data:
-        p.error("give DATA (a class-folder tree or an .npz), or --tiny")
 
     strategy = make_strategy(args.strategy, args.cpu_replicas)
     task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})

@@ -14,7 +14,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from _common import SAMPLE_DATASET, parser
+from _common import SAMPLE_DATASET, data_argument, parser
 
 
 def main() -> None:
@@ -25,11 +25,9 @@ def main() -> None:
     p.add_argument("--out-dir", default=None, help="folder for the PNGs (default: a temporary folder)")
     args = p.parse_args()
     corruptions, severities = None, (1, 2, 3, 4, 5)  # None: all of bloodcell.corruptions.CORRUPTIONS
+    args.data = data_argument(p, args.data, args.tiny, lambda: SAMPLE_DATASET)
     if args.tiny:
-        args.data = args.data or str(SAMPLE_DATASET)
         corruptions, severities = ["defocus_blur", "jpeg", "stain_blots"], (1, 3, 5)
-    elif not args.data:
-        p.error("give DATA (a class-folder tree or an .npz), or --tiny")
     tmp = tempfile.TemporaryDirectory(prefix="bloodcell-evaluate-")
     out_dir = Path(args.out_dir or tmp.name)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from _common import SAMPLE_IMAGES, parser
+from _common import SAMPLE_IMAGES, parser, without_litert_info
 
 
 def run_onnx(path: Path, images):
@@ -29,9 +29,10 @@ def run_onnx(path: Path, images):
 def run_litert(path: Path, images):
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path))
-    runner = interpreter.get_signature_runner("serving_default")
-    return runner(image=images)["output_0"]
+    with without_litert_info():
+        interpreter = Interpreter(model_path=str(path))
+        runner = interpreter.get_signature_runner("serving_default")
+        return runner(image=images)["output_0"]
 
 
 def run_saved_model(path: Path, images):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from _common import parser, tiny_npz
+from _common import data_argument, parser, tiny_npz
 
 
 def main() -> None:
@@ -34,12 +34,10 @@ def main() -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run (same --out)")
     args = p.parse_args()
     tmp = tempfile.TemporaryDirectory(prefix="bloodcell-finetune-")
+    args.data = data_argument(p, args.data, args.tiny, lambda: tiny_npz(Path(tmp.name)))
     if args.tiny:
-        args.data = args.data or str(tiny_npz(Path(tmp.name)))
         args.head_epochs, args.finetune_epochs = 1, 1
         args.out = str(Path(tmp.name) / "finetuned")
-    elif not args.data:
-        p.error("give DATA (a class-folder tree or an .npz), or --tiny")
     if args.init in ("random", "imagenet") and not args.model:
         p.error(f"--init {args.init} needs --model ARCH")
 

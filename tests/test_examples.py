@@ -53,6 +53,24 @@ def test_example_runs_tiny(script, tmp_path):
     for expected in EXPECTED[script]:
         assert expected in proc.stdout, f"{script}: {expected!r} not in its output:\n{proc.stdout}"
     if script == "export.py":
+        assert "XNNPACK" not in proc.stderr, proc.stderr
         assert proc.stdout.count("same class for 16/16 images") == 3, proc.stdout
         diffs = [float(line.split("= ")[1].split(",")[0]) for line in proc.stdout.splitlines() if "max |p - p_keras|" in line]
         assert len(diffs) == 3 and max(diffs) <= 1e-4, proc.stdout
+
+
+DATA_EXAMPLES = ("augmentation.py", "clean_dataset.py", "distributed.py", "evaluate.py", "finetune.py")
+
+
+@pytest.mark.parametrize("script", DATA_EXAMPLES)
+def test_example_without_its_data_says_where_to_get_pbc(script, tmp_path):
+    """An example given no DATA, or a DATA that does not exist, exits 2 with one error line that
+    names the path and where to get PBC; never a traceback."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("BLOODCELL_EXAMPLES_TINY", None)
+    for argv, named in (([], "give DATA"), ([str(tmp_path / "pbc96")], str(tmp_path / "pbc96"))):
+        proc = subprocess.run([sys.executable, str(EXAMPLES / script), *argv], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+        errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert len(errors) == 1 and named in errors[0] and "doi.org/10.17632/snkd93bnjr.1" in errors[0], proc.stderr
