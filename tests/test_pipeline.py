@@ -167,7 +167,7 @@ def test_process_exits_with_a_live_iterator(tmp_path):
 import numpy as np
 from bloodcell.pipeline import dataset_from_files, make_dataset
 x = np.zeros((512, 32, 32, 3), np.uint8); y = np.arange(512) % 8
-live = iter(make_dataset(x, y, batch_size=8, augment="robust", repeat=True))
+live = iter(make_dataset(x, y, batch_size=8, augment="seed", repeat=True))
 next(live)
 files = iter(dataset_from_files([r"{tmp_path}/" + f"{{i}}.png" for i in range(16)], np.arange(16) % 8,
                                 image_size=32, batch_size=4, augment="seed", repeat=True))

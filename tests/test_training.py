@@ -130,7 +130,7 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     full, killed = tmp_path / "full", tmp_path / "killed"
-    subprocess.run([sys.executable, "-c", script, str(full)], check=True, env=env, timeout=300)
+    uninterrupted = subprocess.Popen([sys.executable, "-c", script, str(full)], env=env)  # alongside, to save time
     proc = subprocess.Popen([sys.executable, "-c", script, str(killed)], env=env)
     state = killed / "checkpoint" / "state.json"
     deadline = time.time() + 300
@@ -142,6 +142,7 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
     proc.wait()
     assert not (killed / "final.npz").exists()
     subprocess.run([sys.executable, "-c", script, str(killed), "resume"], check=True, env=env, timeout=300)
+    assert uninterrupted.wait(timeout=300) == 0
     a, b = np.load(full / "final.npz"), np.load(killed / "final.npz")
     for k in a.files:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6)
