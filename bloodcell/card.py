@@ -115,6 +115,16 @@ def render_model_card(config: dict[str, Any]) -> str:
             lines.append("")
         if config.get("evaluation_command"):
             lines += [f"Measured with `{config['evaluation_command']}`.", ""]
+    calibration = config.get("calibration") or {}
+    if calibration.get("temperature") is not None:
+        lines += ["## Calibration", "",
+                  f"Probabilities are temperature-scaled (T = {calibration['temperature']:.4f}), fitted on "
+                  f"{calibration.get('fitted_on', 'labelled images')}."]
+        if calibration.get("ece_before") is not None and calibration.get("ece_after") is not None:
+            where = calibration.get("ece_measured_on") or "the same images"
+            lines[-1] += (f" Expected calibration error (15 bins) on {where}: {calibration['ece_before']:.4f} "
+                          f"uncalibrated, {calibration['ece_after']:.4f} calibrated.")
+        lines.append("")
     if training:
         lines += ["## Training", ""]
         for key, value in training.items():

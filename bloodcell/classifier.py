@@ -17,6 +17,7 @@ import numpy as np
 from ._checks import check_positive_int
 from ._classes import CLASS_NAMES
 from ._progress import progress
+from .calibration import apply_temperature
 from .errors import ConfigError, ImageReadError
 from .folder import CARD_NAME, CONFIG_NAME, PREPROCESSING, WEIGHTS_NAME, load_model, make_config, write_folder
 from .imageio import load_image, load_images
@@ -118,14 +119,31 @@ class Classifier:
                               f"{', '.join(self.class_names)}")
         return np.isin(np.array(self.class_names), list(classes))
 
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature ``predict_proba`` applies (1.0: uncalibrated); see :meth:`calibrate`."""
+        record = self.extra.get("calibration")
+        return float(record.get("temperature", 1.0)) if isinstance(record, dict) else 1.0
+
+    def calibrate(self, dataset, *, batch_size: int = 64, verbose: int = 1) -> dict[str, Any]:
+        """Fit the temperature on labelled images of your own (a Dataset or ``(images, labels)``
+        the model did not train on): from then on ``predict_proba`` says how sure the model is on
+        such images. The fit is saved with the model; returns the ECE there before and after.
+        See :mod:`bloodcell.calibration`."""
+        from .calibration import calibrate
+
+        return calibrate(self, dataset, batch_size=batch_size, verbose=verbose)
+
     def predict_proba(self, images, *, batch_size: int = 64, tta: bool = False,
-                      classes: Optional[Sequence[str]] = None, verbose: int = 1) -> np.ndarray:
+                      classes: Optional[Sequence[str]] = None, verbose: int = 1,
+                      calibrated: bool = True) -> np.ndarray:
         """Class probabilities, shape (N, num_classes), rows summing to 1.
 
         ``tta=True`` averages the probabilities over the 8 flips and 90-degree rotations.
         ``classes`` restricts the answer to those class names (the classes your data can hold):
-        the other columns are 0 and the rest renormalised to sum to 1. Work that lasts more than
-        a moment shows a progress bar on a terminal's stderr; ``verbose=0`` never does.
+        the other columns are 0 and the rest renormalised to sum to 1. ``calibrated=False`` gives
+        the network's own probabilities, without the model's calibration temperature. Work that
+        lasts more than a moment shows a progress bar on a terminal's stderr; ``verbose=0`` never does.
         """
         batch_size = check_positive_int(batch_size, "batch_size")
         mask = self.class_mask(classes)
@@ -138,6 +156,8 @@ class Classifier:
             for k in views:
                 out[start : start + len(chunk)] += self._forward(np.ascontiguousarray(_dihedral(chunk, k)), batch_size)
         out /= len(views)
+        if calibrated and self.temperature != 1.0:
+            out = apply_temperature(out, self.temperature)
         if mask is not None:
             out[:, ~mask] = 0.0
         return (out / np.maximum(out.sum(axis=1, keepdims=True), 1e-30)).astype(np.float32)

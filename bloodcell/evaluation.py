@@ -15,8 +15,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ._checks import check_image_batch
 from ._progress import progress
+from ._labelled import labelled_images
+from .calibration import calibration_metrics
 from ._util import new_figure
 from .errors import ConfigError, DataError
 from .imageio import resize_images
@@ -71,6 +72,13 @@ class Report:
     seconds: Optional[float] = None
     #: the classifier's classes of which the data hold no image (measured over the others)
     absent: tuple[str, ...] = ()
+    #: how well the probabilities match accuracy (:func:`bloodcell.calibration.calibration_metrics`)
+    calibration: Optional[dict[str, float]] = None
+
+    @property
+    def ece(self) -> Optional[float]:
+        """Expected calibration error (15 bins) of the evaluated probabilities."""
+        return None if self.calibration is None else self.calibration["ece"]
 
     @classmethod
     def from_confusion(cls, confusion: np.ndarray, class_names: Sequence[str], **extra: Any) -> "Report":
@@ -126,6 +134,7 @@ class Report:
             "tta": self.tta,
             "seconds": self.seconds,
             "absent": list(self.absent),
+            **({"calibration": dict(self.calibration)} if self.calibration is not None else {}),
         }
 
     def to_text(self) -> str:
@@ -134,6 +143,9 @@ class Report:
         lines = [
             f"{'accuracy':<{width}}  {self.accuracy:.4f}   (n = {self.n}{', TTA' if self.tta else ''})",
             f"{'balanced acc.':<{width}}  {self.balanced_accuracy:.4f}",
+            *([f"{'ECE':<{width}}  {self.ece:.4f}   (NLL {self.calibration['nll']:.4f}, Brier "
+               f"{self.calibration['brier']:.4f}, mean confidence {self.calibration['mean_confidence']:.4f})"]
+              if self.calibration is not None else []),
             *([f"measured over the {len(self.class_names) - len(self.absent)} classes present; no images of: "
                f"{', '.join(self.absent)}"] if self.absent else []),
             "",
@@ -275,38 +287,6 @@ def _colormap(name: str):
     return matplotlib.colormaps[name]
 
 
-def _images_and_labels(classifier, dataset, size: Optional[int] = None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """Images resized to ``size`` (default: the classifier's input), labels in the classifier's class
-    order, and the classifier's classes that have no image here."""
-    names = tuple(classifier.class_names)
-    if isinstance(dataset, (tuple, list)) and len(dataset) == 2:
-        images, labels = dataset
-        labels = np.asarray(labels).reshape(-1)
-    elif hasattr(dataset, "images") and hasattr(dataset, "labels"):
-        images, labels = dataset.images, np.asarray(dataset.labels).reshape(-1)
-        data_names = tuple(getattr(dataset, "class_names", names))
-        if data_names != names:
-            present = [data_names[i] for i in np.unique(labels)] if len(labels) else []
-            unknown = [c for c in present if c not in names]
-            if unknown:
-                raise DataError(
-                    f"the data's classes differ from the classifier's: the data hold images of {unknown}, which "
-                    f"it does not know (its classes: {list(names)}); evaluate on data of the classifier's classes, "
-                    "or fine-tune it on these"
-                )
-            mapping = np.array([names.index(c) if c in names else -1 for c in data_names], np.int64)
-            labels = mapping[labels] if len(labels) else labels  # classes without images map to -1, unused
-    else:
-        raise DataError(f"dataset: expected a bloodcell.data.Dataset or an (images, labels) pair, got {type(dataset).__name__}")
-    images = check_image_batch(images)
-    if len(images) != len(labels):
-        raise DataError(f"{len(images)} images but {len(labels)} labels; give one label per image")
-    if not len(images):
-        raise DataError("nothing to evaluate: the dataset is empty")
-    absent = tuple(c for i, c in enumerate(names) if not np.any(labels == i))
-    return resize_images(images, size or classifier.input_size), labels, absent
-
-
 def _predict(classifier, images: np.ndarray, batch_size: int, tta: bool, verbose: int = 0) -> np.ndarray:
     return classifier.predict_proba(images, batch_size=batch_size, tta=tta, verbose=verbose).argmax(axis=1)
 
@@ -319,10 +299,11 @@ def evaluate(classifier, dataset, *, batch_size: int = 64, tta: bool = False, ve
     terminal's stderr when it lasts more than a moment; ``verbose=0`` for none.
     """
     start = time.perf_counter()
-    images, labels, absent = _images_and_labels(classifier, dataset)
-    cm = confusion_matrix(labels, _predict(classifier, images, batch_size, tta, verbose), len(classifier.class_names))
+    images, labels, absent = labelled_images(classifier, dataset)
+    proba = classifier.predict_proba(images, batch_size=batch_size, tta=tta, verbose=verbose)
+    cm = confusion_matrix(labels, proba.argmax(axis=1), len(classifier.class_names))
     return Report.from_confusion(cm, classifier.class_names, tta=tta, seconds=round(time.perf_counter() - start, 2),
-                                 absent=absent)
+                                 absent=absent, calibration=calibration_metrics(proba, labels))
 
 
 def evaluate_robustness(
@@ -358,7 +339,7 @@ def evaluate_robustness(
     if corrupt_size is not None and (isinstance(corrupt_size, bool) or not isinstance(corrupt_size, int) or corrupt_size < 1):
         raise ConfigError(f"corrupt_size: expected a positive image side in pixels or None, got {corrupt_size!r}")
     start = time.perf_counter()
-    images, labels, _ = _images_and_labels(classifier, dataset, corrupt_size)
+    images, labels, _ = labelled_images(classifier, dataset, corrupt_size)
 
     def accuracy(x: np.ndarray) -> float:
         if corrupt_size is not None:

@@ -118,6 +118,9 @@ def uint8_model(classifier) -> keras.Model:
     size = classifier.input_size
     inputs = keras.Input((size, size, 3), dtype="uint8", name=INPUT_NAME)
     outputs = _float32_model(classifier)(keras.ops.cast(inputs, "float32"))
+    if classifier.temperature != 1.0:  # the calibrated probabilities predict_proba gives
+        logp = keras.ops.log(keras.ops.maximum(outputs, 1e-12))
+        outputs = keras.ops.softmax(logp / classifier.temperature, axis=-1)
     return keras.Model(inputs, outputs, name=f"{classifier.model.name}_uint8")
 
 

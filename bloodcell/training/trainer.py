@@ -313,6 +313,12 @@ class Trainer:
         while not state["done"]:
             self._run_phase(state, train, val_ds, record, restore)
             restore = None
+        self._calibration = None
+        if val is not None and hasattr(val, "images") and len(val):
+            from ..calibration import calibrate
+
+            self._calibration = calibrate(self.classifier, val, verbose=0,
+                                          description=f"the validation data of training ({len(val)} images)")
         if self.workdir is not None:
             plot_history(self.history, self.workdir / "history.png")
         return self.history
@@ -391,6 +397,8 @@ class Trainer:
             "epochs_run": {p: sum(1 for r in self.history if r["phase"] == p) for p in phases},
             "wall_time_s": round(sum(r["seconds"] for r in self.history)),
         }
+        if getattr(self, "_calibration", None):
+            clf.extra["calibration"] = dict(self._calibration)
         return clf
 
 

@@ -302,7 +302,22 @@ def outside_few_shot() -> str:
     return text + "\n\n" + table(["labelled images a class (k)", "fine-tuned from the default", "from random init"], rows)
 
 
+def calibration() -> str:
+    data = load("calibration")
+    if data is None:
+        return missing("calibration", "bench_calibration.py")
+    rows = []
+    for name, d in data["sets"].items():
+        b, a = d["before"], d["after"]
+        rows.append([f"{name} ({d['images']} images)", pct(a["accuracy"]), f"{b['ece']:.4f} → **{a['ece']:.4f}**",
+                     f"{b['nll']:.3f} → {a['nll']:.3f}", f"{b['brier']:.3f} → {a['brier']:.3f}",
+                     f"{b['mean_confidence']:.3f} → {a['mean_confidence']:.3f}"])
+    return (table(["images", "accuracy", "ECE (15 bins)", "NLL", "Brier", "mean confidence"], rows)
+            + f"\n\n`{data['model']}`, temperature T = {data['temperature']:.4f} fitted on {data['fitted_on']}.")
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "calibration": calibration,
     "ablation": ablation,
     "outside-zero-shot": outside_zero_shot,
     "outside-few-shot": outside_few_shot,

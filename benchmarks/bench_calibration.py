@@ -1,0 +1,100 @@
+"""Calibration of the bundled default: temperature scaling fitted on its validation split.
+
+The default was trained on ``split(pbc96, (0.8, 0.1, 0.1), seed=42)`` (bench_ablation.py); its
+test part is the held-out split of ``test_files.json`` (checked here), its validation part is
+where the temperature is fitted. Measured before and after: ECE (15 bins), NLL, Brier score and
+mean confidence on the held-out split and, zero-shot, on BCCD (another lab, never fitted on).
+
+Writes ``benchmarks/results/calibration.json`` and ``docs/img/reliability.png``; with
+``--write`` also records the fitted temperature in the bundled folder's ``config.json`` (and
+regenerates its card); the weights are not touched. Usage:
+    python benchmarks/bench_calibration.py [--data ../shared/data/pbc96] [--bccd ../shared/data/bccd-wbc] [--write]
+
+The figures of a calibrated model are measured from its raw probabilities (``calibrated=False``),
+so a rerun fits the same temperature.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "pbc96"))
+    ap.add_argument("--bccd", default=str(ROOT.parent / "shared" / "data" / "bccd-wbc"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "calibration.json"))
+    ap.add_argument("--figure", default=str(ROOT / "docs" / "img" / "reliability.png"))
+    ap.add_argument("--write", action="store_true", help="record the temperature in the bundled model's config.json")
+    args = ap.parse_args(argv)
+    for path in (args.data, args.bccd):
+        if not Path(path).is_dir():
+            raise SystemExit(f"{path}: no such folder; give --data (pbc96) and --bccd (BCCD-WBC) class folders")
+
+    import bloodcell
+    from bloodcell.calibration import apply_temperature, calibration_metrics, fit_temperature, plot_reliability
+    from bloodcell.data import load_dataset, split
+    from bloodcell.folder import update_config
+    from bloodcell.zoo import bundled_path
+
+    clf = bloodcell.load_classifier(bloodcell.DEFAULT_MODEL)
+    data = load_dataset(args.data, verbose=0)
+    _, val, test = split(data, (0.8, 0.1, 0.1), seed=42)
+    root = Path(args.data).resolve()
+    listed = json.loads((bundled_path(bloodcell.DEFAULT_MODEL) / "test_files.json").read_text())
+    if sorted(str(Path(p).resolve().relative_to(root)) for p in test.paths) != sorted(listed):
+        raise SystemExit("the reconstructed test split is not the default's test_files.json; check --data")
+    bccd = load_dataset(args.bccd, image_size=clf.input_size, verbose=0, class_names=clf.class_names)
+
+    def raw(ds):
+        return clf.predict_proba(ds.images, calibrated=False, verbose=0), ds.labels
+
+    start = time.perf_counter()
+    val_p, val_y = raw(val)
+    temperature = fit_temperature(val_p, val_y)
+    result = {
+        "model": bloodcell.DEFAULT_MODEL,
+        "method": "temperature scaling (NLL, golden-section over log T)",
+        "fitted_on": f"the validation split of {Path(args.data).name} ({len(val)} images): split(data, (0.8, 0.1, 0.1), seed=42)",
+        "temperature": temperature,
+        "sets": {},
+    }
+    curves = {}
+    for name, ds in (("pbc96 held-out", test), ("BCCD zero-shot", bccd)):
+        p, y = raw(ds)
+        after = apply_temperature(p, temperature)
+        result["sets"][name] = {"images": len(y), "before": calibration_metrics(p, y), "after": calibration_metrics(after, y)}
+        curves[f"{name}, uncalibrated"] = (p, y)
+        curves[f"{name}, T = {temperature:.2f}"] = (after, y)
+        b, a = result["sets"][name]["before"], result["sets"][name]["after"]
+        print(f"{name}: ECE {b['ece']:.4f} -> {a['ece']:.4f}, NLL {b['nll']:.4f} -> {a['nll']:.4f}, "
+              f"confidence {b['mean_confidence']:.3f} -> {a['mean_confidence']:.3f}, accuracy {a['accuracy']:.4f}", flush=True)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    result["environment"] = {"python": sys.version.split()[0], "machine": platform.machine(),
+                             "cpus": os.cpu_count(), "bloodcell": bloodcell.__version__}
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    plot_reliability(args.figure, curves, title=f"{bloodcell.DEFAULT_MODEL}: reliability")
+    print(f"T = {temperature:.4f}; wrote {args.out} and {args.figure}")
+    if args.write:
+        held = result["sets"]["pbc96 held-out"]
+        record = {"method": "temperature", "temperature": temperature, "fitted_on": result["fitted_on"],
+                  "ece_before": held["before"]["ece"], "ece_after": held["after"]["ece"],
+                  "ece_measured_on": f"the held-out split ({held['images']} images, test_files.json)",
+                  "command": "python benchmarks/bench_calibration.py --write"}
+        update_config(bundled_path(bloodcell.DEFAULT_MODEL), lambda cfg: {**cfg, "calibration": record})
+        print(f"recorded the temperature in {bundled_path(bloodcell.DEFAULT_MODEL) / 'config.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""Calibrated probabilities: temperature scaling, its metrics, and a classifier that carries it."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import bloodcell
+from bloodcell.calibration import apply_temperature, calibration_metrics, fit_temperature, plot_reliability
+from bloodcell.data import Dataset
+from bloodcell.errors import DataError
+
+SIZE = 32
+
+
+def _calibrated_sample(n=3000, k=5, seed=0):
+    """Probabilities and labels drawn from them: calibrated by construction."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 1.5, (n, k))
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    y = np.array([rng.choice(k, p=row) for row in p])
+    return p, y
+
+
+def test_fit_temperature_recovers_the_temperature_that_made_probabilities_over_confident():
+    p, y = _calibrated_sample()
+    for t in (0.4, 2.0):
+        distorted = apply_temperature(p, t)
+        fitted = fit_temperature(distorted, y)
+        assert fitted == pytest.approx(1 / t, rel=0.1)
+        before, after = calibration_metrics(distorted, y), calibration_metrics(apply_temperature(distorted, fitted), y)
+        assert after["ece"] < before["ece"] / 3 and after["nll"] < before["nll"]
+        assert after["accuracy"] == before["accuracy"]  # a temperature never changes the answer
+
+
+def test_calibration_metrics_of_known_cases():
+    y = np.array([0, 1, 0, 1])
+    sure = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    m = calibration_metrics(sure, y)
+    assert m["ece"] == pytest.approx(0.0) and m["brier"] == pytest.approx(0.0) and m["accuracy"] == 1.0
+    wrong = sure[:, ::-1]
+    assert calibration_metrics(wrong, y)["ece"] == pytest.approx(1.0)
+    assert calibration_metrics(np.full((4, 2), 0.5), y)["ece"] == pytest.approx(0.0)  # 50% sure, 50% right
+    with pytest.raises(DataError, match="labels"):
+        calibration_metrics(sure, np.array([0, 1, 2, 0]))
+
+
+def test_reliability_diagram_is_drawn(tmp_path):
+    p, y = _calibrated_sample(500)
+    plot_reliability(tmp_path / "r.png", {"calibrated": (p, y), "sharpened": (apply_temperature(p, 0.5), y)})
+    from PIL import Image
+
+    with Image.open(tmp_path / "r.png") as img:
+        assert img.format == "PNG" and min(img.size) > 200
+
+
+@pytest.fixture(scope="module")
+def overconfident():
+    """A tiny classifier made over-confident (its head reads standardised features, times 20), and
+    data it labels right about 70% of the time (its own answer, else a random class)."""
+    keras.utils.set_random_seed(0)
+    model = bloodcell.build_model("microcell", input_size=SIZE, num_classes=3, class_names=("a", "b", "c"))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (120, SIZE, SIZE, 3), dtype=np.uint8)
+    features = keras.Model(model.inputs, model.get_layer("avg_pool").output).predict(images.astype("float32"), verbose=0)
+    mean, std = features.mean(0), features.std(0) + 1e-6
+    head = model.get_layer("predictions")
+    kernel, _ = head.get_weights()
+    head.set_weights([20 * kernel / std[:, None], -20 * (mean / std) @ kernel])
+    own = bloodcell.Classifier(model).predict_proba(images, verbose=0).argmax(axis=1)
+    labels = np.where(rng.random(120) < 0.6, own, rng.integers(0, 3, 120))
+    return bloodcell.Classifier(model, name="over"), Dataset(images[:60], labels[:60], ("a", "b", "c")), \
+        Dataset(images[60:], labels[60:], ("a", "b", "c"))
+
+
+def test_calibrate_lowers_the_ece_of_an_over_confident_model_and_survives_a_save(overconfident, tmp_path):
+    clf, fit_on, held_out = overconfident
+    before = bloodcell.evaluate(clf, held_out, verbose=0)
+    record = clf.calibrate(fit_on, verbose=0)
+    after = bloodcell.evaluate(clf, held_out, verbose=0)
+    assert clf.temperature == record["temperature"] > 1.0
+    assert after.ece < before.ece / 2 and after.accuracy == before.accuracy
+    assert record["ece_after"] < record["ece_before"]
+    raw = clf.predict_proba(held_out.images, calibrated=False, verbose=0)
+    np.testing.assert_allclose(clf.predict_proba(held_out.images, verbose=0),
+                               apply_temperature(raw, clf.temperature), rtol=1e-5, atol=1e-6)
+
+    clf.save_pretrained(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["calibration"]["temperature"] == pytest.approx(clf.temperature)
+    assert "Calibration" in (tmp_path / "m" / "README.md").read_text()
+    again = bloodcell.load_classifier(tmp_path / "m")
+    np.testing.assert_allclose(again.predict_proba(held_out.images, verbose=0),
+                               clf.predict_proba(held_out.images, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_a_folder_without_calibration_predicts_as_before(tmp_path):
+    clf = bloodcell.Classifier(bloodcell.build_model("microcell", input_size=SIZE), name="plain")
+    assert clf.temperature == 1.0
+    x = np.random.default_rng(1).integers(0, 256, (4, SIZE, SIZE, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(clf.predict_proba(x, verbose=0), clf.predict_proba(x, calibrated=False, verbose=0))
+    clf.save_pretrained(tmp_path / "m")
+    assert "calibration" not in json.loads((tmp_path / "m" / "config.json").read_text())
+
+
+def test_evaluate_reports_calibration(overconfident):
+    clf, _, held_out = overconfident
+    report = bloodcell.evaluate(clf, held_out, verbose=0)
+    d = report.to_dict()["calibration"]
+    assert set(d) >= {"ece", "nll", "brier", "mean_confidence"} and 0 <= d["ece"] <= 1
+    assert "ECE" in report.to_text()
