@@ -5,7 +5,11 @@ test part is the held-out split of ``test_files.json`` (checked here), its valid
 where the temperature is fitted. Measured before and after: ECE (15 bins), NLL, Brier score and
 mean confidence on the held-out split and, zero-shot, on BCCD (another lab, never fitted on).
 
-Writes ``benchmarks/results/calibration.json`` and ``docs/img/reliability.png``; with
+The review threshold is the calibrated confidence under which 5% of the validation cells fall;
+measured: the share flagged and the accuracy of the others on both sets.
+
+Writes ``benchmarks/results/calibration.json``, ``docs/img/reliability.png`` and
+``docs/img/risk_coverage.png``; with
 ``--write`` also records the fitted temperature in the bundled folder's ``config.json`` (and
 regenerates its card); the weights are not touched. Usage:
     python benchmarks/bench_calibration.py [--data ../shared/data/pbc96] [--bccd ../shared/data/bccd-wbc] [--write]
@@ -35,6 +39,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bccd", default=str(ROOT.parent / "shared" / "data" / "bccd-wbc"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "calibration.json"))
     ap.add_argument("--figure", default=str(ROOT / "docs" / "img" / "reliability.png"))
+    ap.add_argument("--review-figure", default=str(ROOT / "docs" / "img" / "risk_coverage.png"))
     ap.add_argument("--write", action="store_true", help="record the temperature in the bundled model's config.json")
     args = ap.parse_args(argv)
     for path in (args.data, args.bccd):
@@ -42,7 +47,8 @@ def main(argv=None) -> int:
             raise SystemExit(f"{path}: no such folder; give --data (pbc96) and --bccd (BCCD-WBC) class folders")
 
     import bloodcell
-    from bloodcell.calibration import apply_temperature, calibration_metrics, fit_temperature, plot_reliability
+    from bloodcell.calibration import (REVIEW_SHARE, apply_temperature, calibration_metrics, fit_temperature,
+                                       plot_reliability, plot_risk_coverage, review_threshold, risk_coverage)
     from bloodcell.data import load_dataset, split
     from bloodcell.folder import update_config
     from bloodcell.zoo import bundled_path
@@ -62,18 +68,25 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     val_p, val_y = raw(val)
     temperature = fit_temperature(val_p, val_y)
+    threshold = review_threshold(apply_temperature(val_p, temperature), REVIEW_SHARE)
     result = {
         "model": bloodcell.DEFAULT_MODEL,
         "method": "temperature scaling (NLL, golden-section over log T)",
         "fitted_on": f"the validation split of {Path(args.data).name} ({len(val)} images): split(data, (0.8, 0.1, 0.1), seed=42)",
         "temperature": temperature,
+        "review_below": threshold,
+        "review_share_on_validation": REVIEW_SHARE,
         "sets": {},
     }
-    curves = {}
+    curves, risk = {}, {}
     for name, ds in (("pbc96 held-out", test), ("BCCD zero-shot", bccd)):
         p, y = raw(ds)
         after = apply_temperature(p, temperature)
-        result["sets"][name] = {"images": len(y), "before": calibration_metrics(p, y), "after": calibration_metrics(after, y)}
+        flagged = after.max(axis=1) < threshold
+        result["sets"][name] = {"images": len(y), "before": calibration_metrics(p, y), "after": calibration_metrics(after, y),
+                                "review": {"flagged": float(flagged.mean()),
+                                           "accuracy_unflagged": float((after.argmax(1) == y)[~flagged].mean())}}
+        risk[name] = risk_coverage(after, y)
         curves[f"{name}, uncalibrated"] = (p, y)
         curves[f"{name}, T = {temperature:.2f}"] = (after, y)
         b, a = result["sets"][name]["before"], result["sets"][name]["after"]
@@ -84,12 +97,14 @@ def main(argv=None) -> int:
                              "cpus": os.cpu_count(), "bloodcell": bloodcell.__version__}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     plot_reliability(args.figure, curves, title=f"{bloodcell.DEFAULT_MODEL}: reliability")
+    plot_risk_coverage(args.review_figure, risk, title=f"{bloodcell.DEFAULT_MODEL}: review")
     print(f"T = {temperature:.4f}; wrote {args.out} and {args.figure}")
     if args.write:
         held = result["sets"]["pbc96 held-out"]
         record = {"method": "temperature", "temperature": temperature, "fitted_on": result["fitted_on"],
                   "ece_before": held["before"]["ece"], "ece_after": held["after"]["ece"],
                   "ece_measured_on": f"the held-out split ({held['images']} images, test_files.json)",
+                  "review_below": threshold, "review_share": REVIEW_SHARE,
                   "command": "python benchmarks/bench_calibration.py --write"}
         update_config(bundled_path(bloodcell.DEFAULT_MODEL), lambda cfg: {**cfg, "calibration": record})
         print(f"recorded the temperature in {bundled_path(bloodcell.DEFAULT_MODEL) / 'config.json'}")

@@ -55,7 +55,8 @@ def parallel_calls(calls):
 
 
 class _KerasTrainFunctionTraces(logging.Filter):
-    """Drops TensorFlow's retracing warning about Keras's own train/test/predict functions.
+    """Drops TensorFlow's retracing warning about Keras's own train/test/predict functions
+    (``TensorFlowTrainer._make_function``, ``make_predict_function``, ...).
 
     TensorFlow counts traces by a function's code, and Keras makes a new ``tf.function`` of the
     same code each time a model is compiled: every model trained in one process (two phases,
@@ -66,7 +67,7 @@ class _KerasTrainFunctionTraces(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not ("triggered tf.function retracing" in message and "TensorFlowTrainer._make_function" in message)
+        return not ("triggered tf.function retracing" in message and "<function TensorFlowTrainer." in message)
 
 
 def _install_filters() -> None:

@@ -23,8 +23,11 @@ import numpy as np
 from ._labelled import labelled_images
 from .errors import DataError
 
-__all__ = ["apply_temperature", "calibrate", "calibration_metrics", "fit_temperature", "plot_reliability"]
+__all__ = ["REVIEW_SHARE", "apply_temperature", "calibrate", "calibration_metrics", "fit_temperature",
+           "plot_reliability", "plot_risk_coverage", "review_threshold", "risk_coverage"]
 
+#: Share of the calibration images whose confidence falls under the default review threshold.
+REVIEW_SHARE = 0.05
 #: Confidence bins of the expected calibration error.
 ECE_BINS = 15
 #: The temperatures a fit searches (log-spaced between these).
@@ -139,12 +142,58 @@ def plot_reliability(path, curves: dict[str, tuple[Any, Any]], *, bins: int = EC
     fig.savefig(path, dpi=120)
 
 
-def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optional[str] = None,
-              verbose: int = 1) -> dict[str, Any]:
-    """Fit ``classifier``'s temperature on ``dataset`` (a Dataset or ``(images, labels)`` it did not
-    train on) and record it in ``classifier.extra["calibration"]`` (saved in ``config.json``).
+def review_threshold(proba, share: float = REVIEW_SHARE) -> float:
+    """The confidence under which ``share`` of these (calibrated) predictions fall: predictions
+    less sure than this are flagged for review."""
+    p = np.asarray(proba, np.float64)
+    if not 0.0 <= share < 1.0:
+        raise DataError(f"share: expected a fraction in [0, 1), got {share!r}")
+    return float(np.quantile(p.max(axis=1), share)) if share > 0 else 0.0
 
-    Returns the record: the temperature, where it was fitted, and the ECE there before and after.
+
+def risk_coverage(proba, labels, *, points: int = 21) -> list[dict[str, float]]:
+    """Accuracy of the predictions kept against the share flagged, flagging the least confident first:
+    ``[{"flagged", "accuracy", "threshold"}]`` for flagged shares 0, 1/(points-1), ... up to one half."""
+    p, y = _check(proba, labels)
+    confidence = p.max(axis=1)
+    correct = p.argmax(axis=1) == y
+    order = np.argsort(confidence, kind="stable")
+    curve = []
+    for share in np.linspace(0.0, 0.5, points):
+        cut = int(round(share * len(y)))
+        kept = order[cut:]
+        curve.append({"flagged": cut / len(y), "accuracy": float(correct[kept].mean()),
+                      "threshold": float(confidence[order[cut - 1]]) if cut else 0.0})
+    return curve
+
+
+def plot_risk_coverage(path, curves: dict[str, list[dict[str, float]]], *, title: Optional[str] = None) -> None:
+    """Accuracy of the unflagged cells against the share flagged, one line per ``name -> risk_coverage(...)``."""
+    from ._util import new_figure
+
+    fig = new_figure((4.8, 4.0))
+    ax = fig.add_subplot()
+    for name, curve in curves.items():
+        ax.plot([100 * c["flagged"] for c in curve], [100 * c["accuracy"] for c in curve], marker="o", markersize=3,
+                label=name)
+    ax.set_xlabel("cells flagged for review (%)")
+    ax.set_ylabel("accuracy of the other cells (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=7)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optional[str] = None,
+              review_share: float = REVIEW_SHARE, verbose: int = 1) -> dict[str, Any]:
+    """Fit ``classifier``'s temperature on ``dataset`` (a Dataset or ``(images, labels)`` it did not
+    train on) and record it in ``classifier.extra["calibration"]`` (saved in ``config.json``), with
+    the review threshold: the calibrated confidence under which ``review_share`` of these images fall.
+
+    Returns the record: the temperature, the threshold, where they were fitted, and the ECE there
+    before and after.
     """
     images, labels, _ = labelled_images(classifier, dataset)
     raw = classifier.predict_proba(images, batch_size=batch_size, calibrated=False, verbose=verbose)
@@ -159,6 +208,8 @@ def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optiona
         "ece_before": before["ece"],
         "ece_after": after["ece"],
         "ece_measured_on": "the same images",
+        "review_below": review_threshold(apply_temperature(raw, temperature), review_share),
+        "review_share": review_share,
     }
     classifier.extra["calibration"] = record
     return record

@@ -124,6 +124,10 @@ def render_model_card(config: dict[str, Any]) -> str:
             where = calibration.get("ece_measured_on") or "the same images"
             lines[-1] += (f" Expected calibration error (15 bins) on {where}: {calibration['ece_before']:.4f} "
                           f"uncalibrated, {calibration['ece_after']:.4f} calibrated.")
+        if calibration.get("review_below") is not None:
+            share = calibration.get("review_share")
+            lines[-1] += (f" A prediction less sure than {calibration['review_below']:.4f} is flagged for review"
+                          + (f" (the threshold under which {share:.0%} of those images fall)." if share else "."))
         lines.append("")
     if training:
         lines += ["## Training", ""]

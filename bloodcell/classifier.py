@@ -47,6 +47,8 @@ class FilePrediction:
     error: Optional[str] = None
     #: True if the image does not look like a blood-cell image; None if not checked.
     outlier: Optional[bool] = None
+    #: True if a person should look at it: less sure than the review threshold, or an outlier.
+    review: Optional[bool] = None
 
 
 class Classifier:
@@ -125,6 +127,23 @@ class Classifier:
         record = self.extra.get("calibration")
         return float(record.get("temperature", 1.0)) if isinstance(record, dict) else 1.0
 
+    @property
+    def review_below(self) -> Optional[float]:
+        """The calibrated confidence under which a prediction is flagged for review (None: no
+        threshold fitted; :meth:`calibrate` fits one)."""
+        record = self.extra.get("calibration")
+        value = record.get("review_below") if isinstance(record, dict) else None
+        return None if value is None else float(value)
+
+    def needs_review(self, proba, *, below: Optional[float] = None) -> np.ndarray:
+        """Which predictions (rows of ``predict_proba``) a person should check: those less sure than
+        ``below`` (default: :attr:`review_below`; 0 flags none)."""
+        threshold = self.review_below if below is None else float(below)
+        p = np.asarray(proba)
+        if threshold is None:
+            return np.zeros(len(p), bool)
+        return p.max(axis=1) < threshold
+
     def calibrate(self, dataset, *, batch_size: int = 64, verbose: int = 1) -> dict[str, Any]:
         """Fit the temperature on labelled images of your own (a Dataset or ``(images, labels)``
         the model did not train on): from then on ``predict_proba`` says how sure the model is on
@@ -177,12 +196,15 @@ class Classifier:
         tta: bool = False,
         flag_outliers: bool = False,
         classes: Optional[Sequence[str]] = None,
+        review_below: Optional[float] = None,
     ) -> Iterator[FilePrediction]:
         """Classify image files in batches, decoding ahead in threads while the model runs.
 
         Yields one :class:`FilePrediction` per path, in input order, holding at most a few
         batches in memory. With ``flag_outliers``, images that
-        :func:`bloodcell.cleaning.find_outliers` says are not blood cells are marked.
+        :func:`bloodcell.cleaning.find_outliers` says are not blood cells are marked. Each
+        prediction's ``review`` says whether a person should check it (:meth:`needs_review` with
+        ``review_below``, or an outlier).
         """
         batch_size = check_positive_int(batch_size, "batch_size")
         self.class_mask(classes)  # bad names fail before any file is read
@@ -210,14 +232,18 @@ class Classifier:
                 good = [img for _, img, _ in results if img is not None]
                 if good:
                     batch = np.stack(good)
-                    proba = iter(self.predict_proba(batch, batch_size=batch_size, tta=tta, classes=classes))
+                    probabilities = self.predict_proba(batch, batch_size=batch_size, tta=tta, classes=classes,
+                                                       verbose=0)
+                    review = iter(self.needs_review(probabilities, below=review_below))
+                    proba = iter(probabilities)
                     outlier = iter(find_outliers(batch) if flag_outliers else [None] * len(good))
                 for p, img, err in results:
                     if img is None:
                         yield FilePrediction(p, error=err)
                     else:
                         flag = next(outlier)
-                        yield FilePrediction(p, next(proba), outlier=None if flag is None else bool(flag))
+                        yield FilePrediction(p, next(proba), outlier=None if flag is None else bool(flag),
+                                             review=bool(next(review) or flag))
 
     def export(self, out=None, *, format: str = "onnx", **kwargs) -> Path:
         """Export for serving: ``"onnx"``, ``"litert"`` or ``"saved_model"`` (uint8 input, same probabilities).

@@ -17,7 +17,7 @@ import numpy as np
 
 from ._progress import progress
 from ._labelled import labelled_images
-from .calibration import calibration_metrics
+from .calibration import calibration_metrics, risk_coverage
 from ._util import new_figure
 from .errors import ConfigError, DataError
 from .imageio import resize_images
@@ -74,6 +74,10 @@ class Report:
     absent: tuple[str, ...] = ()
     #: how well the probabilities match accuracy (:func:`bloodcell.calibration.calibration_metrics`)
     calibration: Optional[dict[str, float]] = None
+    #: with the classifier's review threshold: ``threshold``, share ``flagged``, ``accuracy_unflagged``
+    review: Optional[dict[str, float]] = None
+    #: accuracy of the unflagged cells against the share flagged (:func:`bloodcell.calibration.risk_coverage`)
+    risk_coverage: Optional[list] = None
 
     @property
     def ece(self) -> Optional[float]:
@@ -135,6 +139,8 @@ class Report:
             "seconds": self.seconds,
             "absent": list(self.absent),
             **({"calibration": dict(self.calibration)} if self.calibration is not None else {}),
+            **({"review": dict(self.review)} if self.review is not None else {}),
+            **({"risk_coverage": list(self.risk_coverage)} if self.risk_coverage is not None else {}),
         }
 
     def to_text(self) -> str:
@@ -146,6 +152,9 @@ class Report:
             *([f"{'ECE':<{width}}  {self.ece:.4f}   (NLL {self.calibration['nll']:.4f}, Brier "
                f"{self.calibration['brier']:.4f}, mean confidence {self.calibration['mean_confidence']:.4f})"]
               if self.calibration is not None else []),
+            *([f"{'review':<{width}}  {self.review['flagged']:.2%} flagged (probability under "
+               f"{self.review['threshold']:.4f}); accuracy of the others {self.review['accuracy_unflagged']:.4f}"]
+              if self.review is not None else []),
             *([f"measured over the {len(self.class_names) - len(self.absent)} classes present; no images of: "
                f"{', '.join(self.absent)}"] if self.absent else []),
             "",
@@ -162,6 +171,14 @@ class Report:
         for i, name in enumerate(self.class_names):
             lines.append(f"{i:>3}  {name:<{width}}" + "".join(f"{v:>{cell}}" for v in self.confusion[i]))
         return "\n".join(lines)
+
+    def plot_risk_coverage(self, path, *, title: Optional[str] = None) -> None:
+        """Write a PNG of the accuracy of the unflagged cells against the share flagged for review."""
+        from .calibration import plot_risk_coverage
+
+        if self.risk_coverage is None:
+            raise DataError("this report has no risk-coverage curve (it was not made by evaluate)")
+        plot_risk_coverage(path, {"this evaluation": self.risk_coverage}, title=title)
 
     def plot_confusion(self, path, *, title: Optional[str] = None) -> None:
         """Write a PNG of the row-normalised confusion matrix (percent of each true class)."""
@@ -302,8 +319,15 @@ def evaluate(classifier, dataset, *, batch_size: int = 64, tta: bool = False, ve
     images, labels, absent = labelled_images(classifier, dataset)
     proba = classifier.predict_proba(images, batch_size=batch_size, tta=tta, verbose=verbose)
     cm = confusion_matrix(labels, proba.argmax(axis=1), len(classifier.class_names))
+    review = None
+    if getattr(classifier, "review_below", None) is not None:
+        flagged = classifier.needs_review(proba)
+        kept = ~flagged
+        review = {"threshold": classifier.review_below, "flagged": float(flagged.mean()),
+                  "accuracy_unflagged": float((proba.argmax(axis=1) == labels)[kept].mean()) if kept.any() else None}
     return Report.from_confusion(cm, classifier.class_names, tta=tta, seconds=round(time.perf_counter() - start, 2),
-                                 absent=absent, calibration=calibration_metrics(proba, labels))
+                                 absent=absent, calibration=calibration_metrics(proba, labels), review=review,
+                                 risk_coverage=risk_coverage(proba, labels))
 
 
 def evaluate_robustness(

@@ -112,3 +112,35 @@ def test_evaluate_reports_calibration(overconfident):
     d = report.to_dict()["calibration"]
     assert set(d) >= {"ece", "nll", "brier", "mean_confidence"} and 0 <= d["ece"] <= 1
     assert "ECE" in report.to_text()
+
+
+def test_the_review_flag_follows_the_threshold(overconfident, tmp_path, capsys):
+    from PIL import Image
+
+    from bloodcell.cli import main
+
+    clf, fit_on, held_out = overconfident
+    record = clf.calibrate(fit_on, verbose=0)
+    proba = clf.predict_proba(fit_on.images, verbose=0)
+    assert clf.review_below == record["review_below"]
+    assert clf.needs_review(proba).mean() == pytest.approx(0.05, abs=0.03)  # about 5% of the calibration images
+    assert not clf.needs_review(proba, below=0.0).any() and clf.needs_review(proba, below=1.01).all()
+    report = bloodcell.evaluate(clf, held_out, verbose=0)
+    assert report.review["threshold"] == clf.review_below and 0 <= report.review["flagged"] <= 1
+    curve = report.risk_coverage
+    assert curve[0]["flagged"] == 0 and curve[0]["accuracy"] == pytest.approx(report.accuracy)
+    report.plot_risk_coverage(tmp_path / "rc.png")
+    assert (tmp_path / "rc.png").stat().st_size > 1000
+
+    clf.save_pretrained(tmp_path / "m")
+    (tmp_path / "cells").mkdir()
+    for i, img in enumerate(held_out.images[:6]):
+        Image.fromarray(img).save(tmp_path / "cells" / f"{i}.png")
+    model = clf.predict_proba(held_out.images[:6], verbose=0)
+    for below, expected in ((None, clf.needs_review(model)), (0.0, np.zeros(6, bool)), (1.0, model.max(1) < 1.0)):
+        argv = ["predict", str(tmp_path / "cells"), "--model", str(tmp_path / "m"), "--json", "--no-outlier-check"]
+        assert main(argv + ([] if below is None else ["--review-below", str(below)])) == 0
+        rows = sorted((json.loads(line) for line in capsys.readouterr().out.splitlines()), key=lambda r: r["path"])
+        assert [r["review"] for r in rows] == list(expected), below
+    assert main(["predict", str(tmp_path / "cells"), "--model", str(tmp_path / "m"), "--review-below", "1.5"]) == 2
+    assert "--review-below" in capsys.readouterr().err

@@ -34,7 +34,7 @@ def test_predict_json_matches_python_api(model_dir, image_dir, capsys):
     assert [r["path"] for r in records] == [str(f) for f in files]
     expected = bloodcell.load_classifier(model_dir).predict_proba(files)
     for r, p in zip(records, expected):
-        assert set(r) == {"path", "label", "probability", "probabilities", "top_k", "outlier"}
+        assert set(r) == {"path", "label", "probability", "probabilities", "top_k", "outlier", "review"}
         assert r["label"] == bloodcell.CLASS_NAMES[p.argmax()]
         assert r["probability"] == pytest.approx(p.max(), abs=1e-5)
         assert sum(r["probabilities"].values()) == pytest.approx(1, abs=1e-4)

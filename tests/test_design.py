@@ -209,6 +209,7 @@ def test_keras_train_function_retrace_warnings_are_dropped_and_others_pass(caplo
                 "and the excessive number of tracings could be due to ...")
     with caplog.at_level(logging.WARNING, logger="tensorflow"):
         logger.warning(template, 5, 7, "<function TensorFlowTrainer._make_function.<locals>.multi_step_on_iterator>")
+        logger.warning(template, 5, 15, "<function TensorFlowTrainer.make_predict_function.<locals>.one_step_on_data>")
         logger.warning(template, 5, 5, "<function my_step at 0x1>")
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 1 and "my_step" in messages[0], messages

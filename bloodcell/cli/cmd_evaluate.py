@@ -27,6 +27,8 @@ def register(subparsers) -> None:
                    help="zoo name, local folder or hf://owner/repo[@revision] (default: the bundled model)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--plot", default=None, metavar="FILE", help="write the normalised confusion matrix as a PNG")
+    p.add_argument("--review-plot", default=None, metavar="FILE",
+                   help="write the accuracy of the unflagged cells against the share flagged for review as a PNG")
     p.add_argument("--robustness", action="store_true", help="also measure accuracy under each corruption")
     p.add_argument("--robustness-plot", default=None, metavar="FILE",
                    help="write accuracy against severity as a PNG (implies --robustness)")
@@ -145,7 +147,8 @@ def run(args) -> int:
     corruptions = [c.strip() for c in args.corruptions.split(",") if c.strip()] if args.corruptions else None
     robustness = args.robustness or bool(args.robustness_plot or args.severities or args.corruptions)
 
-    for flag, path in (("--plot", args.plot), ("--robustness-plot", args.robustness_plot)):
+    for flag, path in (("--plot", args.plot), ("--robustness-plot", args.robustness_plot),
+                       ("--review-plot", args.review_plot)):
         if path:
             check_output_file(flag, path, args.data, PLOT_SUFFIXES)
     folder = _writable_folder(args) if args.write_metrics else None
@@ -163,6 +166,8 @@ def run(args) -> int:
     report = evaluate(clf, data, batch_size=args.batch_size, tta=args.tta)
     if args.plot:
         report.plot_confusion(args.plot)
+    if args.review_plot:
+        report.plot_risk_coverage(args.review_plot)
     if args.robustness_plot:
         rob.plot(args.robustness_plot)
 

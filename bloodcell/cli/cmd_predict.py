@@ -12,6 +12,8 @@ from pathlib import Path
 PROGRESS_MIN = 300
 #: Last column of a text line whose image does not look like a blood cell.
 OUTLIER_MARK = "OUTLIER: not a blood-cell image?"
+#: Last column of a text line that a person should check.
+REVIEW_MARK = "REVIEW"
 
 
 def register(subparsers) -> None:
@@ -31,6 +33,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     p.add_argument("--no-outlier-check", action="store_true",
                    help="do not check whether each image looks like a blood-cell image")
+    p.add_argument("--review-below", type=float, default=None, metavar="P",
+                   help="flag for review the images whose probability is under P (default: the model's "
+                   "threshold, fitted so that about 5%% of its validation cells are flagged; 0: flag none)")
     p.add_argument("--classes", default=None, metavar="LIST",
                    help="comma-separated class names the images can hold: answer among those only, with the "
                    "probabilities renormalised over them (default: all the model's classes)")
@@ -57,6 +62,8 @@ def run(args) -> int:
         raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.review_below is not None and not 0.0 <= args.review_below <= 1.0:
+        raise UsageError(f"--review-below must be a probability between 0 and 1, got {args.review_below}")
     # As cat(1): with some paths missing the others are still classified (exit 1); with all missing, nothing can be.
     if not any(Path(p).exists() for p in args.paths):
         which = args.paths[0] if len(args.paths) == 1 else f"{args.paths[0]} (and the other {len(args.paths) - 1})"
@@ -72,7 +79,8 @@ def run(args) -> int:
         raise UsageError(f"--classes: {exc}") from None
     k = min(args.top_k, len(clf.class_names) if mask is None else int(mask.sum()))
     results = clf.predict_files(
-        files, batch_size=args.batch_size, tta=args.tta, flag_outliers=not args.no_outlier_check, classes=classes
+        files, batch_size=args.batch_size, tta=args.tta, flag_outliers=not args.no_outlier_check, classes=classes,
+        review_below=args.review_below,
     )
     if not args.no_progress and sys.stderr.isatty() and len(files) > PROGRESS_MIN:
         from tqdm import tqdm
@@ -99,11 +107,14 @@ def run(args) -> int:
                 record["top_k"] = [[clf.class_names[i], round(float(proba[i]), 6)] for i in order]
             if r.outlier is not None:
                 record["outlier"] = r.outlier
+            record["review"] = bool(r.review)
             out.write(json.dumps(record) + "\n")
             continue
         cols = [str(r.path)] + [f"{clf.class_names[i]}\t{proba[i]:.4f}" for i in order]
         if r.outlier:
             cols.append(OUTLIER_MARK)
+        elif r.review:
+            cols.append(REVIEW_MARK)
         out.write("\t".join(cols) + "\n")
     out.flush()
     return 1 if failed else 0

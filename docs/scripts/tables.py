@@ -309,11 +309,16 @@ def calibration() -> str:
     rows = []
     for name, d in data["sets"].items():
         b, a = d["before"], d["after"]
+        review = d.get("review") or {}
         rows.append([f"{name} ({d['images']} images)", pct(a["accuracy"]), f"{b['ece']:.4f} → **{a['ece']:.4f}**",
                      f"{b['nll']:.3f} → {a['nll']:.3f}", f"{b['brier']:.3f} → {a['brier']:.3f}",
-                     f"{b['mean_confidence']:.3f} → {a['mean_confidence']:.3f}"])
-    return (table(["images", "accuracy", "ECE (15 bins)", "NLL", "Brier", "mean confidence"], rows)
-            + f"\n\n`{data['model']}`, temperature T = {data['temperature']:.4f} fitted on {data['fitted_on']}.")
+                     f"{b['mean_confidence']:.3f} → {a['mean_confidence']:.3f}", pct(review.get("flagged"), 1),
+                     pct(review.get("accuracy_unflagged"))])
+    note = (f" Review threshold {data['review_below']:.4f}: the calibrated probability under which "
+            f"{data['review_share_on_validation']:.0%} of the validation cells fall." if "review_below" in data else "")
+    return (table(["images", "accuracy", "ECE (15 bins)", "NLL", "Brier", "mean confidence", "flagged for review",
+                   "accuracy of the others"], rows)
+            + f"\n\n`{data['model']}`, temperature T = {data['temperature']:.4f} fitted on {data['fitted_on']}." + note)
 
 
 TABLES: dict[str, Callable[[], str]] = {
