@@ -144,6 +144,14 @@ class Classifier:
             return np.zeros(len(p), bool)
         return p.max(axis=1) < threshold
 
+    def explain(self, images, *, target=None, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """Class-activation heatmaps (N, S, S) in 0..1 at the input size, and the class each shows
+        (``target``: None for the predicted class, a class name, or one name per image). See
+        :mod:`bloodcell.explain`."""
+        from .explain import class_activation_maps
+
+        return class_activation_maps(self, images, target=target, batch_size=check_positive_int(batch_size, "batch_size"))
+
     def calibrate(self, dataset, *, batch_size: int = 64, verbose: int = 1) -> dict[str, Any]:
         """Fit the temperature on labelled images of your own (a Dataset or ``(images, labels)``
         the model did not train on): from then on ``predict_proba`` says how sure the model is on

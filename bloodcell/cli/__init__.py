@@ -53,6 +53,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BloodcellError as exc:
         print(f"bloodcell {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # the reader stopped reading (| head): not an error, nothing more to write
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush of stdout does not fail again
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer whose pipe closed
     except OSError as exc:  # the machine refused: an output folder that cannot be written, a full disk
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         print(f"bloodcell {args.command}: error: {where}{exc.strerror or exc}; check the path and its permissions",

@@ -321,8 +321,22 @@ def calibration() -> str:
             + f"\n\n`{data['model']}`, temperature T = {data['temperature']:.4f} fitted on {data['fitted_on']}." + note)
 
 
+def explain() -> str:
+    data = load("explain")
+    if data is None:
+        return missing("explain", "bench_explain.py")
+    curves = data["mean_probability_after_deleting"]
+    labels = {"heatmap": "hottest pixels first", "coldest": "coldest pixels first", "random": "random pixels"}
+    rows = [[labels[name], *(f"{v:.3f}" for v in values), f"**{data['area_' + name]:.3f}**"]
+            for name, values in curves.items()]
+    header = ["pixels replaced by the background", *(f"{100 * f:.0f} %" for f in data["fractions_deleted"]), "mean"]
+    return (table(header, rows) + f"\n\nMean probability of the explained class, {data['data']}; "
+            f"{data['mean_probability_before']:.3f} before any deletion. `{data['model']}`, {data['method']}.")
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "calibration": calibration,
+    "explain": explain,
     "ablation": ablation,
     "outside-zero-shot": outside_zero_shot,
     "outside-few-shot": outside_few_shot,

@@ -1,0 +1,65 @@
+"""``bloodcell explain``: class-activation heatmaps drawn over images."""
+
+from __future__ import annotations
+
+from ..errors import ConfigError, InputNotFoundError
+from ._common import UsageError
+
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "explain",
+        help="draw where in each image the model saw its class",
+        description=("For each image write OUT/<name>.<class>.png: the image as the model sees it, beside it "
+                     "with the class-activation heatmap of the predicted class (or --target) drawn over it."),
+    )
+    p.add_argument("paths", nargs="+", metavar="IMAGE", help="image files or folders (searched recursively)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the pictures (created if missing)")
+    p.add_argument("--model", default=None, metavar="SOURCE",
+                   help="zoo name, local folder or hf://owner/repo[@revision] (default: the bundled model)")
+    p.add_argument("--target", default=None, metavar="CLASS",
+                   help="explain this class for every image (default: each image's predicted class)")
+    p.add_argument("--scale", type=int, default=2, metavar="K", help="enlarge the pictures K times (default 2)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from .. import load_classifier
+    from ..explain import overlay
+    from ..imageio import find_image_files, load_image
+
+    if args.scale < 1:
+        raise UsageError(f"--scale must be at least 1, got {args.scale}")
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        raise InputNotFoundError(f"{missing[0]}: no such file or folder; check the path")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder; give a folder")
+    files = find_image_files(args.paths)
+    clf = load_classifier(args.model)
+    if args.target is not None and args.target not in clf.class_names:
+        raise UsageError(f"--target {args.target}: not a class of the model; expected one of: "
+                         f"{', '.join(clf.class_names)}")
+    images = np.stack([load_image(f, clf.input_size) for f in files])
+    try:
+        maps, classes = clf.explain(images, target=args.target)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    proba = clf.predict_proba(images, verbose=0)
+    out.mkdir(parents=True, exist_ok=True)
+    for f, img, heat, c, p in zip(files, images, maps, classes, proba):
+        picture = np.concatenate([img, overlay(img, heat)], axis=1)
+        if args.scale > 1:
+            picture = np.repeat(np.repeat(picture, args.scale, axis=0), args.scale, axis=1)
+        dest = out / f"{Path(f).stem}.{clf.class_names[c]}.png"
+        Image.fromarray(picture).save(dest)
+        print(f"{f}\t{clf.class_names[c]}\t{p[c]:.4f}\t{dest}")
+    print(f"wrote {len(files)} pictures into {out}", file=sys.stderr)
+    return 0
