@@ -1,7 +1,7 @@
-"""Calibration of the bundled default: temperature scaling fitted on its validation split.
+"""Calibration of a zoo model: temperature scaling fitted on its validation split.
 
-The default was trained on ``split(pbc96, (0.8, 0.1, 0.1), seed=42)`` (bench_ablation.py); its
-test part is the held-out split of ``test_files.json`` (checked here), its validation part is
+The zoo's models (``--model``, default: the bundled default) were trained on ``split(pbc96, (0.8, 0.1, 0.1), seed=42)`` (bench_ablation.py,
+``bloodcell train``'s default split); its test part is the held-out split of ``test_files.json`` (checked here), its validation part is
 where the temperature is fitted. Measured before and after: ECE (15 bins), NLL, Brier score and
 mean confidence on the held-out split and, zero-shot, on BCCD (another lab, never fitted on).
 
@@ -12,7 +12,10 @@ Writes ``benchmarks/results/calibration.json``, ``docs/img/reliability.png`` and
 ``docs/img/risk_coverage.png``; with
 ``--write`` also records the fitted temperature in the bundled folder's ``config.json`` (and
 regenerates its card); the weights are not touched. Usage:
-    python benchmarks/bench_calibration.py [--data ../shared/data/pbc96] [--bccd ../shared/data/bccd-wbc] [--write]
+    python benchmarks/bench_calibration.py [--model NAME] [--data ../shared/data/pbc96] [--bccd ../shared/data/bccd-wbc] [--write]
+
+A release entry's folder is its ``zoo/<name>`` copy (push it to the Hub after ``--write``); another
+model's results go to ``calibration_<name>.json`` and no figures are drawn.
 
 The figures of a calibrated model are measured from its raw probabilities (``calibrated=False``),
 so a rerun fits the same temperature.
@@ -37,9 +40,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "pbc96"))
     ap.add_argument("--bccd", default=str(ROOT.parent / "shared" / "data" / "bccd-wbc"))
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "calibration.json"))
-    ap.add_argument("--figure", default=str(ROOT / "docs" / "img" / "reliability.png"))
-    ap.add_argument("--review-figure", default=str(ROOT / "docs" / "img" / "risk_coverage.png"))
+    ap.add_argument("--model", default=None, help="zoo entry (default: the bundled default)")
+    ap.add_argument("--out", default=None, help="results file (default: benchmarks/results/calibration[_NAME].json)")
+    ap.add_argument("--figure", default=None, help="reliability diagram (default, for the default model: docs/img)")
+    ap.add_argument("--review-figure", default=None, help="risk-coverage picture (default, for the default model: docs/img)")
     ap.add_argument("--write", action="store_true", help="record the temperature in the bundled model's config.json")
     args = ap.parse_args(argv)
     for path in (args.data, args.bccd):
@@ -53,13 +57,22 @@ def main(argv=None) -> int:
     from bloodcell.folder import update_config
     from bloodcell.zoo import bundled_path
 
-    clf = bloodcell.load_classifier(bloodcell.DEFAULT_MODEL)
+    name = args.model or bloodcell.DEFAULT_MODEL
+    release = ROOT / "zoo" / name
+    folder = release if release.is_dir() else bundled_path(name)
+    clf = bloodcell.load_classifier(folder)
+    default = name == bloodcell.DEFAULT_MODEL
+    results = ROOT / "benchmarks" / "results"
+    args.out = args.out or str(results / ("calibration.json" if default else f"calibration_{name}.json"))
+    if default:
+        args.figure = args.figure or str(ROOT / "docs" / "img" / "reliability.png")
+        args.review_figure = args.review_figure or str(ROOT / "docs" / "img" / "risk_coverage.png")
     data = load_dataset(args.data, verbose=0)
     _, val, test = split(data, (0.8, 0.1, 0.1), seed=42)
     root = Path(args.data).resolve()
-    listed = json.loads((bundled_path(bloodcell.DEFAULT_MODEL) / "test_files.json").read_text())
+    listed = json.loads((folder / "test_files.json").read_text())
     if sorted(str(Path(p).resolve().relative_to(root)) for p in test.paths) != sorted(listed):
-        raise SystemExit("the reconstructed test split is not the default's test_files.json; check --data")
+        raise SystemExit(f"the reconstructed test split is not {folder / 'test_files.json'}; check --data")
     bccd = load_dataset(args.bccd, image_size=clf.input_size, verbose=0, class_names=clf.class_names)
 
     def raw(ds):
@@ -70,7 +83,7 @@ def main(argv=None) -> int:
     temperature = fit_temperature(val_p, val_y)
     threshold = review_threshold(apply_temperature(val_p, temperature), REVIEW_SHARE)
     result = {
-        "model": bloodcell.DEFAULT_MODEL,
+        "model": name,
         "method": "temperature scaling (NLL, golden-section over log T)",
         "fitted_on": f"the validation split of {Path(args.data).name} ({len(val)} images): split(data, (0.8, 0.1, 0.1), seed=42)",
         "temperature": temperature,
@@ -96,9 +109,11 @@ def main(argv=None) -> int:
     result["environment"] = {"python": sys.version.split()[0], "machine": platform.machine(),
                              "cpus": os.cpu_count(), "bloodcell": bloodcell.__version__}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    plot_reliability(args.figure, curves, title=f"{bloodcell.DEFAULT_MODEL}: reliability")
-    plot_risk_coverage(args.review_figure, risk, title=f"{bloodcell.DEFAULT_MODEL}: review")
-    print(f"T = {temperature:.4f}; wrote {args.out} and {args.figure}")
+    if args.figure:
+        plot_reliability(args.figure, curves, title=f"{name}: reliability")
+    if args.review_figure:
+        plot_risk_coverage(args.review_figure, risk, title=f"{name}: review")
+    print(f"T = {temperature:.4f}; wrote {args.out}" + (f" and {args.figure}" if args.figure else ""))
     if args.write:
         held = result["sets"]["pbc96 held-out"]
         record = {"method": "temperature", "temperature": temperature, "fitted_on": result["fitted_on"],
@@ -106,8 +121,9 @@ def main(argv=None) -> int:
                   "ece_measured_on": f"the held-out split ({held['images']} images, test_files.json)",
                   "review_below": threshold, "review_share": REVIEW_SHARE,
                   "command": "python benchmarks/bench_calibration.py --write"}
-        update_config(bundled_path(bloodcell.DEFAULT_MODEL), lambda cfg: {**cfg, "calibration": record})
-        print(f"recorded the temperature in {bundled_path(bloodcell.DEFAULT_MODEL) / 'config.json'}")
+        record["command"] += "" if default else f" --model {name}"
+        update_config(folder, lambda cfg: {**cfg, "calibration": record})
+        print(f"recorded the temperature in {folder / 'config.json'}")
     return 0
 
 
