@@ -122,7 +122,8 @@ def test_shipped_version_1_folders_load_with_the_same_probabilities():
         config = json.loads((folder / "config.json").read_text())
         assert config.get("format_version", 1) == 1
         clf = load_folder(folder)
-        np.testing.assert_allclose(clf.predict_proba(images), np.asarray(saved[name]), atol=2e-6)
+        # the network's own probabilities: a folder calibrated since (effnetb0.pbc96) adds a temperature on top
+        np.testing.assert_allclose(clf.predict_proba(images, calibrated=False), np.asarray(saved[name]), atol=2e-6)
 
 
 def test_new_head_keeps_the_backbone_and_the_shared_classes():
