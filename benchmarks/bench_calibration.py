@@ -52,7 +52,8 @@ def main(argv=None) -> int:
 
     import bloodcell
     from bloodcell.calibration import (REVIEW_SHARE, apply_temperature, calibration_metrics, fit_temperature,
-                                       plot_reliability, plot_risk_coverage, review_threshold, risk_coverage)
+                                       plot_reliability, plot_risk_coverage, review_summary, review_threshold,
+                                       risk_coverage)
     from bloodcell.data import load_dataset, split
     from bloodcell.folder import update_config
     from bloodcell.zoo import bundled_path
@@ -95,10 +96,9 @@ def main(argv=None) -> int:
     for name, ds in (("pbc96 held-out", test), ("BCCD zero-shot", bccd)):
         p, y = raw(ds)
         after = apply_temperature(p, temperature)
-        flagged = after.max(axis=1) < threshold
+        review = review_summary(after, y, threshold)
         result["sets"][name] = {"images": len(y), "before": calibration_metrics(p, y), "after": calibration_metrics(after, y),
-                                "review": {"flagged": float(flagged.mean()),
-                                           "accuracy_unflagged": float((after.argmax(1) == y)[~flagged].mean())}}
+                                "review": {k: review[k] for k in ("flagged", "accuracy_unflagged")}}
         risk[name] = risk_coverage(after, y)
         curves[f"{name}, uncalibrated"] = (p, y)
         curves[f"{name}, T = {temperature:.2f}"] = (after, y)

@@ -42,8 +42,6 @@ def quiet_import_tensorflow() -> None:
         os.close(saved)
 
 
-
-
 def parallel_calls(calls):
     """``num_parallel_calls`` for a ``tf.data`` map that is stateful (a Python call) or that runs
     ahead of or after one: None (one call at a time) under op determinism, where tf.data would make

@@ -17,7 +17,7 @@ import numpy as np
 from ._checks import check_positive_int
 from ._classes import CLASS_NAMES
 from ._progress import progress
-from .calibration import apply_temperature
+from .calibration import apply_temperature, calibrate
 from .errors import ConfigError, ImageReadError
 from .folder import CARD_NAME, CONFIG_NAME, PREPROCESSING, WEIGHTS_NAME, load_model, make_config, write_folder
 from .imageio import load_image, load_images
@@ -121,19 +121,22 @@ class Classifier:
                               f"{', '.join(self.class_names)}")
         return np.isin(np.array(self.class_names), list(classes))
 
+    def _calibration(self, key: str) -> Optional[float]:
+        record = self.extra.get("calibration")
+        value = record.get(key) if isinstance(record, dict) else None
+        return None if value is None else float(value)
+
     @property
     def temperature(self) -> float:
         """The calibration temperature ``predict_proba`` applies (1.0: uncalibrated); see :meth:`calibrate`."""
-        record = self.extra.get("calibration")
-        return float(record.get("temperature", 1.0)) if isinstance(record, dict) else 1.0
+        value = self._calibration("temperature")
+        return 1.0 if value is None else value
 
     @property
     def review_below(self) -> Optional[float]:
         """The calibrated confidence under which a prediction is flagged for review (None: no
         threshold fitted; :meth:`calibrate` fits one)."""
-        record = self.extra.get("calibration")
-        value = record.get("review_below") if isinstance(record, dict) else None
-        return None if value is None else float(value)
+        return self._calibration("review_below")
 
     def needs_review(self, proba, *, below: Optional[float] = None) -> np.ndarray:
         """Which predictions (rows of ``predict_proba``) a person should check: those less sure than
@@ -157,8 +160,6 @@ class Classifier:
         the model did not train on): from then on ``predict_proba`` says how sure the model is on
         such images. The fit is saved with the model; returns the ECE there before and after.
         See :mod:`bloodcell.calibration`."""
-        from .calibration import calibrate
-
         return calibrate(self, dataset, batch_size=batch_size, verbose=verbose)
 
     def predict_proba(self, images, *, batch_size: int = 64, tta: bool = False,

@@ -17,7 +17,7 @@ import numpy as np
 
 from ._progress import progress
 from ._labelled import labelled_images
-from .calibration import calibration_metrics, risk_coverage
+from .calibration import calibration_metrics, review_summary, risk_coverage
 from ._util import new_figure
 from .errors import ConfigError, DataError
 from .imageio import resize_images
@@ -319,12 +319,8 @@ def evaluate(classifier, dataset, *, batch_size: int = 64, tta: bool = False, ve
     images, labels, absent = labelled_images(classifier, dataset)
     proba = classifier.predict_proba(images, batch_size=batch_size, tta=tta, verbose=verbose)
     cm = confusion_matrix(labels, proba.argmax(axis=1), len(classifier.class_names))
-    review = None
-    if getattr(classifier, "review_below", None) is not None:
-        flagged = classifier.needs_review(proba)
-        kept = ~flagged
-        review = {"threshold": classifier.review_below, "flagged": float(flagged.mean()),
-                  "accuracy_unflagged": float((proba.argmax(axis=1) == labels)[kept].mean()) if kept.any() else None}
+    threshold = getattr(classifier, "review_below", None)
+    review = None if threshold is None else review_summary(proba, labels, threshold)
     return Report.from_confusion(cm, classifier.class_names, tta=tta, seconds=round(time.perf_counter() - start, 2),
                                  absent=absent, calibration=calibration_metrics(proba, labels), review=review,
                                  risk_coverage=risk_coverage(proba, labels))

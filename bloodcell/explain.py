@@ -10,12 +10,11 @@ per image (minimum to maximum). ``benchmarks/bench_explain.py`` measures its fai
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from . import _tf  # noqa: F401,I001  (TensorFlow without its start-up log lines)
+from typing import Sequence, Union
 
 import keras
 import numpy as np
-
-from . import _tf  # noqa: F401  (TensorFlow without its start-up log lines)
 import tensorflow as tf
 
 from .errors import ConfigError

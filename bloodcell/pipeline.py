@@ -164,6 +164,13 @@ def _chunk_size(aug: Augmentation | None, batch_size: int, image_size: tuple) ->
     return batch_size * max(1, min(_CHUNK_BATCHES, _CHUNK_PIXELS // (batch_size * pixels)))
 
 
+def _stateful_map(ds: tf.data.Dataset, fn, calls) -> tf.data.Dataset:
+    """``ds.map(fn)`` for a stateful ``fn`` (a Python call): ``calls`` in parallel, in order, or one
+    at a time under op determinism (:func:`bloodcell._tf.parallel_calls`)."""
+    calls = parallel_calls(calls)
+    return ds.map(fn, num_parallel_calls=calls, deterministic=None if calls is None else True)
+
+
 def _finish(chunks: tf.data.Dataset, aug: Augmentation | None, num_classes: int, seed: int | None,
             batch_size: int | None = None, drop_remainder: bool = False, count: int | None = None) -> tf.data.Dataset:
     """Augment a dataset of (images 0..255, one-hot labels) chunks, split them into batches of
@@ -175,12 +182,8 @@ def _finish(chunks: tf.data.Dataset, aug: Augmentation | None, num_classes: int,
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         spec = chunks.element_spec[0]
         apply = _augment_fn(aug, tuple(spec.shape[1:]), spec.dtype)
-        calls = parallel_calls(AUTOTUNE if batch_size is None else _CHUNK_CALLS)
-        ds = tf.data.Dataset.zip((chunks, seeds)).map(
-            lambda chunk, s: apply(chunk[0], chunk[1], s),
-            num_parallel_calls=calls,
-            deterministic=None if calls is None else True,
-        )
+        ds = _stateful_map(tf.data.Dataset.zip((chunks, seeds)), lambda chunk, s: apply(chunk[0], chunk[1], s),
+                           AUTOTUNE if batch_size is None else _CHUNK_CALLS)
     if batch_size is not None:
         ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
         if count is None:
@@ -320,9 +323,7 @@ def dataset_from_files(
     if repeat:
         files = files.repeat()
     chunk = _chunk_size(aug, batch_size, (image_size, image_size))
-    calls = parallel_calls(AUTOTUNE)
-    chunks = files.map(decode, num_parallel_calls=calls, deterministic=None if calls is None else True)
-    chunks = chunks.batch(chunk)
+    chunks = _stateful_map(files, decode, AUTOTUNE).batch(chunk)
     return _finish(chunks, aug, num_classes, seed, batch_size, drop_remainder, None if repeat else len(names))
 
 

@@ -116,6 +116,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.resumed = False  # set by fit(): whether it continued a checkpointed run
         self._train_weights: Optional[np.ndarray] = None
+        self._calibration: Optional[dict[str, Any]] = None  # fitted on val at the end of fit()
 
     def __getattr__(self, name: str):
         # Settings read as attributes (trainer.batch_size, trainer.seed...), as before TrainConfig.
@@ -397,7 +398,7 @@ class Trainer:
             "epochs_run": {p: sum(1 for r in self.history if r["phase"] == p) for p in phases},
             "wall_time_s": round(sum(r["seconds"] for r in self.history)),
         }
-        if getattr(self, "_calibration", None):
+        if self._calibration:
             clf.extra["calibration"] = dict(self._calibration)
         return clf
 
