@@ -9,37 +9,49 @@ there too (where the cuInit line comes from). Errors still raise: an exception i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def silenced_output(fds: tuple[int, ...] = (2,)) -> Iterator[None]:
+    """Point file descriptors ``fds`` at /dev/null for the block: C++ log lines go to them even
+    where ``sys.stderr`` was replaced (pytest, notebooks)."""
+    open_fds = []
+    for fd in fds:
+        try:
+            os.fstat(fd)
+            open_fds.append(fd)
+        except OSError:  # not open at all
+            pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    saved = [os.dup(fd) for fd in open_fds]
+    try:
+        with open(os.devnull, "w") as devnull:
+            for fd in open_fds:
+                os.dup2(devnull.fileno(), fd)
+            yield
+    finally:
+        for fd, copy in zip(open_fds, saved):
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def quiet_import_tensorflow() -> None:
     """Import TensorFlow (and list its devices) with stderr silenced at the file-descriptor level."""
     if "tensorflow" in sys.modules:
         return
-    # The C++ lines go to file descriptor 2 even where sys.stderr was replaced (pytest, notebooks).
-    fd = 2
-    try:
-        os.fstat(fd)
-    except OSError:  # no stderr at all
-        import tensorflow  # noqa: F401
+    with silenced_output():
+        import tensorflow as tf
 
-        return
-    try:
-        sys.stderr.flush()
-    except (AttributeError, OSError, ValueError):
-        pass
-    saved = os.dup(fd)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), fd)
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
+        tf.config.list_physical_devices()
 
 
 def parallel_calls(calls):

@@ -73,6 +73,12 @@ def render_model_card(config: dict[str, Any]) -> str:
     lines.append("")
     init = training.get("init")
     on = f" on {training['hardware']}" if training.get("hardware") else ""
+    dist = training.get("distribution") or {}
+    if dist.get("processes", 1) > 1:
+        on = (f" on {dist['processes']} processes with {dist['devices']} devices in all (Keras on {dist['backend']}"
+              + (f"; process 0 on {training['hardware']})" if training.get("hardware") else ")"))
+    elif dist.get("backend") not in (None, "tensorflow"):
+        on += f" (Keras on {dist['backend']})"
     parent = training.get("init_from") or {}
     if init == "random":
         lines += [f"**Trained from random initialisation{on}** (no ImageNet weights).", ""]

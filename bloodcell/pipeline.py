@@ -172,14 +172,16 @@ def _stateful_map(ds: tf.data.Dataset, fn, calls) -> tf.data.Dataset:
 
 
 def _finish(chunks: tf.data.Dataset, aug: Augmentation | None, num_classes: int, seed: int | None,
-            batch_size: int | None = None, drop_remainder: bool = False, count: int | None = None) -> tf.data.Dataset:
+            batch_size: int | None = None, drop_remainder: bool = False, count: int | None = None,
+            rerandomize: bool = True) -> tf.data.Dataset:
     """Augment a dataset of (images 0..255, one-hot labels) chunks, split them into batches of
     ``batch_size`` (None: the chunks are the batches) and prefetch. ``count``: the number of
-    images (None: repeating forever), which keeps the number of batches known (for progress bars)."""
+    images (None: repeating forever), which keeps the number of batches known (for progress bars).
+    ``rerandomize``: draw new augmentation seeds each time the dataset is iterated."""
     if aug is None:
         ds = chunks.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
     else:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=rerandomize).batch(2)
         spec = chunks.element_spec[0]
         apply = _augment_fn(aug, tuple(spec.shape[1:]), spec.dtype)
         ds = _stateful_map(tf.data.Dataset.zip((chunks, seeds)), lambda chunk, s: apply(chunk[0], chunk[1], s),
@@ -203,10 +205,19 @@ def _in_memory(images, labels, num_classes: int, batch_size: int):
 
 
 def _epoch(pixels, classes, count: int, *, num_classes: int, batch_size: int, aug: Augmentation | None,
-           shuffle: bool, seed: int | None, repeat: bool, drop_remainder: bool) -> tf.data.Dataset:
+           shuffle: bool, seed: int | None, repeat: bool, drop_remainder: bool,
+           reshuffle: bool = True, shard: tuple[int, int] | None = None) -> tf.data.Dataset:
     order = tf.data.Dataset.range(count)
     if shuffle:
-        order = order.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+        order = order.shuffle(count, seed=seed, reshuffle_each_iteration=reshuffle)
+    if shard is not None:
+        shards, index = shard
+        count = count // (batch_size * shards) * batch_size  # whole global batches, this shard's part
+        # This shard's block of each global batch: the blocks, in shard order, are the global batch.
+        order = order.take(count * shards).batch(batch_size * shards)
+        order = order.map(lambda ids: ids[index * batch_size:(index + 1) * batch_size]).unbatch()
+        if seed is not None and index:
+            seed = (seed * 1_000_003 + index) % 2**31  # the shards draw other augmentations
     if repeat:
         order = order.repeat()
     chunk = _chunk_size(aug, batch_size, pixels.shape[1:3])
@@ -214,7 +225,8 @@ def _epoch(pixels, classes, count: int, *, num_classes: int, batch_size: int, au
         lambda i: (tf.gather(pixels, i), tf.one_hot(tf.gather(classes, i), num_classes)),
         num_parallel_calls=AUTOTUNE if aug is None else parallel_calls(AUTOTUNE),
     )
-    return _finish(chunks, aug, num_classes, seed, batch_size, drop_remainder, None if repeat else count)
+    return _finish(chunks, aug, num_classes, seed, batch_size, drop_remainder, None if repeat else count,
+                   rerandomize=reshuffle)
 
 
 def make_dataset(
@@ -257,13 +269,23 @@ def make_epochs(
     augment: AugmentSpec = None,
     shuffle: bool = True,
     drop_remainder: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
-    """One epoch per seed, one after the other: epoch ``i`` holds exactly the batches that
-    ``make_dataset(images, labels, seed=seeds[i], ...)`` yields first.
+    """One epoch per seed, one after the other, as :func:`make_dataset` would shuffle and augment
+    them, but each epoch a pure function of its own seed: the same batches however often the
+    dataset is iterated.
 
     For one ``model.fit`` over several epochs (``steps_per_epoch`` = the batches of an epoch)
     whose every epoch is a function of its own seed, so that a run resumed at any epoch sees the
-    data an uninterrupted run sees. The images are held once, whatever the number of epochs.
+    data an uninterrupted run sees, also where Keras reads a first batch to build the model and
+    then starts the dataset over (the JAX trainer). The images are held once, whatever the number
+    of epochs.
+
+    ``shard=(count, index)``: one process's part of a data-parallel run over ``count`` processes,
+    each holding all the images. Every process shuffles an epoch alike; of its whole global
+    batches (``batch_size * count`` images; the rest is left out of that epoch) this one keeps
+    block ``index`` of ``batch_size`` images, so that the processes' batches, one after the other,
+    are the global batch of one process. Each shard draws its own augmentations.
     """
     seeds = [int(s) for s in seeds]
     if not seeds:
@@ -271,7 +293,8 @@ def make_epochs(
     arr, pixels, classes = _in_memory(images, labels, num_classes, batch_size)
     aug = _resolve(augment, num_classes)
     epochs = [_epoch(pixels, classes, len(arr), num_classes=num_classes, batch_size=batch_size, aug=aug,
-                     shuffle=shuffle, seed=s, repeat=False, drop_remainder=drop_remainder) for s in seeds]
+                     shuffle=shuffle, seed=s, repeat=False, drop_remainder=drop_remainder, reshuffle=False,
+                     shard=shard) for s in seeds]
     ds = epochs[0]
     for epoch in epochs[1:]:
         ds = ds.concatenate(epoch)

@@ -158,6 +158,15 @@ def test_keras_private_hooks_that_augment_relies_on():
     assert params[:3] == ["self", "images", "transformation"]
     from bloodcell.augment import CutMix
 
+    # Run on TensorFlow inside tf.data whatever Keras' backend (bloodcell.augment.layers._TFLayer,
+    # _seeding.tf_seed_generator, PerImageRandAugment._run).
+    from keras.src.utils.backend_utils import DynamicBackend
+
+    assert DynamicBackend("tensorflow").name == "tensorflow"
+    plain = keras.layers.Layer()
+    assert isinstance(plain._convert_input_args, bool) and isinstance(plain._allow_non_tensor_positional_args, bool)
+    rotation = keras.layers.RandAugment(value_range=(0, 255)).random_rotation
+    assert callable(rotation.backend.set_backend) and callable(rotation.backend.reset)
     layer = CutMix(factor=1.0, seed=0)
     images = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
     labels = np.eye(4, dtype="float32")

@@ -63,6 +63,35 @@ def test_seeded_pipeline_is_deterministic(data):
     assert not np.array_equal(other[0], a[0])
 
 
+def test_each_epoch_of_make_epochs_is_a_function_of_its_seed(data):
+    """However often the dataset is iterated (Keras' JAX trainer reads a first batch, then starts
+    over), and whichever epochs come before: epoch seed 7 gives the same batches."""
+    from bloodcell.pipeline import make_epochs
+
+    images, labels = data
+    three = make_epochs(images, labels, [5, 6, 7], batch_size=8, augment="robust")
+    first, again = collect(three), collect(three)
+    alone = collect(make_epochs(images, labels, [7], batch_size=8, augment="robust"))
+    n = len(alone[0])
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[0][-n:], alone[0])
+    np.testing.assert_array_equal(first[1][-n:], alone[1])
+    assert not np.array_equal(first[0][:n], alone[0])
+
+
+def test_shards_of_make_epochs_make_up_the_global_batches(data):
+    """Process i of 2 keeps block i of every global batch; together, in order, they are the
+    batches of one process (whole global batches only)."""
+    from bloodcell.pipeline import make_epochs
+
+    images, labels = data
+    whole = [y for _, y in make_epochs(images, labels, [3], batch_size=8, shuffle=True)]
+    parts = [[y for _, y in make_epochs(images, labels, [3], batch_size=4, shard=(2, i))] for i in (0, 1)]
+    assert len(parts[0]) == len(parts[1]) == len(images) // 8
+    for k, (a, b) in enumerate(zip(*parts)):
+        np.testing.assert_array_equal(np.concatenate([a, b]), whole[k])
+
+
 def test_augmentation_chunks_split_back_into_batches():
     # 16 px images, batch 2: chunks of 32 batches (64 images), so 80 images make two chunks.
     images = make_cells(80, 16, seed=7)

@@ -13,6 +13,32 @@ def _next_seed(generator: keras.random.SeedGenerator) -> tf.Tensor:
     return tf.cast(tf.math.floormod(generator.next(), 2**31 - 1), tf.int32)
 
 
+def tf_seed_generator(seed: int | None) -> keras.random.SeedGenerator:
+    """A seed generator whose state is a TensorFlow variable, whatever Keras' backend: the
+    augmentation layers draw from it inside ``tf.data``, which runs on TensorFlow."""
+    if keras.backend.backend() == "tensorflow":
+        return keras.random.SeedGenerator(seed)
+    from keras.src.utils.backend_utils import DynamicBackend
+
+    return keras.random.SeedGenerator(seed, backend=DynamicBackend("tensorflow"))
+
+
+def _make_tf_generator(layer: keras.layers.Layer) -> None:
+    """Under another backend than TensorFlow, make the TensorFlow-held generator that a Keras
+    data layer (``RandAugment``, ``CutMix``...) draws from inside ``tf.data``; Keras makes it
+    lazily at the first draw, which would be too late for :func:`stateless_seeds`."""
+    if keras.backend.backend() == "tensorflow" or not hasattr(layer, "generator"):
+        return
+    make, backend = getattr(layer, "_get_seed_generator", None), getattr(layer, "backend", None)
+    if not callable(make) or not hasattr(backend, "set_backend"):
+        return
+    backend.set_backend("tensorflow")
+    try:
+        make("tensorflow")
+    finally:
+        backend.reset()
+
+
 def _seed_generators(layers: Sequence[keras.layers.Layer]) -> list[keras.random.SeedGenerator]:
     """Every seed generator held by ``layers`` and their sub-layers."""
     found: dict[int, keras.random.SeedGenerator] = {}
@@ -25,7 +51,8 @@ def _seed_generators(layers: Sequence[keras.layers.Layer]) -> list[keras.random.
         if isinstance(obj, keras.random.SeedGenerator):
             found[id(obj)] = obj
         elif isinstance(obj, keras.layers.Layer):
-            for value in vars(obj).values():
+            _make_tf_generator(obj)
+            for value in list(vars(obj).values()):
                 visit(value)
         elif isinstance(obj, (list, tuple)):
             for value in obj:

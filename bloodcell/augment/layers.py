@@ -27,9 +27,27 @@ from ._kernels import (
     _transform_colours,
     _warp_pixels,
 )
-from ._seeding import _next_seed
+from ._seeding import _next_seed, tf_seed_generator
 
 _FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical", None)
+
+
+class _TFLayer(keras.layers.Layer):
+    """Base of bloodcell's own augmentation layers: TensorFlow code for ``tf.data``. They take
+    and give TensorFlow tensors and draw from a TensorFlow-held seed generator whatever Keras'
+    backend (under JAX, Keras would turn their inputs into JAX arrays first)."""
+
+    def __init__(self, seed: int | None, **kwargs):
+        super().__init__(**kwargs)
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
+        self.seed = seed
+        self.generator = tf_seed_generator(seed)
+
+    def __call__(self, inputs, *args, **kwargs):
+        if not isinstance(inputs, keras.KerasTensor):
+            inputs = tf.convert_to_tensor(inputs)
+        return super().__call__(inputs, *args, **kwargs)
 
 
 def _as_batch(fn: Callable[[tf.Tensor], tf.Tensor], images: tf.Tensor) -> tf.Tensor:
@@ -50,7 +68,7 @@ def _check_severity(severity) -> tuple[float, float]:
 
 
 @keras.saving.register_keras_serializable(package="bloodcell")
-class RandomAffine(keras.layers.Layer):
+class RandomAffine(_TFLayer):
     """Random flips, rotation, translation and zoom as one affine warp per image.
 
     Args:
@@ -85,7 +103,7 @@ class RandomAffine(keras.layers.Layer):
         magnify_rate: float = 0.0,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(seed, **kwargs)
         if flip not in _FLIP_MODES:
             raise ConfigError(f"flip must be one of {_FLIP_MODES}, got {flip!r}")
         self.flip = flip
@@ -97,8 +115,6 @@ class RandomAffine(keras.layers.Layer):
         self.fill_mode = fill_mode
         self.interpolation = interpolation
         self.fill_value = fill_value
-        self.seed = seed
-        self.generator = keras.random.SeedGenerator(seed)
 
     def call(self, images, training=True):
         if not training:
@@ -132,12 +148,14 @@ class RandomAffine(keras.layers.Layer):
         if _fusable(images) and self.interpolation == "bilinear" and self.fill_mode in _WARP_FILL_MODES:
             out = _warp_pixels(images, transform, self.fill_mode, float(self.fill_value))
         else:
-            out = keras.ops.image.affine_transform(
-                tf.cast(images, tf.float32),
-                transform,
-                interpolation=self.interpolation,
-                fill_mode=self.fill_mode,
-                fill_value=self.fill_value,
+            # The op behind keras.ops.image.affine_transform on TensorFlow, whatever Keras' backend.
+            out = tf.raw_ops.ImageProjectiveTransformV3(
+                images=tf.cast(images, tf.float32),
+                transforms=transform,
+                output_shape=tf.shape(images)[1:3],
+                fill_value=tf.cast(self.fill_value, tf.float32),
+                interpolation=self.interpolation.upper(),
+                fill_mode=self.fill_mode.upper(),
             )
         return tf.ensure_shape(tf.cast(out, self.compute_dtype), images.shape)
 
@@ -268,6 +286,15 @@ class PerImageRandAugment(keras.layers.RandAugment):
 
     def _run(self, name: str, images):
         layer = getattr(self, name)
+        # Called outside its own __call__, the operation would compute on Keras' backend: this
+        # runs inside tf.data, on TensorFlow (as Keras' RandAugment does it).
+        layer.backend.set_backend("tensorflow")
+        try:
+            return self._run_operation(name, layer, images)
+        finally:
+            layer.backend.reset()
+
+    def _run_operation(self, name: str, layer, images):
         seed = self._get_seed_generator(self.backend._backend)
         fusable = _fusable(images)
         if fusable:
@@ -326,14 +353,12 @@ class CutMix(keras.layers.CutMix):
         return tf.cast(out, self.compute_dtype)
 
 
-class _SubsetLayer(keras.layers.Layer):
+class _SubsetLayer(_TFLayer):
     """Base of layers that change a random share ``rate`` of the images of a batch."""
 
     def __init__(self, rate: float, seed: int | None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed, **kwargs)
         self.rate = _check_range("rate", rate, 0.0, 1.0)
-        self.seed = seed
-        self.generator = keras.random.SeedGenerator(seed)
 
     def call(self, images, training=True):
         images = tf.cast(images, self.compute_dtype)

@@ -216,15 +216,30 @@ def run(args) -> int:
     for name in ("head_epochs", "finetune_epochs"):
         if getattr(args, name) is not None and getattr(args, name) < 0:
             raise UsageError("--head-epochs and --finetune-epochs must be >= 0")
+    process_id = _join()
     arch, weights, parent = _starting_point(args)
     out = Path(args.out or f"runs/{arch}")
     workdir = Path(args.workdir) if args.workdir else out.with_name(out.name + ".work")
+    if process_id:  # another process of a multi-process run: it trains, process 0 writes
+        return _run(args, arch, weights, parent, out, workdir, writes=False)
     # Held for the whole run: a second run into the same --out or --workdir refuses at once.
     with locked(out, flag="--out"), locked(workdir, flag="--workdir"):
         return _run(args, arch, weights, parent, out, workdir)
 
 
-def _run(args, arch, weights, parent, out: Path, workdir: Path) -> int:
+def _join() -> int:
+    """Join the multi-process run the KERAS_DISTRIBUTION_* variables describe, before anything is
+    read or written; this process's id (0 without them)."""
+    from ..training.processes import ProcessGroup, join
+
+    group = ProcessGroup.from_env()
+    if group is None:
+        return 0
+    join(group)
+    return group.process_id
+
+
+def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = True) -> int:
     from ..training import Trainer
     from ..training.small_data import is_small
 
@@ -241,7 +256,8 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path) -> int:
     settings = _settings(args, input_size, small)
     command = "bloodcell " + shlex.join(a for a in args.argv if a != "--resume")
     if small:
-        return _train_small(args, data, arch if parent is None else None, weights, settings, out, workdir, command, t0)
+        return _train_small(args, data, arch if parent is None else None, weights, settings, out, workdir, command, t0,
+                            writes)
     val_fraction, test_fraction = args.val_fraction or 0.1, args.test_fraction or 0.1
     train_set, val_set, test_set = split(data, (1 - val_fraction - test_fraction, val_fraction, test_fraction),
                                          seed=args.seed)
@@ -253,16 +269,19 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path) -> int:
                              f"of {Path(args.data).name} in that split; give a larger fraction, or more images")
     trainer = Trainer(arch if parent is None else None, weights=weights, class_names=data.class_names,
                       workdir=workdir, **settings)
-    _check_split(workdir, args, val_set, test_set)
     command_file = workdir / "command.txt"
-    if not (args.resume and command_file.is_file()):
-        atomic_write_text(command_file, command + "\n")
+    if writes:
+        _check_split(workdir, args, val_set, test_set)
+        if not (args.resume and command_file.is_file()):
+            atomic_write_text(command_file, command + "\n")
     try:
         trainer.fit(train_set, val_set, resume=args.resume)
     except KeyboardInterrupt:
         print(f"bloodcell train: interrupted; the last finished epoch is checkpointed in {workdir}: continue with "
               f"{command} --resume", file=sys.stderr)
         return 130
+    if not writes:
+        return _done_elsewhere(trainer, out)
     if trainer.resumed:
         command = command_file.read_text().strip()  # the run's first command
     clf = trainer.classifier
@@ -306,7 +325,13 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path) -> int:
     return 0
 
 
-def _train_small(args, data, model, weights, settings, out, workdir, command, t0) -> int:
+def _done_elsewhere(trainer, out: Path) -> int:
+    print(f"bloodcell train: process {trainer.process_id} of {trainer.num_processes} done; process 0 writes "
+          f"{out}", file=sys.stderr)
+    return 0
+
+
+def _train_small(args, data, model, weights, settings, out, workdir, command, t0, writes: bool = True) -> int:
     """Small data: cross-validate for the figures, then train the model on every image."""
     from ..training import Trainer
     from ..training.small_data import cross_validate, folds_for
@@ -331,9 +356,12 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
         report = cross_validate(lambda part: train_one(part).classifier, data, folds, seed=args.seed)
         print(f"cross-validation ({folds} folds): accuracy {report.accuracy:.2%}, balanced accuracy "
               f"{report.balanced_accuracy:.2%} ({time.time() - t0:.0f}s so far)", file=sys.stderr)
-    workdir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(workdir / "command.txt", command + "\n")
+    if writes:
+        workdir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(workdir / "command.txt", command + "\n")
     trainer = train_one(data, workdir)
+    if not writes:
+        return _done_elsewhere(trainer, out)
     clf = trainer.classifier
     clf.name = out.name
     clf.training.update({"command": command, "data": f"{Path(args.data).name}: {len(data)} images, all used",

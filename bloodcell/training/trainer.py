@@ -39,6 +39,7 @@ from .callbacks import (
     truncate_history,
 )
 from .config import TrainConfig
+from .processes import ProcessGroup, join, process_info
 from .policy import (
     check_fit_data,
     class_weights_from_labels,
@@ -73,7 +74,12 @@ class Trainer:
         class_names: the classes, in output order (default: the training data's).
         num_classes: the number of outputs when there are no class names (default 8).
         workdir: folder for checkpoints and ``history.csv``/``history.png`` (None: none kept).
-        distribution: a ``tf.distribute`` strategy to build and train the model under.
+            In a multi-process run only process 0 writes there; every process reads a checkpoint
+            to resume from it, so it must be a folder they all see.
+        distribution: a ``tf.distribute`` strategy to build and train the model under (TensorFlow
+            backend), or a ``keras.distribution.DataParallel`` (JAX backend). None: when the
+            ``KERAS_DISTRIBUTION_*`` variables are set, this process joins that multi-process run
+            (:mod:`bloodcell.training.processes`); else one process on its default device.
         config: a :class:`TrainConfig`; or give its fields as keyword arguments.
         **settings: :class:`TrainConfig` fields (``optimizer="adamw"``, ``head_epochs=5``...).
     """
@@ -89,7 +95,14 @@ class Trainer:
             raise ConfigError("Trainer: pass either config=TrainConfig(...) or settings as keywords, not both")
         self.config = config or TrainConfig(**settings)
         self.workdir = Path(workdir) if workdir is not None else None
+        if distribution is None:
+            group = ProcessGroup.from_env()
+            distribution = join(group) if group is not None else None
         self.distribution = distribution
+        self.process_id, self.num_processes, self.num_devices = process_info(distribution)
+        if self.config.batch_size % self.num_processes:
+            raise ConfigError(f"batch_size={self.config.batch_size}: a run of {self.num_processes} processes "
+                              f"needs a multiple of {self.num_processes} (each process takes an equal share)")
         self.class_names = check_class_names(class_names) if class_names else None
         self.num_classes = check_positive_int(num_classes, "num_classes", minimum=2) if num_classes else None
         self._init_source = weights if is_bloodcell_source(weights) else None
@@ -127,6 +140,16 @@ class Trainer:
     # -- model -------------------------------------------------------------------------------
     def _scope(self):
         return self.distribution.scope() if self.distribution is not None else contextlib.nullcontext()
+
+    def _fit_scope(self):
+        # A keras.distribution distributes fit's data in its scope; a tf.distribute strategy does without.
+        keras_distribution = self.distribution is not None and not hasattr(self.distribution, "num_replicas_in_sync")
+        return self._scope() if keras_distribution else contextlib.nullcontext()
+
+    @property
+    def _writes(self) -> Optional[Path]:
+        """The workdir where this process writes: process 0's only."""
+        return self.workdir if self.process_id == 0 else None
 
     def _names(self) -> Sequence[str]:
         if self.class_names:
@@ -189,6 +212,8 @@ class Trainer:
             "class_names": list(self.model.class_names),
             **self.config.record(),
             **({"init_from": self._init_record["source"]} if self._init_record else {}),
+            **({"backend": keras.backend.backend()} if keras.backend.backend() != "tensorflow" else {}),
+            **({"processes": self.num_processes} if self.num_processes > 1 else {}),
         }
 
     def make_loss(self, class_weights: Optional[np.ndarray] = None) -> keras.losses.Loss:
@@ -240,8 +265,13 @@ class Trainer:
         from ..pipeline import make_epochs
 
         images, labels = self._images(data)
-        ds = make_epochs(images, labels, seeds, num_classes=self.spec.num_classes, batch_size=self.config.batch_size,
-                         augment=self.config.augment if train else None, shuffle=train)
+        # Several processes: each trains on its share of every global batch, and validates on all
+        # of the validation images (the same in each, so the metrics are those of one process).
+        share = self.num_processes > 1 and train
+        ds = make_epochs(images, labels, seeds, num_classes=self.spec.num_classes,
+                         batch_size=self.config.batch_size // self.num_processes,
+                         augment=self.config.augment if train else None, shuffle=train,
+                         shard=(self.num_processes, self.process_id) if share else None)
         return self._weighted(ds, train)
 
     def _steps(self, data) -> Optional[int]:
@@ -249,6 +279,8 @@ class Trainer:
         if n is None:
             n_batches = int(data.cardinality())
             return n_batches if n_batches > 0 else None
+        if self.num_processes > 1:  # whole global batches only
+            return n // self.config.batch_size
         return -(-n // self.config.batch_size)
 
     # -- training ----------------------------------------------------------------------------
@@ -279,7 +311,10 @@ class Trainer:
             unfreeze_count(self.model, self.config.unfreeze, self._frozen_first())  # fails now, not after phase 1
         if self.config.class_weights and hasattr(train, "labels"):
             self._train_weights = class_weights_from_labels(train.labels, self.spec.num_classes)
-        if self.workdir is None:
+        if self.num_processes > 1 and hasattr(train, "labels") and len(train.labels) < self.config.batch_size:
+            raise DataError(f"{len(train.labels)} training images: a run of {self.num_processes} processes trains on "
+                            f"whole batches of {self.config.batch_size}; give more images or a smaller batch_size")
+        if self._writes is None:
             return self._fit(train, val, resume)
         with locked(self.workdir, flag="workdir"):  # a second Trainer on this workdir refuses at once
             return self._fit(train, val, resume)
@@ -303,9 +338,9 @@ class Trainer:
                 )
             state = {"phase": 0 if self.config.head_epochs > 0 else 1, "epoch": 0, "stopped": False, "done": False,
                      "history": []}
-            if self.workdir is not None:
-                self.workdir.mkdir(parents=True, exist_ok=True)
-                (self.workdir / HISTORY_CSV).unlink(missing_ok=True)
+            if self._writes is not None:
+                self._writes.mkdir(parents=True, exist_ok=True)
+                (self._writes / HISTORY_CSV).unlink(missing_ok=True)
         self.resumed = resume
         self.history = state["history"]
         val_ds = None if val is None else self._epoch_dataset(val, train=False, epoch_seed=self.config.seed)
@@ -320,8 +355,8 @@ class Trainer:
 
             self._calibration = calibrate(self.classifier, val, verbose=0,
                                           description=f"the validation data of training ({len(val)} images)")
-        if self.workdir is not None:
-            plot_history(self.history, self.workdir / "history.png")
+        if self._writes is not None:
+            plot_history(self.history, self._writes / "history.png")
         return self.history
 
     def _run_phase(self, state: dict[str, Any], train, val_ds, record, restore) -> None:
@@ -332,8 +367,8 @@ class Trainer:
             assign(self.model.variables, restore["weights"])
             if state["epoch"] > 0:  # at epoch 0 the phase's optimizer is new
                 assign(self.model.optimizer.variables, restore["optimizer"])
-        if self.workdir is not None:
-            truncate_history(self.workdir, len(state["history"]))
+        if self._writes is not None:
+            truncate_history(self._writes, len(state["history"]))
         total = cfg.epochs[phase]
         name = phase_name(phase, self._frozen_first())
         early = None
@@ -350,17 +385,18 @@ class Trainer:
         elif cfg.lr_schedule == "plateau":
             plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2)
             callbacks.append(plateau)
-        callbacks.append(EpochRecord(name, total, cfg.verbose))
-        if self.workdir is not None:
-            callbacks.append(keras.callbacks.CSVLogger(str(self.workdir / HISTORY_CSV), append=True))
-        checkpoint = TrainingCheckpoint(self.workdir, state, record, early, plateau, restore)
+        callbacks.append(EpochRecord(name, total, cfg.verbose if self.process_id == 0 else 0))  # one log for a run
+        if self._writes is not None:
+            callbacks.append(keras.callbacks.CSVLogger(str(self._writes / HISTORY_CSV), append=True))
+        checkpoint = TrainingCheckpoint(self._writes, state, record, early, plateau, restore)
         callbacks.append(checkpoint)
         first = state["epoch"]
         if first < total and not state["stopped"]:
             seeds = [self._epoch_seed(phase, e) for e in range(first, total)]
-            self.model.fit(self._epochs_dataset(train, train=True, seeds=seeds), validation_data=val_ds,
-                           epochs=total, initial_epoch=first, steps_per_epoch=self._steps(train),
-                           shuffle=False, verbose=0, callbacks=callbacks)
+            with self._fit_scope():
+                self.model.fit(self._epochs_dataset(train, train=True, seeds=seeds), validation_data=val_ds,
+                               epochs=total, initial_epoch=first, steps_per_epoch=self._steps(train),
+                               shuffle=False, verbose=0, callbacks=callbacks)
         elif restore is not None and restore.get("best") is not None:
             self.model.set_weights(restore["best"])  # the phase had ended; its best weights were not yet restored
         # The phase is over, with its best weights in the model: on to the next, or done.
@@ -370,8 +406,8 @@ class Trainer:
             state["done"] = True
         state.pop("early_stopping", None)
         state.pop("plateau", None)
-        if self.workdir is not None:
-            save_checkpoint(self.workdir, self.model, state, record, None)
+        if self._writes is not None:
+            save_checkpoint(self._writes, self.model, state, record, None)
 
     # -- outputs -----------------------------------------------------------------------------
     @property
@@ -393,6 +429,8 @@ class Trainer:
             "init": init,
             **({"init_from": dict(self._init_record)} if self._init_record else {}),
             "hardware": hardware(),
+            "distribution": {"backend": keras.backend.backend(), "processes": self.num_processes,
+                             "devices": self.num_devices},
             **({"classes_without_training_images": list(self._untrained)} if self._untrained else {}),
             "settings": self._record(),
             "epochs_run": {p: sum(1 for r in self.history if r["phase"] == p) for p in phases},

@@ -1,0 +1,145 @@
+"""Multi-process data-parallel training on the JAX backend, on localhost (gloo collectives)."""
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bloodcell.errors import ConfigError
+from bloodcell.training.processes import ADDRESSES, NUM_PROCESSES, PROCESS_ID, ProcessGroup
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def env_of(**values) -> dict:
+    return {ADDRESSES: values.get("addresses", ""), NUM_PROCESSES: values.get("count", ""),
+            PROCESS_ID: values.get("pid", "")}
+
+
+def test_the_three_variables_are_read_and_checked():
+    assert ProcessGroup.from_env({}) is None
+    group = ProcessGroup.from_env(env_of(addresses="10.0.0.1:29400,10.0.0.2:29400", count="2", pid="1"))
+    assert (group.coordinator, group.host, group.port, group.num_processes, group.process_id) == (
+        "10.0.0.1:29400", "10.0.0.1", 29400, 2, 1)
+    bad = [
+        (env_of(addresses="h:1", count="2"), PROCESS_ID),  # one missing
+        (env_of(addresses="h:1", count="two", pid="0"), NUM_PROCESSES),
+        (env_of(addresses="h:1", count="2", pid="2"), PROCESS_ID),
+        (env_of(addresses="h", count="2", pid="0"), ADDRESSES),
+        (env_of(addresses="a:1,b:1,c:1", count="2", pid="0"), ADDRESSES),
+    ]
+    for environ, name in bad:
+        with pytest.raises(ConfigError, match=name) as info:
+            ProcessGroup.from_env(environ)
+        assert "\n" not in str(info.value)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+TRAIN = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    import numpy as np
+    from test_training import toy_data
+    from bloodcell.training import Trainer
+    t = Trainer("microcell", input_size=32, class_names=("red", "green", "blue"), head_epochs=2, finetune_epochs=0,
+                batch_size=8, augment=None, optimizer="adam", patience=None, verbose=0, workdir=sys.argv[1])
+    t.fit(toy_data((16, 8, 8)))
+    np.savez(sys.argv[1] + "-" + str(t.process_id) + ".npz", *t.model.get_weights())
+    if t.process_id == 0:
+        t.classifier.save_pretrained(sys.argv[1] + "-model")
+""").format(tests=str(ROOT / "tests"))
+
+
+def start(script: str, args, **env) -> subprocess.Popen:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("KERAS_DISTRIBUTION_")}
+    environ.update({"KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT), **env})
+    return subprocess.Popen([sys.executable, "-c", script, *map(str, args)], env=environ,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_processes_end_with_the_weights_of_one(tmp_path):
+    """Two processes, each with half of every global batch of 8, train as one process on the
+    same batches and seed; only process 0 writes the workdir and the model."""
+    pytest.importorskip("jax")
+    import bloodcell
+
+    port = free_port()
+    group = {ADDRESSES: f"127.0.0.1:{port}", NUM_PROCESSES: "2"}
+    procs = [start(TRAIN, [tmp_path / "two"], **group, **{PROCESS_ID: str(i)}) for i in (0, 1)]
+    one = start(TRAIN, [tmp_path / "one"])
+    for p in (*procs, one):
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        assert "Gloo" not in out + err and "Error" not in err
+    single = np.load(tmp_path / "one-0.npz")
+    for pid in (0, 1):
+        two = np.load(tmp_path / f"two-{pid}.npz")
+        for k in single.files:
+            np.testing.assert_allclose(two[k], single[k], rtol=1e-4, atol=1e-4)
+    assert (tmp_path / "two" / "checkpoint").is_dir() and not (tmp_path / "two-1-model").exists()
+    clf = bloodcell.load_classifier(tmp_path / "two-model")
+    assert clf.training["distribution"] == {"backend": "jax", "processes": 2, "devices": 2}
+    assert "2 processes" in (tmp_path / "two-model" / "README.md").read_text()
+
+
+def train_cli(out: Path, **env) -> subprocess.Popen:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("KERAS_DISTRIBUTION_")}
+    environ.update({"KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT), **env})
+    return subprocess.Popen([sys.executable, "-m", "bloodcell", "train", str(out.parent / "data"), "--model", "microcell",
+                             "--out", str(out)], env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_mismatched_or_missing_processes_fail_fast_with_one_line(tmp_path):
+    """A wrong process count fails in both processes at once; a process whose coordinator never
+    comes fails after BLOODCELL_DISTRIBUTION_TIMEOUT; each with one line naming the variable to
+    fix, before anything is read or written."""
+    pytest.importorskip("jax")
+    address = {ADDRESSES: f"127.0.0.1:{free_port()}"}
+    t0 = time.monotonic()
+    procs = [train_cli(tmp_path / f"out{pid}", **address, **{NUM_PROCESSES: count, PROCESS_ID: pid})
+             for count, pid in (("2", "0"), ("3", "1"))]
+    lonely = train_cli(tmp_path / "out2", **{ADDRESSES: f"127.0.0.1:{free_port()}", NUM_PROCESSES: "2",
+                                             PROCESS_ID: "1", "BLOODCELL_DISTRIBUTION_TIMEOUT": "3"})
+    for p, name in ((procs[0], NUM_PROCESSES), (procs[1], NUM_PROCESSES), (lonely, ADDRESSES)):
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 1, err
+        assert err.count("\n") == 1 and err.startswith("bloodcell train: error: ") and name in err, err
+    assert time.monotonic() - t0 < 60
+    assert not any(tmp_path.iterdir())
+
+
+AUGMENT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from bloodcell.pipeline import make_epochs
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8), np.arange(12) % 3
+    ds = make_epochs(images, labels, [5, 6], num_classes=3, batch_size=4, augment="domain")
+    np.savez(sys.argv[1], *[x.numpy() for x, y in ds], *[y.numpy() for x, y in ds])
+""")
+
+
+def test_augmentation_under_jax_is_the_tensorflow_one(tmp_path):
+    """The tf.data pipeline and the augmentation layers run on TensorFlow whatever Keras' backend:
+    under JAX they give the batches they give under TensorFlow."""
+    pytest.importorskip("jax")
+    jax_run = start(AUGMENT, [tmp_path / "jax.npz"])
+    tf_run = start(AUGMENT, [tmp_path / "tf.npz"], KERAS_BACKEND="tensorflow")
+    for p in (jax_run, tf_run):
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    a, b = np.load(tmp_path / "jax.npz"), np.load(tmp_path / "tf.npz")
+    assert len(a.files) == 12
+    for k in a.files:
+        np.testing.assert_allclose(a[k], b[k], atol=1e-2)
