@@ -1,5 +1,6 @@
 """Multi-process data-parallel training on the JAX backend, on localhost (gloo collectives)."""
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -15,6 +16,12 @@ from bloodcell.errors import ConfigError
 from bloodcell.training.processes import ADDRESSES, NUM_PROCESSES, PROCESS_ID, ProcessGroup
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def needs_jax() -> None:
+    # Found, not imported: JAX in the test process itself would outlive it in its gc callback.
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("needs JAX: pip install '.[jax]'")
 
 
 def env_of(**values) -> dict:
@@ -71,7 +78,7 @@ def start(script: str, args, **env) -> subprocess.Popen:
 def test_two_processes_end_with_the_weights_of_one(tmp_path):
     """Two processes, each with half of every global batch of 8, train as one process on the
     same batches and seed; only process 0 writes the workdir and the model."""
-    pytest.importorskip("jax")
+    needs_jax()
     import bloodcell
 
     port = free_port()
@@ -104,7 +111,7 @@ def test_mismatched_or_missing_processes_fail_fast_with_one_line(tmp_path):
     """A wrong process count fails in both processes at once; a process whose coordinator never
     comes fails after BLOODCELL_DISTRIBUTION_TIMEOUT; each with one line naming the variable to
     fix, before anything is read or written."""
-    pytest.importorskip("jax")
+    needs_jax()
     address = {ADDRESSES: f"127.0.0.1:{free_port()}"}
     t0 = time.monotonic()
     procs = [train_cli(tmp_path / f"out{pid}", **address, **{NUM_PROCESSES: count, PROCESS_ID: pid})
@@ -133,7 +140,7 @@ AUGMENT = textwrap.dedent("""
 def test_augmentation_under_jax_is_the_tensorflow_one(tmp_path):
     """The tf.data pipeline and the augmentation layers run on TensorFlow whatever Keras' backend:
     under JAX they give the batches they give under TensorFlow."""
-    pytest.importorskip("jax")
+    needs_jax()
     jax_run = start(AUGMENT, [tmp_path / "jax.npz"])
     tf_run = start(AUGMENT, [tmp_path / "tf.npz"], KERAS_BACKEND="tensorflow")
     for p in (jax_run, tf_run):
@@ -143,3 +150,21 @@ def test_augmentation_under_jax_is_the_tensorflow_one(tmp_path):
     assert len(a.files) == 12
     for k in a.files:
         np.testing.assert_allclose(a[k], b[k], atol=1e-2)
+
+
+def test_a_checkpoint_records_the_number_of_processes(tmp_path):
+    """A run's checkpoint is checked against its settings on resume: those of a multi-process
+    run hold the number of processes, so it resumes with as many only."""
+    from bloodcell.training import Trainer
+    from bloodcell.training.callbacks import load_checkpoint, save_checkpoint
+
+    trainer = Trainer("microcell", input_size=32, class_names=("a", "b"), verbose=0)
+    trainer.model = trainer._make_model()
+    one = trainer._record()
+    assert "processes" not in one
+    trainer.num_processes = 2
+    two = trainer._record()
+    assert two["processes"] == 2
+    save_checkpoint(tmp_path, trainer.model, {"phase": 0, "epoch": 1, "history": []}, two, None)
+    with pytest.raises(ConfigError, match="processes"):
+        load_checkpoint(tmp_path, one)

@@ -337,8 +337,22 @@ def explain() -> str:
             f"{data['mean_probability_before']:.3f} before any deletion. `{data['model']}`, {data['method']}.")
 
 
+def processes() -> str:
+    d = load("processes")
+    if d is None:
+        return missing("processes", "bench_processes.py")
+    base = next((r for r in d["rows"] if r["backend"] == "tensorflow" and r["processes"] == 1), d["rows"][0])
+    rows = [[f"Keras on {r['backend']}", r["processes"], r["devices"], f"{1000 * r['step_s']:.0f} ms",
+             f"{r['images_per_s']:.0f}", f"{r['step_s'] / base['step_s']:.1f}x", f"{r['first_epoch_s']:.0f} s"]
+            for r in d["rows"]]
+    return (table(["backend", "processes", "devices", "step (global batch)", "images/s", "step time vs TensorFlow",
+                   "first epoch (with compiling)"], rows)
+            + f"\n\n{d['setup']}. Machine: {machine(d)}; all processes on it. `{d['command']}`.")
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "calibration": calibration,
+    "processes": processes,
     "explain": explain,
     "ablation": ablation,
     "outside-zero-shot": outside_zero_shot,
