@@ -127,8 +127,13 @@ def test_mismatched_or_missing_processes_fail_fast_with_one_line(tmp_path):
 
 
 def augmented_batches(path) -> None:
-    """Write the "domain"-augmented batches of two seeded epochs of random images to ``path``."""
+    """Write the "domain"-augmented batches of two seeded epochs of random images to ``path``,
+    under the global seed a Trainer sets (TensorFlow's random ops combine it with their own)."""
+    import keras
+
     from bloodcell.pipeline import make_epochs
+
+    keras.utils.set_random_seed(0)
 
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8), np.arange(12) % 3
