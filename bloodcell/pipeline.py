@@ -272,8 +272,8 @@ def make_epochs(
     shard: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
     """One epoch per seed, one after the other, as :func:`make_dataset` would shuffle and augment
-    them, but each epoch a pure function of its own seed: the same batches however often the
-    dataset is iterated.
+    them, but each epoch a pure function of its own seed (and of TensorFlow's global seed, which
+    the Trainer sets from its own): the same batches however often the dataset is iterated.
 
     For one ``model.fit`` over several epochs (``steps_per_epoch`` = the batches of an epoch)
     whose every epoch is a function of its own seed, so that a run resumed at any epoch sees the

@@ -59,6 +59,9 @@ TRAIN = textwrap.dedent("""
     import numpy as np
     from test_training import toy_data
     from bloodcell.training import Trainer
+    if len(sys.argv) > 2:  # the one-process run also writes augmented batches
+        from test_processes import augmented_batches
+        augmented_batches(sys.argv[2])
     t = Trainer("microcell", input_size=32, class_names=("red", "green", "blue"), head_epochs=1, finetune_epochs=0,
                 batch_size=8, augment=None, optimizer="adam", patience=None, verbose=0, workdir=sys.argv[1])
     t.fit(toy_data((16, 8, 8)))
@@ -77,18 +80,26 @@ def start(script: str, args, **env) -> subprocess.Popen:
 
 def test_two_processes_end_with_the_weights_of_one(tmp_path):
     """Two processes, each with half of every global batch of 8, train as one process on the
-    same batches and seed; only process 0 writes the workdir and the model."""
+    same batches and seed; only process 0 writes the workdir and the model. The augmentation
+    under JAX is the one under TensorFlow."""
     needs_jax()
     import bloodcell
 
     port = free_port()
     group = {ADDRESSES: f"127.0.0.1:{port}", NUM_PROCESSES: "2"}
     procs = [start(TRAIN, [tmp_path / "two"], **group, **{PROCESS_ID: str(i)}) for i in (0, 1)]
-    one = start(TRAIN, [tmp_path / "one"])
+    one = start(TRAIN, [tmp_path / "one", tmp_path / "jax_augmented.npz"])
     for p in (*procs, one):
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
         assert "Gloo" not in out + err and "Error" not in err
+    # The tf.data pipeline and the augmentation layers run on TensorFlow whatever Keras' backend:
+    # under JAX they give the batches they give under TensorFlow (in this process).
+    augmented_batches(tmp_path / "tf_augmented.npz")
+    a, b = np.load(tmp_path / "jax_augmented.npz"), np.load(tmp_path / "tf_augmented.npz")
+    assert len(a.files) == 12
+    for k in a.files:
+        np.testing.assert_allclose(a[k], b[k], atol=1e-2)
     single = np.load(tmp_path / "one-0.npz")
     for pid in (0, 1):
         two = np.load(tmp_path / f"two-{pid}.npz")
@@ -139,24 +150,6 @@ def augmented_batches(path) -> None:
     images, labels = rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8), np.arange(12) % 3
     ds = make_epochs(images, labels, [5, 6], num_classes=3, batch_size=4, augment="domain")
     np.savez(path, *[x.numpy() for x, y in ds], *[y.numpy() for x, y in ds])
-
-
-AUGMENT = f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r}); from test_processes import augmented_batches; " \
-          "augmented_batches(sys.argv[1])"
-
-
-def test_augmentation_under_jax_is_the_tensorflow_one(tmp_path):
-    """The tf.data pipeline and the augmentation layers run on TensorFlow whatever Keras' backend:
-    under JAX they give the batches they give under TensorFlow (in this process)."""
-    needs_jax()
-    jax_run = start(AUGMENT, [tmp_path / "jax.npz"])
-    augmented_batches(tmp_path / "tf.npz")
-    _, err = jax_run.communicate(timeout=300)
-    assert jax_run.returncode == 0, err
-    a, b = np.load(tmp_path / "jax.npz"), np.load(tmp_path / "tf.npz")
-    assert len(a.files) == 12
-    for k in a.files:
-        np.testing.assert_allclose(a[k], b[k], atol=1e-2)
 
 
 def test_a_checkpoint_records_the_number_of_processes(tmp_path):
