@@ -230,13 +230,9 @@ def run(args) -> int:
 def _join() -> int:
     """Join the multi-process run the KERAS_DISTRIBUTION_* variables describe, before anything is
     read or written; this process's id (0 without them)."""
-    from ..training.processes import ProcessGroup, join
+    from ..training.processes import join_from_env, process_info
 
-    group = ProcessGroup.from_env()
-    if group is None:
-        return 0
-    join(group)
-    return group.process_id
+    return process_info(join_from_env())[0]
 
 
 def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = True) -> int:

@@ -13,7 +13,7 @@ of every process. Before JAX starts, the processes check each other over the coo
 (a short TCP handshake of bloodcell's own): JAX ends a process that cannot reach its coordinator
 with a C++ abort, and lets one whose process count differs from the others' wait for ever; here
 either fails within ``BLOODCELL_DISTRIBUTION_TIMEOUT`` seconds (default 40) with a one-line
-:class:`~bloodcell.errors.ConfigError` naming the variable to fix.
+:class:`DistributionError` naming the variable to fix.
 """
 
 from __future__ import annotations
@@ -244,6 +244,13 @@ def join(group: ProcessGroup, timeout: Optional[float] = None):
     return distribution
 
 
+def join_from_env():
+    """The distribution of the multi-process run the ``KERAS_DISTRIBUTION_*`` variables describe,
+    joined (see :func:`join`); None when they are not set."""
+    group = ProcessGroup.from_env()
+    return join(group) if group is not None else None
+
+
 def _quiet_first_collective() -> None:
     """Run one all-reduce with the C++ output silenced: gloo announces its first connections
     ("[Gloo] Rank 0 is connected to 1 peer ranks...") on stdout and stderr."""
@@ -255,11 +262,16 @@ def _quiet_first_collective() -> None:
         multihost_utils.sync_global_devices("bloodcell: joined")
 
 
+def is_keras_distribution(distribution) -> bool:
+    """Whether ``distribution`` is a ``keras.distribution`` one (not None, not a ``tf.distribute`` strategy)."""
+    return distribution is not None and not hasattr(distribution, "num_replicas_in_sync")
+
+
 def process_info(distribution=None) -> tuple[int, int, int]:
     """(this process's id, number of processes, number of devices in all) of a training run."""
     if distribution is None:
         return 0, 1, 1
-    if hasattr(distribution, "num_replicas_in_sync"):  # a tf.distribute strategy: one process
+    if not is_keras_distribution(distribution):  # a tf.distribute strategy: one process
         return 0, 1, int(distribution.num_replicas_in_sync)
     import jax
 
@@ -267,4 +279,4 @@ def process_info(distribution=None) -> tuple[int, int, int]:
 
 
 __all__ = ["ADDRESSES", "DEFAULT_TIMEOUT", "DistributionError", "NUM_PROCESSES", "PROCESS_ID", "ProcessGroup",
-           "TIMEOUT", "join", "process_info", "timeout_seconds"]
+           "TIMEOUT", "is_keras_distribution", "join", "join_from_env", "process_info", "timeout_seconds"]

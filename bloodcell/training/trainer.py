@@ -39,7 +39,7 @@ from .callbacks import (
     truncate_history,
 )
 from .config import TrainConfig
-from .processes import ProcessGroup, join, process_info
+from .processes import is_keras_distribution, join_from_env, process_info
 from .policy import (
     check_fit_data,
     class_weights_from_labels,
@@ -95,11 +95,8 @@ class Trainer:
             raise ConfigError("Trainer: pass either config=TrainConfig(...) or settings as keywords, not both")
         self.config = config or TrainConfig(**settings)
         self.workdir = Path(workdir) if workdir is not None else None
-        if distribution is None:
-            group = ProcessGroup.from_env()
-            distribution = join(group) if group is not None else None
-        self.distribution = distribution
-        self.process_id, self.num_processes, self.num_devices = process_info(distribution)
+        self.distribution = distribution if distribution is not None else join_from_env()
+        self.process_id, self.num_processes, self.num_devices = process_info(self.distribution)
         if self.config.batch_size % self.num_processes:
             raise ConfigError(f"batch_size={self.config.batch_size}: a run of {self.num_processes} processes "
                               f"needs a multiple of {self.num_processes} (each process takes an equal share)")
@@ -143,8 +140,7 @@ class Trainer:
 
     def _fit_scope(self):
         # A keras.distribution distributes fit's data in its scope; a tf.distribute strategy does without.
-        keras_distribution = self.distribution is not None and not hasattr(self.distribution, "num_replicas_in_sync")
-        return self._scope() if keras_distribution else contextlib.nullcontext()
+        return self._scope() if is_keras_distribution(self.distribution) else contextlib.nullcontext()
 
     @property
     def _writes(self) -> Optional[Path]:
