@@ -39,6 +39,7 @@ from .callbacks import (
     truncate_history,
 )
 from .config import TrainConfig
+from .epochs import epoch_seed, epochs_dataset, reference_images, steps_per_epoch
 from .processes import is_keras_distribution, join_from_env, process_info
 from .policy import (
     check_fit_data,
@@ -227,57 +228,14 @@ class Trainer:
             self.model.optimizer.build(self.model.trainable_variables)
 
     # -- data --------------------------------------------------------------------------------
-    def _epoch_seed(self, phase: int, epoch: int) -> int:
-        return self.config.seed * 1000 + phase * 500 + epoch
-
-    def _images(self, data):
-        images = np.asarray(data.images)
-        if images.shape[1:3] != (self.spec.input_size, self.spec.input_size):
-            from ..imageio import resize_images
-
-            images = resize_images(images, self.spec.input_size)
-        return images, np.asarray(data.labels)
-
-    def _weighted(self, ds, train: bool):
-        if not (train and self.config.loss == "crossentropy" and self._train_weights is not None):
-            return ds
-        import tensorflow as tf
-
-        from .._tf import parallel_calls
-
-        w = tf.constant(self._train_weights)
-        # Per-sample weight = sum_c w_c * y_c, so mixed (CutMix/MixUp) labels are weighted too.
-        return ds.map(lambda x, y: (x, y, tf.linalg.matvec(y, w)), num_parallel_calls=parallel_calls(tf.data.AUTOTUNE))
-
     def _epoch_dataset(self, data, *, train: bool, epoch_seed: int):
         """One epoch of ``data`` (a Dataset, or a ``tf.data`` dataset used as it is)."""
         return self._epochs_dataset(data, train=train, seeds=[epoch_seed])
 
     def _epochs_dataset(self, data, *, train: bool, seeds: Sequence[int]):
-        import tensorflow as tf
-
-        if isinstance(data, tf.data.Dataset):
-            return data.repeat(len(seeds)) if train and len(seeds) > 1 else data
-        from ..pipeline import make_epochs
-
-        images, labels = self._images(data)
-        # Several processes: each trains on its share of every global batch, and validates on all
-        # of the validation images (the same in each, so the metrics are those of one process).
-        share = self.num_processes > 1 and train
-        ds = make_epochs(images, labels, seeds, num_classes=self.spec.num_classes,
-                         batch_size=self.config.batch_size // self.num_processes,
-                         augment=self.config.augment if train else None, shuffle=train,
-                         shard=(self.num_processes, self.process_id) if share else None)
-        return self._weighted(ds, train)
-
-    def _steps(self, data) -> Optional[int]:
-        n = len(data.labels) if hasattr(data, "labels") else None
-        if n is None:
-            n_batches = int(data.cardinality())
-            return n_batches if n_batches > 0 else None
-        if self.num_processes > 1:  # whole global batches only
-            return n // self.config.batch_size
-        return -(-n // self.config.batch_size)
+        return epochs_dataset(data, train=train, seeds=seeds, config=self.config, input_size=self.spec.input_size,
+                              num_classes=self.spec.num_classes, class_weights=self._train_weights,
+                              processes=(self.num_processes, self.process_id))
 
     # -- training ----------------------------------------------------------------------------
     def fit(self, train, val=None, *, resume: bool = False) -> list[dict[str, Any]]:
@@ -349,7 +307,7 @@ class Trainer:
         if val is not None and hasattr(val, "images") and len(val):
             from ..calibration import calibrate
 
-            self._calibration = calibrate(self.classifier, val, verbose=0,
+            self._calibration = calibrate(self.classifier, val, verbose=0, **reference_images(train, self.config.seed),
                                           description=f"the validation data of training ({len(val)} images)")
         if self._writes is not None:
             plot_history(self.history, self._writes / "history.png")
@@ -388,10 +346,10 @@ class Trainer:
         callbacks.append(checkpoint)
         first = state["epoch"]
         if first < total and not state["stopped"]:
-            seeds = [self._epoch_seed(phase, e) for e in range(first, total)]
+            seeds = [epoch_seed(cfg.seed, phase, e) for e in range(first, total)]
             with self._fit_scope():
                 self.model.fit(self._epochs_dataset(train, train=True, seeds=seeds), validation_data=val_ds,
-                               epochs=total, initial_epoch=first, steps_per_epoch=self._steps(train),
+                               epochs=total, initial_epoch=first, steps_per_epoch=steps_per_epoch(train, cfg.batch_size, self.num_processes),
                                shuffle=False, verbose=0, callbacks=callbacks)
         elif restore is not None and restore.get("best") is not None:
             self.model.set_weights(restore["best"])  # the phase had ended; its best weights were not yet restored
