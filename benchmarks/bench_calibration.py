@@ -5,8 +5,12 @@ The zoo's models (``--model``, default: the bundled default) were trained on ``s
 where the temperature is fitted. Measured before and after: ECE (15 bins), NLL, Brier score and
 mean confidence on the held-out split and, zero-shot, on BCCD (another lab, never fitted on).
 
-The review threshold is the calibrated confidence under which 5% of the validation cells fall;
-measured: the share flagged and the accuracy of the others on both sets.
+The out-of-distribution check (bloodcell.ood) is fitted as ``Trainer.fit`` fits it: its Gaussian to
+2,000 training images' features, its threshold to the validation split (0.5% above it). The review
+threshold is the calibrated confidence under which, with those outliers, 5% of the validation
+cells fall; measured: the share flagged and the accuracy of the others on both sets (and with the
+confidence alone), and the share of synthetic non-cell images (tests/synth_cells.py: text,
+gradients, checkerboards, smooth noise, cartoons) that the feature check and the colour test flag.
 
 Writes ``benchmarks/results/calibration.json``, ``docs/img/reliability.png`` and
 ``docs/img/risk_coverage.png``; with
@@ -56,6 +60,11 @@ def main(argv=None) -> int:
                                        risk_coverage)
     from bloodcell.data import load_dataset, split
     from bloodcell.folder import update_config
+    from bloodcell.ood import feature_layer, fit_feature_check
+    from bloodcell.outliers import find_outliers
+    from bloodcell.training.epochs import reference_images
+    sys.path.insert(0, str(ROOT / "tests"))
+    from synth_cells import make_non_cells
     from bloodcell.zoo import bundled_path
 
     name = args.model or bloodcell.DEFAULT_MODEL
@@ -69,20 +78,27 @@ def main(argv=None) -> int:
         args.figure = args.figure or str(ROOT / "docs" / "img" / "reliability.png")
         args.review_figure = args.review_figure or str(ROOT / "docs" / "img" / "risk_coverage.png")
     data = load_dataset(args.data, verbose=0)
-    _, val, test = split(data, (0.8, 0.1, 0.1), seed=42)
+    train, val, test = split(data, (0.8, 0.1, 0.1), seed=42)
     root = Path(args.data).resolve()
     listed = json.loads((folder / "test_files.json").read_text())
     if sorted(str(Path(p).resolve().relative_to(root)) for p in test.paths) != sorted(listed):
         raise SystemExit(f"the reconstructed test split is not {folder / 'test_files.json'}; check --data")
     bccd = load_dataset(args.bccd, image_size=clf.input_size, verbose=0, class_names=clf.class_names)
 
+    layer = feature_layer(clf.model)
+
     def raw(ds):
-        return clf.predict_proba(ds.images, calibrated=False, verbose=0), ds.labels
+        p, f = clf.predict_with_features(ds.images, layer=layer, calibrated=False, verbose=0)
+        return p, ds.labels, f
 
     start = time.perf_counter()
-    val_p, val_y = raw(val)
+    val_p, val_y, val_f = raw(val)
     temperature = fit_temperature(val_p, val_y)
-    threshold = review_threshold(apply_temperature(val_p, temperature), REVIEW_SHARE)
+    reference = reference_images(train, 0)
+    _, ref_f = clf.predict_with_features(reference["reference"], layer=layer, verbose=0)
+    check = fit_feature_check(ref_f, val_f, layer=layer, fitted_on=reference["reference_description"]
+                              + " of split(pbc96, (0.8, 0.1, 0.1), seed=42)")
+    threshold = review_threshold(apply_temperature(val_p, temperature), REVIEW_SHARE, flagged=check.flags(val_f))
     result = {
         "model": name,
         "method": "temperature scaling (NLL, golden-section over log T)",
@@ -90,21 +106,35 @@ def main(argv=None) -> int:
         "temperature": temperature,
         "review_below": threshold,
         "review_share_on_validation": REVIEW_SHARE,
+        "feature_check": {"layer": layer, "fitted_on": check.fitted_on, "threshold": check.threshold,
+                          "share_on_validation": check.share, "components": len(check.variances)},
         "sets": {},
     }
     curves, risk = {}, {}
     for name, ds in (("pbc96 held-out", test), ("BCCD zero-shot", bccd)):
-        p, y = raw(ds)
+        p, y, f = raw(ds)
         after = apply_temperature(p, temperature)
-        review = review_summary(after, y, threshold)
+        review = review_summary(after, y, threshold, outliers=check.flags(f))
+        alone = review_summary(after, y, review_threshold(apply_temperature(val_p, temperature), REVIEW_SHARE))
         result["sets"][name] = {"images": len(y), "before": calibration_metrics(p, y), "after": calibration_metrics(after, y),
-                                "review": {k: review[k] for k in ("flagged", "accuracy_unflagged")}}
+                                "review": {k: review[k] for k in ("flagged", "outliers", "accuracy_unflagged")},
+                                "review_confidence_only": {k: alone[k] for k in ("flagged", "accuracy_unflagged")}}
         risk[name] = risk_coverage(after, y)
         curves[f"{name}, uncalibrated"] = (p, y)
         curves[f"{name}, T = {temperature:.2f}"] = (after, y)
         b, a = result["sets"][name]["before"], result["sets"][name]["after"]
         print(f"{name}: ECE {b['ece']:.4f} -> {a['ece']:.4f}, NLL {b['nll']:.4f} -> {a['nll']:.4f}, "
-              f"confidence {b['mean_confidence']:.3f} -> {a['mean_confidence']:.3f}, accuracy {a['accuracy']:.4f}", flush=True)
+              f"confidence {b['mean_confidence']:.3f} -> {a['mean_confidence']:.3f}, accuracy {a['accuracy']:.4f}; review "
+              f"{review['flagged']:.2%} flagged ({review['outliers']:.2%} out of distribution), accuracy of the others "
+              f"{review['accuracy_unflagged']:.4f}", flush=True)
+    non_cells = make_non_cells(40, size=clf.input_size)
+    result["non_cells"] = {}
+    for kind, images in non_cells.items():
+        p, f = clf.predict_with_features(images, layer=layer, verbose=0)
+        result["non_cells"][kind] = {"images": len(images), "feature_check": float(check.flags(f).mean()),
+                                     "review": float((check.flags(f) | (p.max(axis=1) < threshold)).mean()),
+                                     "colour_test": float(find_outliers(images).mean())}
+    print("non-cells flagged by the feature check:", {k: v["feature_check"] for k, v in result["non_cells"].items()})
     result["seconds"] = round(time.perf_counter() - start, 1)
     result["environment"] = {"python": sys.version.split()[0], "machine": platform.machine(),
                              "cpus": os.cpu_count(), "bloodcell": bloodcell.__version__}
@@ -119,7 +149,7 @@ def main(argv=None) -> int:
         record = {"method": "temperature", "temperature": temperature, "fitted_on": result["fitted_on"],
                   "ece_before": held["before"]["ece"], "ece_after": held["after"]["ece"],
                   "ece_measured_on": f"the held-out split ({held['images']} images, test_files.json)",
-                  "review_below": threshold, "review_share": REVIEW_SHARE,
+                  "review_below": threshold, "review_share": REVIEW_SHARE, "features": check.to_record(),
                   "command": "python benchmarks/bench_calibration.py --write"}
         record["command"] += "" if default else f" --model {name}"
         update_config(folder, lambda cfg: {**cfg, "calibration": record})

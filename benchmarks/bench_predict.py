@@ -1,17 +1,19 @@
 """Throughput of `bloodcell predict` against plain Keras loops, on 1,000 pbc96 images (96x96 files).
 
 Measures, in one process and on the same files:
-  - bloodcell: ``Classifier.predict_files`` with the outlier check (what ``bloodcell predict``
-    runs: threaded decoding overlapped with batched inference);
+  - bloodcell: ``Classifier.predict_files`` with every check (what ``bloodcell predict`` runs:
+    threaded decoding overlapped with batched inference; the bundled default's out-of-distribution
+    check reads its features in the same forward pass, bloodcell.ood);
   - naive loop: open each file with PIL and call ``model.predict`` on it, one at a time;
+  - predict_proba in memory: ``Classifier.predict_proba`` (no checks) over the decoded images;
   - preload + predict: decode every file first (PIL, one thread), then one ``model.predict``
     over the array (batch 64, traced beforehand); the decode and predict times are added, and
     the predict time alone is the in-memory reference of ``ratio_vs_model_predict_in_memory``.
 Also times the whole CLI command (process start, model load, output) for reference.
 
-The model is built untrained at the bundled default's architecture and input size (speed does not
-depend on the weights); the plain loops resize each image to that size with PIL, as the
-classifier does.
+The model is the bundled default; with --model, an untrained model of that architecture, which has
+no fitted feature check and so runs the colour-statistics non-cell test instead. The plain loops
+resize each image to that size with PIL, as the classifier does.
 
 Usage: python benchmarks/bench_predict.py [--data ../shared/data/pbc96] [--n 1000] [--model mnv3s] [--input-size S]
 Without the data folder, 1,000 synthetic JPEGs are written to a temporary folder instead.
@@ -63,13 +65,18 @@ def main() -> int:
     import bloodcell
 
     default = bloodcell.pretrained_entry(bloodcell.DEFAULT_MODEL)
-    args.model = args.model or default.architecture
     size = args.input_size or default.input_size
+    bundled = args.model is None and size == default.input_size
+    args.model = args.model or default.architecture
 
     with tempfile.TemporaryDirectory() as tmp:
         files = files_for(args, Path(tmp))
-        clf = bloodcell.Classifier(bloodcell.build_model(args.model, input_size=size), name=args.model)
-        clf.predict_proba(np.zeros((64, size, size, 3), np.uint8))  # warm-up: trace the predict function
+        if bundled:
+            clf = bloodcell.load_classifier()
+        else:
+            clf = bloodcell.Classifier(bloodcell.build_model(args.model, input_size=size), name=args.model)
+        checks = "feature check (same pass)" if clf.feature_check is not None else "colour-statistics non-cell test"
+        clf.predict_checked(np.zeros((64, size, size, 3), np.uint8), verbose=0)  # warm-up: trace the predict functions
         model = clf.model
         model.predict(np.zeros((1, size, size, 3), np.float32), verbose=0)
         model.predict(np.zeros((130, size, size, 3), np.float32), batch_size=64, verbose=0)  # traced at batch 64 too
@@ -94,6 +101,9 @@ def main() -> int:
         t = time.perf_counter()
         model.predict(arr, batch_size=64, verbose=0)
         t_predict = time.perf_counter() - t
+        t = time.perf_counter()
+        clf.predict_proba(arr.astype(np.uint8), batch_size=64, verbose=0)
+        t_proba = time.perf_counter() - t
 
         model_dir = Path(tmp) / "model"
         clf.save_pretrained(model_dir)
@@ -109,6 +119,8 @@ def main() -> int:
     res = {
         "images": n,
         "architecture": args.model,
+        "model": clf.name or "untrained",
+        "outlier_check": checks,
         "input_size": size,
         "data": str(args.data) if Path(args.data).is_dir() else "synthetic JPEGs",
         "bloodcell_predict_files_img_per_s": round(n / t_bloodcell, 1),
@@ -120,6 +132,9 @@ def main() -> int:
         "ratio_vs_preload_plus_predict": round((t_decode + t_predict) / t_bloodcell, 2),
         # bloodcell from files, with every check, against the model alone on images already in memory
         "ratio_vs_model_predict_in_memory": round(t_predict / t_bloodcell, 2),
+        # the same, against bloodcell's own unchecked predict_proba on the decoded images (predict_on_batch)
+        "predict_proba_in_memory_s": round(t_proba, 2),
+        "ratio_vs_predict_proba_in_memory": round(t_proba / t_bloodcell, 2),
         "cli_wall_s_including_start": round(t_cli, 2),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),

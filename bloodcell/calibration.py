@@ -21,8 +21,11 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ._checks import check_image_batch
 from ._labelled import labelled_images
 from .errors import DataError
+from .imageio import resize_images
+from .ood import FEATURE_SHARE, feature_layer, fit_feature_check
 
 __all__ = ["REVIEW_SHARE", "apply_temperature", "calibrate", "calibration_metrics", "fit_temperature",
            "plot_reliability", "plot_risk_coverage", "review_summary", "review_threshold", "risk_coverage"]
@@ -31,6 +34,8 @@ __all__ = ["REVIEW_SHARE", "apply_temperature", "calibrate", "calibration_metric
 REVIEW_SHARE = 0.05
 #: Confidence bins of the expected calibration error.
 ECE_BINS = 15
+#: Fewer calibration images than twice this fit no out-of-distribution check (without reference images).
+MIN_FIT_IMAGES = 20
 #: The temperatures a fit searches (log-spaced between these).
 _T_RANGE = (0.05, 20.0)
 _EPS = 1e-12
@@ -143,21 +148,32 @@ def plot_reliability(path, curves: dict[str, tuple[Any, Any]], *, bins: int = EC
     fig.savefig(path, dpi=120)
 
 
-def review_threshold(proba, share: float = REVIEW_SHARE) -> float:
+def review_threshold(proba, share: float = REVIEW_SHARE, *, flagged=None) -> float:
     """The confidence under which ``share`` of these (calibrated) predictions fall: predictions
-    less sure than this are flagged for review."""
+    less sure than this are flagged for review. ``flagged``: a mask of predictions flagged anyway
+    (outliers), which count towards ``share``."""
     p = np.asarray(proba, np.float64)
     if not 0.0 <= share < 1.0:
         raise DataError(f"share: expected a fraction in [0, 1), got {share!r}")
-    return float(np.quantile(p.max(axis=1), share)) if share > 0 else 0.0
+    confidence = p.max(axis=1)
+    if flagged is not None and np.any(flagged):
+        flagged = np.asarray(flagged, bool)
+        rest = confidence[~flagged]
+        wanted = (share * len(confidence) - flagged.sum()) / max(len(rest), 1)
+        return float(np.quantile(rest, wanted)) if wanted > 0 and len(rest) else 0.0
+    return float(np.quantile(confidence, share)) if share > 0 else 0.0
 
 
-def review_summary(proba, labels, threshold: float) -> dict[str, Optional[float]]:
-    """With predictions less sure than ``threshold`` flagged: the ``threshold``, the share
-    ``flagged`` and the ``accuracy_unflagged`` of the others (None when all are flagged)."""
+def review_summary(proba, labels, threshold: float, *, outliers=None) -> dict[str, Optional[float]]:
+    """With predictions less sure than ``threshold`` flagged, and the ``outliers`` (a mask, if
+    given): the ``threshold``, the share ``flagged`` and the ``accuracy_unflagged`` of the others
+    (None when all are flagged)."""
     p, y = _check(proba, labels)
     kept = p.max(axis=1) >= threshold
+    if outliers is not None:
+        kept &= ~np.asarray(outliers, bool)
     return {"threshold": float(threshold), "flagged": float(1.0 - kept.mean()),
+            **({"outliers": float(np.mean(outliers))} if outliers is not None else {}),
             "accuracy_unflagged": float((p.argmax(axis=1) == y)[kept].mean()) if kept.any() else None}
 
 
@@ -197,19 +213,40 @@ def plot_risk_coverage(path, curves: dict[str, list[dict[str, float]]], *, title
 
 
 def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optional[str] = None,
-              review_share: float = REVIEW_SHARE, verbose: int = 1) -> dict[str, Any]:
+              review_share: float = REVIEW_SHARE, reference=None, reference_description: Optional[str] = None,
+              feature_share: float = FEATURE_SHARE, verbose: int = 1) -> dict[str, Any]:
     """Fit ``classifier``'s temperature on ``dataset`` (a Dataset or ``(images, labels)`` it did not
-    train on) and record it in ``classifier.extra["calibration"]`` (saved in ``config.json``), with
-    the review threshold: the calibrated confidence under which ``review_share`` of these images fall.
+    train on) and its out-of-distribution check (:mod:`bloodcell.ood`), and record them in
+    ``classifier.extra["calibration"]`` (saved in ``config.json``) with the review threshold.
 
-    Returns the record: the temperature, the threshold, where they were fitted, and the ECE there
+    The check's Gaussian is fitted to the features of ``reference`` (uint8 images of the training
+    domain, e.g. training images; None: half of ``dataset``) and its threshold is the score that
+    ``feature_share`` of ``dataset``'s images (the other half) exceed. The review threshold is the
+    calibrated confidence under which, with the outliers, ``review_share`` of ``dataset`` falls.
+
+    Returns the record: the temperature, the thresholds, where they were fitted, and the ECE there
     before and after.
     """
     images, labels, _ = labelled_images(classifier, dataset)
-    raw = classifier.predict_proba(images, batch_size=batch_size, calibrated=False, verbose=verbose)
+    layer = feature_layer(classifier.model)
+    raw, features = classifier.predict_with_features(images, layer=layer, batch_size=batch_size, calibrated=False,
+                                                     verbose=verbose)
     temperature = fit_temperature(raw, labels)
     before = calibration_metrics(raw, labels)
-    after = calibration_metrics(apply_temperature(raw, temperature), labels)
+    calibrated = apply_temperature(raw, temperature)
+    after = calibration_metrics(calibrated, labels)
+    check = None
+    if reference is not None:
+        ref = resize_images(check_image_batch(reference), classifier.input_size)
+        _, ref_features = classifier.predict_with_features(ref, layer=layer, batch_size=batch_size, verbose=0)
+        check = fit_feature_check(ref_features, features, layer=layer, share=feature_share,
+                                  fitted_on=reference_description or f"{len(ref)} reference images")
+    elif len(labels) >= 2 * MIN_FIT_IMAGES:
+        order = np.random.default_rng(0).permutation(len(labels))
+        half = len(labels) // 2
+        check = fit_feature_check(features[order[:half]], features[order[half:]], layer=layer, share=feature_share,
+                                  fitted_on=f"half of the calibration images ({half})")
+    outliers = check.flags(features) if check is not None else None
     record = {
         "method": "temperature",
         "temperature": temperature,
@@ -218,8 +255,10 @@ def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optiona
         "ece_before": before["ece"],
         "ece_after": after["ece"],
         "ece_measured_on": "the same images",
-        "review_below": review_threshold(apply_temperature(raw, temperature), review_share),
+        "review_below": review_threshold(calibrated, review_share, flagged=outliers),
         "review_share": review_share,
     }
+    if check is not None:
+        record["features"] = check.to_record()
     classifier.extra["calibration"] = record
     return record

@@ -134,6 +134,12 @@ def render_model_card(config: dict[str, Any]) -> str:
             share = calibration.get("review_share")
             lines[-1] += (f" A prediction less sure than {calibration['review_below']:.4f} is flagged for review"
                           + (f" (the threshold under which {share:.0%} of those images fall)." if share else "."))
+        features = calibration.get("features")
+        if isinstance(features, dict) and features.get("layer"):
+            lines[-1] += (f" Images whose features (layer `{features['layer']}`, averaged over space) are farther from "
+                          f"those of {features.get('fitted_on') or 'the training images'} than "
+                          f"{features.get('share', 0):.1%} of the calibration images are flagged as out of distribution"
+                          " (bloodcell.ood), and are flagged for review too.")
         lines.append("")
     if training:
         lines += ["## Training", ""]

@@ -22,12 +22,13 @@ from .errors import ConfigError, ImageReadError
 from .folder import CARD_NAME, CONFIG_NAME, PREPROCESSING, WEIGHTS_NAME, load_model, make_config, write_folder
 from .imageio import load_image, load_images
 from .models import ClassifierModel, as_classifier_model
+from .ood import FeatureCheck, feature_layer, inference_model
 from .zoo import bundled_path, check_entry, entry_folder, resolve
 
 #: The zoo entry that ``load_classifier()`` returns; its files ship inside the package.
 DEFAULT_MODEL = "mnv3s.pbc96"
 
-__all__ = ["DEFAULT_MODEL", "Classifier", "FilePrediction", "load_classifier", "load_folder",
+__all__ = ["DEFAULT_MODEL", "CheckedPredictions", "Classifier", "FilePrediction", "load_classifier", "load_folder",
            # the folder format and zoo names that lived here before bloodcell.folder and bloodcell.zoo
            "CARD_NAME", "CONFIG_NAME", "PREPROCESSING", "WEIGHTS_NAME", "bundled_path", "entry_folder"]
 
@@ -49,6 +50,19 @@ class FilePrediction:
     outlier: Optional[bool] = None
     #: True if a person should look at it: less sure than the review threshold, or an outlier.
     review: Optional[bool] = None
+
+
+@dataclass
+class CheckedPredictions:
+    """Probabilities with the checks of :meth:`Classifier.predict_checked`, one row per image."""
+
+    probabilities: np.ndarray
+    #: True where a person should look: less sure than the review threshold, or an outlier.
+    review: np.ndarray
+    #: True where the image is unlike the model's training images (None: not checked).
+    outlier: Optional[np.ndarray] = None
+    #: The feature check's scores (None for a model without one: the colour test decided ``outlier``).
+    ood_scores: Optional[np.ndarray] = None
 
 
 class Classifier:
@@ -100,14 +114,22 @@ class Classifier:
         """Images in any accepted form, as the uint8 batch (N, S, S, 3) the model takes."""
         return load_images(images, self.input_size)
 
-    def _forward(self, batch: np.ndarray, batch_size: int) -> np.ndarray:
+    def _forward(self, batch: np.ndarray, batch_size: int, layer: Optional[str] = None):
+        """The network's probabilities of a batch; with ``layer``, also that layer's pooled features."""
         n = len(batch)
         # Pad to a power of two (at most batch_size): the compiled predict function then sees a
         # few shapes only, instead of retracing for every odd-sized last batch.
         padded = min(batch_size, 1 << max(n - 1, 0).bit_length())
         if n < padded:
             batch = np.concatenate([batch, np.zeros((padded - n, *batch.shape[1:]), batch.dtype)])
-        return np.asarray(self.model.predict_on_batch(batch.astype(np.float32)))[:n]
+        batch = batch.astype(np.float32)
+        if layer is None:
+            return np.asarray(self.model.predict_on_batch(batch))[:n]
+        key = (id(self.model), layer)
+        if getattr(self, "_inference", (None, None))[0] != key:
+            self._inference = (key, inference_model(self.model, layer))
+        proba, features = self._inference[1].predict_on_batch(batch)
+        return np.asarray(proba)[:n], np.asarray(features, np.float64)[:n]
 
     def class_mask(self, classes: Optional[Sequence[str]]) -> Optional[np.ndarray]:
         """A boolean mask over ``class_names`` for ``classes`` (None: no restriction)."""
@@ -133,6 +155,18 @@ class Classifier:
         return 1.0 if value is None else value
 
     @property
+    def feature_check(self) -> Optional[FeatureCheck]:
+        """The out-of-distribution check fitted with the calibration (None: none; see :mod:`bloodcell.ood`)."""
+        record = self.extra.get("calibration")
+        features = record.get("features") if isinstance(record, dict) else None
+        if not isinstance(features, dict):
+            return None
+        cached = getattr(self, "_feature_check", (None, None))
+        if cached[0] is not features:
+            self._feature_check = (features, FeatureCheck.from_record(features, f"{self.name or 'model'}: config.json"))
+        return self._feature_check[1]
+
+    @property
     def review_below(self) -> Optional[float]:
         """The calibrated confidence under which a prediction is flagged for review (None: no
         threshold fitted; :meth:`calibrate` fits one)."""
@@ -155,12 +189,15 @@ class Classifier:
 
         return class_activation_maps(self, images, target=target, batch_size=check_positive_int(batch_size, "batch_size"))
 
-    def calibrate(self, dataset, *, batch_size: int = 64, verbose: int = 1) -> dict[str, Any]:
+    def calibrate(self, dataset, *, reference=None, batch_size: int = 64, verbose: int = 1,
+                  **options: Any) -> dict[str, Any]:
         """Fit the temperature on labelled images of your own (a Dataset or ``(images, labels)``
         the model did not train on): from then on ``predict_proba`` says how sure the model is on
-        such images. The fit is saved with the model; returns the ECE there before and after.
-        See :mod:`bloodcell.calibration`."""
-        return calibrate(self, dataset, batch_size=batch_size, verbose=verbose)
+        such images. Also fits the out-of-distribution check to ``reference`` images of the same
+        domain (default: half of ``dataset``) and the review threshold. The fit is saved with the
+        model; returns the ECE there before and after. See :func:`bloodcell.calibration.calibrate`
+        (``options``: its other settings)."""
+        return calibrate(self, dataset, reference=reference, batch_size=batch_size, verbose=verbose, **options)
 
     def predict_proba(self, images, *, batch_size: int = 64, tta: bool = False,
                       classes: Optional[Sequence[str]] = None, verbose: int = 1,
@@ -175,20 +212,77 @@ class Classifier:
         """
         batch_size = check_positive_int(batch_size, "batch_size")
         mask = self.class_mask(classes)
-        x = self.preprocess(images)
+        raw, _ = self._run(self.preprocess(images), batch_size, tta, verbose)
+        return self._finish(raw, calibrated, mask)
+
+    def _run(self, x: np.ndarray, batch_size: int, tta: bool, verbose: int, layer: Optional[str] = None):
+        """The network's mean probabilities over the views, and ``layer``'s pooled features of the first view."""
         views = range(8) if tta else (0,)
         out = np.zeros((len(x), len(self.class_names)), np.float64)
+        features = None
         starts = progress(range(0, len(x), batch_size), verbose=verbose, desc="predict", unit="batch")
         for start in starts:
             chunk = x[start : start + batch_size]
+            rows = slice(start, start + len(chunk))
             for k in views:
-                out[start : start + len(chunk)] += self._forward(np.ascontiguousarray(_dihedral(chunk, k)), batch_size)
+                view = np.ascontiguousarray(_dihedral(chunk, k))
+                if k == 0 and layer is not None:
+                    proba, f = self._forward(view, batch_size, layer)
+                    if features is None:
+                        features = np.zeros((len(x), f.shape[1]), np.float64)
+                    features[rows] = f
+                else:
+                    proba = self._forward(view, batch_size)
+                out[rows] += proba
         out /= len(views)
-        if calibrated and self.temperature != 1.0:
-            out = apply_temperature(out, self.temperature)
+        return out, features
+
+    def _finish(self, raw: np.ndarray, calibrated: bool, mask: Optional[np.ndarray]) -> np.ndarray:
+        out = apply_temperature(raw, self.temperature) if calibrated and self.temperature != 1.0 else raw.copy()
         if mask is not None:
             out[:, ~mask] = 0.0
         return (out / np.maximum(out.sum(axis=1, keepdims=True), 1e-30)).astype(np.float32)
+
+    def predict_with_features(self, images, *, layer: Optional[str] = None, batch_size: int = 64,
+                              calibrated: bool = True, verbose: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities (as :meth:`predict_proba`) and, from the same forward pass, the spatial mean of
+        ``layer``'s output (default: the layer the out-of-distribution check reads, :mod:`bloodcell.ood`)."""
+        batch_size = check_positive_int(batch_size, "batch_size")
+        layer = layer or (self.feature_check.layer if self.feature_check else feature_layer(self.model))
+        raw, features = self._run(self.preprocess(images), batch_size, False, verbose, layer)
+        if features is None:
+            features = np.zeros((0, 0))
+        return self._finish(raw, calibrated, None), features
+
+    def predict_checked(self, images, *, batch_size: int = 64, tta: bool = False,
+                        classes: Optional[Sequence[str]] = None, review_below: Optional[float] = None,
+                        outliers: bool = True, verbose: int = 1) -> CheckedPredictions:
+        """Probabilities (as :meth:`predict_proba`) with the review flag and the outlier check.
+
+        A model with a fitted feature check (:attr:`feature_check`) scores each image from its own
+        features in the same forward pass; a model without one uses the colour-statistics non-cell
+        test (:func:`bloodcell.cleaning.find_outliers`). ``review`` flags the predictions less sure
+        than ``review_below`` (default :attr:`review_below`) and the outliers; ``outliers=False``
+        skips the outlier check.
+        """
+        batch_size = check_positive_int(batch_size, "batch_size")
+        mask = self.class_mask(classes)
+        x = self.preprocess(images)
+        check = self.feature_check if outliers else None
+        raw, features = self._run(x, batch_size, tta, verbose, check.layer if check else None)
+        proba = self._finish(raw, True, mask)
+        scores = outlier = None
+        if check is not None:
+            scores = check.scores(features) if len(x) else np.zeros(0)
+            outlier = scores > check.threshold
+        elif outliers:
+            from .outliers import find_outliers
+
+            outlier = find_outliers(x)
+        review = self.needs_review(proba, below=review_below)
+        if outlier is not None:
+            review = review | outlier
+        return CheckedPredictions(proba, review, outlier, scores)
 
     def predict(self, images, *, batch_size: int = 64, tta: bool = False,
                 classes: Optional[Sequence[str]] = None, verbose: int = 1) -> list[str]:
@@ -210,18 +304,14 @@ class Classifier:
         """Classify image files in batches, decoding ahead in threads while the model runs.
 
         Yields one :class:`FilePrediction` per path, in input order, holding at most a few
-        batches in memory. With ``flag_outliers``, images that
-        :func:`bloodcell.cleaning.find_outliers` says are not blood cells are marked. Each
-        prediction's ``review`` says whether a person should check it (:meth:`needs_review` with
-        ``review_below``, or an outlier).
+        batches in memory. With ``flag_outliers``, images unlike the model's training images are
+        marked (:meth:`predict_checked`). Each prediction's ``review`` says whether a person should
+        check it (less sure than ``review_below``, or an outlier).
         """
         batch_size = check_positive_int(batch_size, "batch_size")
         self.class_mask(classes)  # bad names fail before any file is read
         workers = workers or min(8, (os.cpu_count() or 1) + 2)
         paths = [Path(p) for p in paths]
-        if flag_outliers:
-            from .cleaning import find_outliers
-
         def read(p: Path):
             try:
                 return load_image(p, self.input_size), None
@@ -240,12 +330,11 @@ class Classifier:
                 results = [(p, *f.result()) for p, f in block]
                 good = [img for _, img, _ in results if img is not None]
                 if good:
-                    batch = np.stack(good)
-                    probabilities = self.predict_proba(batch, batch_size=batch_size, tta=tta, classes=classes,
-                                                       verbose=0)
-                    review = iter(self.needs_review(probabilities, below=review_below))
-                    proba = iter(probabilities)
-                    outlier = iter(find_outliers(batch) if flag_outliers else [None] * len(good))
+                    checked = self.predict_checked(np.stack(good), batch_size=batch_size, tta=tta, classes=classes,
+                                                   review_below=review_below, outliers=flag_outliers, verbose=0)
+                    review = iter(checked.review)
+                    proba = iter(checked.probabilities)
+                    outlier = iter(checked.outlier if checked.outlier is not None else [None] * len(good))
                 for p, img, err in results:
                     if img is None:
                         yield FilePrediction(p, error=err)

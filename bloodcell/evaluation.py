@@ -153,7 +153,9 @@ class Report:
                f"{self.calibration['brier']:.4f}, mean confidence {self.calibration['mean_confidence']:.4f})"]
               if self.calibration is not None else []),
             *([f"{'review':<{width}}  {self.review['flagged']:.2%} flagged (probability under "
-               f"{self.review['threshold']:.4f}); accuracy of the others {self.review['accuracy_unflagged']:.4f}"]
+               f"{self.review['threshold']:.4f}"
+               + (f" or out of distribution: {self.review['outliers']:.2%}" if "outliers" in self.review else "")
+               + f"); accuracy of the others {self.review['accuracy_unflagged']:.4f}"]
               if self.review is not None else []),
             *([f"measured over the {len(self.class_names) - len(self.absent)} classes present; no images of: "
                f"{', '.join(self.absent)}"] if self.absent else []),
@@ -317,10 +319,15 @@ def evaluate(classifier, dataset, *, batch_size: int = 64, tta: bool = False, ve
     """
     start = time.perf_counter()
     images, labels, absent = labelled_images(classifier, dataset)
-    proba = classifier.predict_proba(images, batch_size=batch_size, tta=tta, verbose=verbose)
+    outliers = None
+    if getattr(classifier, "feature_check", None) is not None:  # flags out-of-distribution cells too, in the same pass
+        checked = classifier.predict_checked(images, batch_size=batch_size, tta=tta, verbose=verbose)
+        proba, outliers = checked.probabilities, checked.outlier
+    else:
+        proba = classifier.predict_proba(images, batch_size=batch_size, tta=tta, verbose=verbose)
     cm = confusion_matrix(labels, proba.argmax(axis=1), len(classifier.class_names))
     threshold = getattr(classifier, "review_below", None)
-    review = None if threshold is None else review_summary(proba, labels, threshold)
+    review = None if threshold is None else review_summary(proba, labels, threshold, outliers=outliers)
     return Report.from_confusion(cm, classifier.class_names, tta=tta, seconds=round(time.perf_counter() - start, 2),
                                  absent=absent, calibration=calibration_metrics(proba, labels), review=review,
                                  risk_coverage=risk_coverage(proba, labels))

@@ -189,6 +189,10 @@ def test_random_init_converges_quickly():
     val = toy_data((10, 10, 10), seed=4)
     acc = np.mean(np.array(trainer.classifier.predict_proba(val.images)).argmax(1) == val.labels)
     assert acc >= 0.9
+    # fit() ends with the calibration and the out-of-distribution check, fitted to the training images
+    check = trainer.classifier.feature_check
+    assert check is not None and check.images == 90 and "of the 90 training images" in check.fitted_on
+    assert trainer.classifier.predict_checked(val.images, verbose=0).outlier.mean() <= 0.2
 
     def first_bn_lag(momentum):
         model = bloodcell.build_model("microcell", input_size=SIZE, num_classes=3, bn_momentum=momentum)

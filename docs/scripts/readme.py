@@ -59,7 +59,7 @@ def status() -> str:
     predict = _load("predict")
     if predict:
         lines.append(f"`bloodcell predict` classifies about {predict['bloodcell_predict_files_img_per_s']:.0f} "
-                     f"images/s on that CPU (files decoded and the non-cell check included; "
+                     f"images/s on that CPU (files decoded, the review flag and the out-of-distribution check included; "
                      "`benchmarks/results/predict.json`).")
     lines.append("")
     lines.append(f"**`effnetb0.pbc96`** (served from its Hub repo; release copy `zoo/effnetb0.pbc96`): an EfficientNetB0 "

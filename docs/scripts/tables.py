@@ -140,6 +140,9 @@ def bench_predict() -> str:
             f"decode-then-predict"
             + (f", **{d['ratio_vs_model_predict_in_memory']:.2f}x** the model alone on images already in memory "
                f"({d['images'] / d['model_predict_s']:.0f} images/s)" if "ratio_vs_model_predict_in_memory" in d else "")
+            + (f" and **{d['ratio_vs_predict_proba_in_memory']:.2f}x** `Classifier.predict_proba` without any check "
+               f"on them" if "ratio_vs_predict_proba_in_memory" in d else "")
+            + (f"; outlier check: {d['outlier_check']}" if "outlier_check" in d else "")
             + ". The whole command, process start included, took "
             f"{d['cli_wall_s_including_start']:.1f} s. Machine: {machine(d)}.")
 
@@ -315,13 +318,25 @@ def calibration() -> str:
         review = d.get("review") or {}
         rows.append([f"{name} ({d['images']} images)", pct(a["accuracy"]), f"{b['ece']:.4f} → **{a['ece']:.4f}**",
                      f"{b['nll']:.3f} → {a['nll']:.3f}", f"{b['brier']:.3f} → {a['brier']:.3f}",
-                     f"{b['mean_confidence']:.3f} → {a['mean_confidence']:.3f}", pct(review.get("flagged"), 1),
-                     pct(review.get("accuracy_unflagged"))])
-    note = (f" Review threshold {data['review_below']:.4f}: the calibrated probability under which "
-            f"{data['review_share_on_validation']:.0%} of the validation cells fall." if "review_below" in data else "")
-    return (table(["images", "accuracy", "ECE (15 bins)", "NLL", "Brier", "mean confidence", "flagged for review",
-                   "accuracy of the others"], rows)
+                     f"{b['mean_confidence']:.3f} → {a['mean_confidence']:.3f}", pct(review.get("outliers"), 1),
+                     pct(review.get("flagged"), 1), pct(review.get("accuracy_unflagged"))])
+    check = data.get("feature_check")
+    note = (f" Review threshold {data['review_below']:.4f}: the calibrated probability under which, with the "
+            f"out-of-distribution cells, {data['review_share_on_validation']:.0%} of the validation cells fall."
+            if "review_below" in data else "")
+    if check:
+        note += (f" Out-of-distribution check: layer `{check['layer']}`, Gaussian over {check['components']} principal "
+                 f"components and the rest, fitted to {check['fitted_on']}; threshold the score that "
+                 f"{check['share_on_validation']:.1%} of the validation cells exceed.")
+    text = (table(["images", "accuracy", "ECE (15 bins)", "NLL", "Brier", "mean confidence", "out of distribution",
+                   "flagged for review", "accuracy of the others"], rows)
             + f"\n\n`{data['model']}`, temperature T = {data['temperature']:.4f} fitted on {data['fitted_on']}." + note)
+    if data.get("non_cells"):
+        rows = [[kind, d["images"], pct(d["feature_check"], 1), pct(d["review"], 1), pct(d["colour_test"], 1)]
+                for kind, d in data["non_cells"].items()]
+        text += ("\n\nSynthetic non-cell images (`tests/synth_cells.py`), share flagged:\n\n"
+                 + table(["kind", "images", "feature check", "review", "colour-statistics test"], rows))
+    return text
 
 
 def explain() -> str:

@@ -1,0 +1,164 @@
+"""Is an image like the ones the model was fitted on? A check from the model's own features.
+
+The check reads one mid-level feature map of the backbone, the last block output at stride 16
+(:func:`feature_layer`), averaged over space, in the same forward pass that gives the
+probabilities (:func:`inference_model`): no second pass over the pixels. Its score is the
+squared Mahalanobis distance of that vector to a Gaussian fitted to in-domain images, in the
+top principal components, plus the energy left outside them over its mean variance (the
+distance of probabilistic PCA, Tipping and Bishop 1999). Low-level layers react to any change
+of stain or camera; the pooled embedding of the head is trained to ignore what does not tell
+the classes apart, so it lets drawings and photographs through; the stride-16 map sits between
+(``benchmarks/bench_calibration.py`` measures the check on held-out cells, another lab's cells
+and synthetic non-cells). The threshold is the score that ``share`` of held-out in-domain
+images exceed.
+
+A model without a fitted check (folders saved before it existed) keeps the colour-statistics
+non-cell test of :mod:`bloodcell.outliers` at prediction time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import keras
+import numpy as np
+
+from .errors import ConfigError, DataError
+from .models import as_classifier_model
+
+__all__ = ["COMPONENTS", "FEATURE_SHARE", "FeatureCheck", "feature_layer", "fit_feature_check", "inference_model"]
+
+#: Share of held-out in-domain images whose score is above the threshold.
+FEATURE_SHARE = 0.005
+#: Principal components of the Gaussian (the rest of the space is one shared variance).
+COMPONENTS = 8
+_STRIDE = 16
+
+
+def feature_layer(model) -> str:
+    """The backbone layer the check reads: its last residual sum (else its last layer) whose output
+    is at stride 16 of the input (the nearest stride when none is)."""
+    model = as_classifier_model(model)
+    size = model.input_size
+    maps = []
+    for layer in model.backbone.layers:
+        try:
+            shape = layer.output.shape
+        except (AttributeError, ValueError):
+            continue
+        if len(shape) == 4 and not isinstance(layer, keras.layers.InputLayer):
+            maps.append(layer)
+    if not maps:
+        raise ConfigError(f"{model.architecture}: its backbone has no feature map to read")
+
+    def gap(layer) -> float:
+        side = layer.output.shape[1]
+        return abs(np.log2(size / side) - np.log2(_STRIDE)) if side else np.inf
+
+    best = min(gap(layer) for layer in maps)
+    at = [layer for layer in maps if gap(layer) == best]
+    added = [layer for layer in at if isinstance(layer, keras.layers.Add)]
+    return (added or at)[-1].name
+
+
+def inference_model(model, layer: Optional[str] = None) -> keras.Model:
+    """A Keras model with the weights of ``model`` that returns (probabilities, the spatial mean of
+    ``layer``'s output) in one pass; ``layer`` defaults to :func:`feature_layer`."""
+    model = as_classifier_model(model)
+    layer = layer or feature_layer(model)
+    backbone = model.backbone
+    try:
+        tapped = backbone.get_layer(layer).output
+    except ValueError:
+        raise ConfigError(f"feature check: the {model.architecture} backbone has no layer {layer!r}; "
+                          "refit the check (Classifier.calibrate)") from None
+    both = keras.Model(backbone.inputs, [tapped, backbone.output])
+    inputs = keras.Input(model.inputs[0].shape[1:], name="image")
+    x, features = inputs, None
+    seen_backbone = False
+    for part in model.layers[1:]:  # a ClassifierModel is a chain: [normalisation], backbone, pooling, dropout, head
+        if part is backbone:
+            features, x = both(x)
+            seen_backbone = True
+        else:
+            x = part(x)
+    assert seen_backbone
+    pooled = keras.ops.mean(keras.ops.cast(features, "float32"), axis=(1, 2))
+    return keras.Model(inputs, [x, pooled])
+
+
+@dataclass
+class FeatureCheck:
+    """A Gaussian over one layer's pooled features, and the score above which an image is out of distribution."""
+
+    layer: str
+    mean: np.ndarray  # (d,)
+    components: np.ndarray  # (k, d), orthonormal rows
+    variances: np.ndarray  # (k,)
+    residual_variance: float
+    threshold: float
+    share: float
+    images: int
+    fitted_on: str = ""
+
+    def scores(self, features) -> np.ndarray:
+        """Distance of each pooled feature vector (N, d) to the fitted Gaussian (higher: less in-domain)."""
+        z = np.asarray(features, np.float64) - self.mean
+        if z.ndim != 2 or z.shape[1] != len(self.mean):
+            raise DataError(f"feature check of layer {self.layer!r}: expected features (N, {len(self.mean)}), got {z.shape}")
+        proj = z @ self.components.T
+        residual = np.maximum((z * z).sum(1) - (proj * proj).sum(1), 0.0)
+        return (proj * proj / self.variances).sum(1) + residual / self.residual_variance
+
+    def flags(self, features) -> np.ndarray:
+        """True where an image is out of the fitted distribution."""
+        return self.scores(features) > self.threshold
+
+    def to_record(self) -> dict[str, Any]:
+        """The check as JSON-ready values (``config.json``'s ``calibration.features``)."""
+        return {"layer": self.layer, "threshold": float(self.threshold), "share": float(self.share),
+                "images": int(self.images), "fitted_on": self.fitted_on,
+                "residual_variance": float(self.residual_variance),
+                "variances": [float(v) for v in self.variances],
+                "mean": [round(float(v), 7) for v in self.mean],
+                "components": [[round(float(v), 7) for v in row] for row in self.components]}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], where: str = "config.json") -> "FeatureCheck":
+        """The check a :meth:`to_record` dict describes."""
+        try:
+            check = cls(layer=str(record["layer"]), mean=np.asarray(record["mean"], np.float64),
+                        components=np.asarray(record["components"], np.float64),
+                        variances=np.asarray(record["variances"], np.float64),
+                        residual_variance=float(record["residual_variance"]), threshold=float(record["threshold"]),
+                        share=float(record.get("share", FEATURE_SHARE)), images=int(record.get("images", 0)),
+                        fitted_on=str(record.get("fitted_on", "")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: calibration.features is not a feature check ({exc}); refit it with "
+                              "Classifier.calibrate") from None
+        k, d = check.components.shape if check.components.ndim == 2 else (-1, -1)
+        if d != len(check.mean) or k != len(check.variances) or np.any(check.variances <= 0):
+            raise ConfigError(f"{where}: calibration.features has inconsistent shapes; refit it with Classifier.calibrate")
+        return check
+
+
+def fit_feature_check(fit_features, threshold_features, *, layer: str, share: float = FEATURE_SHARE,
+                      components: int = COMPONENTS, fitted_on: str = "") -> FeatureCheck:
+    """Fit the Gaussian to ``fit_features`` (N, d) and set the threshold that ``share`` of
+    ``threshold_features`` (other in-domain images) exceed."""
+    x = np.asarray(fit_features, np.float64)
+    held = np.asarray(threshold_features, np.float64)
+    if x.ndim != 2 or len(x) < 2 or len(held) < 1:
+        raise DataError(f"feature check: need at least 2 images to fit and 1 to set the threshold, got {len(x)} and {len(held)}")
+    if not 0.0 < share < 1.0:
+        raise DataError(f"share: expected a fraction in (0, 1), got {share!r}")
+    mean = x.mean(0)
+    _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
+    lam = s**2 / len(x)
+    k = max(1, min(components, len(lam) - 1))
+    floor = max(float(lam.sum()) * 1e-6, 1e-12)
+    rest = float(lam[k:].mean()) if len(lam) > k else floor
+    check = FeatureCheck(layer, mean, vt[:k], np.maximum(lam[:k], floor), max(rest, floor), 0.0, share, len(x), fitted_on)
+    check.threshold = float(np.quantile(check.scores(held), 1.0 - share))
+    return check

@@ -1,0 +1,93 @@
+"""The out-of-distribution check from a model's own features (bloodcell.ood) and the predictions that use it."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from synth_cells import make_cells, make_non_cells
+
+import bloodcell
+from bloodcell.data import Dataset
+from bloodcell.ood import FeatureCheck, feature_layer, fit_feature_check
+
+SIZE = 64
+
+
+def _stained_otherwise(images: np.ndarray) -> np.ndarray:
+    """The cells as another lab's stain and camera might show them: bluish, darker, less contrast."""
+    x = images.astype(np.float32) * np.array([0.62, 0.78, 1.1], np.float32)
+    return np.clip(0.75 * x + 0.25 * x.mean(), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def checked():
+    """A small classifier (random init: the check needs no training) calibrated on synthetic cells
+    of two made-up classes, its check fitted to other synthetic cells."""
+    keras.utils.set_random_seed(0)
+    clf = bloodcell.Classifier(bloodcell.build_model("microcell", input_size=SIZE, class_names=("round", "lobed")),
+                               name="tiny")
+    cal = make_cells(120, SIZE, seed=1)
+    labels = np.random.default_rng(0).integers(0, 2, len(cal))
+    record = clf.calibrate(Dataset(cal, labels, ("round", "lobed")), reference=make_cells(160, SIZE, seed=0),
+                           reference_description="160 synthetic cells", verbose=0)
+    return clf, record
+
+
+def test_the_check_separates_non_cells_and_shifted_cells_from_in_domain_ones(checked):
+    clf, record = checked
+    check = clf.feature_check
+    assert record["features"]["layer"] == check.layer == feature_layer(clf.model)
+    cells = clf.predict_checked(make_cells(100, SIZE, seed=2), verbose=0)
+    assert cells.outlier.mean() <= 0.05
+    for kind, images in make_non_cells(20, SIZE, seed=3).items():
+        assert clf.predict_checked(images, verbose=0).outlier.mean() >= 0.9, kind
+    shifted = clf.predict_checked(_stained_otherwise(make_cells(100, SIZE, seed=2)), verbose=0)
+    assert shifted.outlier.mean() >= 0.8
+    assert np.median(shifted.ood_scores) > np.quantile(cells.ood_scores, 0.99)
+
+
+def test_checked_predictions_come_from_one_pass_and_survive_a_save(checked, tmp_path):
+    clf, _ = checked
+    images = np.concatenate([make_cells(6, SIZE, seed=4), make_non_cells(2, SIZE, seed=4)["text"]])
+    out = clf.predict_checked(images, verbose=0)
+    np.testing.assert_allclose(out.probabilities, clf.predict_proba(images, verbose=0), rtol=1e-5, atol=1e-6)
+    assert out.outlier[-2:].all() and out.review[-2:].all()
+    np.testing.assert_array_equal(out.review, clf.needs_review(out.probabilities) | out.outlier)
+    assert not clf.predict_checked(images, review_below=0.0, outliers=False, verbose=0).review.any()
+
+    clf.save_pretrained(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["calibration"]["features"]["layer"] == clf.feature_check.layer
+    assert "out of distribution" in (tmp_path / "m" / "README.md").read_text()
+    again = bloodcell.load_classifier(tmp_path / "m")
+    np.testing.assert_allclose(again.predict_checked(images, verbose=0).ood_scores, out.ood_scores, rtol=1e-4)
+
+    from PIL import Image
+
+    for i, img in enumerate(images):
+        Image.fromarray(img).save(tmp_path / f"{i}.png")
+    files = list(again.predict_files([tmp_path / f"{i}.png" for i in range(len(images))], flag_outliers=True))
+    assert [f.outlier for f in files] == list(out.outlier) and [f.review for f in files] == list(out.review)
+
+
+def test_a_model_without_a_check_keeps_the_colour_test():
+    clf = bloodcell.Classifier(bloodcell.build_model("microcell", input_size=SIZE), name="old")
+    assert clf.feature_check is None
+    images = np.concatenate([make_cells(4, SIZE, seed=5), make_non_cells(2, SIZE, seed=5)["checkerboard"]])
+    out = clf.predict_checked(images, verbose=0)
+    assert out.ood_scores is None and out.outlier.tolist() == bloodcell.find_outliers(images).tolist()
+
+
+def test_fit_feature_check_threshold_and_record():
+    rng = np.random.default_rng(0)
+    inside = rng.normal(0, 1, (400, 12)) * np.linspace(3, 0.5, 12)
+    check = fit_feature_check(inside[:300], inside[300:], layer="x", share=0.05, components=4)
+    assert check.flags(inside[300:]).mean() == pytest.approx(0.05, abs=0.011)
+    assert check.flags(inside[:5] + 40).all()
+    again = FeatureCheck.from_record(json.loads(json.dumps(check.to_record())))
+    np.testing.assert_allclose(again.scores(inside), check.scores(inside), rtol=1e-5)
+    with pytest.raises(bloodcell.BloodcellError, match="calibration.features"):
+        FeatureCheck.from_record({"layer": "x", "mean": [0.0]})
