@@ -6,7 +6,9 @@ where the temperature is fitted. Measured before and after: ECE (15 bins), NLL, 
 mean confidence on the held-out split and, zero-shot, on BCCD (another lab, never fitted on).
 
 The out-of-distribution check (bloodcell.ood) is fitted as ``Trainer.fit`` fits it: its Gaussian to
-2,000 training images' features, its threshold to the validation split (0.5% above it). The review
+2,000 training images' features, its threshold to the validation split (0.5% above it). Cells the check flags keep the network's own
+probabilities (``temperature_outside`` = 1: the validation cells say nothing about them); the
+figures with one temperature for all are kept beside (``after_one_temperature_for_all``). The review
 threshold is the calibrated confidence under which, with those outliers, 5% of the validation
 cells fall; measured: the share flagged and the accuracy of the others on both sets (and with the
 confidence alone), and the share of synthetic non-cell images (tests/synth_cells.py: text,
@@ -113,10 +115,13 @@ def main(argv=None) -> int:
     curves, risk = {}, {}
     for name, ds in (("pbc96 held-out", test), ("BCCD zero-shot", bccd)):
         p, y, f = raw(ds)
-        after = apply_temperature(p, temperature)
+        single = apply_temperature(p, temperature)
+        after = single.copy()
+        after[check.flags(f)] = p[check.flags(f)]  # out-of-distribution cells keep the network's own (T = 1)
         review = review_summary(after, y, threshold, outliers=check.flags(f))
         alone = review_summary(after, y, review_threshold(apply_temperature(val_p, temperature), REVIEW_SHARE))
         result["sets"][name] = {"images": len(y), "before": calibration_metrics(p, y), "after": calibration_metrics(after, y),
+                                "after_one_temperature_for_all": calibration_metrics(single, y),
                                 "review": {k: review[k] for k in ("flagged", "outliers", "accuracy_unflagged")},
                                 "review_confidence_only": {k: alone[k] for k in ("flagged", "accuracy_unflagged")}}
         risk[name] = risk_coverage(after, y)
@@ -150,6 +155,7 @@ def main(argv=None) -> int:
                   "ece_before": held["before"]["ece"], "ece_after": held["after"]["ece"],
                   "ece_measured_on": f"the held-out split ({held['images']} images, test_files.json)",
                   "review_below": threshold, "review_share": REVIEW_SHARE, "features": check.to_record(),
+                  "temperature_outside": 1.0,
                   "command": "python benchmarks/bench_calibration.py --write"}
         record["command"] += "" if default else f" --model {name}"
         update_config(folder, lambda cfg: {**cfg, "calibration": record})

@@ -233,8 +233,6 @@ def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optiona
                                                      verbose=verbose)
     temperature = fit_temperature(raw, labels)
     before = calibration_metrics(raw, labels)
-    calibrated = apply_temperature(raw, temperature)
-    after = calibration_metrics(calibrated, labels)
     check = None
     if reference is not None:
         ref = resize_images(check_image_batch(reference), classifier.input_size)
@@ -247,6 +245,10 @@ def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optiona
         check = fit_feature_check(features[order[:half]], features[order[half:]], layer=layer, share=feature_share,
                                   fitted_on=f"half of the calibration images ({half})")
     outliers = check.flags(features) if check is not None else None
+    calibrated = apply_temperature(raw, temperature)
+    if outliers is not None and outliers.any():
+        calibrated[outliers] = raw[outliers]  # temperature_outside = 1: nothing here to fit one on
+    after = calibration_metrics(calibrated, labels)
     record = {
         "method": "temperature",
         "temperature": temperature,
@@ -260,5 +262,6 @@ def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optiona
     }
     if check is not None:
         record["features"] = check.to_record()
+        record["temperature_outside"] = 1.0
     classifier.extra["calibration"] = record
     return record

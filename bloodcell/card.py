@@ -139,7 +139,9 @@ def render_model_card(config: dict[str, Any]) -> str:
             lines[-1] += (f" Images whose features (layer `{features['layer']}`, averaged over space) are farther from "
                           f"those of {features.get('fitted_on') or 'the training images'} than "
                           f"{features.get('share', 0):.1%} of the calibration images are flagged as out of distribution"
-                          " (bloodcell.ood), and are flagged for review too.")
+                          " (bloodcell.ood), and are flagged for review too"
+                          + (", with the network's own probabilities (no temperature: the calibration images say "
+                             "nothing of them)." if calibration.get("temperature_outside") == 1.0 else "."))
         lines.append("")
     if training:
         lines += ["## Training", ""]

@@ -155,6 +155,13 @@ class Classifier:
         return 1.0 if value is None else value
 
     @property
+    def temperature_outside(self) -> Optional[float]:
+        """The temperature of the cells the feature check flags (None: :attr:`temperature` for all).
+        The calibration images say nothing of such cells, so :func:`~bloodcell.calibration.calibrate`
+        leaves them as the network gives them (1.0) rather than sharpen or soften them."""
+        return self._calibration("temperature_outside") if self.feature_check is not None else None
+
+    @property
     def feature_check(self) -> Optional[FeatureCheck]:
         """The out-of-distribution check fitted with the calibration (None: none; see :mod:`bloodcell.ood`)."""
         record = self.extra.get("calibration")
@@ -212,8 +219,10 @@ class Classifier:
         """
         batch_size = check_positive_int(batch_size, "batch_size")
         mask = self.class_mask(classes)
-        raw, _ = self._run(self.preprocess(images), batch_size, tta, verbose)
-        return self._finish(raw, calibrated, mask)
+        check = self.feature_check if calibrated and self.temperature_outside is not None else None
+        raw, features = self._run(self.preprocess(images), batch_size, tta, verbose, check.layer if check else None)
+        outside = check.flags(features) if check is not None and len(raw) else None
+        return self._finish(raw, calibrated, mask, outside)
 
     def _run(self, x: np.ndarray, batch_size: int, tta: bool, verbose: int, layer: Optional[str] = None):
         """The network's mean probabilities over the views, and ``layer``'s pooled features of the first view."""
@@ -237,8 +246,11 @@ class Classifier:
         out /= len(views)
         return out, features
 
-    def _finish(self, raw: np.ndarray, calibrated: bool, mask: Optional[np.ndarray]) -> np.ndarray:
+    def _finish(self, raw: np.ndarray, calibrated: bool, mask: Optional[np.ndarray],
+                outside: Optional[np.ndarray] = None) -> np.ndarray:
         out = apply_temperature(raw, self.temperature) if calibrated and self.temperature != 1.0 else raw.copy()
+        if calibrated and outside is not None and outside.any() and self.temperature_outside is not None:
+            out[outside] = apply_temperature(raw[outside], self.temperature_outside)
         if mask is not None:
             out[:, ~mask] = 0.0
         return (out / np.maximum(out.sum(axis=1, keepdims=True), 1e-30)).astype(np.float32)
@@ -252,7 +264,9 @@ class Classifier:
         raw, features = self._run(self.preprocess(images), batch_size, False, verbose, layer)
         if features is None:
             features = np.zeros((0, 0))
-        return self._finish(raw, calibrated, None), features
+        check = self.feature_check
+        outside = check.flags(features) if check is not None and check.layer == layer and len(raw) else None
+        return self._finish(raw, calibrated, None, outside), features
 
     def predict_checked(self, images, *, batch_size: int = 64, tta: bool = False,
                         classes: Optional[Sequence[str]] = None, review_below: Optional[float] = None,
@@ -268,14 +282,19 @@ class Classifier:
         batch_size = check_positive_int(batch_size, "batch_size")
         mask = self.class_mask(classes)
         x = self.preprocess(images)
-        check = self.feature_check if outliers else None
+        check = self.feature_check
+        if check is not None and not (outliers or self.temperature_outside is not None):
+            check = None
         raw, features = self._run(x, batch_size, tta, verbose, check.layer if check else None)
-        proba = self._finish(raw, True, mask)
-        scores = outlier = None
+        scores = flags = None
         if check is not None:
             scores = check.scores(features) if len(x) else np.zeros(0)
-            outlier = scores > check.threshold
-        elif outliers:
+            flags = scores > check.threshold
+        proba = self._finish(raw, True, mask, flags)
+        outlier = flags if outliers else None
+        if not outliers:
+            scores = None
+        elif check is None:
             from .outliers import find_outliers
 
             outlier = find_outliers(x)

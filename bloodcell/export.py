@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Union
 
 import keras
+import numpy as np
 
 from ._choices import EXPORT_FORMATS
 from ._util import sha256_file
@@ -113,14 +114,50 @@ def _dtype_policy(name: str):
         keras.config.set_dtype_policy(previous)
 
 
+class _CheckedTemperature(keras.layers.Layer):
+    """Probabilities at ``inside`` temperature, or ``outside`` where the feature check flags the image.
+
+    Built for one export from a fitted :class:`~bloodcell.ood.FeatureCheck`; its numbers are
+    non-trainable weights (exporters freeze weights; they would turn plain constants into inputs).
+    Never saved, so it has no config of its own.
+    """
+
+    def __init__(self, check, inside: float, outside: float, **kwargs):
+        super().__init__(**kwargs)
+        values = {"mean": check.mean, "components": check.components.T, "variances": check.variances,
+                  "constants": np.array([check.residual_variance, check.threshold, inside, outside])}
+        for name, value in values.items():
+            value = np.asarray(value, np.float32)
+            setattr(self, name, self.add_weight(shape=value.shape, initializer=keras.initializers.Constant(value),
+                                                trainable=False, name=name))
+
+    def call(self, proba, features):
+        ops = keras.ops
+        z = features - self.mean
+        proj = ops.matmul(z, self.components)
+        residual = ops.maximum(ops.sum(z * z, axis=-1) - ops.sum(proj * proj, axis=-1), 0.0)
+        score = ops.sum(proj * proj / self.variances, axis=-1) + residual / self.constants[0]
+        temperature = ops.where(score > self.constants[1], self.constants[3], self.constants[2])
+        return ops.softmax(ops.log(ops.maximum(proba, 1e-12)) / temperature[:, None], axis=-1)
+
+
 def uint8_model(classifier) -> keras.Model:
     """The classifier's model behind a uint8 input named ``image``, cast to float32 inside the graph."""
     size = classifier.input_size
     inputs = keras.Input((size, size, 3), dtype="uint8", name=INPUT_NAME)
-    outputs = _float32_model(classifier)(keras.ops.cast(inputs, "float32"))
-    if classifier.temperature != 1.0:  # the calibrated probabilities predict_proba gives
-        logp = keras.ops.log(keras.ops.maximum(outputs, 1e-12))
-        outputs = keras.ops.softmax(logp / classifier.temperature, axis=-1)
+    x = keras.ops.cast(inputs, "float32")
+    check, outside = classifier.feature_check, classifier.temperature_outside
+    if check is not None and outside is not None:
+        # As predict_proba: the cells the feature check flags get temperature_outside, in the same pass.
+        from .ood import inference_model
+
+        outputs, features = inference_model(_float32_model(classifier), check.layer)(x)
+        outputs = _CheckedTemperature(check, classifier.temperature, outside, name="checked_temperature")(outputs, features)
+    else:
+        outputs = _float32_model(classifier)(x)
+        if classifier.temperature != 1.0:  # the calibrated probabilities predict_proba gives
+            logp = keras.ops.log(keras.ops.maximum(outputs, 1e-12))
+            outputs = keras.ops.softmax(logp / classifier.temperature, axis=-1)
     return keras.Model(inputs, outputs, name=f"{classifier.model.name}_uint8")
 
 
