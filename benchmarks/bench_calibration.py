@@ -57,7 +57,7 @@ def main(argv=None) -> int:
             raise SystemExit(f"{path}: no such folder; give --data (pbc96) and --bccd (BCCD-WBC) class folders")
 
     import bloodcell
-    from bloodcell.calibration import (REVIEW_SHARE, apply_temperature, calibration_metrics, fit_temperature,
+    from bloodcell.calibration import (REVIEW_SHARE, TEMPERATURE_OUTSIDE, apply_calibration, apply_temperature, calibration_metrics, fit_temperature,
                                        plot_reliability, plot_risk_coverage, review_summary, review_threshold,
                                        risk_coverage)
     from bloodcell.data import load_dataset, split
@@ -116,8 +116,7 @@ def main(argv=None) -> int:
     for name, ds in (("pbc96 held-out", test), ("BCCD zero-shot", bccd)):
         p, y, f = raw(ds)
         single = apply_temperature(p, temperature)
-        after = single.copy()
-        after[check.flags(f)] = p[check.flags(f)]  # out-of-distribution cells keep the network's own (T = 1)
+        after = apply_calibration(p, temperature, outside=check.flags(f), temperature_outside=TEMPERATURE_OUTSIDE)
         review = review_summary(after, y, threshold, outliers=check.flags(f))
         alone = review_summary(after, y, review_threshold(apply_temperature(val_p, temperature), REVIEW_SHARE))
         result["sets"][name] = {"images": len(y), "before": calibration_metrics(p, y), "after": calibration_metrics(after, y),
@@ -155,7 +154,7 @@ def main(argv=None) -> int:
                   "ece_before": held["before"]["ece"], "ece_after": held["after"]["ece"],
                   "ece_measured_on": f"the held-out split ({held['images']} images, test_files.json)",
                   "review_below": threshold, "review_share": REVIEW_SHARE, "features": check.to_record(),
-                  "temperature_outside": 1.0,
+                  "temperature_outside": TEMPERATURE_OUTSIDE,
                   "command": "python benchmarks/bench_calibration.py --write"}
         record["command"] += "" if default else f" --model {name}"
         update_config(folder, lambda cfg: {**cfg, "calibration": record})

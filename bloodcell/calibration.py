@@ -21,19 +21,20 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._checks import check_image_batch
 from ._labelled import labelled_images
 from .errors import DataError
-from .imageio import resize_images
 from .ood import FEATURE_SHARE, feature_layer, fit_feature_check
 
-__all__ = ["REVIEW_SHARE", "apply_temperature", "calibrate", "calibration_metrics", "fit_temperature",
+__all__ = ["REVIEW_SHARE", "TEMPERATURE_OUTSIDE", "apply_calibration", "apply_temperature", "calibrate", "calibration_metrics", "fit_temperature",
            "plot_reliability", "plot_risk_coverage", "review_summary", "review_threshold", "risk_coverage"]
 
 #: Share of the calibration images whose confidence falls under the default review threshold.
 REVIEW_SHARE = 0.05
 #: Confidence bins of the expected calibration error.
 ECE_BINS = 15
+#: The temperature of the cells the out-of-distribution check flags: none (the network's own
+#: probabilities), since the calibration images say nothing of such cells.
+TEMPERATURE_OUTSIDE = 1.0
 #: Fewer calibration images than twice this fit no out-of-distribution check (without reference images).
 MIN_FIT_IMAGES = 20
 #: The temperatures a fit searches (log-spaced between these).
@@ -60,6 +61,16 @@ def apply_temperature(proba, temperature: float) -> np.ndarray:
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def apply_calibration(proba, temperature: float, *, outside=None,
+                      temperature_outside: Optional[float] = None) -> np.ndarray:
+    """``proba`` at ``temperature`` (a new array), and the rows where ``outside`` is True at
+    ``temperature_outside`` (None: ``temperature`` for every row)."""
+    out = np.array(apply_temperature(proba, temperature), np.float64)
+    if outside is not None and temperature_outside is not None and np.any(outside):
+        out[outside] = apply_temperature(np.asarray(proba, np.float64)[outside], temperature_outside)
+    return out
 
 
 def _nll(p: np.ndarray, y: np.ndarray) -> float:
@@ -235,19 +246,17 @@ def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optiona
     before = calibration_metrics(raw, labels)
     check = None
     if reference is not None:
-        ref = resize_images(check_image_batch(reference), classifier.input_size)
-        _, ref_features = classifier.predict_with_features(ref, layer=layer, batch_size=batch_size, verbose=0)
+        _, ref_features = classifier.predict_with_features(reference, layer=layer, batch_size=batch_size, verbose=0)
         check = fit_feature_check(ref_features, features, layer=layer, share=feature_share,
-                                  fitted_on=reference_description or f"{len(ref)} reference images")
+                                  fitted_on=reference_description or f"{len(ref_features)} reference images")
     elif len(labels) >= 2 * MIN_FIT_IMAGES:
         order = np.random.default_rng(0).permutation(len(labels))
         half = len(labels) // 2
         check = fit_feature_check(features[order[:half]], features[order[half:]], layer=layer, share=feature_share,
                                   fitted_on=f"half of the calibration images ({half})")
     outliers = check.flags(features) if check is not None else None
-    calibrated = apply_temperature(raw, temperature)
-    if outliers is not None and outliers.any():
-        calibrated[outliers] = raw[outliers]  # temperature_outside = 1: nothing here to fit one on
+    calibrated = apply_calibration(raw, temperature, outside=outliers,
+                                   temperature_outside=TEMPERATURE_OUTSIDE if check is not None else None)
     after = calibration_metrics(calibrated, labels)
     record = {
         "method": "temperature",
@@ -262,6 +271,6 @@ def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optiona
     }
     if check is not None:
         record["features"] = check.to_record()
-        record["temperature_outside"] = 1.0
+        record["temperature_outside"] = TEMPERATURE_OUTSIDE
     classifier.extra["calibration"] = record
     return record

@@ -17,7 +17,7 @@ import numpy as np
 from ._checks import check_positive_int
 from ._classes import CLASS_NAMES
 from ._progress import progress
-from .calibration import apply_temperature, calibrate
+from .calibration import apply_calibration, calibrate
 from .errors import ConfigError, ImageReadError
 from .folder import CARD_NAME, CONFIG_NAME, PREPROCESSING, WEIGHTS_NAME, load_model, make_config, write_folder
 from .imageio import load_image, load_images
@@ -219,10 +219,20 @@ class Classifier:
         """
         batch_size = check_positive_int(batch_size, "batch_size")
         mask = self.class_mask(classes)
-        check = self.feature_check if calibrated and self.temperature_outside is not None else None
-        raw, features = self._run(self.preprocess(images), batch_size, tta, verbose, check.layer if check else None)
-        outside = check.flags(features) if check is not None and len(raw) else None
-        return self._finish(raw, calibrated, mask, outside)
+        return self._predict(self.preprocess(images), batch_size, tta, verbose, calibrated=calibrated, mask=mask)[0]
+
+    def _predict(self, x: np.ndarray, batch_size: int, tta: bool, verbose: int, *, calibrated: bool = True,
+                 mask: Optional[np.ndarray] = None, layer: Optional[str] = None):
+        """Probabilities, ``layer``'s pooled features (default: the feature check's layer; None without
+        a check), the check's scores and its flags (None without a check or on another layer), in one pass."""
+        check = self.feature_check
+        layer = layer or (check.layer if check is not None else None)
+        raw, features = self._run(x, batch_size, tta, verbose, layer)
+        scores = outside = None
+        if check is not None and layer == check.layer:
+            scores = check.scores(features) if len(x) else np.zeros(0)
+            outside = scores > check.threshold
+        return self._finish(raw, calibrated, mask, outside), features, scores, outside
 
     def _run(self, x: np.ndarray, batch_size: int, tta: bool, verbose: int, layer: Optional[str] = None):
         """The network's mean probabilities over the views, and ``layer``'s pooled features of the first view."""
@@ -248,9 +258,8 @@ class Classifier:
 
     def _finish(self, raw: np.ndarray, calibrated: bool, mask: Optional[np.ndarray],
                 outside: Optional[np.ndarray] = None) -> np.ndarray:
-        out = apply_temperature(raw, self.temperature) if calibrated and self.temperature != 1.0 else raw.copy()
-        if calibrated and outside is not None and outside.any() and self.temperature_outside is not None:
-            out[outside] = apply_temperature(raw[outside], self.temperature_outside)
+        out = (apply_calibration(raw, self.temperature, outside=outside, temperature_outside=self.temperature_outside)
+               if calibrated else raw.copy())
         if mask is not None:
             out[:, ~mask] = 0.0
         return (out / np.maximum(out.sum(axis=1, keepdims=True), 1e-30)).astype(np.float32)
@@ -261,12 +270,9 @@ class Classifier:
         ``layer``'s output (default: the layer the out-of-distribution check reads, :mod:`bloodcell.ood`)."""
         batch_size = check_positive_int(batch_size, "batch_size")
         layer = layer or (self.feature_check.layer if self.feature_check else feature_layer(self.model))
-        raw, features = self._run(self.preprocess(images), batch_size, False, verbose, layer)
-        if features is None:
-            features = np.zeros((0, 0))
-        check = self.feature_check
-        outside = check.flags(features) if check is not None and check.layer == layer and len(raw) else None
-        return self._finish(raw, calibrated, None, outside), features
+        proba, features, _, _ = self._predict(self.preprocess(images), batch_size, False, verbose,
+                                              calibrated=calibrated, layer=layer)
+        return proba, (np.zeros((0, 0)) if features is None else features)
 
     def predict_checked(self, images, *, batch_size: int = 64, tta: bool = False,
                         classes: Optional[Sequence[str]] = None, review_below: Optional[float] = None,
@@ -282,19 +288,10 @@ class Classifier:
         batch_size = check_positive_int(batch_size, "batch_size")
         mask = self.class_mask(classes)
         x = self.preprocess(images)
-        check = self.feature_check
-        if check is not None and not (outliers or self.temperature_outside is not None):
-            check = None
-        raw, features = self._run(x, batch_size, tta, verbose, check.layer if check else None)
-        scores = flags = None
-        if check is not None:
-            scores = check.scores(features) if len(x) else np.zeros(0)
-            flags = scores > check.threshold
-        proba = self._finish(raw, True, mask, flags)
-        outlier = flags if outliers else None
+        proba, _, scores, outlier = self._predict(x, batch_size, tta, verbose, mask=mask)
         if not outliers:
-            scores = None
-        elif check is None:
+            scores = outlier = None
+        elif outlier is None:
             from .outliers import find_outliers
 
             outlier = find_outliers(x)

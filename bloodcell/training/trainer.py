@@ -349,7 +349,8 @@ class Trainer:
             seeds = [epoch_seed(cfg.seed, phase, e) for e in range(first, total)]
             with self._fit_scope():
                 self.model.fit(self._epochs_dataset(train, train=True, seeds=seeds), validation_data=val_ds,
-                               epochs=total, initial_epoch=first, steps_per_epoch=steps_per_epoch(train, cfg.batch_size, self.num_processes),
+                               epochs=total, initial_epoch=first,
+                               steps_per_epoch=steps_per_epoch(train, cfg.batch_size, self.num_processes),
                                shuffle=False, verbose=0, callbacks=callbacks)
         elif restore is not None and restore.get("best") is not None:
             self.model.set_weights(restore["best"])  # the phase had ended; its best weights were not yet restored
