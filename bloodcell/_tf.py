@@ -45,13 +45,22 @@ def silenced_output(fds: tuple[int, ...] = (2,)) -> Iterator[None]:
 
 
 def quiet_import_tensorflow() -> None:
-    """Import TensorFlow (and list its devices) with stderr silenced at the file-descriptor level."""
+    """Import TensorFlow (and list its devices) with stderr silenced at the file-descriptor level.
+
+    Without TensorFlow installed, on a Keras backend other than TensorFlow (``KERAS_BACKEND=jax``
+    or ``torch``), nothing is imported: the models of :mod:`bloodcell.models` build and load their
+    weights without it (a GPU machine with JAX alone; scripts/gpu_train.py).
+    """
     if "tensorflow" in sys.modules:
         return
-    with silenced_output():
-        import tensorflow as tf
+    try:
+        with silenced_output():
+            import tensorflow as tf
 
-        tf.config.list_physical_devices()
+            tf.config.list_physical_devices()
+    except ModuleNotFoundError as e:
+        if e.name != "tensorflow" or os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+            raise
 
 
 def parallel_calls(calls):

@@ -110,6 +110,43 @@ def test_keras_file_round_trip_in_a_fresh_process(tmp_path):
                      "input_size": 32, "normalization": True, "max_diff": pytest.approx(0.0, abs=1e-5)}
 
 
+def test_models_build_and_load_on_jax_without_tensorflow(tmp_path):
+    """With TensorFlow missing and Keras on JAX (a GPU machine with JAX alone), bloodcell.models
+    builds the default's architecture and loads its weights, with the outputs it has here."""
+    from bloodcell.zoo import bundled_path
+
+    folder = bundled_path(bloodcell.DEFAULT_MODEL)
+    clf = bloodcell.load_classifier()
+    x = np.random.default_rng(2).integers(0, 256, (2, clf.input_size, clf.input_size, 3)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "p.npy", np.asarray(clf.model(x, training=False)))
+    script = textwrap.dedent("""
+        import json, sys
+
+        class NoTensorFlow:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "tensorflow":
+                    raise ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
+
+        sys.meta_path.insert(0, NoTensorFlow())
+        import numpy as np
+        import bloodcell
+        from bloodcell.models import ModelSpec, build_from_spec
+        config = json.load(open(sys.argv[2] + "/config.json"))
+        model = build_from_spec(ModelSpec.from_config(config["architecture"], config["build"]),
+                                class_names=config["class_names"])
+        model.load_weights(sys.argv[2] + "/model.weights.h5")
+        diff = np.abs(np.asarray(model(np.load(sys.argv[1] + "/x.npy"), training=False)) - np.load(sys.argv[1] + "/p.npy"))
+        print(json.dumps({"tensorflow": "tensorflow" in sys.modules, "max_diff": float(diff.max())}))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "KERAS_BACKEND": "jax"}
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path), str(folder)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"tensorflow": False,
+                                                                 "max_diff": pytest.approx(0.0, abs=1e-4)}
+
+
 def test_shipped_version_1_folders_load_with_the_same_probabilities():
     """Probabilities that bloodcell 0.1 (format version 1, before ClassifierModel) gave for the
     sample images, from the folders it saved."""
