@@ -13,9 +13,10 @@ so a run ends at its schedule's end whatever the machine's speed.
 Data: the WebP pack written by scripts/gpu_pack.py (train and validation parts of the default's
 split). Output: ``NAME.weights.h5`` (the ClassifierModel's weights, loadable into
 ``build_model("mnv3s", input_size=128, normalization="stain", ...)``) and ``NAME.json`` (settings,
-steps, images seen, validation accuracy). The weights then go through a short polish with
-bloodcell's Trainer on the original images (``bloodcell train --init``), which writes the model
-folder, card and calibration.
+device, steps, images seen, validation accuracy). scripts/gpu_import.py turns the two into a model
+folder; ``bloodcell train pbc96 --init FOLDER`` can then polish it on the original images, and
+benchmarks/bench_candidates.py measures it. Needs numpy, pillow, opencv-python-headless and Keras
+with JAX (what the project's GPU machines carry); TensorFlow is not needed.
 
     python scripts/gpu_train.py --data .gpu/pbc96.npz --out OUT --name scratch --seconds 360
 """
@@ -237,7 +238,7 @@ def device_names() -> list[str]:
     if keras.backend.backend() == "jax":
         import jax
 
-        return [str(d) for d in jax.devices()]
+        return [f"{d.device_kind} ({d})" for d in jax.devices()]
     if keras.backend.backend() == "torch":
         import torch
 

@@ -308,6 +308,23 @@ def outside_few_shot() -> str:
     return text + "\n\n" + table(["labelled images a class (k)", "fine-tuned from the default", "from random init"], rows)
 
 
+def candidates() -> str:
+    data = load("candidates")
+    if data is None:
+        return missing("candidates", "bench_candidates.py NAME=FOLDER ...")
+    rows = []
+    for r in data["candidates"]:
+        t = r["training"]
+        how = ", ".join(p for p in (t.get("hardware"), f"{t['wall_time_s'] / 60:.0f} min" if t.get("wall_time_s") else None,
+                                    f"{t['images_seen'] / 1e3:.0f}k images" if t.get("images_seen") else None) if p)
+        few = r["few_shot"]
+        rows.append([f"`{r['model']}`", how or "–", pct(r["pbc_accuracy"]), pct(r["robustness_mean"]),
+                     pct(r["bccd_zero_shot"], 1), f"{pct(few['accuracy_on_rest'], 1)} ({few['seconds'] / 60:.1f} min)"])
+    return (table(["candidate", "trained (last stage)", "PBC held-out accuracy", "robustness mean", "BCCD zero-shot",
+                   "few-shot: 10 a class, the rest of BCCD"], rows)
+            + f"\n\nMeasured on {machine(data)} by `python benchmarks/bench_candidates.py`.")
+
+
 def calibration() -> str:
     data = load("calibration")
     if data is None:
@@ -370,6 +387,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "processes": processes,
     "explain": explain,
     "ablation": ablation,
+    "candidates": candidates,
     "outside-zero-shot": outside_zero_shot,
     "outside-few-shot": outside_few_shot,
     "zoo-architectures": zoo_architectures,
