@@ -41,32 +41,11 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from bloodcell._colour import RGB_TO_YIQ, YIQ_TO_RGB  # noqa: E402  (TensorFlow-free modules)
+from bloodcell._severity import REFERENCE_SIZE, SEVERITY_PARAMS, STAIN_COLOURS, param  # noqa: E402
+
 SIZE = 128
-REFERENCE = 96.0  # the side that corruption lengths refer to (bloodcell.corruptions.REFERENCE_SIZE)
-
-# bloodcell.corruptions.SEVERITY_PARAMS, severity 0 (identity) first.
-TABLES = {
-    "defocus_blur": [(0.0, 1.0, 1.5, 2.0, 2.5, 3.0)],
-    "motion_blur": [(0.0, 2.5, 4.0, 5.5, 7.0, 9.0)],
-    "jpeg": [(100, 25, 18, 15, 10, 7)],
-    "pixelate": [(1.0, 0.6, 0.5, 0.4, 0.32, 0.25)],
-    "gaussian_noise": [(0.0, 0.04, 0.07, 0.10, 0.14, 0.18)],
-    "brightness_up": [(1.0, 1.08, 1.16, 1.25, 1.35, 1.5)],
-    "brightness_down": [(1.0, 0.85, 0.72, 0.6, 0.5, 0.4)],
-    "contrast_up": [(1.0, 1.15, 1.3, 1.45, 1.6, 1.8)],
-    "contrast_down": [(1.0, 0.8, 0.65, 0.5, 0.38, 0.28)],
-    "saturation": [(1.0, 0.8, 0.65, 0.5, 0.35, 0.2)],
-    "stain_blots": [(0.0, 0.06, 0.10, 0.15, 0.20, 0.26), (0.0, 0.30, 0.38, 0.46, 0.54, 0.62)],
-    "bubbles": [(0, 1, 1, 2, 2, 3), (0.0, 0.10, 0.13, 0.16, 0.19, 0.22)],
-}
-CORRUPTIONS = tuple(TABLES)
-STAIN_COLOURS = np.array([[0.55, 0.35, 0.75], [0.62, 0.42, 0.62], [0.95, 0.55, 0.75], [0.70, 0.50, 0.32]], np.float32)
-RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
-YIQ_TO_RGB = np.linalg.inv(RGB_TO_YIQ).astype(np.float32)
-
-
-def param(name: str, severity: float, index: int = 0) -> float:
-    return float(np.interp(np.clip(severity, 0.0, 5.0), np.arange(6), TABLES[name][index]))
+CORRUPTIONS = tuple(SEVERITY_PARAMS)
 
 
 # ----------------------------------------------------------------------------- one image, float32 0..255
@@ -137,7 +116,7 @@ def line_kernel(length, angle):
 
 
 def corrupt(img, name, s, rng):
-    px = SIZE / REFERENCE
+    px = SIZE / REFERENCE_SIZE
     if name == "defocus_blur":
         return cv2.filter2D(img, -1, disk_kernel(param(name, s) * px), borderType=cv2.BORDER_REFLECT_101)
     if name == "motion_blur":
