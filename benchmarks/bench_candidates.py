@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 import bench_outside as bo
@@ -36,18 +35,10 @@ def measure(name: str, source: str, pbc: Path, bccd: Path) -> dict:
     if code:
         raise SystemExit(f"bloodcell evaluate {pbc} --model {source}: exit {code}\n{err[-2000:]}")
     pbc_eval = json.loads(out)
-    counts = {c.name: len(list(c.iterdir())) for c in sorted(bccd.iterdir()) if c.is_dir()}
-    zero = bo.zero_shot(name, source, bccd, list(counts))
-    few_classes = [c for c, n in counts.items() if n >= bo.MIN_IMAGES]
+    _, present, few_classes = bo.bccd_classes(bccd)
+    zero = bo.zero_shot(name, source, bccd, present)
     with tempfile.TemporaryDirectory(prefix="bloodcell-candidates-") as tmp:
-        few, rest, used = bo.draw(bccd, few_classes, 10, 0, Path(tmp))
-        start = time.perf_counter()
-        code, _, err = bo.run_cli(["train", str(few), "--init", source, "--out", str(Path(tmp) / "few")])
-        seconds = time.perf_counter() - start
-        if code:
-            raise SystemExit(f"bloodcell train FEW --init {source}: exit {code}\n{err[-2000:]}")
-        code, out, err = bo.run_cli(["evaluate", str(rest), "--model", str(Path(tmp) / "few"), "--json"])
-        few_eval = json.loads(out)["evaluation"]
+        few = bo.acceptance_run(bccd, few_classes, source, Path(tmp))
     training = clf.training
     return {
         "model": name,
@@ -56,9 +47,7 @@ def measure(name: str, source: str, pbc: Path, bccd: Path) -> dict:
         "pbc_accuracy": pbc_eval["evaluation"]["accuracy"],
         "robustness_mean": pbc_eval["robustness"]["robustness_mean"],
         "bccd_zero_shot": zero["accuracy"],
-        "few_shot": {"accuracy_on_rest": few_eval["accuracy"], "rest_images": few_eval["n"], "few": used,
-                     "seconds": round(seconds, 1), "class_names": few_eval["class_names"],
-                     "confusion_matrix": few_eval["confusion_matrix"]},
+        "few_shot": few,
     }
 
 

@@ -97,6 +97,37 @@ def draw(bccd: Path, classes: list[str], k: int, seed: int, root: Path) -> tuple
     return few, rest, used
 
 
+def bccd_classes(bccd: Path) -> tuple[dict[str, int], list[str], list[str]]:
+    """Images of each class, the classes with images, and those with enough for the few-shot runs."""
+    from bloodcell.data import load_dataset
+
+    counts = load_dataset(bccd, image_size=32).class_counts()
+    return counts, [c for c, n in counts.items() if n], [c for c, n in counts.items() if n >= MIN_IMAGES]
+
+
+def acceptance_run(bccd: Path, classes: list[str], init: str, root: Path) -> dict:
+    """The acceptance run: ``bloodcell train FEW --init INIT`` on draw 0 (10 images of each of
+    ``classes``), timed, and its accuracy on the rest of those classes' images."""
+    import bloodcell
+
+    few, rest, used = draw(bccd, classes, 10, 0, root)
+    out = root / "few_model"
+    start = time.perf_counter()
+    code, _, err = run_cli(["train", str(few), "--init", init, "--out", str(out)])
+    seconds = time.perf_counter() - start
+    if code:
+        raise SystemExit(f"bloodcell train {few} --init {init}: exit {code}\n{err[-3000:]}")
+    code, out_json, err = run_cli(["evaluate", str(rest), "--model", str(out), "--json"])
+    ev = json.loads(out_json)["evaluation"]
+    return {
+        "command": f"bloodcell train FEW --init {init} --out OUT",
+        "few": used, "rest_images": ev["n"], "seconds": round(seconds, 1),
+        "accuracy_on_rest": ev["accuracy"], "balanced_accuracy_on_rest": ev["balanced_accuracy"],
+        "cross_validated_accuracy": bloodcell.load_classifier(out).metrics.get("accuracy"),
+        "confusion_matrix": ev["confusion_matrix"], "class_names": ev["class_names"],
+    }
+
+
 def fine_tune(few: Path, rest: Path, init: str, seed: int) -> float:
     """Train with the small-data settings on FEW (no cross-validation) and measure on REST."""
     import bloodcell
@@ -130,12 +161,9 @@ def main(argv=None) -> int:
         raise SystemExit(f"{bccd}: no such folder; give --bccd the BCCD-WBC class folders")
 
     import bloodcell
-    from bloodcell.data import load_dataset
     from bloodcell.evaluation import Report
 
-    counts = load_dataset(bccd, image_size=32).class_counts()
-    present = [c for c, n in counts.items() if n]
-    few_classes = [c for c, n in counts.items() if n >= MIN_IMAGES]
+    counts, present, few_classes = bccd_classes(bccd)
     old = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
     result = {"data": {"name": bccd.name, "counts": {c: counts[c] for c in present}},
               "machine": f"{os.cpu_count()}-core CPU, {platform.machine()}", "zero_shot": [], **{
@@ -157,24 +185,9 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bloodcell-outside-") as tmp:
         tmp = Path(tmp)
-        few, rest, used = draw(bccd, few_classes, 10, 0, tmp)
-        out = tmp / "few_model"
-        start = time.perf_counter()
-        code, _, err = run_cli(["train", str(few), "--init", bloodcell.DEFAULT_MODEL, "--out", str(out)])
-        seconds = time.perf_counter() - start
-        if code:
-            raise SystemExit(f"bloodcell train {few}: exit {code}\n{err[-3000:]}")
-        code, out_json, err = run_cli(["evaluate", str(rest), "--model", str(out), "--json"])
-        ev = json.loads(out_json)["evaluation"]
-        cv = bloodcell.load_classifier(out).metrics
-        result["few_shot_acceptance"] = {
-            "command": f"bloodcell train FEW --init {bloodcell.DEFAULT_MODEL} --out OUT",
-            "few": used, "rest_images": ev["n"], "seconds": round(seconds, 1),
-            "accuracy_on_rest": ev["accuracy"], "balanced_accuracy_on_rest": ev["balanced_accuracy"],
-            "cross_validated_accuracy": cv.get("accuracy"), "confusion_matrix": ev["confusion_matrix"],
-            "class_names": ev["class_names"],
-        }
-        print(f"few-shot (10 a class, {seconds:.0f}s): accuracy on the rest {ev['accuracy']:.4f}", flush=True)
+        acc = result["few_shot_acceptance"] = acceptance_run(bccd, few_classes, bloodcell.DEFAULT_MODEL, tmp)
+        print(f"few-shot (10 a class, {acc['seconds']:.0f}s): accuracy on the rest {acc['accuracy_on_rest']:.4f}",
+              flush=True)
         if not args.skip_curve:
             curve = []
             for k in SHOTS:

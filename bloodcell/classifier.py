@@ -19,7 +19,8 @@ from ._classes import CLASS_NAMES
 from ._progress import progress
 from .calibration import apply_calibration, calibrate
 from .errors import ConfigError, ImageReadError
-from .folder import CARD_NAME, CONFIG_NAME, PREPROCESSING, WEIGHTS_NAME, load_model, make_config, write_folder
+from .folder import (CARD_NAME, CONFIG_NAME, PREPROCESSING, WEIGHTS_NAME, load_model, make_config, parent_record,
+                     write_folder)
 from .imageio import load_image, load_images
 from .models import ClassifierModel, as_classifier_model
 from .ood import FeatureCheck, feature_layer, inference_model
@@ -443,8 +444,7 @@ def load_classifier(source=None, *, token: Optional[str] = None,
         check_entry(entry, clf.config())
     if class_names is None or tuple(class_names) == clf.class_names:
         return clf
-    parent = {"source": clf.name or str(source), "class_names": list(clf.class_names),
-              **{k: clf.training[k] for k in ("init", "hardware", "command", "wall_time_s") if k in clf.training}}
+    parent = parent_record(clf.name or str(source), clf.class_names, clf.training)
     new = Classifier(as_classifier_model(clf.model).with_classes(class_names), name=None,
                      training={"init": f"bloodcell model {parent['source']}", "init_from": parent})
     return new

@@ -182,6 +182,17 @@ def load_model(folder, *, sha256: Optional[str] = None) -> tuple[ClassifierModel
     return model, cfg
 
 
+#: What a model's ``training.init_from`` keeps of the training record of the model it started from.
+PARENT_FIELDS = ("init", "hardware", "command", "wall_time_s")
+
+
+def parent_record(source: str, class_names, training: dict[str, Any]) -> dict[str, Any]:
+    """``training.init_from`` of a model started from another: that model's source, classes and
+    how it was trained (:data:`PARENT_FIELDS` of its ``training`` record)."""
+    return {"source": source, "class_names": list(class_names),
+            **{k: training[k] for k in PARENT_FIELDS if k in training}}
+
+
 def make_config(model: ClassifierModel, *, name: Optional[str] = None, metrics=None, training=None,
                 extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """The ``config.json`` content of a model and what is known about it."""

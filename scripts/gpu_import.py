@@ -2,10 +2,11 @@
 
     python scripts/gpu_import.py RUN.weights.h5 RUN.json OUT [--init-source mnv3s.pbc96]
 
-RUN.json is the log gpu_train.py wrote beside the weights: its settings, device, images seen and
-time go into the folder's training record, which the card renders. ``--init-source`` names the
-bloodcell model the run started from (its ``--init``); the parent's own record is kept as
-``init_from``, as ``load_classifier(source, class_names=...)`` does.
+RUN.json is the log gpu_train.py wrote beside the weights: its build settings and classes rebuild
+the model; its settings, device, images seen and time go into the folder's training record, which
+the card renders. ``--init-source`` names the bloodcell model the run started from (its
+``--init``); that model's own record is kept as ``init_from``, as ``load_classifier(source,
+class_names=...)`` does.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import json
 from pathlib import Path
 
 import bloodcell
-from bloodcell.models import build_model
+from bloodcell.folder import parent_record
+from bloodcell.models import ModelSpec, build_from_spec
 
 
 def main() -> None:
@@ -29,8 +31,8 @@ def main() -> None:
     args = parser.parse_args()
     log = json.loads(args.log.read_text())
     settings = log["settings"]
-    model = build_model("mnv3s", class_names=bloodcell.CLASS_NAMES, input_size=128, dropout=0.2, bn_momentum=0.9,
-                        normalization="stain")
+    model = build_from_spec(ModelSpec.from_config(log["architecture"], log["build"], str(args.log)),
+                            class_names=log["class_names"])
     model.load_weights(args.weights)
     flags = " ".join(f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
                      for k, v in settings.items() if k not in ("data", "out", "name", "init") and v is not None)
@@ -53,9 +55,7 @@ def main() -> None:
     if args.init_source:
         parent = bloodcell.load_classifier(args.init_source)
         training["init"] = f"bloodcell model {parent.name or args.init_source}"
-        training["init_from"] = {"source": parent.name or args.init_source, "class_names": list(parent.class_names),
-                                 **{k: parent.training[k] for k in ("init", "hardware", "command", "wall_time_s")
-                                    if k in parent.training}}
+        training["init_from"] = parent_record(parent.name or args.init_source, parent.class_names, parent.training)
     clf = bloodcell.Classifier(model, name=args.name or f"mnv3s-gpu-{log['name']}", training=training)
     print(clf.save_pretrained(args.out))
 

@@ -291,7 +291,8 @@ def main() -> None:
                   loss=keras.losses.CategoricalCrossentropy(), metrics=["categorical_accuracy"])
     a.out.mkdir(parents=True, exist_ok=True)
     log = {"name": a.name, "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
-           "backend": keras.backend.backend(), "devices": device_names(), "epochs": []}
+           "backend": keras.backend.backend(), "devices": device_names(), "architecture": model.architecture,
+           "build": model.spec.to_config(), "class_names": class_names, "epochs": []}
     start = {}
 
     def lr_at(frac):

@@ -116,6 +116,7 @@ def start_from(parent, label: str, class_names, input_size: int, normalization=N
     """What training from the trained bloodcell classifier ``parent`` starts with: the model for
     ``class_names`` at ``input_size`` (a new head when the classes differ, shared classes' units
     kept; with ``normalization``, that input normalisation instead of the parent's), the record of where it came from (for the model card), and whether the head is new."""
+    from ..folder import parent_record
     from ..models import as_classifier_model
 
     names = tuple(class_names)
@@ -125,11 +126,7 @@ def start_from(parent, label: str, class_names, input_size: int, normalization=N
     # A classifier from load_classifier(..., class_names=...) has an untrained head: its record
     # names the trained model it came from.
     untrained = "init_from" in info and "epochs_run" not in info
-    origin = info["init_from"] if untrained else {
-        "source": label,
-        "class_names": list(parent.class_names),
-        **{k: info[k] for k in ("init", "hardware", "command", "wall_time_s") if k in info},
-    }
+    origin = info["init_from"] if untrained else parent_record(label, parent.class_names, info)
     old = origin["class_names"]
     record = {
         **origin,
