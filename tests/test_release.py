@@ -1,31 +1,20 @@
 """scripts/release.py: a trained folder becomes a zoo folder, a Hub repo and a pasteable entry."""
 
 import ast
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 
 import bloodcell
+from conftest import load_script
 from bloodcell import registry
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_release():
-    spec = importlib.util.spec_from_file_location("release", ROOT / "scripts" / "release.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_release_pushes_and_prints_a_loadable_entry(hub_server, tmp_path, capsys, monkeypatch):
     clf = bloodcell.Classifier(bloodcell.build_model("microcell", input_size=32), name="trained")
     clf.metrics = {"accuracy": 0.5, "macro_f1": 0.4}
     clf.training = {"init": "random", "command": "bloodcell train data --model microcell"}
     folder = clf.save_pretrained(tmp_path / "trained")
-    code = load_release().main([str(folder), "--name", "microcell.reltest", "--repo-id", "bloodcell/microcell-reltest",
+    code = load_script("release").main([str(folder), "--name", "microcell.reltest", "--repo-id", "bloodcell/microcell-reltest",
                                 "--push", "--token", hub_server.token, "--zoo-dir", str(tmp_path / "zoo")])
     assert code == 0
     text = capsys.readouterr().out

@@ -1,0 +1,80 @@
+"""Average the weights of bloodcell models fine-tuned from one parent: a "model soup" (Wortsman et
+al., ICML 2022), as timm's ``avg_checkpoints.py`` averages checkpoints.
+
+    python scripts/average_weights.py OUT SOURCE SOURCE... [--data ../shared/data/pbc96] [--name NAME]
+
+The sources (zoo names, folders or hf:// addresses) must share architecture, build settings and
+classes; every weight, batch-norm statistics included, is the mean of theirs. Models fine-tuned
+from one parent stay in one basin of the loss, so their average is a model of its own, often better
+than each of them (the soup); models trained apart are not (check it before use).
+
+With ``--data``, the average is calibrated as ``Trainer.fit`` calibrates a model it trained
+(temperature, out-of-distribution check, review threshold): on the validation part of
+``split(DATA, (0.8, 0.1, 0.1), seed=42)``, the split the zoo's models were trained on, with training
+images as the check's reference. Without it the folder has no calibration (raw probabilities).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import bloodcell
+from bloodcell.folder import parent_record
+
+
+def average(sources: list[str]):
+    """The Classifier whose weights are the mean of ``sources``' (a clean error when they differ in build)."""
+    models = [bloodcell.load_classifier(s) for s in sources]
+    first = models[0]
+    for source, clf in zip(sources[1:], models[1:]):
+        if (clf.architecture, clf.model.spec.to_config(), tuple(clf.class_names)) != (
+                first.architecture, first.model.spec.to_config(), tuple(first.class_names)):
+            raise SystemExit(f"{source}: its architecture, build or classes differ from {sources[0]}'s; "
+                             "average only models fine-tuned from one parent")
+    weights = [clf.model.get_weights() for clf in models]
+    first.model.set_weights([np.mean(np.stack(ws), axis=0).astype(ws[0].dtype) for ws in zip(*weights)])
+    return first, models
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("sources", nargs="+")
+    ap.add_argument("--data", type=Path, default=None, help="pbc96: calibrate on its validation split")
+    ap.add_argument("--name", default=None)
+    args = ap.parse_args(argv)
+    if len(args.sources) < 2:
+        raise SystemExit(f"got {len(args.sources)} source; give at least two models to average")
+    soup, models = average(args.sources)
+    soup.extra.pop("calibration", None)
+    soup.metrics = {}
+    parents = {(clf.training.get("init_from") or {}).get("source") for clf in models}
+    soup.training = {
+        "init": f"the weight average of {len(models)} bloodcell models",
+        "averaged_from": [parent_record(s, clf.class_names, clf.training) for s, clf in zip(args.sources, models)],
+        **({"init_from": models[-1].training["init_from"]} if len(parents) == 1 and None not in parents else {}),
+        "hardware": "none (weights averaged, no training)",
+        "command": "python scripts/average_weights.py OUT " + " ".join(args.sources)
+                   + (f" --data {args.data}" if args.data else ""),
+        "epochs_run": {"averaged": 0},
+        "wall_time_s": 0,
+    }
+    if args.data:
+        from bloodcell import load_dataset, split
+        from bloodcell.calibration import calibrate
+        from bloodcell.training.epochs import reference_images
+
+        train, val, _ = split(load_dataset(args.data, image_size=soup.input_size), (0.8, 0.1, 0.1), seed=42)
+        calibrate(soup, val, verbose=0, **reference_images(train, 42),
+                  description=f"the validation split of {args.data.name} ({len(val)} images)")
+    soup.name = args.name or soup.name
+    print(soup.save_pretrained(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

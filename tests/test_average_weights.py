@@ -1,0 +1,39 @@
+"""scripts/average_weights.py: the weight average (model soup) of models of one build."""
+
+import keras
+import numpy as np
+import pytest
+
+import bloodcell
+from conftest import load_script
+
+
+
+def saved(tmp_path, name, seed, class_names=None):
+    keras.utils.set_random_seed(seed)
+    kwargs = {"class_names": class_names} if class_names else {}
+    clf = bloodcell.Classifier(bloodcell.build_model("microcell", input_size=32, **kwargs), name=name)
+    clf.training = {"init": "random", "command": f"bloodcell train data --seed {seed}"}
+    return clf, clf.save_pretrained(tmp_path / name)
+
+
+def test_average_is_the_mean_of_the_weights_and_says_so(tmp_path):
+    a, fa = saved(tmp_path, "a", 1)
+    b, fb = saved(tmp_path, "b", 2)
+    assert load_script("average_weights").main([str(tmp_path / "soup"), str(fa), str(fb), "--name", "soup"]) == 0
+    soup = bloodcell.load_classifier(tmp_path / "soup")
+    for w, wa, wb in zip(soup.model.get_weights(), a.model.get_weights(), b.model.get_weights()):
+        np.testing.assert_allclose(w, (wa + wb) / 2, rtol=1e-6, atol=1e-7)
+    assert [p["source"] for p in soup.training["averaged_from"]] == [str(fa), str(fb)]
+    card = (tmp_path / "soup" / "README.md").read_text()
+    assert "weight average (a model soup) of 2 bloodcell models" in card and "--seed 2" in card
+    x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    assert soup.predict_proba(x, verbose=0).shape == (2, len(soup.class_names))
+
+
+def test_models_of_other_classes_are_refused(tmp_path):
+    _, fa = saved(tmp_path, "a", 1)
+    _, fb = saved(tmp_path, "b", 2, class_names=["x", "y"])
+    with pytest.raises(SystemExit, match="differ from .*average only models fine-tuned from one parent"):
+        load_script("average_weights").main([str(tmp_path / "soup"), str(fa), str(fb)])
+    assert not (tmp_path / "soup").exists()
