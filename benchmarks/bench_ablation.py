@@ -72,10 +72,10 @@ TRAINED: dict[str, object] = {}  # variant -> its model, for a "polish" variant 
 
 
 def run(variant: str, train, val, test, bccd, epochs: int) -> dict:
+    import bloodcell  # before TensorFlow: bloodcell imports it without its start-up log lines
     import keras
     import tensorflow as tf
 
-    import bloodcell
     from bloodcell.augment import Augmentation
     from bloodcell.pipeline import make_dataset
     from bloodcell.training.policy import class_weights_from_labels

@@ -73,10 +73,10 @@ def main() -> int:
     ap.add_argument("--out", default="benchmarks/results/accuracy.json")
     args = ap.parse_args()
 
+    import bloodcell  # before TensorFlow: bloodcell imports it without its start-up log lines
     import keras
     import tensorflow as tf
 
-    import bloodcell
     from bloodcell.classifier import entry_folder
 
     results: dict[str, dict] = {}

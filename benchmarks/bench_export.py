@@ -79,11 +79,11 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "export.json"))
     args = ap.parse_args()
 
+    import bloodcell  # before TensorFlow: bloodcell imports it without its start-up log lines
     import keras
     import onnxruntime
     import tensorflow as tf
 
-    import bloodcell
     from bloodcell.export import export
 
     load = round(os.getloadavg()[0], 2)  # recorded: other jobs on the machine slow every timing

@@ -109,10 +109,10 @@ def main() -> int:
     ap.add_argument("--out", default="benchmarks/results/pipeline.json")
     args = ap.parse_args()
 
+    import bloodcell  # before TensorFlow: bloodcell imports it without its start-up log lines
     import keras
     import tensorflow as tf
 
-    import bloodcell
     from bloodcell import CLASS_NAMES
     from bloodcell.augment import build_augmentation
     from bloodcell.corruptions import CORRUPTIONS, corrupt

@@ -55,6 +55,7 @@ def make_strategy(cpu_replicas: int):
     TensorFlow runs anything."""
     if os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES"):
         return None
+    import bloodcell  # noqa: F401  (before TensorFlow: bloodcell imports it without its start-up log lines)
     import tensorflow as tf
 
     if cpu_replicas > 1 and not tf.config.list_physical_devices("GPU"):
