@@ -80,17 +80,17 @@ def render_model_card(config: dict[str, Any]) -> str:
     elif dist.get("backend") not in (None, "tensorflow"):
         on += f" (Keras on {dist['backend']})"
     parent = training.get("init_from") or {}
+    origin = (f", itself trained from {'random initialisation' if parent.get('init') == 'random' else parent['init']}"
+              + (f" on {parent['hardware']}" if parent.get("hardware") else "")) if parent.get("init") else ""
     if init == "random":
         lines += [f"**Trained from random initialisation{on}** (no ImageNet weights).", ""]
     elif training.get("averaged_from"):
         lines += [f"**The weight average (a model soup) of {len(training['averaged_from'])} bloodcell models**"
-                  + (f" fine-tuned from `{parent['source']}`" if parent.get("source") else "") + ":", ""]
+                  + (f" fine-tuned from `{parent['source']}`{origin}" if parent.get("source") else "") + ":", ""]
         lines += [f"- `{p['source']}`" + (f": `{p['command']}`" if p.get("command") else "")
                   + (f" ({p['hardware']})" if p.get("hardware") else "") for p in training["averaged_from"]]
         lines.append("")
     elif parent:
-        origin = (f", itself trained from {'random initialisation' if parent.get('init') == 'random' else parent['init']}"
-                  + (f" on {parent['hardware']}" if parent.get("hardware") else "")) if parent.get("init") else ""
         size = f" at {parent['input_size']}x{parent['input_size']}" if parent.get("input_size") else ""
         lines += [f"**Initialised from the bloodcell model `{parent.get('source')}`**{size}{origin}; then "
                   f"trained{on}.", ""]

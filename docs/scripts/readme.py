@@ -31,17 +31,37 @@ def _pct(v: float) -> str:
     return f"{100 * v:.2f}%"
 
 
+def _augment(command: str) -> str:
+    """How a training command augmented, in words."""
+    if "--augment " in command:
+        return f"the `\"{command.split('--augment ')[1].split()[0]}\"` augmentation"
+    if "gpu_train.py" in command:
+        rate = command.split("--corrupt-rate ")[1].split()[0] if "--corrupt-rate " in command else "0.35"
+        return f"the domain and robust augmentations with corruptions at rate {rate}"
+    return "its own augmentation"
+
+
+def _hardware(record: dict) -> str:
+    """Where a run trained, e.g. "a 2-core CPU" or "an NVIDIA H200 GPU" (a JAX device name)."""
+    hw = record.get("hardware", "unknown hardware")
+    return re.sub(r"^(.*) \(cuda:\d+\)$", r"an \1 GPU", hw)
+
+
 def status() -> str:
     default = _config(REPO / "bloodcell" / "_weights" / "mnv3s.pbc96")
     previous = _config(REPO / "zoo" / "mnv3s.pbc96-0.1")
     effnet = _config(REPO / "zoo" / "effnetb0.pbc96")
     m, pm, em = default["metrics"], previous["metrics"], effnet["metrics"]
     size = (REPO / "bloodcell" / "_weights" / "mnv3s.pbc96" / "model.weights.h5").stat().st_size / 1e6
+    soup = default["training"].get("averaged_from") or []
+    made = (f"its weights are the average of {len(soup)} fine-tunes of that model (a model soup; "
+            + "; ".join(f"{_augment(p.get('command', ''))} on {_hardware(p)}" for p in soup)
+            + ")") if soup else f"{default['training']['epochs_run']['full']} more epochs of training"
     lines = [
         f"**The bundled default (`mnv3s.pbc96`)** is a MobileNetV3Small at 128x128 whose first training was "
-        f"from random initialisation on a 2-core CPU; it then got stain normalisation in front and "
-        f"{default['training']['epochs_run']['full']} epochs with the `\"domain\"` augmentation, meant for "
-        f"other labs' images. On the held-out 10% of pbc96 ({m['test_images']:,} images): {_pct(m['accuracy'])} "
+        f"from random initialisation on a 2-core CPU; it then got stain normalisation in front and training "
+        f"with the `\"domain\"` augmentation, meant for other labs' images, and {made}. "
+        f"On the held-out 10% of pbc96 ({m['test_images']:,} images): {_pct(m['accuracy'])} "
         f"accuracy, {_pct(m['macro_f1'])} macro F1, {_pct(m['robustness_mean'])} mean accuracy under the 12 "
         f"corruptions at 5 severities ({size:.1f} MB of weights).",
     ]
