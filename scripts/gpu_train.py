@@ -43,6 +43,7 @@ from PIL import Image  # noqa: E402
 
 from bloodcell._colour import RGB_TO_YIQ, YIQ_TO_RGB  # noqa: E402  (TensorFlow-free modules)
 from bloodcell._severity import REFERENCE_SIZE, SEVERITY_PARAMS, STAIN_COLOURS, param  # noqa: E402
+from bloodcell.imageio import resize_image  # noqa: E402
 
 SIZE = 128
 CORRUPTIONS = tuple(SEVERITY_PARAMS)
@@ -229,7 +230,7 @@ def decode(blob, offsets):
     out = []
     for i in range(len(offsets) - 1):
         im = Image.open(io.BytesIO(blob[offsets[i]:offsets[i + 1]].tobytes())).convert("RGB")
-        out.append(np.asarray(im.resize((SIZE, SIZE), Image.LANCZOS)))  # as bloodcell.imageio.resize_image
+        out.append(resize_image(np.asarray(im), SIZE))
     return np.stack(out)
 
 

@@ -35,9 +35,8 @@ def _augment(command: str) -> str:
     """How a training command augmented, in words."""
     if "--augment " in command:
         return f"the `\"{command.split('--augment ')[1].split()[0]}\"` augmentation"
-    if "gpu_train.py" in command:
-        rate = command.split("--corrupt-rate ")[1].split()[0] if "--corrupt-rate " in command else "0.35"
-        return f"the domain and robust augmentations with corruptions at rate {rate}"
+    if "gpu_train.py" in command:  # scripts/gpu_import.py writes every setting into the command
+        return f"the domain and robust augmentations with corruptions at rate {command.split('--corrupt-rate ')[1].split()[0]}"
     return "its own augmentation"
 
 
