@@ -118,10 +118,10 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=24)
     args = ap.parse_args(argv)
 
-    from bloodcell.data import load_dataset, split
+    from bloodcell.data import SPLIT_FRACTIONS, SPLIT_SEED, load_dataset, split
 
     data = load_dataset(args.pbc, image_size=128)
-    train, val, test = split(data, (0.8, 0.1, 0.1), seed=42)  # the split the previous default was trained on
+    train, val, test = split(data, SPLIT_FRACTIONS, seed=SPLIT_SEED)  # the split the previous default was trained on
     bccd = load_dataset(args.bccd, image_size=128)
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"variants": {}}
     for variant in args.variants:

@@ -1,7 +1,7 @@
 """Candidates for the default ranked on the validation split, which is where a choice is made.
 
 The held-out split (``test_files.json``) is only measured once the choice is made
-(bench_candidates.py). The candidates trained on ``split(pbc96, (0.8, 0.1, 0.1), seed=42)``, the
+(bench_candidates.py). The candidates trained on ``split(pbc96, SPLIT_FRACTIONS, seed=SPLIT_SEED)``, the
 default's own split. This script gives each candidate's accuracy and robustness mean (the 12
 corruptions at 5 severities) on that split's validation part. Results go into
 ``benchmarks/results/validation.json``; a rerun replaces the rows of the same name.
@@ -33,9 +33,10 @@ def main(argv=None) -> int:
         raise SystemExit(f"{bad[0]}: expected NAME=SOURCE (a zoo name or a model folder)")
 
     import bloodcell
+    from bloodcell.data import SPLIT_FRACTIONS, SPLIT_SEED
     from bloodcell.evaluation import evaluate, evaluate_robustness
 
-    _, val, _ = bloodcell.split(bloodcell.load_dataset(args.data), (0.8, 0.1, 0.1), seed=42)
+    _, val, _ = bloodcell.split(bloodcell.load_dataset(args.data), SPLIT_FRACTIONS, seed=SPLIT_SEED)
     out = Path(args.out)
     result = json.loads(out.read_text()) if out.is_file() else {"rows": []}
     for name, source in pairs:
@@ -47,7 +48,7 @@ def main(argv=None) -> int:
                "seconds": round(time.perf_counter() - start, 1)}
         result["rows"] = [r for r in result["rows"] if r["model"] != name] + [row]
         print(f"{name}: validation accuracy {accuracy:.4f}, robustness mean {robustness:.4f}", flush=True)
-    result.update(data=f"the validation part of split({Path(args.data).name}, (0.8, 0.1, 0.1), seed=42): {len(val)} images",
+    result.update(data=f"the validation part of split({Path(args.data).name}, {SPLIT_FRACTIONS}, seed={SPLIT_SEED}): {len(val)} images",
                   machine=f"{platform.machine()}, {os.cpu_count()} cores",
                   command="python benchmarks/bench_validation.py NAME=SOURCE ...")
     out.write_text(json.dumps(result, indent=1) + "\n")

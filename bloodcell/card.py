@@ -152,7 +152,9 @@ def render_model_card(config: dict[str, Any]) -> str:
     if training:
         lines += ["## Training", ""]
         for key, value in training.items():
-            lines.append(f"- {key}: `{value}`" if key == "command" else f"- {key}: {value}")
+            if key == "averaged_from":  # listed, model by model, under the title
+                continue
+            lines.append(f"- {key}: `{value}`" if key == "command" else f"- {key}: {_plain(value)}")
         lines.append("")
     source = config.get("hub_source") or "path/to/this/folder"
     lines += [
@@ -179,3 +181,14 @@ def render_model_card(config: dict[str, Any]) -> str:
     if "pbc" in str(config.get("dataset_id") or "").lower():
         lines += ["## Data and citation", "", f"Trained on PBC images (CC BY 4.0): {PBC_CITATION}", ""]
     return "\n".join(lines)
+
+
+def _plain(value, nested: bool = False) -> str:
+    """A training-record value as card text: ``key=value; ...``, nested records in parentheses, no Python repr."""
+    if isinstance(value, dict):
+        text = ("; " if not nested else ", ").join(f"{key}={_plain(v, True)}" for key, v in value.items())
+        return f"({text})" if nested else text
+    if isinstance(value, (list, tuple)):
+        text = ", ".join(_plain(v, True) for v in value)
+        return f"[{text}]" if nested else text
+    return str(value)

@@ -35,7 +35,14 @@ from .imageio import IMAGE_EXTENSIONS, read_image, resize_image
 
 PathLike = Union[str, os.PathLike]
 
-__all__ = ["CLASS_ALIASES", "Dataset", "kfold", "load_dataset", "save_dataset", "split", "split_indices"]
+__all__ = ["CLASS_ALIASES", "SPLIT_FRACTIONS", "SPLIT_SEED", "Dataset", "kfold", "load_dataset", "save_dataset", "split",
+           "split_indices"]
+
+#: Training, validation and test shares of :func:`split` by default: the split ``bloodcell train``
+#: makes, and the one the zoo's pbc96 models were trained on (their ``test_files.json``).
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+#: :func:`split`'s default seed, ``bloodcell train``'s too.
+SPLIT_SEED = 42
 
 
 @dataclass
@@ -313,10 +320,10 @@ def save_npz(out: PathLike, **arrays) -> Path:
 
 def split_indices(
     labels: np.ndarray,
-    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    fractions: Sequence[float] = SPLIT_FRACTIONS,
     *,
     groups: Optional[Sequence[Sequence[int]]] = None,
-    seed: int = 42,
+    seed: int = SPLIT_SEED,
     stratify: bool = True,
 ) -> tuple[np.ndarray, ...]:
     """Row indices (sorted) of each part of a split; see :func:`split`."""
@@ -365,9 +372,9 @@ def _parts(labels, fracs, *, groups, seed: int, stratify: bool) -> tuple[np.ndar
 
 def split(
     dataset: Dataset,
-    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    fractions: Sequence[float] = SPLIT_FRACTIONS,
     *,
-    seed: int = 42,
+    seed: int = SPLIT_SEED,
     stratify: bool = True,
     groups: Optional[Sequence[Sequence[int]]] = None,
 ) -> tuple[Dataset, ...]:

@@ -10,7 +10,7 @@ than each of them (the soup); models trained apart are not (check it before use)
 
 With ``--data``, the average is calibrated as ``Trainer.fit`` calibrates a model it trained
 (temperature, out-of-distribution check, review threshold): on the validation part of
-``split(DATA, (0.8, 0.1, 0.1), seed=42)``, the split the zoo's models were trained on, with training
+``split(DATA, SPLIT_FRACTIONS, seed=SPLIT_SEED)`` (bloodcell.data), the split the zoo's models were trained on, with training
 images as the check's reference. Without it the folder has no calibration (raw probabilities).
 """
 
@@ -64,12 +64,12 @@ def main(argv=None) -> int:
         "wall_time_s": 0,
     }
     if args.data:
-        from bloodcell import load_dataset, split
+        from bloodcell.data import SPLIT_FRACTIONS, SPLIT_SEED, load_dataset, split
         from bloodcell.calibration import calibrate
         from bloodcell.training.epochs import reference_images
 
-        train, val, _ = split(load_dataset(args.data, image_size=soup.input_size), (0.8, 0.1, 0.1), seed=42)
-        calibrate(soup, val, verbose=0, **reference_images(train, 42),
+        train, val, _ = split(load_dataset(args.data, image_size=soup.input_size), SPLIT_FRACTIONS, seed=SPLIT_SEED)
+        calibrate(soup, val, verbose=0, **reference_images(train, SPLIT_SEED),
                   description=f"the validation split of {args.data.name} ({len(val)} images)")
     soup.name = args.name or soup.name
     print(soup.save_pretrained(args.out))

@@ -13,11 +13,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+from collections import Counter
 from pathlib import Path
 
 import bloodcell
 from bloodcell.folder import parent_record
 from bloodcell.models import ModelSpec, build_from_spec
+
+
+def describe_devices(names: list[str]) -> str:
+    """JAX device names as a card says them: ["NVIDIA H200 (cuda:0)"] -> "an NVIDIA H200 GPU"."""
+    kinds = Counter(re.sub(r" \((?:cuda|rocm|gpu):\d+\)$", "", name) for name in names)
+    if not kinds:
+        return "a GPU"
+    return ", ".join(f"an {kind} GPU" if n == 1 else f"{n} {kind} GPUs" for kind, n in kinds.items())
 
 
 def main() -> None:
@@ -38,7 +48,7 @@ def main() -> None:
                      for k, v in settings.items() if k not in ("data", "out", "name", "init") and v is not None)
     training = {
         "init": "random",
-        "hardware": args.hardware or ", ".join(log.get("devices") or []) or "a GPU",
+        "hardware": args.hardware or describe_devices(log.get("devices") or []),
         "distribution": {"backend": log["backend"], "processes": 1, "devices": 1},
         "recipe": (f"scripts/gpu_train.py: {len(log['epochs'])} epochs of {settings['steps_per_epoch']} steps "
                    f"({log['images_seen']} images, batch {settings['batch_size']}) in {log['train_seconds']:.0f} s, "

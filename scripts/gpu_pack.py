@@ -2,7 +2,7 @@
 
 A device machine receives at most 64 MiB with the working tree, and pbc96's JPEG files take 91 MB,
 so the images travel re-encoded as WebP (quality 90, about 2.5 kB an image). The split is the
-default's own: ``split(load_dataset(pbc96), (0.8, 0.1, 0.1), seed=42)``; its test part is checked
+default's own: ``split(load_dataset(pbc96), SPLIT_FRACTIONS, seed=SPLIT_SEED)``; its test part is checked
 against the default's ``test_files.json`` and never packed.
 
     python scripts/gpu_pack.py ../shared/data/pbc96 .gpu/pbc96.npz
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bloodcell import load_dataset, split
+from bloodcell.data import SPLIT_FRACTIONS, SPLIT_SEED, load_dataset, split
 from bloodcell.zoo import bundled_path
 
 
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--quality", type=int, default=90)
     args = parser.parse_args()
     dataset = load_dataset(args.data, image_size=96)
-    train, val, test = split(dataset, (0.8, 0.1, 0.1), seed=42)
+    train, val, test = split(dataset, SPLIT_FRACTIONS, seed=SPLIT_SEED)
     root = args.data.resolve()
     test_files = sorted(str(Path(p).resolve().relative_to(root)) for p in test.paths)
     expected = sorted(json.loads((bundled_path("mnv3s.pbc96") / "test_files.json").read_text()))

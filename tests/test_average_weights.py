@@ -1,4 +1,4 @@
-"""scripts/average_weights.py: the weight average (model soup) of models of one build."""
+"""scripts/average_weights.py (the weight average, a model soup, of models of one build) and gpu_import.py."""
 
 import keras
 import numpy as np
@@ -27,8 +27,17 @@ def test_average_is_the_mean_of_the_weights_and_says_so(tmp_path):
     assert [p["source"] for p in soup.training["averaged_from"]] == [str(fa), str(fb)]
     card = (tmp_path / "soup" / "README.md").read_text()
     assert "weight average (a model soup) of 2 bloodcell models" in card and "--seed 2" in card
+    training = card[card.index("## Training"):card.index("## Usage")]
+    assert "averaged_from" not in training and "{'" not in training and "epochs_run: averaged=0" in training
     x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     assert soup.predict_proba(x, verbose=0).shape == (2, len(soup.class_names))
+
+
+def test_gpu_runs_name_their_devices_as_the_card_says_them():
+    describe = load_script("gpu_import").describe_devices
+    assert describe(["NVIDIA H200 (cuda:0)"]) == "an NVIDIA H200 GPU"
+    assert describe(["NVIDIA H200 (cuda:0)", "NVIDIA H200 (cuda:1)"]) == "2 NVIDIA H200 GPUs"
+    assert describe([]) == "a GPU"
 
 
 def test_models_of_other_classes_are_refused(tmp_path):

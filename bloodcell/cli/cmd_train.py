@@ -14,6 +14,7 @@ import numpy as np
 from .._fs import atomic_write_text
 from .._lock import locked
 from .._choices import LOSSES, LR_SCHEDULES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, PRESETS
+from ..data import SPLIT_FRACTIONS
 from ..errors import InputNotFoundError
 from ..training.config import TrainConfig
 from ..training.small_data import SMALL_DATA, SMALL_DATA_SETTINGS
@@ -68,10 +69,10 @@ def register(subparsers) -> None:
     p.add_argument("--input-size", type=int, default=None, metavar="S",
                    help="side of the model's input in pixels (default: the --init model's, else 96)")
     p.add_argument("--val-fraction", type=float, default=None, metavar="F",
-                   help=f"share of DATA held out for validation (default: 0.1; small data, a class under "
+                   help=f"share of DATA held out for validation (default: {SPLIT_FRACTIONS[1]}; small data, a class under "
                    f"{SMALL_DATA} images: no split, cross-validation instead)")
     p.add_argument("--test-fraction", type=float, default=None, metavar="F",
-                   help="share of DATA held out for the test (default: 0.1; small data: cross-validation)")
+                   help=f"share of DATA held out for the test (default: {SPLIT_FRACTIONS[2]}; small data: cross-validation)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the split, initialisation, order and augmentation")
     p.add_argument("--out", default=None, metavar="FOLDER", help="where the trained model goes (default runs/ARCH)")
     p.add_argument("--workdir", default=None, metavar="FOLDER", help="checkpoints and history (default OUT.work)")
@@ -254,7 +255,7 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
     if small:
         return _train_small(args, data, arch if parent is None else None, weights, settings, out, workdir, command, t0,
                             writes)
-    val_fraction, test_fraction = args.val_fraction or 0.1, args.test_fraction or 0.1
+    val_fraction, test_fraction = args.val_fraction or SPLIT_FRACTIONS[1], args.test_fraction or SPLIT_FRACTIONS[2]
     train_set, val_set, test_set = split(data, (1 - val_fraction - test_fraction, val_fraction, test_fraction),
                                          seed=args.seed)
     print(f"data: {len(data.class_names)} classes, {len(train_set)} train, {len(val_set)} validation, "

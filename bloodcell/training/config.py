@@ -8,6 +8,7 @@ from typing import Any, Optional, Union
 
 from .._checks import check_choice, check_positive_int
 from .._choices import LOSSES, LR_SCHEDULES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, PRESETS
+from ..data import SPLIT_SEED
 from ..errors import ConfigError
 #: Default (first phase, second phase) learning rates; Lion wants rates about 3-10x lower than Adam.
 DEFAULT_LEARNING_RATES = {"lion": (3e-4, 3e-5), "adam": (1e-3, 1e-4), "nadam": (1e-3, 1e-4), "adamw": (1e-3, 1e-4)}
@@ -71,7 +72,7 @@ class TrainConfig:
     patience: Optional[tuple[int, int]] = (10, 3)
     augment: Optional[str] = "seed"
     batch_size: int = 64
-    seed: int = 42
+    seed: int = SPLIT_SEED
     lr_schedule: Optional[str] = None
     precision: Optional[str] = None
     input_size: int = 96

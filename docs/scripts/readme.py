@@ -40,12 +40,6 @@ def _augment(command: str) -> str:
     return "its own augmentation"
 
 
-def _hardware(record: dict) -> str:
-    """Where a run trained, e.g. "a 2-core CPU" or "an NVIDIA H200 GPU" (a JAX device name)."""
-    hw = record.get("hardware", "unknown hardware")
-    return re.sub(r"^(.*) \(cuda:\d+\)$", r"an \1 GPU", hw)
-
-
 def status() -> str:
     default = _config(REPO / "bloodcell" / "_weights" / "mnv3s.pbc96")
     previous = _config(REPO / "zoo" / "mnv3s.pbc96-0.1")
@@ -54,7 +48,7 @@ def status() -> str:
     size = (REPO / "bloodcell" / "_weights" / "mnv3s.pbc96" / "model.weights.h5").stat().st_size / 1e6
     soup = default["training"].get("averaged_from") or []
     made = (f"its weights are the average of {len(soup)} fine-tunes of that model (a model soup; "
-            + "; ".join(f"{_augment(p.get('command', ''))} on {_hardware(p)}" for p in soup)
+            + "; ".join(f"{_augment(p.get('command', ''))} on {p.get('hardware', 'unknown hardware')}" for p in soup)
             + ")") if soup else f"{default['training']['epochs_run']['full']} more epochs of training"
     lines = [
         f"**The bundled default (`mnv3s.pbc96`)** is a MobileNetV3Small at 128x128 whose first training was "
