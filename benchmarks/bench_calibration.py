@@ -1,12 +1,14 @@
 """Calibration of a zoo model: temperature scaling fitted on its validation split.
 
-The zoo's models (``--model``, default: the bundled default) were trained on ``split(pbc96, (0.8, 0.1, 0.1), seed=42)`` (bench_ablation.py,
+The zoo's models (``--model``, default: the bundled default) were trained on ``split(pbc96, SPLIT_FRACTIONS, seed=SPLIT_SEED)`` (bench_ablation.py,
 ``bloodcell train``'s default split); its test part is the held-out split of ``test_files.json`` (checked here), its validation part is
 where the temperature is fitted. Measured before and after: ECE (15 bins), NLL, Brier score and
 mean confidence on the held-out split and, zero-shot, on BCCD (another lab, never fitted on).
 
-The out-of-distribution check (bloodcell.ood) is fitted as ``Trainer.fit`` fits it: its Gaussian to
-2,000 training images' features, its threshold to the validation split (0.5% above it). Cells the check flags keep the network's own
+Everything is fitted by ``bloodcell.calibration.calibrate``, as ``Trainer.fit`` fits it at the end of
+training: the temperature on the validation split, the out-of-distribution check (bloodcell.ood) with
+its Gaussian on 2,000 training images' features (drawn with the training seed) and its threshold on the
+validation split (0.5% above it). Cells the check flags keep the network's own
 probabilities (``temperature_outside`` = 1: the validation cells say nothing about them); the
 figures with one temperature for all are kept beside (``after_one_temperature_for_all``). The review
 threshold is the calibrated confidence under which, with those outliers, 5% of the validation
@@ -57,12 +59,11 @@ def main(argv=None) -> int:
             raise SystemExit(f"{path}: no such folder; give --data (pbc96) and --bccd (BCCD-WBC) class folders")
 
     import bloodcell
-    from bloodcell.calibration import (REVIEW_SHARE, TEMPERATURE_OUTSIDE, apply_calibration, apply_temperature, calibration_metrics, fit_temperature,
-                                       plot_reliability, plot_risk_coverage, review_summary, review_threshold,
-                                       risk_coverage)
-    from bloodcell.data import load_dataset, split
+    from bloodcell.calibration import (REVIEW_SHARE, TEMPERATURE_OUTSIDE, apply_calibration, apply_temperature, calibrate,
+                                       calibration_metrics, plot_reliability, plot_risk_coverage, review_summary,
+                                       review_threshold, risk_coverage)
+    from bloodcell.data import SPLIT_FRACTIONS, SPLIT_SEED, load_dataset, split
     from bloodcell.folder import update_config
-    from bloodcell.ood import feature_layer, fit_feature_check
     from bloodcell.outliers import find_outliers
     from bloodcell.training.epochs import reference_images
     sys.path.insert(0, str(ROOT / "tests"))
@@ -80,31 +81,31 @@ def main(argv=None) -> int:
         args.figure = args.figure or str(ROOT / "docs" / "img" / "reliability.png")
         args.review_figure = args.review_figure or str(ROOT / "docs" / "img" / "risk_coverage.png")
     data = load_dataset(args.data, verbose=0)
-    train, val, test = split(data, (0.8, 0.1, 0.1), seed=42)
+    train, val, test = split(data, SPLIT_FRACTIONS, seed=SPLIT_SEED)
+    zoo_split = f"split({Path(args.data).name}, {SPLIT_FRACTIONS}, seed={SPLIT_SEED})"
     root = Path(args.data).resolve()
     listed = json.loads((folder / "test_files.json").read_text())
     if sorted(str(Path(p).resolve().relative_to(root)) for p in test.paths) != sorted(listed):
         raise SystemExit(f"the reconstructed test split is not {folder / 'test_files.json'}; check --data")
     bccd = load_dataset(args.bccd, image_size=clf.input_size, verbose=0, class_names=clf.class_names)
 
-    layer = feature_layer(clf.model)
+    start = time.perf_counter()
+    reference = reference_images(train, SPLIT_SEED)
+    record = calibrate(clf, val, verbose=0, reference=reference["reference"],
+                       reference_description=f"{reference['reference_description']} of {zoo_split}",
+                       description=f"the validation split of {Path(args.data).name} ({len(val)} images): {zoo_split}")
+    temperature, threshold, check = record["temperature"], record["review_below"], clf.feature_check
+    layer = check.layer
 
     def raw(ds):
         p, f = clf.predict_with_features(ds.images, layer=layer, calibrated=False, verbose=0)
         return p, ds.labels, f
 
-    start = time.perf_counter()
-    val_p, val_y, val_f = raw(val)
-    temperature = fit_temperature(val_p, val_y)
-    reference = reference_images(train, 0)
-    _, ref_f = clf.predict_with_features(reference["reference"], layer=layer, verbose=0)
-    check = fit_feature_check(ref_f, val_f, layer=layer, fitted_on=reference["reference_description"]
-                              + " of split(pbc96, (0.8, 0.1, 0.1), seed=42)")
-    threshold = review_threshold(apply_temperature(val_p, temperature), REVIEW_SHARE, flagged=check.flags(val_f))
+    val_p, _, _ = raw(val)
     result = {
         "model": name,
         "method": "temperature scaling (NLL, golden-section over log T)",
-        "fitted_on": f"the validation split of {Path(args.data).name} ({len(val)} images): split(data, (0.8, 0.1, 0.1), seed=42)",
+        "fitted_on": record["fitted_on"],
         "temperature": temperature,
         "review_below": threshold,
         "review_share_on_validation": REVIEW_SHARE,
@@ -150,11 +151,8 @@ def main(argv=None) -> int:
     print(f"T = {temperature:.4f}; wrote {args.out}" + (f" and {args.figure}" if args.figure else ""))
     if args.write:
         held = result["sets"]["pbc96 held-out"]
-        record = {"method": "temperature", "temperature": temperature, "fitted_on": result["fitted_on"],
-                  "ece_before": held["before"]["ece"], "ece_after": held["after"]["ece"],
+        record = {**record, "ece_before": held["before"]["ece"], "ece_after": held["after"]["ece"],
                   "ece_measured_on": f"the held-out split ({held['images']} images, test_files.json)",
-                  "review_below": threshold, "review_share": REVIEW_SHARE, "features": check.to_record(),
-                  "temperature_outside": TEMPERATURE_OUTSIDE,
                   "command": "python benchmarks/bench_calibration.py --write"}
         record["command"] += "" if default else f" --model {name}"
         update_config(folder, lambda cfg: {**cfg, "calibration": record})
