@@ -11,13 +11,18 @@ the yardstick; no shipped model is trained on it.
 2. The acceptance run: ``bloodcell train FEW --init <default> --out OUT`` where FEW holds 10 images
    of each BCCD class with at least 20 (draw 0), timed, then ``bloodcell evaluate`` on the other
    images of those classes.
-3. The few-shot curve: k = 1, 5, 10, 25 labelled images a class (at most half of a class; mean
+3. The soup: on the curve's three draws of 10 images a class, what ``bloodcell train`` saves with
+   small data from the default (the weight average of ``SOUP_MODELS`` models trained on all the
+   images with successive seeds) against the first of them alone (``--no-soup``).
+4. The few-shot curve: k = 1, 5, 10, 25 labelled images a class (at most half of a class; mean
    of 3 draws), trained with the small-data settings ``bloodcell train`` picks
    (``SMALL_DATA_SETTINGS``) (a) from the default model and (b) from random init of the same
-   architecture, the baseline without this library; accuracy on the rest of those classes.
+   architecture, the baseline without this library; one model each (no soup); accuracy on the
+   rest of those classes.
 
-Writes ``benchmarks/results/outside.json``. Usage:
-    python benchmarks/bench_outside.py [--bccd ../shared/data/bccd-wbc] [--skip-curve] [--extra NAME=FOLDER ...]
+Writes ``benchmarks/results/outside.json``; ``--skip-soup`` and ``--skip-curve`` keep those parts of
+the file as they are. Usage:
+    python benchmarks/bench_outside.py [--bccd ../shared/data/bccd-wbc] [--skip-soup] [--skip-curve] [--extra NAME=FOLDER ...]
 """
 
 from __future__ import annotations
@@ -128,8 +133,9 @@ def acceptance_run(bccd: Path, classes: list[str], init: str, root: Path) -> dic
     }
 
 
-def fine_tune(few: Path, rest: Path, init: str, seed: int) -> float:
-    """Train with the small-data settings on FEW (no cross-validation) and measure on REST."""
+def small_data_run(few: Path, rest: Path, init: str, seed: int):
+    """(FEW's classes as a Dataset, a function that trains one model on a part of them with the small-data
+    settings from ``init``, "default" or "random", and returns it, a function that measures a model on REST)."""
     import bloodcell
     from bloodcell.data import load_dataset
     from bloodcell.training.small_data import SMALL_DATA_SETTINGS
@@ -138,14 +144,39 @@ def fine_tune(few: Path, rest: Path, init: str, seed: int) -> float:
     data = load_dataset(few, image_size=default.input_size).present_classes()
     settings = {**SMALL_DATA_SETTINGS, "seed": seed, "verbose": 0, "input_size": default.input_size,
                 "augment": "seed"}
-    if init == "default":
-        trainer = bloodcell.Trainer(weights=bloodcell.DEFAULT_MODEL, class_names=data.class_names, **settings)
-    else:
-        trainer = bloodcell.Trainer(default.architecture, class_names=data.class_names,
-                                    normalization="stain" if default.model.normalization else None, **settings)
-    trainer.fit(data)
+
+    def train(part):
+        if init == "default":
+            trainer = bloodcell.Trainer(weights=bloodcell.DEFAULT_MODEL, class_names=data.class_names, **settings)
+        else:
+            trainer = bloodcell.Trainer(default.architecture, class_names=data.class_names,
+                                        normalization="stain" if default.model.normalization else None, **settings)
+        trainer.fit(part)
+        return trainer.classifier
+
     test = load_dataset(rest, image_size=default.input_size, class_names=data.class_names)
-    return bloodcell.evaluate(trainer.classifier, test).accuracy
+    return data, train, lambda clf: bloodcell.evaluate(clf, test).accuracy
+
+
+def fine_tune(few: Path, rest: Path, init: str, seed: int) -> float:
+    """Train with the small-data settings on FEW (no cross-validation) and measure on REST."""
+    data, train, measure = small_data_run(few, rest, init, seed)
+    return measure(train(data))
+
+
+def soup_and_single(few: Path, rest: Path, seed: int) -> tuple[float, float]:
+    """As ``bloodcell train FEW --init <default>``: ``SOUP_MODELS`` models trained on all of FEW from the
+    default, with seeds ``seed``, ``seed + 1``, ...; accuracy on REST of the first alone and of their weight average."""
+    from bloodcell.models import average_models
+    from bloodcell.training.small_data import SOUP_MODELS
+
+    models = []
+    for i in range(SOUP_MODELS):
+        data, train, measure = small_data_run(few, rest, "default", seed + i)
+        models.append(train(data))
+    alone = measure(models[0])
+    models[0].model.set_weights(average_models([m.model for m in models]).get_weights())
+    return alone, measure(models[0])
 
 
 def main(argv=None) -> int:
@@ -153,7 +184,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bccd", default=str(ROOT.parent / "shared" / "data" / "bccd-wbc"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "outside.json"))
     ap.add_argument("--figure", default=str(ROOT / "docs" / "img" / "bccd_confusion.png"))
-    ap.add_argument("--skip-curve", action="store_true", help="zero-shot and the acceptance run only")
+    ap.add_argument("--skip-soup", action="store_true", help="keep the soup's figures of --out as they are")
+    ap.add_argument("--skip-curve", action="store_true", help="keep the curve of --out as it is")
     ap.add_argument("--extra", nargs="*", default=[], metavar="NAME=FOLDER", help="more models to measure zero-shot")
     args = ap.parse_args(argv)
     bccd = Path(args.bccd)
@@ -167,7 +199,8 @@ def main(argv=None) -> int:
     old = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
     result = {"data": {"name": bccd.name, "counts": {c: counts[c] for c in present}},
               "machine": f"{os.cpu_count()}-core CPU, {platform.machine()}", "zero_shot": [], **{
-                  k: old[k] for k in ("few_shot_curve",) if k in old and args.skip_curve}}
+                  k: old[k] for k, skip in (("few_shot_soup", args.skip_soup), ("few_shot_curve", args.skip_curve))
+                  if k in old and skip}}
     # Release entries are measured from their zoo/<name> folder (what their Hub repo holds): no Hub needed.
     models = [(n, str(ROOT / "zoo" / n) if (ROOT / "zoo" / n).is_dir() else n) for n in bloodcell.list_pretrained()]
     models += [tuple(e.split("=", 1)) for e in args.extra]
@@ -188,6 +221,13 @@ def main(argv=None) -> int:
         acc = result["few_shot_acceptance"] = acceptance_run(bccd, few_classes, bloodcell.DEFAULT_MODEL, tmp)
         print(f"few-shot (10 a class, {acc['seconds']:.0f}s): accuracy on the rest {acc['accuracy_on_rest']:.4f}",
               flush=True)
+        if not args.skip_soup:
+            runs = [soup_and_single(*draw(bccd, few_classes, 10, seed + 1, tmp)[:2], seed) for seed in range(DRAWS)]
+            alone, soup = [r[0] for r in runs], [r[1] for r in runs]
+            result["few_shot_soup"] = {"k": 10, "draws": DRAWS, "alone": alone, "soup": soup,
+                                       "mean_alone": sum(alone) / DRAWS, "mean_soup": sum(soup) / DRAWS}
+            print(f"k=10 from the default: the model alone {result['few_shot_soup']['mean_alone']:.4f}, the soup "
+                  f"{result['few_shot_soup']['mean_soup']:.4f} ({alone} -> {soup})", flush=True)
         if not args.skip_curve:
             curve = []
             for k in SHOTS:

@@ -20,24 +20,20 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 import bloodcell
 from bloodcell.folder import parent_record
+from bloodcell.models import average_models
 
 
 def average(sources: list[str]):
     """The Classifier whose weights are the mean of ``sources``' (a clean error when they differ in build)."""
     models = [bloodcell.load_classifier(s) for s in sources]
-    first = models[0]
-    for source, clf in zip(sources[1:], models[1:]):
-        if (clf.architecture, clf.model.spec.to_config(), tuple(clf.class_names)) != (
-                first.architecture, first.model.spec.to_config(), tuple(first.class_names)):
-            raise SystemExit(f"{source}: its architecture, build or classes differ from {sources[0]}'s; "
-                             "average only models fine-tuned from one parent")
-    weights = [clf.model.get_weights() for clf in models]
-    first.model.set_weights([np.mean(np.stack(ws), axis=0).astype(ws[0].dtype) for ws in zip(*weights)])
-    return first, models
+    try:
+        soup = average_models([clf.model for clf in models])
+    except bloodcell.ConfigError as exc:
+        raise SystemExit(f"{' '.join(sources)}: {exc}") from None
+    models[0].model.set_weights(soup.get_weights())
+    return models[0], models
 
 
 def main(argv=None) -> int:

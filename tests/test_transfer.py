@@ -102,19 +102,28 @@ def test_cli_init_with_other_classes(parent, tmp_path, classes, capsys):
     assert origin["dropped_classes"] == [c for c in ("red", "green", "blue") if c not in clf.class_names]
 
 
-def test_cli_small_data_cross_validates_and_trains_on_everything(parent, tmp_path, capsys):
+def test_cli_small_data_cross_validates_and_averages_with_the_models_it_trained(parent, tmp_path, capsys):
     data = write_folder(tmp_path / "data", {"red": coloured(6, 0, 8), "green": coloured(6, 1, 9)})
     out = tmp_path / "out"
-    code = main(["train", str(data), "--init", str(parent), "--head-epochs", "3", "--batch-size", "4",
+    code = main(["train", str(data), "--init", str(parent), "--head-epochs", "2", "--batch-size", "4",
                  "--augment", "none", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 0, err
-    assert "small data" in err and "3-fold cross-validation" in err
+    assert "small data" in err and "3-fold cross-validation, then 3 models trained on all of them" in err
     clf = bloodcell.load_classifier(out)
     assert clf.metrics["cross_validation_folds"] == 3 and clf.metrics["test_images"] == 12
     assert 0 <= clf.metrics["accuracy"] <= 1
     assert "cross-validation" in json.loads((out / "config.json").read_text())["eval_data"]
     assert clf.training["settings"]["patience"] is None  # small data: every epoch runs, no validation split
+    assert "weight average (a model soup) of 3 models" in clf.training["weights"] and "seeds 42, 43, 44" in clf.training["weights"]
+    assert "where this one is the average of 3" in json.loads((out / "config.json").read_text())["eval_data"]
+    alone = tmp_path / "alone"
+    assert main(["train", str(data), "--init", str(parent), "--head-epochs", "2", "--batch-size", "4",
+                 "--augment", "none", "--out", str(alone), "--no-soup"]) == 0, capsys.readouterr().err
+    alone = bloodcell.load_classifier(alone)
+    assert "weights" not in alone.training and "average of" not in alone.extra["eval_data"]
+    assert alone.metrics["accuracy"] == clf.metrics["accuracy"]  # the same cross-validation models
+    assert any(not np.allclose(a, b) for a, b in zip(alone.model.get_weights(), clf.model.get_weights()))
 
 
 def test_predict_restricted_to_some_classes(parent, capsys, tmp_path):

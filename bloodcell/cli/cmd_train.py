@@ -17,7 +17,7 @@ from .._choices import LOSSES, LR_SCHEDULES, NORMALIZATIONS, OPTIMIZERS, PRECISI
 from ..data import SPLIT_FRACTIONS
 from ..errors import InputNotFoundError
 from ..training.config import TrainConfig
-from ..training.small_data import SMALL_DATA, SMALL_DATA_SETTINGS
+from ..training.small_data import SMALL_DATA, SMALL_DATA_SETTINGS, SOUP_MODELS
 from ._common import UsageError, is_within
 
 
@@ -79,6 +79,9 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run checkpointed in the workdir")
     p.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
     p.add_argument("--robustness", action="store_true", help="also measure accuracy under corruptions")
+    p.add_argument("--no-soup", action="store_true",
+                   help="small data from pretrained weights: train one model on all the images (default: "
+                   f"{SOUP_MODELS}, with successive seeds, and save the average of their weights, a model soup)")
     p.add_argument("--dataset-name", default=None, metavar="NAME",
                    help="the training data's name for the model card (default: DATA's folder or file name)")
     p.add_argument("--license", default=None, metavar="ID",
@@ -329,7 +332,9 @@ def _done_elsewhere(trainer, out: Path) -> int:
 
 
 def _train_small(args, data, model, weights, settings, out, workdir, command, t0, writes: bool = True) -> int:
-    """Small data: cross-validate for the figures, then train the model on every image."""
+    """Small data: cross-validate for the figures, then train the model on every image (from pretrained
+    weights: SOUP_MODELS of them, with successive seeds, and average their weights)."""
+    from ..models import average_models
     from ..training import Trainer
     from ..training.small_data import cross_validate, folds_for
 
@@ -337,14 +342,17 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
         raise UsageError("--resume: a small-data run (cross-validation, then the final model) is not "
                          "checkpointed; run it again without --resume")
     folds = folds_for(data)
+    seeds = [args.seed + i for i in range(SOUP_MODELS if weights is not None and not args.no_soup else 1)]
+    final = (f"{len(seeds)} models trained on all of them, their weights averaged" if len(seeds) > 1
+             else "a model trained on all of them")
     counts = ", ".join(f"{c} {n}" for c, n in data.class_counts().items())
     print(f"data: {len(data.class_names)} classes, {len(data)} images ({counts}): small data, so no split: "
-          + (f"{folds}-fold cross-validation, then a model trained on all of them" if folds else
-             "too few images of a class to hold any out, a model trained on all of them"), file=sys.stderr)
+          + (f"{folds}-fold cross-validation, then {final}" if folds else
+             f"too few images of a class to hold any out, {final}"), file=sys.stderr)
 
-    def train_one(part, workdir=None):
+    def train_one(part, workdir=None, seed=args.seed):
         trainer = Trainer(model, weights=weights, class_names=data.class_names, workdir=workdir,
-                          **{**settings, "verbose": 0})
+                          **{**settings, "seed": seed, "verbose": 0})
         trainer.fit(part)
         return trainer
 
@@ -357,16 +365,23 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
         workdir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(workdir / "command.txt", command + "\n")
     trainer = train_one(data, workdir)
+    clf = trainer.classifier
+    if len(seeds) > 1:  # from one shared start, so the average is a model of its own
+        others = [train_one(data, seed=seed).classifier.model for seed in seeds[1:]]
+        clf.model.set_weights(average_models([clf.model, *others]).get_weights())
     if not writes:
         return _done_elsewhere(trainer, out)
-    clf = trainer.classifier
     clf.name = out.name
     clf.training.update({"command": command, "data": f"{Path(args.data).name}: {len(data)} images, all used",
                          "total_wall_time_s": round(time.time() - t0)})
+    if len(seeds) > 1:
+        clf.training["weights"] = (f"the weight average (a model soup) of {len(seeds)} models trained on all "
+                                   f"{len(data)} images from {args.init}, with seeds {', '.join(map(str, seeds))}")
     if report is not None:
         clf.metrics = {**report.headline(), "cross_validation_folds": folds}
         clf.extra["eval_data"] = (f"{folds}-fold cross-validation over {Path(args.data).name} ({len(data)} images): "
-                                  "each image classified by a model trained without it, with the same settings")
+                                  "each image classified by a model trained without it, with the same settings"
+                                  + (f" (one model, where this one is the average of {len(seeds)})" if len(seeds) > 1 else ""))
     clf.extra.update(_data_record(args, data))
     clf.save_pretrained(out)
     if report is not None:

@@ -23,6 +23,10 @@ SMALL_DATA_SETTINGS = dict(head_epochs=40, finetune_epochs=0, optimizer="adam", 
                            lr_schedule="cosine", batch_size=16, freeze_backbone=False, patience=None)
 #: Most folds of the cross-validation (fewer when a class has fewer images).
 MAX_FOLDS = 3
+#: Models ``bloodcell train`` trains on all of a small data set from pretrained weights (one seed each)
+#: and averages into the one it saves: the average of fine-tunes from one start is a model of its own
+#: (a model soup, Wortsman et al., ICML 2022), steadier than any one of them.
+SOUP_MODELS = 3
 
 
 def is_small(data: Dataset) -> bool:

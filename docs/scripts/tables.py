@@ -298,6 +298,11 @@ def outside_few_shot() -> str:
             f"{acc['seconds'] / 60:.1f} minutes, **{pct(acc['accuracy_on_rest'], 1)}** on the other "
             f"{acc['rest_images']} BCCD images of those classes (balanced {pct(acc['balanced_accuracy_on_rest'], 1)}; "
             f"the run's own cross-validated figure: {pct(acc['cross_validated_accuracy'], 1)}).")
+    soup = data.get("few_shot_soup")
+    if soup:
+        text += (f" On three other draws of {soup['k']} images a class, the soup that `bloodcell train` saves "
+                 f"gets {pct(soup['mean_soup'], 1)} on average where the model trained on all the images alone "
+                 f"gets {pct(soup['mean_alone'], 1)} (`--no-soup`; the table below is of such single models).")
     curve = data.get("few_shot_curve")
     if not curve:
         return text
