@@ -114,21 +114,21 @@ def main(argv=None) -> int:
         "sets": {},
     }
     curves, risk = {}, {}
-    for name, ds in (("pbc96 held-out", test), ("BCCD zero-shot", bccd)):
+    for set_name, ds in (("pbc96 held-out", test), ("BCCD zero-shot", bccd)):
         p, y, f = raw(ds)
         single = apply_temperature(p, temperature)
         after = apply_calibration(p, temperature, outside=check.flags(f), temperature_outside=TEMPERATURE_OUTSIDE)
         review = review_summary(after, y, threshold, outliers=check.flags(f))
         alone = review_summary(after, y, review_threshold(apply_temperature(val_p, temperature), REVIEW_SHARE))
-        result["sets"][name] = {"images": len(y), "before": calibration_metrics(p, y), "after": calibration_metrics(after, y),
+        result["sets"][set_name] = {"images": len(y), "before": calibration_metrics(p, y), "after": calibration_metrics(after, y),
                                 "after_one_temperature_for_all": calibration_metrics(single, y),
                                 "review": {k: review[k] for k in ("flagged", "outliers", "accuracy_unflagged")},
                                 "review_confidence_only": {k: alone[k] for k in ("flagged", "accuracy_unflagged")}}
-        risk[name] = risk_coverage(after, y)
-        curves[f"{name}, uncalibrated"] = (p, y)
-        curves[f"{name}, T = {temperature:.2f}"] = (after, y)
-        b, a = result["sets"][name]["before"], result["sets"][name]["after"]
-        print(f"{name}: ECE {b['ece']:.4f} -> {a['ece']:.4f}, NLL {b['nll']:.4f} -> {a['nll']:.4f}, "
+        risk[set_name] = risk_coverage(after, y)
+        curves[f"{set_name}, uncalibrated"] = (p, y)
+        curves[f"{set_name}, T = {temperature:.2f}"] = (after, y)
+        b, a = result["sets"][set_name]["before"], result["sets"][set_name]["after"]
+        print(f"{set_name}: ECE {b['ece']:.4f} -> {a['ece']:.4f}, NLL {b['nll']:.4f} -> {a['nll']:.4f}, "
               f"confidence {b['mean_confidence']:.3f} -> {a['mean_confidence']:.3f}, accuracy {a['accuracy']:.4f}; review "
               f"{review['flagged']:.2%} flagged ({review['outliers']:.2%} out of distribution), accuracy of the others "
               f"{review['accuracy_unflagged']:.4f}", flush=True)

@@ -2,8 +2,9 @@
 
 For each model folder (NAME=FOLDER): accuracy and robustness mean on the default's held-out pbc96
 split (``bloodcell evaluate DATA --split-file test_files.json --robustness``), zero-shot accuracy
-on BCCD, and the few-shot acceptance run of bench_outside.py (``bloodcell train FEW --init FOLDER``
-on draw 0, 10 images of each of BCCD's 4 classes with at least 20, accuracy on the rest), with the
+on BCCD, and the few-shot acceptance run of bench_outside.py (``bloodcell train FEW --init FOLDER
+--no-soup`` on draw 0, 10 images of each of BCCD's 4 classes with at least 20, accuracy on the rest:
+one model, as the rows measured before the soup became ``bloodcell train``'s default), with the
 folder's training record (where and how it was trained). Results go into
 ``benchmarks/results/candidates.json`` (rows replace earlier rows of the same name).
 
@@ -38,7 +39,7 @@ def measure(name: str, source: str, pbc: Path, bccd: Path) -> dict:
     _, present, few_classes = bo.bccd_classes(bccd)
     zero = bo.zero_shot(name, source, bccd, present)
     with tempfile.TemporaryDirectory(prefix="bloodcell-candidates-") as tmp:
-        few = bo.acceptance_run(bccd, few_classes, source, Path(tmp))
+        few = bo.acceptance_run(bccd, few_classes, source, Path(tmp), flags=("--no-soup",))
     training = clf.training
     return {
         "model": name,

@@ -110,22 +110,22 @@ def bccd_classes(bccd: Path) -> tuple[dict[str, int], list[str], list[str]]:
     return counts, [c for c, n in counts.items() if n], [c for c, n in counts.items() if n >= MIN_IMAGES]
 
 
-def acceptance_run(bccd: Path, classes: list[str], init: str, root: Path) -> dict:
-    """The acceptance run: ``bloodcell train FEW --init INIT`` on draw 0 (10 images of each of
+def acceptance_run(bccd: Path, classes: list[str], init: str, root: Path, flags: tuple[str, ...] = ()) -> dict:
+    """The acceptance run: ``bloodcell train FEW --init INIT [FLAGS]`` on draw 0 (10 images of each of
     ``classes``), timed, and its accuracy on the rest of those classes' images."""
     import bloodcell
 
     few, rest, used = draw(bccd, classes, 10, 0, root)
     out = root / "few_model"
     start = time.perf_counter()
-    code, _, err = run_cli(["train", str(few), "--init", init, "--out", str(out)])
+    code, _, err = run_cli(["train", str(few), "--init", init, *flags, "--out", str(out)])
     seconds = time.perf_counter() - start
     if code:
         raise SystemExit(f"bloodcell train {few} --init {init}: exit {code}\n{err[-3000:]}")
     code, out_json, err = run_cli(["evaluate", str(rest), "--model", str(out), "--json"])
     ev = json.loads(out_json)["evaluation"]
     return {
-        "command": f"bloodcell train FEW --init {init} --out OUT",
+        "command": " ".join(["bloodcell train FEW --init", init, *flags, "--out OUT"]),
         "few": used, "rest_images": ev["n"], "seconds": round(seconds, 1),
         "accuracy_on_rest": ev["accuracy"], "balanced_accuracy_on_rest": ev["balanced_accuracy"],
         "cross_validated_accuracy": bloodcell.load_classifier(out).metrics.get("accuracy"),

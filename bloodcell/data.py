@@ -392,7 +392,7 @@ def split(
     return tuple(dataset.subset(idx) for idx in split_indices(dataset.labels, fractions, groups=groups, seed=seed, stratify=stratify))
 
 
-def kfold(dataset: Dataset, k: int, *, seed: int = 42, groups: Optional[Sequence[Sequence[int]]] = None) -> tuple[Dataset, ...]:
+def kfold(dataset: Dataset, k: int, *, seed: int = SPLIT_SEED, groups: Optional[Sequence[Sequence[int]]] = None) -> tuple[Dataset, ...]:
     """The ``k`` folds of a k-fold cross-validation: as :func:`split` with ``k`` equal fractions
     (stratified, every group of duplicates in one fold)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:

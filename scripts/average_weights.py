@@ -29,9 +29,9 @@ def average(sources: list[str]):
     """The Classifier whose weights are the mean of ``sources``' (a clean error when they differ in build)."""
     models = [bloodcell.load_classifier(s) for s in sources]
     try:
-        soup = average_models([clf.model for clf in models])
+        soup = average_models([clf.model for clf in models], names=sources)
     except bloodcell.ConfigError as exc:
-        raise SystemExit(f"{' '.join(sources)}: {exc}") from None
+        raise SystemExit(str(exc)) from None
     models[0].model.set_weights(soup.get_weights())
     return models[0], models
 

@@ -23,10 +23,14 @@ from bloodcell.models import ModelSpec, build_from_spec
 
 
 def describe_devices(names: list[str]) -> str:
-    """JAX device names as a card says them: ["NVIDIA H200 (cuda:0)"] -> "an NVIDIA H200 GPU"."""
-    kinds = Counter(re.sub(r" \((?:cuda|rocm|gpu):\d+\)$", "", name) for name in names)
-    if not kinds:
+    """JAX device names as a card says them: ["NVIDIA H200 (cuda:0)"] -> "an NVIDIA H200 GPU"; names of
+    other devices stay as they are."""
+    if not names:
         return "a GPU"
+    gpu = re.compile(r" \((?:cuda|rocm|gpu):\d+\)$")
+    if not all(gpu.search(name) for name in names):
+        return ", ".join(names)
+    kinds = Counter(gpu.sub("", name) for name in names)
     return ", ".join(f"an {kind} GPU" if n == 1 else f"{n} {kind} GPUs" for kind, n in kinds.items())
 
 

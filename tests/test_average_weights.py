@@ -46,3 +46,12 @@ def test_models_of_other_classes_are_refused(tmp_path):
     with pytest.raises(SystemExit, match="differs in architecture, build or classes.*average only models fine-tuned from one parent"):
         load_script("average_weights").main([str(tmp_path / "soup"), str(fa), str(fb)])
     assert not (tmp_path / "soup").exists()
+
+
+def test_average_models_refuses_another_architecture_by_name():
+    from bloodcell.models import average_models
+
+    small = bloodcell.build_model("microcell", input_size=32)
+    other = bloodcell.build_model("mnv3s", input_size=32)
+    with pytest.raises(bloodcell.ConfigError, match="b.pt \\(mnv3s, .*differs in architecture.* from a.pt \\(microcell"):
+        average_models([small, other], names=["a.pt", "b.pt"])

@@ -80,7 +80,7 @@ def register(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
     p.add_argument("--robustness", action="store_true", help="also measure accuracy under corruptions")
     p.add_argument("--no-soup", action="store_true",
-                   help="small data from pretrained weights: train one model on all the images (default: "
+                   help="small data from a bloodcell model (--init MODEL): train one model on all the images (default: "
                    f"{SOUP_MODELS}, with successive seeds, and save the average of their weights, a model soup)")
     p.add_argument("--dataset-name", default=None, metavar="NAME",
                    help="the training data's name for the model card (default: DATA's folder or file name)")
@@ -332,8 +332,8 @@ def _done_elsewhere(trainer, out: Path) -> int:
 
 
 def _train_small(args, data, model, weights, settings, out, workdir, command, t0, writes: bool = True) -> int:
-    """Small data: cross-validate for the figures, then train the model on every image (from pretrained
-    weights: SOUP_MODELS of them, with successive seeds, and average their weights)."""
+    """Small data: cross-validate for the figures, then train the model on every image (from a bloodcell
+    model: SOUP_MODELS of them, with successive seeds, and average their weights)."""
     from ..models import average_models
     from ..training import Trainer
     from ..training.small_data import cross_validate, folds_for
@@ -342,7 +342,10 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
         raise UsageError("--resume: a small-data run (cross-validation, then the final model) is not "
                          "checkpointed; run it again without --resume")
     folds = folds_for(data)
-    seeds = [args.seed + i for i in range(SOUP_MODELS if weights is not None and not args.no_soup else 1)]
+    # From a bloodcell model every seed starts from its weights (all but the output units of classes it lacks),
+    # so the models stay in one basin and average well; from ImageNet each seed draws its own head.
+    from_parent = model is None
+    seeds = [args.seed + i for i in range(SOUP_MODELS if from_parent and not args.no_soup else 1)]
     final = (f"{len(seeds)} models trained on all of them, their weights averaged" if len(seeds) > 1
              else "a model trained on all of them")
     counts = ", ".join(f"{c} {n}" for c, n in data.class_counts().items())
@@ -366,7 +369,7 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
         atomic_write_text(workdir / "command.txt", command + "\n")
     trainer = train_one(data, workdir)
     clf = trainer.classifier
-    if len(seeds) > 1:  # from one shared start, so the average is a model of its own
+    if len(seeds) > 1:
         others = [train_one(data, seed=seed).classifier.model for seed in seeds[1:]]
         clf.model.set_weights(average_models([clf.model, *others]).get_weights())
     if not writes:
@@ -376,7 +379,8 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
                          "total_wall_time_s": round(time.time() - t0)})
     if len(seeds) > 1:
         clf.training["weights"] = (f"the weight average (a model soup) of {len(seeds)} models trained on all "
-                                   f"{len(data)} images from {args.init}, with seeds {', '.join(map(str, seeds))}")
+                                   f"{len(data)} images from {args.init}, with seeds {', '.join(map(str, seeds))}; "
+                                   "the settings, epochs, time and history here are the first one's")
     if report is not None:
         clf.metrics = {**report.headline(), "cross_validation_folds": folds}
         clf.extra["eval_data"] = (f"{folds}-fold cross-validation over {Path(args.data).name} ({len(data)} images): "

@@ -311,24 +311,26 @@ def rebuild_model(model: keras.Model) -> ClassifierModel:
     return as_classifier_model(model).copy()
 
 
-def average_models(models: Sequence[keras.Model]) -> ClassifierModel:
+def average_models(models: Sequence[keras.Model], names: Optional[Sequence[str]] = None) -> ClassifierModel:
     """A new model each of whose weights, batch-norm statistics included, is the mean of ``models``'.
 
     This is a model soup (Wortsman et al., ICML 2022): models fine-tuned from one parent stay in one
     basin of the loss, so their average is a model of its own, often better than each of them;
-    models trained apart are not. The models must share architecture, build and classes.
+    models trained apart are not. The models must share architecture, build and classes; ``names``
+    (one per model, default "model 0", ...) name them in errors.
     """
-    models = [as_classifier_model(m, f"model {i}") for i, m in enumerate(models)]
+    names = list(names) if names is not None else [f"model {i}" for i in range(len(models))]
+    models = [as_classifier_model(m, name) for m, name in zip(models, names)]
     if not models:
         raise ConfigError("average_models: got no models; give the models to average")
 
     def build(m: ClassifierModel):
-        return m.spec.to_config(), tuple(m.class_names)
+        return m.architecture, m.spec.to_config(), tuple(m.class_names), [tuple(w.shape) for w in m.weights]
 
-    for i, m in enumerate(models[1:], 1):
+    for name, m in zip(names[1:], models[1:]):
         if build(m) != build(models[0]):
-            raise ConfigError(f"average_models: model {i} ({m.architecture}, classes {', '.join(m.class_names)}) "
-                              f"differs in architecture, build or classes from model 0 ({models[0].architecture}, "
+            raise ConfigError(f"average_models: {name} ({m.architecture}, classes {', '.join(m.class_names)}) "
+                              f"differs in architecture, build or classes from {names[0]} ({models[0].architecture}, "
                               f"classes {', '.join(models[0].class_names)}); average only models fine-tuned from one parent")
     soup = models[0].copy()
     soup.set_weights([np.mean(np.stack(ws), axis=0).astype(ws[0].dtype) for ws in zip(*(m.get_weights() for m in models))])

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..data import Dataset, kfold
+from ..data import SPLIT_SEED, Dataset, kfold
 from ..evaluation import Report, confusion_matrix
 
 #: A data set whose smallest class has fewer images than this is "small".
@@ -23,9 +23,9 @@ SMALL_DATA_SETTINGS = dict(head_epochs=40, finetune_epochs=0, optimizer="adam", 
                            lr_schedule="cosine", batch_size=16, freeze_backbone=False, patience=None)
 #: Most folds of the cross-validation (fewer when a class has fewer images).
 MAX_FOLDS = 3
-#: Models ``bloodcell train`` trains on all of a small data set from pretrained weights (one seed each)
+#: Models ``bloodcell train`` trains on all of a small data set from a bloodcell model (one seed each)
 #: and averages into the one it saves: the average of fine-tunes from one start is a model of its own
-#: (a model soup, Wortsman et al., ICML 2022), steadier than any one of them.
+#: (a model soup, Wortsman et al., ICML 2022); ``benchmarks/bench_outside.py`` measures it against one.
 SOUP_MODELS = 3
 
 
@@ -41,7 +41,7 @@ def folds_for(data: Dataset) -> int:
     return min(MAX_FOLDS, smallest) if smallest >= 2 else 0
 
 
-def cross_validate(train_one: Callable[[Dataset], object], data: Dataset, folds: int, *, seed: int = 42) -> Report:
+def cross_validate(train_one: Callable[[Dataset], object], data: Dataset, folds: int, *, seed: int = SPLIT_SEED) -> Report:
     """Train ``folds`` models, each with ``train_one(training part)`` (which returns a Classifier)
     on all folds but one, and measure the predictions each makes on its held-out fold, pooled.
 

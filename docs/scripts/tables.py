@@ -300,9 +300,11 @@ def outside_few_shot() -> str:
             f"the run's own cross-validated figure: {pct(acc['cross_validated_accuracy'], 1)}).")
     soup = data.get("few_shot_soup")
     if soup:
-        text += (f" On three other draws of {soup['k']} images a class, the soup that `bloodcell train` saves "
-                 f"gets {pct(soup['mean_soup'], 1)} on average where the model trained on all the images alone "
-                 f"gets {pct(soup['mean_alone'], 1)} (`--no-soup`; the table below is of such single models).")
+        text += (f" On {soup['draws']} other draws of {soup['k']} images a class, the soup that `bloodcell train` "
+                 f"saves gets {pct(soup['mean_soup'], 1)} on average where the first of its models alone gets "
+                 f"{pct(soup['mean_alone'], 1)} (`--no-soup`; per draw: "
+                 + ", ".join(f"{pct(a, 1)} → {pct(s, 1)}" for a, s in zip(soup["alone"], soup["soup"]))
+                 + "; the table below is of single models).")
     curve = data.get("few_shot_curve")
     if not curve:
         return text
@@ -326,7 +328,7 @@ def candidates() -> str:
         rows.append([f"`{r['model']}`", how or "–", pct(r["pbc_accuracy"]), pct(r["robustness_mean"]),
                      pct(r["bccd_zero_shot"], 1), f"{pct(few['accuracy_on_rest'], 1)} ({few['seconds'] / 60:.1f} min)"])
     return (table(["candidate", "trained (last stage)", "PBC held-out accuracy", "robustness mean", "BCCD zero-shot",
-                   "few-shot: 10 a class, the rest of BCCD"], rows)
+                   "few-shot: 10 a class, one model (--no-soup), the rest of BCCD"], rows)
             + f"\n\nMeasured on {machine(data)} by `python benchmarks/bench_candidates.py`.")
 
 
