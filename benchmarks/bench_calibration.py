@@ -114,12 +114,13 @@ def main(argv=None) -> int:
         "sets": {},
     }
     curves, risk = {}, {}
+    confidence_only = review_threshold(apply_temperature(val_p, temperature), REVIEW_SHARE)
     for set_name, ds in (("pbc96 held-out", test), ("BCCD zero-shot", bccd)):
         p, y, f = raw(ds)
         single = apply_temperature(p, temperature)
         after = apply_calibration(p, temperature, outside=check.flags(f), temperature_outside=TEMPERATURE_OUTSIDE)
         review = review_summary(after, y, threshold, outliers=check.flags(f))
-        alone = review_summary(after, y, review_threshold(apply_temperature(val_p, temperature), REVIEW_SHARE))
+        alone = review_summary(after, y, confidence_only)
         result["sets"][set_name] = {"images": len(y), "before": calibration_metrics(p, y), "after": calibration_metrics(after, y),
                                 "after_one_temperature_for_all": calibration_metrics(single, y),
                                 "review": {k: review[k] for k in ("flagged", "outliers", "accuracy_unflagged")},

@@ -135,22 +135,23 @@ def acceptance_run(bccd: Path, classes: list[str], init: str, root: Path, flags:
 
 def small_data_run(few: Path, rest: Path, init: str, seed: int):
     """(FEW's classes as a Dataset, a function that trains one model on a part of them with the small-data
-    settings from ``init``, "default" or "random", and returns it, a function that measures a model on REST)."""
+    settings from ``init``, "default" or "random" (seeded with ``seed`` unless given another), and returns
+    it, a function that measures a model on REST)."""
     import bloodcell
     from bloodcell.data import load_dataset
     from bloodcell.training.small_data import SMALL_DATA_SETTINGS
 
     default = bloodcell.load_classifier()
     data = load_dataset(few, image_size=default.input_size).present_classes()
-    settings = {**SMALL_DATA_SETTINGS, "seed": seed, "verbose": 0, "input_size": default.input_size,
-                "augment": "seed"}
+    settings = {**SMALL_DATA_SETTINGS, "verbose": 0, "input_size": default.input_size, "augment": "seed"}
 
-    def train(part):
+    def train(part, seed=seed):
+        kwargs = {**settings, "seed": seed}
         if init == "default":
-            trainer = bloodcell.Trainer(weights=bloodcell.DEFAULT_MODEL, class_names=data.class_names, **settings)
+            trainer = bloodcell.Trainer(weights=bloodcell.DEFAULT_MODEL, class_names=data.class_names, **kwargs)
         else:
             trainer = bloodcell.Trainer(default.architecture, class_names=data.class_names,
-                                        normalization="stain" if default.model.normalization else None, **settings)
+                                        normalization="stain" if default.model.normalization else None, **kwargs)
         trainer.fit(part)
         return trainer.classifier
 
@@ -170,10 +171,8 @@ def soup_and_single(few: Path, rest: Path, seed: int) -> tuple[float, float]:
     from bloodcell.models import average_models
     from bloodcell.training.small_data import SOUP_MODELS
 
-    models = []
-    for i in range(SOUP_MODELS):
-        data, train, measure = small_data_run(few, rest, "default", seed + i)
-        models.append(train(data))
+    data, train, measure = small_data_run(few, rest, "default", seed)
+    models = [train(data, seed + i) for i in range(SOUP_MODELS)]
     alone = measure(models[0])
     models[0].model.set_weights(average_models([m.model for m in models]).get_weights())
     return alone, measure(models[0])
