@@ -13,7 +13,7 @@ probabilities (``temperature_outside`` = 1: the validation cells say nothing abo
 figures with one temperature for all are kept beside (``after_one_temperature_for_all``). The review
 threshold is the calibrated confidence under which, with those outliers, 5% of the validation
 cells fall; measured: the share flagged and the accuracy of the others on both sets (and with the
-confidence alone), and the share of synthetic non-cell images (tests/synth_cells.py: text,
+confidence alone), the held-out cells it lets through wrongly (file, label, prediction), and the share of synthetic non-cell images (tests/synth_cells.py: text,
 gradients, checkerboards, smooth noise, cartoons) that the feature check and the colour test flag.
 
 Writes ``benchmarks/results/calibration.json``, ``docs/img/reliability.png`` and
@@ -57,6 +57,8 @@ def main(argv=None) -> int:
     for path in (args.data, args.bccd):
         if not Path(path).is_dir():
             raise SystemExit(f"{path}: no such folder; give --data (pbc96) and --bccd (BCCD-WBC) class folders")
+
+    import numpy as np
 
     import bloodcell
     from bloodcell.calibration import (REVIEW_SHARE, TEMPERATURE_OUTSIDE, apply_calibration, apply_temperature, calibrate,
@@ -125,6 +127,13 @@ def main(argv=None) -> int:
                                 "after_one_temperature_for_all": calibration_metrics(single, y),
                                 "review": {k: review[k] for k in ("flagged", "outliers", "accuracy_unflagged")},
                                 "review_confidence_only": {k: alone[k] for k in ("flagged", "accuracy_unflagged")}}
+        if set_name == "pbc96 held-out":
+            kept = (after.max(axis=1) >= threshold) & ~check.flags(f)
+            wrong = np.flatnonzero(kept & (after.argmax(axis=1) != y))
+            result["sets"][set_name]["unflagged_errors"] = [
+                {"file": str(Path(ds.paths[i]).resolve().relative_to(root)), "label": clf.class_names[y[i]],
+                 "predicted": clf.class_names[after[i].argmax()], "probability": float(after[i].max())}
+                for i in wrong[np.argsort(-after[wrong].max(axis=1))]]
         risk[set_name] = risk_coverage(after, y)
         curves[f"{set_name}, uncalibrated"] = (p, y)
         curves[f"{set_name}, T = {temperature:.2f}"] = (after, y)

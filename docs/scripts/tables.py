@@ -306,13 +306,20 @@ def outside_few_shot() -> str:
                  + ", ".join(f"{pct(a, 1)} → {pct(s, 1)}" for a, s in zip(soup["alone"], soup["soup"]))
                  + "; the table below is of single models).")
     curve = data.get("few_shot_curve")
-    if not curve:
-        return text
-    by_k: dict[int, dict[str, float]] = {}
-    for row in curve:
-        by_k.setdefault(row["k"], {})[row["init"]] = row["mean"]
-    rows = [[k, pct(v.get("default"), 1), pct(v.get("random"), 1)] for k, v in sorted(by_k.items())]
-    return text + "\n\n" + table(["labelled images a class (k)", "fine-tuned from the default", "from random init"], rows)
+    if curve:
+        by_k: dict[int, dict[str, float]] = {}
+        for row in curve:
+            by_k.setdefault(row["k"], {})[row["init"]] = row["mean"]
+        rows = [[k, pct(v.get("default"), 1), pct(v.get("random"), 1)] for k, v in sorted(by_k.items())]
+        text += "\n\n" + table(["labelled images a class (k)", "fine-tuned from the default", "from random init"], rows)
+    every = data.get("few_shot_every_label")
+    if every:
+        share = (every["folds"] - 1) / every["folds"]
+        text += (f"\n\nWith every label: a {every['folds']}-fold cross-validation over all {every['images']} images of "
+                 f"those classes, each part classified by a model trained from the default on the others (about "
+                 f"{share * every['images']:.0f} images), gets **{pct(every['accuracy'], 1)}** (balanced "
+                 f"{pct(every['balanced_accuracy'], 1)}).")
+    return text
 
 
 def candidates() -> str:
@@ -355,6 +362,13 @@ def calibration() -> str:
     text = (table(["images", "accuracy", "ECE (15 bins)", "NLL", "Brier", "mean confidence", "out of distribution",
                    "flagged for review", "accuracy of the others"], rows)
             + f"\n\n`{data['model']}`, temperature T = {data['temperature']:.4f} fitted on {data['fitted_on']}." + note)
+    misses = data["sets"].get("pbc96 held-out", {}).get("unflagged_errors")
+    if misses:
+        rows = [[f"`{m['file']}`", m["label"], m["predicted"], f"{m['probability']:.3f}"] for m in misses]
+        text += (f"\n\nThe {len(misses)} held-out cells that the review lets through with a wrong class (PBC's file "
+                 "names begin with the cell's subtype: BNE band and SNE segmented neutrophil, MMY metamyelocyte, "
+                 "MY myelocyte, PMY promyelocyte, BA basophil):\n\n"
+                 + table(["file", "label", "prediction", "calibrated probability"], rows))
     if data.get("non_cells"):
         rows = [[kind, d["images"], pct(d["feature_check"], 1), pct(d["review"], 1), pct(d["colour_test"], 1)]
                 for kind, d in data["non_cells"].items()]
