@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from ._checks import check_positive_int
-from ._classes import CLASS_NAMES
+from ._classes import CLASS_NAMES, canonical_name
 from ._progress import progress
 from .calibration import apply_calibration, calibrate
 from .errors import ConfigError, ImageReadError
@@ -138,11 +138,17 @@ class Classifier:
             return None
         if isinstance(classes, str):
             classes = [c.strip() for c in classes.split(",") if c.strip()]
-        unknown = [c for c in classes if c not in self.class_names]
-        if unknown or not classes:
-            raise ConfigError(f"classes: {unknown or 'none given'} are not classes of this model; choose among "
-                              f"{', '.join(self.class_names)}")
-        return np.isin(np.array(self.class_names), list(classes))
+        given = list(classes)
+        # PBC's folder alias ("ig") names a canonical class where the model has it under its canonical name.
+        classes = {c if c in self.class_names else (canonical_name(c) or c) for c in given}
+        unknown = sorted(c for c in classes if c not in self.class_names)
+        if unknown:
+            raise ConfigError(f"classes: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a class of "
+                              f"this model; choose among {', '.join(self.class_names)}")
+        if len(classes) < 2:
+            raise ConfigError(f"classes: got {', '.join(given) or 'none'}; give at least two different classes "
+                              "(with one, every image would be that class)")
+        return np.isin(np.array(self.class_names), sorted(classes))
 
     def _calibration(self, key: str) -> Optional[float]:
         record = self.extra.get("calibration")

@@ -162,7 +162,7 @@ def _read_one(args: tuple[Path, int]) -> np.ndarray:
                 return np.asarray(img)
     except Exception:  # noqa: BLE001  (read_image below names the problem)
         pass
-    return resize_image(read_image(path), size)
+    return resize_image(read_image(path), size, str(path))
 
 
 def _load_folder(root: Path, image_size: int, workers: Optional[int], class_names, verbose: int) -> Dataset:
@@ -229,7 +229,7 @@ def _load_npz(path: Path, image_size: int, class_names) -> Dataset:
             f"({', '.join(f'{i} {n}' for i, n in enumerate(names))})"
         )
     if images.shape[1:3] != (image_size, image_size):
-        images = np.stack([resize_image(img, image_size) for img in images]) if len(images) else (
+        images = np.stack([resize_image(img, image_size, f"{path}: images[{i}]") for i, img in enumerate(images)]) if len(images) else (
             np.empty((0, image_size, image_size, 3), np.uint8)
         )
     data = Dataset(images, labels.astype(np.int64), names, None)

@@ -153,12 +153,13 @@ def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
     return np.rint(arr).astype(np.uint8)
 
 
-def resize_image(image: np.ndarray, size: int) -> np.ndarray:
-    """Centre-crop a uint8 RGB image to a square and resize it to (size, size, 3) with Lanczos."""
+def resize_image(image: np.ndarray, size: int, name: str | None = None) -> np.ndarray:
+    """Centre-crop a uint8 RGB image to a square and resize it to (size, size, 3) with Lanczos
+    (``name``: what errors call the image, e.g. its path)."""
     h, w = image.shape[:2]
     if min(h, w) < MIN_SIDE:
-        raise ImageReadError(f"image of {h}x{w} pixels: too small to show a cell; bloodcell needs at least "
-                             f"{MIN_SIDE}x{MIN_SIDE} pixels")
+        raise ImageReadError(f"{name + ': ' if name else ''}image of {h}x{w} pixels: too small to show a cell; "
+                             f"bloodcell needs at least {MIN_SIDE}x{MIN_SIDE} pixels")
     if h == size and w == size:
         return image
     if h != w:
@@ -174,7 +175,7 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
         return images
     out = np.empty((len(images), size, size, 3), np.uint8)
     for i, img in enumerate(images):
-        out[i] = resize_image(img, size)
+        out[i] = resize_image(img, size, f"images[{i}]")
     return out
 
 
@@ -184,7 +185,8 @@ def load_image(source: ImageLike, size: int, name: str | None = None) -> np.ndar
         arr = as_rgb_array(source, name or "array")
     else:
         arr = read_image(source)
-    return resize_image(arr, size)
+        name = str(source) if isinstance(source, (str, os.PathLike)) else name
+    return resize_image(arr, size, name)
 
 
 def load_images(images, size: int) -> np.ndarray:
@@ -200,7 +202,7 @@ def load_images(images, size: int) -> np.ndarray:
                 raise ImageReadError(f"images: expected a batch of shape (N, H, W, 3), got {arr.shape}")
             if arr.shape[-1] == 3:
                 return resize_images(_to_uint8(arr, "images"), size)
-            return np.stack([resize_image(as_rgb_array(a, f"images[{i}]"), size) for i, a in enumerate(arr)])
+            return np.stack([resize_image(as_rgb_array(a, f"images[{i}]"), size, f"images[{i}]") for i, a in enumerate(arr)])
         return load_image(arr, size, "image")[None]
     if isinstance(images, (str, os.PathLike, Image.Image)):
         return load_image(images, size)[None]

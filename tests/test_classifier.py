@@ -260,3 +260,8 @@ def test_card_of_a_model_without_data_records_claims_nothing():
     assert "license: unknown" in card and "To fill in" in card
     card = render_model_card({**base, "dataset_id": "my-lab", "dataset_name": "my-lab", "license": "mit"})
     assert "license: mit" in card and "my-lab" in card and "To fill in" not in card
+
+
+def test_classes_take_pbc_folder_aliases(clf, cells):
+    ig = clf.predict_proba(cells, classes="ig,neutrophil")
+    assert (ig[:, [clf.class_names.index("immature_granulocyte"), clf.class_names.index("neutrophil")]].sum(1) > 0.999).all()

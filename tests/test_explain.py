@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +65,8 @@ def test_explain_command_writes_one_picture_per_image(tmp_path, capsys):
         assert img.size == (2 * 128, 128)
     assert main(["explain", str(files[0]), "--out", str(tmp_path / "o2"), "--target", "ghost"]) == 2
     assert "--target ghost" in capsys.readouterr().err
+    for folder in ("a", "b"):  # two files of one name: two pictures
+        (tmp_path / folder).mkdir()
+        shutil.copy(files[0], tmp_path / folder / "cell.jpg")
+    assert main(["explain", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "o3")]) == 0
+    assert sorted(p.name.split(".")[0] for p in (tmp_path / "o3").iterdir()) == ["a_cell", "b_cell"]

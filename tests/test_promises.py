@@ -308,3 +308,13 @@ def test_a_killed_export_leaves_no_model_without_its_metadata(tmp_path, fmt, nam
     clf.export(out, format=fmt)  # the next export cleans up what the killed one staged
     expected = {out.name} if fmt == "saved_model" else {out.name, meta.name}
     assert {p.name for p in tmp_path.iterdir()} == expected
+
+
+def test_saved_files_get_the_mode_a_plain_write_would(tiny, tmp_path):
+    old = os.umask(0o022)
+    try:
+        tiny.save_pretrained(tmp_path / "m")
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "m").iterdir()}
+    assert set(modes.values()) == {0o644}, modes  # colleagues can load a shared model folder

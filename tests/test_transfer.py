@@ -135,14 +135,18 @@ def test_predict_restricted_to_some_classes(parent, capsys, tmp_path):
     np.testing.assert_allclose(some.sum(1), 1.0, atol=1e-6)
     np.testing.assert_allclose(some[:, :2], full[:, :2] / full[:, :2].sum(1, keepdims=True), rtol=1e-5)
     assert set(clf.predict(images, classes=["red", "green"])) <= {"red", "green"}
-    with pytest.raises(bloodcell.ConfigError, match="not classes of this model"):
+    with pytest.raises(bloodcell.ConfigError, match="mauve is not a class of this model"):
         clf.predict(images, classes=["mauve"])
+    for one in (["red"], ["red", "red"], "red,"):  # one class would be every image's answer, and sure of it
+        with pytest.raises(bloodcell.ConfigError, match="at least two different classes"):
+            clf.predict(images, classes=one)
     path = tmp_path / "cell.png"
     Image.fromarray(images[0]).save(path)
     assert main(["predict", str(path), "--model", str(parent), "--classes", "red,green", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["label"] in ("red", "green") and record["probabilities"]["blue"] == 0
     assert main(["predict", str(path), "--model", str(parent), "--classes", "mauve"]) == 2
+    assert main(["predict", str(path), "--model", str(parent), "--classes", "red"]) == 2
 
 
 def test_evaluate_on_some_of_the_classes(parent, tmp_path, capsys):

@@ -54,12 +54,36 @@ def run(args) -> int:
         raise UsageError(str(exc)) from None
     proba = clf.predict_proba(images, verbose=0)
     out.mkdir(parents=True, exist_ok=True)
-    for f, img, heat, c, p in zip(files, images, maps, classes, proba):
+    for f, stem, img, heat, c, p in zip(files, _unique_stems(files), images, maps, classes, proba):
         picture = np.concatenate([img, overlay(img, heat)], axis=1)
         if args.scale > 1:
             picture = np.repeat(np.repeat(picture, args.scale, axis=0), args.scale, axis=1)
-        dest = out / f"{Path(f).stem}.{clf.class_names[c]}.png"
+        dest = out / f"{stem}.{clf.class_names[c]}.png"
         Image.fromarray(picture).save(dest)
         print(f"{f}\t{clf.class_names[c]}\t{p[c]:.4f}\t{dest}")
-    print(f"wrote {len(files)} pictures into {out}", file=sys.stderr)
+    print(f"wrote {len(files)} picture{'s' if len(files) != 1 else ''} into {out}", file=sys.stderr)
     return 0
+
+
+def _unique_stems(files) -> list[str]:
+    """Each file's name without its suffix, prefixed by as many of its folders as it takes to tell
+    apart files of the same name (``a/cell.jpg``, ``b/cell.jpg``: ``a_cell``, ``b_cell``)."""
+    paths = [Path(f).resolve() for f in files]
+    folders = [p.parent.parts[1:] for p in paths]  # without the root
+
+    def named(depth: int) -> list[str]:
+        return ["_".join([*d[len(d) - depth:], p.stem]) if depth else p.stem for d, p in zip(folders, paths)]
+
+    stems = named(0)
+    for depth in range(1, max(map(len, folders), default=0) + 1):
+        if len(set(stems)) == len(stems):
+            break
+        stems = named(depth)
+    if len(set(stems)) != len(stems):  # no folder tells them apart: the same name, another suffix
+        stems = named(0)
+    seen: dict[str, int] = {}
+    unique = []
+    for stem in stems:  # the same file given twice, or names that differ only in suffix
+        seen[stem] = seen.get(stem, 0) + 1
+        unique.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return unique
