@@ -134,6 +134,8 @@ def acceptance_run(bccd: Path, classes: list[str], init: str, root: Path, flags:
         "accuracy_on_rest": ev["accuracy"], "balanced_accuracy_on_rest": ev["balanced_accuracy"],
         "cross_validated_accuracy": bloodcell.load_classifier(out).metrics.get("accuracy"),
         "confusion_matrix": ev["confusion_matrix"], "class_names": ev["class_names"],
+        # calibrated on the run's cross-validated predictions (it has no split of its own)
+        "ece_on_rest": (ev.get("calibration") or {}).get("ece"), "review_on_rest": ev.get("review"),
     }
 
 

@@ -26,7 +26,8 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     """:func:`atomic_write_text` for bytes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with _named(path):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # mkstemp makes the file private (0600); give it the mode a plain open() would.
         os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
@@ -40,6 +41,15 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+@contextlib.contextmanager
+def _named(path: Path) -> Iterator[None]:
+    """Errors of making a hidden temporary beside ``path`` name ``path``, what the caller asked to write."""
+    try:
+        yield
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
 
 
 def _umask() -> int:
@@ -86,7 +96,8 @@ def staged_folder(target: PathLike, *, replace: bool = False) -> Iterator[Path]:
     parent.mkdir(parents=True, exist_ok=True)
     recover_staged(target)
     stage = parent / f"{STAGING_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
-    stage.mkdir()
+    with _named(target):
+        stage.mkdir()
     try:
         yield stage
         if target.exists() and replace:

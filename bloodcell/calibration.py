@@ -242,8 +242,6 @@ def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optiona
     layer = feature_layer(classifier.model)
     raw, features = classifier.predict_with_features(images, layer=layer, batch_size=batch_size, calibrated=False,
                                                      verbose=verbose)
-    temperature = fit_temperature(raw, labels)
-    before = calibration_metrics(raw, labels)
     check = None
     if reference is not None:
         _, ref_features = classifier.predict_with_features(reference, layer=layer, batch_size=batch_size, verbose=0)
@@ -254,6 +252,19 @@ def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optiona
         half = len(labels) // 2
         check = fit_feature_check(features[order[:half]], features[order[half:]], layer=layer, share=feature_share,
                                   fitted_on=f"half of the calibration images ({half})")
+    return calibrate_predictions(classifier, raw, labels, description=description or f"{len(labels)} labelled images",
+                                 review_share=review_share, check=check, features=features)
+
+
+def calibrate_predictions(classifier, raw, labels, *, description: str, review_share: float = REVIEW_SHARE,
+                          check=None, features=None) -> dict[str, Any]:
+    """Fit ``classifier``'s temperature and review threshold on the network's own probabilities
+    ``raw`` of labelled images (with ``check``, the out-of-distribution check, and its ``features``
+    of the same images) and record them as :func:`calibrate` does; ``description`` says where
+    ``raw`` came from. Returns the record."""
+    raw, labels = _check(raw, labels)
+    temperature = fit_temperature(raw, labels)
+    before = calibration_metrics(raw, labels)
     outliers = check.flags(features) if check is not None else None
     calibrated = apply_calibration(raw, temperature, outside=outliers,
                                    temperature_outside=TEMPERATURE_OUTSIDE if check is not None else None)
@@ -261,7 +272,7 @@ def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optiona
     record = {
         "method": "temperature",
         "temperature": temperature,
-        "fitted_on": description or f"{len(labels)} labelled images",
+        "fitted_on": description,
         "images": int(len(labels)),
         "ece_before": before["ece"],
         "ece_after": after["ece"],

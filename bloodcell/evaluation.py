@@ -146,6 +146,8 @@ class Report:
     def to_text(self) -> str:
         """A terminal table: headline figures, per-class metrics and the confusion matrix."""
         width = max(12, *(len(c) for c in self.class_names))
+        predicted = self.confusion.sum(axis=0)
+        predicted_absent = [c for c in self.absent if predicted[self.class_names.index(c)]]
         lines = [
             f"{'accuracy':<{width}}  {self.accuracy:.4f}   (n = {self.n}{', TTA' if self.tta else ''})",
             f"{'balanced acc.':<{width}}  {self.balanced_accuracy:.4f}",
@@ -157,8 +159,10 @@ class Report:
                + (f" or out of distribution: {self.review['outliers']:.2%}" if "outliers" in self.review else "")
                + f"); accuracy of the others {self.review['accuracy_unflagged']:.4f}"]
               if self.review is not None else []),
-            *([f"measured over the {len(self.class_names) - len(self.absent)} classes present; no images of: "
-               f"{', '.join(self.absent)}"] if self.absent else []),
+            *([f"no images of: {', '.join(self.absent)} (balanced accuracy runs over the "
+               f"{len(self.class_names) - len(self.absent)} classes present"
+               + (f"; macro averages also count {', '.join(predicted_absent)}, predicted with precision 0)"
+                  if predicted_absent else ")")] if self.absent else []),
             "",
             f"{'class':<{width}}  precision  recall      f1  support",
         ]

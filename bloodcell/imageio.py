@@ -14,7 +14,7 @@ from typing import Iterable, Sequence, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageReadError
+from .errors import DataError, ImageReadError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm")
 #: Images with more pixels than this are refused (JPEGs are first decoded at a reduced scale).
@@ -245,9 +245,8 @@ def find_image_files(paths: Sequence[PathLike], *, recursive: bool = True) -> li
             pattern = "**/*" if recursive else "*"
             found = sorted(f for f in p.glob(pattern) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
             if not found:
-                raise ImageReadError(
-                    f"{p}: folder holds no images (looked for {', '.join(IMAGE_EXTENSIONS)})"
-                )
+                raise DataError(f"{p}: folder holds no images (looked for {', '.join(IMAGE_EXTENSIONS)}); "
+                                "give a folder of images")
             out.extend(found)
         else:
             out.append(p)

@@ -229,6 +229,11 @@ def test_cli_clean_folder(tmp_path, dirty_folder, capsys):
     assert "already exists" in capsys.readouterr().err and report.read_text() == report_before
     assert _cli(["clean", dirty_folder, "--out", tmp_path / "clean3", "--report", dirty_folder / "r.json"]) == 2
     assert not (dirty_folder / "r.json").exists() and not (tmp_path / "clean3").exists()
+    # a report that cannot be written is refused before the cleaned data is (/proc/self: no files, even for root)
+    if Path("/proc/self").is_dir():
+        assert _cli(["clean", dirty_folder, "--out", tmp_path / "clean4", "--report", "/proc/self/r.json"]) == 1
+        err = capsys.readouterr().err
+        assert "error: /proc/self/r.json: " in err and "permissions" in err and not (tmp_path / "clean4").exists()
 
 
 def test_duplicates_of_images_smaller_than_32_pixels(real_cells):

@@ -56,8 +56,11 @@ def test_predict_reports_bad_files_and_goes_on(model_dir, image_dir, tmp_path, c
 
 def test_predict_empty_folder(model_dir, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    assert main(["predict", str(tmp_path / "empty"), "--model", str(model_dir)]) == 1
+    assert main(["predict", str(tmp_path / "empty"), "--model", str(model_dir)]) == 2  # nothing to classify
     assert "holds no images" in capsys.readouterr().err
+    for command in (["explain", "--out", str(tmp_path / "o")], ["augment-preview", "--out", str(tmp_path / "g.png")]):
+        assert main([command[0], str(tmp_path / "empty"), *command[1:]]) == 2, command  # as evaluate, clean, train
+        assert "holds no images" in capsys.readouterr().err
 
 
 def test_usage_errors_exit_2(model_dir, image_dir, capsys):

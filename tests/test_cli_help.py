@@ -19,8 +19,13 @@ def _options(parser, prefix=()):
 def test_every_option_has_help_and_its_default():
     missing = []
     for command, parser, action in _options(build_parser()):
-        shown = parser.formatter_class is argparse.ArgumentDefaultsHelpFormatter
+        shown = issubclass(parser.formatter_class, argparse.ArgumentDefaultsHelpFormatter)
         has_default = action.default not in (None, False, argparse.SUPPRESS)
         if not action.help or (has_default and not shown and "default" not in action.help.lower()):
             missing.append(f"{command} {action.option_strings[0]}")
     assert missing == []
+
+
+def test_a_default_is_shown_once():
+    text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    assert "(default: None)" not in text and "default: lion; adam for small data) (default" not in text

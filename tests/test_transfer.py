@@ -117,12 +117,18 @@ def test_cli_small_data_cross_validates_and_averages_with_the_models_it_trained(
     assert clf.training["settings"]["patience"] is None  # small data: every epoch runs, no validation split
     assert "weight average (a model soup) of 3 models" in clf.training["weights"] and "seeds 42, 43, 44" in clf.training["weights"]
     assert "where this one is the average of 3" in json.loads((out / "config.json").read_text())["eval_data"]
+    # No split to calibrate on: the temperature and the review threshold come from the cross-validated predictions.
+    calibration = clf.extra["calibration"]
+    assert "3-fold cross-validated predictions" in calibration["fitted_on"] and calibration["images"] == 12
+    assert clf.review_below is not None and clf.temperature > 0 and "review" in (out / "README.md").read_text()
+    assert "calibrated on those predictions" in err
     alone = tmp_path / "alone"
     assert main(["train", str(data), "--init", str(parent), "--head-epochs", "2", "--batch-size", "4",
                  "--augment", "none", "--out", str(alone), "--no-soup"]) == 0, capsys.readouterr().err
     alone = bloodcell.load_classifier(alone)
     assert "weights" not in alone.training and "average of" not in alone.extra["eval_data"]
     assert alone.metrics["accuracy"] == clf.metrics["accuracy"]  # the same cross-validation models
+    assert alone.extra["calibration"]["temperature"] == pytest.approx(calibration["temperature"])
     assert any(not np.allclose(a, b) for a, b in zip(alone.model.get_weights(), clf.model.get_weights()))
 
 

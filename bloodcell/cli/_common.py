@@ -29,5 +29,22 @@ def check_output_file(flag: str, path, data, suffixes: Sequence[str]) -> None:
                          "write it somewhere else")
     if path.is_dir():
         raise UsageError(f"{flag} {path}: is a folder; give a file name")
+    check_writable(path)
+
+
+def check_writable(path) -> None:
+    """Refuse, before any work, an output ``path`` whose folder (or the nearest one of it that
+    exists) cannot be written into: the OSError that writing it would raise, naming ``path``."""
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(path).absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:  # reported as the write itself would be (exit 1), before the work instead of after
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
 
 

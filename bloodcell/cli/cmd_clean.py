@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._fs import atomic_write_text
 from ..errors import InputNotFoundError
-from ._common import UsageError, is_within
+from ._common import UsageError, check_writable, is_within
 
 import copy
 import json
@@ -51,6 +51,8 @@ def _check_paths(data: Path, out: Path, report: Path | None) -> None:
             raise UsageError(f"--report {report}: is the input or the output or inside them; choose another file")
         if report.exists():
             raise UsageError(f"--report {report}: already exists; choose a new file (it is never overwritten)")
+        check_writable(report)
+    check_writable(out)
 
 
 def run(args) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import ConfigError, InputNotFoundError
+from ..errors import ConfigError, DataError, InputNotFoundError
 from ._common import UsageError
 
 import json
@@ -44,13 +44,12 @@ def register(subparsers) -> None:
 
 def _expand(paths) -> tuple[list[Path], list[str]]:
     from ..imageio import find_image_files
-    from ..errors import ImageReadError
 
     files, errors = [], []
     for p in paths:
         try:
             files.extend(find_image_files([p]))
-        except ImageReadError as exc:
+        except DataError as exc:  # a missing file or an empty folder: the other paths are still classified
             errors.append(str(exc))
     return files, errors
 
@@ -69,6 +68,8 @@ def run(args) -> int:
         which = args.paths[0] if len(args.paths) == 1 else f"{args.paths[0]} (and the other {len(args.paths) - 1})"
         raise InputNotFoundError(f"{which}: no such file or folder; check the path")
     files, errors = _expand(args.paths)
+    if not files:  # nothing to classify at all: as with every path missing
+        raise DataError(errors[0] + (f" (and {len(errors) - 1} more paths without images)" if len(errors) > 1 else ""))
     for err in errors:
         print(f"bloodcell predict: {err}", file=sys.stderr)
     clf = load_classifier(args.model)

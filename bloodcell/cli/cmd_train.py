@@ -21,6 +21,14 @@ from ..training.small_data import SMALL_DATA, SMALL_DATA_SETTINGS, SOUP_MODELS
 from ._common import UsageError, is_within
 
 
+class _DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: ...)" to an option's help unless the help already says its default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        return text if "default:" in text else super()._get_help_string(action)
+
+
 def register(subparsers) -> None:
     d = TrainConfig()
     small = SMALL_DATA_SETTINGS
@@ -31,11 +39,12 @@ def register(subparsers) -> None:
         "Trainer, measure on the held-out split and write a save_pretrained folder. DATA's classes are "
         "its class folders (or the npz's labels); with --init a bloodcell model, they may differ from "
         "that model's: it then gets a new head for them.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsOnce,
     )
     p.add_argument("data", metavar="DATA", help="a folder with one subfolder per class, or an .npz")
     p.add_argument("--model", default=None, metavar="ARCH",
-                   help="architecture name (see `bloodcell list`); implied by --init MODEL")
+                   help="architecture name (see `bloodcell list`); required with --init random|imagenet|FILE.h5, "
+                   "implied by --init MODEL (default: none)")
     p.add_argument("--init", default="random", metavar="random|imagenet|MODEL",
                    help="start from random weights, ImageNet weights (backbone), or a trained bloodcell model "
                    "(a folder, hf://owner/repo@rev or a zoo name; any input size and classes)")
@@ -74,8 +83,8 @@ def register(subparsers) -> None:
     p.add_argument("--test-fraction", type=float, default=None, metavar="F",
                    help=f"share of DATA held out for the test (default: {SPLIT_FRACTIONS[2]}; small data: cross-validation)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the split, initialisation, order and augmentation")
-    p.add_argument("--out", default=None, metavar="FOLDER", help="where the trained model goes (default runs/ARCH)")
-    p.add_argument("--workdir", default=None, metavar="FOLDER", help="checkpoints and history (default OUT.work)")
+    p.add_argument("--out", default=None, metavar="FOLDER", help="where the trained model goes (default: runs/ARCH)")
+    p.add_argument("--workdir", default=None, metavar="FOLDER", help="checkpoints and history (default: OUT.work)")
     p.add_argument("--resume", action="store_true", help="continue the run checkpointed in the workdir")
     p.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
     p.add_argument("--robustness", action="store_true", help="also measure accuracy under corruptions")
@@ -334,9 +343,11 @@ def _done_elsewhere(trainer, out: Path) -> int:
 def _train_small(args, data, model, weights, settings, out, workdir, command, t0, writes: bool = True) -> int:
     """Small data: cross-validate for the figures, then train the model on every image (from a bloodcell
     model: SOUP_MODELS of them, with successive seeds, and average their weights)."""
+    from ..calibration import calibrate_predictions
+    from ..evaluation import Report, confusion_matrix
     from ..models import average_models
     from ..training import Trainer
-    from ..training.small_data import cross_validate, folds_for
+    from ..training.small_data import cross_validated_predictions, folds_for
 
     if args.resume:
         raise UsageError("--resume: a small-data run (cross-validation, then the final model) is not "
@@ -361,7 +372,9 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
 
     report = None
     if folds:
-        report = cross_validate(lambda part: train_one(part).classifier, data, folds, seed=args.seed)
+        proba, labels = cross_validated_predictions(lambda part: train_one(part).classifier, data, folds, seed=args.seed)
+        report = Report.from_confusion(confusion_matrix(labels, proba.argmax(axis=1), len(data.class_names)),
+                                       data.class_names)
         print(f"cross-validation ({folds} folds): accuracy {report.accuracy:.2%}, balanced accuracy "
               f"{report.balanced_accuracy:.2%} ({time.time() - t0:.0f}s so far)", file=sys.stderr)
     if writes:
@@ -382,6 +395,11 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
                                    f"{len(data)} images from {args.init}, with seeds {', '.join(map(str, seeds))}; "
                                    "the settings, epochs, time and history here are the first one's")
     if report is not None:
+        record = calibrate_predictions(clf, proba, labels, description=(
+            f"the {folds}-fold cross-validated predictions on {Path(args.data).name} ({len(labels)} images, each "
+            "from a model trained without it); this model was trained on all of them"))
+        print(f"calibrated on those predictions: temperature {record['temperature']:.3f}, review below "
+              f"{record['review_below']:.3f}", file=sys.stderr)
         clf.metrics = {**report.headline(), "cross_validation_folds": folds}
         clf.extra["eval_data"] = (f"{folds}-fold cross-validation over {Path(args.data).name} ({len(data)} images): "
                                   "each image classified by a model trained without it, with the same settings"

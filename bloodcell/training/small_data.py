@@ -4,7 +4,9 @@ With a few images a class a validation split would hold one or two images of eac
 stop early on or to measure: :data:`SMALL_DATA_SETTINGS` train the whole network for a fixed
 number of epochs instead (batch-norm statistics adapt to the new images, which measured better
 than a frozen backbone when the images come from another lab), and :func:`cross_validate` gives
-the honest figure: every image is classified by a model trained without it.
+the honest figure: every image is classified by a model trained without it. Those predictions also
+calibrate the model trained on all the images (as scikit-learn's ``CalibratedClassifierCV`` with
+``ensemble=False``): it has no held-out images of its own.
 """
 
 from __future__ import annotations
@@ -41,19 +43,30 @@ def folds_for(data: Dataset) -> int:
     return min(MAX_FOLDS, smallest) if smallest >= 2 else 0
 
 
-def cross_validate(train_one: Callable[[Dataset], object], data: Dataset, folds: int, *, seed: int = SPLIT_SEED) -> Report:
-    """Train ``folds`` models, each with ``train_one(training part)`` (which returns a Classifier)
-    on all folds but one, and measure the predictions each makes on its held-out fold, pooled.
+def cross_validated_predictions(train_one: Callable[[Dataset], object], data: Dataset, folds: int, *,
+                                 seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Train ``folds`` models, each with ``train_one(training part)`` (which returns a Classifier) on
+    all folds but one, and return the network's own probabilities (uncalibrated) of every image from
+    the model that did not train on it, with the labels, fold after fold.
 
     Folds are stratified and keep every group of duplicate images together (:func:`bloodcell.data.kfold`).
     """
     parts = kfold(data, folds, seed=seed)
-    cm = np.zeros((len(data.class_names),) * 2, np.int64)
+    probas, labels = [], []
     for held in parts:
+        if not len(held):
+            continue
         rest = [p for p in parts if p is not held and len(p)]
         training = Dataset(np.concatenate([p.images for p in rest]), np.concatenate([p.labels for p in rest]),
                            data.class_names)
         clf = train_one(training)
-        predicted = clf.predict_proba(held.images).argmax(axis=1)
-        cm += confusion_matrix(held.labels, predicted, len(data.class_names))
+        probas.append(clf.predict_proba(held.images, calibrated=False, verbose=0))
+        labels.append(np.asarray(held.labels))
+    return np.concatenate(probas), np.concatenate(labels)
+
+
+def cross_validate(train_one: Callable[[Dataset], object], data: Dataset, folds: int, *, seed: int = SPLIT_SEED) -> Report:
+    """The report of :func:`cross_validated_predictions`: every image classified by a model trained without it."""
+    proba, labels = cross_validated_predictions(train_one, data, folds, seed=seed)
+    cm = confusion_matrix(labels, proba.argmax(axis=1), len(data.class_names))
     return Report.from_confusion(cm, data.class_names)

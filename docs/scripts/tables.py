@@ -298,6 +298,11 @@ def outside_few_shot() -> str:
             f"{acc['seconds'] / 60:.1f} minutes, **{pct(acc['accuracy_on_rest'], 1)}** on the other "
             f"{acc['rest_images']} BCCD images of those classes (balanced {pct(acc['balanced_accuracy_on_rest'], 1)}; "
             f"the run's own cross-validated figure: {pct(acc['cross_validated_accuracy'], 1)}).")
+    review = acc.get("review_on_rest")
+    if acc.get("ece_on_rest") is not None and review:
+        text += (f" Calibrated on its cross-validated predictions, its probabilities there have an ECE of "
+                 f"{acc['ece_on_rest']:.3f}; the review flags {pct(review['flagged'], 1)} of those images, and "
+                 f"{pct(review['accuracy_unflagged'], 1)} of the others are right.")
     soup = data.get("few_shot_soup")
     if soup:
         text += (f" On {soup['draws']} other draws of {soup['k']} images a class, the soup that `bloodcell train` "
