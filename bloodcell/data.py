@@ -31,7 +31,7 @@ from ._fs import is_within, staged_folder
 from ._progress import progress
 from ._util import DAMAGED_NPZ
 from .errors import ConfigError, DataError, InputNotFoundError, OutputExistsError
-from .imageio import IMAGE_EXTENSIONS, read_image, resize_image
+from .imageio import IMAGE_EXTENSIONS, is_image_file, read_image, resize_image
 
 PathLike = Union[str, os.PathLike]
 
@@ -138,7 +138,7 @@ def _list_class_files(root: Path, class_names: Optional[Sequence[str]]) -> tuple
     files: list[Path] = []
     labels: list[int] = []
     for cls, folder in folders.items():
-        found = sorted(f for f in (root / folder).rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+        found = sorted(f for f in (root / folder).rglob("*") if is_image_file(f, root / folder))
         if not found:
             raise DataError(f"{root / folder}: class folder holds no images (looked for {', '.join(IMAGE_EXTENSIONS)}); "
                             "add images or remove the folder")

@@ -231,6 +231,14 @@ def _is_tensor(x) -> bool:
     return hasattr(x, "shape") and hasattr(x, "dtype") and hasattr(x, "numpy")
 
 
+def is_image_file(path: Path, root: Path) -> bool:
+    """Whether ``path`` (found under folder ``root``) is an image file to read: an image suffix, and
+    neither it nor a folder between it and ``root`` hidden (macOS's ``._name.jpg`` resource files,
+    ``.ipynb_checkpoints``)."""
+    return (path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+            and not any(part.startswith(".") for part in path.relative_to(root).parts))
+
+
 def find_image_files(paths: Sequence[PathLike], *, recursive: bool = True) -> list[Path]:
     """Expand files and folders into a sorted list of image files.
 
@@ -243,7 +251,7 @@ def find_image_files(paths: Sequence[PathLike], *, recursive: bool = True) -> li
             raise ImageReadError(f"{p}: no such file or folder; check the path")
         if p.is_dir():
             pattern = "**/*" if recursive else "*"
-            found = sorted(f for f in p.glob(pattern) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            found = sorted(f for f in p.glob(pattern) if is_image_file(f, p))
             if not found:
                 raise DataError(f"{p}: folder holds no images (looked for {', '.join(IMAGE_EXTENSIONS)}); "
                                 "give a folder of images")

@@ -346,3 +346,14 @@ def test_damaged_npz_is_a_one_line_error(tmp_path, damage):
         load_dataset(path, image_size=16)
     assert main(["clean", str(path), "--out", str(tmp_path / "out.npz")]) == 2
     assert not (tmp_path / "out.npz").exists()
+
+
+def test_hidden_files_and_folders_are_not_images(tmp_path):
+    _write_tree(tmp_path, {"blasts": 2, "neutrophil": 1})
+    (tmp_path / "blasts" / "._cell0.png").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")  # AppleDouble
+    (tmp_path / "neutrophil" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "neutrophil" / ".ipynb_checkpoints" / "x.png").write_bytes(b"not read")
+    assert load_dataset(tmp_path, image_size=16).class_counts() == {"neutrophil": 1, "blasts": 2}
+    from bloodcell.imageio import find_image_files
+
+    assert len(find_image_files([tmp_path], recursive=True)) == 3

@@ -75,14 +75,16 @@ def test_bad_build_arguments():
         bloodcell.build_model("mnv3s", weights="/nope.h5")
 
 
-def test_imagenet_weights_unreachable_gives_clear_error(monkeypatch):
+def test_imagenet_weights_unreachable_gives_clear_error(monkeypatch, capsys):
     # Point keras' download at a closed local port: the real download code path fails fast.
     from keras.src.applications import efficientnet
 
     monkeypatch.setattr(efficientnet, "BASE_WEIGHTS_PATH", "http://127.0.0.1:9/")
     monkeypatch.setenv("KERAS_HOME", "/tmp/bloodcell-test-empty-keras-home")
-    with pytest.raises(bloodcell.BloodcellError, match="could not fetch the ImageNet weights of 'effnetb0'.*weights="):
-        bloodcell.build_model("effnetb0", weights="imagenet")
+    with pytest.raises(bloodcell.BloodcellError, match="could not fetch the ImageNet weights of 'effnetb0'.*--init random"):
+        bloodcell.build_model("effnetb0", weights="imagenet", input_size=96)
+    out, err = capsys.readouterr()
+    assert out == "" and "Downloading" in err  # stdout is the commands' output (--json): keras' notice goes to stderr
 
 
 def test_registry_refuses_duplicates():

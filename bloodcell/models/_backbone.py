@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import warnings
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -26,8 +29,8 @@ def _imagenet_error(architecture: str, exc: Exception) -> ConfigError:
     return ConfigError(
         f"could not fetch the ImageNet weights of {architecture!r} ({type(exc).__name__}: "
         f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); download the Keras "
-        "'..._notop.h5' weights file elsewhere and pass its path as weights='/path/to/file.h5', "
-        "or use weights=None to train from random init"
+        "'..._notop.h5' weights file elsewhere and pass its path as weights='/path/to/file.h5' "
+        "(bloodcell train: --init /path/to/file.h5), or use weights=None (--init random) to train from random init"
     )
 
 
@@ -40,7 +43,11 @@ def load_backbone(constructor, architecture: str, weights, **kwargs) -> keras.Mo
                 f"file of {architecture!r} without its top; no such file"
             )
     try:
-        model = constructor(include_top=False, weights=weights, **kwargs)
+        # Keras prints its download notice on stdout (where `--json` output goes) and warns that ImageNet
+        # weights come from 224-pixel training at any other input size: the notice goes to stderr, the warning away.
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*input_shape.*", category=UserWarning)
+            model = constructor(include_top=False, weights=weights, **kwargs)
     except ConfigError:
         raise
     except Exception as exc:  # keras raises bare Exceptions for URL and HTTP failures
