@@ -30,7 +30,7 @@ from ._classes import CLASS_ALIASES, CLASS_NAMES, canonical_name
 from ._fs import is_within, staged_folder
 from ._progress import progress
 from ._util import DAMAGED_NPZ
-from .errors import ConfigError, DataError, InputNotFoundError, OutputExistsError
+from .errors import ConfigError, DataError, ImageReadError, InputNotFoundError, OutputExistsError
 from .imageio import IMAGE_EXTENSIONS, is_image_file, read_image, resize_image
 
 PathLike = Union[str, os.PathLike]
@@ -165,21 +165,54 @@ def _read_one(args: tuple[Path, int]) -> np.ndarray:
     return resize_image(read_image(path), size, str(path))
 
 
-def _load_folder(root: Path, image_size: int, workers: Optional[int], class_names, verbose: int) -> Dataset:
+def _load_folder(root: Path, image_size: int, workers: Optional[int], class_names, verbose: int,
+                 unreadable: Optional[list[str]] = None) -> Dataset:
+    """The folder tree's images; with an ``unreadable`` list, files that cannot be read are left out
+    and their errors appended to it instead of raised."""
     files, labels, names = _list_class_files(root, class_names)
     images = np.empty((len(files), image_size, image_size, 3), np.uint8)
+    ok = np.ones(len(files), bool)
     n_workers = workers if workers is not None else min(8, os.cpu_count() or 1)
     jobs = [(f, image_size) for f in files]
+
+    def read_one(job):
+        try:
+            return _read_one(job)
+        except ImageReadError as exc:
+            if unreadable is None:
+                raise
+            return exc
+
     if n_workers > 1 and len(files) > 64:
         with ThreadPoolExecutor(n_workers) as pool:  # PIL releases the GIL while decoding
-            read = progress(pool.map(_read_one, jobs, chunksize=64), verbose=verbose, total=len(jobs),
+            read = progress(pool.map(read_one, jobs, chunksize=64), verbose=verbose, total=len(jobs),
                             desc=f"reading {root.name}", unit="img")
             for i, img in enumerate(read):
-                images[i] = img
+                _place(images, ok, i, img, unreadable)
     else:
         for i, job in enumerate(jobs):
-            images[i] = _read_one(job)
-    return Dataset(images, np.asarray(labels, np.int64), names, [str(f) for f in files])
+            _place(images, ok, i, read_one(job), unreadable)
+    data = Dataset(images, np.asarray(labels, np.int64), names, [str(f) for f in files])
+    return data if ok.all() else data.subset(np.flatnonzero(ok))
+
+
+def _place(images: np.ndarray, ok: np.ndarray, i: int, img, unreadable: Optional[list[str]]) -> None:
+    if isinstance(img, ImageReadError):
+        ok[i] = False
+        unreadable.append(str(img))
+    else:
+        images[i] = img
+
+
+def load_readable(path: PathLike, *, image_size: int = 96, verbose: int = 1) -> tuple[Dataset, list[str]]:
+    """:func:`load_dataset` of a class-folder tree that leaves out the files it cannot read (what
+    ``bloodcell clean`` drops), with one error line for each; an ``.npz`` loads whole."""
+    p = Path(path)
+    if not p.is_dir():
+        return load_dataset(p, image_size=image_size, verbose=verbose), []
+    unreadable: list[str] = []
+    data = _load_folder(p, _check_image_size(image_size), None, None, verbose, unreadable)
+    return data, unreadable
 
 
 def _load_npz(path: Path, image_size: int, class_names) -> Dataset:
@@ -236,6 +269,12 @@ def _load_npz(path: Path, image_size: int, class_names) -> Dataset:
     return data if class_names is None else data.relabel(class_names)
 
 
+def _check_image_size(image_size) -> int:
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 8:
+        raise ConfigError(f"image_size: expected the side in pixels as an integer >= 8 (e.g. 96), got {image_size!r}")
+    return int(image_size)
+
+
 def load_dataset(path: PathLike, *, image_size: int = 96, workers: Optional[int] = None,
                  class_names: Optional[Sequence[str]] = None, verbose: int = 1) -> Dataset:
     """Read a class-folder tree or a course-layout ``.npz`` as a :class:`Dataset`.
@@ -248,8 +287,7 @@ def load_dataset(path: PathLike, *, image_size: int = 96, workers: Optional[int]
     ``verbose=0`` for none.
     """
     p = Path(path)
-    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 8:
-        raise ConfigError(f"image_size: expected the side in pixels as an integer >= 8 (e.g. 96), got {image_size!r}")
+    _check_image_size(image_size)
     if not p.exists():
         raise InputNotFoundError(f"{p}: no such file or folder; expected a class-folder tree or an .npz file")
     if p.is_dir():

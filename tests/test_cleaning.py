@@ -271,3 +271,14 @@ def test_bad_reference_files_name_the_file(tmp_path):
         OutlierReference.load(tmp_path / "text.npz")
     with pytest.raises(FileNotFoundError, match="no such outlier reference"):
         OutlierReference.load(tmp_path / "absent.npz")
+
+
+def test_cli_clean_drops_unreadable_files(tmp_path, dirty_folder, capsys):
+    (dirty_folder / "platelet" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    out, report = tmp_path / "clean", tmp_path / "report.json"
+    assert _cli(["clean", dirty_folder, "--out", out, "--report", report]) == 1  # an input failed: exit 1, as predict
+    captured = capsys.readouterr()
+    assert "dropped" in captured.err and "broken.png" in captured.err and "dropped 1 unreadable" in captured.out
+    assert not any(p.name == "broken.png" for p in out.rglob("*")) and len(list(out.rglob("*.*"))) == 15
+    assert json.loads(report.read_text())["unreadable"]["count"] == 1
+

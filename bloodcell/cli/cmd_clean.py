@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from .._fs import atomic_write_text
-from ..errors import InputNotFoundError
+from ..errors import DataError, InputNotFoundError
 from ._common import UsageError, check_writable, is_within
 
 import copy
 import json
+import sys
 from pathlib import Path
 
 
@@ -59,14 +60,19 @@ def run(args) -> int:
     import numpy as np
 
     from ..cleaning import clean
-    from ..data import load_dataset, save_dataset, save_npz
+    from ..data import load_readable, save_dataset, save_npz
 
     data, out = Path(args.data), Path(args.out)
     report_path = Path(args.report) if args.report else None
     _check_paths(data, out, report_path)
-    dataset = load_dataset(data, image_size=args.image_size)
+    dataset, unreadable = load_readable(data, image_size=args.image_size)
+    for line in unreadable:
+        print(f"bloodcell clean: dropped {line}", file=sys.stderr)
+    if not len(dataset):
+        raise DataError(f"{data}: no readable images; nothing to clean")
     result = clean(dataset.images, dataset.labels, near=not args.no_near, reference=args.reference)
-    report = dict(copy.deepcopy(result.report), input=str(data), output=str(out))
+    report = dict(copy.deepcopy(result.report), input=str(data), output=str(out),
+                  unreadable={"count": len(unreadable), "errors": unreadable})
     if dataset.paths is not None:
         paths = dataset.paths
         report["outliers"]["paths"] = [paths[i] for i in report["outliers"]["rows"]]
@@ -86,7 +92,9 @@ def run(args) -> int:
         atomic_write_text(report_path, json.dumps(report, indent=2))
     r = result.report
     print(
-        f"Read {r['n_input']} images from {data}. Removed {r['outliers']['count']} outlier(s) that do not look "
+        f"Read {r['n_input']} images from {data}"
+        + (f" (and dropped {len(unreadable)} unreadable file(s))" if unreadable else "")
+        + f". Removed {r['outliers']['count']} outlier(s) that do not look "
         f"like blood-cell images, {r['duplicates']['copies_removed']} extra copies from "
         f"{r['duplicates']['groups']} duplicate group(s) "
         f"({'identical pixels only' if args.no_near else 'identical or near-identical'}), and "
@@ -94,4 +102,4 @@ def run(args) -> int:
         f"conflicting labels. Kept {r['n_kept']} images, written to {out} as {layout}"
         + (f"; details in {report_path}." if report_path else ".")
     )
-    return 0
+    return 1 if unreadable else 0  # as predict: an input that failed is reported in the exit status
