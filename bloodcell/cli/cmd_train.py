@@ -350,8 +350,9 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
     from ..training.small_data import cross_validated_predictions, folds_for
 
     if args.resume:
-        raise UsageError("--resume: a small-data run (cross-validation, then the final model) is not "
-                         "checkpointed; run it again without --resume")
+        raise UsageError("--resume: a small-data run (cross-validation, then the final model) cannot be "
+                         "resumed, its cross-validation models are not kept; run it again without --resume "
+                         "(it takes minutes)")
     folds = folds_for(data)
     # From a bloodcell model every seed starts from its weights (all but the output units of classes it lacks),
     # so the models stay in one basin and average well; from ImageNet each seed draws its own head.
