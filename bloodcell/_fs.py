@@ -6,7 +6,6 @@ import contextlib
 import os
 import re
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator, Union
@@ -23,39 +22,38 @@ def atomic_write_text(path: PathLike, text: str) -> Path:
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    """:func:`atomic_write_text` for bytes."""
+    """:func:`atomic_write_text` for bytes. The file gets the mode a plain ``open()`` would give it
+    (the umask and the folder's default ACLs apply), or the mode of the file it replaces."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with _named(path):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                if path.exists():
+                    with contextlib.suppress(OSError):  # some file systems (FAT, CIFS) refuse chmod
+                        os.chmod(f.fileno() if os.chmod in os.supports_fd else tmp, path.stat().st_mode & 0o7777)
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
     return path
 
 
 @contextlib.contextmanager
 def _named(path: Path) -> Iterator[None]:
-    """Errors of making a hidden temporary beside ``path`` name ``path``, what the caller asked to write."""
+    """OSErrors inside name ``path``, what the caller asked to write, not a hidden temporary beside it."""
     try:
         yield
     except OSError as exc:
+        if exc.errno is None:
+            raise
         raise type(exc)(exc.errno, exc.strerror, str(path)) from None
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def is_within(path: PathLike, folder: PathLike) -> bool:

@@ -263,7 +263,12 @@ def calibrate_predictions(classifier, raw, labels, *, description: str, review_s
     of the same images) and record them as :func:`calibrate` does; ``description`` says where
     ``raw`` came from. Returns the record."""
     raw, labels = _check(raw, labels)
-    temperature = fit_temperature(raw, labels)
+    if (raw.argmax(axis=1) == labels).all():
+        # Without an error the NLL falls as T -> 0: the fit would make every answer certain.
+        temperature = 1.0
+        description += f"; all {len(labels)} were right, so no temperature was fitted (T = 1)"
+    else:
+        temperature = fit_temperature(raw, labels)
     before = calibration_metrics(raw, labels)
     outliers = check.flags(features) if check is not None else None
     calibrated = apply_calibration(raw, temperature, outside=outliers,

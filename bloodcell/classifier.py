@@ -139,12 +139,18 @@ class Classifier:
         if isinstance(classes, str):
             classes = [c.strip() for c in classes.split(",") if c.strip()]
         given = list(classes)
-        # PBC's folder alias ("ig") names a canonical class where the model has it under its canonical name.
-        classes = {c if c in self.class_names else (canonical_name(c) or c) for c in given}
-        unknown = sorted(c for c in classes if c not in self.class_names)
+        bad = [c for c in given if not isinstance(c, str)]
+        if bad:
+            raise ConfigError(f"classes: expected class names (strings), got {bad[0]!r}; choose among "
+                              f"{', '.join(self.class_names)}")
+        # Names match ignoring case, as class folders do; PBC's folder alias ("ig") names its canonical class.
+        lower = {n.lower(): n for n in self.class_names}
+        resolved = {c: lower.get(c.lower()) or lower.get((canonical_name(c) or "").lower()) for c in given}
+        unknown = [c for c, r in resolved.items() if r is None]
         if unknown:
-            raise ConfigError(f"classes: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a class of "
-                              f"this model; choose among {', '.join(self.class_names)}")
+            raise ConfigError(f"classes: {', '.join(unknown)} {'is not a class' if len(unknown) == 1 else 'are not classes'} "
+                              f"of this model; choose among {', '.join(self.class_names)}")
+        classes = set(resolved.values())
         if len(classes) < 2:
             raise ConfigError(f"classes: got {', '.join(given) or 'none'}; give at least two different classes "
                               "(with one, every image would be that class)")

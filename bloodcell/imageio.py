@@ -242,8 +242,9 @@ def is_image_file(path: Path, root: Path) -> bool:
 def find_image_files(paths: Sequence[PathLike], *, recursive: bool = True) -> list[Path]:
     """Expand files and folders into a sorted list of image files.
 
-    A missing path or a folder without images raises :class:`ImageReadError`. Files given
-    explicitly are kept whatever their extension (reading them reports what is wrong).
+    A missing path raises :class:`ImageReadError`, a folder without images (hidden files aside)
+    :class:`DataError`. Files given explicitly are kept whatever their extension (reading them
+    reports what is wrong).
     """
     out: list[Path] = []
     for p in map(Path, paths):

@@ -36,6 +36,21 @@ def test_fit_temperature_recovers_the_temperature_that_made_probabilities_over_c
         assert after["accuracy"] == before["accuracy"]  # a temperature never changes the answer
 
 
+def test_predictions_without_an_error_fit_no_temperature():
+    from bloodcell.calibration import calibrate_predictions
+
+    class Holder:
+        extra: dict = {}
+
+    p = np.array([[0.6, 0.4], [0.3, 0.7], [0.55, 0.45]] * 10)
+    y = p.argmax(1)
+    record = calibrate_predictions(Holder(), p, y, description="30 cross-validated predictions")
+    assert record["temperature"] == 1.0 and "no temperature was fitted" in record["fitted_on"]
+    assert fit_temperature(p, y) < 0.1  # what it would have been: every answer made nearly certain
+    y[0] = 1  # one error is enough to bound the fit
+    assert 0.1 < calibrate_predictions(Holder(), p, y, description="d")["temperature"] < 10
+
+
 def test_calibration_metrics_of_known_cases():
     y = np.array([0, 1, 0, 1])
     sure = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])

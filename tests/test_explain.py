@@ -70,3 +70,13 @@ def test_explain_command_writes_one_picture_per_image(tmp_path, capsys):
         shutil.copy(files[0], tmp_path / folder / "cell.jpg")
     assert main(["explain", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "o3")]) == 0
     assert sorted(p.name.split(".")[0] for p in (tmp_path / "o3").iterdir()) == ["a_cell", "b_cell"]
+
+
+def test_picture_names_are_unique_and_keep_link_names(tmp_path):
+    from bloodcell.cli.cmd_explain import _unique_stems
+
+    assert _unique_stems(["/d/b/x.jpg", "/d/b/x.png", "/d/b/x-2.jpg"]) == ["x", "x-2", "x-2-2"]
+    (tmp_path / "blobs").mkdir()
+    (tmp_path / "blobs" / "9f2c1e.jpg").write_bytes(b"")
+    (tmp_path / "cell.jpg").symlink_to(tmp_path / "blobs" / "9f2c1e.jpg")  # as the Hugging Face cache stores files
+    assert _unique_stems([tmp_path / "cell.jpg"]) == ["cell"]

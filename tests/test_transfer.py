@@ -120,7 +120,7 @@ def test_cli_small_data_cross_validates_and_averages_with_the_models_it_trained(
     # No split to calibrate on: the temperature and the review threshold come from the cross-validated predictions.
     calibration = clf.extra["calibration"]
     assert "3-fold cross-validated predictions" in calibration["fitted_on"] and calibration["images"] == 12
-    assert clf.review_below is not None and clf.temperature > 0 and "review" in (out / "README.md").read_text()
+    assert clf.review_below is not None and 0.1 < clf.temperature < 10 and "review" in (out / "README.md").read_text()
     assert "calibrated on those predictions" in err
     alone = tmp_path / "alone"
     assert main(["train", str(data), "--init", str(parent), "--head-epochs", "2", "--batch-size", "4",
@@ -143,7 +143,10 @@ def test_predict_restricted_to_some_classes(parent, capsys, tmp_path):
     assert set(clf.predict(images, classes=["red", "green"])) <= {"red", "green"}
     with pytest.raises(bloodcell.ConfigError, match="mauve is not a class of this model"):
         clf.predict(images, classes=["mauve"])
-    for one in (["red"], ["red", "red"], "red,"):  # one class would be every image's answer, and sure of it
+    np.testing.assert_allclose(clf.predict_proba(images, classes="Red,GREEN"), some)  # case ignored, as folders
+    with pytest.raises(bloodcell.ConfigError, match="expected class names"):
+        clf.predict(images, classes=["red", 1])
+    for one in (["red"], ["red", "Red"], "red,"):  # one class would be every image's answer, and sure of it
         with pytest.raises(bloodcell.ConfigError, match="at least two different classes"):
             clf.predict(images, classes=one)
     path = tmp_path / "cell.png"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._fs import atomic_write_text
-from ..errors import DataError, InputNotFoundError
+from ..errors import ImageReadError, InputNotFoundError
 from ._common import UsageError, check_writable, is_within
 
 import copy
@@ -69,7 +69,7 @@ def run(args) -> int:
     for line in unreadable:
         print(f"bloodcell clean: dropped {line}", file=sys.stderr)
     if not len(dataset):
-        raise DataError(f"{data}: no readable images; nothing to clean")
+        raise ImageReadError(f"{data}: none of its images could be read (above); nothing to clean")
     result = clean(dataset.images, dataset.labels, near=not args.no_near, reference=args.reference)
     report = dict(copy.deepcopy(result.report), input=str(data), output=str(out),
                   unreadable={"count": len(unreadable), "errors": unreadable})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..errors import ConfigError, InputNotFoundError
 from ._common import UsageError
 
+import os
 import sys
 from pathlib import Path
 
@@ -67,12 +68,13 @@ def run(args) -> int:
 
 def _unique_stems(files) -> list[str]:
     """Each file's name without its suffix, prefixed by as many of its folders as it takes to tell
-    apart files of the same name (``a/cell.jpg``, ``b/cell.jpg``: ``a_cell``, ``b_cell``)."""
-    paths = [Path(f).resolve() for f in files]
+    apart files of the same name (``a/cell.jpg``, ``b/cell.jpg``: ``a_cell``, ``b_cell``); a name
+    still taken gets ``-2``, ``-3``, ..."""
+    paths = [Path(os.path.abspath(f)) for f in files]  # not resolve(): a link keeps its own name
     folders = [p.parent.parts[1:] for p in paths]  # without the root
 
     def named(depth: int) -> list[str]:
-        return ["_".join([*d[len(d) - depth:], p.stem]) if depth else p.stem for d, p in zip(folders, paths)]
+        return ["_".join([*d[max(len(d) - depth, 0):], p.stem]) if depth else p.stem for d, p in zip(folders, paths)]
 
     stems = named(0)
     for depth in range(1, max(map(len, folders), default=0) + 1):
@@ -81,9 +83,13 @@ def _unique_stems(files) -> list[str]:
         stems = named(depth)
     if len(set(stems)) != len(stems):  # no folder tells them apart: the same name, another suffix
         stems = named(0)
-    seen: dict[str, int] = {}
+    taken: set[str] = set()
     unique = []
-    for stem in stems:  # the same file given twice, or names that differ only in suffix
-        seen[stem] = seen.get(stem, 0) + 1
-        unique.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    for stem in stems:
+        name, n = stem, 1
+        while name in taken:
+            n += 1
+            name = f"{stem}-{n}"
+        taken.add(name)
+        unique.append(name)
     return unique
