@@ -363,7 +363,8 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
     counts = ", ".join(f"{c} {n}" for c, n in data.class_counts().items())
     print(f"data: {len(data.class_names)} classes, {len(data)} images ({counts}): small data, so no split: "
           + (f"{folds}-fold cross-validation, then {final}" if folds else
-             f"too few images of a class to hold any out, {final}"), file=sys.stderr)
+             f"too few images of a class to hold any out, {final}; no figure, no calibration, and no "
+             "prediction will be flagged for review on confidence"), file=sys.stderr)
 
     def train_one(part, workdir=None, seed=args.seed):
         trainer = Trainer(model, weights=weights, class_names=data.class_names, workdir=workdir,
