@@ -120,15 +120,16 @@ def main(argv=None) -> int:
     for set_name, ds in (("pbc96 held-out", test), ("BCCD zero-shot", bccd)):
         p, y, f = raw(ds)
         single = apply_temperature(p, temperature)
-        after = apply_calibration(p, temperature, outside=check.flags(f), temperature_outside=TEMPERATURE_OUTSIDE)
-        review = review_summary(after, y, threshold, outliers=check.flags(f))
+        outside = check.flags(f)
+        after = apply_calibration(p, temperature, outside=outside, temperature_outside=TEMPERATURE_OUTSIDE)
+        review = review_summary(after, y, threshold, outliers=outside)
         alone = review_summary(after, y, confidence_only)
         result["sets"][set_name] = {"images": len(y), "before": calibration_metrics(p, y), "after": calibration_metrics(after, y),
                                 "after_one_temperature_for_all": calibration_metrics(single, y),
                                 "review": {k: review[k] for k in ("flagged", "outliers", "accuracy_unflagged")},
                                 "review_confidence_only": {k: alone[k] for k in ("flagged", "accuracy_unflagged")}}
         if set_name == "pbc96 held-out":
-            kept = (after.max(axis=1) >= threshold) & ~check.flags(f)
+            kept = (after.max(axis=1) >= threshold) & ~outside
             wrong = np.flatnonzero(kept & (after.argmax(axis=1) != y))
             result["sets"][set_name]["unflagged_errors"] = [
                 {"file": str(Path(ds.paths[i]).resolve().relative_to(root)), "label": clf.class_names[y[i]],

@@ -33,7 +33,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
             with os.fdopen(fd, "wb") as f:
                 if path.exists():
                     with contextlib.suppress(OSError):  # some file systems (FAT, CIFS) refuse chmod
-                        os.chmod(f.fileno() if os.chmod in os.supports_fd else tmp, path.stat().st_mode & 0o7777)
+                        os.chmod(tmp, path.stat().st_mode & 0o7777)
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())

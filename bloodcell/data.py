@@ -14,6 +14,7 @@ Two layouts are read and written:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -183,25 +184,18 @@ def _load_folder(root: Path, image_size: int, workers: Optional[int], class_name
                 raise
             return exc
 
-    if n_workers > 1 and len(files) > 64:
-        with ThreadPoolExecutor(n_workers) as pool:  # PIL releases the GIL while decoding
-            read = progress(pool.map(read_one, jobs, chunksize=64), verbose=verbose, total=len(jobs),
-                            desc=f"reading {root.name}", unit="img")
-            for i, img in enumerate(read):
-                _place(images, ok, i, img, unreadable)
-    else:
-        for i, job in enumerate(jobs):
-            _place(images, ok, i, read_one(job), unreadable)
+    parallel = n_workers > 1 and len(files) > 64
+    with ThreadPoolExecutor(n_workers) if parallel else contextlib.nullcontext() as pool:  # PIL releases the GIL
+        read = (progress(pool.map(read_one, jobs, chunksize=64), verbose=verbose, total=len(jobs),
+                         desc=f"reading {root.name}", unit="img") if parallel else map(read_one, jobs))
+        for i, img in enumerate(read):
+            if isinstance(img, ImageReadError):
+                ok[i] = False
+                unreadable.append(str(img))
+            else:
+                images[i] = img
     data = Dataset(images, np.asarray(labels, np.int64), names, [str(f) for f in files])
     return data if ok.all() else data.subset(np.flatnonzero(ok))
-
-
-def _place(images: np.ndarray, ok: np.ndarray, i: int, img, unreadable: Optional[list[str]]) -> None:
-    if isinstance(img, ImageReadError):
-        ok[i] = False
-        unreadable.append(str(img))
-    else:
-        images[i] = img
 
 
 def load_readable(path: PathLike, *, image_size: int = 96, verbose: int = 1) -> tuple[Dataset, list[str]]:

@@ -344,7 +344,7 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
     """Small data: cross-validate for the figures, then train the model on every image (from a bloodcell
     model: SOUP_MODELS of them, with successive seeds, and average their weights)."""
     from ..calibration import calibrate_predictions
-    from ..evaluation import Report, confusion_matrix
+    from ..evaluation import metrics_from_predictions
     from ..models import average_models
     from ..training import Trainer
     from ..training.small_data import cross_validated_predictions, folds_for
@@ -375,8 +375,8 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
     report = None
     if folds:
         proba, labels = cross_validated_predictions(lambda part: train_one(part).classifier, data, folds, seed=args.seed)
-        report = Report.from_confusion(confusion_matrix(labels, proba.argmax(axis=1), len(data.class_names)),
-                                       data.class_names)
+        report = metrics_from_predictions(labels, proba.argmax(axis=1), len(data.class_names),
+                                          class_names=data.class_names)
         print(f"cross-validation ({folds} folds): accuracy {report.accuracy:.2%}, balanced accuracy "
               f"{report.balanced_accuracy:.2%} ({time.time() - t0:.0f}s so far)", file=sys.stderr)
     if writes:

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from ..data import SPLIT_SEED, Dataset, kfold
-from ..evaluation import Report, confusion_matrix
+from ..evaluation import Report, metrics_from_predictions
 
 #: A data set whose smallest class has fewer images than this is "small".
 SMALL_DATA = 50
@@ -68,5 +68,4 @@ def cross_validated_predictions(train_one: Callable[[Dataset], object], data: Da
 def cross_validate(train_one: Callable[[Dataset], object], data: Dataset, folds: int, *, seed: int = SPLIT_SEED) -> Report:
     """The report of :func:`cross_validated_predictions`: every image classified by a model trained without it."""
     proba, labels = cross_validated_predictions(train_one, data, folds, seed=seed)
-    cm = confusion_matrix(labels, proba.argmax(axis=1), len(data.class_names))
-    return Report.from_confusion(cm, data.class_names)
+    return metrics_from_predictions(labels, proba.argmax(axis=1), len(data.class_names), class_names=data.class_names)
