@@ -372,8 +372,25 @@ def calibration() -> str:
         rows = [[f"`{m['file']}`", m["label"], m["predicted"], f"{m['probability']:.3f}"] for m in misses]
         text += (f"\n\nThe {len(misses)} held-out cells that the review lets through with a wrong class (PBC's file "
                  "names begin with the cell's subtype: BNE band and SNE segmented neutrophil, MMY metamyelocyte, "
-                 "MY myelocyte, PMY promyelocyte, BA basophil):\n\n"
+                 "MY myelocyte, PMY promyelocyte, IG immature granulocyte of no finer subtype, BA basophil, ERB erythroblast, "
+                 "MO monocyte):\n\n"
                  + table(["file", "label", "prediction", "calibrated probability"], rows))
+    held, val = data["sets"].get("pbc96 held-out", {}), data.get("validation")
+    if val and "errors_by_subtype" in held:
+        splits = {"validation": val, "held-out": held}
+        cells = {}
+        for split_name, d in splits.items():
+            for e in d["errors_by_subtype"]:
+                cells.setdefault((e["subtype"], e["predicted"]), {})[split_name] = e["cells"]
+        rows = [[sub, pred, *(counts.get(n, 0) for n in splits)]
+                for (sub, pred), counts in sorted(cells.items(), key=lambda kv: -sum(kv[1].values()))]
+        target = data["accuracy_target"]
+        needed = " and ".join(f"{pct(d['flagged_needed'], 1)} of the {n} cells ({d['errors']} errors in "
+                              f"{d['images']})" for n, d in splits.items())
+        text += (f"\n\nEvery error of the validation and held-out splits, by the cell's PBC subtype and the "
+                 f"class it was given. For {pct(target, 1)} of the others to be right, the review would have to "
+                 f"flag {needed}, the least confident first.\n\n"
+                 + table(["subtype", "predicted", *splits], rows))
     if data.get("non_cells"):
         rows = [[kind, d["images"], pct(d["feature_check"], 1), pct(d["review"], 1), pct(d["colour_test"], 1)]
                 for kind, d in data["non_cells"].items()]
