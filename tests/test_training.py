@@ -154,6 +154,48 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
     assert [l.split(",")[:2] for l in ha] == [l.split(",")[:2] for l in hb]  # same phases and epochs
 
 
+def test_resume_after_a_kill_between_the_phases(tmp_path, monkeypatch):
+    """Killed right after the checkpoint that ends phase one (no early-stopping state yet for phase
+    two), the run resumes into phase two."""
+    import bloodcell.training.trainer as trainer_module
+    saved = trainer_module.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        saved(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    settings = dict(workdir=tmp_path, head_epochs=1, finetune_epochs=1, patience=(5, 5))
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_trainer(**settings).fit(toy_data(), toy_data(seed=1))
+    monkeypatch.setattr(trainer_module, "save_checkpoint", saved)
+    history = tiny_trainer(**settings).fit(toy_data(), toy_data(seed=1), resume=True)
+    assert len(history) == 2 and history[-1]["phase"] == "finetune"
+
+
+def test_a_checkpoint_left_as_old_survives_the_next_save(tmp_path):
+    """A kill between the renames leaves only checkpoint.old; the next save keeps it until the new
+    checkpoint is in place."""
+    from bloodcell.training.callbacks import CHECKPOINT, load_checkpoint, save_checkpoint
+    trainer = tiny_trainer(head_epochs=1, finetune_epochs=0)
+    trainer.fit(toy_data(), toy_data(seed=1))
+    save_checkpoint(tmp_path, trainer.model, {"phase": 0, "epoch": 1, "history": []}, {}, None)
+    (tmp_path / CHECKPOINT).rename(tmp_path / (CHECKPOINT + ".old"))
+    real_rename, renames = Path.rename, []
+
+    def rename(self, target):
+        renames.append((Path(self).name, Path(target).name))
+        if Path(self).name == CHECKPOINT + ".tmp":
+            assert (tmp_path / CHECKPOINT).is_dir() or (tmp_path / (CHECKPOINT + ".old")).is_dir()
+        return real_rename(self, target)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Path, "rename", rename)
+        save_checkpoint(tmp_path, trainer.model, {"phase": 0, "epoch": 2, "history": []}, {}, None)
+    assert renames[0] == (CHECKPOINT + ".old", CHECKPOINT)
+    assert load_checkpoint(tmp_path, {})["epoch"] == 2
+
+
 def test_refuses_to_clobber_a_checkpoint(tmp_path):
     tiny_trainer(workdir=tmp_path, head_epochs=1, finetune_epochs=0).fit(toy_data(), toy_data(seed=1))
     with pytest.raises(bloodcell.BloodcellError, match="resume=True"):

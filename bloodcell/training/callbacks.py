@@ -88,7 +88,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         # Runs after EarlyStopping's and ReduceLROnPlateau's own on_train_begin, which reset them.
         if not self.restore:
             return
-        if self.early_stopping is not None:
+        if self.early_stopping is not None and self.restore.get("early_stopping"):  # none at a phase's first epoch
             for key in _EARLY_STOPPING_KEYS:
                 setattr(self.early_stopping, key, self.restore["early_stopping"][key])
             self.early_stopping.best_weights = self.restore.get("best")
@@ -129,6 +129,8 @@ def save_checkpoint(workdir: Path, model: keras.Model, state: dict[str, Any], re
     if best is not None:
         np.savez(tmp / "best.npz", *[np.asarray(w) for w in best])
     (tmp / STATE_FILE).write_text(json.dumps({**state, "config": record}, indent=1, default=_plain))
+    if not ckpt.exists() and old.exists():
+        old.rename(ckpt)  # a kill left the previous checkpoint as .old: it stays the one to fall back on
     shutil.rmtree(old, ignore_errors=True)
     if ckpt.exists():
         ckpt.rename(old)
