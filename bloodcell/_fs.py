@@ -8,7 +8,9 @@ import re
 import shutil
 import uuid
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
+
+from ._lock import locked
 
 PathLike = Union[str, os.PathLike]
 #: Prefix of the staging folders that :func:`staged_folder` creates beside a target.
@@ -62,20 +64,38 @@ def is_within(path: PathLike, folder: PathLike) -> bool:
     return p == d or (Path(folder).is_dir() and d in p.parents)
 
 
-def recover_staged(target: PathLike) -> None:
-    """Undo what a write of ``target`` killed part-way left behind: a missing ``target`` whose
-    previous version was moved aside comes back, and unfinished staging folders are removed."""
-    target = Path(target)
+def _staged(target: Path) -> tuple[list[Path], list[Path]]:
+    """The staging folders of ``target`` beside it: (all of them, those holding a previous version)."""
     parent = target.parent
     if not parent.is_dir():
-        return
+        return [], []
     pattern = re.compile(re.escape(f"{STAGING_PREFIX}{target.name}-") + r"(old-)?[0-9a-f]{8}")
     mine = [p for p in parent.iterdir() if p.name.startswith(STAGING_PREFIX) and pattern.fullmatch(p.name)]
-    olds = [p for p in mine if "-old-" in p.name[len(STAGING_PREFIX) + len(target.name):]]
+    return mine, [p for p in mine if "-old-" in p.name[len(STAGING_PREFIX) + len(target.name):]]
+
+
+def previous_version(target: PathLike) -> Optional[Path]:
+    """Where a missing ``target``'s previous version lies when a write killed between its two
+    renames left it aside (None otherwise). Reading it changes nothing: a write may be under way."""
+    target = Path(target)
+    if target.exists():
+        return None
+    olds = [p for p in _staged(target)[1] if p.is_dir()]
+    return olds[0] if olds else None
+
+
+def recover_staged(target: PathLike) -> None:
+    """Undo what a write of ``target`` killed part-way left behind: a missing ``target`` whose
+    previous version was moved aside comes back, and unfinished staging folders are removed.
+    Only for a writer that holds ``target``'s lock (another writer's staging folder would go)."""
+    target = Path(target)
+    mine, olds = _staged(target)
     if olds and not target.exists():
         os.rename(olds[0], target)
     for stale in mine:
-        if stale.exists():
+        if stale.is_symlink():
+            stale.unlink()
+        elif stale.exists():
             shutil.rmtree(stale, ignore_errors=True)
 
 
@@ -87,26 +107,28 @@ def staged_folder(target: PathLike, *, replace: bool = False) -> Iterator[Path]:
     (the old folder stays complete until the new one is in place, and a process killed between
     the two renames leaves the old one as ``<target>.old-…`` beside it, never half of each);
     without it an existing non-empty ``target`` is an error the caller checks first. On any
-    failure the staging folder is removed and ``target`` is untouched.
+    failure the staging folder is removed and ``target`` is untouched. ``target``'s lock
+    (:func:`bloodcell._lock.locked`) is held throughout: a second writer gets a BusyError.
     """
-    target = Path(target)
+    target = Path(os.path.realpath(target)) if Path(target).is_symlink() else Path(target)  # write where a link points
     parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
-    recover_staged(target)
-    stage = parent / f"{STAGING_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
-    with _named(target):
-        stage.mkdir()
-    try:
-        yield stage
-        if target.exists() and replace:
-            old = parent / f"{STAGING_PREFIX}{target.name}-old-{uuid.uuid4().hex[:8]}"
-            os.rename(target, old)
-            os.rename(stage, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            if target.is_dir() and not any(target.iterdir()):
-                target.rmdir()
-            os.rename(stage, target)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+    with locked(target):
+        recover_staged(target)
+        stage = parent / f"{STAGING_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
+        with _named(target):
+            stage.mkdir()
+        try:
+            yield stage
+            if target.exists() and replace:
+                old = parent / f"{STAGING_PREFIX}{target.name}-old-{uuid.uuid4().hex[:8]}"
+                os.rename(target, old)
+                os.rename(stage, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                if target.is_dir() and not any(target.iterdir()):
+                    target.rmdir()
+                os.rename(stage, target)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise

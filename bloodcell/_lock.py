@@ -30,7 +30,7 @@ _held: dict[Path, list] = {}  # lock path -> [fd, depth]: a process may nest its
 
 def lock_path(folder: os.PathLike | str) -> Path:
     """The lock file guarding ``folder``."""
-    folder = Path(folder).absolute()
+    folder = Path(os.path.realpath(folder))  # a link and the folder it points to share one lock
     return folder.parent / f".{folder.name}.bloodcell-lock"
 
 

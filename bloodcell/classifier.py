@@ -444,7 +444,8 @@ def load_classifier(source=None, *, token: Optional[str] = None,
                     class_names: Optional[Sequence[str]] = None) -> Classifier:
     """Load a classifier from a local folder, ``hf://owner/repo[@revision]`` or a zoo name.
 
-    ``None`` gives the default model, which ships inside the package and works offline.
+    ``None`` gives the default model, which ships inside the package and works offline. A zoo
+    name always means the zoo's entry; a folder that bears one is loaded as ``./name``.
     ``class_names`` gives the model a new head for those classes (as timm's ``num_classes`` and
     keras-hub's ``from_preset(num_classes=...)``): the backbone keeps its trained weights, the
     output units of classes the model already has keep theirs, the others are new; train it with

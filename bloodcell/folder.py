@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 import keras
 
 from ._fs import atomic_write_text, recover_staged, staged_folder
+from ._lock import locked
 from ._util import error_reason, sha256_file
 from ._version import __version__
 from .card import render_model_card
@@ -130,7 +131,6 @@ def validate_config(cfg: Any, path: Path) -> dict[str, Any]:
 def read_config(folder) -> dict[str, Any]:
     """The validated ``config.json`` of a model folder."""
     folder = Path(folder)
-    recover_staged(folder)
     path = folder / CONFIG_NAME
     if not path.is_file():
         raise ConfigError(
@@ -231,29 +231,30 @@ def write_folder(folder, model: ClassifierModel, cfg: dict[str, Any], *, card: b
     ``before_swap(stage)`` runs on the complete new folder just before it replaces the old one.
     """
     folder = Path(folder)
-    recover_staged(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"{folder}: exists and is not a folder; pass a folder path to save into")
-    if card and (folder / CARD_NAME).exists() and not is_generated_card(folder / CARD_NAME):
-        raise ConfigError(
-            f"{folder / CARD_NAME}: is not a bloodcell model card and would be replaced by one; "
-            "save into another folder, or pass card=False"
-        )
-    with staged_folder(folder, replace=True) as stage:
-        _weights_only(model).save_weights(stage / WEIGHTS_NAME)
-        cfg = {**cfg, "weights_sha256": sha256_file(stage / WEIGHTS_NAME)}
-        atomic_write_text(stage / CONFIG_NAME, json.dumps(cfg, indent=2) + "\n")
-        if card:
-            atomic_write_text(stage / CARD_NAME, render_model_card(cfg))
-        if folder.is_dir():
-            for old in folder.iterdir():
-                if old.name in (CONFIG_NAME, WEIGHTS_NAME) or (stage / old.name).exists():
-                    continue
-                if old.name == CARD_NAME and is_generated_card(old):
-                    continue  # it describes the weights being replaced
-                (shutil.copytree if old.is_dir() else shutil.copy2)(old, stage / old.name)
-        if before_swap is not None:
-            before_swap(stage)
+    with locked(folder):  # no other writer meanwhile, so what a killed one left can be recovered
+        recover_staged(folder)
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"{folder}: exists and is not a folder; pass a folder path to save into")
+        if card and (folder / CARD_NAME).exists() and not is_generated_card(folder / CARD_NAME):
+            raise ConfigError(
+                f"{folder / CARD_NAME}: is not a bloodcell model card and would be replaced by one; "
+                "save into another folder, or pass card=False"
+            )
+        with staged_folder(folder, replace=True) as stage:
+            _weights_only(model).save_weights(stage / WEIGHTS_NAME)
+            cfg = {**cfg, "weights_sha256": sha256_file(stage / WEIGHTS_NAME)}
+            atomic_write_text(stage / CONFIG_NAME, json.dumps(cfg, indent=2) + "\n")
+            if card:
+                atomic_write_text(stage / CARD_NAME, render_model_card(cfg))
+            if folder.is_dir():
+                for old in folder.iterdir():
+                    if old.name in (CONFIG_NAME, WEIGHTS_NAME) or (stage / old.name).exists():
+                        continue
+                    if old.name == CARD_NAME and is_generated_card(old):
+                        continue  # it describes the weights being replaced
+                    (shutil.copytree if old.is_dir() else shutil.copy2)(old, stage / old.name)
+            if before_swap is not None:
+                before_swap(stage)
     return folder
 
 
@@ -261,11 +262,12 @@ def update_config(folder, changes: Callable[[dict[str, Any]], dict[str, Any]]) -
     """Apply ``changes`` to a folder's config and regenerate its card; both files are replaced
     atomically (config first: a card is always rendered from a config on disk)."""
     folder = Path(folder)
-    cfg = changes(read_config(folder))
-    validate_config(cfg, folder / CONFIG_NAME)
-    atomic_write_text(folder / CONFIG_NAME, json.dumps(cfg, indent=2) + "\n")
-    if not (folder / CARD_NAME).exists() or is_generated_card(folder / CARD_NAME):
-        atomic_write_text(folder / CARD_NAME, render_model_card(cfg))
+    with locked(folder):
+        cfg = changes(read_config(folder))
+        validate_config(cfg, folder / CONFIG_NAME)
+        atomic_write_text(folder / CONFIG_NAME, json.dumps(cfg, indent=2) + "\n")
+        if not (folder / CARD_NAME).exists() or is_generated_card(folder / CARD_NAME):
+            atomic_write_text(folder / CARD_NAME, render_model_card(cfg))
     return cfg
 
 

@@ -7,14 +7,15 @@ the folder format (:mod:`bloodcell.folder`) and, for a zoo name, its :class:`Pre
 from __future__ import annotations
 
 import os
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from ._fs import recover_staged
+from ._fs import previous_version
 from .errors import ConfigError, InputNotFoundError
 from .folder import CONFIG_NAME
-from .registry import PretrainedCfg, pretrained_entry
+from .registry import PretrainedCfg, list_pretrained, pretrained_entry
 
 Source = Union[str, os.PathLike, None]
 HF_PREFIX = "hf://"
@@ -68,11 +69,17 @@ def is_path_like(source) -> bool:
     return not text.startswith(HF_PREFIX) and (os.sep in text or "/" in text or text.startswith("."))
 
 
+def is_zoo_name(name: str) -> bool:
+    """Whether ``name`` names a zoo entry (or an architecture that has one)."""
+    return name in list_pretrained() or any(e.architecture == name for e in map(pretrained_entry, list_pretrained()))
+
+
 def resolve(source: Source, *, token: Optional[str] = None, default: str) -> tuple[Path, Optional[PretrainedCfg]]:
     """The local folder of ``source`` and its zoo entry (None unless ``source`` is a zoo name).
 
     ``source``: None (``default``), a local folder, ``hf://owner/repo[@revision]`` or a zoo name.
     """
+    named = source is not None
     if source is None:
         source = default
     if not isinstance(source, (str, os.PathLike)):
@@ -84,8 +91,14 @@ def resolve(source: Source, *, token: Optional[str] = None, default: str) -> tup
         repo_id, revision = parse_hf_source(text)
         return download_snapshot(repo_id, revision, token=token), None
     path = Path(text)
-    if not path.exists() and is_path_like(source):
-        recover_staged(path)  # a save killed between its two renames left the previous folder aside
+    if is_path_like(source):
+        path = previous_version(path) or path  # a save killed between its two renames left it aside
+    elif is_zoo_name(text):  # a zoo name means the zoo's files, whatever folder the working directory holds
+        if named and path.is_dir():
+            warnings.warn(f"{text}: loading the zoo entry; for the folder {text} here, write ./{text}",
+                          UserWarning, stacklevel=3)
+        entry = pretrained_entry(text)
+        return entry_folder(entry), entry
     if path.is_dir():
         return path, None
     if path.is_file():

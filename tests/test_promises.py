@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,49 @@ def test_save_over_a_model_killed_at_each_rename_leaves_one_whole_model(tmp_path
     loaded.save_pretrained(folder)
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "model"]
     assert leftovers == []
+
+
+def test_reading_a_folder_while_it_is_saved_leaves_the_save_whole(tiny, tmp_path):
+    """A reader (predict while train saves) changes nothing: the save completes, the reader sees the
+    old model, and a second writer meanwhile is refused at once."""
+    from bloodcell.folder import make_config, read_config, write_folder
+    folder = tmp_path / "model"
+    tiny.save_pretrained(folder)
+    seen = {}
+    writer = "import sys, bloodcell; bloodcell.load_classifier(sys.argv[1]).save_pretrained(sys.argv[1])"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+    def meanwhile(stage):
+        seen["name"] = bloodcell.load_classifier(folder).name
+        second = subprocess.run([sys.executable, "-c", writer, str(folder)], env=env, capture_output=True, text=True,
+                                timeout=240)
+        assert second.returncode != 0 and "in use by another bloodcell run" in second.stderr
+        seen["stage"] = stage.is_dir()
+
+    write_folder(folder, tiny.model, make_config(tiny.model, name="new"), before_swap=meanwhile)
+    assert seen == {"name": "a", "stage": True}
+    assert read_config(folder)["name"] == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_zoo_name_loads_the_zoo_entry_whatever_folder_the_working_directory_holds(tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tiny.save_pretrained(bloodcell.DEFAULT_MODEL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert bloodcell.load_classifier().class_names == bloodcell.CLASS_NAMES
+    with pytest.warns(UserWarning, match=f"write ./{bloodcell.DEFAULT_MODEL}"):
+        assert bloodcell.load_classifier(bloodcell.DEFAULT_MODEL).class_names == bloodcell.CLASS_NAMES
+    assert bloodcell.load_classifier(f"./{bloodcell.DEFAULT_MODEL}").name == "a"
+
+
+def test_saving_through_a_link_updates_the_folder_it_points_to(tiny, tmp_path):
+    tiny.save_pretrained(tmp_path / "real")
+    (tmp_path / "link").symlink_to("real")
+    for name in ("b", "c"):
+        bloodcell.Classifier(tiny.model, name=name).save_pretrained(tmp_path / "link")
+        assert (tmp_path / "link").is_symlink() and bloodcell.load_classifier(tmp_path / "real").name == name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
 
 
 @pytest.mark.parametrize("batch_size", [-1, 0, 2.5, True])
