@@ -84,7 +84,8 @@ def __dir__() -> list[str]:
 class _RegisterWithKeras(importlib.abc.MetaPathFinder):
     """Registers bloodcell's Keras classes (``ClassifierModel`` and its layers) once Keras is imported.
 
-    It also imports TensorFlow first, quietly (:mod:`bloodcell._tf`). ``import bloodcell`` does
+    It also imports TensorFlow first, quietly (:mod:`bloodcell._tf`), as it does when TensorFlow
+    itself is imported after bloodcell. ``import bloodcell`` does
     not import Keras (the command line parses its arguments before TensorFlow loads), yet ``keras.saving.load_model`` must find the classes a ``.keras`` file
     of a bloodcell model names: when the ``keras`` package finishes loading, ``bloodcell.models``
     (which registers them) is imported too.
@@ -93,7 +94,7 @@ class _RegisterWithKeras(importlib.abc.MetaPathFinder):
     busy = False
 
     def find_spec(self, fullname, path, target=None):
-        if fullname != "keras" or _RegisterWithKeras.busy:
+        if fullname not in ("keras", "tensorflow") or _RegisterWithKeras.busy:
             return None
         _RegisterWithKeras.busy = True
         try:
@@ -102,6 +103,11 @@ class _RegisterWithKeras(importlib.abc.MetaPathFinder):
             quiet_import_tensorflow()  # Keras imports TensorFlow: without its start-up log lines
         finally:
             _RegisterWithKeras.busy = False
+        if "keras" in _sys.modules:  # TensorFlow imported Keras: the import machinery takes that module
+            _register()
+            return None
+        if fullname != "keras":
+            return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
             return spec

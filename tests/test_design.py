@@ -110,6 +110,19 @@ def test_keras_file_round_trip_in_a_fresh_process(tmp_path):
                      "input_size": 32, "normalization": True, "max_diff": pytest.approx(0.0, abs=1e-5)}
 
 
+@pytest.mark.parametrize("imports", ["import bloodcell; import keras",
+                                     "import bloodcell; import tensorflow; import keras"])
+def test_keras_file_loads_with_bloodcell_imported_first_and_no_start_up_lines(tmp_path, imports):
+    """TensorFlow imports Keras itself: the classes are registered however Keras arrives, and
+    TensorFlow imported after bloodcell prints nothing either."""
+    bloodcell.build_model("microcell", input_size=32, class_names=["a", "b"]).save(tmp_path / "m.keras")
+    script = imports + "\nimport sys\nprint(type(keras.saving.load_model(sys.argv[1])).__name__)"
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "m.keras")], capture_output=True, text=True,
+                          env={**env, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert (proc.returncode, proc.stdout.strip(), proc.stderr) == (0, "ClassifierModel", "")
+
+
 def test_models_build_and_load_on_jax_without_tensorflow(tmp_path):
     """With TensorFlow missing and Keras on JAX (a GPU machine with JAX alone), bloodcell.models
     builds the default's architecture and loads its weights, with the outputs it has here."""
