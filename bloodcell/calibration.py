@@ -162,7 +162,9 @@ def plot_reliability(path, curves: dict[str, tuple[Any, Any]], *, bins: int = EC
 def review_threshold(proba, share: float = REVIEW_SHARE, *, flagged=None) -> float:
     """The confidence under which ``share`` of these (calibrated) predictions fall: predictions
     less sure than this are flagged for review. ``flagged``: a mask of predictions flagged anyway
-    (outliers), which count towards ``share``."""
+    (outliers), which count towards ``share`` up to half of it: the threshold always flags at
+    least ``share / 2`` of the others, so that a few outliers among a few calibration images do
+    not leave a threshold that flags nothing."""
     p = np.asarray(proba, np.float64)
     if not 0.0 <= share < 1.0:
         raise DataError(f"share: expected a fraction in [0, 1), got {share!r}")
@@ -170,9 +172,17 @@ def review_threshold(proba, share: float = REVIEW_SHARE, *, flagged=None) -> flo
     if flagged is not None and np.any(flagged):
         flagged = np.asarray(flagged, bool)
         rest = confidence[~flagged]
-        wanted = (share * len(confidence) - flagged.sum()) / max(len(rest), 1)
-        return float(np.quantile(rest, wanted)) if wanted > 0 and len(rest) else 0.0
+        if not len(rest):
+            return 0.0
+        wanted = max((share * len(confidence) - flagged.sum()) / len(rest), share / 2)
+        return float(np.quantile(rest, wanted)) if share > 0 else 0.0
     return float(np.quantile(confidence, share)) if share > 0 else 0.0
+
+
+def _flagged(proba, threshold: float, outliers=None) -> np.ndarray:
+    """True where a (calibrated) prediction is less sure than ``threshold`` or is an outlier."""
+    flags = np.asarray(proba).max(axis=1) < threshold
+    return flags | np.asarray(outliers, bool) if outliers is not None else flags
 
 
 def review_summary(proba, labels, threshold: float, *, outliers=None) -> dict[str, Optional[float]]:
@@ -180,9 +190,7 @@ def review_summary(proba, labels, threshold: float, *, outliers=None) -> dict[st
     given): the ``threshold``, the share ``flagged`` and the ``accuracy_unflagged`` of the others
     (None when all are flagged)."""
     p, y = _check(proba, labels)
-    kept = p.max(axis=1) >= threshold
-    if outliers is not None:
-        kept &= ~np.asarray(outliers, bool)
+    kept = ~_flagged(p, threshold, outliers)
     return {"threshold": float(threshold), "flagged": float(1.0 - kept.mean()),
             **({"outliers": float(np.mean(outliers))} if outliers is not None else {}),
             "accuracy_unflagged": float((p.argmax(axis=1) == y)[kept].mean()) if kept.any() else None}
@@ -285,6 +293,7 @@ def calibrate_predictions(classifier, raw, labels, *, description: str, review_s
         "review_below": review_threshold(calibrated, review_share, flagged=outliers),
         "review_share": review_share,
     }
+    record["review_flagged"] = float(np.mean(_flagged(calibrated, record["review_below"], outliers)))
     if check is not None:
         record["features"] = check.to_record()
         record["temperature_outside"] = TEMPERATURE_OUTSIDE

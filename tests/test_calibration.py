@@ -51,6 +51,37 @@ def test_predictions_without_an_error_fit_no_temperature():
     assert 0.1 < calibrate_predictions(Holder(), p, y, description="d")["temperature"] < 10
 
 
+def test_outliers_count_towards_the_review_share_up_to_half_of_it():
+    from bloodcell.calibration import calibrate_predictions, review_threshold
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(3), 40)
+    few = np.zeros(40, bool)
+    few[0] = True
+    many = np.zeros(40, bool)
+    many[:4] = True  # 10% outliers, more than the 5% to flag
+    confidence = p.max(axis=1)
+    assert np.mean(confidence[~few] < review_threshold(p, 0.05, flagged=few)) == pytest.approx(1 / 39)
+    assert np.mean(confidence[~many] < review_threshold(p, 0.05, flagged=many)) == pytest.approx(1 / 36)
+
+    class Holder:
+        extra: dict = {}
+
+    class Check:
+        def flags(self, features):
+            return many
+
+        def to_record(self):
+            return {}
+
+    labels = np.where(rng.random(40) < 0.3, (p.argmax(1) + 1) % 3, p.argmax(1))
+    record = calibrate_predictions(Holder(), p, labels, description="d", check=Check(),
+                                   features=np.zeros((40, 2)))
+    assert record["review_below"] > 0 and record["review_flagged"] == pytest.approx(5 / 40)
+    card = bloodcell.card.render_model_card({"name": "m", "architecture": "microcell", "class_names": ["a", "b", "c"],
+                                             "input_size": 32, "build": {}, "calibration": record})
+    assert "12.5% of those images are flagged; the aim was 5%" in card
+
+
 def test_calibration_metrics_of_known_cases():
     y = np.array([0, 1, 0, 1])
     sure = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
