@@ -21,3 +21,13 @@ def canonical_name(name: str):
     if key in CLASS_NAMES:
         return key
     return CLASS_ALIASES.get(key)
+
+
+def same_class(a: str, b: str) -> bool:
+    """Whether two class names name one class: equal ignoring case, or aliases of one canonical class."""
+    return a.lower() == b.lower() or (canonical_name(a) is not None and canonical_name(a) == canonical_name(b))
+
+
+def class_index(name: str, names) -> "int | None":
+    """The position in ``names`` of the class ``name`` names (:func:`same_class`), or None."""
+    return next((i for i, other in enumerate(names) if same_class(name, other)), None)

@@ -63,6 +63,19 @@ def test_load_classifier_with_new_classes_keeps_the_backbone_and_shared_units(pa
     assert new.training["init_from"]["class_names"] == ["red", "green", "blue"]
 
 
+def test_class_names_match_the_parents_ignoring_case_and_pbc_aliases(parent):
+    clf = bloodcell.load_classifier(parent)
+    kernel, _ = clf.model.head.get_weights()
+    same = bloodcell.load_classifier(parent, class_names=["Red", "GREEN", "blue"])
+    assert same.class_names == ("Red", "GREEN", "blue")
+    np.testing.assert_array_equal(same.model.head.get_weights()[0], kernel)  # the whole trained head
+    pbc = bloodcell.build_model("microcell", input_size=SIZE)
+    renamed = pbc.with_classes(["IG", "Neutrophil", "blast"])
+    old_kernel, new_kernel = pbc.head.get_weights()[0], renamed.head.get_weights()[0]
+    np.testing.assert_array_equal(new_kernel[:, 0], old_kernel[:, bloodcell.CLASS_NAMES.index("immature_granulocyte")])
+    np.testing.assert_array_equal(new_kernel[:, 1], old_kernel[:, bloodcell.CLASS_NAMES.index("neutrophil")])
+
+
 def test_a_new_head_trains_and_reloads_with_its_classes(parent, tmp_path):
     names = ("red", "green", "purple")
     images = np.concatenate([coloured(20, 0, 1), coloured(20, 1, 2), coloured(20, None, 3, mix=[0, 2])])

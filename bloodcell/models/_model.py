@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from .._checks import check_class_names
-from .._classes import CLASS_NAMES
+from .._classes import CLASS_NAMES, class_index
 from .._registry import _ARCHITECTURES, unknown
 from ..errors import ConfigError
 from ._backbone import BACKBONE_NAME, Backbone, batchnorm_layers, set_batchnorm_momentum
@@ -226,8 +226,9 @@ class ClassifierModel(keras.Model):
 
         Everything but the head keeps its weights (convolutions do not depend on the input
         size). With ``keep_shared``, the output units of classes this model already has keep
-        theirs (a class's row of weights and its bias); the others start from Keras' default
-        initialisation. The same class names keep the whole head.
+        theirs (a class's row of weights and its bias; names match ignoring case, and PBC's aliases
+        such as ``ig``); the others start from Keras' default initialisation. The same classes in
+        the same order keep the whole head.
         """
         class_names = check_class_names(class_names)
         size = self.input_size if input_size is None else _check_int("input_size", input_size, 32)
@@ -236,7 +237,8 @@ class ClassifierModel(keras.Model):
             return self.copy()
         model = type(self).from_config({**self.get_config(), "class_names": list(class_names), "input_size": size,
                                         "normalization": norm})
-        same = tuple(class_names) == self.class_names
+        shared = [class_index(name, self.class_names) for name in class_names]  # ignoring case and aliases
+        same = shared == list(range(len(self.class_names)))
         targets = {layer.name: layer for layer in model.layers}
         for src in self.layers:  # by name: a normalisation layer (no weights) may come or go
             if src.weights and (src.name != HEAD_NAME or same):
@@ -244,9 +246,8 @@ class ClassifierModel(keras.Model):
         if keep_shared and not same:
             kernel, bias = (np.asarray(w) for w in self.head.get_weights())
             new_kernel, new_bias = (np.asarray(w).copy() for w in model.head.get_weights())
-            for j, name in enumerate(class_names):
-                if name in self.class_names:
-                    i = self.class_names.index(name)
+            for j, i in enumerate(shared):
+                if i is not None:
                     new_kernel[:, j], new_bias[j] = kernel[:, i], bias[i]
             model.head.set_weights([new_kernel, new_bias])
         return model

@@ -11,6 +11,7 @@ from typing import Optional
 import keras
 import numpy as np
 
+from .._classes import class_index
 from ..errors import ConfigError, DataError
 from ..models import ClassifierModel
 from .config import ADAMW_DECAY, PHASES, TrainConfig
@@ -131,10 +132,11 @@ def start_from(parent, label: str, class_names, input_size: int, normalization=N
     record = {
         **origin,
         "input_size": parent.input_size,
-        **({"new_classes": [c for c in names if c not in old],
-            "dropped_classes": [c for c in old if c not in names]} if tuple(old) != names else {}),
+        **({"new_classes": [c for c in names if class_index(c, old) is None],
+            "dropped_classes": [c for c in old if class_index(c, names) is None]} if tuple(old) != names else {}),
     }
-    return model, record, untrained or names != tuple(parent.class_names)
+    same = [class_index(c, parent.class_names) for c in names] == list(range(len(parent.class_names)))
+    return model, record, untrained or not same
 
 
 @contextlib.contextmanager
