@@ -18,7 +18,7 @@ from ._checks import check_positive_int
 from ._classes import CLASS_NAMES, canonical_name
 from ._progress import progress
 from .calibration import apply_calibration, calibrate
-from .errors import ConfigError, ImageReadError
+from .errors import ConfigError, DataError, ImageReadError
 from .folder import (CARD_NAME, CONFIG_NAME, PREPROCESSING, WEIGHTS_NAME, load_model, make_config, parent_record,
                      write_folder)
 from .imageio import load_image, load_images
@@ -275,6 +275,8 @@ class Classifier:
                if calibrated else raw.copy())
         if mask is not None:
             out[:, ~mask] = 0.0
+            # a network sure of an excluded class can leave no probability (float32) on the allowed ones
+            out[out.sum(axis=1) <= 0] = mask / mask.sum()
         return (out / np.maximum(out.sum(axis=1, keepdims=True), 1e-30)).astype(np.float32)
 
     def predict_with_features(self, images, *, layer: Optional[str] = None, batch_size: int = 64,
@@ -330,7 +332,8 @@ class Classifier:
         classes: Optional[Sequence[str]] = None,
         review_below: Optional[float] = None,
     ) -> Iterator[FilePrediction]:
-        """Classify image files in batches, decoding ahead in threads while the model runs.
+        """Classify image files (a path, or a sequence of them) in batches, decoding ahead in threads
+        while the model runs.
 
         Yields one :class:`FilePrediction` per path, in input order, holding at most a few
         batches in memory. With ``flag_outliers``, images unlike the model's training images are
@@ -340,6 +343,12 @@ class Classifier:
         batch_size = check_positive_int(batch_size, "batch_size")
         self.class_mask(classes)  # bad names fail before any file is read
         workers = workers or min(8, (os.cpu_count() or 1) + 2)
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        for p in paths:
+            if not isinstance(p, (str, os.PathLike)):
+                raise DataError(f"paths: expected image file paths (str or Path), got a {type(p).__name__}; "
+                                "classify images in memory with predict_proba")
         paths = [Path(p) for p in paths]
         def read(p: Path):
             try:

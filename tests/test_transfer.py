@@ -162,8 +162,17 @@ def test_predict_restricted_to_some_classes(parent, capsys, tmp_path):
     for one in (["red"], ["red", "Red"], "red,"):  # one class would be every image's answer, and sure of it
         with pytest.raises(bloodcell.ConfigError, match="at least two different classes"):
             clf.predict(images, classes=one)
+    sure = bloodcell.load_classifier(parent)
+    kernel, bias = sure.model.head.get_weights()
+    sure.model.head.set_weights([kernel, bias + np.array([0.0, 0.0, 500.0], np.float32)])  # certain of blue
+    np.testing.assert_array_equal(sure.predict_proba(images, classes=["red", "green"], calibrated=False),
+                                  np.tile([0.5, 0.5, 0.0], (len(images), 1)))  # no evidence left: uniform over them
+    assert set(sure.predict(images, classes=["red", "green"])) <= {"red", "green"}
     path = tmp_path / "cell.png"
     Image.fromarray(images[0]).save(path)
+    assert [r.path for r in clf.predict_files(path)] == [path]  # one path is one file
+    with pytest.raises(bloodcell.DataError, match="expected image file paths"):
+        next(clf.predict_files([images[0]]))
     assert main(["predict", str(path), "--model", str(parent), "--classes", "red,green", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["label"] in ("red", "green") and record["probabilities"]["blue"] == 0
