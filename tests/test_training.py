@@ -196,6 +196,14 @@ def test_a_checkpoint_left_as_old_survives_the_next_save(tmp_path):
     assert load_checkpoint(tmp_path, {})["epoch"] == 2
 
 
+def test_validation_data_with_other_classes_is_refused_before_training():
+    train = toy_data()
+    val = toy_data(seed=1)
+    other = Dataset(val.images, val.labels, class_names=tuple(reversed(train.class_names)))
+    with pytest.raises(bloodcell.DataError, match=r"val: its classes .*val.relabel"):
+        tiny_trainer().fit(train, other)
+
+
 def test_refuses_to_clobber_a_checkpoint(tmp_path):
     tiny_trainer(workdir=tmp_path, head_epochs=1, finetune_epochs=0).fit(toy_data(), toy_data(seed=1))
     with pytest.raises(bloodcell.BloodcellError, match="resume=True"):

@@ -166,6 +166,11 @@ def check_fit_data(train, val, class_names, patience) -> tuple[tuple[str, ...], 
     if names and class_names and names != tuple(class_names):
         raise DataError(f"class_names={list(class_names)} are not the data's {list(names)}; leave "
                         "class_names out to take the data's, or relabel the data")
+    val_names = tuple(getattr(val, "class_names", None) or ())
+    if names and val_names and val_names != names:
+        raise DataError(f"val: its classes {list(val_names)} are not the training data's {list(names)} (a label "
+                        "means a class by its position); pass val.relabel(train.class_names), or load both with "
+                        "load_dataset(..., class_names=train.class_names)")
     if not hasattr(train, "labels"):
         return names, []
     present = set(np.unique(train.labels).tolist())
