@@ -84,6 +84,12 @@ def previous_version(target: PathLike) -> Optional[Path]:
     return olds[0] if olds else None
 
 
+def relative_path(path: PathLike, root: PathLike) -> Path:
+    """``path`` relative to the folder ``root``, as written (links are not followed: an image
+    linked into a data folder keeps its place there)."""
+    return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root)))
+
+
 def recover_staged(target: PathLike) -> None:
     """Undo what a write of ``target`` killed part-way left behind: a missing ``target`` whose
     previous version was moved aside comes back, and unfinished staging folders are removed.

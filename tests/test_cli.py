@@ -127,13 +127,15 @@ def test_train_writes_a_model_with_its_card_and_split(tmp_path, capsys):
 
     from conftest import synthetic_cell
 
-    data = tmp_path / "data"
+    data, originals = tmp_path / "data", tmp_path / "originals"
+    originals.mkdir()
     for c, name in enumerate(bloodcell.CLASS_NAMES):
         (data / name).mkdir(parents=True)
         for i in range(5):
             img = synthetic_cell(40, seed=100 * c + i)
             img[..., c % 3] = np.clip(img[..., c % 3].astype(int) + 20 * c, 0, 255)
-            Image.fromarray(img).save(data / name / f"{name}_{i}.png")
+            Image.fromarray(img).save(originals / f"{name}_{i}.png")
+            (data / name / f"{name}_{i}.png").symlink_to(originals / f"{name}_{i}.png")  # images linked in
     out = tmp_path / "model"
     code = main(["train", str(data), "--model", "microcell", "--input-size", "32", "--head-epochs", "1",
                  "--finetune-epochs", "1", "--augment", "none", "--val-fraction", "0.2", "--test-fraction", "0.2",
@@ -192,7 +194,7 @@ def test_train_writes_a_model_with_its_card_and_split(tmp_path, capsys):
     assert records == {name: (work / name).read_text() for name in records}
 
 
-def test_train_refuses_outputs_that_would_fail_or_destroy(tmp_path, capsys):
+def test_train_refuses_outputs_that_would_fail_or_destroy(tmp_path, capsys, monkeypatch):
     from PIL import Image
 
     from conftest import synthetic_cell
@@ -216,4 +218,9 @@ def test_train_refuses_outputs_that_would_fail_or_destroy(tmp_path, capsys):
         assert message in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in data.rglob("*")) == ["a.png", "basophil"]
     assert (readme_dir / "README.md").read_text() == "# my notes\n"
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    for out in (".", ".."):
+        assert main(["train", str(data), "--model", "microcell", "--out", out]) == 2
+        assert "not the working directory or one above it" in capsys.readouterr().err
 

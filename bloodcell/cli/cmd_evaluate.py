@@ -63,6 +63,8 @@ def stratified_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 def _split_indices(data, root: Path, split_file: Path) -> np.ndarray:
     """Rows of ``data`` whose file (relative to ``root``) is listed in ``split_file``."""
+    from .._fs import relative_path
+
     try:
         listed = json.loads(split_file.read_text())
     except FileNotFoundError:
@@ -73,8 +75,7 @@ def _split_indices(data, root: Path, split_file: Path) -> np.ndarray:
         raise UsageError(f"{split_file}: expected a JSON list of paths relative to DATA, got {type(listed).__name__}")
     if data.paths is None:
         raise UsageError(f"--split-file needs DATA to be a class-folder tree (an .npz has no file names); got {root}")
-    root = root.resolve()
-    index = {Path(p).resolve().relative_to(root).as_posix(): i for i, p in enumerate(data.paths)}
+    index = {relative_path(p, root).as_posix(): i for i, p in enumerate(data.paths)}
     wanted = {Path(x.replace("\\", "/")).as_posix() for x in listed}
     missing = sorted(wanted - index.keys())
     if missing:

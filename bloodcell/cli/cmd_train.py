@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._fs import atomic_write_text
+from .._fs import atomic_write_text, relative_path
 from .._lock import locked
 from .._choices import LOSSES, LR_SCHEDULES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, PRESETS
 from ..data import SPLIT_FRACTIONS
@@ -102,7 +102,7 @@ def register(subparsers) -> None:
 def _split_ids(root: Path, part):
     """The images of ``part``: paths relative to the data folder, or a digest of an npz's rows."""
     if part.paths:
-        return sorted(str(Path(p).resolve().relative_to(root)) for p in part.paths)
+        return sorted(str(relative_path(p, root)) for p in part.paths)
     import hashlib
 
     return hashlib.sha256(part.images.tobytes() + np.asarray(part.labels, np.int64).tobytes()).hexdigest()
@@ -114,7 +114,7 @@ def _check_split(workdir: Path, args, val_set, test_set) -> None:
     A resumed run with another split would go on training on images now held out for testing.
     """
 
-    root = Path(args.data).resolve()
+    root = Path(args.data)
     split = {"val": _split_ids(root, val_set), "test": _split_ids(root, test_set)}
     path = workdir / "split.json"
     if args.resume and path.is_file():
@@ -232,6 +232,9 @@ def run(args) -> int:
     process_id = _join()
     arch, weights, parent = _starting_point(args)
     out = Path(args.out or f"runs/{arch}")
+    if out.resolve() == Path.cwd().resolve() or out.resolve() in Path.cwd().resolve().parents:
+        raise UsageError(f"--out {args.out}: the model is saved as a whole folder that replaces it; give a new "
+                         "folder, not the working directory or one above it (e.g. --out runs/my-model)")
     workdir = Path(args.workdir) if args.workdir else out.with_name(out.name + ".work")
     if process_id:  # another process of a multi-process run: it trains, process 0 writes
         return _run(args, arch, weights, parent, out, workdir, writes=False)
@@ -324,8 +327,7 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
     clf.extra.update(_data_record(args, data))
     clf.save_pretrained(out)
     if test_set.paths:
-        root = Path(args.data).resolve()
-        rel = [str(Path(p).resolve().relative_to(root)) for p in test_set.paths]
+        rel = [str(relative_path(p, args.data)) for p in test_set.paths]
         atomic_write_text(workdir / "test_files.json", json.dumps(rel))
     report.plot_confusion(workdir / "confusion.png")
     print(report.to_text())
