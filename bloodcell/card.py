@@ -64,10 +64,11 @@ def render_model_card(config: dict[str, Any]) -> str:
     name = config.get("name") or config["architecture"]
     metrics = config.get("metrics") or {}
     training = config.get("training") or {}
+    side = config.get("input_size") or (config.get("build") or {}).get("input_size")
     lines = ["---", _card_data(config).to_yaml(), "---", "", f"# {name}", ""]
     lines.append(
         f"A [bloodcell](https://github.com/bloodcell/bloodcell) classifier of single peripheral blood cell "
-        f"images: architecture `{config['architecture']}`, input {config['input_size']}x{config['input_size']} "
+        f"images: architecture `{config['architecture']}`, input {side}x{side} "
         f"RGB (uint8, 0..255), {len(config['class_names'])} classes."
     )
     lines.append("")

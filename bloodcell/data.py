@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from ._checks import check_class_names, check_image_batch, check_labels, largest_remainder
-from ._classes import CLASS_ALIASES, CLASS_NAMES, canonical_name
+from ._classes import CLASS_ALIASES, CLASS_NAMES, canonical_name, class_index
 from ._fs import is_within, staged_folder
 from ._progress import progress
 from ._util import DAMAGED_NPZ
@@ -99,15 +99,17 @@ class Dataset:
         return Dataset(self.images, new_id[self.labels], names, self.paths)
 
     def relabel(self, class_names: Sequence[str]) -> "Dataset":
-        """The same rows labelled by their class names' positions in ``class_names``, which must
-        hold every class that has images here (classes without images may be missing)."""
+        """The same rows labelled by their class names' positions in ``class_names`` (names matched
+        ignoring case, and PBC's aliases), which must hold every class that has images here
+        (classes without images may be missing)."""
         class_names = check_class_names(class_names)
         present = [self.class_names[i] for i in np.unique(self.labels)]
-        missing = [c for c in present if c not in class_names]
+        missing = [c for c in present if class_index(c, class_names) is None]
         if missing:
             raise DataError(f"the data have images of {missing}, which are not among {list(class_names)}; "
                             "give class_names that hold every class of the data")
-        mapping = np.array([class_names.index(c) if c in class_names else -1 for c in self.class_names], np.int64)
+        positions = [class_index(c, class_names) for c in self.class_names]
+        mapping = np.array([-1 if i is None else i for i in positions], np.int64)
         return Dataset(self.images, mapping[self.labels], class_names, self.paths)
 
 

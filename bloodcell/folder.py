@@ -153,7 +153,7 @@ def load_model(folder, *, sha256: Optional[str] = None) -> tuple[ClassifierModel
     weights = folder / cfg["weights_file"]
     if not weights.is_file():
         raise InputNotFoundError(f"{folder}: config.json names weights {weights.name!r}, which is missing")
-    expected = sha256 or cfg.get("weights_sha256")
+    expected = (sha256 or cfg.get("weights_sha256") or "").lower()
     if expected:
         actual = sha256_file(weights)
         if actual != expected:

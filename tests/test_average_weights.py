@@ -55,3 +55,5 @@ def test_average_models_refuses_another_architecture_by_name():
     other = bloodcell.build_model("mnv3s", input_size=32)
     with pytest.raises(bloodcell.ConfigError, match="b.pt \\(mnv3s, .*differs in architecture.* from a.pt \\(microcell"):
         average_models([small, other], names=["a.pt", "b.pt"])
+    with pytest.raises(bloodcell.ConfigError, match="got 2 models and 1 names"):
+        average_models([small, small], names=["a.pt"])

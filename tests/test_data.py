@@ -102,6 +102,8 @@ def test_npz_with_its_own_class_names(tmp_path):
     assert ds.class_names == ("blast", "band") and ds.labels.tolist() == [0, 1, 1, 0]
     save_dataset(ds, tmp_path / "copy.npz", layout="npz")
     assert load_dataset(tmp_path / "copy.npz", image_size=16).class_names == ("blast", "band")
+    ordered = load_dataset(path, image_size=16, class_names=["Band", "BLAST"])  # names ignore case, as folders'
+    assert ordered.class_names == ("Band", "BLAST") and ordered.labels.tolist() == [1, 0, 0, 1]
     with pytest.raises(ValueError, match="'class_names' must be a 1-D array of strings"):
         load_dataset(_npz(tmp_path / "bad.npz", images=images, labels=np.zeros(4, int), class_names=np.arange(2)))
 

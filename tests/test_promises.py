@@ -95,6 +95,18 @@ def test_reading_a_folder_while_it_is_saved_leaves_the_save_whole(tiny, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
+def test_a_folder_with_an_upper_case_checksum_or_no_top_level_input_size_loads_and_updates(tiny, tmp_path):
+    from bloodcell.classifier import load_folder
+    from bloodcell.folder import sha256_file, update_config
+    tiny.save_pretrained(tmp_path / "m")
+    assert load_folder(tmp_path / "m", sha256=sha256_file(tmp_path / "m" / "model.weights.h5").upper()).name == "a"
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    del cfg["input_size"]  # optional: build.input_size says it
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    update_config(tmp_path / "m", lambda c: {**c, "metrics": {"accuracy": 0.5}})
+    assert f"input {SIZE}x{SIZE}" in (tmp_path / "m" / "README.md").read_text()
+
+
 def test_a_zoo_name_loads_the_zoo_entry_whatever_folder_the_working_directory_holds(tiny, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     tiny.save_pretrained(bloodcell.DEFAULT_MODEL)

@@ -321,6 +321,8 @@ def average_models(models: Sequence[keras.Model], names: Optional[Sequence[str]]
     (one per model, default "model 0", ...) name them in errors.
     """
     names = list(names) if names is not None else [f"model {i}" for i in range(len(models))]
+    if len(names) != len(models):
+        raise ConfigError(f"average_models: got {len(models)} models and {len(names)} names; give one name a model")
     models = [as_classifier_model(m, name) for m, name in zip(models, names)]
     if not models:
         raise ConfigError("average_models: got no models; give the models to average")

@@ -156,6 +156,7 @@ class Trainer:
     def _make_model(self) -> ClassifierModel:
         """The model to train, built under the precision policy and the distribution scope."""
         cfg = self.config
+        previous = keras.config.dtype_policy()
         if cfg.precision:
             keras.mixed_precision.set_dtype_policy(cfg.precision)
         try:
@@ -171,7 +172,7 @@ class Trainer:
                                    weights=self._weights, normalization=cfg.normalization)
         finally:
             if cfg.precision:
-                keras.mixed_precision.set_dtype_policy("float32")
+                keras.mixed_precision.set_dtype_policy(previous)
 
     def _from_parent(self) -> ClassifierModel:
         """The parent bloodcell model at this input size, with a new head if the classes differ."""
