@@ -94,7 +94,8 @@ class Classifier:
                 "pass one name per output"
             )
         if isinstance(model, ClassifierModel) and tuple(class_names) != model.class_names:
-            model.class_names = tuple(class_names)  # the same outputs, named by the caller
+            model = model.copy()  # the same outputs, named by the caller; a model shared elsewhere keeps its names
+            model.class_names = tuple(class_names)
         self.model = model
         self.class_names = tuple(class_names)
         self.input_size = int(model.inputs[0].shape[1])

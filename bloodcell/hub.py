@@ -156,12 +156,16 @@ def _reachable() -> bool:
     """Whether the Hub endpoint's host accepts a TCP connection within :data:`CONNECT_TIMEOUT`.
 
     huggingface_hub retries a failed request five times with back-off (about 20 s) before it looks
-    in its cache; with no network, bloodcell looks there at once instead.
+    in its cache; with no network, bloodcell looks there at once instead. Behind a proxy (the
+    ``HTTPS_PROXY`` variables) the host is not probed.
     """
     import socket
+    import urllib.request
     from urllib.parse import urlsplit
 
     url = urlsplit(constants.ENDPOINT)
+    if url.scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(url.hostname or ""):
+        return True  # through a proxy: only the request itself can tell
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         with socket.create_connection((url.hostname, port), timeout=CONNECT_TIMEOUT):

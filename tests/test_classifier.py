@@ -265,3 +265,11 @@ def test_card_of_a_model_without_data_records_claims_nothing():
 def test_classes_take_pbc_folder_aliases(clf, cells):
     ig = clf.predict_proba(cells, classes="ig,neutrophil")
     assert (ig[:, [clf.class_names.index("immature_granulocyte"), clf.class_names.index("neutrophil")]].sum(1) > 0.999).all()
+
+
+def test_naming_the_outputs_of_a_shared_model_leaves_its_other_classifiers_alone():
+    model = bloodcell.build_model("microcell", input_size=32, class_names=["a", "b"])
+    first = bloodcell.Classifier(model)
+    second = bloodcell.Classifier(model, class_names=["x", "y"])
+    assert first.model.class_names == ("a", "b") and first.config()["class_names"] == ["a", "b"]
+    assert second.model.class_names == ("x", "y")

@@ -262,3 +262,65 @@ def test_zoo_entry_download_is_pinned_and_checked(zoo_entry, monkeypatch):
     with pytest.raises(ChecksumError, match="bloodcell/tiny-zoo"):
         resolve_download(entry.name)
 
+
+
+def test_downloads_go_through_a_proxy_when_the_hub_host_is_reachable_only_through_it(hub_server, monkeypatch):
+    """Behind a proxy the Hub's host refuses direct connections: no probe of it may decide that
+    the Hub is unreachable (HTTP_PROXY set, the endpoint's own name unresolvable)."""
+    import http.server
+    import socketserver
+    import threading
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    from hub_server import point_huggingface_hub_at
+    from huggingface_hub.utils import close_session
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def forward(self):
+            url = urlsplit(self.path)  # a proxy gets the absolute URL
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "proxy-connection")}
+            request = urllib.request.Request(hub_server.url + url.path + (f"?{url.query}" if url.query else ""),
+                                             data=body, method=self.command, headers=headers)
+            try:
+                reply = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect).open(request)
+                status, reply_headers, data = reply.status, reply.headers, reply.read()
+            except urllib.error.HTTPError as exc:
+                status, reply_headers, data = exc.code, exc.headers, exc.read()
+            self.send_response(status)
+            for k, v in reply_headers.items():
+                if k.lower() not in ("transfer-encoding", "connection", "content-length", "content-encoding"):
+                    self.send_header(k, v)
+            length = reply_headers.get("Content-Length") if self.command == "HEAD" else None
+            self.send_header("Content-Length", length or str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        do_GET = do_HEAD = do_POST = forward
+
+        def log_message(self, *args):
+            pass
+
+    files = model_files(3)
+    hub_server.create_repo(REPO, files)
+    proxy = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Proxy)
+    proxy.daemon_threads = True
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        point_huggingface_hub_at(monkeypatch, "http://hub.invalid:80", hub_server.home)
+        for name in ("HTTP_PROXY", "http_proxy"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.server_address[1]}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        close_session()
+        assert read_folder(download_snapshot(REPO), files) == files
+    finally:
+        proxy.shutdown()
+        close_session()
