@@ -7,7 +7,8 @@ OPTIMIZERS = ("lion", "adam", "nadam", "adamw")
 LOSSES = ("crossentropy", "focal")
 LR_SCHEDULES = (None, "plateau", "cosine")
 PRECISIONS = (None, "float32", "mixed_float16", "mixed_bfloat16")
-#: Input normalisations of a model (``None``: the backbone's own preprocessing only).
-NORMALIZATIONS = (None, "stain")
+#: Input normalisations of a model: ``None`` the backbone's own preprocessing only (in training
+#: from a bloodcell model: that model's own), ``"none"`` none even where that model has one.
+NORMALIZATIONS = (None, "stain", "none")
 #: Export formats and the file suffix each needs ("" for the SavedModel folder).
 EXPORT_FORMATS = {"onnx": ".onnx", "litert": ".tflite", "saved_model": ""}

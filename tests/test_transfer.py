@@ -188,3 +188,14 @@ def test_evaluate_on_some_of_the_classes(parent, tmp_path, capsys):
     assert main(["evaluate", str(data), "--model", str(parent)]) == 0
     out = capsys.readouterr().out
     assert "no images of: green" in out
+
+
+@pytest.mark.parametrize("normalization, kept", [(None, True), ("none", False)])
+def test_training_from_a_model_keeps_its_normalisation_unless_told_none(tmp_path, normalization, kept):
+    stained = bloodcell.build_model("microcell", input_size=SIZE, class_names=["red", "green", "blue"],
+                                    normalization="stain")
+    bloodcell.Classifier(stained, name="stained").save_pretrained(tmp_path / "parent")
+    trainer = bloodcell.Trainer(weights=str(tmp_path / "parent"), input_size=SIZE, head_epochs=1, finetune_epochs=0,
+                      batch_size=16, augment=None, optimizer="adam", verbose=0, normalization=normalization)
+    trainer.fit(toy_data(), toy_data(seed=1))
+    assert (trainer.classifier.model.normalization is not None) == kept

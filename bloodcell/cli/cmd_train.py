@@ -62,8 +62,9 @@ def register(subparsers) -> None:
                    help=f"learning-rate schedule of each phase (default: none; {small['lr_schedule']} for small data)")
     p.add_argument("--precision", choices=[x for x in PRECISIONS if x], default=None,
                    help="mixed precision (default: float32)")
-    p.add_argument("--normalization", choices=[x or "none" for x in NORMALIZATIONS], default="none",
-                   help="per-image stain normalisation in front of the backbone (default: none, or the --init model's)")
+    p.add_argument("--normalization", choices=[x for x in NORMALIZATIONS if x], default=None,
+                   help="per-image stain normalisation in front of the backbone (default: the --init model's, "
+                   "else none)")
     p.add_argument("--head-epochs", type=int, default=None, metavar="N",
                    help="most epochs of phase 1 (the head alone, or the whole network) "
                    f"(default: {d.head_epochs}; {small['head_epochs']}, all run, for small data)")
@@ -215,7 +216,7 @@ def _settings(args, input_size: int, small: bool) -> dict:
         seed=args.seed,
         precision=None if args.precision == "float32" else args.precision,
         input_size=input_size,
-        normalization=None if args.normalization == "none" else args.normalization,
+        normalization=args.normalization,
     )
     TrainConfig(**settings)  # bad settings fail before any training
     return settings

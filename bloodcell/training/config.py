@@ -53,7 +53,8 @@ class TrainConfig:
         precision: None or ``"float32"``, ``"mixed_float16"``, ``"mixed_bfloat16"``.
         input_size: side of the square images the model takes, in pixels.
         normalization: None or ``"stain"``: per-image stain normalisation in front of the
-            backbone (None with a bloodcell model as ``weights``: that model's own).
+            backbone (None with a bloodcell model as ``weights``: that model's own; ``"none"``:
+            none, even where that model has one).
         deterministic: make TensorFlow's kernels deterministic (bit-identical seeded runs).
         verbose: 1 prints one line per epoch on stderr, 0 nothing.
     """

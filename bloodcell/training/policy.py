@@ -116,13 +116,15 @@ def hardware() -> str:
 def start_from(parent, label: str, class_names, input_size: int, normalization=None):
     """What training from the trained bloodcell classifier ``parent`` starts with: the model for
     ``class_names`` at ``input_size`` (a new head when the classes differ, shared classes' units
-    kept; with ``normalization``, that input normalisation instead of the parent's), the record of where it came from (for the model card), and whether the head is new."""
+    kept; with ``normalization``, that input normalisation instead of the parent's, ``"none"`` for
+    none), the record of where it came from (for the model card), and whether the head is new."""
     from ..folder import parent_record
     from ..models import as_classifier_model
 
     names = tuple(class_names)
     model = as_classifier_model(parent.model, "weights").with_classes(
-        names, input_size=input_size, normalization="keep" if normalization is None else normalization)
+        names, input_size=input_size,
+        normalization={None: "keep", "none": None}.get(normalization, normalization))
     info = parent.training or {}
     # A classifier from load_classifier(..., class_names=...) has an untrained head: its record
     # names the trained model it came from.
