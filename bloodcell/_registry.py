@@ -28,6 +28,9 @@ class PretrainedCfg:
     revision: Optional[str] = None
     filename: str = "model.weights.h5"
     sha256: Optional[str] = None
+    #: sha256 of the entry's config.json (its normalisation and calibration change the answers):
+    #: required where ``revision`` is a branch, which may move.
+    config_sha256: Optional[str] = None
     size_bytes: Optional[int] = None
     num_params: Optional[int] = None
     license: str = "cc-by-4.0"

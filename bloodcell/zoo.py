@@ -41,7 +41,7 @@ def entry_folder(entry: PretrainedCfg) -> Path:
         raise ConfigError(f"zoo entry {entry.name!r} has no Hub repo and is not bundled; it cannot be loaded")
     from .hub import download_file
 
-    config = download_file(entry.repo_id, CONFIG_NAME, revision=entry.revision)
+    config = download_file(entry.repo_id, CONFIG_NAME, revision=entry.revision, sha256=entry.config_sha256)
     download_file(entry.repo_id, entry.filename, revision=entry.revision, sha256=entry.sha256)
     return config.parent
 

@@ -6,7 +6,7 @@
 
 Steps: (optionally) train with `bloodcell train`; copy config.json and the weights into
 `zoo/<name>/` with the name and Hub source written into the config and a regenerated model card;
-compute the weights' sha256, size and parameter count; (with --push) upload the folder with
+compute the weights' sha256 (and the config's, for an entry on a branch), size and parameter count; (with --push) upload the folder with
 `bloodcell hub push`, which gives the commit sha to pin; print the `PretrainedCfg(...)` to paste
 beside the architecture's builder in `bloodcell/models/<family>.py`.
 """
@@ -93,6 +93,7 @@ def main(argv=None) -> int:
            "    revision='main',  # until pushed: pin the commit sha that --push prints"]
           if not args.bundled else ["    bundled=True,"]),
         f"    sha256={sha!r},",
+        *([f"    config_sha256={sha256_file(dest / 'config.json')!r},"] if not args.bundled and not revision else []),
         f"    size_bytes={size},",
         f"    num_params={params},",
         f"    init={init!r},",

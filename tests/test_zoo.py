@@ -1,6 +1,7 @@
 """The zoo's metadata checked against the real models it describes."""
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,8 @@ def test_entry_matches_its_architecture(name):
     assert entry.class_names == bloodcell.CLASS_NAMES
     assert entry.sha256 and len(entry.sha256) == 64
     assert entry.bundled or (entry.repo_id and entry.revision)
+    if not entry.bundled and not re.fullmatch(r"[0-9a-f]{40}", entry.revision):  # a branch may move
+        assert entry.config_sha256 and len(entry.config_sha256) == 64
 
 
 def test_default_model_is_a_bundled_entry():
@@ -69,6 +72,8 @@ def test_release_folder_loads_through_a_hub_and_passes_the_checksum(name, hub_se
     folder = release_folder(entry)
     files = {p.name: p for p in folder.iterdir() if p.is_file()}
     assert {"config.json", entry.filename, "README.md"} <= set(files)
+    if entry.config_sha256:
+        assert sha256_file(folder / "config.json") == entry.config_sha256, "update the entry's config_sha256"
     assert (folder / entry.filename).stat().st_size < 20_000_000
     repo_id = entry.repo_id or f"bloodcell/{name.replace('.', '-')}"
     commit = hub_server.create_repo(repo_id, files)
@@ -85,6 +90,11 @@ def test_release_folder_loads_through_a_hub_and_passes_the_checksum(name, hub_se
     monkeypatch.setitem(registry._PRETRAINED, name, dataclasses.replace(served, sha256="0" * 64))
     with pytest.raises(bloodcell.ChecksumError, match="sha256"):
         bloodcell.load_classifier(name)
+    if entry.config_sha256:  # a config.json changed on a branch is refused too
+        monkeypatch.setitem(registry._PRETRAINED, name, dataclasses.replace(served, config_sha256="0" * 64))
+        with pytest.raises(bloodcell.ChecksumError, match="config.json"):
+            bloodcell.load_classifier(name)
+        monkeypatch.setitem(registry._PRETRAINED, name, dataclasses.replace(served, sha256="0" * 64))
     # On the command line: one line, exit 1 (an input that could not be used).
     from bloodcell.cli import main
 
