@@ -81,8 +81,11 @@ def render_model_card(config: dict[str, Any]) -> str:
     elif dist.get("backend") not in (None, "tensorflow"):
         on += f" (Keras on {dist['backend']})"
     parent = training.get("init_from") or {}
-    origin = (f", itself trained from {'random initialisation' if parent.get('init') == 'random' else parent['init']}"
-              + (f" on {parent['hardware']}" if parent.get("hardware") else "")) if parent.get("init") else ""
+    if str(parent.get("init", "")).startswith("the weight average"):  # a soup: averaged, not trained
+        origin = f", itself {parent['init']}"
+    else:
+        origin = (f", itself trained from {'random initialisation' if parent.get('init') == 'random' else parent['init']}"
+                  + (f" on {parent['hardware']}" if parent.get("hardware") else "")) if parent.get("init") else ""
     if init == "random":
         lines += [f"**Trained from random initialisation{on}** (no ImageNet weights).", ""]
     elif training.get("averaged_from"):
@@ -93,8 +96,10 @@ def render_model_card(config: dict[str, Any]) -> str:
         lines.append("")
     elif parent:
         size = f" at {parent['input_size']}x{parent['input_size']}" if parent.get("input_size") else ""
-        lines += [f"**Initialised from the bloodcell model `{parent.get('source')}`**{size}{origin}; then "
-                  f"trained{on}.", ""]
+        then = (f"; then trained{on}." if "epochs_run" in training or "command" in training else
+                "; its new output layer is not trained yet (train it with `bloodcell.Trainer(weights=...)` or "
+                "`bloodcell train DATA --init FOLDER`).")
+        lines += [f"**Initialised from the bloodcell model `{parent.get('source')}`**{size}{origin}{then}", ""]
         if parent.get("new_classes") or parent.get("dropped_classes"):
             lines += [f"It had the classes {', '.join(parent.get('class_names', []))}; this model has a new output "
                       f"layer for its own classes (new: {', '.join(parent.get('new_classes') or []) or 'none'}; "
@@ -145,10 +150,10 @@ def render_model_card(config: dict[str, Any]) -> str:
                              f" (the threshold under which {share:.0%} of those images fall)." if share else "."))
         features = calibration.get("features")
         if isinstance(features, dict) and features.get("layer"):
-            lines[-1] += (f" Images whose features (layer `{features['layer']}`, averaged over space) are farther from "
-                          f"those of {features.get('fitted_on') or 'the training images'} than "
-                          f"{features.get('share', 0):.1%} of the calibration images are flagged as out of distribution"
-                          " (bloodcell.ood), and are flagged for review too"
+            lines[-1] += (f" An image whose features (layer `{features['layer']}`, averaged over space) are farther "
+                          f"from those of {features.get('fitted_on') or 'the training images'} than those of all but "
+                          f"the farthest {features.get('share', 0):.1%} of the calibration images is flagged as out of "
+                          "distribution (bloodcell.ood), and for review too"
                           + (", with the network's own probabilities (no temperature: the calibration images say "
                              "nothing of them)." if calibration.get("temperature_outside") == 1.0 else "."))
         lines.append("")

@@ -241,7 +241,7 @@ def test_random_init_converges_quickly():
     assert acc >= 0.9
     # fit() ends with the calibration and the out-of-distribution check, fitted to the training images
     check = trainer.classifier.feature_check
-    assert check is not None and check.images == 90 and "of the 90 training images" in check.fitted_on
+    assert check is not None and check.images == 90 and "the 90 training images" in check.fitted_on
     assert trainer.classifier.predict_checked(val.images, verbose=0).outlier.mean() <= 0.2
 
     def first_bn_lag(momentum):

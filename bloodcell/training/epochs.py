@@ -86,4 +86,4 @@ def reference_images(train, seed: int) -> dict:
     n = len(train.labels)
     pick = np.sort(np.random.default_rng(seed).permutation(n)[:REFERENCE_IMAGES])
     return {"reference": np.asarray(train.images)[pick],
-            "reference_description": f"{len(pick)} of the {n} training images"}
+            "reference_description": f"{len(pick)} of the {n} training images" if len(pick) < n else f"the {n} training images"}
