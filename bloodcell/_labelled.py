@@ -6,7 +6,8 @@ from typing import Optional
 
 import numpy as np
 
-from ._checks import check_image_batch
+from ._checks import check_image_batch, check_labels
+from ._classes import class_index
 from .errors import DataError
 from .imageio import resize_images
 
@@ -18,19 +19,28 @@ def labelled_images(classifier, dataset, size: Optional[int] = None) -> tuple[np
     if isinstance(dataset, (tuple, list)) and len(dataset) == 2:
         images, labels = dataset
         labels = np.asarray(labels).reshape(-1)
+        if labels.dtype.kind in "USO":  # class names
+            ids = [class_index(str(label), names) for label in labels]
+            unknown = sorted({str(label) for label, i in zip(labels, ids) if i is None})
+            if unknown:
+                raise DataError(f"labels: {unknown[:5]} are not classes of the classifier ({list(names)}); give "
+                                f"its class names or class ids 0..{len(names) - 1}")
+            labels = np.array(ids, np.int64)
+        labels = check_labels(labels, len(labels), len(names))
     elif hasattr(dataset, "images") and hasattr(dataset, "labels"):
         images, labels = dataset.images, np.asarray(dataset.labels).reshape(-1)
         data_names = tuple(getattr(dataset, "class_names", names))
         if data_names != names:
             present = [data_names[i] for i in np.unique(labels)] if len(labels) else []
-            unknown = [c for c in present if c not in names]
+            unknown = [c for c in present if class_index(c, names) is None]
             if unknown:
                 raise DataError(
                     f"the data's classes differ from the classifier's: the data hold images of {unknown}, which "
                     f"it does not know (its classes: {list(names)}); evaluate on data of the classifier's classes, "
                     "or fine-tune it on these"
                 )
-            mapping = np.array([names.index(c) if c in names else -1 for c in data_names], np.int64)
+            positions = [class_index(c, names) for c in data_names]
+            mapping = np.array([-1 if i is None else i for i in positions], np.int64)
             labels = mapping[labels] if len(labels) else labels  # classes without images map to -1, unused
     else:
         raise DataError(f"dataset: expected a bloodcell.data.Dataset or an (images, labels) pair, got {type(dataset).__name__}")

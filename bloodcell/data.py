@@ -282,6 +282,9 @@ def load_dataset(path: PathLike, *, image_size: int = 96, workers: Optional[int]
     the module docstring). Reading a large folder shows a progress bar on a terminal's stderr;
     ``verbose=0`` for none.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise DataError(f"path: expected a folder or .npz path, got a {type(path).__name__}; for images already in "
+                        "memory use Dataset(images, labels, class_names)")
     p = Path(path)
     _check_image_size(image_size)
     if not p.exists():
@@ -352,6 +355,13 @@ def save_npz(out: PathLike, **arrays) -> Path:
     return out
 
 
+def require_dataset(data, name: str) -> None:
+    """Refuse anything but a :class:`Dataset` as ``name``, saying how to make one from arrays."""
+    if not isinstance(data, Dataset):
+        raise DataError(f"{name}: expected a bloodcell Dataset, got a {type(data).__name__}; make one from arrays with "
+                        "bloodcell.Dataset(images, labels, class_names)")
+
+
 def split_indices(
     labels: np.ndarray,
     fractions: Sequence[float] = SPLIT_FRACTIONS,
@@ -419,6 +429,7 @@ def split(
     whole in one part, so no image leaks between training and test. The same ``seed`` gives the
     same split.
     """
+    require_dataset(dataset, "split")
     if groups is None:
         from .cleaning import find_duplicates
 

@@ -10,6 +10,7 @@ from PIL import Image
 
 from bloodcell._classes import CLASS_NAMES
 from bloodcell.data import Dataset, load_dataset, save_dataset, split, split_indices
+from bloodcell.errors import DataError
 from bloodcell.imageio import resize_image
 from synth_cells import make_cells
 
@@ -359,3 +360,11 @@ def test_hidden_files_and_folders_are_not_images(tmp_path):
     from bloodcell.imageio import find_image_files
 
     assert len(find_image_files([tmp_path], recursive=True)) == 3
+
+
+def test_arrays_where_a_dataset_is_expected_get_the_fix():
+    images, labels = make_cells(4, 16), np.array([0, 1, 0, 1])
+    with pytest.raises(DataError, match=r"split: expected a bloodcell Dataset, got a tuple; .*Dataset\(images"):
+        split((images, labels))
+    with pytest.raises(DataError, match="path: expected a folder or .npz path, got a tuple"):
+        load_dataset((images, labels))

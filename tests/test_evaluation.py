@@ -133,6 +133,14 @@ def test_evaluate_rejects_other_classes(colour_classifier):
         evaluate(colour_classifier, data)
     with pytest.raises(ValueError, match="one label per image"):
         evaluate(colour_classifier, (colour_images([0, 1]), [0]))
+    with pytest.raises(ValueError, match=r"\['basophil'\] are not classes of the classifier"):
+        evaluate(colour_classifier, (colour_images([0, 1]), ["a", "basophil"]))
+
+
+def test_labels_may_be_class_names(colour_classifier):
+    names = [colour_classifier.class_names[i].upper() for i in Y_TRUE]  # case ignored, as everywhere
+    by_name = evaluate(colour_classifier, (colour_images(Y_PRED), names)).to_dict()
+    assert by_name["confusion_matrix"] == HAND_CONFUSION
 
 
 def test_report_dict_text_and_plot(colour_classifier, tmp_path):

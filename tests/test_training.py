@@ -202,6 +202,8 @@ def test_validation_data_with_other_classes_is_refused_before_training():
     other = Dataset(val.images, val.labels, class_names=tuple(reversed(train.class_names)))
     with pytest.raises(bloodcell.DataError, match=r"val: its classes .*val.relabel"):
         tiny_trainer().fit(train, other)
+    with pytest.raises(bloodcell.DataError, match=r"train: expected a bloodcell Dataset or a tf.data dataset, got a tuple"):
+        tiny_trainer().fit((train.images, train.labels), val)
 
 
 def test_refuses_to_clobber_a_checkpoint(tmp_path):

@@ -159,6 +159,9 @@ def check_fit_data(train, val, class_names, patience) -> tuple[tuple[str, ...], 
         raise ConfigError("fit(train, val=None): early stopping needs a validation set; give one, or "
                           "patience=None to run every epoch and keep the last weights")
     for name, data in (("train", train), ("val", val)):
+        if isinstance(data, (tuple, list, np.ndarray)):
+            raise DataError(f"{name}: expected a bloodcell Dataset or a tf.data dataset, got a {type(data).__name__}; "
+                            "make one from arrays with bloodcell.Dataset(images, labels, class_names)")
         if hasattr(data, "labels") and len(data.labels) == 0:
             raise DataError(
                 f"{name}: the {'training' if name == 'train' else 'validation'} set is empty; give it "
