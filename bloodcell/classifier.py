@@ -51,6 +51,8 @@ class FilePrediction:
     outlier: Optional[bool] = None
     #: True if a person should look at it: less sure than the review threshold, or an outlier.
     review: Optional[bool] = None
+    #: The most probable class's name; None for an unreadable file.
+    label: Optional[str] = None
 
 
 @dataclass
@@ -378,9 +380,9 @@ class Classifier:
                     if img is None:
                         yield FilePrediction(p, error=err)
                     else:
-                        flag = next(outlier)
-                        yield FilePrediction(p, next(proba), outlier=None if flag is None else bool(flag),
-                                             review=bool(next(review) or flag))
+                        flag, row = next(outlier), next(proba)
+                        yield FilePrediction(p, row, outlier=None if flag is None else bool(flag),
+                                             review=bool(next(review) or flag), label=self.class_names[int(row.argmax())])
 
     def export(self, out=None, *, format: str = "onnx", **kwargs) -> Path:
         """Export for serving: ``"onnx"``, ``"litert"`` or ``"saved_model"`` (uint8 input, same probabilities).

@@ -170,7 +170,7 @@ def test_predict_restricted_to_some_classes(parent, capsys, tmp_path):
     assert set(sure.predict(images, classes=["red", "green"])) <= {"red", "green"}
     path = tmp_path / "cell.png"
     Image.fromarray(images[0]).save(path)
-    assert [r.path for r in clf.predict_files(path)] == [path]  # one path is one file
+    assert [(r.path, r.label) for r in clf.predict_files(path)] == [(path, clf.predict(images[:1])[0])]  # one path
     with pytest.raises(bloodcell.DataError, match="expected image file paths"):
         next(clf.predict_files([images[0]]))
     assert main(["predict", str(path), "--model", str(parent), "--classes", "red,green", "--json"]) == 0

@@ -55,6 +55,8 @@ def _expand(paths) -> tuple[list[Path], list[str]]:
 
 
 def run(args) -> int:
+    import numpy as np
+
     from .. import load_classifier
 
     if args.top_k < 1:
@@ -95,8 +97,8 @@ def run(args) -> int:
             print(f"bloodcell predict: {r.error}", file=sys.stderr)
             continue
         proba = r.probabilities
-        order = proba.argsort()[::-1][:k]
-        label, p = clf.class_names[order[0]], float(proba[order[0]])
+        order = np.argsort(-proba, kind="stable")[:k]  # ties: the first class first, as argmax
+        label, p = r.label, float(proba[order[0]])
         if args.json:
             record = {
                 "path": str(r.path),

@@ -116,7 +116,7 @@ class TrainConfig:
         if not isinstance(self.label_smoothing, (int, float)) or not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         rates = self.learning_rates or DEFAULT_LEARNING_RATES[self.optimizer]
-        if len(tuple(rates)) != 2 or not all(isinstance(r, (int, float)) and r > 0 for r in rates):
+        if not isinstance(rates, (tuple, list)) or len(rates) != 2 or not all(isinstance(r, (int, float)) and r > 0 for r in rates):
             raise ConfigError(f"learning_rates must be two positive numbers (head, finetune), got {self.learning_rates!r}")
         object.__setattr__(self, "learning_rates", tuple(float(r) for r in rates))
         if self.weight_decay is not None and (not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0):
