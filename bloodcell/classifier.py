@@ -198,11 +198,16 @@ class Classifier:
     def needs_review(self, proba, *, below: Optional[float] = None) -> np.ndarray:
         """Which predictions (rows of ``predict_proba``) a person should check: those less sure than
         ``below`` (default: :attr:`review_below`; 0 flags none)."""
+        if below is not None and (isinstance(below, bool) or not isinstance(below, (int, float, np.floating))
+                                  or not 0.0 <= below <= 1.0):
+            raise ConfigError(f"below: expected a probability in [0, 1], got {below!r}")
         threshold = self.review_below if below is None else float(below)
-        p = np.asarray(proba)
+        p = np.asarray(proba, np.float64)
+        if p.ndim != 2 or p.shape[1] != len(self.class_names):
+            raise DataError(f"proba: expected predict_proba's rows, shape (N, {len(self.class_names)}), got {p.shape}")
         if threshold is None:
-            return np.zeros(len(p), bool)
-        return p.max(axis=1) < threshold
+            return np.isnan(p).any(axis=1)
+        return ~(p.max(axis=1) >= threshold)  # a NaN row is flagged
 
     def explain(self, images, *, target=None, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
         """Class-activation heatmaps (N, S, S) in 0..1 at the input size, and the class each shows

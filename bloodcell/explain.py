@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ._classes import class_index
 from .errors import ConfigError
 from .models import as_classifier_model
 
@@ -42,13 +43,19 @@ def class_activation_maps(classifier, images, *, target: Union[None, str, Sequen
     if target is None:
         wanted = None
     else:
-        targets = [target] * len(x) if isinstance(target, str) else list(target)
+        if isinstance(target, str):
+            targets = [target] * len(x)
+        elif isinstance(target, (list, tuple, np.ndarray)) and all(isinstance(t, str) for t in target):
+            targets = list(target)
+        else:
+            raise ConfigError(f"target: expected None, a class name or one class name per image, got {target!r:.80}")
         if len(targets) != len(x):
             raise ConfigError(f"target: expected one class name per image ({len(x)}), got {len(targets)}")
-        unknown = sorted({t for t in targets if t not in names})
+        positions = [class_index(t, names) for t in targets]  # case ignored, as classes= does
+        unknown = sorted({t for t, i in zip(targets, positions) if i is None})
         if unknown:
             raise ConfigError(f"target: unknown class(es) {unknown}; expected some of: {', '.join(names)}")
-        wanted = np.array([names.index(t) for t in targets], np.int64)
+        wanted = np.array(positions, np.int64)
     features = _feature_model(classifier.model)
     kernel = np.asarray(as_classifier_model(classifier.model).head.kernel, np.float32)  # (K, classes)
     size = classifier.input_size

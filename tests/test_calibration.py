@@ -173,7 +173,13 @@ def test_the_review_flag_follows_the_threshold(overconfident, tmp_path, capsys):
     proba = clf.predict_proba(fit_on.images, verbose=0)
     assert clf.review_below == record["review_below"]
     assert clf.needs_review(proba).mean() == pytest.approx(0.05, abs=0.03)  # about 5% of the calibration images
-    assert not clf.needs_review(proba, below=0.0).any() and clf.needs_review(proba, below=1.01).all()
+    assert not clf.needs_review(proba, below=0.0).any()
+    np.testing.assert_array_equal(clf.needs_review(proba, below=1.0), proba.max(axis=1) < 1.0)
+    with pytest.raises(bloodcell.ConfigError, match=r"below: expected a probability in \[0, 1\]"):
+        clf.needs_review(proba, below=2)
+    with pytest.raises(DataError, match="expected predict_proba's rows"):
+        clf.needs_review(proba[:, :2])
+    assert clf.needs_review(np.full((1, proba.shape[1]), np.nan)).all()  # no answer is no answer to trust
     report = bloodcell.evaluate(clf, held_out, verbose=0)
     assert report.review["threshold"] == clf.review_below and 0 <= report.review["flagged"] <= 1
     curve = report.risk_coverage

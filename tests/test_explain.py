@@ -50,6 +50,10 @@ def test_target_class_and_bad_targets(default):
         default.explain(images, target="ghost")
     with pytest.raises(ConfigError, match="one class name per image"):
         default.explain(images, target=["basophil"])
+    with pytest.raises(ConfigError, match="expected None, a class name or one class name per image, got 3"):
+        default.explain(images, target=3)
+    _, classes = default.explain(images, target="Platelet")  # case ignored, as classes= does
+    assert list(classes) == [default.class_names.index("platelet")] * 3
 
 
 def test_explain_command_writes_one_picture_per_image(tmp_path, capsys):
