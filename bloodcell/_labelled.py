@@ -8,13 +8,17 @@ import numpy as np
 
 from ._checks import check_image_batch, check_labels
 from ._classes import class_index
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .imageio import resize_images
 
 
 def labelled_images(classifier, dataset, size: Optional[int] = None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """Images resized to ``size`` (default: the classifier's input), labels in the classifier's class
     order, and the classifier's classes that have no image here."""
+    if not hasattr(classifier, "predict_proba") or not hasattr(classifier, "class_names"):
+        raise ConfigError(f"classifier: expected a bloodcell Classifier, got a {type(classifier).__name__}"
+                          + (f"; load it with bloodcell.load_classifier({classifier!r})" if isinstance(classifier, str)
+                             else "; load one with bloodcell.load_classifier(...)"))
     names = tuple(classifier.class_names)
     if isinstance(dataset, (tuple, list)) and len(dataset) == 2:
         images, labels = dataset

@@ -87,6 +87,10 @@ class Classifier:
         training: Optional[dict[str, Any]] = None,
         extra: Optional[dict[str, Any]] = None,
     ):
+        if not isinstance(model, keras.Model):
+            raise ConfigError(f"model: expected a Keras model, got a {type(model).__name__}"
+                              + (f"; load a saved or zoo model with bloodcell.load_classifier({model!r})"
+                                 if isinstance(model, (str, os.PathLike)) else ""))
         n_out = int(model.outputs[0].shape[-1])
         if class_names is None:
             class_names = getattr(model, "class_names", None) or CLASS_NAMES

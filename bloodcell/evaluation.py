@@ -355,12 +355,12 @@ def evaluate_robustness(
     severity means what the model sees. With ``corrupt_size`` they are resized to that side
     instead (pass the images as stored, e.g. 96 for pbc96), corrupted there, then resized to the
     input size, as a corruption at capture would reach a model of another input size.
-    Deterministic for a given ``seed``. ``corruptions=None`` runs all of them. A progress bar
+    Deterministic for a given ``seed``. ``corruptions``: one name or several; None runs all. A progress bar
     on a terminal's stderr (one step per corruption and severity); ``verbose=0`` for none.
     """
     from .corruptions import CORRUPTIONS, SEVERITIES, corrupt
 
-    names = list(CORRUPTIONS) if corruptions is None else list(corruptions)
+    names = list(CORRUPTIONS) if corruptions is None else [corruptions] if isinstance(corruptions, str) else list(corruptions)
     unknown = [c for c in names if c not in CORRUPTIONS]
     if unknown or not names:
         raise ConfigError(f"unknown corruption(s) {unknown or '(none given)'}; expected some of: {', '.join(CORRUPTIONS)}")

@@ -137,6 +137,13 @@ def test_evaluate_rejects_other_classes(colour_classifier):
         evaluate(colour_classifier, (colour_images([0, 1]), ["a", "basophil"]))
 
 
+def test_a_name_where_a_classifier_is_expected_says_how_to_load_it(colour_classifier):
+    with pytest.raises(bloodcell.ConfigError, match=r"got a str; load it with bloodcell.load_classifier\('mnv3s.pbc96'\)"):
+        evaluate("mnv3s.pbc96", (colour_images([0, 1]), [0, 1]))
+    with pytest.raises(bloodcell.ConfigError, match=r"load a saved or zoo model with bloodcell.load_classifier"):
+        bloodcell.Classifier("mnv3s.pbc96")
+
+
 def test_labels_may_be_class_names(colour_classifier):
     names = [colour_classifier.class_names[i].upper() for i in Y_TRUE]  # case ignored, as everywhere
     by_name = evaluate(colour_classifier, (colour_images(Y_PRED), names)).to_dict()
@@ -201,7 +208,7 @@ def test_robustness_follows_the_corruption(colour_classifier):
     # class; at 0.2 (severity 5) pure blue becomes (23, 23, 74), whose blue logit 7.4 loses to the
     # bias 9 of class 3, while red (112, 61, 61) and green (120, 171, 120) stay above it.
     data = (colour_images([0, 1, 2, 3]), [0, 1, 2, 3])
-    rob = evaluate_robustness(colour_classifier, data, corruptions=["saturation"], severities=(1, 5))
+    rob = evaluate_robustness(colour_classifier, data, corruptions="saturation", severities=(1, 5))
     assert rob.clean_accuracy == 1.0 and rob.accuracy["saturation"] == [1.0, 0.75]
 
 
