@@ -6,6 +6,7 @@ says what was expected and what was received.
 
 from __future__ import annotations
 
+import os
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -20,6 +21,13 @@ def check_image_batch(images, name: str = "images", *, single: bool = False, min
     Refuses other dtypes and shapes, images with a side under ``min_side`` pixels and, unless
     ``empty``, an empty batch. ``hint`` is appended to the message (how to make such a batch).
     """
+    if hasattr(images, "images") and hasattr(images, "labels"):
+        raise DataError(f"{name}: expected uint8 RGB images (N, H, W, 3), got a {type(images).__name__}; pass its "
+                        ".images")
+    if isinstance(images, (str, os.PathLike)) or (isinstance(images, (list, tuple)) and images
+                                                  and all(isinstance(x, (str, os.PathLike)) for x in images)):
+        raise DataError(f"{name}: expected uint8 RGB images (N, H, W, 3), got file paths; read them with "
+                        "bloodcell.imageio.load_images(paths, size)")
     arr = np.asarray(images)
     if single and arr.ndim == 3 and arr.shape[-1] == 3:
         arr = arr[None]

@@ -282,3 +282,16 @@ def test_cli_clean_drops_unreadable_files(tmp_path, dirty_folder, capsys):
     assert not any(p.name == "broken.png" for p in out.rglob("*")) and len(list(out.rglob("*.*"))) == 15
     assert json.loads(report.read_text())["unreadable"]["count"] == 1
 
+
+
+def test_a_dataset_or_file_paths_where_images_are_expected_get_the_fix(tmp_path):
+    from bloodcell.cleaning import find_duplicates, find_outliers
+    from bloodcell.data import Dataset
+    from bloodcell.errors import DataError
+    from synth_cells import make_cells
+
+    data = Dataset(make_cells(2, 16), np.array([0, 1]))
+    with pytest.raises(DataError, match=r"got a Dataset; pass its .images"):
+        find_outliers(data)
+    with pytest.raises(DataError, match=r"got file paths; read them with bloodcell.imageio.load_images"):
+        find_duplicates(["a.png", tmp_path / "b.png"])
