@@ -78,7 +78,7 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted({*__all__, *_SUBMODULES})
 
 
 class _RegisterWithKeras(importlib.abc.MetaPathFinder):

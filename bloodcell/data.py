@@ -58,6 +58,11 @@ class Dataset:
     class_names: tuple[str, ...] = CLASS_NAMES
     paths: Optional[list[str]] = None
 
+    def __repr__(self) -> str:  # the arrays would print megabytes
+        counts = ", ".join(f"{c}: {n}" for c, n in self.class_counts().items())
+        return (f"Dataset({len(self.labels)} images of {self.images.shape[1]}x{self.images.shape[2]}, "
+                f"{len(self.class_names)} classes ({counts}){', from files' if self.paths else ''})")
+
     def __post_init__(self) -> None:
         self.class_names = check_class_names(self.class_names, "Dataset.class_names")
         self.images = check_image_batch(self.images, "Dataset.images")

@@ -368,3 +368,8 @@ def test_arrays_where_a_dataset_is_expected_get_the_fix():
         split((images, labels))
     with pytest.raises(DataError, match="path: expected a folder or .npz path, got a tuple"):
         load_dataset((images, labels))
+
+
+def test_a_dataset_prints_as_a_summary_not_its_arrays():
+    text = repr(Dataset(make_cells(3, 16), np.array([0, 1, 1]), ("a", "b")))
+    assert text == "Dataset(3 images of 16x16, 2 classes (a: 1, b: 2))"
