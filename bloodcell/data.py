@@ -218,6 +218,14 @@ def load_readable(path: PathLike, *, image_size: int = 96, verbose: int = 1) -> 
 
 def _load_npz(path: Path, image_size: int, class_names) -> Dataset:
     try:
+        with open(path, "rb") as f:
+            zipped = f.read(2) == b"PK"
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not zipped:  # np.load would take it for pickled data and talk of allow_pickle
+        raise DataError(f"{path}: not an .npz file (an .npz is a zip archive of arrays); save one with "
+                        "np.savez(path, images=uint8_array, labels=int_array)")
+    try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError, *DAMAGED_NPZ) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc}); save it with np.savez") from None

@@ -85,6 +85,8 @@ def resolve(source: Source, *, token: Optional[str] = None, default: str) -> tup
     if not isinstance(source, (str, os.PathLike)):
         raise ConfigError(f"source: expected None, {SOURCE_HELP}, got {type(source).__name__}")
     text = os.fspath(source)
+    if not text.strip():
+        raise ConfigError(f"source: empty; pass {SOURCE_HELP}")
     if isinstance(source, str) and text.startswith(HF_PREFIX):
         from .hub import download_snapshot, parse_hf_source
 

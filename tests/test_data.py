@@ -373,3 +373,9 @@ def test_arrays_where_a_dataset_is_expected_get_the_fix():
 def test_a_dataset_prints_as_a_summary_not_its_arrays():
     text = repr(Dataset(make_cells(3, 16), np.array([0, 1, 1]), ("a", "b")))
     assert text == "Dataset(3 images of 16x16, 2 classes (a: 1, b: 2))"
+
+
+def test_a_file_that_is_not_an_npz_says_so(tmp_path):
+    (tmp_path / "fake.npz").write_text("images,labels\n")
+    with pytest.raises(DataError, match=r"fake.npz: not an .npz file \(an .npz is a zip archive"):
+        load_dataset(tmp_path / "fake.npz")
