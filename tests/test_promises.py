@@ -218,6 +218,7 @@ def test_resume_without_a_checkpoint_keeps_the_trained_model(tmp_path, capsys):
     ["augment-preview", "{missing}", "--out", "{tmp}/grid.png"],
     ["export", "{missing}/", "--format", "onnx", "--out", "{tmp}/m.onnx"],
     ["train", "{data}", "--model", "mobilenet"],
+    ["train", "{data}", "--model", "microcell", "--unfreeze", "2.5", "--out", "{tmp}/m"],
 ])
 def test_one_exit_rule_for_what_cannot_be_done_as_written(argv, tmp_path, capsys):
     """Exit 2, one line with the error: prefix, and nothing written, for every subcommand."""

@@ -191,6 +191,8 @@ def _settings(args, input_size: int, small: bool) -> dict:
     """TrainConfig fields from the options; for small data, SMALL_DATA_SETTINGS where an option was not given."""
     unfreeze = None
     if args.unfreeze is not None:
+        if args.unfreeze >= 1 and args.unfreeze != int(args.unfreeze):
+            raise UsageError(f"--unfreeze {args.unfreeze:g}: expected a whole number of layers, or a fraction below 1")
         unfreeze = int(args.unfreeze) if args.unfreeze >= 1 else float(args.unfreeze)
     given = dict(
         optimizer=args.optimizer,
