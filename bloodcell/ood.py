@@ -158,7 +158,9 @@ def fit_feature_check(fit_features, threshold_features, *, layer: str, share: fl
     lam = s**2 / len(x)
     k = max(1, min(components, len(lam) - 1))
     floor = max(float(lam.sum()) * 1e-6, 1e-12)
-    rest = float(lam[k:].mean()) if len(lam) > k else floor
+    # the variance left per dimension outside the k components (probabilistic PCA's estimate): over
+    # all d - k dimensions, also where fewer images than dimensions leave some without any
+    rest = float(lam[k:].sum()) / (x.shape[1] - k) if x.shape[1] > k else floor
     check = FeatureCheck(layer, mean, vt[:k], np.maximum(lam[:k], floor), max(rest, floor), 0.0, share, len(x), fitted_on)
     check.threshold = float(np.quantile(check.scores(held), 1.0 - share))
     return check
