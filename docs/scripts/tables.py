@@ -198,8 +198,29 @@ def bench_cleaning() -> str:
         ["`find_duplicates` time (near / exact only)", f"{d['find_duplicates_seconds']:.1f} s / {d['find_duplicates_exact_only_seconds']:.1f} s"],
         ["`find_outliers` speed", f"{out['images_per_second']:,} images/s"],
         ["`clean` end to end", f"{d['clean']['seconds']:.1f} s"],
+        ["loading pbc96 (`load_dataset`)", f"{d['load_pbc96_seconds']:.1f} s"],
     ]
-    return table(["measure", "result"], rows) + f"\n\nMachine: {machine(d)}."
+    if "recall_memes" in out:
+        rows.insert(3, ["outlier recall on the repeated pictures (memes)", pct(out["recall_memes"])])
+    if "false_positive_rate_cells_in_reference_half" in out:
+        rows.insert(5, ["cells flagged, reference half / unseen half of pbc96",
+                        f"{pct(out['false_positive_rate_cells_in_reference_half'], 3)} / "
+                        f"{pct(out['false_positive_rate_cells_not_in_reference'], 3)}"])
+    if dup.get("photo_variant_pairs_of_the_same_picture"):
+        rows.insert(8, ["pairs of crops of one photograph (recoloured, overlapping): counted apart",
+                        dup["photo_variant_pairs_of_the_same_picture"]])
+    text = table(["measure", "result"], rows)
+    corrupted = d.get("corrupted_cells_false_positive_rate")
+    if corrupted:
+        text += ("\n\nCells of the pbc96 half the reference never saw, corrupted, flagged as outliers: "
+                 + "; ".join(f"{k.replace('_', ' ')}: {pct(v, 2)}" for k, v in corrupted.items()) + ".")
+    suite = d.get("corruption_suite_false_positive_rate")
+    if suite:
+        levels = sorted({lvl for per in suite.values() for lvl in per})
+        rows = [[name, *(pct(per.get(lvl), 1) for lvl in levels)] for name, per in suite.items()]
+        text += ("\n\nUnder `bloodcell.corruptions`' corruptions, share of those cells flagged:\n\n"
+                 + table(["corruption", *(lvl.replace("_", " ") for lvl in levels)], rows))
+    return text + f"\n\nMachine: {machine(d)}."
 
 
 def bench_export() -> str:
