@@ -11,7 +11,7 @@ from pathlib import Path
 
 PROGRESS_MIN = 300
 #: Last column of a text line whose image does not look like a blood cell.
-OUTLIER_MARK = "OUTLIER: not a blood-cell image?"
+OUTLIER_MARK = "OUTLIER: unlike the images the model learned from"
 #: Last column of a text line that a person should check.
 REVIEW_MARK = "REVIEW"
 
