@@ -240,7 +240,8 @@ def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optiona
 
     The check's Gaussian is fitted to the features of ``reference`` (uint8 images of the training
     domain, e.g. training images; None: half of ``dataset``) and its threshold is the score that
-    ``feature_share`` of ``dataset``'s images (the other half) exceed. The review threshold is the
+    ``feature_share`` of ``dataset``'s images (the other half) exceed. With no ``reference`` and
+    too few images to fit one, the classifier's own check is kept. The review threshold is the
     calibrated confidence under which, with the outliers, ``review_share`` of ``dataset`` falls.
 
     Returns the record: the temperature, the thresholds, where they were fitted, and the ECE there
@@ -260,6 +261,8 @@ def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optiona
         half = len(labels) // 2
         check = fit_feature_check(features[order[:half]], features[order[half:]], layer=layer, share=feature_share,
                                   fitted_on=f"half of the calibration images ({half})")
+    elif getattr(classifier, "feature_check", None) is not None and classifier.feature_check.layer == layer:
+        check = classifier.feature_check  # too few images to refit it: the model's own stays
     return calibrate_predictions(classifier, raw, labels, description=description or f"{len(labels)} labelled images",
                                  review_share=review_share, check=check, features=features)
 

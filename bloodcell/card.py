@@ -145,8 +145,9 @@ def render_model_card(config: dict[str, Any]) -> str:
         if calibration.get("review_below") is not None:
             share, flagged = calibration.get("review_share"), calibration.get("review_flagged")
             lines[-1] += (f" A prediction less sure than {calibration['review_below']:.4f} is flagged for review"
-                          + (f" (with the out-of-distribution ones below, {flagged:.1%} of those images are flagged; "
-                             f"the aim was {share:.0%})." if isinstance(flagged, (int, float)) and share else
+                          + (f" ({'with the out-of-distribution ones below, ' if calibration.get('features') else ''}"
+                             f"{flagged:.1%} of those images are flagged; the aim was {share:.0%})."
+                             if isinstance(flagged, (int, float)) and share else
                              f" (the threshold under which {share:.0%} of those images fall)." if share else "."))
         features = calibration.get("features")
         if isinstance(features, dict) and features.get("layer"):

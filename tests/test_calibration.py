@@ -199,3 +199,14 @@ def test_the_review_flag_follows_the_threshold(overconfident, tmp_path, capsys):
         assert [r["review"] for r in rows] == list(expected), below
     assert main(["predict", str(tmp_path / "cells"), "--model", str(tmp_path / "m"), "--review-below", "1.5"]) == 2
     assert "--review-below" in capsys.readouterr().err
+
+
+def test_recalibrating_on_a_few_cells_keeps_the_models_own_feature_check(overconfident):
+    clf, fit_on, held_out = overconfident
+    clf.calibrate(fit_on, verbose=0)  # 60 images: a check is fitted
+    check = clf.feature_check
+    assert check is not None
+    clf.calibrate(held_out.subset(np.arange(12)), verbose=0)  # too few to refit it
+    assert clf.feature_check is not None and clf.feature_check.threshold == check.threshold
+    card = bloodcell.card.render_model_card(clf.config())
+    assert "out-of-distribution ones below" in card and "bloodcell.ood" in card
