@@ -40,7 +40,7 @@ def _card_data(config: dict[str, Any]) -> ModelCardData:
             task_name="Blood cell classification",
             dataset_type=f"{dataset_type}-corrupted" if key in CORRUPTED_METRICS else dataset_type,
             dataset_name=f"{dataset_name}, 12 corruptions x 5 severities" if key in CORRUPTED_METRICS else dataset_name,
-            dataset_split="test",
+            dataset_split="cross-validation" if "cross_validation_folds" in metrics else "test",
             metric_type=metric_type,
             metric_name=display,
             metric_value=round(float(metrics[key]), 4),

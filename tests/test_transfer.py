@@ -124,7 +124,8 @@ def test_cli_small_data_cross_validates_and_averages_with_the_models_it_trained(
     assert code == 0, err
     assert "small data" in err and "3-fold cross-validation, then 3 models trained on all of them" in err
     clf = bloodcell.load_classifier(out)
-    assert clf.metrics["cross_validation_folds"] == 3 and clf.metrics["test_images"] == 12
+    assert clf.metrics["cross_validation_folds"] == 3 and clf.metrics["cross_validated_images"] == 12
+    assert "test_images" not in clf.metrics and "split: cross-validation" in (out / "README.md").read_text()
     assert 0 <= clf.metrics["accuracy"] <= 1
     assert "cross-validation" in json.loads((out / "config.json").read_text())["eval_data"]
     assert clf.training["settings"]["patience"] is None  # small data: every epoch runs, no validation split

@@ -407,7 +407,9 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
             "from a model trained without it); this model was trained on all of them"))
         print(f"calibrated on those predictions: temperature {record['temperature']:.3f}, review below "
               f"{record['review_below']:.3f}", file=sys.stderr)
-        clf.metrics = {**report.headline(), "cross_validation_folds": folds}
+        headline = report.headline()
+        headline["cross_validated_images"] = headline.pop("test_images")  # no test split: every image, held out in turn
+        clf.metrics = {**headline, "cross_validation_folds": folds}
         clf.extra["eval_data"] = (f"{folds}-fold cross-validation over {Path(args.data).name} ({len(data)} images): "
                                   "each image classified by a model trained without it, with the same settings"
                                   + (f" (one model, where this one is the average of {len(seeds)})" if len(seeds) > 1 else ""))
