@@ -177,7 +177,11 @@ def test_predict_restricted_to_some_classes(parent, capsys, tmp_path):
     assert main(["predict", str(path), "--model", str(parent), "--classes", "red,green", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["label"] in ("red", "green") and record["probabilities"]["blue"] == 0
+    capsys.readouterr()
     assert main(["predict", str(path), "--model", str(parent), "--classes", "mauve"]) == 2
+    assert "error: --classes: mauve is not a class" in capsys.readouterr().err
+    assert main(["train", str(tmp_path), "--init", str(parent), "--head-epochs", "0", "--finetune-epochs", "0"]) == 2
+    assert "nothing to train" in capsys.readouterr().err
     assert main(["predict", str(path), "--model", str(parent), "--classes", "red"]) == 2
 
 

@@ -35,7 +35,8 @@ def register(subparsers) -> None:
                    help="do not check whether each image looks like a blood-cell image")
     p.add_argument("--review-below", type=float, default=None, metavar="P",
                    help="flag for review the images whose probability is under P (default: the model's "
-                   "threshold, fitted so that about 5%% of its validation cells are flagged; 0: flag none)")
+                   "threshold, fitted so that about 5%% of its validation cells are flagged; 0: none for being unsure, "
+                   "outliers still are)")
     p.add_argument("--classes", default=None, metavar="LIST",
                    help="comma-separated class names the images can hold: answer among those only, with the "
                    "probabilities renormalised over them (default: all the model's classes)")
@@ -79,7 +80,8 @@ def run(args) -> int:
     try:
         mask = clf.class_mask(classes)
     except ConfigError as exc:
-        raise UsageError(f"--classes: {exc}") from None
+        message = str(exc)
+        raise UsageError("--classes: " + (message[len("classes: "):] if message.startswith("classes: ") else message)) from None
     k = min(args.top_k, len(clf.class_names) if mask is None else int(mask.sum()))
     results = clf.predict_files(
         files, batch_size=args.batch_size, tta=args.tta, flag_outliers=not args.no_outlier_check, classes=classes,

@@ -100,7 +100,8 @@ class TrainConfig:
             check_positive_int(getattr(self, name), name, minimum=0)
         if self.head_epochs + self.finetune_epochs == 0:
             raise ConfigError(
-                f"head_epochs={self.head_epochs}, finetune_epochs={self.finetune_epochs}: both must be >= 0 and one > 0"
+                "head_epochs=0 and finetune_epochs=0: nothing to train; give one of the phases at least one epoch "
+                "(--head-epochs N or --finetune-epochs M on the command line)"
             )
         unfreeze = self.unfreeze
         if unfreeze is not None and (
