@@ -280,6 +280,9 @@ def calibrate_predictions(classifier, raw, labels, *, description: str, review_s
         description += f"; all {len(labels)} were right, so no temperature was fitted (T = 1)"
     else:
         temperature = fit_temperature(raw, labels)
+        if not _T_RANGE[0] * 1.01 < temperature < _T_RANGE[1] / 1.01:
+            description += (f"; the fit stopped at the edge of its range (T = {temperature:.3g}): these "
+                            f"{len(labels)} images say little about the model's confidence, so recalibrate on more")
     before = calibration_metrics(raw, labels)
     outliers = check.flags(features) if check is not None else None
     calibrated = apply_calibration(raw, temperature, outside=outliers,

@@ -101,12 +101,15 @@ def render_model_card(config: dict[str, Any]) -> str:
                 "`bloodcell train DATA --init FOLDER`).")
         lines += [f"**Initialised from the bloodcell model `{parent.get('source')}`**{size}{origin}{then}", ""]
         if parent.get("new_classes") or parent.get("dropped_classes"):
+            shared = len(config["class_names"]) > len(parent.get("new_classes") or [])
             lines += [f"It had the classes {', '.join(parent.get('class_names', []))}; this model has a new output "
                       f"layer for its own classes (new: {', '.join(parent.get('new_classes') or []) or 'none'}; "
-                      f"dropped: {', '.join(parent.get('dropped_classes') or []) or 'none'}), the units of the classes "
-                      "both share starting from the parent's.", ""]
+                      f"dropped: {', '.join(parent.get('dropped_classes') or []) or 'none'})"
+                      + (", the units of the classes both share starting from the parent's." if shared else
+                         ", all of them new."), ""]
         if parent.get("command"):
-            lines += [f"The starting model was trained with `{parent['command']}`"
+            made = "made" if str(parent.get("init", "")).startswith("the weight average") else "trained"
+            lines += [f"The starting model was {made} with `{parent['command']}`"
                       + (f" ({parent['wall_time_s']} s)." if parent.get("wall_time_s") else "."), ""]
     elif init:
         lines += [f"**Backbone initialised from ImageNet weights**, then trained{on}.", ""]

@@ -204,3 +204,16 @@ def test_training_from_a_model_keeps_its_normalisation_unless_told_none(tmp_path
                       batch_size=16, augment=None, optimizer="adam", verbose=0, normalization=normalization)
     trainer.fit(toy_data(), toy_data(seed=1))
     assert (trainer.classifier.model.normalization is not None) == kept
+
+
+def test_the_card_says_whether_a_new_head_shares_units_with_its_parent():
+    from bloodcell.card import render_model_card
+
+    def card(names, new):
+        parent = {"source": "p", "init": "random", "class_names": ["red", "green"], "new_classes": new,
+                  "dropped_classes": ["red", "green"] if not set(names) & {"red", "green"} else []}
+        return render_model_card({"name": "m", "architecture": "microcell", "class_names": names, "input_size": SIZE,
+                                  "build": {}, "training": {"init": "bloodcell model p", "init_from": parent,
+                                                            "epochs_run": {"head": 1}}})
+    assert "all of them new" in card(["Eos", "Lymph"], ["Eos", "Lymph"])
+    assert "units of the classes both share" in card(["red", "blast"], ["blast"])
