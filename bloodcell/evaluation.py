@@ -154,9 +154,9 @@ class Report:
             *([f"{'ECE':<{width}}  {self.ece:.4f}   (NLL {self.calibration['nll']:.4f}, Brier "
                f"{self.calibration['brier']:.4f}, mean confidence {self.calibration['mean_confidence']:.4f})"]
               if self.calibration is not None else []),
-            *([f"{'review':<{width}}  {self.review['flagged']:.2%} flagged (probability under "
+            *([f"{'review':<{width}}  {self.review['flagged']:.2%} flagged (unsure: probability under "
                f"{self.review['threshold']:.4f}"
-               + (f" or out of distribution: {self.review['outliers']:.2%}" if "outliers" in self.review else "")
+               + (f"; out of distribution: {self.review['outliers']:.2%} of all" if "outliers" in self.review else "")
                + f"); accuracy of the others {self.review['accuracy_unflagged']:.4f}"]
               if self.review is not None else []),
             *([f"no images of: {', '.join(self.absent)} (balanced accuracy runs over the "
@@ -166,8 +166,11 @@ class Report:
             "",
             f"{'class':<{width}}  precision  recall      f1  support",
         ]
-        for name, m in self.per_class.items():
-            lines.append(f"{name:<{width}}  {m['precision']:9.4f}  {m['recall']:6.4f}  {m['f1']:6.4f}  {m['support']:7d}")
+        for i, (name, m) in enumerate(self.per_class.items()):
+            if m["support"] == 0 and predicted[i] == 0:  # neither present nor predicted: nothing to measure
+                lines.append(f"{name:<{width}}  {'–':>9}  {'–':>6}  {'–':>6}  {0:7d}")
+            else:
+                lines.append(f"{name:<{width}}  {m['precision']:9.4f}  {m['recall']:6.4f}  {m['f1']:6.4f}  {m['support']:7d}")
         for avg in ("macro", "weighted"):
             p, r, f = (getattr(self, f"{avg}_{k}") for k in AVERAGES)
             lines.append(f"{avg + ' avg':<{width}}  {p:9.4f}  {r:6.4f}  {f:6.4f}  {self.n:7d}")

@@ -193,6 +193,9 @@ def test_evaluate_on_some_of_the_classes(parent, tmp_path, capsys):
     assert main(["evaluate", str(data), "--model", str(parent)]) == 0
     out = capsys.readouterr().out
     assert "no images of: green" in out
+    green = next(line for line in out.splitlines() if line.startswith("green "))
+    if report.confusion[:, 1].sum() == 0:  # neither present nor predicted: nothing to measure, not 0.0000
+        assert green.split()[1:] == ["–", "–", "–", "0"]
 
 
 @pytest.mark.parametrize("normalization, kept", [(None, True), ("none", False)])
