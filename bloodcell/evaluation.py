@@ -204,7 +204,8 @@ class Report:
         ax.set_yticks(ticks, [f"{c} ({s})" for c, s in zip(self.class_names, support[:, 0])])
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class (images)")
-        ax.set_title(title or f"accuracy {100 * self.accuracy:.2f}%, balanced {100 * self.balanced_accuracy:.2f}% (% of row)")
+        ax.set_title(title or f"accuracy {100 * self.accuracy:.2f}%, balanced {100 * self.balanced_accuracy:.2f}%\n"
+                     "(% of each true class)", fontsize=9)
         fig.tight_layout()
         fig.savefig(path, dpi=110)
 

@@ -202,7 +202,9 @@ def plot_history(history: list[dict[str, Any]], path) -> None:
     x = np.arange(1, len(history) + 1)
     for ax, key in zip(axes, ("loss", "accuracy")):
         for k, style in ((key, "-"), (f"val_{key}", "--")):
-            ax.plot(x, [r.get(k, np.nan) for r in history], style, label=k)
+            values = [r.get(k, np.nan) for r in history]
+            if not all(v is None or (isinstance(v, float) and np.isnan(v)) for v in values):  # no validation: no line
+                ax.plot(x, [np.nan if v is None else v for v in values], style, label=k)
         switch = next((i for i, r in enumerate(history) if r["phase"] == "finetune"), None)
         if switch:
             ax.axvline(switch + 0.5, color="grey", lw=0.8)
