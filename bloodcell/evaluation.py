@@ -318,21 +318,23 @@ def _predict(classifier, images: np.ndarray, batch_size: int, tta: bool, verbose
     return classifier.predict_proba(images, batch_size=batch_size, tta=tta, verbose=verbose).argmax(axis=1)
 
 
-def evaluate(classifier, dataset, *, batch_size: int = 64, tta: bool = False, verbose: int = 1) -> Report:
+def evaluate(classifier, dataset, *, batch_size: int = 64, tta: bool = False, classes: Optional[Sequence[str]] = None,
+             verbose: int = 1) -> Report:
     """Classify ``dataset`` (a Dataset or ``(images, labels)``) and measure the predictions.
 
     Images are resized to the classifier's input size as in training. ``tta=True`` averages the
-    probabilities over the 8 flips and 90-degree rotations (8 times slower). A progress bar on a
+    probabilities over the 8 flips and 90-degree rotations (8 times slower). ``classes`` restricts
+    the answers to those classes, as ``predict_proba(classes=...)`` does. A progress bar on a
     terminal's stderr when it lasts more than a moment; ``verbose=0`` for none.
     """
     start = time.perf_counter()
     images, labels, absent = labelled_images(classifier, dataset)
     outliers = None
     if getattr(classifier, "feature_check", None) is not None:  # flags out-of-distribution cells too, in the same pass
-        checked = classifier.predict_checked(images, batch_size=batch_size, tta=tta, verbose=verbose)
+        checked = classifier.predict_checked(images, batch_size=batch_size, tta=tta, classes=classes, verbose=verbose)
         proba, outliers = checked.probabilities, checked.outlier
     else:
-        proba = classifier.predict_proba(images, batch_size=batch_size, tta=tta, verbose=verbose)
+        proba = classifier.predict_proba(images, batch_size=batch_size, tta=tta, classes=classes, verbose=verbose)
     cm = confusion_matrix(labels, proba.argmax(axis=1), len(classifier.class_names))
     threshold = getattr(classifier, "review_below", None)
     review = None if threshold is None else review_summary(proba, labels, threshold, outliers=outliers)

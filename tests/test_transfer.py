@@ -193,6 +193,11 @@ def test_evaluate_on_some_of_the_classes(parent, tmp_path, capsys):
     assert main(["evaluate", str(data), "--model", str(parent)]) == 0
     out = capsys.readouterr().out
     assert "no images of: green" in out
+    assert main(["evaluate", str(data), "--model", str(parent), "--classes", "red,blue", "--json"]) == 0
+    restricted = json.loads(capsys.readouterr().out)
+    assert sum(row[1] for row in restricted["evaluation"]["confusion_matrix"]) == 0  # green is never the answer
+    assert main(["evaluate", str(data), "--model", str(parent), "--classes", "mauve"]) == 2
+    assert "error: --classes: mauve is not a class" in capsys.readouterr().err
     green = next(line for line in out.splitlines() if line.startswith("green "))
     if report.confusion[:, 1].sum() == 0:  # neither present nor predicted: nothing to measure, not 0.0000
         assert green.split()[1:] == ["–", "–", "–", "0"]

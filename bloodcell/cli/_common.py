@@ -48,3 +48,18 @@ def check_writable(path) -> None:
         raise type(exc)(exc.errno, exc.strerror, str(path)) from None
 
 
+
+
+def classes_option(classifier, text):
+    """The class names of a ``--classes a,b,c`` option, checked against ``classifier`` (None: all)."""
+    if text is None:
+        return None
+    from ..errors import ConfigError
+
+    classes = [c.strip() for c in text.split(",") if c.strip()]
+    try:
+        classifier.class_mask(classes)
+    except ConfigError as exc:
+        message = str(exc)
+        raise UsageError("--classes: " + (message[len("classes: "):] if message.startswith("classes: ") else message)) from None
+    return classes

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import InputNotFoundError
-from ._common import UsageError, check_output_file
+from ._common import UsageError, check_output_file, classes_option
 
 import json
 import sys
@@ -36,6 +36,9 @@ def register(subparsers) -> None:
     p.add_argument("--corruptions", default=None, metavar="LIST",
                    help="comma-separated corruption names (default all; see bloodcell.corruptions)")
     p.add_argument("--tta", action="store_true", help="average over flips and 90-degree rotations (8x slower)")
+    p.add_argument("--classes", default=None, metavar="LIST",
+                   help="comma-separated classes the cells can be: answers restricted to them, as in predict "
+                   "(default: all the model's classes)")
     p.add_argument("--split-file", default=None, metavar="FILE",
                    help="JSON list of paths relative to DATA (e.g. a training run's test_files.json): "
                    "evaluate only those images")
@@ -164,7 +167,8 @@ def run(args) -> int:
     if robustness:  # first, so that bad corruption names or severities fail before any work
         rob = evaluate_robustness(clf, data, corruptions=corruptions, severities=severities, seed=args.seed,
                                   batch_size=args.batch_size, tta=args.tta)
-    report = evaluate(clf, data, batch_size=args.batch_size, tta=args.tta)
+    classes = classes_option(clf, args.classes)
+    report = evaluate(clf, data, batch_size=args.batch_size, tta=args.tta, classes=classes)
     if args.plot:
         report.plot_confusion(args.plot)
     if args.review_plot:

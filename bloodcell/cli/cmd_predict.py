@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..errors import ConfigError, DataError, InputNotFoundError
-from ._common import UsageError
+from ..errors import DataError, InputNotFoundError
+from ._common import UsageError, classes_option
 
 import json
 import sys
@@ -76,12 +76,8 @@ def run(args) -> int:
     for err in errors:
         print(f"bloodcell predict: {err}", file=sys.stderr)
     clf = load_classifier(args.model)
-    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes is not None else None
-    try:
-        mask = clf.class_mask(classes)
-    except ConfigError as exc:
-        message = str(exc)
-        raise UsageError("--classes: " + (message[len("classes: "):] if message.startswith("classes: ") else message)) from None
+    classes = classes_option(clf, args.classes)
+    mask = clf.class_mask(classes)
     k = min(args.top_k, len(clf.class_names) if mask is None else int(mask.sum()))
     results = clf.predict_files(
         files, batch_size=args.batch_size, tta=args.tta, flag_outliers=not args.no_outlier_check, classes=classes,
