@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import warnings
 import tempfile
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -252,6 +253,12 @@ class Classifier:
         a check), the check's scores and its flags (None without a check or on another layer), in one pass."""
         check = self.feature_check
         layer = layer or (check.layer if check is not None else None)
+        if self.training.get("init_from") and not ({"epochs_run", "command"} & set(self.training)) \
+                and not getattr(self, "_warned_untrained", False):
+            self._warned_untrained = True
+            warnings.warn(f"{self.name or 'this classifier'}: its output layer for {', '.join(self.class_names)} is new "
+                          "and not trained yet, so its answers mean nothing; train it first (bloodcell.Trainer"
+                          "(weights=clf) or bloodcell train DATA --init FOLDER)", UserWarning, stacklevel=4)
         raw, features = self._run(x, batch_size, tta, verbose, layer)
         scores = outside = None
         if check is not None and layer == check.layer:

@@ -225,3 +225,16 @@ def test_the_card_says_whether_a_new_head_shares_units_with_its_parent():
                                                             "epochs_run": {"head": 1}}})
     assert "all of them new" in card(["Eos", "Lymph"], ["Eos", "Lymph"])
     assert "units of the classes both share" in card(["red", "blast"], ["blast"])
+
+
+def test_predicting_with_an_untrained_new_head_warns_once(parent):
+    import warnings
+
+    new = bloodcell.load_classifier(parent, class_names=["blue", "purple"])
+    images = coloured(2, 2, 5)
+    with pytest.warns(UserWarning, match="not trained yet"):
+        new.predict(images)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        new.predict(images)  # once per classifier
+        bloodcell.load_classifier(parent).predict(images)  # a trained one: never
