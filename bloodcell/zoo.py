@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ._fs import previous_version
-from .errors import ConfigError, InputNotFoundError
+from .errors import ConfigError, InputNotFoundError, ModelNotFoundError
 from .folder import CONFIG_NAME
-from .registry import PretrainedCfg, list_pretrained, pretrained_entry
+from .registry import PretrainedCfg, list_models, list_pretrained, pretrained_entry
 
 Source = Union[str, os.PathLike, None]
 HF_PREFIX = "hf://"
@@ -107,7 +107,15 @@ def resolve(source: Source, *, token: Optional[str] = None, default: str) -> tup
         raise ConfigError(f"{source}: is a file, not a model folder; pass {SOURCE_HELP}")
     if is_path_like(source):
         raise InputNotFoundError(f"{source}: no such folder; pass {SOURCE_HELP}")
-    entry = pretrained_entry(text)
+    if text in list_models():
+        entry = pretrained_entry(text)  # an architecture: its error says it has no weights and how to train it
+    else:
+        import difflib
+
+        close = difflib.get_close_matches(text, list_pretrained(), n=1)
+        raise ModelNotFoundError(f"{text}: neither a zoo entry nor a folder here; zoo entries: "
+                                 f"{', '.join(list_pretrained())} (`bloodcell list`)"
+                                 + (f"; did you mean {close[0]!r}?" if close else "; for a folder, give its path"))
     return entry_folder(entry), entry
 
 

@@ -152,8 +152,13 @@ def test_tampered_weights_refused(clf, tmp_path):
 
 
 def test_load_errors(tmp_path):
-    with pytest.raises(bloodcell.ModelNotFoundError, match="known:.*mnv3s"):
+    with pytest.raises(bloodcell.ModelNotFoundError, match=r"not-a-model: neither a zoo entry nor a folder here; "
+                       r"zoo entries: .*mnv3s\.pbc96"):
         load_classifier("not-a-model")
+    with pytest.raises(bloodcell.ModelNotFoundError, match="did you mean 'mnv3s.pbc96'"):
+        load_classifier("mnv3s.pbc69")
+    with pytest.raises(bloodcell.ModelNotFoundError, match="'microcell' has no pretrained weights"):
+        load_classifier("microcell")
     with pytest.raises(bloodcell.BloodcellError, match="no such folder"):
         load_classifier(str(tmp_path / "nope") + "/")
     with pytest.raises(bloodcell.BloodcellError, match="no config.json"):

@@ -66,7 +66,7 @@ def test_predict_empty_folder(model_dir, tmp_path, capsys):
 def test_usage_errors_exit_2(model_dir, image_dir, capsys):
     assert main(["predict", str(image_dir), "--model", "nope"]) == 2
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "known:" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and "zoo entries:" in err and "Traceback" not in err
     assert main(["predict", str(image_dir), "--model", str(model_dir), "--top-k", "0"]) == 2
     assert main(["predict"]) == 2
     assert main([]) == 2
