@@ -137,10 +137,11 @@ def main(argv=None) -> int:
                 "errors_by_subtype": [{"subtype": sub, "predicted": pred, "cells": n} for (sub, pred), n in pairs.most_common()],
                 "flagged_needed": float(enough[0] / len(correct)) if len(enough) else None}
 
-    val_after = apply_calibration(val_p, temperature, outside=check.flags(val_f), temperature_outside=TEMPERATURE_OUTSIDE)
+    val_outside = check.flags(val_f)
+    val_after = apply_calibration(val_p, temperature, outside=val_outside, temperature_outside=TEMPERATURE_OUTSIDE)
     result["accuracy_target"] = ACCURACY_TARGET
     result["validation"] = {"images": len(val), "accuracy": float(np.mean(val_after.argmax(axis=1) == val.labels)),
-                            **error_analysis(val, val_after, check.flags(val_f))}
+                            **error_analysis(val, val_after, val_outside)}
     confidence_only = review_threshold(apply_temperature(val_p, temperature), REVIEW_SHARE)
     for set_name, ds in (("pbc96 held-out", test), ("BCCD zero-shot", bccd)):
         p, y, f = raw(ds)

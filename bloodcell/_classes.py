@@ -31,3 +31,8 @@ def same_class(a: str, b: str) -> bool:
 def class_index(name: str, names) -> "int | None":
     """The position in ``names`` of the class ``name`` names (:func:`same_class`), or None."""
     return next((i for i, other in enumerate(names) if same_class(name, other)), None)
+
+
+def class_positions(names, into) -> list[int]:
+    """The position in ``into`` of each class of ``names`` (:func:`class_index`), -1 where it has none."""
+    return [-1 if i is None else i for i in (class_index(name, into) for name in names)]

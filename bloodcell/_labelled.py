@@ -7,7 +7,7 @@ from typing import Optional
 import numpy as np
 
 from ._checks import check_image_batch, check_labels
-from ._classes import class_index
+from ._classes import class_index, class_positions
 from .errors import ConfigError, DataError
 from .imageio import resize_images
 
@@ -35,16 +35,14 @@ def labelled_images(classifier, dataset, size: Optional[int] = None) -> tuple[np
         images, labels = dataset.images, np.asarray(dataset.labels).reshape(-1)
         data_names = tuple(getattr(dataset, "class_names", names))
         if data_names != names:
-            present = [data_names[i] for i in np.unique(labels)] if len(labels) else []
-            unknown = [c for c in present if class_index(c, names) is None]
+            mapping = np.array(class_positions(data_names, names), np.int64)
+            unknown = [data_names[i] for i in np.unique(labels) if mapping[i] < 0]
             if unknown:
                 raise DataError(
                     f"the data's classes differ from the classifier's: the data hold images of {unknown}, which "
                     f"it does not know (its classes: {list(names)}); evaluate on data of the classifier's classes, "
                     "or fine-tune it on these"
                 )
-            positions = [class_index(c, names) for c in data_names]
-            mapping = np.array([-1 if i is None else i for i in positions], np.int64)
             labels = mapping[labels] if len(labels) else labels  # classes without images map to -1, unused
     else:
         raise DataError(f"dataset: expected a bloodcell.data.Dataset or an (images, labels) pair, got {type(dataset).__name__}")

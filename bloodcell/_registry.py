@@ -87,8 +87,14 @@ def register_pretrained(*cfgs: PretrainedCfg) -> None:
         _PRETRAINED[cfg.name] = cfg
 
 
+def closest(name: str, known) -> Optional[str]:
+    """The name among ``known`` closest to ``name`` (a likely typo), or None."""
+    close = difflib.get_close_matches(str(name), list(known), n=1)
+    return close[0] if close else None
+
+
 def unknown(kind: str, name: str, known) -> ModelNotFoundError:
     """The error for an unknown ``kind`` name, listing the known ones and the closest match."""
-    close = difflib.get_close_matches(str(name), list(known), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    close = closest(name, known)
+    hint = f" Did you mean {close!r}?" if close else ""
     return ModelNotFoundError(f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}.{hint}")

@@ -59,6 +59,12 @@ def _card_data(config: dict[str, Any]) -> ModelCardData:
     )
 
 
+def new_head_untrained(training: dict[str, Any]) -> bool:
+    """Whether a model's ``training`` record is that of a new head on another model
+    (``init_from``) that no training has run on since (``load_classifier(..., class_names=...)``)."""
+    return bool(training.get("init_from")) and not ({"epochs_run", "command"} & set(training))
+
+
 def render_model_card(config: dict[str, Any]) -> str:
     """The README.md text for a saved model described by its ``config.json`` dict."""
     name = config.get("name") or config["architecture"]
@@ -81,7 +87,8 @@ def render_model_card(config: dict[str, Any]) -> str:
     elif dist.get("backend") not in (None, "tensorflow"):
         on += f" (Keras on {dist['backend']})"
     parent = training.get("init_from") or {}
-    if str(parent.get("init", "")).startswith("the weight average"):  # a soup: averaged, not trained
+    soup_parent = str(parent.get("init", "")).startswith("the weight average")  # averaged, not trained
+    if soup_parent:
         origin = f", itself {parent['init']}"
     else:
         origin = (f", itself trained from {'random initialisation' if parent.get('init') == 'random' else parent['init']}"
@@ -96,9 +103,8 @@ def render_model_card(config: dict[str, Any]) -> str:
         lines.append("")
     elif parent:
         size = f" at {parent['input_size']}x{parent['input_size']}" if parent.get("input_size") else ""
-        then = (f"; then trained{on}." if "epochs_run" in training or "command" in training else
-                "; its new output layer is not trained yet (train it with `bloodcell.Trainer(weights=...)` or "
-                "`bloodcell train DATA --init FOLDER`).")
+        then = ("; its new output layer is not trained yet (train it with `bloodcell.Trainer(weights=...)` or "
+                "`bloodcell train DATA --init FOLDER`)." if new_head_untrained(training) else f"; then trained{on}.")
         lines += [f"**Initialised from the bloodcell model `{parent.get('source')}`**{size}{origin}{then}", ""]
         if parent.get("new_classes") or parent.get("dropped_classes"):
             shared = len(config["class_names"]) > len(parent.get("new_classes") or [])
@@ -108,8 +114,7 @@ def render_model_card(config: dict[str, Any]) -> str:
                       + (", the units of the classes both share starting from the parent's." if shared else
                          ", all of them new."), ""]
         if parent.get("command"):
-            made = "made" if str(parent.get("init", "")).startswith("the weight average") else "trained"
-            lines += [f"The starting model was {made} with `{parent['command']}`"
+            lines += [f"The starting model was {'made' if soup_parent else 'trained'} with `{parent['command']}`"
                       + (f" ({parent['wall_time_s']} s)." if parent.get("wall_time_s") else "."), ""]
     elif init:
         lines += [f"**Backbone initialised from ImageNet weights**, then trained{on}.", ""]

@@ -16,9 +16,10 @@ import keras
 import numpy as np
 
 from ._checks import check_positive_int
-from ._classes import CLASS_NAMES, canonical_name
+from ._classes import CLASS_NAMES, class_index
 from ._progress import progress
 from .calibration import apply_calibration, calibrate
+from .card import new_head_untrained
 from .errors import ConfigError, DataError, ImageReadError
 from .folder import (CARD_NAME, CONFIG_NAME, PREPROCESSING, WEIGHTS_NAME, load_model, make_config, parent_record,
                      write_folder)
@@ -152,17 +153,16 @@ class Classifier:
             raise ConfigError(f"classes: expected class names (strings), got {bad[0]!r}; choose among "
                               f"{', '.join(self.class_names)}")
         # Names match ignoring case, as class folders do; PBC's folder alias ("ig") names its canonical class.
-        lower = {n.lower(): n for n in self.class_names}
-        resolved = {c: lower.get(c.lower()) or lower.get((canonical_name(c) or "").lower()) for c in given}
-        unknown = [c for c, r in resolved.items() if r is None]
+        resolved = {c: class_index(c, self.class_names) for c in given}
+        unknown = [c for c, i in resolved.items() if i is None]
         if unknown:
             raise ConfigError(f"classes: {', '.join(unknown)} {'is not a class' if len(unknown) == 1 else 'are not classes'} "
                               f"of this model; choose among {', '.join(self.class_names)}")
-        classes = set(resolved.values())
-        if len(classes) < 2:
+        positions = set(resolved.values())
+        if len(positions) < 2:
             raise ConfigError(f"classes: got {', '.join(given) or 'none'}; give at least two different classes "
                               "(with one, every image would be that class)")
-        return np.isin(np.array(self.class_names), sorted(classes))
+        return np.isin(np.arange(len(self.class_names)), sorted(positions))
 
     def _calibration(self, key: str) -> Optional[float]:
         record = self.extra.get("calibration")
@@ -253,8 +253,7 @@ class Classifier:
         a check), the check's scores and its flags (None without a check or on another layer), in one pass."""
         check = self.feature_check
         layer = layer or (check.layer if check is not None else None)
-        if self.training.get("init_from") and not ({"epochs_run", "command"} & set(self.training)) \
-                and not getattr(self, "_warned_untrained", False):
+        if new_head_untrained(self.training) and not getattr(self, "_warned_untrained", False):
             self._warned_untrained = True
             warnings.warn(f"{self.name or 'this classifier'}: its output layer for {', '.join(self.class_names)} is new "
                           "and not trained yet, so its answers mean nothing; train it first (bloodcell.Trainer"

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from ._checks import check_class_names, check_image_batch, check_labels, largest_remainder
-from ._classes import CLASS_ALIASES, CLASS_NAMES, canonical_name, class_index
+from ._classes import CLASS_ALIASES, CLASS_NAMES, canonical_name, class_positions
 from ._fs import is_within, staged_folder
 from ._progress import progress
 from ._util import DAMAGED_NPZ
@@ -108,13 +108,11 @@ class Dataset:
         ignoring case, and PBC's aliases), which must hold every class that has images here
         (classes without images may be missing)."""
         class_names = check_class_names(class_names)
-        present = [self.class_names[i] for i in np.unique(self.labels)]
-        missing = [c for c in present if class_index(c, class_names) is None]
+        mapping = np.array(class_positions(self.class_names, class_names), np.int64)
+        missing = [self.class_names[i] for i in np.unique(self.labels) if mapping[i] < 0]
         if missing:
             raise DataError(f"the data have images of {missing}, which are not among {list(class_names)}; "
                             "give class_names that hold every class of the data")
-        positions = [class_index(c, class_names) for c in self.class_names]
-        mapping = np.array([-1 if i is None else i for i in positions], np.int64)
         return Dataset(self.images, mapping[self.labels], class_names, self.paths)
 
 

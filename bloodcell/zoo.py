@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ._fs import previous_version
+from ._registry import closest
 from .errors import ConfigError, InputNotFoundError, ModelNotFoundError
 from .folder import CONFIG_NAME
 from .registry import PretrainedCfg, list_models, list_pretrained, pretrained_entry
@@ -71,7 +72,7 @@ def is_path_like(source) -> bool:
 
 def is_zoo_name(name: str) -> bool:
     """Whether ``name`` names a zoo entry (or an architecture that has one)."""
-    return name in list_pretrained() or any(e.architecture == name for e in map(pretrained_entry, list_pretrained()))
+    return name in list_pretrained() or bool(list_pretrained(name))
 
 
 def resolve(source: Source, *, token: Optional[str] = None, default: str) -> tuple[Path, Optional[PretrainedCfg]]:
@@ -107,16 +108,12 @@ def resolve(source: Source, *, token: Optional[str] = None, default: str) -> tup
         raise ConfigError(f"{source}: is a file, not a model folder; pass {SOURCE_HELP}")
     if is_path_like(source):
         raise InputNotFoundError(f"{source}: no such folder; pass {SOURCE_HELP}")
-    if text in list_models():
-        entry = pretrained_entry(text)  # an architecture: its error says it has no weights and how to train it
-    else:
-        import difflib
-
-        close = difflib.get_close_matches(text, list_pretrained(), n=1)
-        raise ModelNotFoundError(f"{text}: neither a zoo entry nor a folder here; zoo entries: "
-                                 f"{', '.join(list_pretrained())} (`bloodcell list`)"
-                                 + (f"; did you mean {close[0]!r}?" if close else "; for a folder, give its path"))
-    return entry_folder(entry), entry
+    if text in list_models():  # an architecture without weights (is_zoo_name took those with)
+        pretrained_entry(text)  # raises: it has no weights, and how to train it
+    close = closest(text, list_pretrained())
+    raise ModelNotFoundError(f"{text}: neither a zoo entry nor a folder here; zoo entries: "
+                             f"{', '.join(list_pretrained())} (`bloodcell list`)"
+                             + (f"; did you mean {close!r}?" if close else "; for a folder, give its path"))
 
 
 def resolve_download(source: str, *, revision: Optional[str] = None, token=None) -> Path:

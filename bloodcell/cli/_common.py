@@ -48,8 +48,6 @@ def check_writable(path) -> None:
         raise type(exc)(exc.errno, exc.strerror, str(path)) from None
 
 
-
-
 def classes_option(classifier, text):
     """The class names of a ``--classes a,b,c`` option, checked against ``classifier`` (None: all)."""
     if text is None:

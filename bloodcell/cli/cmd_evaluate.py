@@ -157,6 +157,7 @@ def run(args) -> int:
             check_output_file(flag, path, args.data, PLOT_SUFFIXES)
     folder = _writable_folder(args) if args.write_metrics else None
     clf = load_classifier(args.model)
+    classes = classes_option(clf, args.classes)  # a bad name fails before any work
     data = load_dataset(args.data, image_size=clf.input_size)
     if args.split_file:
         data = data.subset(_split_indices(data, Path(args.data), Path(args.split_file)))
@@ -167,7 +168,6 @@ def run(args) -> int:
     if robustness:  # first, so that bad corruption names or severities fail before any work
         rob = evaluate_robustness(clf, data, corruptions=corruptions, severities=severities, seed=args.seed,
                                   batch_size=args.batch_size, tta=args.tta)
-    classes = classes_option(clf, args.classes)
     report = evaluate(clf, data, batch_size=args.batch_size, tta=args.tta, classes=classes)
     if args.plot:
         report.plot_confusion(args.plot)

@@ -417,9 +417,7 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
     clf.save_pretrained(out)
     if report is not None:
         report.plot_confusion(workdir / "confusion.png")
-        if "cross_validation_folds" in clf.metrics:
-            print(f"cross-validated ({clf.metrics['cross_validation_folds']} folds: each image classified by a model "
-                  "trained without it)")
+        print(f"cross-validated ({folds} folds: each image classified by a model trained without it)")
         print(report.to_text())
     print(f"saved {out}" + (f" (cross-validated accuracy {report.accuracy:.2%})" if report else
                             " (no held-out figure: too few images)") + f"; history in {workdir}", file=sys.stderr)

@@ -75,13 +75,14 @@ def _check_int(name: str, value, minimum: int) -> int:
 
 
 def _normalization_config(normalization) -> Optional[dict]:
-    if normalization is None:
+    if normalization is None or normalization == "none":
         return None
     if normalization in NORMALIZATIONS:
         normalization = {}
     if not isinstance(normalization, dict):
         raise ConfigError(
-            f"normalization={normalization!r}: expected None, 'stain' or a dict of StainNormalization settings"
+            f"normalization={normalization!r}: expected None (or 'none'), 'stain' or a dict of StainNormalization "
+            "settings"
         )
     try:
         layer = StainNormalization(**normalization)

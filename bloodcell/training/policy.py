@@ -118,17 +118,17 @@ def start_from(parent, label: str, class_names, input_size: int, normalization=N
     ``class_names`` at ``input_size`` (a new head when the classes differ, shared classes' units
     kept; with ``normalization``, that input normalisation instead of the parent's, ``"none"`` for
     none), the record of where it came from (for the model card), and whether the head is new."""
+    from ..card import new_head_untrained
     from ..folder import parent_record
     from ..models import as_classifier_model
 
     names = tuple(class_names)
     model = as_classifier_model(parent.model, "weights").with_classes(
-        names, input_size=input_size,
-        normalization={None: "keep", "none": None}.get(normalization, normalization))
+        names, input_size=input_size, normalization="keep" if normalization is None else normalization)
     info = parent.training or {}
     # A classifier from load_classifier(..., class_names=...) has an untrained head: its record
     # names the trained model it came from.
-    untrained = "init_from" in info and "epochs_run" not in info
+    untrained = new_head_untrained(info)
     origin = info["init_from"] if untrained else parent_record(label, parent.class_names, info)
     old = origin["class_names"]
     record = {

@@ -169,8 +169,7 @@ class Trainer:
                 if self._init_source is not None:
                     return self._from_parent()
                 return build_model(self._model_arg, class_names=self._names(), input_size=cfg.input_size,
-                                   weights=self._weights,
-                                   normalization=None if cfg.normalization == "none" else cfg.normalization)
+                                   weights=self._weights, normalization=cfg.normalization)
         finally:
             if cfg.precision:
                 keras.mixed_precision.set_dtype_policy(previous)
