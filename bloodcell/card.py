@@ -6,7 +6,7 @@ The YAML header is produced by huggingface_hub's ``ModelCardData`` (so the Hub p
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from huggingface_hub import EvalResult, ModelCardData
 
@@ -30,7 +30,7 @@ PBC_CITATION = (
 CORRUPTED_METRICS = {"robustness_mean"}
 
 
-def _card_data(config: dict[str, Any]) -> ModelCardData:
+def _card_data(config: dict[str, Any], name: str) -> ModelCardData:
     metrics = config.get("metrics") or {}
     dataset_type = config.get("dataset_id") or "unknown"
     dataset_name = config.get("dataset_name") or "unknown data set"
@@ -54,7 +54,7 @@ def _card_data(config: dict[str, Any]) -> ModelCardData:
         tags=["image-classification", "keras", "bloodcell", "blood-cells", "haematology", config["architecture"]],
         datasets=[config["dataset_id"]] if config.get("dataset_id") else None,
         pipeline_tag="image-classification",
-        model_name=config.get("name") or config["architecture"],
+        model_name=name,
         eval_results=results or None,
     )
 
@@ -65,13 +65,14 @@ def new_head_untrained(training: dict[str, Any]) -> bool:
     return bool(training.get("init_from")) and not ({"epochs_run", "command"} & set(training))
 
 
-def render_model_card(config: dict[str, Any]) -> str:
-    """The README.md text for a saved model described by its ``config.json`` dict."""
-    name = config.get("name") or config["architecture"]
+def render_model_card(config: dict[str, Any], folder_name: Optional[str] = None) -> str:
+    """The README.md text for a saved model described by its ``config.json`` dict; a model
+    without a ``name`` is titled by ``folder_name`` (the folder it is saved in), else its architecture."""
+    name = config.get("name") or folder_name or config["architecture"]
     metrics = config.get("metrics") or {}
     training = config.get("training") or {}
     side = config.get("input_size") or (config.get("build") or {}).get("input_size")
-    lines = ["---", _card_data(config).to_yaml(), "---", "", f"# {name}", ""]
+    lines = ["---", _card_data(config, name).to_yaml(), "---", "", f"# {name}", ""]
     lines.append(
         f"A [bloodcell](https://github.com/bloodcell/bloodcell) classifier of single peripheral blood cell "
         f"images: architecture `{config['architecture']}`, input {side}x{side} "

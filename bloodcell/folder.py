@@ -245,7 +245,7 @@ def write_folder(folder, model: ClassifierModel, cfg: dict[str, Any], *, card: b
             cfg = {**cfg, "weights_sha256": sha256_file(stage / WEIGHTS_NAME)}
             atomic_write_text(stage / CONFIG_NAME, json.dumps(cfg, indent=2) + "\n")
             if card:
-                atomic_write_text(stage / CARD_NAME, render_model_card(cfg))
+                atomic_write_text(stage / CARD_NAME, render_model_card(cfg, folder.resolve().name))
             if folder.is_dir():
                 for old in folder.iterdir():
                     if old.name in (CONFIG_NAME, WEIGHTS_NAME) or (stage / old.name).exists():
@@ -267,7 +267,7 @@ def update_config(folder, changes: Callable[[dict[str, Any]], dict[str, Any]]) -
         validate_config(cfg, folder / CONFIG_NAME)
         atomic_write_text(folder / CONFIG_NAME, json.dumps(cfg, indent=2) + "\n")
         if not (folder / CARD_NAME).exists() or is_generated_card(folder / CARD_NAME):
-            atomic_write_text(folder / CARD_NAME, render_model_card(cfg))
+            atomic_write_text(folder / CARD_NAME, render_model_card(cfg, folder.resolve().name))
     return cfg
 
 

@@ -134,6 +134,13 @@ def test_save_pretrained_round_trip(clf, tmp_path, cells):
     assert "accuracy" in (folder / "README.md").read_text()
 
 
+def test_card_of_unnamed_model_is_titled_by_its_folder(clf, tmp_path):
+    unnamed = Classifier(clf.model)
+    card = (unnamed.save_pretrained(tmp_path / "my-lab-model") / "README.md").read_text()
+    assert "\n# my-lab-model\n" in card and "model_name: my-lab-model" in card
+    assert "\n# tiny\n" in (clf.save_pretrained(tmp_path / "other") / "README.md").read_text()
+
+
 def test_save_keeps_other_files(clf, tmp_path):
     folder = tmp_path / "m"
     folder.mkdir()
