@@ -73,9 +73,27 @@ def parallel_calls(calls):
     return None if getattr(tf_config, "is_op_determinism_enabled", lambda: False)() else calls
 
 
+@contextlib.contextmanager
+def op_determinism(enabled: bool = True) -> Iterator[None]:
+    """TensorFlow's op determinism on inside the block (when ``enabled``), and after it as it was
+    found: the caller's own TensorFlow code does not go on running deterministically."""
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
+
+    switch = enabled and not tf_config.is_op_determinism_enabled()
+    if switch:
+        tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if switch:
+            tf_config.disable_op_determinism()
+
+
 class _KerasTrainFunctionTraces(logging.Filter):
     """Drops TensorFlow's retracing warning about Keras's own train/test/predict functions
-    (``TensorFlowTrainer._make_function``, ``make_predict_function``, ...).
+    (``TensorFlowTrainer._make_function``, ``make_predict_function``, ...) and about
+    :data:`SHAPE_TRACED`.
 
     TensorFlow counts traces by a function's code, and Keras makes a new ``tf.function`` of the
     same code each time a model is compiled: every model trained in one process (two phases,
@@ -86,7 +104,16 @@ class _KerasTrainFunctionTraces(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not ("triggered tf.function retracing" in message and "<function TensorFlowTrainer." in message)
+        if "triggered tf.function retracing" not in message:
+            return True
+        return not ("<function TensorFlowTrainer." in message
+                    or any(f"<function {name} at" in message or f".{name} object at" in message for name in SHAPE_TRACED))
+
+
+#: Qualified names of bloodcell's own ``tf.function`` s that trace once per batch shape by design
+#: (the augmentation kernels, called eagerly on batches of any size; the XLA probe, made again
+#: wherever a test resets it): their retracing is not worth a warning.
+SHAPE_TRACED: set[str] = set()
 
 
 def _install_filters() -> None:

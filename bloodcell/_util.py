@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 import zipfile
 import zlib
 from pathlib import Path
 
 #: What numpy raises when it reads a truncated or damaged .npz (a zip archive of .npy files).
 DAMAGED_NPZ = (zipfile.BadZipFile, zlib.error, EOFError)
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def outside_stacklevel() -> int:
+    """``warnings.warn``'s ``stacklevel`` for a warning raised in the caller that points at the
+    first frame outside bloodcell (the user's line), however deep the call chain."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def sha256_file(path, chunk_size: int = 1 << 20) -> str:

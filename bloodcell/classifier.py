@@ -16,8 +16,9 @@ import keras
 import numpy as np
 
 from ._checks import check_positive_int
-from ._classes import CLASS_NAMES, class_index
+from ._classes import class_index
 from ._progress import progress
+from ._util import outside_stacklevel
 from .calibration import apply_calibration, calibrate
 from .card import new_head_untrained
 from .errors import ConfigError, DataError, ImageReadError
@@ -95,7 +96,13 @@ class Classifier:
                                  if isinstance(model, (str, os.PathLike)) else ""))
         n_out = int(model.outputs[0].shape[-1])
         if class_names is None:
-            class_names = getattr(model, "class_names", None) or CLASS_NAMES
+            class_names = getattr(model, "class_names", None)
+            if not class_names:  # a plain Keras model (keras.models.clone_model makes one)
+                raise ConfigError(
+                    f"model: {model.name!r} is a Keras model without class names ({n_out} outputs); pass "
+                    "class_names=[...] (bloodcell.CLASS_NAMES for the 8 PBC classes), or copy a bloodcell "
+                    "model with model.copy() instead of keras.models.clone_model"
+                )
         if len(class_names) != n_out:
             raise ConfigError(
                 f"class_names has {len(class_names)} names but the model outputs {n_out} classes; "
@@ -257,7 +264,8 @@ class Classifier:
             self._warned_untrained = True
             warnings.warn(f"{self.name or 'this classifier'}: its output layer for {', '.join(self.class_names)} is new "
                           "and not trained yet, so its answers mean nothing; train it first (bloodcell.Trainer"
-                          "(weights=clf) or bloodcell train DATA --init FOLDER)", UserWarning, stacklevel=4)
+                          "(weights=clf) or bloodcell train DATA --init FOLDER)", UserWarning,
+                          stacklevel=outside_stacklevel())
         raw, features = self._run(x, batch_size, tta, verbose, layer)
         scores = outside = None
         if check is not None and layer == check.layer:

@@ -157,7 +157,9 @@ class Report:
             *([f"{'review':<{width}}  {self.review['flagged']:.2%} flagged (unsure: probability under "
                f"{self.review['threshold']:.4f}"
                + (f"; out of distribution: {self.review['outliers']:.2%} of all" if "outliers" in self.review else "")
-               + f"); accuracy of the others {self.review['accuracy_unflagged']:.4f}"]
+               + "); accuracy of the others "
+               + ("n/a (all flagged)" if self.review["accuracy_unflagged"] is None
+                  else f"{self.review['accuracy_unflagged']:.4f}")]
               if self.review is not None else []),
             *([f"no images of: {', '.join(self.absent)} (balanced accuracy runs over the "
                f"{len(self.class_names) - len(self.absent)} classes present"

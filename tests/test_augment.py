@@ -379,3 +379,24 @@ def test_colour_shift_fused_equals_color_transform(request, batch, xla):
     np.testing.assert_allclose(fused, reference, atol=1e-3)
     assert np.abs(fused - batch[0]).mean() > 5  # the images did change
     assert 0.0 <= fused.min() and fused.max() <= 255.0
+
+
+def test_eager_calls_on_batches_of_any_size_draw_no_retracing_warning(batch):
+    import logging
+
+    images, labels = batch
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger("tensorflow")
+    logger.addHandler(handler)
+    try:
+        for preset in ("seed", "robust"):
+            augmentation = build_augmentation(preset, seed=0)
+            for n in range(1, 8):
+                augmentation(images[:n], labels[:n])
+        logger.warning("5 out of the last 5 calls to <function theirs at 0x1> triggered tf.function retracing.")
+    finally:
+        logger.removeHandler(handler)
+    assert [m for m in seen if "retracing" in m] == [
+        "5 out of the last 5 calls to <function theirs at 0x1> triggered tf.function retracing."]

@@ -2,6 +2,7 @@
 
 import json
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -285,3 +286,21 @@ def test_naming_the_outputs_of_a_shared_model_leaves_its_other_classifiers_alone
     second = bloodcell.Classifier(model, class_names=["x", "y"])
     assert first.model.class_names == ("a", "b") and first.config()["class_names"] == ["a", "b"]
     assert second.model.class_names == ("x", "y")
+
+
+def test_a_keras_model_without_class_names_needs_them(clf):
+    plain = keras.models.clone_model(clf.model)
+    assert not hasattr(plain, "class_names")
+    with pytest.raises(bloodcell.ConfigError, match=r"without class names \(8 outputs\); pass class_names=\[\.\.\.\]"):
+        Classifier(plain)
+    assert Classifier(plain, class_names=bloodcell.CLASS_NAMES).class_names == bloodcell.CLASS_NAMES
+
+
+def test_untrained_head_warning_points_at_the_callers_line(cells):
+    clf = Classifier(bloodcell.build_model("microcell", input_size=SIZE), name="new")
+    clf.training = {"init_from": {"source": "parent"}}
+    for call in (clf.predict_proba, clf.predict):
+        clf._warned_untrained = False
+        with pytest.warns(UserWarning, match="new and not trained yet") as caught:
+            call(cells)
+        assert caught[0].filename == __file__

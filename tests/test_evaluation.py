@@ -398,3 +398,12 @@ def test_long_work_shows_a_progress_bar_on_a_terminal_only(tiny, tmp_path, monke
     monkeypatch.setattr(sys, "stderr", stream := _Terminal())
     evaluate(clf, data, batch_size=4)
     assert "predict" in stream.getvalue()
+
+
+def test_report_text_when_every_image_is_flagged(tiny):
+    clf, data = tiny
+    flagging = bloodcell.Classifier(clf.model, name="unsure", extra={"calibration": {
+        "method": "temperature", "temperature": 1.0, "review_below": 1.0}})
+    report = bloodcell.evaluate(flagging, data, verbose=0)
+    assert report.review["flagged"] == 1.0 and report.review["accuracy_unflagged"] is None
+    assert "accuracy of the others n/a (all flagged)" in report.to_text()

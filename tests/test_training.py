@@ -334,3 +334,66 @@ def test_start_from_a_trained_model_at_another_input_size(tmp_path):
     renamed = tiny_trainer(weights=str(tmp_path / "parent"), class_names=("a", "b", "c"))
     with pytest.raises(bloodcell.BloodcellError, match="are not the data's"):
         renamed.fit(toy_data(), toy_data(seed=1))
+
+
+def _tf_data(data: Dataset, batch=16, one_hot=False, size=None):
+    import tensorflow as tf
+
+    from PIL import Image
+
+    images = data.images if size is None else np.stack([np.asarray(Image.fromarray(im).resize((size, size)))
+                                                        for im in data.images])
+    labels = keras.utils.to_categorical(data.labels, 3) if one_hot else data.labels.astype(np.int32)
+    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch)
+
+
+def test_tf_data_is_augmented_weighted_and_sized_like_a_dataset(monkeypatch):
+    import tensorflow as tf
+
+    from bloodcell import pipeline
+
+    augmented = []
+    real = pipeline.augment_dataset
+    monkeypatch.setattr(pipeline, "augment_dataset", lambda ds, augment, **kw: augmented.append(augment) or real(ds, augment, **kw))
+    trainer = tiny_trainer(augment="seed", head_epochs=2, finetune_epochs=0, patience=None)
+    # Integer labels at 48 px (image_dataset_from_directory's defaults), a filter that hides the length.
+    train = _tf_data(toy_data(), size=48).filter(lambda x, y: True)
+    assert int(train.cardinality()) < 0
+    history = trainer.fit(train)
+    assert len(history) == 2 and augmented[0] == "seed"
+    np.testing.assert_allclose(trainer._train_weights, class_weights_from_labels(toy_data().labels, 3))
+    assert trainer.classifier.input_size == SIZE
+    from tensorflow.python.framework import config as tf_config
+
+    assert not tf_config.is_op_determinism_enabled()  # as it was before fit()
+    # One-hot labels, and a validation set of tf.data too.
+    tiny_trainer(head_epochs=1, finetune_epochs=0).fit(_tf_data(toy_data(), one_hot=True), _tf_data(toy_data(seed=1)))
+    with pytest.raises(bloodcell.DataError, match=r"train: .*unbatched.*\.batch\(32\)"):
+        tiny_trainer().fit(_tf_data(toy_data()).unbatch(), toy_data(seed=1))
+    with pytest.raises(bloodcell.DataError, match=r"train: .*got labels of shape \(None, 5\).*tf.one_hot"):
+        tiny_trainer().fit(_tf_data(toy_data()).map(lambda x, y: (x, tf.one_hot(y, 5))), toy_data(seed=1))
+    with pytest.raises(bloodcell.DataError, match=r"train: the dataset repeats forever; drop its .repeat\(\)"):
+        tiny_trainer().fit(_tf_data(toy_data()).repeat(), toy_data(seed=1))
+
+
+def test_user_callbacks_run_in_each_phase():
+    seen = []
+
+    class Count(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(epoch)
+
+    tiny_trainer(head_epochs=2, finetune_epochs=1, patience=None).fit(toy_data(), callbacks=[Count()])
+    assert seen == [0, 1, 0]
+    with pytest.raises(bloodcell.ConfigError, match="callbacks: expected keras.callbacks.Callback objects, got builtin_function_or_method"):
+        tiny_trainer().fit(toy_data(), toy_data(seed=1), callbacks=[print])
+
+
+def test_starting_from_a_bloodcell_model_keeps_its_input_size(tmp_path):
+    parent = tiny_trainer(input_size=40, head_epochs=1, finetune_epochs=0)
+    parent.fit(toy_data(), toy_data(seed=1))
+    parent.classifier.save_pretrained(tmp_path / "parent")
+    child = Trainer(weights=str(tmp_path / "parent"), head_epochs=1, finetune_epochs=0, batch_size=16, verbose=0)
+    child.fit(toy_data(), toy_data(seed=1))
+    assert child.classifier.input_size == 40
+    assert Trainer("microcell", verbose=0)._make_model().inputs[0].shape[1] == 96

@@ -11,9 +11,15 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
+from .._tf import SHAPE_TRACED
+
 _XLA: bool | None = None  # None: use XLA where this TensorFlow build can compile with it
 _FUSED: dict[tuple, Callable] = {}
 _WARP_FILL_MODES = ("reflect", "nearest", "constant")  # those _bilinear_warp computes
+
+
+def _xla_probe(x):
+    return x + 1.0
 
 
 def _xla_available() -> bool:
@@ -21,7 +27,8 @@ def _xla_available() -> bool:
     if _XLA is None:
         try:
             with tf.init_scope():
-                tf.function(lambda x: x + 1.0, jit_compile=True)(tf.constant(1.0))
+                SHAPE_TRACED.add(_xla_probe.__qualname__)
+                tf.function(_xla_probe, jit_compile=True)(tf.constant(1.0))
             _XLA = True
         except Exception:  # a build or device without XLA: the same functions run unfused
             _XLA = False
@@ -34,6 +41,7 @@ def _fused(fn: Callable) -> Callable:
     jit = _xla_available()
     key = (fn, jit)
     if key not in _FUSED:
+        SHAPE_TRACED.add(fn.__qualname__)
         _FUSED[key] = tf.function(fn, jit_compile=jit)
     return _FUSED[key]
 
@@ -134,6 +142,7 @@ def _fused_transform(layer) -> Callable:
     """``layer.transform_images`` compiled with XLA: one ``tf.function`` per layer, so that
     layers do not retrace each other's."""
     if layer not in _FUSED_TRANSFORMS:
+        SHAPE_TRACED.add(_Transform.__qualname__)
         _FUSED_TRANSFORMS[layer] = tf.function(_Transform(layer), jit_compile=True)
     return _FUSED_TRANSFORMS[layer]
 

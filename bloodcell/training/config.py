@@ -51,7 +51,8 @@ class TrainConfig:
         lr_schedule: None (constant), ``"cosine"`` (cosine decay over each phase's epochs) or
             ``"plateau"`` (halved after 2 epochs without a lower validation loss).
         precision: None or ``"float32"``, ``"mixed_float16"``, ``"mixed_bfloat16"``.
-        input_size: side of the square images the model takes, in pixels.
+        input_size: side of the square images the model takes, in pixels (None: that of the
+            bloodcell model given as ``weights``, else 96).
         normalization: None or ``"stain"``: per-image stain normalisation in front of the
             backbone (None with a bloodcell model as ``weights``: that model's own; ``"none"``:
             none, even where that model has one).
@@ -76,7 +77,7 @@ class TrainConfig:
     seed: int = SPLIT_SEED
     lr_schedule: Optional[str] = None
     precision: Optional[str] = None
-    input_size: int = 96
+    input_size: Optional[int] = None
     normalization: Optional[str] = None
     deterministic: bool = True
     verbose: int = 1
@@ -123,7 +124,8 @@ class TrainConfig:
         if self.weight_decay is not None and (not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0):
             raise ConfigError(f"weight_decay must be a number >= 0 or None, got {self.weight_decay!r}")
         check_positive_int(self.batch_size, "batch_size")
-        check_positive_int(self.input_size, "input_size", minimum=32)
+        if self.input_size is not None:
+            check_positive_int(self.input_size, "input_size", minimum=32)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")
 

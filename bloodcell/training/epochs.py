@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..errors import DataError
 from .config import TrainConfig
 
 
@@ -38,26 +39,84 @@ def _weighted(ds, class_weights: Optional[np.ndarray]):
     return ds.map(lambda x, y: (x, y, tf.linalg.matvec(y, w)), num_parallel_calls=parallel_calls(tf.data.AUTOTUNE))
 
 
+def tf_input(data, name: str, *, input_size: int, num_classes: int):
+    """A ``tf.data`` dataset as ``Trainer.fit`` takes it, checked: batches of (images of values
+    0..255, labels as class ids (N,) or one-hot (N, num_classes)). Images of another size are
+    centre-cropped to a square and resized to ``input_size``."""
+    import tensorflow as tf
+
+    want = (f"a tf.data dataset of batches (images (N, {input_size}, {input_size}, 3) of values 0..255, "
+            f"labels: class ids (N,) or one-hot (N, {num_classes}))")
+    spec = data.element_spec
+    if not isinstance(spec, tuple) or len(spec) != 2 or not all(isinstance(t, tf.TensorSpec) for t in spec):
+        raise DataError(f"{name}: expected {want}, got elements {spec}; map it to (images, labels) pairs")
+    images, labels = spec
+    if images.shape.rank == 3:
+        raise DataError(f"{name}: expected {want}, got single images {tuple(images.shape)} (an unbatched dataset); "
+                        "call .batch(32) on it")
+    if images.shape.rank != 4 or images.shape[-1] != 3:
+        raise DataError(f"{name}: expected {want}, got images of shape {tuple(images.shape)}; give RGB images")
+    if not ((labels.shape.rank == 1 and labels.dtype.is_integer)
+            or (labels.shape.rank == 2 and labels.shape[-1] == num_classes)):
+        raise DataError(f"{name}: expected {want}, got labels of shape {tuple(labels.shape)} ({labels.dtype.name}); "
+                        f"use label_mode='int' or 'categorical' in keras.utils.image_dataset_from_directory, or "
+                        f"map the labels with tf.one_hot(labels, {num_classes})")
+    if int(data.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+        raise DataError(f"{name}: the dataset repeats forever; drop its .repeat() (the Trainer runs the epochs)")
+    if tuple(images.shape[1:3]) == (input_size, input_size):
+        return data
+
+    def square(x, y):
+        h, w = tf.shape(x)[1], tf.shape(x)[2]
+        side = tf.minimum(h, w)
+        x = tf.image.crop_to_bounding_box(x, (h - side) // 2, (w - side) // 2, side, side)
+        x = tf.image.resize(tf.cast(x, tf.float32), (input_size, input_size), antialias=True)
+        return tf.clip_by_value(x, 0.0, 255.0), y
+
+    return data.map(square, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def tf_input_counts(data, num_classes: int) -> tuple[int, np.ndarray]:
+    """Batches and images of each class in one pass over a ``tf.data`` dataset from :func:`tf_input`."""
+    import tensorflow as tf
+
+    one_hot = data.element_spec[1].shape.rank == 2
+
+    def step(state, batch):
+        y = batch[1]
+        y = tf.cast(y, tf.float64) if one_hot else tf.one_hot(tf.cast(y, tf.int32), num_classes, dtype=tf.float64)
+        return state[0] + 1, state[1] + tf.reduce_sum(y, axis=0)
+
+    batches, counts = data.reduce((tf.constant(0, tf.int64), tf.zeros(num_classes, tf.float64)), step)
+    return int(batches), counts.numpy()
+
+
 def epochs_dataset(data, *, train: bool, seeds: Sequence[int], config: TrainConfig, input_size: int,
                    num_classes: int, class_weights: Optional[np.ndarray] = None,
                    processes: tuple[int, int] = (1, 0)):
-    """The epochs ``seeds`` of ``data`` (a Dataset; a ``tf.data`` dataset is used as it is), one after
-    the other: shuffled and augmented when ``train``; per-sample class weights with the
-    cross-entropy loss. ``processes`` = (count, this process's id): in a run of several, each
+    """The epochs ``seeds`` of ``data`` (a Dataset, or a ``tf.data`` dataset in its own order), one
+    after the other: shuffled (a Dataset) and augmented when ``train``; per-sample class weights
+    with the cross-entropy loss. ``processes`` = (count, this process's id): in a run of several, each
     process trains on its share of every global batch, and validates on all of the validation
     images (the same in each, so the metrics are those of one process).
     """
     import tensorflow as tf
 
     if isinstance(data, tf.data.Dataset):
-        return data.repeat(len(seeds)) if train and len(seeds) > 1 else data
-    from ..pipeline import make_epochs
+        from ..pipeline import augment_dataset
 
-    count, pid = processes
-    images, labels = _images(data, input_size)
-    ds = make_epochs(images, labels, seeds, num_classes=num_classes, batch_size=config.batch_size // count,
-                     augment=config.augment if train else None, shuffle=train,
-                     shard=(count, pid) if count > 1 and train else None)
+        ds = augment_dataset(tf_input(data, "train" if train else "val", input_size=input_size, num_classes=num_classes),
+                             config.augment if train else None, num_classes=num_classes, seed=seeds[0])
+        if train and len(seeds) > 1:
+            ds = ds.repeat(len(seeds))  # each pass draws new augmentations
+    else:
+        from ..pipeline import make_epochs
+
+        count, pid = processes
+        images, labels = _images(data, input_size)
+        ds = make_epochs(images, labels, seeds, num_classes=num_classes, batch_size=config.batch_size // count,
+                         augment=config.augment if train else None, shuffle=train,
+                         shard=(count, pid) if count > 1 and train else None)
     if train and config.loss == "crossentropy" and class_weights is not None:
         ds = _weighted(ds, class_weights)
     return ds

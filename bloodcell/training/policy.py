@@ -23,7 +23,13 @@ SECOND_PHASE = PHASES[2]
 
 def class_weights_from_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Inverse-frequency class weights ``n / (k * count_c)`` (sklearn's "balanced"); 0 for absent classes."""
-    counts = np.bincount(np.asarray(labels, int), minlength=num_classes).astype(np.float64)
+    return class_weights_from_counts(np.bincount(np.asarray(labels, int), minlength=num_classes))
+
+
+def class_weights_from_counts(counts: np.ndarray) -> np.ndarray:
+    """:func:`class_weights_from_labels` from the images of each class (``counts``)."""
+    counts = np.asarray(counts, np.float64)
+    num_classes = len(counts)
     weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
     return weights.astype(np.float32)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from .._checks import check_class_names, check_positive_int
 from .._lock import locked
+from .._tf import op_determinism
 from ..classifier import Classifier, load_classifier
 from ..errors import ConfigError, DataError
 from ..models import ClassifierModel, as_classifier_model, build_model
@@ -39,10 +41,11 @@ from .callbacks import (
     truncate_history,
 )
 from .config import TrainConfig
-from .epochs import epoch_seed, epochs_dataset, reference_images, steps_per_epoch
+from .epochs import epoch_seed, epochs_dataset, reference_images, steps_per_epoch, tf_input, tf_input_counts
 from .processes import is_keras_distribution, join_from_env, process_info
 from .policy import (
     check_fit_data,
+    class_weights_from_counts,
     class_weights_from_labels,
     hardware,
     is_bloodcell_source,
@@ -128,6 +131,7 @@ class Trainer:
         self.resumed = False  # set by fit(): whether it continued a checkpointed run
         self._train_weights: Optional[np.ndarray] = None
         self._calibration: Optional[dict[str, Any]] = None  # fitted on val at the end of fit()
+        self._user_callbacks: list[keras.callbacks.Callback] = []
 
     def __getattr__(self, name: str):
         # Settings read as attributes (trainer.batch_size, trainer.seed...), as before TrainConfig.
@@ -157,6 +161,13 @@ class Trainer:
         """The model to train, built under the precision policy and the distribution scope."""
         cfg = self.config
         previous = keras.config.dtype_policy()
+        if cfg.precision == "mixed_float16" and keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            if not tf.config.list_physical_devices("GPU"):
+                warnings.warn(f"precision={cfg.precision!r}: float16 speeds up training on GPUs; this machine "
+                              "has none, and on a CPU it runs slower (TensorFlow may log a line about DT_HALF); leave "
+                              "precision unset (or mixed_bfloat16) here", UserWarning, stacklevel=4)
         if cfg.precision:
             keras.mixed_precision.set_dtype_policy(cfg.precision)
         try:
@@ -168,7 +179,7 @@ class Trainer:
                     return self._model_arg.copy()  # variables must be created under the strategy / policy
                 if self._init_source is not None:
                     return self._from_parent()
-                return build_model(self._model_arg, class_names=self._names(), input_size=cfg.input_size,
+                return build_model(self._model_arg, class_names=self._names(), input_size=cfg.input_size or 96,
                                    weights=self._weights, normalization=cfg.normalization)
         finally:
             if cfg.precision:
@@ -189,7 +200,8 @@ class Trainer:
             raise ConfigError(f"weights={str(source)!r}: has {len(parent.class_names)} classes, num_classes is "
                               f"{self.num_classes}; give class_names to train it on other classes")
         label = (parent.name or "a Classifier") if isinstance(source, Classifier) else str(source)
-        model, self._init_record, self._new_head = start_from(parent, label, names, self.config.input_size,
+        model, self._init_record, self._new_head = start_from(parent, label, names,
+                                                              self.config.input_size or parent.input_size,
                                                               self.config.normalization)
         return model
 
@@ -239,21 +251,35 @@ class Trainer:
                               processes=(self.num_processes, self.process_id))
 
     # -- training ----------------------------------------------------------------------------
-    def fit(self, train, val=None, *, resume: bool = False) -> list[dict[str, Any]]:
+    def fit(self, train, val=None, *, resume: bool = False,
+            callbacks: Optional[Sequence[keras.callbacks.Callback]] = None) -> list[dict[str, Any]]:
         """Run both phases on ``train`` with early stopping on ``val``; returns the history rows.
 
         ``train``/``val`` are :class:`bloodcell.data.Dataset` objects (reshuffled and augmented
-        per epoch, reproducibly) or ``tf.data`` datasets of (images 0..255, one-hot labels);
-        ``val`` may be None when ``patience`` is None.
+        per epoch, reproducibly) or ``tf.data`` datasets of batches (images 0..255, labels as class
+        ids or one-hot), such as ``keras.utils.image_dataset_from_directory`` makes: augmented
+        too, resized to the model's input size, with the class weights counted in one pass over
+        the labels. ``val`` may be None when ``patience`` is None.
         With ``resume=True`` the run continues from the workdir's checkpoint, which must exist.
+        ``callbacks``: Keras callbacks of your own (TensorBoard, TerminateOnNaN...), given to the
+        ``model.fit`` of each phase after the Trainer's.
         """
-        import tensorflow as tf
-
         names, self._untrained = check_fit_data(train, val, self.class_names, self.config.patience)
         if names and not self.class_names:
             self.class_names = names
-        if self.config.deterministic:
-            tf.config.experimental.enable_op_determinism()
+        with op_determinism(self.config.deterministic):  # as it was, after
+            return self._fit_checked(train, val, resume, callbacks)
+
+    def _fit_checked(self, train, val, resume: bool, callbacks) -> list[dict[str, Any]]:
+        import tensorflow as tf
+
+        callbacks = list(callbacks or [])
+        wrong = [type(c).__name__ for c in callbacks if not isinstance(c, keras.callbacks.Callback)]
+        if wrong:
+            raise ConfigError(f"callbacks: expected keras.callbacks.Callback objects, got {', '.join(wrong)}; pass a "
+                              "list of Keras callbacks, e.g. [keras.callbacks.TerminateOnNaN()]")
+        self._user_callbacks = callbacks
+
         if self.model is None:
             self.model = self._make_model()
         if self.class_names and tuple(self.class_names) != self.model.class_names:
@@ -266,6 +292,8 @@ class Trainer:
             unfreeze_count(self.model, self.config.unfreeze, self._frozen_first())  # fails now, not after phase 1
         if self.config.class_weights and hasattr(train, "labels"):
             self._train_weights = class_weights_from_labels(train.labels, self.spec.num_classes)
+        if isinstance(train, tf.data.Dataset) or isinstance(val, tf.data.Dataset):
+            train, val = self._tf_inputs(train, val)
         if self.num_processes > 1 and hasattr(train, "labels") and len(train.labels) < self.config.batch_size:
             raise DataError(f"{len(train.labels)} training images: a run of {self.num_processes} processes trains on "
                             f"whole batches of {self.config.batch_size}; give more images or a smaller batch_size")
@@ -273,6 +301,33 @@ class Trainer:
             return self._fit(train, val, resume)
         with locked(self.workdir, flag="workdir"):  # a second Trainer on this workdir refuses at once
             return self._fit(train, val, resume)
+
+    def _tf_inputs(self, train, val):
+        """``tf.data`` inputs checked (and resized) for the model, of known length, with the class
+        weights counted from the training labels (one pass over them, when needed)."""
+        import tensorflow as tf
+
+        size, k = self.spec.input_size, self.spec.num_classes
+        if isinstance(val, tf.data.Dataset):
+            val = tf_input(val, "val", input_size=size, num_classes=k)
+        if not isinstance(train, tf.data.Dataset):
+            return train, val
+        train = tf_input(train, "train", input_size=size, num_classes=k)
+        unknown = int(train.cardinality()) < 0
+        if unknown or self.config.class_weights:
+            batches, counts = tf_input_counts(train, k)
+            if batches == 0:
+                raise DataError("train: the tf.data dataset holds no batches; give it images")
+            if unknown:
+                train = train.apply(tf.data.experimental.assert_cardinality(batches))
+            if self.config.class_weights:
+                self._train_weights = class_weights_from_counts(counts)
+            absent = [c for c, n in zip(self.model.class_names, counts) if n == 0]
+            if absent:
+                warnings.warn(f"train: no training images of {', '.join(absent)}; the model can answer these classes "
+                              "but never learnt them (add images, or train a model without these classes)",
+                              UserWarning, stacklevel=4)
+        return train, val
 
     def _fit(self, train, val, resume: bool) -> list[dict[str, Any]]:
         record = self._record()
@@ -345,6 +400,7 @@ class Trainer:
             callbacks.append(keras.callbacks.CSVLogger(str(self._writes / HISTORY_CSV), append=True))
         checkpoint = TrainingCheckpoint(self._writes, state, record, early, plateau, restore)
         callbacks.append(checkpoint)
+        callbacks += self._user_callbacks
         first = state["epoch"]
         if first < total and not state["stopped"]:
             seeds = [epoch_seed(cfg.seed, phase, e) for e in range(first, total)]
