@@ -316,8 +316,9 @@ def _colormap(name: str):
     return matplotlib.colormaps[name]
 
 
-def _predict(classifier, images: np.ndarray, batch_size: int, tta: bool, verbose: int = 0) -> np.ndarray:
-    return classifier.predict_proba(images, batch_size=batch_size, tta=tta, verbose=verbose).argmax(axis=1)
+def _predict(classifier, images: np.ndarray, batch_size: int, tta: bool, verbose: int = 0, classes=None) -> np.ndarray:
+    return classifier.predict_proba(images, batch_size=batch_size, tta=tta, verbose=verbose,
+                                    **({"classes": classes} if classes is not None else {})).argmax(axis=1)
 
 
 def evaluate(classifier, dataset, *, batch_size: int = 64, tta: bool = False, classes: Optional[Sequence[str]] = None,
@@ -355,6 +356,7 @@ def evaluate_robustness(
     batch_size: int = 64,
     tta: bool = False,
     corrupt_size: Optional[int] = None,
+    classes: Optional[Sequence[str]] = None,
     verbose: int = 1,
 ) -> RobustnessReport:
     """Accuracy on ``dataset`` clean and under each corruption of :mod:`bloodcell.corruptions`.
@@ -363,7 +365,8 @@ def evaluate_robustness(
     severity means what the model sees. With ``corrupt_size`` they are resized to that side
     instead (pass the images as stored, e.g. 96 for pbc96), corrupted there, then resized to the
     input size, as a corruption at capture would reach a model of another input size.
-    Deterministic for a given ``seed``. ``corruptions``: one name or several; None runs all. A progress bar
+    Deterministic for a given ``seed``. ``corruptions``: one name or several; None runs all.
+    ``classes`` restricts the answers to those classes, as in :func:`evaluate`. A progress bar
     on a terminal's stderr (one step per corruption and severity); ``verbose=0`` for none.
     """
     from .corruptions import CORRUPTIONS, SEVERITIES, corrupt
@@ -383,7 +386,7 @@ def evaluate_robustness(
     def accuracy(x: np.ndarray) -> float:
         if corrupt_size is not None:
             x = resize_images(x, classifier.input_size)
-        return float(np.mean(_predict(classifier, x, batch_size, tta) == labels))
+        return float(np.mean(_predict(classifier, x, batch_size, tta, classes=classes) == labels))
 
     runs = progress([(c, s) for c in names for s in severities], verbose=verbose, desc="robustness", unit="run")
     clean = accuracy(images)

@@ -255,6 +255,15 @@ def test_cli_clean_npz(tmp_path, real_cells, capsys):
         assert z["images"].shape == (16, 96, 96, 3) and z["labels"].shape == (16, 1) and z["labels"].dtype == np.uint8
         np.testing.assert_array_equal(z["images"], real_cells)
     assert "identical pixels only" in capsys.readouterr().out
+    # A set's own class names (in its own order) are kept.
+    from bloodcell import CLASS_NAMES
+
+    names = np.array(CLASS_NAMES[::-1])
+    np.savez(tmp_path / "named.npz", images=images, labels=labels, class_names=names)
+    assert _cli(["clean", tmp_path / "named.npz", "--out", tmp_path / "named_out.npz", "--no-near"]) == 0
+    with np.load(tmp_path / "named_out.npz") as z:
+        np.testing.assert_array_equal(z["class_names"], names)
+        assert len(z["labels"]) == 16
     assert _cli(["clean", src, "--out", tmp_path / "folder_out"]) == 2
     assert _cli(["clean", tmp_path / "missing.npz", "--out", tmp_path / "x.npz"]) == 2
 

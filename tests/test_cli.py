@@ -192,6 +192,13 @@ def test_train_writes_a_model_with_its_card_and_split(tmp_path, capsys):
                  "--workdir", str(work)])
     assert code == 2 and "holds a checkpoint of an earlier run" in capsys.readouterr().err
     assert records == {name: (work / name).read_text() for name in records}
+    # --overwrite starts afresh, over the model and the finished run's checkpoint.
+    code = main(["train", str(data), "--model", "microcell", "--input-size", "32", "--head-epochs", "1",
+                 "--finetune-epochs", "0", "--augment", "none", "--val-fraction", "0.2", "--test-fraction", "0.2",
+                 "--batch-size", "8", "--seed", "3", "--out", str(fresh), "--overwrite"])
+    assert code == 0 and "--seed 3" in bloodcell.load_classifier(fresh).training["command"]
+    assert main(["train", str(data), "--model", "microcell", "--input-size", "0", "--out", str(tmp_path / "zero")]) == 2
+    assert "input_size must be an integer >= 32, got 0" in capsys.readouterr().err
 
 
 def test_train_refuses_outputs_that_would_fail_or_destroy(tmp_path, capsys, monkeypatch):

@@ -29,3 +29,13 @@ def test_every_option_has_help_and_its_default():
 def test_a_default_is_shown_once():
     text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
     assert "(default: None)" not in text and "default: lion; adam for small data) (default" not in text
+
+
+def test_help_and_usage_errors_do_not_import_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys; from bloodcell.cli import main; rc = main(['train', '--help']); "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, sorted(sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

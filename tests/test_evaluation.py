@@ -349,6 +349,21 @@ def test_cli_evaluate_write_metrics_updates_config_and_card(cli_files, tmp_path,
     assert "local model folder" in capsys.readouterr().err
     assert main([*argv, "--limit", "3"]) == 2
     assert "--limit" in capsys.readouterr().err
+    assert main([*argv, "--classes", "basophil,monocyte"]) == 2
+    assert "--classes" in capsys.readouterr().err
+    assert main(["evaluate", str(cli_files / "data"), "--model", "mnv3s.pbc96", "--write-metrics"]) == 2
+    assert "names the zoo's entry; for a folder of that name here, write ./mnv3s.pbc96" in capsys.readouterr().err
+    (folder / "test_files.json").write_text("[]")
+    assert main(["evaluate", str(cli_files / "data"), "--model", str(folder), "--write-metrics"]) == 2
+    assert f"pass --split-file {folder / 'test_files.json'}" in capsys.readouterr().err
+
+
+def test_cli_evaluate_classes_reach_the_robustness_run_and_plots_make_their_folder(cli_files, tmp_path, capsys):
+    base = ["evaluate", str(cli_files / "data"), "--model", str(cli_files / "model"), "--json",
+            "--corruptions", "jpeg", "--severities", "1", "--classes", "basophil,monocyte"]
+    out = run_json(capsys, *base[1:], "--plot", str(tmp_path / "new" / "cm.png"))
+    assert out["robustness"]["clean_accuracy"] == pytest.approx(out["evaluation"]["accuracy"])
+    assert (tmp_path / "new" / "cm.png").is_file()
 
 
 def test_cli_refuses_plots_it_cannot_write_before_any_work(cli_files, tmp_path, capsys):

@@ -74,6 +74,8 @@ def test_explain_command_writes_one_picture_per_image(tmp_path, capsys):
         shutil.copy(files[0], tmp_path / folder / "cell.jpg")
     assert main(["explain", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "o3")]) == 0
     assert sorted(p.name.split(".")[0] for p in (tmp_path / "o3").iterdir()) == ["a_cell", "b_cell"]
+    assert main(["explain", str(tmp_path / "a"), "--out", str(tmp_path / "a" / "heat")]) == 2
+    assert "is inside" in capsys.readouterr().err and not (tmp_path / "a" / "heat").exists()
 
 
 def test_picture_names_are_unique_and_keep_link_names(tmp_path):

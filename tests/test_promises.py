@@ -107,7 +107,8 @@ def test_a_folder_with_an_upper_case_checksum_or_no_top_level_input_size_loads_a
     assert f"input {SIZE}x{SIZE}" in (tmp_path / "m" / "README.md").read_text()
 
 
-def test_a_zoo_name_loads_the_zoo_entry_whatever_folder_the_working_directory_holds(tiny, tmp_path, monkeypatch):
+def test_a_zoo_name_loads_the_zoo_entry_whatever_folder_the_working_directory_holds(tiny, tmp_path, monkeypatch,
+                                                                                   capsys):
     monkeypatch.chdir(tmp_path)
     tiny.save_pretrained(bloodcell.DEFAULT_MODEL)
     with warnings.catch_warnings():
@@ -116,6 +117,16 @@ def test_a_zoo_name_loads_the_zoo_entry_whatever_folder_the_working_directory_ho
     with pytest.warns(UserWarning, match=f"write ./{bloodcell.DEFAULT_MODEL}"):
         assert bloodcell.load_classifier(bloodcell.DEFAULT_MODEL).class_names == bloodcell.CLASS_NAMES
     assert bloodcell.load_classifier(f"./{bloodcell.DEFAULT_MODEL}").name == "a"
+    # On the command line the warning is one line of its own.
+    from bloodcell.cli import main
+
+    image = next(Path(__file__).resolve().parents[1].joinpath("examples", "images").glob("*.jpg"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert main(["predict", str(image), "--model", bloodcell.DEFAULT_MODEL]) == 0
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"bloodcell predict: warning: {bloodcell.DEFAULT_MODEL}: loading the zoo entry; for "
+                                f"the folder {bloodcell.DEFAULT_MODEL} here, write ./{bloodcell.DEFAULT_MODEL}"]
 
 
 def test_saving_through_a_link_updates_the_folder_it_points_to(tiny, tmp_path):

@@ -48,6 +48,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    import warnings
+
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        print(f"bloodcell {args.command}: warning: {message}", file=file or sys.stderr)
+
+    shown, warnings.showwarning = warnings.showwarning, one_line
     try:
         return int(args.func(args) or 0)
     except BloodcellError as exc:
@@ -65,6 +71,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"bloodcell {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown
 
 
 def console_main() -> None:

@@ -84,8 +84,11 @@ def run(args) -> int:
     else:
         # Write the input's own arrays (original size, dtype and label shape), not the resized ones.
         with np.load(data, allow_pickle=False) as raw:
-            images, labels = raw["images"][result.keep], raw["labels"][result.keep]
-        save_npz(out, images=images, labels=labels)
+            n = len(raw["labels"])
+            # class_names and any other array of the set are kept; per-image arrays lose the dropped rows.
+            arrays = {key: raw[key] if key == "class_names" or raw[key].shape[:1] != (n,) else raw[key][result.keep]
+                      for key in raw.files}
+        save_npz(out, **arrays)
         layout = "an .npz"
     if report_path is not None:
         report_path.parent.mkdir(parents=True, exist_ok=True)

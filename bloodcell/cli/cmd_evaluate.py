@@ -99,16 +99,26 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
 
 def _writable_folder(args) -> Path:
 
+    from ..zoo import is_zoo_name
+
+    if args.model and is_zoo_name(args.model):
+        raise UsageError(f"--write-metrics writes into a model folder, and {args.model!r} names the zoo's entry; "
+                         f"for a folder of that name here, write ./{args.model}")
     folder = Path(args.model) if args.model else None
     if folder is None or not (folder / "config.json").is_file():
         raise UsageError(
             f"--write-metrics needs --model to be a local model folder (with config.json), got {args.model!r}; "
             "save a Hub model into a folder with Classifier.save_pretrained first"
         )
-    if args.limit is not None or args.tta or args.severities or args.corruptions:
+    if args.limit is not None or args.tta or args.severities or args.corruptions or args.classes:
         raise UsageError(
-            "--write-metrics records headline figures, so it measures the full split without TTA: "
-            "drop --limit, --tta, --severities and --corruptions"
+            "--write-metrics records headline figures, so it measures the full split without TTA over all the "
+            "model's classes: drop --limit, --tta, --severities, --corruptions and --classes"
+        )
+    if (folder / "test_files.json").is_file() and not args.split_file:
+        raise UsageError(
+            f"--write-metrics: {folder} lists the images held out from its training in test_files.json; pass "
+            f"--split-file {folder / 'test_files.json'} (without it the figures would count images it trained on)"
         )
     return folder
 
@@ -167,14 +177,8 @@ def run(args) -> int:
     rob = None
     if robustness:  # first, so that bad corruption names or severities fail before any work
         rob = evaluate_robustness(clf, data, corruptions=corruptions, severities=severities, seed=args.seed,
-                                  batch_size=args.batch_size, tta=args.tta)
+                                  batch_size=args.batch_size, tta=args.tta, classes=classes)
     report = evaluate(clf, data, batch_size=args.batch_size, tta=args.tta, classes=classes)
-    if args.plot:
-        report.plot_confusion(args.plot)
-    if args.review_plot:
-        report.plot_risk_coverage(args.review_plot)
-    if args.robustness_plot:
-        rob.plot(args.robustness_plot)
 
     source = args.model or f"{clf.name} (bundled default)"
     if args.json:
@@ -188,6 +192,11 @@ def run(args) -> int:
         if rob is not None:
             print("\naccuracy under corruption\n")
             print(rob.to_text())
+    for path, draw in ((args.plot, report.plot_confusion), (args.review_plot, report.plot_risk_coverage),
+                       (args.robustness_plot, rob.plot if rob is not None else None)):
+        if path:  # after the report is out: a picture that cannot be written loses nothing
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            draw(path)
     if folder is not None:
         _write_metrics(folder, args, report, rob, data)
         print(f"wrote the figures into {folder / 'config.json'} and {folder / 'README.md'}", file=sys.stderr)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ConfigError, InputNotFoundError
-from ._common import UsageError
+from ._common import UsageError, is_within
 
 import os
 import sys
@@ -43,6 +43,10 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder; give a folder")
+    inside = next((p for p in args.paths if Path(p).is_dir() and is_within(out, Path(p))), None)
+    if inside is not None:
+        raise UsageError(f"--out {out}: is inside {inside}, where its pictures would be read as images; choose a "
+                         "folder outside it")
     files = find_image_files(args.paths)
     clf = load_classifier(args.model)
     if args.target is not None and args.target not in clf.class_names:

@@ -152,9 +152,9 @@ def _check_outputs(data: Path, out: Path, workdir: Path, args) -> None:
     if (out / "README.md").exists() and not is_generated_card(out / "README.md"):
         raise UsageError(f"--out {out}: holds a README.md that is not a model card and would be replaced; "
                          "choose another --out")
-    if not args.resume and checkpoint_exists(workdir):
+    if not args.resume and checkpoint_exists(workdir) and not args.overwrite:
         raise UsageError(f"--workdir {workdir}: holds a checkpoint of an earlier run; add --resume to continue it, "
-                         "or choose another --out or --workdir")
+                         "--overwrite to start again, or choose another --out or --workdir")
 
 
 def _starting_point(args):
@@ -259,7 +259,7 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
     from ..training.small_data import is_small
 
     _check_outputs(Path(args.data), out, workdir, args)
-    input_size = args.input_size or (parent.input_size if parent is not None else 96)
+    input_size = args.input_size if args.input_size is not None else (parent.input_size if parent is not None else 96)
     _settings(args, input_size, small=False)  # bad options fail before the data are read
 
     from ..data import load_dataset, split
@@ -270,6 +270,10 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
     small = args.val_fraction is None and args.test_fraction is None and is_small(data)
     settings = _settings(args, input_size, small)
     command = "bloodcell " + shlex.join(a for a in args.argv if a != "--resume")
+    if args.overwrite and not args.resume and writes:
+        from ..training.callbacks import remove_checkpoint
+
+        remove_checkpoint(workdir)  # --overwrite starts afresh (the data loaded: a failure before loses nothing)
     if small:
         return _train_small(args, data, arch if parent is None else None, weights, settings, out, workdir, command, t0,
                             writes)
@@ -356,8 +360,8 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
 
     if args.resume:
         raise UsageError("--resume: a small-data run (cross-validation, then the final model) cannot be "
-                         "resumed, its cross-validation models are not kept; run it again without --resume "
-                         "(it takes minutes)")
+                         "resumed, its cross-validation models are not kept; run it again with --overwrite instead "
+                         "of --resume (it takes minutes)")
     folds = folds_for(data)
     # From a bloodcell model every seed starts from its weights (all but the output units of classes it lacks),
     # so the models stay in one basin and average well; from ImageNet each seed draws its own head.

@@ -146,6 +146,15 @@ def checkpoint_exists(workdir: Optional[Path]) -> bool:
     return (ckpt / STATE_FILE).is_file() or (ckpt.with_name(CHECKPOINT + ".old") / STATE_FILE).is_file()
 
 
+def remove_checkpoint(workdir: Path) -> None:
+    """Delete the checkpoint of an earlier run in ``workdir`` (a new run starts afresh there)."""
+    import shutil
+
+    for name in (CHECKPOINT, CHECKPOINT + ".old", CHECKPOINT + ".tmp"):
+        if (Path(workdir) / name).is_dir():
+            shutil.rmtree(Path(workdir) / name)
+
+
 def load_checkpoint(workdir: Path, record: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint of ``workdir`` as a dict (state, ``weights``, ``optimizer``, ``best``
     arrays); refuses one written with other settings than ``record``."""
@@ -217,4 +226,4 @@ def plot_history(history: list[dict[str, Any]], path) -> None:
 
 
 __all__ = ["EpochRecord", "TrainingCheckpoint", "checkpoint_exists", "load_checkpoint", "plot_history",
-           "save_checkpoint", "truncate_history"]
+           "remove_checkpoint", "save_checkpoint", "truncate_history"]

@@ -11,12 +11,14 @@ calibrate the model trained on all the images (as scikit-learn's ``CalibratedCla
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from ..data import SPLIT_SEED, Dataset, kfold
-from ..evaluation import Report, metrics_from_predictions
+
+if TYPE_CHECKING:
+    from ..evaluation import Report
 
 #: A data set whose smallest class has fewer images than this is "small".
 SMALL_DATA = 50
@@ -65,7 +67,9 @@ def cross_validated_predictions(train_one: Callable[[Dataset], object], data: Da
     return np.concatenate(probas), np.concatenate(labels)
 
 
-def cross_validate(train_one: Callable[[Dataset], object], data: Dataset, folds: int, *, seed: int = SPLIT_SEED) -> Report:
+def cross_validate(train_one: Callable[[Dataset], object], data: Dataset, folds: int, *, seed: int = SPLIT_SEED) -> "Report":
     """The report of :func:`cross_validated_predictions`: every image classified by a model trained without it."""
     proba, labels = cross_validated_predictions(train_one, data, folds, seed=seed)
+    from ..evaluation import metrics_from_predictions  # imports Keras: not at the command line's parsing
+
     return metrics_from_predictions(labels, proba.argmax(axis=1), len(data.class_names), class_names=data.class_names)
