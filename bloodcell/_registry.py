@@ -53,14 +53,17 @@ class ArchitectureInfo:
     family: str
     description: str
     trainable_here: bool = True
+    imagenet: bool = True  # whether Keras has ImageNet weights for its backbone
 
 
 _ARCHITECTURES: dict[str, ArchitectureInfo] = {}
 _PRETRAINED: dict[str, PretrainedCfg] = {}
 
 
-def register_model(name: str, *, family: str, description: str = "", trainable_here: bool = True):
-    """Decorator registering a backbone builder under ``name``; a second registration is refused."""
+def register_model(name: str, *, family: str, description: str = "", trainable_here: bool = True,
+                   imagenet: bool = True):
+    """Decorator registering a backbone builder under ``name``; a second registration is refused.
+    ``imagenet``: whether the builder takes ImageNet weights."""
 
     def decorator(fn):
         if name in _ARCHITECTURES:
@@ -68,7 +71,8 @@ def register_model(name: str, *, family: str, description: str = "", trainable_h
                 f"architecture {name!r} is already registered (by {_ARCHITECTURES[name].builder.__module__}); "
                 "pick another name"
             )
-        _ARCHITECTURES[name] = ArchitectureInfo(name, fn, family, description or (fn.__doc__ or "").strip().split("\n")[0], trainable_here)
+        _ARCHITECTURES[name] = ArchitectureInfo(name, fn, family, description or (fn.__doc__ or "").strip().split("\n")[0],
+                                                trainable_here, imagenet)
         return fn
 
     return decorator

@@ -65,6 +65,13 @@ def new_head_untrained(training: dict[str, Any]) -> bool:
     return bool(training.get("init_from")) and not ({"epochs_run", "command"} & set(training))
 
 
+def is_untrained(config: dict[str, Any]) -> bool:
+    """Whether a model's ``config.json`` is that of weights never trained: a new model, or a new
+    output layer on another model (:func:`new_head_untrained`)."""
+    training = config.get("training") or {}
+    return new_head_untrained(training) or (training.get("init") is None and not config.get("metrics"))
+
+
 def render_model_card(config: dict[str, Any], folder_name: Optional[str] = None) -> str:
     """The README.md text for a saved model described by its ``config.json`` dict; a model
     without a ``name`` is titled by ``folder_name`` (the folder it is saved in), else its architecture."""
@@ -119,7 +126,7 @@ def render_model_card(config: dict[str, Any], folder_name: Optional[str] = None)
                       + (f" ({parent['wall_time_s']} s)." if parent.get("wall_time_s") else "."), ""]
     elif init:
         lines += [f"**Backbone initialised from ImageNet weights**, then trained{on}.", ""]
-    elif init is None and not metrics:
+    elif is_untrained(config):
         lines += ["**Untrained**: this card belongs to a model whose weights have not been trained yet.", ""]
     lines += ["## Classes", "", ", ".join(f"{i} `{c}`" for i, c in enumerate(config["class_names"])), ""]
     if training.get("classes_without_training_images"):
@@ -190,12 +197,16 @@ def render_model_card(config: dict[str, Any], folder_name: Optional[str] = None)
         "```",
         "",
     ]
-    if not config.get("dataset_id") or not config.get("license"):
+    missing = [what for what, key in (("the training data", "dataset_id"), ("the licence", "license"))
+               if not config.get(key)]
+    if missing:
+        known = "; ".join(f"{what}: {config[key]}" for what, key in (("data set", "dataset_id"), ("licence", "license"))
+                          if config.get(key))
         lines += ["## Data and licence", "",
-                  "**To fill in:** the training data and the licence of these weights are not recorded "
-                  f"(data set: {config.get('dataset_id') or 'unknown'}, licence: {config.get('license') or 'unknown'}). "
-                  "Set `dataset_id`, `dataset_name` and `license` in config.json (or train with `bloodcell train "
-                  "--dataset-name ... --license ...`) before you publish this model.", ""]
+                  f"**To fill in:** {' and '.join(missing)} of these weights {'is' if len(missing) == 1 else 'are'} not "
+                  f"recorded{f' ({known})' if known else ''}. Set `dataset_id`, `dataset_name` and `license` in "
+                  "config.json (or train with `bloodcell train --dataset-name ... --license ...`) before you publish "
+                  "this model.", ""]
     if "pbc" in str(config.get("dataset_id") or "").lower():
         lines += ["## Data and citation", "", f"Trained on PBC images (CC BY 4.0): {PBC_CITATION}", ""]
     return "\n".join(lines)

@@ -186,7 +186,8 @@ def _load_folder(root: Path, image_size: int, workers: Optional[int], class_name
             return _read_one(job)
         except ImageReadError as exc:
             if unreadable is None:
-                raise
+                raise ImageReadError(f"{exc}; remove the file, or drop every unreadable one with `bloodcell clean "
+                                     f"{root} --out CLEAN`") from None
             return exc
 
     parallel = n_workers > 1 and len(files) > 64

@@ -144,12 +144,11 @@ def read_config(folder) -> dict[str, Any]:
     return validate_config(cfg, path)
 
 
-def load_model(folder, *, sha256: Optional[str] = None) -> tuple[ClassifierModel, dict[str, Any]]:
-    """The model of a folder and its config. With ``sha256``, the weights file must have that hash
-    (else the hash the config records)."""
+def checked_config(folder, *, sha256: Optional[str] = None) -> dict[str, Any]:
+    """A model folder's config, once its weights file is there and has the hash ``sha256`` (else
+    the hash the config records)."""
     folder = Path(folder)
     cfg = read_config(folder)
-    path = folder / CONFIG_NAME
     weights = folder / cfg["weights_file"]
     if not weights.is_file():
         raise InputNotFoundError(f"{folder}: config.json names weights {weights.name!r}, which is missing")
@@ -161,6 +160,16 @@ def load_model(folder, *, sha256: Optional[str] = None) -> tuple[ClassifierModel
                 f"{weights}: sha256 is {actual}, expected {expected}; the file is corrupt or was "
                 "replaced; delete it (or the Hugging Face cache entry) and download it again"
             )
+    return cfg
+
+
+def load_model(folder, *, sha256: Optional[str] = None) -> tuple[ClassifierModel, dict[str, Any]]:
+    """The model of a folder and its config. With ``sha256``, the weights file must have that hash
+    (else the hash the config records)."""
+    folder = Path(folder)
+    cfg = checked_config(folder, sha256=sha256)
+    path = folder / CONFIG_NAME
+    weights = folder / cfg["weights_file"]
     spec = ModelSpec.from_config(cfg["architecture"], cfg["build"], source=str(path))
     if spec.num_classes != len(cfg["class_names"]):
         raise ConfigError(f"{path}: build.num_classes is {spec.num_classes} but 'class_names' has "
@@ -285,6 +294,7 @@ __all__ = [
     "MODEL_FILES",
     "PREPROCESSING",
     "WEIGHTS_NAME",
+    "checked_config",
     "is_generated_card",
     "load_model",
     "make_config",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -31,7 +32,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
-from ._util import error_reason, sha256_file
+from ._util import error_reason, outside_stacklevel, sha256_file
 from .errors import ChecksumError, ConfigError, HubError, InputNotFoundError
 
 HF_PREFIX = "hf://"
@@ -122,6 +123,13 @@ def _hub_error(
         )
     if isinstance(error, HfHubHTTPError) and error.response is not None:
         status = error.response.status_code
+        try:
+            sent_token = bool(error.response.request.headers.get("authorization"))
+        except (AttributeError, RuntimeError):  # a response without its request
+            sent_token = False
+        if status == 401 and sent_token:
+            return HubError(f"the Hub at {endpoint} refused the token sent for '{repo_id}' (HTTP 401): it is invalid or "
+                            "expired; fix or unset HF_TOKEN (or the token= you passed), or `hf auth login` again")
         if status in (401, 403):
             action = "write to" if writing else "read"
             need = "a token with write access" if writing else "a token with access to the repo"
@@ -192,8 +200,30 @@ def _cache_only_when_unreachable(repo_id: str, revision: str | None, what: str) 
         ) from None
 
 
+def _cache_on_failure(fetch, cached: bool):
+    """``fetch(local_files_only)``; when the Hub took the connection but the request failed on the
+    way (a dropped connection, a broken proxy, a server error), the cached copy if there is one."""
+    try:
+        return fetch(cached)
+    except Exception as error:
+        server_error = isinstance(error, HfHubHTTPError) and error.response is not None and error.response.status_code >= 500
+        if cached or not (isinstance(error, _TRANSPORT_ERRORS) or server_error):
+            raise
+        try:
+            return fetch(True)
+        except LocalEntryNotFoundError:
+            raise error from None
+
+
 @contextmanager
 def _hub_errors(repo_id: str, *, revision: str | None = None, filename: str | None = None, writing: bool = False) -> Iterator[None]:
+    """Hub failures as one :class:`HubError` line; huggingface_hub's own warnings (each retry, each
+    resumed download, "no files have been modified") kept off the screen meanwhile."""
+    import logging
+
+    hf_logger = logging.getLogger("huggingface_hub")
+    level = hf_logger.level
+    hf_logger.setLevel(logging.ERROR)
     try:
         yield
     except Exception as error:
@@ -201,6 +231,8 @@ def _hub_errors(repo_id: str, *, revision: str | None = None, filename: str | No
         if hub_error is None:
             raise
         raise hub_error from error
+    finally:
+        hf_logger.setLevel(level)
 
 
 def download_snapshot(
@@ -217,10 +249,9 @@ def download_snapshot(
     file is missing from it."""
     _check_repo_id(repo_id)
     with _hub_errors(repo_id, revision=revision), _cache_only_when_unreachable(repo_id, revision, "the model") as cached:
-        folder = Path(
-            snapshot_download(repo_id, revision=revision, token=token, local_files_only=cached,
-                              allow_patterns=list(allow_patterns) if allow_patterns else None)
-        )
+        folder = Path(_cache_on_failure(
+            lambda local: snapshot_download(repo_id, revision=revision, token=token, local_files_only=local,
+                                            allow_patterns=list(allow_patterns) if allow_patterns else None), cached))
     missing = [name for name in required if not (folder / name).is_file()]
     if missing:
         rev = revision or constants.DEFAULT_REVISION
@@ -257,7 +288,9 @@ def download_file(
         expected = sha256.lower()
     with _hub_errors(repo_id, revision=revision, filename=filename), \
             _cache_only_when_unreachable(repo_id, revision, f"'{filename}'") as cached:
-        path = Path(hf_hub_download(repo_id, filename, revision=revision, token=token, local_files_only=cached))
+        path = Path(_cache_on_failure(
+            lambda local: hf_hub_download(repo_id, filename, revision=revision, token=token, local_files_only=local),
+            cached))
     if expected is not None:
         actual = sha256_file(path)
         if actual != expected:
@@ -292,18 +325,55 @@ def push_folder(
     if revision is not None and (not revision.strip() or _COMMIT_SHA.fullmatch(revision)):
         raise ConfigError(f"revision must name a branch to commit to, got {revision!r}; pass a branch name such as 'main' or 'v2'")
     api = HfApi(token=token)
-    with _hub_errors(repo_id, revision=revision, writing=True):
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        if revision is not None and revision != constants.DEFAULT_REVISION:
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        info = api.upload_folder(
-            repo_id=repo_id,
-            folder_path=folder,
-            revision=revision,
-            commit_message=commit_message or f"Upload {folder.name} with bloodcell",
-            # The model's own files, never notes, staging leftovers or subfolders: an allow pattern
-            # alone also matches a file of that name in a subfolder ("*" matches "/" here).
-            allow_patterns=list(MODEL_FILES),
-            ignore_patterns=["*/*"],
-        )
+    with tempfile.TemporaryDirectory(prefix="bloodcell-push-") as staged:
+        staged = _as_published(folder, Path(staged), f"hf://{repo_id}" + (f"@{revision}" if revision else ""))
+        with _hub_errors(repo_id, revision=revision, writing=True):
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            if revision is not None and revision != constants.DEFAULT_REVISION:
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
+            info = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=staged,
+                revision=revision,
+                commit_message=commit_message or f"Upload {folder.name} with bloodcell",
+                # The model's own files, never notes, staging leftovers or subfolders: an allow pattern
+                # alone also matches a file of that name in a subfolder ("*" matches "/" here).
+                allow_patterns=list(MODEL_FILES),
+                ignore_patterns=["*/*"],
+            )
     return info.oid
+
+
+def _as_published(folder: Path, stage: Path, source: str) -> Path:
+    """A copy of ``folder``'s model files in ``stage`` whose config and generated card name
+    ``source`` as where the model is loaded from; warns (one line each) before publishing a model
+    without a licence or one that was never trained."""
+    import json
+    import shutil
+    import warnings
+
+    from .card import is_untrained, render_model_card
+    from .folder import CARD_NAME, CONFIG_NAME, FORMAT, is_generated_card
+
+    for path in folder.iterdir():
+        if path.is_file() and any(Path(path.name).match(pattern) for pattern in MODEL_FILES):
+            shutil.copy2(path, stage / path.name)
+    try:
+        cfg = json.loads((stage / CONFIG_NAME).read_text())
+    except (OSError, ValueError):
+        return stage  # not a bloodcell model folder: its files go as they are
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+        return stage
+    if (cfg.get("license") or "unknown") == "unknown":
+        warnings.warn(f"{source}: the model's licence is not recorded, so its card says 'license: unknown'; record it "
+                      "(bloodcell train --license ID, or 'license' in config.json) before publishing", UserWarning,
+                      stacklevel=outside_stacklevel())
+    if is_untrained(cfg):
+        warnings.warn(f"{source}: the model's weights (or its output layer) were never trained; publishing them anyway",
+                      UserWarning, stacklevel=outside_stacklevel())
+    if cfg.get("hub_source") != source:
+        cfg["hub_source"] = source
+        (stage / CONFIG_NAME).write_text(json.dumps(cfg, indent=2) + "\n")
+        if not (stage / CARD_NAME).exists() or is_generated_card(stage / CARD_NAME):
+            (stage / CARD_NAME).write_text(render_model_card(cfg, folder.resolve().name))
+    return stage

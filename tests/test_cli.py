@@ -231,3 +231,8 @@ def test_train_refuses_outputs_that_would_fail_or_destroy(tmp_path, capsys, monk
         assert main(["train", str(data), "--model", "microcell", "--out", out]) == 2
         assert "not the working directory or one above it" in capsys.readouterr().err
 
+
+
+def test_train_refuses_imagenet_for_an_architecture_without_it_before_reading_data(tmp_path, capsys):
+    assert main(["train", str(tmp_path), "--model", "microcell", "--init", "imagenet", "--out", str(tmp_path / "m")]) == 2
+    assert "--init imagenet: microcell has no ImageNet weights; use --init random" in capsys.readouterr().err

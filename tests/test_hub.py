@@ -179,8 +179,18 @@ def test_push_then_download_gives_identical_bytes(hub_server, tmp_path):
     assert sha == hub_server.resolve(REPO, "main")
     assert read_folder(download_snapshot(REPO, sha), files) == files
     assert {name: hub_server.files(REPO)[name] for name in files} == files
-    # an unchanged folder makes no new commit
-    assert push_folder(tmp_path / "model", REPO, token=hub_server.token) == sha
+    # an unchanged folder makes no new commit, and says nothing about it
+    import logging
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logging.getLogger("huggingface_hub").addHandler(handler)
+    try:
+        assert push_folder(tmp_path / "model", REPO, token=hub_server.token) == sha
+    finally:
+        logging.getLogger("huggingface_hub").removeHandler(handler)
+    assert seen == []
 
 
 def test_push_to_a_new_branch(hub_server, tmp_path):
@@ -324,3 +334,44 @@ def test_downloads_go_through_a_proxy_when_the_hub_host_is_reachable_only_throug
     finally:
         proxy.shutdown()
         close_session()
+
+
+def test_a_hub_that_drops_requests_still_serves_the_cache(hub_server):
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    hub_server.create_repo(REPO, model_files(1))
+    cached = download_snapshot(REPO)  # by branch: resolving it needs the Hub
+    port = urlsplit(hub_server.url).port
+    hub_server.stop()
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen()
+    listener.settimeout(0.2)
+    done = threading.Event()
+
+    def drop_every_connection():  # a broken proxy or mirror: the connection is taken, then closed
+        while not done.is_set():
+            try:
+                listener.accept()[0].close()
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=drop_every_connection, daemon=True)
+    thread.start()
+    try:
+        assert download_snapshot(REPO) == cached
+        with pytest.raises(HubError, match="could not reach"):
+            download_snapshot("lab/never-downloaded")
+    finally:
+        done.set()
+        thread.join()
+        listener.close()
+
+
+def test_a_refused_token_is_named_as_the_cause(hub_server, monkeypatch):
+    hub_server.create_repo(REPO, model_files(1))
+    with pytest.raises(HubError, match=r"refused the token sent for 'lab/tiny-cells' \(HTTP 401\).*unset HF_TOKEN"):
+        download_snapshot(REPO, token="hf_not_a_real_token")

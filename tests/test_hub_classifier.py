@@ -134,3 +134,32 @@ def test_code_bearing_files_are_never_loaded(hub_server, tiny, tmp_path):
     hub_server.create_repo("lab/pickled", {"model.pkl": pickle.dumps({"a": 1}), "model.keras": b"PK..."})
     with pytest.raises(bloodcell.HubError, match="config.json"):
         bloodcell.load_classifier("hf://lab/pickled")
+
+
+def test_cli_push_publishes_a_card_naming_the_repo_and_warns_of_what_is_missing(hub_server, tiny, tmp_path, capsys):
+    from bloodcell.cli import main
+
+    _, folder = tiny
+    assert main(["hub", "push", str(folder), "lab/from-cli", "--token", hub_server.token, "--revision", "v1"]) == 0
+    card = hub_server.files("lab/from-cli", "v1")["README.md"].decode()
+    assert 'load_classifier("hf://lab/from-cli@v1")' in card and "path/to/this/folder" not in card
+    assert "path/to/this/folder" in (folder / "README.md").read_text()  # the local folder is left as it was
+    assert "warning" not in capsys.readouterr().err  # licence recorded, weights trained
+    untrained = bloodcell.Classifier(bloodcell.build_model("microcell", input_size=32)).save_pretrained(tmp_path / "u")
+    assert main(["hub", "push", str(untrained), "lab/untrained", "--token", hub_server.token]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(": ", 2)[1] for line in err if "warning" in line] == ["warning", "warning"]
+    assert any("hf://lab/untrained: the model's licence is not recorded" in line for line in err) and any("never trained" in line for line in err)
+
+
+def test_download_checks_the_weights_against_the_config(hub_server, tiny, capsys):
+    from bloodcell.cli import main
+
+    _, folder = tiny
+    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    weights = bytearray(files["model.weights.h5"])
+    weights[-1] ^= 1  # one flipped bit in the Hub's copy
+    hub_server.create_repo("lab/damaged", {**files, "model.weights.h5": bytes(weights)})
+    assert main(["hub", "download", "hf://lab/damaged"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "model.weights.h5: sha256 is" in errors[0] and "corrupt" in errors[0]

@@ -52,7 +52,19 @@ def run(args) -> int:
     if args.target is not None and args.target not in clf.class_names:
         raise UsageError(f"--target {args.target}: not a class of the model; expected one of: "
                          f"{', '.join(clf.class_names)}")
-    images = np.stack([load_image(f, clf.input_size) for f in files])
+    from ..errors import ImageReadError
+
+    read, failed = [], 0
+    for f in files:  # as predict does: an unreadable file is named, the others are explained
+        try:
+            read.append((f, load_image(f, clf.input_size)))
+        except ImageReadError as exc:
+            print(f"bloodcell explain: error: {exc}", file=sys.stderr)
+            failed += 1
+    if not read:
+        return 1
+    files = [f for f, _ in read]
+    images = np.stack([img for _, img in read])
     try:
         maps, classes = clf.explain(images, target=args.target)
     except ConfigError as exc:
@@ -67,7 +79,7 @@ def run(args) -> int:
         Image.fromarray(picture).save(dest)
         print(f"{f}\t{clf.class_names[c]}\t{p[c]:.4f}\t{dest}")
     print(f"wrote {len(files)} picture{'s' if len(files) != 1 else ''} into {out}", file=sys.stderr)
-    return 0
+    return 1 if failed else 0
 
 
 def _unique_stems(files) -> list[str]:

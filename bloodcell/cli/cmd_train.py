@@ -162,7 +162,10 @@ def _starting_point(args):
     from ..registry import architecture_info
 
     if args.model is not None:
-        architecture_info(args.model)  # an unknown name fails before any work
+        info = architecture_info(args.model)  # an unknown name fails before any work
+        if args.init == "imagenet" and not info.imagenet:
+            raise UsageError(f"--init imagenet: {args.model} has no ImageNet weights; use --init random, or --init a "
+                             "trained bloodcell model")
     if args.init in ("random", "imagenet") or args.init.endswith(".h5"):
         if args.model is None:
             raise UsageError(f"--model is required with --init {args.init} (it is implied only by --init MODEL, "

@@ -47,7 +47,8 @@ def _block(x, filters: int, index: int):
     return keras.layers.MaxPooling2D(2, name=f"block{index}_pool")(x)
 
 
-@register_model("microcell", family="microcell", description="Custom CNN after Microcell-Net with batch norm and squeeze-and-excite")
+@register_model("microcell", family="microcell", description="Custom CNN after Microcell-Net with batch norm and squeeze-and-excite",
+                imagenet=False)
 def microcell(*, input_size: int, weights=None) -> Backbone:
     if weights is not None:
         raise ConfigError(

@@ -49,10 +49,11 @@ class EpochRecord(keras.callbacks.Callback):
         logs.update(phase=self.phase, lr=self._lr, seconds=round(time.time() - self._start, 1),
                     trainable_weights=len(self.model.trainable_weights))
         if self.verbose:
+            validation = (f"  val_loss {logs['val_loss']:.4f}  val_acc {logs.get('val_accuracy', float('nan')):.4f}"
+                          if "val_loss" in logs else "")  # none without validation data
             print(
                 f"[{self.phase}] epoch {epoch + 1}/{self.epochs}  loss {logs['loss']:.4f}  "
-                f"acc {logs.get('accuracy', float('nan')):.4f}  val_loss {logs.get('val_loss', float('nan')):.4f}  "
-                f"val_acc {logs.get('val_accuracy', float('nan')):.4f}  lr {self._lr:.2e}  {logs['seconds']:.0f}s",
+                f"acc {logs.get('accuracy', float('nan')):.4f}{validation}  lr {self._lr:.2e}  {logs['seconds']:.0f}s",
                 file=sys.stderr,
                 flush=True,
             )
