@@ -22,8 +22,8 @@ from ._util import outside_stacklevel
 from .calibration import apply_calibration, calibrate
 from .card import new_head_untrained
 from .errors import ConfigError, DataError, ImageReadError
-from .folder import (CARD_NAME, CONFIG_NAME, PREPROCESSING, WEIGHTS_NAME, load_model, make_config, parent_record,
-                     write_folder)
+from .folder import (CARD_NAME, CONFIG_NAME, PREPROCESSING, WEIGHTS_NAME, class_changes, load_model, make_config,
+                     parent_record, write_folder)
 from .imageio import load_image, load_images
 from .models import ClassifierModel, as_classifier_model
 from .ood import FeatureCheck, feature_layer, inference_model
@@ -494,5 +494,6 @@ def load_classifier(source=None, *, token: Optional[str] = None,
         return clf
     parent = parent_record(clf.name or str(source), clf.class_names, clf.training)
     new = Classifier(as_classifier_model(clf.model).with_classes(class_names), name=None,
-                     training={"init": f"bloodcell model {parent['source']}", "init_from": parent})
+                     training={"init": f"bloodcell model {parent['source']}",
+                               "init_from": {**parent, **class_changes(clf.class_names, class_names)}})
     return new

@@ -61,6 +61,9 @@ def test_load_classifier_with_new_classes_keeps_the_backbone_and_shared_units(pa
     np.testing.assert_array_equal(new_kernel[:, 0], kernel[:, 2])
     np.testing.assert_array_equal(new_kernel[:, 2], kernel[:, 0])
     assert new.training["init_from"]["class_names"] == ["red", "green", "blue"]
+    assert new.training["init_from"]["new_classes"] == ["purple"]
+    assert new.training["init_from"]["dropped_classes"] == ["green"]
+    assert "(new: purple; dropped: green)" in bloodcell.card.render_model_card(new.config())
 
 
 def test_class_names_match_the_parents_ignoring_case_and_pbc_aliases(parent):

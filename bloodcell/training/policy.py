@@ -125,7 +125,7 @@ def start_from(parent, label: str, class_names, input_size: int, normalization=N
     kept; with ``normalization``, that input normalisation instead of the parent's, ``"none"`` for
     none), the record of where it came from (for the model card), and whether the head is new."""
     from ..card import new_head_untrained
-    from ..folder import parent_record
+    from ..folder import class_changes, parent_record
     from ..models import as_classifier_model
 
     names = tuple(class_names)
@@ -140,8 +140,7 @@ def start_from(parent, label: str, class_names, input_size: int, normalization=N
     record = {
         **origin,
         "input_size": parent.input_size,
-        **({"new_classes": [c for c in names if class_index(c, old) is None],
-            "dropped_classes": [c for c in old if class_index(c, names) is None]} if tuple(old) != names else {}),
+        **class_changes(old, names),
     }
     same = [class_index(c, parent.class_names) for c in names] == list(range(len(parent.class_names)))
     return model, record, untrained or not same
