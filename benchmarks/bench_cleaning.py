@@ -113,9 +113,8 @@ def photo_variants(x: np.ndarray, n: int, rng: np.random.Generator, size: int = 
 
 
 def same_picture(a: np.ndarray, b: np.ndarray) -> bool:
-    """Two crops of one photograph show the same picture: same flips, boxes overlapping 80% or more."""
-    if a[3] != b[3] or a[4] != b[4]:
-        return False
+    """Two crops of one photograph show the same picture: boxes overlapping 80% or more (a mirrored
+    crop is a copy too: find_duplicates groups flips and quarter turns)."""
     top, left = max(a[0], b[0]), max(a[1], b[1])
     bottom, right = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[2], b[1] + b[2])
     inter = max(0, bottom - top) * max(0, right - left)
@@ -141,6 +140,8 @@ COPY_KINDS = {
     "jpeg_q75_95": lambda x, r: jpeg(x, r.integers(75, 96)),
     "brightness_5pct": lambda x, r: scale(x, 1.05 if r.random() < 0.5 else 0.95),
     "resized": lambda x, r: resized(x, int(r.choice([64, 72, 80, 128, 160, 200]))),
+    "mirrored_or_turned": lambda x, r: np.ascontiguousarray(np.rot90(x[:, ::-1] if r.random() < 0.5 else x,
+                                                                    int(r.integers(1, 4)))),
 }
 CORRUPTIONS = {
     "gaussian_blur_sigma1": lambda x, r: np.asarray(Image.fromarray(x).filter(ImageFilter.GaussianBlur(1))),

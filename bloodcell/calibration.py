@@ -22,7 +22,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ._labelled import labelled_images
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .ood import FEATURE_SHARE, feature_layer, fit_feature_check
 
 __all__ = ["REVIEW_SHARE", "TEMPERATURE_OUTSIDE", "apply_calibration", "apply_temperature", "calibrate", "calibration_metrics", "fit_temperature",
@@ -207,8 +207,9 @@ def risk_coverage(proba, labels, *, points: int = 21) -> list[dict[str, float]]:
     for share in np.linspace(0.0, 0.5, points):
         cut = int(round(share * len(y)))
         kept = order[cut:]
+        # needs_review flags confidence < below: the least confident cell kept is the threshold
         curve.append({"flagged": cut / len(y), "accuracy": float(correct[kept].mean()),
-                      "threshold": float(confidence[order[cut - 1]]) if cut else 0.0})
+                      "threshold": float(confidence[order[cut]]) if cut else 0.0})
     return curve
 
 
@@ -231,6 +232,11 @@ def plot_risk_coverage(path, curves: dict[str, list[dict[str, float]]], *, title
     fig.savefig(path, dpi=120)
 
 
+def _check_review_share(share) -> None:
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share < 1.0:
+        raise ConfigError(f"review_share: expected a fraction in [0, 1) (0.05 flags 5% of the cells), got {share!r}")
+
+
 def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optional[str] = None,
               review_share: float = REVIEW_SHARE, reference=None, reference_description: Optional[str] = None,
               feature_share: float = FEATURE_SHARE, verbose: int = 1) -> dict[str, Any]:
@@ -245,14 +251,22 @@ def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optiona
     calibrated confidence under which, with the outliers, ``review_share`` of ``dataset`` falls.
 
     Returns the record: the temperature, the thresholds, where they were fitted, and the ECE there
-    before and after.
+    of the raw probabilities (``ece_before``), with the calibration the classifier had
+    (``ece_previous``, when it had one) and with the new one (``ece_after``).
     """
+    _check_review_share(review_share)
     images, labels, _ = labelled_images(classifier, dataset)
     layer = feature_layer(classifier.model)
     raw, features = classifier.predict_with_features(images, layer=layer, batch_size=batch_size, calibrated=False,
                                                      verbose=verbose)
     check = None
     if reference is not None:
+        if isinstance(reference, tuple) or hasattr(reference, "labels"):
+            raise ConfigError(f"reference: expected images (uint8 (N, H, W, 3) or paths), got a "
+                              f"{type(reference).__name__}; pass its .images")
+        if len(reference) < MIN_FIT_IMAGES:
+            raise ConfigError(f"reference: {len(reference)} images; the check's Gaussian needs at least {MIN_FIT_IMAGES} "
+                              "images of the training domain; give more, or leave reference out")
         _, ref_features = classifier.predict_with_features(reference, layer=layer, batch_size=batch_size, verbose=0)
         check = fit_feature_check(ref_features, features, layer=layer, share=feature_share,
                                   fitted_on=reference_description or f"{len(ref_features)} reference images")
@@ -273,11 +287,21 @@ def calibrate_predictions(classifier, raw, labels, *, description: str, review_s
     ``raw`` of labelled images (with ``check``, the out-of-distribution check, and its ``features``
     of the same images) and record them as :func:`calibrate` does; ``description`` says where
     ``raw`` came from. Returns the record."""
+    _check_review_share(review_share)
     raw, labels = _check(raw, labels)
+    previous = None
+    if classifier.extra.get("calibration"):  # the ECE here with the calibration the model had
+        own = getattr(classifier, "feature_check", None)
+        own_flags = (own.flags(features) if own is not None and features is not None
+                     and np.shape(features)[1] == len(own.mean) else None)
+        previous = calibration_metrics(apply_calibration(
+            raw, getattr(classifier, "temperature", 1.0), outside=own_flags,
+            temperature_outside=TEMPERATURE_OUTSIDE if own_flags is not None else None), labels)["ece"]
     if (raw.argmax(axis=1) == labels).all():
         # Without an error the NLL falls as T -> 0: the fit would make every answer certain.
-        temperature = 1.0
-        description += f"; all {len(labels)} were right, so no temperature was fitted (T = 1)"
+        temperature = float(getattr(classifier, "temperature", 1.0))
+        description += (f"; all {len(labels)} were right, so no temperature was fitted: the model's own "
+                        f"(T = {temperature:.3g}) is kept")
     else:
         temperature = fit_temperature(raw, labels)
         if not _T_RANGE[0] * 1.01 < temperature < _T_RANGE[1] / 1.01:
@@ -294,6 +318,7 @@ def calibrate_predictions(classifier, raw, labels, *, description: str, review_s
         "fitted_on": description,
         "images": int(len(labels)),
         "ece_before": before["ece"],
+        **({"ece_previous": previous} if previous is not None else {}),
         "ece_after": after["ece"],
         "ece_measured_on": "the same images",
         "review_below": review_threshold(calibrated, review_share, flagged=outliers),

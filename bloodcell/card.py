@@ -65,11 +65,23 @@ def new_head_untrained(training: dict[str, Any]) -> bool:
     return bool(training.get("init_from")) and not ({"epochs_run", "command"} & set(training))
 
 
-def is_untrained(config: dict[str, Any]) -> bool:
-    """Whether a model's ``config.json`` is that of weights never trained: a new model, or a new
-    output layer on another model (:func:`new_head_untrained`)."""
+def untrained_classes(config: dict[str, Any]) -> list[str]:
+    """The classes of a model (its ``config.json`` dict) whose output units no training has run on:
+    those a new head (:func:`new_head_untrained`) added to the classes its parent had."""
     training = config.get("training") or {}
-    return new_head_untrained(training) or (training.get("init") is None and not config.get("metrics"))
+    if not new_head_untrained(training):
+        return []
+    from .folder import class_changes
+
+    parent = training["init_from"]
+    return list(class_changes(parent.get("class_names") or [], config["class_names"]).get("new_classes", []))
+
+
+def is_untrained(config: dict[str, Any]) -> bool:
+    """Whether a model's ``config.json`` holds weights never trained: a new model, or output units
+    of classes a new head added (:func:`untrained_classes`)."""
+    training = config.get("training") or {}
+    return bool(untrained_classes(config)) or (training.get("init") is None and not config.get("metrics"))
 
 
 def render_model_card(config: dict[str, Any], folder_name: Optional[str] = None) -> str:
@@ -111,8 +123,11 @@ def render_model_card(config: dict[str, Any], folder_name: Optional[str] = None)
         lines.append("")
     elif parent:
         size = f" at {parent['input_size']}x{parent['input_size']}" if parent.get("input_size") else ""
-        then = ("; its new output layer is not trained yet (train it with `bloodcell.Trainer(weights=...)` or "
-                "`bloodcell train DATA --init FOLDER`)." if new_head_untrained(training) else f"; then trained{on}.")
+        untrained = untrained_classes(config)
+        then = (f"; the output units of {', '.join(untrained)} are new and not trained yet (train them with "
+                "`bloodcell.Trainer(weights=...)` or `bloodcell train DATA --init FOLDER`)." if untrained else
+                "; its output layer keeps the parent's trained units of these classes (no training since)."
+                if new_head_untrained(training) else f"; then trained{on}.")
         lines += [f"**Initialised from the bloodcell model `{parent.get('source')}`**{size}{origin}{then}", ""]
         if parent.get("new_classes") or parent.get("dropped_classes"):
             shared = len(config["class_names"]) > len(parent.get("new_classes") or [])

@@ -20,7 +20,7 @@ from ._classes import class_index
 from ._progress import progress
 from ._util import outside_stacklevel
 from .calibration import apply_calibration, calibrate
-from .card import new_head_untrained
+from .card import untrained_classes
 from .errors import ConfigError, DataError, ImageReadError
 from .folder import (CARD_NAME, CONFIG_NAME, PREPROCESSING, WEIGHTS_NAME, class_changes, load_model, make_config,
                      parent_record, write_folder)
@@ -260,10 +260,11 @@ class Classifier:
         a check), the check's scores and its flags (None without a check or on another layer), in one pass."""
         check = self.feature_check
         layer = layer or (check.layer if check is not None else None)
-        if new_head_untrained(self.training) and not getattr(self, "_warned_untrained", False):
+        untrained = self.untrained_classes()
+        if untrained and not getattr(self, "_warned_untrained", False):
             self._warned_untrained = True
-            warnings.warn(f"{self.name or 'this classifier'}: its output layer for {', '.join(self.class_names)} is new "
-                          "and not trained yet, so its answers mean nothing; train it first (bloodcell.Trainer"
+            warnings.warn(f"{self.name or 'this classifier'}: its output units for {', '.join(untrained)} are new and "
+                          "not trained yet, so its answers mean nothing; train it first (bloodcell.Trainer"
                           "(weights=clf) or bloodcell train DATA --init FOLDER)", UserWarning,
                           stacklevel=outside_stacklevel())
         raw, features = self._run(x, batch_size, tta, verbose, layer)
@@ -414,7 +415,16 @@ class Classifier:
         """
         from .export import export
 
+        untrained = self.untrained_classes()
+        if untrained:
+            warnings.warn(f"{self.name or 'this classifier'}: exporting output units for {', '.join(untrained)} that "
+                          "were never trained; train them first (bloodcell.Trainer(weights=clf))", UserWarning,
+                          stacklevel=outside_stacklevel())
         return export(self, out, format=format, **kwargs)
+
+    def untrained_classes(self) -> list[str]:
+        """Classes whose output units no training has run on (a new head's new classes); [] normally."""
+        return untrained_classes({"class_names": list(self.class_names), "training": self.training})
 
     # -- persistence -------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:

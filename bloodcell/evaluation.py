@@ -375,11 +375,14 @@ def evaluate_robustness(
     unknown = [c for c in names if c not in CORRUPTIONS]
     if unknown or not names:
         raise ConfigError(f"unknown corruption(s) {unknown or '(none given)'}; expected some of: {', '.join(CORRUPTIONS)}")
-    severities = tuple(int(s) for s in severities)
-    if not severities or any(s not in SEVERITIES for s in severities):
-        raise ConfigError(f"severities: expected values in {list(SEVERITIES)}, got {list(severities)}")
-    if corrupt_size is not None and (isinstance(corrupt_size, bool) or not isinstance(corrupt_size, int) or corrupt_size < 1):
+    given = [severities] if isinstance(severities, (int, np.integer)) else list(severities)
+    if not given or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s not in SEVERITIES for s in given):
+        raise ConfigError(f"severities: expected integers in {list(SEVERITIES)}, got {given}")
+    severities = tuple(int(s) for s in given)
+    if corrupt_size is not None and (isinstance(corrupt_size, bool) or not isinstance(corrupt_size, (int, np.integer))
+                                     or corrupt_size < 1):
         raise ConfigError(f"corrupt_size: expected a positive image side in pixels or None, got {corrupt_size!r}")
+    corrupt_size = None if corrupt_size is None else int(corrupt_size)
     start = time.perf_counter()
     images, labels, _ = labelled_images(classifier, dataset, corrupt_size)
 

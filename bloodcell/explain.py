@@ -48,7 +48,9 @@ def class_activation_maps(classifier, images, *, target: Union[None, str, Sequen
         elif isinstance(target, (list, tuple, np.ndarray)) and all(isinstance(t, str) for t in target):
             targets = list(target)
         else:
-            raise ConfigError(f"target: expected None, a class name or one class name per image, got {target!r:.80}")
+            raise ConfigError(f"target: expected None, a class name or one class name per image, got {target!r:.80}"
+                              + (f"; for a class by its position, pass classifier.class_names[{target}]"
+                                 if isinstance(target, (int, np.integer)) else ""))
         if len(targets) != len(x):
             raise ConfigError(f"target: expected one class name per image ({len(x)}), got {len(targets)}")
         positions = [class_index(t, names) for t in targets]  # case ignored, as classes= does
@@ -79,5 +81,9 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.45) -> n
     """``image`` (S, S, 3) uint8 with ``heatmap`` (S, S, 0..1) drawn over it in the jet colours."""
     from matplotlib import colormaps
 
+    if np.shape(image)[:2] != np.shape(heatmap)[:2]:
+        raise ConfigError(f"overlay: the image is {np.shape(image)[1]}x{np.shape(image)[0]} but the heatmap "
+                          f"{np.shape(heatmap)[1]}x{np.shape(heatmap)[0]}; draw it over the image as the model saw it "
+                          "(classifier.preprocess(image)[0])")
     colours = colormaps["jet"](np.clip(heatmap, 0.0, 1.0))[..., :3] * 255.0
     return np.clip((1 - alpha) * image.astype(np.float32) + alpha * colours, 0, 255).astype(np.uint8)

@@ -146,7 +146,9 @@ class FeatureCheck:
 def fit_feature_check(fit_features, threshold_features, *, layer: str, share: float = FEATURE_SHARE,
                       components: int = COMPONENTS, fitted_on: str = "") -> FeatureCheck:
     """Fit the Gaussian to ``fit_features`` (N, d) and set the threshold that ``share`` of
-    ``threshold_features`` (other in-domain images) exceed."""
+    ``threshold_features`` (other in-domain images) exceed: their quantile when at least two
+    images lie beyond it, else the quantile of a log-normal fitted to their scores (the empirical
+    quantile of a few scores is about their maximum, which about 1 in N in-domain images exceeds)."""
     x = np.asarray(fit_features, np.float64)
     held = np.asarray(threshold_features, np.float64)
     if x.ndim != 2 or len(x) < 2 or len(held) < 1:
@@ -162,5 +164,14 @@ def fit_feature_check(fit_features, threshold_features, *, layer: str, share: fl
     # all d - k dimensions, also where fewer images than dimensions leave some without any
     rest = float(lam[k:].sum()) / (x.shape[1] - k) if x.shape[1] > k else floor
     check = FeatureCheck(layer, mean, vt[:k], np.maximum(lam[:k], floor), max(rest, floor), 0.0, share, len(x), fitted_on)
-    check.threshold = float(np.quantile(check.scores(held), 1.0 - share))
+    scores = check.scores(held)
+    if len(scores) * share >= 2 or len(scores) < 3:
+        check.threshold = float(np.quantile(scores, 1.0 - share))
+    else:
+        from statistics import NormalDist
+
+        logs = np.log(np.maximum(scores, 1e-12))
+        check.threshold = float(max(np.exp(logs.mean() + NormalDist().inv_cdf(1.0 - share) * logs.std(ddof=1)),
+                                    scores.max()))
+        check.fitted_on += f"; threshold from a log-normal fitted to the scores of {len(scores)} images"
     return check

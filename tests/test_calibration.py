@@ -51,6 +51,19 @@ def test_predictions_without_an_error_fit_no_temperature():
     assert 0.1 < calibrate_predictions(Holder(), p, y, description="d")["temperature"] < 10
 
 
+def test_recalibrating_on_cells_it_gets_all_right_keeps_the_models_temperature():
+    from bloodcell.calibration import calibrate_predictions
+
+    class Calibrated:
+        temperature = 0.5
+        extra = {"calibration": {"method": "temperature", "temperature": 0.5}}
+
+    p = np.array([[0.6, 0.4], [0.3, 0.7], [0.55, 0.45]] * 10)
+    record = calibrate_predictions(Calibrated(), p, p.argmax(1), description="30 cells of my lab")
+    assert record["temperature"] == 0.5 and "the model's own (T = 0.5) is kept" in record["fitted_on"]
+    assert record["ece_previous"] == pytest.approx(record["ece_after"]) and record["ece_after"] < record["ece_before"]
+
+
 def test_outliers_count_towards_the_review_share_up_to_half_of_it():
     from bloodcell.calibration import calibrate_predictions, review_threshold
     rng = np.random.default_rng(0)
@@ -183,6 +196,9 @@ def test_the_review_flag_follows_the_threshold(overconfident, tmp_path, capsys):
     report = bloodcell.evaluate(clf, held_out, verbose=0)
     assert report.review["threshold"] == clf.review_below and 0 <= report.review["flagged"] <= 1
     curve = report.risk_coverage
+    held_proba = clf.predict_proba(held_out.images, verbose=0)
+    for point in curve[1:]:  # a point's threshold, given to needs_review, flags that point's share
+        assert clf.needs_review(held_proba, below=point["threshold"]).mean() == pytest.approx(point["flagged"])
     assert curve[0]["flagged"] == 0 and curve[0]["accuracy"] == pytest.approx(report.accuracy)
     report.plot_risk_coverage(tmp_path / "rc.png")
     assert (tmp_path / "rc.png").stat().st_size > 1000
@@ -210,3 +226,17 @@ def test_recalibrating_on_a_few_cells_keeps_the_models_own_feature_check(overcon
     assert clf.feature_check is not None and clf.feature_check.threshold == check.threshold
     card = bloodcell.card.render_model_card(clf.config())
     assert "out-of-distribution ones below" in card and "bloodcell.ood" in card
+
+
+def test_a_reference_too_small_or_not_images_is_refused(overconfident):
+    clf, cal, _ = overconfident
+    with pytest.raises(bloodcell.ConfigError, match=r"reference: 3 images; the check's Gaussian needs at least 20"):
+        bloodcell.Classifier(clf.model, name="c").calibrate(cal, reference=cal.images[:3], verbose=0)
+    with pytest.raises(bloodcell.ConfigError, match=r"reference: expected images .* got a Dataset; pass its .images"):
+        bloodcell.Classifier(clf.model, name="c").calibrate(cal, reference=cal, verbose=0)
+
+
+def test_review_share_is_checked_by_its_name(overconfident):
+    clf, cal, _ = overconfident
+    with pytest.raises(bloodcell.ConfigError, match=r"review_share: expected a fraction in \[0, 1\) \(0.05 flags 5%"):
+        bloodcell.Classifier(clf.model, name="c").calibrate(cal, review_share=5, verbose=0)

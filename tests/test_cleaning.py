@@ -175,6 +175,14 @@ def test_clean_report(cells, synthetic_reference):
     assert json.loads(result.to_json()) == r
     exact_only = clean(images, labels, near=False, reference=synthetic_reference).report
     assert exact_only["duplicates"]["rows"] == [41]
+    # Labels as class names give the same answer; fractional ids are refused.
+    names = np.array(["basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil",
+                      "platelet"])[labels]
+    named = clean(images, names, reference=synthetic_reference)
+    np.testing.assert_array_equal(named.keep, expected_keep)
+    assert named.report["conflicts"]["details"] == [{"rows": [7, 42], "labels": ["eosinophil", "neutrophil"]}]
+    with pytest.raises(ValueError, match=r"labels must be class ids \(whole numbers\) or class names, got 3.5"):
+        clean(images, np.where(np.arange(45) == 0, 3.5, labels), reference=synthetic_reference)
 
 
 def test_clean_checks_lengths(cells):
@@ -304,3 +312,13 @@ def test_a_dataset_or_file_paths_where_images_are_expected_get_the_fix(tmp_path)
         find_outliers(data)
     with pytest.raises(DataError, match=r"got file paths; read them with bloodcell.imageio.load_images"):
         find_duplicates(["a.png", tmp_path / "b.png"])
+
+
+def test_mirrored_and_turned_copies_are_duplicates(cells):
+    base = cells[:6]
+    copies = [base[0][:, ::-1], np.rot90(base[1]), np.rot90(base[2][::-1], 3), jpeg(np.rot90(base[3], 2).copy(), 85)]
+    images = np.concatenate([base, np.stack([np.ascontiguousarray(c) for c in copies])])
+    assert find_duplicates(images) == [[0, 6], [1, 7], [2, 8], [3, 9]]
+    assert find_duplicates(images, near=False) == [[0, 6], [1, 7], [2, 8]]  # the JPEG copy is near, not exact
+    wide = np.concatenate([cells[:3], cells[:3]], axis=2)  # not square: flips and half turns only
+    assert find_duplicates(np.concatenate([wide, wide[:1, ::-1, ::-1]])) == [[0, 3]]

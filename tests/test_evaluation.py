@@ -422,3 +422,12 @@ def test_report_text_when_every_image_is_flagged(tiny):
     report = bloodcell.evaluate(flagging, data, verbose=0)
     assert report.review["flagged"] == 1.0 and report.review["accuracy_unflagged"] is None
     assert "accuracy of the others n/a (all flagged)" in report.to_text()
+
+
+def test_robustness_arguments_are_checked_not_truncated(tiny):
+    clf, data = tiny
+    with pytest.raises(bloodcell.ConfigError, match=r"severities: expected integers in \[1, 2, 3, 4, 5\], got \[2.7\]"):
+        evaluate_robustness(clf, data, corruptions="jpeg", severities=[2.7], verbose=0)
+    rob = evaluate_robustness(clf, data.subset(range(4)), corruptions="jpeg", severities=3,
+                              corrupt_size=np.int64(32), verbose=0)
+    assert rob.severities == (3,)

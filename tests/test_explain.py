@@ -89,3 +89,10 @@ def test_picture_names_are_unique_and_keep_link_names(tmp_path):
     (tmp_path / "blobs" / "9f2c1e.jpg").write_bytes(b"")
     (tmp_path / "cell.jpg").symlink_to(tmp_path / "blobs" / "9f2c1e.jpg")  # as the Hugging Face cache stores files
     assert _unique_stems([tmp_path / "cell.jpg"]) == ["cell"]
+
+
+def test_overlay_of_another_size_says_how_to_get_the_models_view():
+    from bloodcell.explain import overlay
+
+    with pytest.raises(bloodcell.ConfigError, match=r"the image is 96x96 but the heatmap 128x128.*preprocess\(image\)\[0\]"):
+        overlay(np.zeros((96, 96, 3), np.uint8), np.zeros((128, 128)))

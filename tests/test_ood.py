@@ -91,3 +91,17 @@ def test_fit_feature_check_threshold_and_record():
     np.testing.assert_allclose(again.scores(inside), check.scores(inside), rtol=1e-5)
     with pytest.raises(bloodcell.BloodcellError, match="calibration.features"):
         FeatureCheck.from_record({"layer": "x", "mean": [0.0]})
+
+
+def test_a_threshold_set_on_a_few_images_still_flags_about_its_share():
+    from bloodcell.ood import fit_feature_check
+
+    rng = np.random.default_rng(0)
+    features = lambda n: rng.normal(size=(n, 16)) * np.linspace(3, 0.5, 16)  # noqa: E731
+    rates = []
+    for _ in range(20):
+        check = fit_feature_check(features(200), features(20), layer="x", share=0.005)
+        rates.append(check.flags(features(4000)).mean())
+    # The 99.5th percentile of 20 scores is about their maximum, which 1 in 21 in-domain images exceeds.
+    assert np.mean(rates) < 0.02 and "log-normal" in check.fitted_on
+    assert "log-normal" not in fit_feature_check(features(200), features(400), layer="x").fitted_on

@@ -235,9 +235,16 @@ def test_predicting_with_an_untrained_new_head_warns_once(parent):
 
     new = bloodcell.load_classifier(parent, class_names=["blue", "purple"])
     images = coloured(2, 2, 5)
-    with pytest.warns(UserWarning, match="not trained yet"):
+    with pytest.warns(UserWarning, match="output units for purple are new and not trained yet"):
         new.predict(images)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         new.predict(images)  # once per classifier
         bloodcell.load_classifier(parent).predict(images)  # a trained one: never
+        # A head of classes the parent has (a subset, reordered) keeps trained units: nothing to warn of.
+        subset = bloodcell.load_classifier(parent, class_names=["Blue", "red"])
+        subset.predict(images)
+        assert subset.untrained_classes() == [] and "no training since" in bloodcell.card.render_model_card(subset.config())
+    with pytest.warns(UserWarning, match="exporting output units for purple that were never trained"):
+        with pytest.raises(Exception):  # the warning comes first, whatever the exporter then does
+            new.export(format="no-such-format")

@@ -139,8 +139,11 @@ REFERENCE_IMAGES = 2000
 
 def reference_images(train, seed: int) -> dict:
     """``calibrate``'s reference arguments: up to :data:`REFERENCE_IMAGES` training images, unaugmented
-    (none from a ``tf.data`` dataset: the check is then fitted to half of the validation images)."""
-    if not hasattr(train, "images") or len(train.labels) < 2:
+    (none from a ``tf.data`` dataset, or from fewer than ``MIN_FIT_IMAGES``: the check is then fitted
+    to half of the validation images, when there are enough)."""
+    from ..calibration import MIN_FIT_IMAGES
+
+    if not hasattr(train, "images") or len(train.labels) < MIN_FIT_IMAGES:
         return {}
     n = len(train.labels)
     pick = np.sort(np.random.default_rng(seed).permutation(n)[:REFERENCE_IMAGES])
