@@ -1,5 +1,7 @@
 """The canonical class list (the order of the AN2DL and BloodMNIST label ids) and its aliases."""
 
+from typing import Sequence
+
 CLASS_NAMES: tuple[str, ...] = (
     "basophil",
     "eosinophil",
@@ -36,3 +38,12 @@ def class_index(name: str, names) -> "int | None":
 def class_positions(names, into) -> list[int]:
     """The position in ``into`` of each class of ``names`` (:func:`class_index`), -1 where it has none."""
     return [-1 if i is None else i for i in (class_index(name, into) for name in names)]
+
+
+def class_changes(old: Sequence[str], new: Sequence[str]) -> dict[str, list[str]]:
+    """``new_classes`` and ``dropped_classes`` of an output layer for ``new`` on a model of ``old``
+    (matched ignoring case and aliases); empty when the classes are the same."""
+    if tuple(old) == tuple(new):
+        return {}
+    return {"new_classes": [c for c in new if class_index(c, old) is None],
+            "dropped_classes": [c for c in old if class_index(c, new) is None]}

@@ -10,6 +10,8 @@ from typing import Any, Optional
 
 from huggingface_hub import EvalResult, ModelCardData
 
+from ._classes import class_changes
+
 #: Metric keys of a config's ``metrics`` that go into the card's ``model-index``, with display names.
 CARD_METRICS = {
     "accuracy": ("accuracy", "Accuracy"),
@@ -71,8 +73,6 @@ def untrained_classes(config: dict[str, Any]) -> list[str]:
     training = config.get("training") or {}
     if not new_head_untrained(training):
         return []
-    from .folder import class_changes
-
     parent = training["init_from"]
     return list(class_changes(parent.get("class_names") or [], config["class_names"]).get("new_classes", []))
 

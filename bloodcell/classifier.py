@@ -16,14 +16,14 @@ import keras
 import numpy as np
 
 from ._checks import check_positive_int
-from ._classes import class_index
+from ._classes import class_changes, class_index
 from ._progress import progress
 from ._util import outside_stacklevel
 from .calibration import apply_calibration, calibrate
 from .card import untrained_classes
 from .errors import ConfigError, DataError, ImageReadError
-from .folder import (CARD_NAME, CONFIG_NAME, PREPROCESSING, WEIGHTS_NAME, class_changes, load_model, make_config,
-                     parent_record, write_folder)
+from .folder import (CARD_NAME, CONFIG_NAME, PREPROCESSING, WEIGHTS_NAME, load_model, make_config, parent_record,
+                     write_folder)
 from .imageio import load_image, load_images
 from .models import ClassifierModel, as_classifier_model
 from .ood import FeatureCheck, feature_layer, inference_model

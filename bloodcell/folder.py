@@ -17,7 +17,7 @@ import re
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import keras
 
@@ -202,17 +202,6 @@ def parent_record(source: str, class_names, training: dict[str, Any]) -> dict[st
             **{k: training[k] for k in PARENT_FIELDS if k in training}}
 
 
-def class_changes(old: Sequence[str], new: Sequence[str]) -> dict[str, list[str]]:
-    """``new_classes`` and ``dropped_classes`` of an output layer for ``new`` on a model of ``old``
-    (matched ignoring case and aliases); empty when the classes are the same."""
-    from ._classes import class_index
-
-    if tuple(old) == tuple(new):
-        return {}
-    return {"new_classes": [c for c in new if class_index(c, old) is None],
-            "dropped_classes": [c for c in old if class_index(c, new) is None]}
-
-
 def make_config(model: ClassifierModel, *, name: Optional[str] = None, metrics=None, training=None,
                 extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """The ``config.json`` content of a model and what is known about it."""
@@ -306,7 +295,6 @@ __all__ = [
     "PREPROCESSING",
     "WEIGHTS_NAME",
     "checked_config",
-    "class_changes",
     "is_generated_card",
     "load_model",
     "make_config",

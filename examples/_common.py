@@ -77,14 +77,22 @@ def shown(path) -> str:
 
 
 def tiny_npz(folder: Path) -> Path:
-    """The 16 sample cells and their 8 flips/rotations (128 images) as a course-layout .npz."""
+    """The 16 sample cells in 8 views each (128 images) as a course-layout .npz: each view a crop
+    shifted by up to 8 pixels, resized back, then flipped or turned. A mere flip or turn would be a
+    duplicate, which ``split`` keeps on one side with its original."""
     import numpy as np
 
     from bloodcell.data import load_dataset
+    from bloodcell.imageio import resize_image
 
     ds = load_dataset(SAMPLE_DATASET)
-    views = [np.rot90(ds.images, k, axes=(1, 2)) for k in range(4)]
-    views += [v[:, :, ::-1] for v in views]
+    side = ds.images.shape[1]
+    views = []
+    for v, (dy, dx) in enumerate([(0, 0), (8, 0), (0, 8), (8, 8), (4, 4), (8, 4), (4, 8), (2, 6)]):
+        crops = np.stack([resize_image(np.ascontiguousarray(im[dy : dy + side - 8, dx : dx + side - 8]), side)
+                          for im in ds.images])
+        crops = np.rot90(crops, v % 4, axes=(1, 2))
+        views.append(np.ascontiguousarray(crops[:, :, ::-1] if v >= 4 else crops))
     path = Path(folder) / "tiny_cells.npz"
     np.savez_compressed(path, images=np.concatenate(views), labels=np.tile(ds.labels, 8))
     return path

@@ -5,8 +5,8 @@
     python examples/finetune.py --tiny             # the default on 128 sample images, 1 epoch a phase
 
 DATA is a folder with one subfolder per class, or an .npz with ``images`` (N, H, W, 3) uint8 and
-``labels`` (N,) class ids. In tiny mode the 16 shipped sample cells and their flips and rotations
-are written to an .npz first, so the .npz path is exercised too.
+``labels`` (N,) class ids. In tiny mode the 16 shipped sample cells in 8 views each (shifted crops, flipped
+or turned) are written to an .npz first, so the .npz path is exercised too.
 """
 
 from __future__ import annotations

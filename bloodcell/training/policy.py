@@ -11,7 +11,7 @@ from typing import Optional
 import keras
 import numpy as np
 
-from .._classes import class_index
+from .._classes import class_changes, class_index
 from ..errors import ConfigError, DataError
 from ..models import ClassifierModel
 from .config import ADAMW_DECAY, PHASES, TrainConfig
@@ -125,7 +125,7 @@ def start_from(parent, label: str, class_names, input_size: int, normalization=N
     kept; with ``normalization``, that input normalisation instead of the parent's, ``"none"`` for
     none), the record of where it came from (for the model card), and whether the head is new."""
     from ..card import new_head_untrained
-    from ..folder import class_changes, parent_record
+    from ..folder import parent_record
     from ..models import as_classifier_model
 
     names = tuple(class_names)
