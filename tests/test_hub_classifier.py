@@ -74,7 +74,10 @@ def test_revision_is_honoured(hub_server, tiny, images, tmp_path):
     clf, _ = tiny
     first = clf.push_to_hub(REPO, token=hub_server.token)
     other = bloodcell.Classifier(bloodcell.build_model("microcell", input_size=32), name="other")
-    other.push_to_hub(REPO, token=hub_server.token)
+    with pytest.warns(UserWarning) as caught:  # an untrained model without a licence: both said
+        other.push_to_hub(REPO, token=hub_server.token)
+    messages = [str(w.message) for w in caught]
+    assert any("never trained" in m for m in messages) and any("licence is not recorded" in m for m in messages)
     p_first = bloodcell.load_classifier(f"hf://{REPO}@{first}").predict_proba(images)
     p_main = bloodcell.load_classifier(f"hf://{REPO}").predict_proba(images)
     np.testing.assert_array_equal(p_first, clf.predict_proba(images))

@@ -13,6 +13,7 @@ def test_release_pushes_and_prints_a_loadable_entry(hub_server, tmp_path, capsys
     clf = bloodcell.Classifier(bloodcell.build_model("microcell", input_size=32), name="trained")
     clf.metrics = {"accuracy": 0.5, "macro_f1": 0.4}
     clf.training = {"init": "random", "command": "bloodcell train data --model microcell"}
+    clf.extra = {"license": "mit", "dataset_id": "tiny", "dataset_name": "tiny"}  # publishing without them warns
     folder = clf.save_pretrained(tmp_path / "trained")
     code = load_script("release").main([str(folder), "--name", "microcell.reltest", "--repo-id", "bloodcell/microcell-reltest",
                                 "--push", "--token", hub_server.token, "--zoo-dir", str(tmp_path / "zoo")])
