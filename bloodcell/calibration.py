@@ -296,7 +296,7 @@ def calibrate_predictions(classifier, raw, labels, *, description: str, review_s
                      and np.shape(features)[1] == len(own.mean) else None)
         previous = calibration_metrics(apply_calibration(
             raw, getattr(classifier, "temperature", 1.0), outside=own_flags,
-            temperature_outside=TEMPERATURE_OUTSIDE if own_flags is not None else None), labels)["ece"]
+            temperature_outside=getattr(classifier, "temperature_outside", None)), labels)["ece"]
     if (raw.argmax(axis=1) == labels).all():
         # Without an error the NLL falls as T -> 0: the fit would make every answer certain.
         temperature = float(getattr(classifier, "temperature", 1.0))

@@ -260,8 +260,8 @@ class Classifier:
         a check), the check's scores and its flags (None without a check or on another layer), in one pass."""
         check = self.feature_check
         layer = layer or (check.layer if check is not None else None)
-        untrained = self.untrained_classes()
-        if untrained and not getattr(self, "_warned_untrained", False):
+        untrained = [] if getattr(self, "_warned_untrained", False) else self.untrained_classes()
+        if untrained:
             self._warned_untrained = True
             warnings.warn(f"{self.name or 'this classifier'}: its output units for {', '.join(untrained)} are new and "
                           "not trained yet, so its answers mean nothing; train it first (bloodcell.Trainer"
@@ -454,14 +454,10 @@ class Classifier:
         from .hub import push_folder
 
         with tempfile.TemporaryDirectory(prefix="bloodcell-push-") as tmp:
-            extra = self.extra
-            self.extra = {**extra, "hub_source": f"hf://{repo_id}" + (f"@{revision}" if revision else "")}
-            try:
-                self.save_pretrained(tmp)
-            finally:
-                self.extra = extra
+            # push_folder names the repo in the config and card; the folder's name titles an unnamed model
+            folder = self.save_pretrained(Path(tmp) / repo_id.rsplit("/", 1)[-1])
             return push_folder(
-                tmp, repo_id, private=private, token=token, revision=revision, commit_message=commit_message
+                folder, repo_id, private=private, token=token, revision=revision, commit_message=commit_message
             )
 
 

@@ -59,11 +59,15 @@ def _thumbnails(images: np.ndarray, size: int, chunk: int = 1024) -> np.ndarray:
 
 
 def _orientations(square: bool) -> list:
-    """The flips and quarter turns of an (..., H, W[, C]) array (of a square one: all 8; else the 4
-    that keep its shape), as functions of the array's last image axes (-3, -2 or -2, -1 given)."""
+    """The flips and quarter turns of an image (of a square one: all 8; else the 4 that keep its
+    shape), as functions ``turn(array, axes)`` of an array whose image rows and columns are ``axes``."""
     def make(k: int, flip: bool):
         return lambda a, axes: np.rot90(np.flip(a, axes[1]) if flip else a, k, axes)
     return [make(k, flip) for flip in (False, True) for k in ((0, 1, 2, 3) if square else (0, 2))]
+
+
+def _digest(image: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).digest()
 
 
 def _exact_pairs(images: np.ndarray) -> list[tuple[int, int]]:
@@ -83,9 +87,7 @@ def _exact_pairs(images: np.ndarray) -> list[tuple[int, int]]:
     _, inverse, counts = np.unique(sums, axis=0, return_inverse=True, return_counts=True)
     shared = counts[inverse.reshape(-1)] > 1
     for i, img in enumerate(images):
-        key = (min(hashlib.blake2b(np.ascontiguousarray(t(img, (0, 1))).tobytes(), digest_size=16).digest()
-                   for t in turns) if shared[i] else
-               hashlib.blake2b(np.ascontiguousarray(img).tobytes(), digest_size=16).digest())
+        key = min(_digest(t(img, (0, 1))) for t in turns) if shared[i] else _digest(img)
         j = first.setdefault(key, i)
         if j != i:
             pairs.append((j, i))
@@ -100,7 +102,7 @@ def _turned(thumbs: np.ndarray, shape: tuple[int, int], turn) -> np.ndarray:
 def _near_pairs(images: np.ndarray) -> list[tuple[int, int]]:
     coarse = _thumbnails(images, 16)
     n = len(coarse)
-    # thumbnails are square: a copy in any of the 8 orientations of a square image is compared as such
+    # each thumbnail is compared with the others in every orientation their shape allows
     turns = _orientations(images.shape[1] == images.shape[2])
     shape = (min(16, images.shape[1]), min(16, images.shape[2]))
     turned = [_turned(coarse, shape, t) for t in turns]

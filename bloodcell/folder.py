@@ -144,6 +144,16 @@ def read_config(folder) -> dict[str, Any]:
     return validate_config(cfg, path)
 
 
+def bloodcell_config(path) -> Optional[dict[str, Any]]:
+    """The content of ``path`` if it is a bloodcell ``config.json`` (its ``format`` is ours), else
+    None: a file that is missing, not JSON or another library's."""
+    try:
+        cfg = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return cfg if isinstance(cfg, dict) and cfg.get("format") == FORMAT else None
+
+
 def checked_config(folder, *, sha256: Optional[str] = None) -> dict[str, Any]:
     """A model folder's config, once its weights file is there and has the hash ``sha256`` (else
     the hash the config records)."""
@@ -294,6 +304,7 @@ __all__ = [
     "MODEL_FILES",
     "PREPROCESSING",
     "WEIGHTS_NAME",
+    "bloodcell_config",
     "checked_config",
     "is_generated_card",
     "load_model",

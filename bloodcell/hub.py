@@ -353,17 +353,14 @@ def _as_published(folder: Path, stage: Path, source: str) -> Path:
     import warnings
 
     from .card import is_untrained, render_model_card
-    from .folder import CARD_NAME, CONFIG_NAME, FORMAT, is_generated_card
+    from .folder import CARD_NAME, CONFIG_NAME, bloodcell_config, is_generated_card
 
     for path in folder.iterdir():
         if path.is_file() and any(Path(path.name).match(pattern) for pattern in MODEL_FILES):
             shutil.copy2(path, stage / path.name)
-    try:
-        cfg = json.loads((stage / CONFIG_NAME).read_text())
-    except (OSError, ValueError):
+    cfg = bloodcell_config(stage / CONFIG_NAME)
+    if cfg is None:
         return stage  # not a bloodcell model folder: its files go as they are
-    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
-        return stage
     if (cfg.get("license") or "unknown") == "unknown":
         warnings.warn(f"{source}: the model's licence is not recorded, so its card says 'license: unknown'; record it "
                       "(bloodcell train --license ID, or 'license' in config.json) before publishing", UserWarning,

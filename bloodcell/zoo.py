@@ -15,7 +15,7 @@ from typing import Any, Optional, Union
 from ._fs import previous_version
 from ._registry import closest
 from .errors import ConfigError, InputNotFoundError, ModelNotFoundError
-from .folder import CONFIG_NAME, FORMAT, checked_config
+from .folder import CONFIG_NAME, bloodcell_config, checked_config
 from .registry import PretrainedCfg, list_models, list_pretrained, pretrained_entry
 
 Source = Union[str, os.PathLike, None]
@@ -116,16 +116,6 @@ def resolve(source: Source, *, token: Optional[str] = None, default: str) -> tup
                              + (f"; did you mean {close!r}?" if close else "; for a folder, give its path"))
 
 
-def _is_model_config(path: Path) -> bool:
-    import json
-
-    try:
-        cfg = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(cfg, dict) and cfg.get("format") == FORMAT
-
-
 def resolve_download(source: str, *, revision: Optional[str] = None, token=None) -> Path:
     """Fill the cache for ``source`` — ``hf://owner/repo[@revision]`` or a zoo entry name — and return
     the local folder. ``revision`` overrides the source's revision for ``hf://`` sources; zoo
@@ -138,7 +128,7 @@ def resolve_download(source: str, *, revision: Optional[str] = None, token=None)
         if revision and source_revision and revision != source_revision:
             raise ConfigError(f"{source!r} names revision {source_revision!r} but --revision is {revision!r}; give only one")
         folder = download_snapshot(repo_id, revision or source_revision, token=token)
-        if _is_model_config(folder / CONFIG_NAME):
+        if bloodcell_config(folder / CONFIG_NAME) is not None:
             checked_config(folder)  # a damaged download fails here, not later offline
         return folder
     entry = pretrained_entry(source)

@@ -50,6 +50,9 @@ def test_card_names_the_repo_it_was_pushed_to(hub_server, tiny, tmp_path):
     first.push_to_hub(other, token=hub_server.token)
     card = (bloodcell.hub.download_snapshot(other, allow_patterns=None) / "README.md").read_text()
     assert f'load_classifier("hf://{other}")' in card and f"hf://{REPO}\"" not in card
+    unnamed = bloodcell.Classifier(clf.model, metrics=clf.metrics, extra=dict(clf.extra))
+    unnamed.push_to_hub("lab/no-name", token=hub_server.token)  # titled by the repo, not a temporary folder
+    assert "\n# no-name\n" in hub_server.files("lab/no-name")["README.md"].decode()
     first.save_pretrained(tmp_path / "copy")  # a local copy is not published anywhere
     assert "hub_source" not in json.loads((tmp_path / "copy" / "config.json").read_text())
 

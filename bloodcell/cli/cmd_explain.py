@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import ConfigError, InputNotFoundError
+from ..errors import ConfigError, ImageReadError, InputNotFoundError
 from ._common import UsageError, is_within
 
 import os
@@ -52,8 +52,6 @@ def run(args) -> int:
     if args.target is not None and args.target not in clf.class_names:
         raise UsageError(f"--target {args.target}: not a class of the model; expected one of: "
                          f"{', '.join(clf.class_names)}")
-    from ..errors import ImageReadError
-
     read, failed = [], 0
     for f in files:  # as predict does: an unreadable file is named, the others are explained
         try:

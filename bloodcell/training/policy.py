@@ -188,8 +188,14 @@ def check_fit_data(train, val, class_names, patience) -> tuple[tuple[str, ...], 
         raise DataError(f"train: all {len(train.labels)} training images are of one class; a classifier needs "
                         "images of at least two classes")
     untrained = [c for i, c in enumerate(names) if i not in present]
-    if untrained:
-        warnings.warn(f"train: no training images of {', '.join(untrained)}; the model can answer these classes but "
-                      "never learnt them (drop them with Dataset.present_classes(), or add images)",
-                      UserWarning, stacklevel=3)
+    warn_without_images(untrained, "drop them with Dataset.present_classes(), or add images")
     return names, untrained
+
+
+def warn_without_images(classes, fix: str) -> None:
+    """Warn (at the caller's line) that ``classes`` have no training image, with ``fix``."""
+    if classes:
+        from .._util import outside_stacklevel
+
+        warnings.warn(f"train: no training images of {', '.join(classes)}; the model can answer these classes but "
+                      f"never learnt them ({fix})", UserWarning, stacklevel=outside_stacklevel())

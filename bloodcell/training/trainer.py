@@ -25,6 +25,7 @@ import numpy as np
 
 from .._checks import check_class_names, check_positive_int
 from .._lock import locked
+from .._util import outside_stacklevel
 from .._tf import op_determinism
 from ..classifier import Classifier, load_classifier
 from ..errors import ConfigError, DataError
@@ -56,6 +57,7 @@ from .policy import (
     phase_name,
     set_trainable,
     unfreeze_count,
+    warn_without_images,
 )
 
 ModelArg = Union[str, keras.Model, None]
@@ -167,7 +169,7 @@ class Trainer:
             if not tf.config.list_physical_devices("GPU"):
                 warnings.warn(f"precision={cfg.precision!r}: float16 speeds up training on GPUs; this machine "
                               "has none, and on a CPU it runs slower (TensorFlow may log a line about DT_HALF); leave "
-                              "precision unset (or mixed_bfloat16) here", UserWarning, stacklevel=4)
+                              "precision unset (or mixed_bfloat16) here", UserWarning, stacklevel=outside_stacklevel())
         if cfg.precision:
             keras.mixed_precision.set_dtype_policy(cfg.precision)
         try:
@@ -322,11 +324,8 @@ class Trainer:
                 train = train.apply(tf.data.experimental.assert_cardinality(batches))
             if self.config.class_weights:
                 self._train_weights = class_weights_from_counts(counts)
-            absent = [c for c, n in zip(self.model.class_names, counts) if n == 0]
-            if absent:
-                warnings.warn(f"train: no training images of {', '.join(absent)}; the model can answer these classes "
-                              "but never learnt them (add images, or train a model without these classes)",
-                              UserWarning, stacklevel=4)
+            self._untrained = [c for c, n in zip(self.model.class_names, counts) if n == 0]
+            warn_without_images(self._untrained, "add images, or train a model without these classes")
         return train, val
 
     def _fit(self, train, val, resume: bool) -> list[dict[str, Any]]:
