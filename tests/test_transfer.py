@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -248,3 +249,30 @@ def test_predicting_with_an_untrained_new_head_warns_once(parent):
     with pytest.warns(UserWarning, match="exporting output units for purple that were never trained"):
         with pytest.raises(Exception):  # the warning comes first, whatever the exporter then does
             new.export(format="no-such-format")
+
+
+def test_cli_init_keeps_the_parents_held_out_images_out_of_training(parent, tmp_path, capsys):
+    import shutil
+
+    from bloodcell.data import split
+
+    data = write_folder(tmp_path / "data", {"red": coloured(12, 0, 4), "green": coloured(12, 1, 5),
+                                            "blue": coloured(12, 2, 6)})
+    # A parent that held out what the default split of DATA holds out (as the zoo's pbc96 models do).
+    held = split(load_dataset(data, image_size=SIZE), (0.5, 0.25, 0.25), seed=42)[2]
+    mine = tmp_path / "parent"
+    shutil.copytree(parent, mine)
+    (mine / "test_files.json").write_text(json.dumps([str(Path(p).relative_to(data)) for p in held.paths]))
+    base = ["train", str(data), "--init", str(mine), "--head-epochs", "1", "--finetune-epochs", "0", "--batch-size", "8",
+            "--augment", "none", "--val-fraction", "0.25", "--test-fraction", "0.25"]
+    # --seed seeds the training, not the split: the parent's held-out images stay held out.
+    assert main([*base, "--seed", "7", "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert "warning" not in err
+    assert sorted(json.loads((tmp_path / "a.work" / "test_files.json").read_text())) == \
+        sorted(json.loads((mine / "test_files.json").read_text()))
+    # Another split measures on images the parent may have trained on: said on screen and in the card.
+    assert main([*base, "--split-seed", "7", "--out", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "may overstate" in err and "--split-seed 42" in err and len(err.split("warning:")) == 2
+    assert "may overstate" in bloodcell.load_classifier(tmp_path / "b").extra["eval_data"]

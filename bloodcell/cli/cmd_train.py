@@ -14,7 +14,7 @@ import numpy as np
 from .._fs import atomic_write_text, relative_path
 from .._lock import locked
 from .._choices import LOSSES, LR_SCHEDULES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, PRESETS
-from ..data import SPLIT_FRACTIONS
+from ..data import SPLIT_FRACTIONS, SPLIT_SEED
 from ..errors import InputNotFoundError
 from ..training.config import TrainConfig
 from ..training.small_data import SMALL_DATA, SMALL_DATA_SETTINGS, SOUP_MODELS
@@ -83,7 +83,10 @@ def register(subparsers) -> None:
                    f"{SMALL_DATA} images: no split, cross-validation instead)")
     p.add_argument("--test-fraction", type=float, default=None, metavar="F",
                    help=f"share of DATA held out for the test (default: {SPLIT_FRACTIONS[2]}; small data: cross-validation)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the split, initialisation, order and augmentation")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the initialisation, order and augmentation")
+    p.add_argument("--split-seed", type=int, default=SPLIT_SEED, metavar="N",
+                   help="seed of the validation/test split (or of the cross-validation folds); the zoo's pbc96 "
+                   "models were trained with the default, so their held-out images stay held out")
     p.add_argument("--out", default=None, metavar="FOLDER", help="where the trained model goes (default: runs/ARCH)")
     p.add_argument("--workdir", default=None, metavar="FOLDER", help="checkpoints and history (default: OUT.work)")
     p.add_argument("--resume", action="store_true", help="continue the run checkpointed in the workdir")
@@ -123,7 +126,7 @@ def _check_split(workdir: Path, args, val_set, test_set) -> None:
         if saved != split:
             raise UsageError(
                 f"{path}: the checkpointed run held out other validation/test images than this command "
-                "would; resume with the same DATA, --val-fraction, --test-fraction and --seed as the first run"
+                "would; resume with the same DATA, --val-fraction, --test-fraction and --split-seed as the first run"
             )
         return
     workdir.mkdir(parents=True, exist_ok=True)
@@ -181,6 +184,37 @@ def _starting_point(args):
         raise UsageError(f"--init {args.init} is a {parent.architecture} model but --model is {args.model}; "
                          f"drop --model (it is implied) or start from a {args.model} model")
     return parent.architecture, args.init, parent
+
+
+def _parent_held_out(args) -> set[str]:
+    """The images (paths relative to its data) that ``--init MODEL`` lists as held out from its training
+    in its folder's ``test_files.json``; empty when it lists none."""
+    from ..zoo import resolve
+
+    if args.init in ("random", "imagenet") or args.init.endswith(".h5"):
+        return set()
+    folder, _ = resolve(args.init, default=args.init)
+    try:
+        listed = json.loads((folder / "test_files.json").read_text())
+    except (OSError, ValueError):
+        return set()
+    return {str(p) for p in listed} if isinstance(listed, list) else set()
+
+
+def _seen_by_parent(args, data, measured) -> str:
+    """A warning (empty if none) when ``measured`` (the images the figures come from) may hold images the
+    ``--init`` model trained on: DATA holds images it held out, but ``measured`` also holds others."""
+    held = _parent_held_out(args)
+    if not held or not data.paths:
+        return ""
+    rel = {str(relative_path(p, args.data)) for p in data.paths}
+    others = [p for p in measured.paths if str(relative_path(p, args.data)) not in held]
+    if not (rel & held) or not others:
+        return ""
+    return (f"{len(others)} of the {len(measured)} images measured are not among the images --init {args.init} held "
+            f"out from its training (its test_files.json), though DATA holds {len(rel & held)} of those: they may be "
+            f"images it trained on, so the figures may overstate; use its split (--split-seed {SPLIT_SEED} and the "
+            "default fractions, on the same images)")
 
 
 def _data_record(args, data) -> dict:
@@ -282,13 +316,16 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
                             writes)
     val_fraction, test_fraction = args.val_fraction or SPLIT_FRACTIONS[1], args.test_fraction or SPLIT_FRACTIONS[2]
     train_set, val_set, test_set = split(data, (1 - val_fraction - test_fraction, val_fraction, test_fraction),
-                                         seed=args.seed)
+                                         seed=args.split_seed)
     print(f"data: {len(data.class_names)} classes, {len(train_set)} train, {len(val_set)} validation, "
           f"{len(test_set)} test (loaded in {time.time() - t0:.0f}s)", file=sys.stderr)
     for flag, part in (("--val-fraction", val_set), ("--test-fraction", test_set)):
         if not len(part):
             raise UsageError(f"{flag} {val_fraction if flag == '--val-fraction' else test_fraction}: leaves no image "
                              f"of {Path(args.data).name} in that split; give a larger fraction, or more images")
+    seen = _seen_by_parent(args, data, test_set) if parent is not None else ""
+    if seen:
+        print(f"bloodcell train: warning: {seen}", file=sys.stderr)
     trainer = Trainer(arch if parent is None else None, weights=weights, class_names=data.class_names,
                       workdir=workdir, **settings)
     command_file = workdir / "command.txt"
@@ -330,7 +367,8 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
     clf.extra["eval_data"] = (f"a held-out {test_fraction:.0%} split of {Path(args.data).name} ({len(test_set)} images, "
                               "never seen in training)"
                               + (f"; it holds no images of {', '.join(report.absent)}, whose figures are not measured"
-                                 if report.absent else ""))
+                                 if report.absent else "")
+                              + (f"; warning: {seen}" if seen else ""))
     if report.absent:
         print(f"bloodcell train: warning: the test split holds no images of {', '.join(report.absent)}; the figures "
               "do not cover those classes (use more images of them, or a larger --test-fraction)", file=sys.stderr)
@@ -377,6 +415,9 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
           + (f"{folds}-fold cross-validation, then {final}" if folds else
              f"too few images of a class to hold any out, {final}; no figure, no calibration, and no "
              "prediction will be flagged for review on confidence"), file=sys.stderr)
+    seen = _seen_by_parent(args, data, data) if from_parent and folds else ""
+    if seen:
+        print(f"bloodcell train: warning: {seen}", file=sys.stderr)
 
     def train_one(part, workdir=None, seed=args.seed):
         trainer = Trainer(model, weights=weights, class_names=data.class_names, workdir=workdir,
@@ -386,7 +427,8 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
 
     report = None
     if folds:
-        proba, labels = cross_validated_predictions(lambda part: train_one(part).classifier, data, folds, seed=args.seed)
+        proba, labels = cross_validated_predictions(lambda part: train_one(part).classifier, data, folds,
+                                                    seed=args.split_seed)
         report = metrics_from_predictions(labels, proba.argmax(axis=1), len(data.class_names),
                                           class_names=data.class_names)
         print(f"cross-validation ({folds} folds): accuracy {report.accuracy:.2%}, balanced accuracy "
@@ -419,7 +461,8 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
         clf.metrics = {**headline, "cross_validation_folds": folds}
         clf.extra["eval_data"] = (f"{folds}-fold cross-validation over {Path(args.data).name} ({len(data)} images): "
                                   "each image classified by a model trained without it, with the same settings"
-                                  + (f" (one model, where this one is the average of {len(seeds)})" if len(seeds) > 1 else ""))
+                                  + (f" (one model, where this one is the average of {len(seeds)})" if len(seeds) > 1 else "")
+                                  + (f"; warning: {seen}" if seen else ""))
     clf.extra.update(_data_record(args, data))
     clf.save_pretrained(out)
     if report is not None:
