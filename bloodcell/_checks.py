@@ -28,10 +28,18 @@ def check_image_batch(images, name: str = "images", *, single: bool = False, min
                                                   and all(isinstance(x, (str, os.PathLike)) for x in images)):
         raise DataError(f"{name}: expected uint8 RGB images (N, H, W, 3), got file paths; read them with "
                         "bloodcell.imageio.load_images(paths, size)")
-    arr = np.asarray(images)
+    suffix = f"; {hint}" if hint else ""
+    try:
+        arr = np.asarray(images)
+    except ValueError:  # a list of arrays of different shapes
+        shapes = sorted({np.shape(x) for x in images}, key=str)
+        raise DataError(f"{name}: images of different sizes ({', '.join(map(str, shapes[:3]))}); resize them to one "
+                        "size first, e.g. bloodcell.imageio.load_images(images, size)") from None
     if single and arr.ndim == 3 and arr.shape[-1] == 3:
         arr = arr[None]
-    suffix = f"; {hint}" if hint else ""
+    if arr.ndim == 4 and arr.shape[-1] == 3 and np.issubdtype(arr.dtype, np.floating) and not suffix:
+        suffix = ("; pixel values of 0..255 as uint8: np.rint(images).astype(np.uint8) (multiply 0..1 floats by 255 "
+                  "first)")
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
         raise DataError(f"{name}: expected uint8 RGB images (N, H, W, 3), got {arr.dtype} {arr.shape}{suffix}")
     if not empty and len(arr) == 0:

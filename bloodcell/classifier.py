@@ -370,8 +370,7 @@ class Classifier:
         batch_size = check_positive_int(batch_size, "batch_size")
         self.class_mask(classes)  # bad names fail before any file is read
         workers = workers or min(8, (os.cpu_count() or 1) + 2)
-        if isinstance(paths, (str, os.PathLike)):
-            paths = [paths]
+        paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)  # an iterator is read once
         for p in paths:
             if not isinstance(p, (str, os.PathLike)):
                 raise DataError(f"paths: expected image file paths (str or Path), got a {type(p).__name__}; "

@@ -18,6 +18,7 @@ import contextlib
 import os
 import shutil
 import uuid
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from ._fs import is_within, staged_folder
 from ._progress import progress
 from ._util import DAMAGED_NPZ
 from .errors import ConfigError, DataError, ImageReadError, InputNotFoundError, OutputExistsError
-from .imageio import IMAGE_EXTENSIONS, is_image_file, read_image, resize_image
+from .imageio import IMAGE_EXTENSIONS, image_files_under, read_image, resize_image
 
 PathLike = Union[str, os.PathLike]
 
@@ -80,7 +81,12 @@ class Dataset:
             if idx.shape != (len(self),):
                 raise DataError(f"subset: boolean mask of shape {idx.shape}, expected ({len(self)},)")
             idx = np.flatnonzero(idx)
+        if idx.size and not np.issubdtype(idx.dtype, np.integer):
+            raise DataError(f"subset: expected integer indices or a boolean mask, got {idx.dtype} values")
         idx = idx.astype(np.int64).reshape(-1)
+        if idx.size and (idx.max() >= len(self) or idx.min() < -len(self)):
+            raise DataError(f"subset: index {int(idx.max() if idx.max() >= len(self) else idx.min())} is out of range "
+                            f"for {len(self)} images")
         paths = None if self.paths is None else [self.paths[i] for i in idx]
         return Dataset(self.images[idx], self.labels[idx], self.class_names, paths)
 
@@ -129,9 +135,16 @@ def _list_class_files(root: Path, class_names: Optional[Sequence[str]]) -> tuple
         folders[name] = sub.name
     if not folders:
         raise DataError(f"{root}: no class folders; expected one subfolder per class (e.g. {', '.join(CLASS_NAMES)})")
+    for folder in folders.values():
+        if canonical_name(folder) is None:
+            inner = sorted(d.name for d in (root / folder).iterdir() if d.is_dir() and canonical_name(d.name))
+            if len(inner) >= 2:
+                raise DataError(f"{root / folder}: holds class folders itself ({', '.join(inner)}); pass {root / folder} "
+                                "(or another part of the data) as the data folder, one folder per data set")
     if class_names is not None:
         names = check_class_names(class_names)
         lower = {n.lower(): n for n in names}
+        lower.update({(canonical_name(n) or n).lower(): n for n in names})  # 'ig' given, folder 'IG' read as its class
         unknown = [f for c, f in folders.items() if c.lower() not in lower]
         if unknown:
             raise DataError(f"{root}: class folder(s) {', '.join(map(repr, unknown))} are not in class_names "
@@ -144,7 +157,7 @@ def _list_class_files(root: Path, class_names: Optional[Sequence[str]]) -> tuple
     files: list[Path] = []
     labels: list[int] = []
     for cls, folder in folders.items():
-        found = sorted(f for f in (root / folder).rglob("*") if is_image_file(f, root / folder))
+        found = image_files_under(root / folder)
         if not found:
             raise DataError(f"{root / folder}: class folder holds no images (looked for {', '.join(IMAGE_EXTENSIONS)}); "
                             "add images or remove the folder")
@@ -154,15 +167,19 @@ def _list_class_files(root: Path, class_names: Optional[Sequence[str]]) -> tuple
     files = [files[i] for i in order]
     labels = [labels[i] for i in order]
     if len(names) < 2:
-        raise DataError(f"{root}: holds one class folder only ({next(iter(folders.values()))!r}); a classifier "
-                        "needs at least two classes, one folder each")
+        only = root / next(iter(folders.values()))
+        hint = (f"; if the classes are the folders inside it, pass {only}"
+                if sum(d.is_dir() for d in only.iterdir()) >= 2 else "")
+        raise DataError(f"{root}: holds one class folder only ({only.name!r}); a classifier needs at least two classes, "
+                        f"one folder each{hint}")
     return files, labels, names
 
 
 def _read_one(args: tuple[Path, int]) -> np.ndarray:
     path, size = args
     try:  # fast path for the common case (pbc96): an RGB JPEG of the right size without EXIF
-        with Image.open(path) as img:
+        with warnings.catch_warnings(), Image.open(path) as img:
+            warnings.simplefilter("ignore")  # read_image below says what is wrong, naming the file
             if img.format == "JPEG" and img.mode == "RGB" and img.size == (size, size) and "exif" not in img.info:
                 img.load()
                 return np.asarray(img)
@@ -178,6 +195,8 @@ def _load_folder(root: Path, image_size: int, workers: Optional[int], class_name
     files, labels, names = _list_class_files(root, class_names)
     images = np.empty((len(files), image_size, image_size, 3), np.uint8)
     ok = np.ones(len(files), bool)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1):
+        raise ConfigError(f"load_dataset: workers must be a whole number >= 1 (or None), got {workers!r}")
     n_workers = workers if workers is not None else min(8, os.cpu_count() or 1)
     jobs = [(f, image_size) for f in files]
 
@@ -231,20 +250,28 @@ def _load_npz(path: Path, image_size: int, class_names) -> Dataset:
     with data:
         missing = [k for k in ("images", "labels") if k not in data.files]
         if missing:
+            parts = sorted({k.rsplit("_", 1)[0] for k in data.files if k.endswith(("_images", "_labels"))})
+            hint = (f"; it holds parts ({', '.join(parts)}) as MedMNIST files do: save one part with "
+                    f"np.savez(out, images=d['{parts[0]}_images'], labels=d['{parts[0]}_labels'].ravel())"
+                    if parts else "")
             raise DataError(
                 f"{path}: missing key(s) {', '.join(missing)}; expected keys 'images' (N, H, W, 3) uint8 and "
-                f"'labels' (N,) int, found {', '.join(data.files) or 'none'}"
+                f"'labels' (N,) int, found {', '.join(data.files) or 'none'}{hint}"
             )
-        try:
-            images, labels = data["images"], data["labels"]
-            stored = data["class_names"] if "class_names" in data.files else None
-        except ValueError as exc:  # object arrays need pickle, which is never allowed here
-            raise DataError(
-                f"{path}: 'images' and 'labels' must be plain numeric arrays ({exc}); save them with "
-                "np.savez(path, images=uint8_array, labels=int_array)"
-            ) from None
-        except (OSError, *DAMAGED_NPZ) as exc:
-            raise DataError(f"{path}: is damaged or truncated ({exc}); write it again with np.savez") from None
+        arrays = {}
+        for key in ("images", "labels", "class_names"):
+            if key not in data.files:
+                continue
+            try:
+                arrays[key] = data[key]
+            except ValueError:  # object arrays need pickle, which is never allowed here
+                fix = ("np.array(names, dtype=str)" if key == "class_names" else
+                       "np.savez(path, images=uint8_array, labels=int_array)")
+                raise DataError(f"{path}: {key!r} is an array of Python objects, which is never unpickled here; "
+                                f"save it as a plain array: {fix}") from None
+            except (OSError, *DAMAGED_NPZ) as exc:
+                raise DataError(f"{path}: is damaged or truncated ({exc}); write it again with np.savez") from None
+        images, labels, stored = arrays["images"], arrays["labels"], arrays.get("class_names")
     if images.ndim != 4 or images.shape[-1] != 3:
         raise DataError(f"{path}: 'images' has shape {images.shape}, expected (N, H, W, 3)")
     if images.dtype != np.uint8:
@@ -323,8 +350,9 @@ def save_dataset(dataset: Dataset, out: PathLike, *, layout: str = "folder", cop
     if dataset.paths:
         sources = {Path(p).resolve() for p in dataset.paths}
         # The data root: the parent of the class folder each file sits in (at any depth below it).
-        names = set(dataset.class_names)
-        parents = {next((a.parent for a in s.parents if a.name in names), s.parent.parent) for s in sources}
+        names = {n.lower() for n in dataset.class_names} | {(canonical_name(n) or n).lower() for n in dataset.class_names}
+        parents = {next((a.parent for a in s.parents if (canonical_name(a.name) or a.name).lower() in names),
+                        s.parent.parent) for s in sources}
         if out.resolve() in sources or any(is_within(out, par) or is_within(par, out) for par in parents):
             raise ConfigError(f"{out}: is inside or around the input data; write the output somewhere else")
     if layout == "npz":
@@ -332,6 +360,11 @@ def save_dataset(dataset: Dataset, out: PathLike, *, layout: str = "folder", cop
             raise ConfigError(f"{out}: the npz layout needs a path ending in .npz")
         extra = {} if dataset.class_names == CLASS_NAMES else {"class_names": np.array(dataset.class_names)}
         return save_npz(out, images=dataset.images, labels=dataset.labels, **extra)
+    for i in np.unique(dataset.labels):
+        name = dataset.class_names[i]
+        if any(c in name for c in "/\\\0:*?\"<>|") or name.startswith(".") or name != name.strip():
+            raise ConfigError(f"save_dataset: class name {name!r} cannot be a folder name (no / \\ : * ? \" < > |, "
+                              "no leading dot or space); relabel the data with other names, or use layout='npz'")
     # Written into a staging folder beside ``out`` and renamed into place: ``out`` is whole or absent.
     with staged_folder(out) as stage:
         for i in np.unique(dataset.labels):  # a folder per class with images: an empty one would not load
@@ -383,7 +416,12 @@ def split_indices(
     stratify: bool = True,
 ) -> tuple[np.ndarray, ...]:
     """Row indices (sorted) of each part of a split; see :func:`split`."""
-    fracs = tuple(float(f) for f in fractions)
+    try:
+        if isinstance(fractions, (str, bytes)):
+            raise TypeError
+        fracs = tuple(float(f) for f in fractions)
+    except (TypeError, ValueError):
+        raise ConfigError(f"split: fractions must be 2 or 3 numbers summing to 1, e.g. (0.8, 0.1, 0.1); got {fractions!r}") from None
     if len(fracs) not in (2, 3) or min(fracs) < 0 or abs(sum(fracs) - 1.0) > 1e-6:
         raise ConfigError(f"split: fractions must be 2 or 3 non-negative numbers summing to 1, got {tuple(fractions)}")
     return _parts(labels, fracs, groups=groups, seed=seed, stratify=stratify)
@@ -454,6 +492,9 @@ def kfold(dataset: Dataset, k: int, *, seed: int = SPLIT_SEED, groups: Optional[
     (stratified, every group of duplicates in one fold)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
         raise ConfigError(f"kfold: k must be an integer >= 2, got {k!r}")
+    require_dataset(dataset, "kfold: dataset")
+    if k > len(dataset):
+        raise ConfigError(f"kfold: k = {k} folds of {len(dataset)} images would leave folds empty; use k <= {len(dataset)}")
     if groups is None:
         from .cleaning import find_duplicates
 

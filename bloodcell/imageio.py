@@ -6,6 +6,7 @@ prepared the same way at training and at prediction time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from pathlib import Path
@@ -16,7 +17,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DataError, ImageReadError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm")
+#: Bit depths that cameras store (a 16-bit container holding 12-bit data is read as 12-bit).
+CAMERA_BITS = (8, 10, 12, 14, 16)
 #: Images with more pixels than this are refused (JPEGs are first decoded at a reduced scale).
 MAX_PIXELS = 64_000_000
 #: Resampling filter of :func:`resize_image` (the one pbc96 was prepared with).
@@ -43,9 +46,13 @@ def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
         arr = np.asarray(img, dtype=np.float32)
         if not np.isfinite(arr).all():
             raise ImageReadError(f"{name}: contains NaN or infinite pixel values")
-        if arr.max(initial=0) <= 1.0:  # a float image in the 0..1 convention
+        lo, hi = float(arr.min(initial=0)), float(arr.max(initial=0))
+        if lo < 0 or hi > 255:
+            raise ImageReadError(f"{name}: 32-bit float pixel values {lo:g}..{hi:g}, expected 0..1 or 0..255; save the "
+                                 "image as 8-bit (or 16-bit integer), e.g. Image > Type > 8-bit in ImageJ/Fiji")
+        if hi <= 1.0:  # a float image in the 0..1 convention
             arr = arr * 255.0
-        return np.repeat(np.clip(np.rint(arr), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+        return np.repeat(np.rint(arr).astype(np.uint8)[..., None], 3, axis=-1)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
@@ -55,33 +62,58 @@ def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
     return np.asarray(img)
 
 
+@contextlib.contextmanager
+def _named_warnings(name: str):
+    """Re-issue the warnings raised inside (PIL's, on a damaged EXIF block) once each, naming ``name``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for text in dict.fromkeys(str(w.message).strip() for w in caught
+                              if not issubclass(w.category, Image.DecompressionBombWarning)):
+        warnings.warn(f"{name}: {text}", UserWarning, stacklevel=4)
+
+
 def _high_bit_depth_to_uint8(arr: np.ndarray) -> np.ndarray:
-    """Integer pixels above 8 bits to uint8, by the bit depth the values use: 12-bit camera data
-    stored in 16-bit files keeps its contrast instead of turning near-black."""
-    bits = int(arr.max(initial=0)).bit_length()
+    """Integer pixels above 8 bits to uint8, by the camera bit depth (:data:`CAMERA_BITS`) the values
+    fit in: 12-bit camera data stored in 16-bit files keeps its contrast instead of turning
+    near-black, and one bright pixel cannot halve the image's brightness unless it needs a deeper camera."""
+    used = int(arr.max(initial=0)).bit_length()
+    bits = next((b for b in CAMERA_BITS if b >= used), used)
     return (arr >> max(bits - 8, 0)).astype(np.uint8)
 
 
-def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None = None) -> np.ndarray:
+def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None = None,
+               name: str | None = None) -> np.ndarray:
     """Read a file path or PIL image as a uint8 RGB array of shape (H, W, 3).
 
     Greyscale, palette, RGBA and 16-bit images are converted. Raises :class:`ImageReadError`
-    (a ``ValueError``) naming the file when it is missing, empty, not an image, truncated or too
-    large.
+    (a ``ValueError``) naming the file (or ``name``, for a PIL image) when it is missing, empty, not
+    an image, truncated or too large. The warnings PIL gives while reading (a damaged EXIF block)
+    name the file.
     """
     limit = MAX_PIXELS if max_pixels is None else max_pixels
     if isinstance(source, Image.Image):
+        name = name or "PIL image"
         if source.width * source.height > limit:
             raise ImageReadError(
-                f"PIL image of {source.width}x{source.height} pixels is over the {limit:,}-pixel "
-                "limit; downscale it first"
+                f"{name}: {source.width}x{source.height} pixels is over the {limit:,}-pixel limit; downscale it first"
             )
-        return _pil_to_rgb(ImageOps.exif_transpose(source), "PIL image")  # as a file read by path
+        try:
+            with _named_warnings(name):
+                return _pil_to_rgb(ImageOps.exif_transpose(source), name)  # as a file read by path
+        except ImageReadError:
+            raise
+        except (OSError, SyntaxError, ValueError, AssertionError) as exc:
+            raise ImageReadError(f"{name}: the PIL image is damaged, truncated or closed ({exc or type(exc).__name__}); "
+                                 "open it again, or pass its path") from None
+    if not isinstance(source, (str, os.PathLike)):
+        raise ImageReadError(f"{name or 'image'}: expected a path, a PIL image or an array, got {type(source).__name__}")
     path = Path(source)
     if not path.exists():
         raise ImageReadError(f"{path}: no such file; check the path")
     if path.is_dir():
-        raise ImageReadError(f"{path}: is a folder, expected an image file")
+        raise ImageReadError(f"{path}: is a folder, expected an image file; list its images with "
+                             "bloodcell.imageio.find_image_files([folder]) (or run bloodcell predict FOLDER)")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: the file is empty, expected an image (PNG, JPEG, ...)")
     try:
@@ -98,15 +130,24 @@ def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None =
                         f"{path}: {img.width}x{img.height} pixels is over the {limit:,}-pixel limit; "
                         "downscale the image first"
                     )
-                img = ImageOps.exif_transpose(img)
-                img.load()
+                frames = getattr(img, "n_frames", 1)
+                with _named_warnings(str(path)):
+                    img = ImageOps.exif_transpose(img)
+                    img.load()
+                if frames > 1:
+                    warnings.warn(f"{path}: holds {frames} images (pages or frames); only the first is read",
+                                  UserWarning, stacklevel=2)
                 return _pil_to_rgb(img, str(path))
     except ImageReadError:
         raise
     except Image.DecompressionBombError as exc:
         raise ImageReadError(f"{path}: image is too large to decode safely ({exc}); downscale it first") from None
     except UnidentifiedImageError:
+        with open(path, "rb") as f:
+            tiff = f.read(4) in (b"II*\x00", b"MM\x00*")
         raise ImageReadError(
+            f"{path}: a TIFF of a kind PIL cannot read (e.g. 32-bit float RGB); save it as an 8-bit or 16-bit "
+            "RGB TIFF, PNG or JPEG" if tiff else
             f"{path}: not a readable image (expected PNG, JPEG, BMP, TIFF, GIF or WebP content)"
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -131,19 +172,23 @@ def as_rgb_array(array: np.ndarray, name: str = "array") -> np.ndarray:
 
 
 def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+        raise ImageReadError(f"{name}: expected numeric pixel values 0..255, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.integer) and arr.size and 0 <= arr.min() and arr.max() == 1:
+        raise ImageReadError(f"{name}: integer pixel values are all 0 or 1, which looks like 0..1 images cast to "
+                             f"{arr.dtype}; bloodcell expects 0..255: multiply by 255 before the cast")
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == np.uint16:
         return _high_bit_depth_to_uint8(arr)
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
-        raise ImageReadError(f"{name}: expected numeric pixel values 0..255, got dtype {arr.dtype}")
+    integer = np.issubdtype(arr.dtype, np.integer)
     arr = arr.astype(np.float32)
     if not np.isfinite(arr).all():
         raise ImageReadError(f"{name}: contains NaN or infinite pixel values")
     lo, hi = float(arr.min(initial=0)), float(arr.max(initial=0))
     if lo < 0 or hi > 255:
         raise ImageReadError(f"{name}: pixel values must be in 0..255, got {lo:g}..{hi:g}")
-    if 0 < hi <= FLOAT_01_LIMIT:
+    if 0 < hi <= FLOAT_01_LIMIT and not integer:
         # A float image whose brightest pixel is at most 2 is a 0..1 image (with some overshoot),
         # not a nearly black 0..255 one.
         raise ImageReadError(
@@ -181,10 +226,10 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
 
 def load_image(source: ImageLike, size: int, name: str | None = None) -> np.ndarray:
     """Read one image (path, PIL image or array) and return it resized to (size, size, 3) uint8."""
-    if isinstance(source, np.ndarray):
-        arr = as_rgb_array(source, name or "array")
+    if isinstance(source, np.ndarray) or _is_tensor(source):
+        arr = as_rgb_array(np.asarray(source), name or "array")
     else:
-        arr = read_image(source)
+        arr = read_image(source, name=name)
         name = str(source) if isinstance(source, (str, os.PathLike)) else name
     return resize_image(arr, size, name)
 
@@ -199,13 +244,20 @@ def load_images(images, size: int) -> np.ndarray:
         arr = np.asarray(images)
         if arr.ndim == 4:
             if arr.shape[-1] not in (1, 3, 4):
-                raise ImageReadError(f"images: expected a batch of shape (N, H, W, 3), got {arr.shape}")
+                hint = ("; it looks channels-first: np.transpose(images, (0, 2, 3, 1))" if arr.shape[1] in (1, 3, 4)
+                        else "")
+                raise ImageReadError(f"images: expected a batch of shape (N, H, W, 3), got {arr.shape}{hint}")
             if arr.shape[-1] == 3:
                 return resize_images(_to_uint8(arr, "images"), size)
             return np.stack([resize_image(as_rgb_array(a, f"images[{i}]"), size, f"images[{i}]") for i, a in enumerate(arr)])
+        if arr.ndim == 3 and arr.shape[-1] not in (1, 3, 4) and arr.shape[0] not in (1, 3, 4):
+            raise ImageReadError(f"images: shape {arr.shape} is neither an image (H, W, 3) nor a batch (N, H, W, 3); "
+                                 "for a batch of greyscale images add a channel axis: images[..., None]")
         return load_image(arr, size, "image")[None]
     if isinstance(images, (str, os.PathLike, Image.Image)):
         return load_image(images, size)[None]
+    if hasattr(images, "read"):
+        raise ImageReadError("images: got an open file; pass its path, or the image PIL opens from it (Image.open(f))")
     if isinstance(images, (dict, set, bytes)):
         raise ImageReadError(f"images: expected an array, a path, a PIL image or a list of them, got a "
                              f"{type(images).__name__}")
@@ -234,9 +286,27 @@ def _is_tensor(x) -> bool:
 def is_image_file(path: Path, root: Path) -> bool:
     """Whether ``path`` (found under folder ``root``) is an image file to read: an image suffix, and
     neither it nor a folder between it and ``root`` hidden (macOS's ``._name.jpg`` resource files,
-    ``.ipynb_checkpoints``)."""
-    return (path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+    ``.ipynb_checkpoints``). A broken link with an image suffix counts: reading it says what is wrong."""
+    return ((path.is_file() or path.is_symlink()) and path.suffix.lower() in IMAGE_EXTENSIONS
             and not any(part.startswith(".") for part in path.relative_to(root).parts))
+
+
+def image_files_under(folder: Path, *, recursive: bool = True) -> list[Path]:
+    """The image files (:func:`is_image_file`) under ``folder``, sorted, following linked folders
+    (each real folder visited once, so a link loop ends)."""
+    folder = Path(folder)
+    if not recursive:
+        return sorted(f for f in folder.iterdir() if is_image_file(f, folder))
+    found, seen = [], set()
+    for here, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(f for f in (Path(here) / n for n in names) if is_image_file(f, folder))
+    return sorted(found)
 
 
 def find_image_files(paths: Sequence[PathLike], *, recursive: bool = True) -> list[Path]:
@@ -251,8 +321,7 @@ def find_image_files(paths: Sequence[PathLike], *, recursive: bool = True) -> li
         if not p.exists():
             raise ImageReadError(f"{p}: no such file or folder; check the path")
         if p.is_dir():
-            pattern = "**/*" if recursive else "*"
-            found = sorted(f for f in p.glob(pattern) if is_image_file(f, p))
+            found = image_files_under(p, recursive=recursive)
             if not found:
                 raise DataError(f"{p}: folder holds no images (looked for {', '.join(IMAGE_EXTENSIONS)}); "
                                 "give a folder of images")

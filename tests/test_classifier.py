@@ -304,3 +304,39 @@ def test_untrained_head_warning_points_at_the_callers_line(cells):
         with pytest.warns(UserWarning, match="new and not trained yet") as caught:
             call(cells)
         assert caught[0].filename == __file__
+
+
+def test_predict_files_takes_an_iterator(clf, image_dir):
+    paths = sorted(image_dir.iterdir())
+    listed = [r.label for r in clf.predict_files(paths)]
+    assert [r.label for r in clf.predict_files(iter(paths))] == listed and len(listed) == len(paths)
+    assert [r.label for r in clf.predict_files(image_dir.glob("*"))] == [r.label for r in clf.predict_files(sorted(image_dir.glob("*")))]
+
+
+def test_bad_items_in_a_list_are_named(clf, image_dir, tmp_path):
+    good = sorted(image_dir.iterdir())[0]
+    with pytest.raises(BloodcellError, match=r"images\[1\]: expected a path, a PIL image or an array, got NoneType"):
+        clf.predict([good, None])
+    with open(good, "rb") as f, pytest.raises(BloodcellError, match="open file; pass its path"):
+        clf.predict(f)
+    data = good.read_bytes()
+    (tmp_path / "half.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BloodcellError, match=r"images\[1\]: the PIL image is damaged, truncated or closed"):
+        clf.predict([Image.open(good), Image.open(tmp_path / "half.png")])
+    with Image.open(good) as img:
+        pass
+    with pytest.raises(BloodcellError, match="closed"):
+        clf.predict(img)
+
+
+def test_integer_images_of_zeros_and_ones_are_refused(clf, cells):
+    cells = cells.copy()
+    cells[:, :4] = 255  # so that 0..1 images cast to integers hold ones
+    with pytest.raises(BloodcellError, match="all 0 or 1.*multiply by 255"):
+        clf.predict((cells / 255).astype(np.uint8))
+    with pytest.raises(BloodcellError, match="all 0 or 1"):
+        clf.predict((cells / 255).astype(np.int64))
+    with pytest.raises(BloodcellError, match="channels-first: np.transpose"):
+        clf.predict(np.transpose(cells, (0, 3, 1, 2)))
+    with pytest.raises(BloodcellError, match=r"add a channel axis: images\[\.\.\., None\]"):
+        clf.predict(cells[:2, ..., 0])

@@ -236,3 +236,17 @@ def test_train_refuses_outputs_that_would_fail_or_destroy(tmp_path, capsys, monk
 def test_train_refuses_imagenet_for_an_architecture_without_it_before_reading_data(tmp_path, capsys):
     assert main(["train", str(tmp_path), "--model", "microcell", "--init", "imagenet", "--out", str(tmp_path / "m")]) == 2
     assert "--init imagenet: microcell has no ImageNet weights; use --init random" in capsys.readouterr().err
+
+
+def test_predict_prints_a_file_name_that_is_not_utf8(model_dir, image_dir, tmp_path, capsys):
+    import os
+    import shutil
+
+    folder = tmp_path / "latin1"
+    folder.mkdir()
+    name = os.fsdecode(b"caf\xe9.png")  # a name from a zip made on Windows
+    shutil.copy(sorted(image_dir.iterdir())[0], folder / name)
+    shutil.copy(sorted(image_dir.iterdir())[0], folder / "z.png")
+    assert main(["predict", str(folder), "--model", str(model_dir), "--no-outlier-check"]) == 0
+    out = capsys.readouterr().out
+    assert "caf\\udce9.png" in out and "z.png" in out

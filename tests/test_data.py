@@ -325,7 +325,7 @@ def test_npz_object_and_float_arrays_get_a_fix(tmp_path):
     objects = np.empty(2, dtype=object)
     objects[:] = [np.zeros((4, 4, 3), np.uint8), np.zeros((5, 5, 3), np.uint8)]
     np.savez(tmp_path / "ragged.npz", images=objects, labels=np.array([0, 1]))
-    with pytest.raises(ValueError, match=r"ragged\.npz: 'images' and 'labels' must be plain numeric arrays"):
+    with pytest.raises(ValueError, match=r"ragged\.npz: 'images' is an array of Python objects"):
         load_dataset(tmp_path / "ragged.npz")
     np.savez(tmp_path / "float.npz", images=np.zeros((2, 8, 8, 3), np.float32), labels=np.array([0, 1]))
     with pytest.raises(ValueError, match="multiply 0..1 floats by 255"):
@@ -379,3 +379,126 @@ def test_a_file_that_is_not_an_npz_says_so(tmp_path):
     (tmp_path / "fake.npz").write_text("images,labels\n")
     with pytest.raises(DataError, match=r"fake.npz: not an .npz file \(an .npz is a zip archive"):
         load_dataset(tmp_path / "fake.npz")
+
+
+def test_float_tiffs_outside_0_255_are_refused_and_camera_depths_are_kept(tmp_path):
+    from bloodcell.errors import ImageReadError
+    from bloodcell.imageio import as_rgb_array, read_image
+
+    grey = make_cells(1, 32)[0, ..., 0].astype(np.float32)
+    Image.fromarray(grey * 16).save(tmp_path / "fiji32.tif")  # 12-bit data as a 32-bit float TIFF
+    with pytest.raises(ImageReadError, match=r"fiji32\.tif: 32-bit float pixel values .*save the image as 8-bit"):
+        read_image(tmp_path / "fiji32.tif")
+    Image.fromarray(grey / 127.5 - 1).save(tmp_path / "signed.tif")
+    with pytest.raises(ImageReadError, match="expected 0..1 or 0..255"):
+        read_image(tmp_path / "signed.tif")
+    twelve = (make_cells(1, 32)[0].astype(np.uint16) * 8)  # 12-bit data using 11 bits
+    hot = twelve.copy()
+    hot[0, 0, 0] = 2048  # one pixel reaching the 12th bit does not halve the image
+    np.testing.assert_array_equal(as_rgb_array(twelve)[1:, 1:], as_rgb_array(hot)[1:, 1:])
+
+
+def test_folders_of_parts_and_wrappers_are_named(tmp_path):
+    cells = make_cells(2, 16)
+    for part in ("TRAIN", "TEST"):
+        for cls in ("EOSINOPHIL", "LYMPHOCYTE"):
+            (tmp_path / "images" / part / cls).mkdir(parents=True)
+            for i, img in enumerate(cells):
+                Image.fromarray(img).save(tmp_path / "images" / part / cls / f"{i}.png")
+    with pytest.raises(DataError, match=r"TEST: holds class folders itself \(EOSINOPHIL, LYMPHOCYTE\); pass .*TEST"):
+        load_dataset(tmp_path / "images", image_size=16)
+    assert load_dataset(tmp_path / "images" / "TRAIN", image_size=16).present_classes().class_names == ("eosinophil",
+                                                                                                   "lymphocyte")
+    with pytest.raises(DataError, match=r"TRAIN: holds class folders itself"):  # one part alone, wrapped
+        load_dataset(_only(tmp_path / "images", "TRAIN"), image_size=16)
+    for cls in ("blast", "smudge"):  # a wrapper around classes of the user's own
+        (tmp_path / "wrap" / "dataset" / cls).mkdir(parents=True)
+        Image.fromarray(cells[0]).save(tmp_path / "wrap" / "dataset" / cls / "0.png")
+    with pytest.raises(DataError, match=r"one class folder only \('dataset'\).*if the classes are the folders inside it, pass"):
+        load_dataset(tmp_path / "wrap", image_size=16)
+
+
+def test_linked_folders_are_read_by_load_dataset_and_predict_alike(tmp_path):
+    from bloodcell.imageio import find_image_files
+
+    cells = make_cells(4, 16)
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    (data / "basophil").mkdir(parents=True)
+    (elsewhere / "mono" / "day2").mkdir(parents=True)
+    Image.fromarray(cells[0]).save(data / "basophil" / "a.png")
+    Image.fromarray(cells[1]).save(elsewhere / "mono" / "b.png")
+    Image.fromarray(cells[2]).save(elsewhere / "mono" / "day2" / "c.jfif", format="JPEG")
+    (data / "monocyte").symlink_to(elsewhere / "mono", target_is_directory=True)
+    (elsewhere / "mono" / "loop").symlink_to(elsewhere / "mono", target_is_directory=True)  # a link loop ends
+    assert len(load_dataset(data, image_size=16)) == 3
+    assert len(find_image_files([data])) == 3
+
+
+def test_save_dataset_guards_aliased_roots_and_folder_names(tmp_path):
+    from bloodcell.errors import ConfigError
+
+    cells = make_cells(2, 16)
+    for cls in ("Basophil", "IG"):
+        (tmp_path / "smear" / cls / "patient1").mkdir(parents=True)
+        for i, img in enumerate(cells):
+            Image.fromarray(img).save(tmp_path / "smear" / cls / "patient1" / f"{i}.png")
+    ds = load_dataset(tmp_path / "smear", image_size=16)
+    with pytest.raises(ConfigError, match="inside or around the input data"):
+        save_dataset(ds, tmp_path / "smear" / "copy")
+    assert not (tmp_path / "smear" / "copy").exists()
+    assert load_dataset(tmp_path / "smear", image_size=16, class_names=["ig", "basophil"]).class_names == ("ig", "basophil")
+    for bad in ("..", "CD4+/CD8+", ".unsure"):
+        with pytest.raises(ConfigError, match="cannot be a folder name"):
+            save_dataset(Dataset(cells, [0, 1], (bad, "b")), tmp_path / "out")
+        assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["smear"]
+
+
+def test_dataset_checks_give_fixes():
+    from bloodcell.data import kfold
+    from bloodcell.errors import ConfigError
+
+    cells = make_cells(3, 16)
+    with pytest.raises(DataError, match="images of different sizes"):
+        Dataset([cells[0], cells[1, :8]], [0, 1])
+    with pytest.raises(DataError, match=r"np.rint\(images\).astype\(np.uint8\)"):
+        Dataset(cells.astype(np.float64), [0, 1, 0])
+    ds = Dataset(cells, [0, 1, 0])
+    with pytest.raises(ConfigError, match="k = 5 folds of 3 images"):
+        kfold(ds, 5)
+    with pytest.raises(DataError, match="expected a bloodcell Dataset"):
+        kfold((cells, [0, 1, 0]), 2)
+    with pytest.raises(ConfigError, match=r"e.g. \(0.8, 0.1, 0.1\)"):
+        split(ds, "0.8")
+    with pytest.raises(DataError, match="index 5 is out of range for 3 images"):
+        ds.subset([5])
+    with pytest.raises(DataError, match="integer indices"):
+        ds.subset([0.5])
+
+
+def test_npz_object_class_names_and_parts_get_fixes(tmp_path):
+    cells = make_cells(2, 16)
+    np.savez(tmp_path / "obj.npz", images=cells, labels=[0, 1], class_names=np.array(["blast", "smudge"], dtype=object))
+    with pytest.raises(DataError, match=r"'class_names' is an array of Python objects.*np.array\(names, dtype=str\)"):
+        load_dataset(tmp_path / "obj.npz")
+    np.savez(tmp_path / "medmnist.npz", train_images=cells, train_labels=[[0], [1]], test_images=cells, test_labels=[[0], [1]])
+    with pytest.raises(DataError, match=r"parts \(test, train\) as MedMNIST files do"):
+        load_dataset(tmp_path / "medmnist.npz")
+
+
+def test_pil_warnings_name_the_file(tmp_path):
+    from bloodcell.imageio import read_image
+
+    frames = [Image.fromarray(c) for c in make_cells(3, 16)]
+    frames[0].save(tmp_path / "stack.tif", save_all=True, append_images=frames[1:])
+    with pytest.warns(UserWarning, match=r"stack\.tif: holds 3 images .*only the first is read"):
+        read_image(tmp_path / "stack.tif")
+
+
+def _only(root: Path, keep: str) -> Path:
+    """``root`` with every folder but ``keep`` removed."""
+    import shutil
+
+    for d in root.iterdir():
+        if d.name != keep:
+            shutil.rmtree(d)
+    return root

@@ -54,6 +54,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"bloodcell {args.command}: warning: {message}", file=file or sys.stderr)
 
     shown, warnings.showwarning = warnings.showwarning, one_line
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not valid UTF-8 prints escaped, not as a crash
+        if hasattr(stream, "reconfigure") and getattr(stream, "errors", "") == "strict":
+            stream.reconfigure(errors="backslashreplace")
     try:
         return int(args.func(args) or 0)
     except BloodcellError as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import InputNotFoundError
+from ..errors import DataError, InputNotFoundError
 from ._common import UsageError, check_output_file, classes_option
 
 import json
@@ -169,6 +169,8 @@ def run(args) -> int:
     clf = load_classifier(args.model)
     classes = classes_option(clf, args.classes)  # a bad name fails before any work
     data = load_dataset(args.data, image_size=clf.input_size)
+    if not len(data):
+        raise DataError(f"{args.data}: holds no images, so there is nothing to evaluate; give labelled images")
     if args.split_file:
         data = data.subset(_split_indices(data, Path(args.data), Path(args.split_file)))
     if args.limit is not None and args.limit < len(data):
