@@ -141,6 +141,22 @@ class _CheckedTemperature(keras.layers.Layer):
         return ops.softmax(ops.log(ops.maximum(proba, 1e-12)) / temperature[:, None], axis=-1)
 
 
+@contextlib.contextmanager
+def _constant_statistics(model: keras.Model):
+    """Keras' Normalization layers (inside the EfficientNets) hold their mean and variance as eager
+    tensors, which tf2onnx would turn into extra graph inputs: inside, they are NumPy constants."""
+    layers = [layer for layer in walk_layers(model) if isinstance(layer, keras.layers.Normalization)
+              and getattr(layer, "mean", None) is not None]
+    saved = [(layer.mean, layer.variance) for layer in layers]
+    try:
+        for layer in layers:
+            layer.mean, layer.variance = np.asarray(layer.mean), np.asarray(layer.variance)
+        yield
+    finally:
+        for layer, (mean, variance) in zip(layers, saved):
+            layer.mean, layer.variance = mean, variance
+
+
 def uint8_model(classifier) -> keras.Model:
     """The classifier's model behind a uint8 input named ``image``, cast to float32 inside the graph."""
     size = classifier.input_size
@@ -186,6 +202,10 @@ def _finish_onnx(path: Path, metadata: dict[str, Any]) -> None:
 
     model = onnx.load(str(path))
     graph = model.graph
+    extra = [i.name for i in graph.input if i.name != INPUT_NAME]
+    if extra:  # a runtime would refuse to run it without them
+        raise ConfigError(f"ONNX export: the graph needs inputs besides {INPUT_NAME!r} ({', '.join(extra[:3])}): a "
+                          "layer's constants became inputs; export to 'saved_model' or 'litert' instead, and report it")
     old = graph.output[0].name
     for node in graph.node:
         node.output[:] = [OUTPUT_NAME if o == old else o for o in node.output]
@@ -275,7 +295,7 @@ def export(
             if stale.name != Path(tmp).name:
                 shutil.rmtree(stale, ignore_errors=True)
         staged = Path(tmp) / out.name
-        with _quiet_converters():
+        with _quiet_converters(), _constant_statistics(model):
             model.export(str(staged), format=_KERAS_FORMAT[format], verbose=False, input_signature=signature, **kwargs)
         if format == "onnx":
             _finish_onnx(staged, metadata)

@@ -206,3 +206,16 @@ def test_uint8_model_rebuilds_mixed_precision_in_float32(micro):
     assert {layer.compute_dtype for layer in inner._flatten_layers(include_self=False)} == {"float32"}
     x = _images(32)
     assert np.abs(np.asarray(wrapped(x)) - micro.predict_proba(x)).max() <= TOLERANCE
+
+
+def test_onnx_export_of_an_efficientnet_runs_with_the_image_alone(tmp_path):
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install \"bloodcell[export]\")")
+    pytest.importorskip("tf2onnx", reason="tf2onnx not installed (pip install \"bloodcell[export]\")")
+    clf = bloodcell.Classifier(bloodcell.build_model("effnetb0", num_classes=3, class_names=["a", "b", "c"],
+                                                     input_size=32), name="eff")
+    _randomize(clf.model)
+    path = export(clf, tmp_path / "eff.onnx", format="onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    x = _images(32)
+    assert np.abs(session.run(None, {"image": x})[0] - clf.predict_proba(x)).max() <= TOLERANCE
