@@ -498,7 +498,12 @@ def load_classifier(source=None, *, token: Optional[str] = None,
     if class_names is None or tuple(class_names) == clf.class_names:
         return clf
     parent = parent_record(clf.name or str(source), clf.class_names, clf.training)
+    changes = class_changes(clf.class_names, class_names)
+    # The same classes in another order or spelling: the same network, so its calibration (temperature,
+    # feature check, review threshold: none depends on the order of the outputs) and figures still hold.
+    same = not any(changes.values()) and len(class_names) == len(clf.class_names)
+    kept = {k: v for k, v in clf.extra.items() if k in ("calibration", "eval_data")} if same else {}
     new = Classifier(as_classifier_model(clf.model).with_classes(class_names), name=None,
-                     training={"init": f"bloodcell model {parent['source']}",
-                               "init_from": {**parent, **class_changes(clf.class_names, class_names)}})
+                     metrics=dict(clf.metrics) if same else None, extra=kept,
+                     training={"init": f"bloodcell model {parent['source']}", "init_from": {**parent, **changes}})
     return new

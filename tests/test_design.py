@@ -273,3 +273,26 @@ def test_keras_train_function_retrace_warnings_are_dropped_and_others_pass(caplo
         logger.warning(template, 5, 5, "<function my_step at 0x1>")
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 1 and "my_step" in messages[0], messages
+
+
+def test_freezing_survives_the_keras_file_copy_and_new_head(tmp_path):
+    import warnings
+
+
+    model = bloodcell.build_model("microcell", class_names=["a", "b", "c"], input_size=32)
+    model.backbone.trainable = False  # phase 1 of the seed's transfer learning: the head alone
+    x = np.random.default_rng(0).integers(0, 255, (6, 32, 32, 3)).astype("float32")
+    model.compile("adam", "categorical_crossentropy")
+    model.fit(x, keras.utils.to_categorical(np.arange(6) % 3, 3), epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the optimizer state loads: its variables match
+        again = keras.models.load_model(tmp_path / "m.keras")
+    head_only = len(model.trainable_weights)
+    assert head_only == 2 and not again.backbone.trainable and len(again.trainable_weights) == head_only
+    assert len(model.copy().trainable_weights) == head_only
+    assert len(model.with_classes(["a", "b"]).trainable_weights) == head_only
+    model.backbone.trainable = True
+    bn = next(layer for layer in model.backbone.layers if isinstance(layer, keras.layers.BatchNormalization))
+    bn.trainable = False  # phase 2 keeps batch norm in inference mode
+    assert not model.copy().get_layer("backbone").get_layer(bn.name).trainable

@@ -276,3 +276,16 @@ def test_cli_init_keeps_the_parents_held_out_images_out_of_training(parent, tmp_
     err = capsys.readouterr().err
     assert "warning:" in err and "may overstate" in err and "--split-seed 42" in err and len(err.split("warning:")) == 2
     assert "may overstate" in bloodcell.load_classifier(tmp_path / "b").extra["eval_data"]
+
+
+def test_the_same_classes_in_another_order_keep_the_calibration():
+    clf = bloodcell.load_classifier()
+    names = [n.upper() for n in reversed(clf.class_names)]
+    again = bloodcell.load_classifier(class_names=names)
+    assert again.class_names == tuple(names) and not again.untrained_classes()
+    assert again.temperature == clf.temperature and again.review_below == clf.review_below
+    assert again.feature_check is not None and again.metrics == clf.metrics
+    images = load_dataset(Path(__file__).parent / "data" / "pbc96_sample", image_size=clf.input_size).images[:4]
+    np.testing.assert_allclose(again.predict_proba(images)[:, ::-1], clf.predict_proba(images), atol=1e-6)
+    other = bloodcell.load_classifier(class_names=list(clf.class_names)[:7])
+    assert other.temperature == 1.0 and other.feature_check is None  # other classes: a new head, uncalibrated

@@ -91,6 +91,18 @@ def _normalization_config(normalization) -> Optional[dict]:
     return {k: v for k, v in layer.get_config().items() if k in ("low", "high", "target_low", "target_high", "grid")}
 
 
+def _frozen_paths(model: keras.Model, prefix: str = "") -> list[str]:
+    """The paths (``backbone/conv1``) of the layers frozen inside ``model`` (a frozen layer's own
+    layers are not listed)."""
+    paths = []
+    for layer in model.layers:
+        if not layer.trainable:
+            paths.append(prefix + layer.name)
+        elif getattr(layer, "layers", None):
+            paths += _frozen_paths(layer, f"{prefix}{layer.name}/")
+    return paths
+
+
 @keras.saving.register_keras_serializable(package="bloodcell")
 class ClassifierModel(keras.Model):
     """A blood-cell classifier network: [input normalisation] -> backbone -> pooling -> dropout -> softmax.
@@ -176,14 +188,21 @@ class ClassifierModel(keras.Model):
             "bn_momentum": self.bn_momentum,
             "normalization": self.normalization,
             "init": self.init,
+            "frozen": _frozen_paths(self),
         }
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
         trainable = config.pop("trainable", True)
+        frozen = config.pop("frozen", [])
         model = cls(**config)
         model.trainable = trainable
+        for path in frozen:  # before Keras builds an optimizer for the trainable variables
+            layer = model
+            for name in path.split("/"):
+                layer = layer.get_layer(name)
+            layer.trainable = False
         return model
 
     @property
