@@ -49,8 +49,9 @@ _EXPORTS = {
     "find_duplicates": "cleaning",
     "find_outliers": "cleaning",
 }
-_SUBMODULES = {"augment", "card", "cleaning", "corruptions", "data", "evaluation", "export", "folder", "hub",
-               "imageio", "models", "outliers", "pipeline", "registry", "training", "zoo"}
+_SUBMODULES = {"augment", "calibration", "card", "classifier", "cleaning", "corruptions", "data", "errors", "evaluation",
+               "explain", "export", "folder", "hub", "imageio", "models", "ood", "outliers", "pipeline", "registry",
+               "training", "zoo"}
 
 __all__ = ["CLASS_NAMES", "__version__", *_EXPORTS]
 

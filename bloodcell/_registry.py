@@ -79,26 +79,48 @@ def register_model(name: str, *, family: str, description: str = "", trainable_h
 
 
 def register_pretrained(*cfgs: PretrainedCfg) -> None:
-    """Add pretrained entries to the zoo; names must be unique and name a registered architecture."""
-    for cfg in cfgs:
-        if cfg.name in _PRETRAINED:
+    """Add pretrained entries to the zoo, all or none: each named ``<architecture>.<tag>`` after a
+    registered architecture, unique, with a plausible input size and checksums. An architecture's
+    first entry is its default (what ``load_classifier("<architecture>")`` loads)."""
+    for i, cfg in enumerate(cfgs):
+        if not isinstance(cfg, PretrainedCfg):
+            raise ConfigError(f"register_pretrained: expected PretrainedCfg entries, got a {type(cfg).__name__}")
+        if cfg.name in _PRETRAINED or cfg.name in (c.name for c in cfgs[:i]):
             raise ConfigError(f"pretrained entry {cfg.name!r} is already registered; names must be unique")
         if cfg.architecture not in _ARCHITECTURES:
             raise ConfigError(
                 f"pretrained entry {cfg.name!r} names architecture {cfg.architecture!r}, "
                 f"which is not registered (known: {', '.join(sorted(_ARCHITECTURES))})"
             )
+        arch, _, tag = cfg.name.partition(".")
+        if arch != cfg.architecture or not tag or any(c in cfg.name for c in "/\\@ "):
+            raise ConfigError(f"pretrained entry {cfg.name!r}: expected a name '{cfg.architecture}.<tag>' (no /, \\, @ "
+                              f"or spaces), e.g. '{cfg.architecture}.mylab'")
+        if isinstance(cfg.input_size, bool) or not isinstance(cfg.input_size, int) or cfg.input_size < 32:
+            raise ConfigError(f"pretrained entry {cfg.name!r}: input_size must be an integer >= 32, got {cfg.input_size!r}")
+        for key in ("sha256", "config_sha256"):
+            value = getattr(cfg, key)
+            if value is not None and not (isinstance(value, str) and len(value) == 64
+                                          and all(c in "0123456789abcdef" for c in value)):
+                raise ConfigError(f"pretrained entry {cfg.name!r}: {key} must be 64 lower-case hex digits "
+                                  f"(sha256sum's output), got {value!r}")
+    for cfg in cfgs:
         _PRETRAINED[cfg.name] = cfg
 
 
 def closest(name: str, known) -> Optional[str]:
     """The name among ``known`` closest to ``name`` (a likely typo), or None."""
-    close = difflib.get_close_matches(str(name), list(known), n=1)
-    return close[0] if close else None
+    known = list(known)
+    lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(str(name).lower(), list(lower), n=1)  # ignoring case: 'VGG16', 'MNV3S'
+    return lower[close[0]] if close else None
 
 
 def unknown(kind: str, name: str, known) -> ModelNotFoundError:
     """The error for an unknown ``kind`` name, listing the known ones and the closest match."""
     close = closest(name, known)
     hint = f" Did you mean {close!r}?" if close else ""
+    if kind == "architecture":
+        hint += (" An architecture of your own is known once the module that registers it "
+                 "(bloodcell.registry.register_model) is imported.")
     return ModelNotFoundError(f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}.{hint}")

@@ -8,10 +8,12 @@ family, so the lookups below see all of them.
 
 from __future__ import annotations
 
+import fnmatch
+
 from . import models  # noqa: F401  (imports every family: they register themselves)
 from ._registry import _ARCHITECTURES, _PRETRAINED, ArchitectureInfo, PretrainedCfg, register_model, register_pretrained
 from ._registry import unknown as _unknown
-from .errors import ModelNotFoundError
+from .errors import ConfigError, ModelNotFoundError
 
 __all__ = [
     "ArchitectureInfo",
@@ -25,9 +27,13 @@ __all__ = [
 ]
 
 
-def list_models() -> list[str]:
-    """Names of the registered architectures."""
-    return sorted(_ARCHITECTURES)
+def list_models(filter: str = "", *, pretrained: bool = False) -> list[str]:
+    """Names of the registered architectures, optionally those matching ``filter`` (a shell-style
+    pattern such as ``"eff*"``, ignoring case) and, with ``pretrained``, only those with zoo entries."""
+    names = sorted(_ARCHITECTURES)
+    if pretrained:
+        names = [n for n in names if any(c.architecture == n for c in _PRETRAINED.values())]
+    return _matching(names, filter)
 
 
 def architecture_info(name: str) -> ArchitectureInfo:
@@ -38,9 +44,27 @@ def architecture_info(name: str) -> ArchitectureInfo:
         raise _unknown("architecture", str(name), _ARCHITECTURES) from None
 
 
-def list_pretrained(architecture: str | None = None) -> list[str]:
-    """Names of the zoo's pretrained entries, optionally only those of one architecture."""
-    return sorted(n for n, c in _PRETRAINED.items() if architecture is None or c.architecture == architecture)
+def list_pretrained(filter: str | None = None) -> list[str]:
+    """Names of the zoo's pretrained entries: all, those of one architecture (``"mnv3s"``), or those
+    matching a shell-style pattern (``"*.pbc96"``, ignoring case). A name that is none of these
+    (no wildcard, no such architecture or entry) is refused, as a typo."""
+    names = sorted(_PRETRAINED)
+    if not filter:
+        return names
+    if filter in _ARCHITECTURES:
+        return [n for n in names if _PRETRAINED[n].architecture == filter]
+    found = _matching(names, filter)
+    if not found and not any(c in filter for c in "*?["):
+        raise _unknown("architecture or zoo entry", filter, list(_ARCHITECTURES) + names)
+    return found
+
+
+def _matching(names: list[str], pattern: str) -> list[str]:
+    if not pattern:
+        return names
+    if not isinstance(pattern, str):
+        raise ConfigError(f"filter: expected a name or a pattern such as 'eff*', got {type(pattern).__name__}")
+    return [n for n in names if fnmatch.fnmatch(n.lower(), pattern.lower())]
 
 
 def pretrained_entry(name: str) -> PretrainedCfg:
@@ -48,9 +72,10 @@ def pretrained_entry(name: str) -> PretrainedCfg:
     if name in _PRETRAINED:
         return _PRETRAINED[name]
     if name in _ARCHITECTURES:
-        entries = list_pretrained(name)
-        if entries:
-            return _PRETRAINED[entries[0]]
+        # The first entry registered for it (a family declares its default first), as timm's default tag.
+        entry = next((c for c in _PRETRAINED.values() if c.architecture == name), None)
+        if entry is not None:
+            return entry
         raise ModelNotFoundError(
             f"architecture {name!r} has no pretrained weights in the zoo (entries: "
             f"{', '.join(list_pretrained()) or 'none'}); build it untrained with "

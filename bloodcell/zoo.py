@@ -72,7 +72,7 @@ def is_path_like(source) -> bool:
 
 def is_zoo_name(name: str) -> bool:
     """Whether ``name`` names a zoo entry (or an architecture that has one)."""
-    return name in list_pretrained() or bool(list_pretrained(name))
+    return name in list_pretrained() or name in list_models(pretrained=True)
 
 
 def resolve(source: Source, *, token: Optional[str] = None, default: str) -> tuple[Path, Optional[PretrainedCfg]]:
@@ -110,7 +110,7 @@ def resolve(source: Source, *, token: Optional[str] = None, default: str) -> tup
         raise InputNotFoundError(f"{source}: no such folder; pass {SOURCE_HELP}")
     if text in list_models():  # an architecture without weights (is_zoo_name took those with)
         pretrained_entry(text)  # raises: it has no weights, and how to train it
-    close = closest(text, list_pretrained())
+    close = closest(text, list_pretrained() + list_models(pretrained=True))
     raise ModelNotFoundError(f"{text}: neither a zoo entry nor a folder here; zoo entries: "
                              f"{', '.join(list_pretrained())} (`bloodcell list`)"
                              + (f"; did you mean {close!r}?" if close else "; for a folder, give its path"))

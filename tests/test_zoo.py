@@ -4,6 +4,7 @@ import dataclasses
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import bloodcell
@@ -102,3 +103,68 @@ def test_release_folder_loads_through_a_hub_and_passes_the_checksum(name, hub_se
     assert main(["predict", str(sample), "--model", name]) == 1
     err = capsys.readouterr().err.strip()
     assert "sha256" in err and len(err.splitlines()) == 1
+
+
+def test_registry_filters_defaults_and_entry_checks():
+    from bloodcell import _registry
+    from bloodcell.errors import ConfigError, ModelNotFoundError
+    from bloodcell.registry import PretrainedCfg, pretrained_entry, register_pretrained
+
+    assert bloodcell.list_models("EFF*") == ["effnetb0", "effv2b0"]
+    assert set(bloodcell.list_models(pretrained=True)) == {c.architecture for c in _registry._PRETRAINED.values()}
+    assert bloodcell.list_pretrained("*.pbc96") and bloodcell.list_pretrained("mnv3s") == ["mnv3s.pbc96"]
+    with pytest.raises(ModelNotFoundError, match="unknown architecture or zoo entry 'nonexistent'"):
+        bloodcell.list_pretrained("nonexistent")
+    default = pretrained_entry("mnv3s").name
+    mine = PretrainedCfg(name="mnv3s.a_mylab", architecture="mnv3s", repo_id="me/mnv3s-mylab", revision="main")
+    bad = [dict(name="microcell"), dict(name="microcell.x/y"), dict(name="mnv3s.x"), dict(name="microcell.x", input_size=8),
+           dict(name="microcell.x", sha256="nothex")]
+    try:
+        register_pretrained(mine)
+        assert pretrained_entry("mnv3s").name == default  # a later entry never replaces the default
+        for fields in bad:
+            cfg = PretrainedCfg(**{"architecture": "microcell", **fields})
+            with pytest.raises(ConfigError, match="pretrained entry"):
+                register_pretrained(PretrainedCfg(name="microcell.ok", architecture="microcell"), cfg)
+            assert "microcell.ok" not in _registry._PRETRAINED  # all or nothing
+    finally:
+        _registry._PRETRAINED.pop("mnv3s.a_mylab", None)
+
+
+def test_a_builder_of_ones_own_is_held_to_the_backbone_contract():
+    import keras
+
+    from bloodcell import _registry
+    from bloodcell.errors import ConfigError
+    from bloodcell.models import Backbone
+    from bloodcell.registry import register_model
+
+    def tiny(pooled):
+        def build(*, input_size, weights=None):
+            i = keras.Input((input_size, input_size, 3))
+            x = keras.layers.Conv2D(4, 3, strides=2)(keras.layers.Rescaling(1 / 255)(i))
+            if pooled:
+                x = keras.layers.GlobalAveragePooling2D()(x)
+            return Backbone(keras.Model(i, x, name="tiny"))
+        return build
+
+    try:
+        register_model("tiny_test_cnn", family="mine", imagenet=False)(tiny(False))
+        register_model("tiny_pooled_cnn", family="mine", imagenet=False)(tiny(True))
+        model = bloodcell.build_model("tiny_test_cnn", class_names=["a", "b"], input_size=32)
+        assert model.backbone.name == "backbone" and model.predict(np.zeros((1, 32, 32, 3)), verbose=0).shape == (1, 2)
+        with pytest.raises(ConfigError, match=r"must output a feature map \(N, H, W, C\)"):
+            bloodcell.build_model("tiny_pooled_cnn", class_names=["a", "b"], input_size=32)
+        with pytest.raises(ConfigError, match=r"bn_momentum must be a number in \[0, 1\)"):
+            bloodcell.build_model("tiny_test_cnn", class_names=["a", "b"], input_size=32, bn_momentum=1.5)
+    finally:
+        for name in ("tiny_test_cnn", "tiny_pooled_cnn"):
+            _registry._ARCHITECTURES.pop(name, None)
+
+
+def test_a_model_folders_weights_file_is_not_taken_for_a_backbones(tmp_path):
+    from bloodcell.errors import ConfigError
+
+    bloodcell.Classifier(bloodcell.build_model("microcell", input_size=32), name="tiny").save_pretrained(tmp_path / "f")
+    with pytest.raises(ConfigError, match=r"weights file of a bloodcell model folder.*Trainer\(weights=folder\)"):
+        bloodcell.build_model("mnv3s", input_size=32, weights=str(tmp_path / "f" / "model.weights.h5"))

@@ -18,7 +18,14 @@ BACKBONE_NAME = "backbone"
 
 @dataclass(frozen=True)
 class Backbone:
-    """What a family builder returns: the feature extractor and the layers that feed it."""
+    """What a family builder returns: the feature extractor and the layers that feed it.
+
+    ``model`` takes images (N, S, S, 3) as ``preprocessing`` leaves them (values 0..255 when it is
+    empty) and outputs a feature map (N, H, W, C), without pooling or head: the classifier adds
+    global average pooling, dropout (``default_dropout``) and the output layer. A builder is a
+    function ``(*, input_size, weights=None) -> Backbone`` registered with
+    :func:`bloodcell.registry.register_model`.
+    """
 
     model: keras.Model
     preprocessing: Sequence[keras.layers.Layer] = ()
@@ -42,11 +49,18 @@ def load_backbone(constructor, architecture: str, weights, **kwargs) -> keras.Mo
                 f"weights={weights!r}: expected None, 'imagenet' or the path of a Keras '.h5' weights "
                 f"file of {architecture!r} without its top; no such file"
             )
+        if os.path.isfile(os.path.join(os.path.dirname(str(weights)), "config.json")):
+            raise ConfigError(
+                f"weights={weights!r}: is the weights file of a bloodcell model folder, not a Keras backbone's; "
+                "start from the folder itself: load_classifier(folder), Trainer(weights=folder) or --init FOLDER"
+            )
     try:
         # Keras prints its download notice on stdout (where `--json` output goes) and warns that ImageNet
         # weights come from 224-pixel training at any other input size: the notice goes to stderr, the warning away.
         with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*input_shape.*", category=UserWarning)
+            if weights not in (None, "imagenet"):  # a mismatched file: one warning per layer, then our error
+                warnings.simplefilter("ignore", UserWarning)
             model = constructor(include_top=False, weights=weights, **kwargs)
     except ConfigError:
         raise

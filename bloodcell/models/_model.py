@@ -91,6 +91,21 @@ def _normalization_config(normalization) -> Optional[dict]:
     return {k: v for k, v in layer.get_config().items() if k in ("low", "high", "target_low", "target_high", "grid")}
 
 
+def _checked_backbone(architecture: str, backbone) -> Backbone:
+    """A builder's result, checked against the contract of :class:`Backbone`; its model named ``"backbone"``."""
+    model = getattr(backbone, "model", None)
+    if not isinstance(backbone, Backbone) or not isinstance(model, keras.Model):
+        raise ConfigError(f"architecture {architecture!r}: its builder must return bloodcell.models.Backbone(model) "
+                          f"with a keras.Model, got {type(backbone).__name__}")
+    shape = tuple(model.outputs[0].shape) if getattr(model, "outputs", None) else ()
+    if len(shape) != 4:
+        raise ConfigError(f"architecture {architecture!r}: its backbone must output a feature map (N, H, W, C), got "
+                          f"shape {shape}; leave out its pooling and head (the classifier adds them)")
+    if model.name != BACKBONE_NAME:  # the classifier finds it by this name
+        backbone = dataclasses.replace(backbone, model=keras.Model(model.input, model.output, name=BACKBONE_NAME))
+    return backbone
+
+
 def _frozen_paths(model: keras.Model, prefix: str = "") -> list[str]:
     """The paths (``backbone/conv1``) of the layers frozen inside ``model`` (a frozen layer's own
     layers are not listed)."""
@@ -143,7 +158,7 @@ class ClassifierModel(keras.Model):
         normalization = _normalization_config(normalization)
         if init not in (None, "imagenet", "file"):
             raise ConfigError(f"init={init!r}: expected None (random), 'imagenet' or 'file'")
-        backbone: Backbone = info.builder(input_size=input_size, weights=None)
+        backbone = _checked_backbone(architecture, info.builder(input_size=input_size, weights=None))
         if dropout is None:
             dropout = backbone.default_dropout
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
@@ -151,6 +166,8 @@ class ClassifierModel(keras.Model):
         if bn_momentum is None and init is None:
             bn_momentum = 0.9
         if bn_momentum is not None:
+            if isinstance(bn_momentum, bool) or not isinstance(bn_momentum, (int, float)) or not 0.0 <= bn_momentum < 1.0:
+                raise ConfigError(f"bn_momentum must be a number in [0, 1) (e.g. 0.99), got {bn_momentum!r}")
             set_batchnorm_momentum(backbone.model, float(bn_momentum))
         else:
             momenta = {float(layer.momentum) for layer in batchnorm_layers(backbone.model)}
