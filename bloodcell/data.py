@@ -369,17 +369,17 @@ def save_dataset(dataset: Dataset, out: PathLike, *, layout: str = "folder", cop
     with staged_folder(out) as stage:
         for i in np.unique(dataset.labels):  # a folder per class with images: an empty one would not load
             (stage / dataset.class_names[i]).mkdir(exist_ok=True)
-        used: set[Path] = set()
+        used: set[str] = set()  # compared ignoring case: IMG.png and img.png are one file on macOS and Windows
         for i, label in enumerate(dataset.labels):
             folder = stage / dataset.class_names[label]
             src = Path(dataset.paths[i]) if (copy_files and dataset.paths) else None
             stem, suffix = (src.stem, src.suffix) if src is not None else (f"{i:06d}", ".png")
             target = folder / f"{stem}{suffix}"
             k = 1
-            while target in used:
+            while str(target).lower() in used:
                 target = folder / f"{stem}_{k}{suffix}"
                 k += 1
-            used.add(target)
+            used.add(str(target).lower())
             if src is not None:
                 shutil.copyfile(src, target)
             else:
