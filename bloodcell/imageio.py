@@ -174,7 +174,7 @@ def as_rgb_array(array: np.ndarray, name: str = "array") -> np.ndarray:
 def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
         raise ImageReadError(f"{name}: expected numeric pixel values 0..255, got dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.integer) and arr.size and 0 <= arr.min() and arr.max() == 1:
+    if np.issubdtype(arr.dtype, np.integer) and arr.size and arr.max() == 1 and arr.min() >= 0:
         raise ImageReadError(f"{name}: integer pixel values are all 0 or 1, which looks like 0..1 images cast to "
                              f"{arr.dtype}; bloodcell expects 0..255: multiply by 255 before the cast")
     if arr.dtype == np.uint8:
