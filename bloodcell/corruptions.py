@@ -305,16 +305,19 @@ def _check_name(name: str) -> None:
 def corrupt_tf(images: tf.Tensor, name: str, severity: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """Corrupt a float32 batch (n, H, W, 3) of values 0..255 inside a TensorFlow graph.
 
-    ``severity`` holds one value per image in ``[0, 5]`` (continuous; 0 leaves the image
-    unchanged), ``seed`` is a stateless seed of shape (2,). Returns float32 clipped to 0..255;
+    ``severity`` holds one value per image (or one for all) in ``[0, 5]`` (continuous; 0 leaves the
+    image unchanged), ``seed`` is a stateless seed of shape (2,). Returns float32 clipped to 0..255;
     an empty batch is returned as is.
     """
     _check_name(name)
     fn = _TF_CORRUPTIONS[name]
-    images = tf.convert_to_tensor(images, tf.float32)
+    images = tf.cast(images, tf.float32)
+    severity = tf.cast(severity, tf.float32)
+    if severity.shape.rank == 0:  # one severity for the whole batch
+        severity = tf.fill(tf.shape(images)[:1], severity)
     out = tf.cond(
         tf.shape(images)[0] > 0,
-        lambda: fn(images, tf.cast(severity, tf.float32), seed),
+        lambda: fn(images, severity, seed),
         lambda: images,
     )
     return tf.ensure_shape(tf.clip_by_value(out, 0.0, 255.0), images.shape)

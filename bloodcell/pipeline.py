@@ -362,21 +362,43 @@ def augment_dataset(
     ``images``: (N, H, W, 3) of values 0..255 (uint8 or float); ``labels``: class ids (N,) or
     one-hot (N, num_classes). Yields float32 images and one-hot float32 labels, prefetched.
     """
-    images_spec, labels_spec = dataset.element_spec
-    if images_spec.shape.rank != 4 or images_spec.shape[-1] != 3 or None in images_spec.shape[1:]:
-        raise DataError(
-            f"dataset: expected batches of images (N, H, W, 3) with known H and W, got {images_spec.shape}; "
-            "batch the dataset first"
-        )
+    spec = dataset.element_spec
+    if not isinstance(spec, tuple) or len(spec) != 2:
+        got = f"{len(spec)} components" if isinstance(spec, tuple) else f"a {type(spec).__name__}"
+        raise DataError(f"dataset: expected (images, labels) elements, got {got}; map it to (images, labels) (class "
+                        "weights: the Trainer's class_weights, not per-sample weights)")
+    images_spec, labels_spec = spec
+    if images_spec.shape.rank != 4:
+        raise DataError(f"dataset: expected batches of images (N, H, W, 3), got {images_spec.shape}; batch the dataset first")
+    if images_spec.shape[-1] != 3:
+        raise DataError(f"dataset: expected RGB images with 3 channels, got {images_spec.shape}; convert them to RGB "
+                        "(tf.image.grayscale_to_rgb for greyscale)")
+    if None in images_spec.shape[1:]:
+        raise DataError(f"dataset: expected images of one known size (N, H, W, 3), got {images_spec.shape}; resize them "
+                        "(tf.image.resize, or image_dataset_from_directory's image_size)")
+    if not (labels_spec.dtype.is_integer or labels_spec.dtype.is_floating):
+        raise DataError(f"dataset: expected numeric labels (class ids or one-hot), got {labels_spec.dtype.name}; map "
+                        "class names to ids first")
+    one_hot = labels_spec.shape.rank == 2 and labels_spec.shape[-1] != 1
+    if one_hot and labels_spec.shape[-1] != num_classes:
+        raise DataError(f"dataset: one-hot labels of {labels_spec.shape[-1]} classes, but num_classes is {num_classes}; "
+                        f"pass num_classes={labels_spec.shape[-1]}")
 
     def standardise(x, y):
         x = x if x.dtype == tf.uint8 else tf.cast(x, tf.float32)
-        if labels_spec.shape.rank == 2 and labels_spec.shape[-1] == num_classes:
+        if one_hot:
             y = tf.cast(y, tf.float32)
         else:
-            y = tf.one_hot(tf.reshape(tf.cast(y, tf.int32), [-1]), num_classes)
+            ids = tf.reshape(tf.cast(y, tf.int32), [-1])
+            tf.debugging.assert_non_negative(ids, message="labels: class ids must be >= 0")
+            tf.debugging.assert_less(ids, num_classes,
+                                     message=f"labels: class ids must be below num_classes = {num_classes}")
+            y = tf.one_hot(ids, num_classes)
         return x, y
 
     aug = _resolve(augment, num_classes)
+    if aug is not None and aug.num_classes != num_classes:
+        raise DataError(f"augment: an Augmentation built for {aug.num_classes} classes, but num_classes is {num_classes}; "
+                        f"build it with build_augmentation(..., num_classes={num_classes})")
     batches = dataset.map(standardise, num_parallel_calls=AUTOTUNE if aug is None else parallel_calls(AUTOTUNE))
     return _finish(batches, aug, num_classes, seed)

@@ -400,3 +400,59 @@ def test_eager_calls_on_batches_of_any_size_draw_no_retracing_warning(batch):
         logger.removeHandler(handler)
     assert [m for m in seen if "retracing" in m] == [
         "5 out of the last 5 calls to <function theirs at 0x1> triggered tf.function retracing."]
+
+
+def test_augmentation_refuses_labels_and_seeds_it_would_garble():
+    from bloodcell.augment import build_augmentation
+    from bloodcell.errors import ConfigError
+
+    aug = build_augmentation("seed", seed=0)
+    x = make_cells(4, 32).astype("float32")
+    for labels in (np.arange(4), np.arange(4)[:, None], tf.one_hot(np.arange(4), 3)):
+        with pytest.raises(ConfigError, match=r"expected one-hot labels \(N, 8\).*tf.one_hot"):
+            aug(x, labels)
+    with pytest.raises(ConfigError, match=r"seed: expected a \(2,\) integer tensor"):
+        aug(x, tf.one_hot(np.arange(4), 8), seed=5)
+
+
+def test_random_affine_refuses_modes_its_kernel_would_turn_black():
+    from bloodcell.errors import ConfigError
+
+    for kw in ({"interpolation": "bicubic"}, {"fill_mode": "mirror"}, {"fill_value": "x"}):
+        with pytest.raises(ConfigError, match="must be"):
+            augment_layers.RandomAffine(**kw)
+    assert augment_layers.RandomAffine(fill_mode="REFLECT", interpolation="Bilinear").fill_mode == "reflect"
+
+
+def test_layers_built_by_a_user_follow_a_mixed_precision_policy():
+    x = make_cells(4, 32).astype("float32")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        for layer in (augment_layers.RandomCorruptions(seed=1, rate=1.0), augment_layers.RandomColorShift(seed=1, rate=1.0),
+                      augment_layers.RandomStain(seed=1, rate=1.0)):
+            out = layer(x)
+            assert out.dtype == tf.float16 and np.isfinite(out.numpy()).all()
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def test_randaugment_operations_go_both_ways():
+    flat = np.full((120, 32, 32, 3), 128, np.float32)
+    flat[:, 8:24, 8:24] = 220
+    def run(op):
+        layer = augment_layers.PerImageRandAugment(num_ops=1, factor=0.3, rate=1.0, operations=[op], seed=1)
+        return layer(flat, training=True).numpy()
+    change = run("random_brightness").mean((1, 2, 3)) - flat.mean()
+    assert change.min() < -10 and change.max() > 10
+    spread = run("random_contrast").std((1, 2, 3)) / flat.std()
+    assert spread.min() < 0.9 and spread.max() > 1.1
+    centres = np.array([np.argwhere(im[..., 0] > 170).mean(0) for im in run("random_translation")]) - 15.5
+    assert (centres.min(0) < -2).all() and (centres.max(0) > 2).all()
+
+
+def test_preview_of_non_square_images():
+    from bloodcell.augment import preview_grid
+
+    grid = preview_grid(np.zeros((2, 32, 40, 3), np.uint8), "seed", n=2, views=1, columns=2)
+    assert grid.shape == (2 * 32 + 2, 2 * 40 + 2, 3)

@@ -250,3 +250,9 @@ def test_predict_prints_a_file_name_that_is_not_utf8(model_dir, image_dir, tmp_p
     assert main(["predict", str(folder), "--model", str(model_dir), "--no-outlier-check"]) == 0
     out = capsys.readouterr().out
     assert "caf\\udce9.png" in out and "z.png" in out
+
+
+def test_augment_preview_refuses_a_negative_seed(image_dir, tmp_path, capsys):
+    assert main(["augment-preview", str(image_dir), "--out", str(tmp_path / "p.png"), "--seed", "-1"]) == 2
+    assert "--seed: expected an integer from 0 to 2**31 - 1, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "p.png").exists()

@@ -226,3 +226,33 @@ def test_calls_into_python_stop_at_exit():
     with pytest.raises(tf.errors.InvalidArgumentError, match="interpreter is shutting down"):
         list(ds)
     assert seen == [0, 1, 2]
+
+
+def test_augment_dataset_names_what_is_wrong_before_iterating():
+    from bloodcell.augment import build_augmentation
+    from bloodcell.errors import DataError
+
+    x = make_cells(8, 32)
+    ids = np.arange(8) % 4
+    cases = [((x, ids, np.ones(8)), {}, "3 components"), ((x[..., :1], ids), {}, "3 channels"),
+             ((x, tf.one_hot(ids, 3)), {}, "pass num_classes=3"),
+             ((x, ids), {"augment": build_augmentation("seed", num_classes=8), "num_classes": 4}, "built for 8 classes")]
+    for elements, kw, message in cases:
+        ds = tf.data.Dataset.from_tensor_slices(elements).batch(4)
+        kw = {"augment": None, "num_classes": 4, **kw}
+        with pytest.raises(DataError, match=message):
+            augment_dataset(ds, kw.pop("augment"), **kw)
+    ds = tf.data.Dataset.from_tensor_slices((x, np.arange(8) % 6)).batch(4)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="below num_classes = 4"):
+        list(augment_dataset(ds, None, num_classes=4))
+
+
+def test_trainer_refuses_class_ids_beyond_its_classes():
+    import bloodcell
+    from bloodcell.errors import DataError
+
+    ds = tf.data.Dataset.from_tensor_slices((make_cells(16, 32), np.arange(16) % 6)).batch(8)
+    trainer = bloodcell.Trainer("microcell", num_classes=4, head_epochs=1, finetune_epochs=0, patience=None,
+                                input_size=32, batch_size=8, augment=None, verbose=0)
+    with pytest.raises(DataError, match=r"4 class ids are outside 0..3"):
+        trainer.fit(ds)

@@ -112,8 +112,15 @@ class RandomAffine(_TFLayer):
         self.zoom = _check_range("zoom", zoom, 0.0, 0.9)
         self.magnify = _check_range("magnify", magnify, 1.0, 8.0)
         self.magnify_rate = _check_range("magnify_rate", magnify_rate, 0.0, 1.0)
-        self.fill_mode = fill_mode
-        self.interpolation = interpolation
+        modes, interpolations = ("reflect", "wrap", "constant", "nearest"), ("bilinear", "nearest")
+        if str(fill_mode).lower() not in modes:
+            raise ConfigError(f"fill_mode must be one of {', '.join(modes)}, got {fill_mode!r}")
+        if str(interpolation).lower() not in interpolations:
+            raise ConfigError(f"interpolation must be one of {', '.join(interpolations)}, got {interpolation!r}")
+        if isinstance(fill_value, bool) or not isinstance(fill_value, (int, float)):
+            raise ConfigError(f"fill_value must be a number (a pixel value 0..255), got {fill_value!r}")
+        self.fill_mode = str(fill_mode).lower()
+        self.interpolation = str(interpolation).lower()
         self.fill_value = fill_value
 
     def call(self, images, training=True):
@@ -206,7 +213,10 @@ class PerImageRandAugment(keras.layers.RandAugment):
     its own operations, as in the RandAugment paper and in keras-cv's layer that the seed report
     used; each operation gathers and only runs on the images that drew it.
     The operations are Keras' own layers, with Keras' mapping of ``factor`` to strength, except
-    two whose strength Keras maps backwards: posterization keeps ``posterize_bits`` bits (Keras
+    that translation, brightness, contrast and sharpness go both ways (Keras draws them one-sided,
+    in ``(0, factor)``: each cell moved down and right, only brighter...; rotation and shear stay
+    one-sided, which the random flips in front of them make two-sided), and two whose strength
+    Keras maps backwards: posterization keeps ``posterize_bits`` bits (Keras
     keeps ``1..int(8 * factor)`` bits: 1 bit for factors below 0.25, flat blotches), and
     solarization is left out of the default ``operations`` (Keras draws the threshold in
     ``[0, 255 * factor]``, which turns nearly every image into a colour negative at the usual
@@ -239,7 +249,12 @@ class PerImageRandAugment(keras.layers.RandAugment):
             **kwargs,
         )
         self.rate = _check_range("rate", rate, 0.0, 1.0)
-        low, high = (int(b) for b in posterize_bits)
+        if isinstance(num_ops, bool) or not isinstance(num_ops, int) or num_ops < 1:
+            raise ConfigError(f"num_ops must be a whole number >= 1 (operations drawn per image), got {num_ops!r}")
+        try:
+            low, high = (int(b) for b in posterize_bits)
+        except (TypeError, ValueError):
+            raise ConfigError(f"posterize_bits must be (low, high), e.g. (4, 8), got {posterize_bits!r}") from None
         if not 1 <= low < high <= 8:
             raise ConfigError(f"posterize_bits must be (low, high) with 1 <= low < high <= 8, got {posterize_bits!r}")
         self.posterize_bits = (low, high)
@@ -250,6 +265,16 @@ class PerImageRandAugment(keras.layers.RandAugment):
             data_format=data_format,
             **kwargs,
         )
+        # Keras gives these the one-sided range (0, factor): every cell moved down and right, only
+        # brighter, only more contrast, only blurred. Both sides, as in the paper and keras-cv.
+        f = float(self.factor[1])
+        common = dict(seed=self.seed, data_format=data_format, **kwargs)
+        self.random_translation = keras.layers.RandomTranslation(
+            height_factor=(-f, f), width_factor=(-f, f), interpolation=interpolation, **common)
+        self.random_brightness = keras.layers.RandomBrightness(factor=(-f, f), value_range=self.value_range, **common)
+        self.random_contrast = keras.layers.RandomContrast(factor=(f, f), value_range=self.value_range, **common)
+        self.random_sharpness = keras.layers.RandomSharpness(
+            factor=(max(0.0, 0.5 - f), min(1.0, 0.5 + f)), value_range=self.value_range, **common)
 
     def get_random_transformation(self, data, training=True, seed=None):
         if not training:
@@ -361,10 +386,11 @@ class _SubsetLayer(_TFLayer):
         self.rate = _check_range("rate", rate, 0.0, 1.0)
 
     def call(self, images, training=True):
-        images = tf.cast(images, self.compute_dtype)
         if not training or self.rate == 0.0:
-            return images
-        return _as_batch(lambda x: self._apply(x, _next_seed(self.generator)), images)
+            return tf.cast(images, self.compute_dtype)
+        # Computed in float32 whatever the dtype policy (the kernels' constants are float32).
+        out = _as_batch(lambda x: self._apply(x, _next_seed(self.generator)), tf.cast(images, tf.float32))
+        return tf.cast(out, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape

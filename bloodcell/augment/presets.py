@@ -72,6 +72,16 @@ class Augmentation:
         self._traced: dict[tuple, Callable] = {}
 
     def __call__(self, images, labels, seed=None):
+        if seed is not None:
+            seed = tf.convert_to_tensor(seed)
+            if seed.shape.rank != 1 or seed.shape[0] != 2 or not seed.dtype.is_integer:
+                raise ConfigError(f"seed: expected a (2,) integer tensor, got {seed.dtype.name} of shape {seed.shape}; "
+                                  "e.g. tf.constant([5, 0])")
+        labels = tf.convert_to_tensor(labels)
+        if labels.shape.rank != 2 or labels.shape[-1] != self.num_classes:
+            raise ConfigError(f"labels: expected one-hot labels (N, {self.num_classes}), got shape {labels.shape}; "
+                              f"pass tf.one_hot(class_ids, {self.num_classes}) (or build the augmentation with "
+                              "num_classes=... for another number of classes)")
         scope = contextlib.nullcontext() if seed is None else stateless_seeds(self.layers, seed)
         with scope:
             labels = tf.cast(labels, tf.float32)
@@ -110,7 +120,8 @@ class Augmentation:
 
 
 def build_augmentation(preset: str | None, *, num_classes: int = len(CLASS_NAMES), seed: int | None = None) -> Augmentation:
-    """Build preset ``"seed"``, ``"robust"`` or ``None`` as an :class:`Augmentation` callable."""
+    """Build a preset (``bloodcell.augment.PRESETS``: ``"seed"``, ``"robust"``, ``"domain"``; ``None`` or
+    ``"none"`` for none) as an :class:`Augmentation` callable for labels of ``num_classes`` classes."""
     if isinstance(preset, str) and preset.lower() == "none":
         preset = None
     return Augmentation(preset, _preset_layers(preset, seed), num_classes)
@@ -140,6 +151,8 @@ def describe_preset(preset: str | None) -> list[dict]:
     image receives a patch of a partner; RandAugment: the chance that at least one of its draws
     applies an operation).
     """
+    if isinstance(preset, str) and preset.lower() == "none":
+        preset = None
     rows: list[dict] = []
     for layer in _preset_layers(preset, seed=0):
         params = _public_config(layer)

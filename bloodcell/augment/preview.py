@@ -31,15 +31,15 @@ def preview_grid(images: np.ndarray, preset: str | None, *, n: int = 16, seed: i
     for v in range(views):
         out, _ = augmentation(arr, labels, seed=tf.constant([seed, v]))
         augmented.append(np.clip(np.rint(out.numpy()), 0, 255).astype(np.uint8))
-    size, gap = arr.shape[1], 2
+    (h, w), gap = arr.shape[1:3], 2
     cols = min(columns, count)
     blocks = math.ceil(count / cols)
     rows = blocks * (1 + views)
-    grid = np.full((rows * (size + gap) - gap, cols * (size + gap) - gap, 3), 255, np.uint8)
+    grid = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, 3), 255, np.uint8)
     for i in range(count):
         block, col = divmod(i, cols)
         for r, tile in enumerate([arr[i]] + [a[i] for a in augmented]):
-            top = (block * (1 + views) + r) * (size + gap)
-            left = col * (size + gap)
-            grid[top : top + size, left : left + size] = tile
+            top = (block * (1 + views) + r) * (h + gap)
+            left = col * (w + gap)
+            grid[top : top + h, left : left + w] = tile
     return grid

@@ -84,10 +84,17 @@ def tf_input_counts(data, num_classes: int) -> tuple[int, np.ndarray]:
 
     def step(state, batch):
         y = batch[1]
-        y = tf.cast(y, tf.float64) if one_hot else tf.one_hot(tf.cast(y, tf.int32), num_classes, dtype=tf.float64)
-        return state[0] + 1, state[1] + tf.reduce_sum(y, axis=0)
+        if one_hot:
+            return state[0] + 1, state[1] + tf.reduce_sum(tf.cast(y, tf.float64), axis=0), state[2]
+        ids = tf.cast(y, tf.int32)
+        bad = tf.reduce_sum(tf.cast((ids < 0) | (ids >= num_classes), tf.int64))
+        return state[0] + 1, state[1] + tf.reduce_sum(tf.one_hot(ids, num_classes, dtype=tf.float64), axis=0), state[2] + bad
 
-    batches, counts = data.reduce((tf.constant(0, tf.int64), tf.zeros(num_classes, tf.float64)), step)
+    batches, counts, bad = data.reduce((tf.constant(0, tf.int64), tf.zeros(num_classes, tf.float64),
+                                        tf.constant(0, tf.int64)), step)
+    if int(bad):
+        raise DataError(f"labels: {int(bad)} class ids are outside 0..{num_classes - 1}; check the labels, or give the "
+                        f"Trainer class_names (or num_classes) for every class the data hold")
     return int(batches), counts.numpy()
 
 
