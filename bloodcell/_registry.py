@@ -92,8 +92,8 @@ def register_pretrained(*cfgs: PretrainedCfg) -> None:
                 f"pretrained entry {cfg.name!r} names architecture {cfg.architecture!r}, "
                 f"which is not registered (known: {', '.join(sorted(_ARCHITECTURES))})"
             )
-        arch, _, tag = cfg.name.partition(".")
-        if arch != cfg.architecture or not tag or any(c in cfg.name for c in "/\\@ "):
+        prefix = cfg.architecture + "."
+        if not cfg.name.startswith(prefix) or len(cfg.name) == len(prefix) or any(c in cfg.name for c in "/\\@ "):
             raise ConfigError(f"pretrained entry {cfg.name!r}: expected a name '{cfg.architecture}.<tag>' (no /, \\, @ "
                               f"or spaces), e.g. '{cfg.architecture}.mylab'")
         if isinstance(cfg.input_size, bool) or not isinstance(cfg.input_size, int) or cfg.input_size < 32:

@@ -502,7 +502,7 @@ def load_classifier(source=None, *, token: Optional[str] = None,
     # The same classes in another order or spelling: the same network, so its calibration (temperature,
     # feature check, review threshold: none depends on the order of the outputs) and figures still hold.
     same = not any(changes.values()) and len(class_names) == len(clf.class_names)
-    kept = {k: v for k, v in clf.extra.items() if k in ("calibration", "eval_data")} if same else {}
+    kept = {k: v for k, v in clf.extra.items() if k in ("calibration", "eval_data", "robustness")} if same else {}
     new = Classifier(as_classifier_model(clf.model).with_classes(class_names), name=None,
                      metrics=dict(clf.metrics) if same else None, extra=kept,
                      training={"init": f"bloodcell model {parent['source']}", "init_from": {**parent, **changes}})

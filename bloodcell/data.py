@@ -18,7 +18,6 @@ import contextlib
 import os
 import shutil
 import uuid
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,12 +134,16 @@ def _list_class_files(root: Path, class_names: Optional[Sequence[str]]) -> tuple
         folders[name] = sub.name
     if not folders:
         raise DataError(f"{root}: no class folders; expected one subfolder per class (e.g. {', '.join(CLASS_NAMES)})")
-    for folder in folders.values():
-        if canonical_name(folder) is None:
-            inner = sorted(d.name for d in (root / folder).iterdir() if d.is_dir() and canonical_name(d.name))
-            if len(inner) >= 2:
-                raise DataError(f"{root / folder}: holds class folders itself ({', '.join(inner)}); pass {root / folder} "
-                                "(or another part of the data) as the data folder, one folder per data set")
+    # Parts of a data set side by side (TRAIN/, TEST/, each holding the class folders), not classes: no folder
+    # is a known class and each holds known classes. A grouping of the user's own (granulocyte/{neutrophil,
+    # eosinophil} beside lymphocyte/) or given class_names is left alone.
+    inner = {f: sorted(d.name for d in (root / f).iterdir() if d.is_dir() and canonical_name(d.name))
+             for f in folders.values()}
+    if class_names is None and all(canonical_name(f) is None and len(inner[f]) >= 2 for f in folders.values()):
+        first = next(iter(folders.values()))
+        raise DataError(f"{root}: its folders ({', '.join(folders.values())}) each hold class folders "
+                        f"({', '.join(inner[first])}): they look like parts of a data set; pass one of them, e.g. "
+                        f"{root / first}, as the data folder")
     if class_names is not None:
         names = check_class_names(class_names)
         lower = {n.lower(): n for n in names}
@@ -178,8 +181,7 @@ def _list_class_files(root: Path, class_names: Optional[Sequence[str]]) -> tuple
 def _read_one(args: tuple[Path, int]) -> np.ndarray:
     path, size = args
     try:  # fast path for the common case (pbc96): an RGB JPEG of the right size without EXIF
-        with warnings.catch_warnings(), Image.open(path) as img:
-            warnings.simplefilter("ignore")  # read_image below says what is wrong, naming the file
+        with Image.open(path) as img:
             if img.format == "JPEG" and img.mode == "RGB" and img.size == (size, size) and "exif" not in img.info:
                 img.load()
                 return np.asarray(img)
@@ -195,8 +197,6 @@ def _load_folder(root: Path, image_size: int, workers: Optional[int], class_name
     files, labels, names = _list_class_files(root, class_names)
     images = np.empty((len(files), image_size, image_size, 3), np.uint8)
     ok = np.ones(len(files), bool)
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1):
-        raise ConfigError(f"load_dataset: workers must be a whole number >= 1 (or None), got {workers!r}")
     n_workers = workers if workers is not None else min(8, os.cpu_count() or 1)
     jobs = [(f, image_size) for f in files]
 
@@ -326,6 +326,8 @@ def load_dataset(path: PathLike, *, image_size: int = 96, workers: Optional[int]
                         "memory use Dataset(images, labels, class_names)")
     p = Path(path)
     _check_image_size(image_size)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1):
+        raise ConfigError(f"load_dataset: workers must be a whole number >= 1 (or None), got {workers!r}")
     if not p.exists():
         raise InputNotFoundError(f"{p}: no such file or folder; expected a class-folder tree or an .npz file")
     if p.is_dir():

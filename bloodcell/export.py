@@ -202,7 +202,8 @@ def _finish_onnx(path: Path, metadata: dict[str, Any]) -> None:
 
     model = onnx.load(str(path))
     graph = model.graph
-    extra = [i.name for i in graph.input if i.name != INPUT_NAME]
+    constants = {t.name for t in graph.initializer}  # listed as inputs by graphs of IR version < 4
+    extra = [i.name for i in graph.input if i.name != INPUT_NAME and i.name not in constants]
     if extra:  # a runtime would refuse to run it without them
         raise ConfigError(f"ONNX export: the graph needs inputs besides {INPUT_NAME!r} ({', '.join(extra[:3])}): a "
                           "layer's constants became inputs; export to 'saved_model' or 'litert' instead, and report it")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Iterable, Sequence, Union
@@ -47,12 +48,13 @@ def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
         if not np.isfinite(arr).all():
             raise ImageReadError(f"{name}: contains NaN or infinite pixel values")
         lo, hi = float(arr.min(initial=0)), float(arr.max(initial=0))
-        if lo < 0 or hi > 255:
+        scale = 1.0 if hi <= 1.01 else 255.0
+        if lo < -0.01 * scale or hi > 1.01 * scale:  # rounding of a processed image aside
             raise ImageReadError(f"{name}: 32-bit float pixel values {lo:g}..{hi:g}, expected 0..1 or 0..255; save the "
                                  "image as 8-bit (or 16-bit integer), e.g. Image > Type > 8-bit in ImageJ/Fiji")
-        if hi <= 1.0:  # a float image in the 0..1 convention
+        if scale == 1.0:  # a float image in the 0..1 convention
             arr = arr * 255.0
-        return np.repeat(np.rint(arr).astype(np.uint8)[..., None], 3, axis=-1)
+        return np.repeat(np.clip(np.rint(arr), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
@@ -60,17 +62,6 @@ def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
     if img.mode != "RGB":
         img = img.convert("RGB")
     return np.asarray(img)
-
-
-@contextlib.contextmanager
-def _named_warnings(name: str):
-    """Re-issue the warnings raised inside (PIL's, on a damaged EXIF block) once each, naming ``name``."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    for text in dict.fromkeys(str(w.message).strip() for w in caught
-                              if not issubclass(w.category, Image.DecompressionBombWarning)):
-        warnings.warn(f"{name}: {text}", UserWarning, stacklevel=4)
 
 
 def _high_bit_depth_to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -88,8 +79,7 @@ def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None =
 
     Greyscale, palette, RGBA and 16-bit images are converted. Raises :class:`ImageReadError`
     (a ``ValueError``) naming the file (or ``name``, for a PIL image) when it is missing, empty, not
-    an image, truncated or too large. The warnings PIL gives while reading (a damaged EXIF block)
-    name the file.
+    an image, truncated or too large.
     """
     limit = MAX_PIXELS if max_pixels is None else max_pixels
     if isinstance(source, Image.Image):
@@ -99,8 +89,7 @@ def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None =
                 f"{name}: {source.width}x{source.height} pixels is over the {limit:,}-pixel limit; downscale it first"
             )
         try:
-            with _named_warnings(name):
-                return _pil_to_rgb(ImageOps.exif_transpose(source), name)  # as a file read by path
+            return _pil_to_rgb(ImageOps.exif_transpose(source), name)  # as a file read by path
         except ImageReadError:
             raise
         except (OSError, SyntaxError, ValueError, AssertionError) as exc:
@@ -110,6 +99,8 @@ def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None =
         raise ImageReadError(f"{name or 'image'}: expected a path, a PIL image or an array, got {type(source).__name__}")
     path = Path(source)
     if not path.exists():
+        if path.is_symlink():
+            raise ImageReadError(f"{path}: a link to a missing file ({os.readlink(path)}); fix or remove the link")
         raise ImageReadError(f"{path}: no such file; check the path")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a folder, expected an image file; list its images with "
@@ -117,9 +108,12 @@ def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None =
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: the file is empty, expected an image (PNG, JPEG, ...)")
     try:
-        with warnings.catch_warnings():
-            # Our own pixel limit (checked before decoding) replaces PIL's warning.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        # Our own pixel limit (checked before decoding) replaces PIL's warning; catch_warnings changes
+        # process-wide state, so only the main thread uses it (reader threads may show PIL's warning).
+        quiet = threading.current_thread() is threading.main_thread()
+        with warnings.catch_warnings() if quiet else contextlib.nullcontext():
+            if quiet:
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 if img.width * img.height > limit and img.format == "JPEG":
                     # Decode at 1/2, 1/4 or 1/8 scale: the full-size bitmap is never held.
@@ -130,10 +124,10 @@ def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None =
                         f"{path}: {img.width}x{img.height} pixels is over the {limit:,}-pixel limit; "
                         "downscale the image first"
                     )
-                frames = getattr(img, "n_frames", 1)
-                with _named_warnings(str(path)):
-                    img = ImageOps.exif_transpose(img)
-                    img.load()
+                # A phone's JPEG (MPO) holds a second, smaller picture; a TIFF stack or GIF holds pages.
+                frames = getattr(img, "n_frames", 1) if img.format != "MPO" else 1
+                img = ImageOps.exif_transpose(img)
+                img.load()
                 if frames > 1:
                     warnings.warn(f"{path}: holds {frames} images (pages or frames); only the first is read",
                                   UserWarning, stacklevel=2)
@@ -174,7 +168,7 @@ def as_rgb_array(array: np.ndarray, name: str = "array") -> np.ndarray:
 def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
         raise ImageReadError(f"{name}: expected numeric pixel values 0..255, got dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.integer) and arr.size and arr.max() == 1 and arr.min() >= 0:
+    if arr.dtype != np.uint8 and np.issubdtype(arr.dtype, np.integer) and arr.size and arr.max() == 1 and arr.min() >= 0:
         raise ImageReadError(f"{name}: integer pixel values are all 0 or 1, which looks like 0..1 images cast to "
                              f"{arr.dtype}; bloodcell expects 0..255: multiply by 255 before the cast")
     if arr.dtype == np.uint8:

@@ -380,7 +380,7 @@ def augment_dataset(
         raise DataError(f"dataset: expected numeric labels (class ids or one-hot), got {labels_spec.dtype.name}; map "
                         "class names to ids first")
     one_hot = labels_spec.shape.rank == 2 and labels_spec.shape[-1] != 1
-    if one_hot and labels_spec.shape[-1] != num_classes:
+    if one_hot and labels_spec.shape[-1] not in (None, num_classes):
         raise DataError(f"dataset: one-hot labels of {labels_spec.shape[-1]} classes, but num_classes is {num_classes}; "
                         f"pass num_classes={labels_spec.shape[-1]}")
 

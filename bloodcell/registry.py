@@ -44,11 +44,12 @@ def architecture_info(name: str) -> ArchitectureInfo:
         raise _unknown("architecture", str(name), _ARCHITECTURES) from None
 
 
-def list_pretrained(filter: str | None = None) -> list[str]:
+def list_pretrained(filter: str | None = None, *, architecture: str | None = None) -> list[str]:
     """Names of the zoo's pretrained entries: all, those of one architecture (``"mnv3s"``), or those
-    matching a shell-style pattern (``"*.pbc96"``, ignoring case). A name that is none of these
+    matching a shell-style pattern (``"*.pbc96"``, ignoring case; ``architecture=`` names one too). A name that is none of these
     (no wildcard, no such architecture or entry) is refused, as a typo."""
     names = sorted(_PRETRAINED)
+    filter = filter or architecture  # ``architecture=``: the keyword of bloodcell 0.1
     if not filter:
         return names
     if filter in _ARCHITECTURES:

@@ -456,3 +456,14 @@ def test_preview_of_non_square_images():
 
     grid = preview_grid(np.zeros((2, 32, 40, 3), np.uint8), "seed", n=2, views=1, columns=2)
     assert grid.shape == (2 * 32 + 2, 2 * 40 + 2, 3)
+
+
+def test_augmentation_takes_a_seed_of_unknown_static_length():
+    from bloodcell.augment import build_augmentation
+
+    aug = build_augmentation("seed", seed=0)
+    x = make_cells(4, 32).astype("float32")
+    seeds = tf.data.Dataset.random(seed=1).batch(2)  # shape (None,): the pipeline's own idiom
+    ds = tf.data.Dataset.from_tensors((x, tf.one_hot(np.arange(4), 8)))
+    images, labels = next(iter(tf.data.Dataset.zip((ds, seeds)).map(lambda xy, s: aug(xy[0], xy[1], seed=s))))
+    assert images.shape == (4, 32, 32, 3) and np.allclose(labels.numpy().sum(1), 1)

@@ -405,12 +405,23 @@ def test_folders_of_parts_and_wrappers_are_named(tmp_path):
             (tmp_path / "images" / part / cls).mkdir(parents=True)
             for i, img in enumerate(cells):
                 Image.fromarray(img).save(tmp_path / "images" / part / cls / f"{i}.png")
-    with pytest.raises(DataError, match=r"TEST: holds class folders itself \(EOSINOPHIL, LYMPHOCYTE\); pass .*TEST"):
+    with pytest.raises(DataError, match=r"its folders \(TEST, TRAIN\) each hold class folders \(EOSINOPHIL, LYMPHOCYTE\).*"
+                                         r"pass one of them, e.g. .*TEST"):
         load_dataset(tmp_path / "images", image_size=16)
     assert load_dataset(tmp_path / "images" / "TRAIN", image_size=16).present_classes().class_names == ("eosinophil",
                                                                                                    "lymphocyte")
-    with pytest.raises(DataError, match=r"TRAIN: holds class folders itself"):  # one part alone, wrapped
+    with pytest.raises(DataError, match=r"its folders \(TRAIN\) each hold class folders"):  # one part alone, wrapped
         load_dataset(_only(tmp_path / "images", "TRAIN"), image_size=16)
+    (tmp_path / "grouped" / "granulocyte").mkdir(parents=True)  # a grouping of the user's own is a class
+    (tmp_path / "images" / "TRAIN").rename(tmp_path / "grouped" / "granulocyte" / "x")
+    for cls in ("neutrophil", "eosinophil"):
+        (tmp_path / "grouped" / "granulocyte" / "x" / "EOSINOPHIL").rename(tmp_path / "grouped" / "granulocyte" / cls) \
+            if cls == "eosinophil" else (tmp_path / "grouped" / "granulocyte" / "x" / "LYMPHOCYTE").rename(
+                tmp_path / "grouped" / "granulocyte" / cls)
+    (tmp_path / "grouped" / "granulocyte" / "x").rmdir()
+    (tmp_path / "grouped" / "lymphocyte").mkdir()
+    Image.fromarray(cells[0]).save(tmp_path / "grouped" / "lymphocyte" / "0.png")
+    assert load_dataset(tmp_path / "grouped", image_size=16).class_names == ("lymphocyte", "granulocyte")
     for cls in ("blast", "smudge"):  # a wrapper around classes of the user's own
         (tmp_path / "wrap" / "dataset" / cls).mkdir(parents=True)
         Image.fromarray(cells[0]).save(tmp_path / "wrap" / "dataset" / cls / "0.png")
@@ -502,3 +513,15 @@ def _only(root: Path, keep: str) -> Path:
         if d.name != keep:
             shutil.rmtree(d)
     return root
+
+
+def test_loading_a_folder_in_threads_leaves_the_warning_filters_alone(tmp_path):
+    import warnings
+
+    cells = make_cells(70, 16)
+    for i, img in enumerate(cells):  # over 64 files: read in threads
+        (tmp_path / ("basophil" if i % 2 else "monocyte")).mkdir(exist_ok=True)
+        Image.fromarray(img).save(tmp_path / ("basophil" if i % 2 else "monocyte") / f"{i}.png")
+    before = list(warnings.filters)
+    assert len(load_dataset(tmp_path, image_size=16, workers=4)) == 70
+    assert warnings.filters == before

@@ -296,3 +296,16 @@ def test_freezing_survives_the_keras_file_copy_and_new_head(tmp_path):
     bn = next(layer for layer in model.backbone.layers if isinstance(layer, keras.layers.BatchNormalization))
     bn.trainable = False  # phase 2 keeps batch norm in inference mode
     assert not model.copy().get_layer("backbone").get_layer(bn.name).trainable
+
+
+def test_freezing_of_unnamed_layers_survives_copies_in_one_process():
+    import keras
+
+    model = bloodcell.build_model("effnetb0", class_names=["a", "b"], input_size=32)
+    inner = [layer for layer in model.backbone.layers if isinstance(layer, keras.layers.Normalization)]
+    assert inner and inner[0].name.startswith("normalization")  # named by Keras' per-process counter
+    for layer in (*inner, model.backbone.layers[5]):
+        layer.trainable = False
+    frozen = len(model.trainable_weights)
+    for copy in (model.copy(), model.copy(), model.with_classes(["a", "b", "c"])):
+        assert len(copy.trainable_weights) == frozen and not copy.backbone.layers[5].trainable

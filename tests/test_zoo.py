@@ -168,3 +168,13 @@ def test_a_model_folders_weights_file_is_not_taken_for_a_backbones(tmp_path):
     bloodcell.Classifier(bloodcell.build_model("microcell", input_size=32), name="tiny").save_pretrained(tmp_path / "f")
     with pytest.raises(ConfigError, match=r"weights file of a bloodcell model folder.*Trainer\(weights=folder\)"):
         bloodcell.build_model("mnv3s", input_size=32, weights=str(tmp_path / "f" / "model.weights.h5"))
+
+
+def test_a_keras_weights_file_beside_another_config_is_not_refused(tmp_path, monkeypatch):
+    from bloodcell.models._backbone import _is_model_folder_weights
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.json").write_text('{"project": "my lab"}')
+    assert not _is_model_folder_weights("efficientnetb0_notop.h5")
+    assert not _is_model_folder_weights(str(tmp_path / "model.weights.h5"))
+    assert bloodcell.list_pretrained(architecture="mnv3s") == ["mnv3s.pbc96"]

@@ -74,11 +74,11 @@ class Augmentation:
     def __call__(self, images, labels, seed=None):
         if seed is not None:
             seed = tf.convert_to_tensor(seed)
-            if seed.shape.rank != 1 or seed.shape[0] != 2 or not seed.dtype.is_integer:
+            if seed.shape.rank != 1 or seed.shape[0] not in (None, 2) or not seed.dtype.is_integer:
                 raise ConfigError(f"seed: expected a (2,) integer tensor, got {seed.dtype.name} of shape {seed.shape}; "
                                   "e.g. tf.constant([5, 0])")
         labels = tf.convert_to_tensor(labels)
-        if labels.shape.rank != 2 or labels.shape[-1] != self.num_classes:
+        if labels.shape.rank != 2 or labels.shape[-1] not in (None, self.num_classes):
             raise ConfigError(f"labels: expected one-hot labels (N, {self.num_classes}), got shape {labels.shape}; "
                               f"pass tf.one_hot(class_ids, {self.num_classes}) (or build the augmentation with "
                               "num_classes=... for another number of classes)")

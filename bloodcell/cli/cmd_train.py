@@ -126,7 +126,8 @@ def _check_split(workdir: Path, args, val_set, test_set) -> None:
         if saved != split:
             raise UsageError(
                 f"{path}: the checkpointed run held out other validation/test images than this command "
-                "would; resume with the same DATA, --val-fraction, --test-fraction and --split-seed as the first run"
+                "would; resume with the same DATA, --val-fraction, --test-fraction and --split-seed as the first run "
+                "(a run started before --split-seed existed split with its --seed: pass that value as --split-seed)"
             )
         return
     workdir.mkdir(parents=True, exist_ok=True)

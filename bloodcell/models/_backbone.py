@@ -41,6 +41,18 @@ def _imagenet_error(architecture: str, exc: Exception) -> ConfigError:
     )
 
 
+def _is_model_folder_weights(path: str) -> bool:
+    """Whether ``path`` is the weights file of a bloodcell model folder (beside its config.json)."""
+    config = os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
+    if os.path.basename(path) != "model.weights.h5" or not os.path.isfile(config):
+        return False
+    try:
+        with open(config, encoding="utf-8") as f:
+            return '"bloodcell-classifier"' in f.read(4096)
+    except OSError:
+        return False
+
+
 def load_backbone(constructor, architecture: str, weights, **kwargs) -> keras.Model:
     """Call a ``keras.applications`` constructor, turning a failed weight download into a clear error."""
     if weights not in (None, "imagenet"):
@@ -49,7 +61,7 @@ def load_backbone(constructor, architecture: str, weights, **kwargs) -> keras.Mo
                 f"weights={weights!r}: expected None, 'imagenet' or the path of a Keras '.h5' weights "
                 f"file of {architecture!r} without its top; no such file"
             )
-        if os.path.isfile(os.path.join(os.path.dirname(str(weights)), "config.json")):
+        if _is_model_folder_weights(str(weights)):
             raise ConfigError(
                 f"weights={weights!r}: is the weights file of a bloodcell model folder, not a Keras backbone's; "
                 "start from the folder itself: load_classifier(folder), Trainer(weights=folder) or --init FOLDER"

@@ -91,31 +91,63 @@ def _normalization_config(normalization) -> Optional[dict]:
     return {k: v for k, v in layer.get_config().items() if k in ("low", "high", "target_low", "target_high", "grid")}
 
 
-def _checked_backbone(architecture: str, backbone) -> Backbone:
+def _checked_backbone(architecture: str, backbone, input_size: int) -> Backbone:
     """A builder's result, checked against the contract of :class:`Backbone`; its model named ``"backbone"``."""
     model = getattr(backbone, "model", None)
     if not isinstance(backbone, Backbone) or not isinstance(model, keras.Model):
         raise ConfigError(f"architecture {architecture!r}: its builder must return bloodcell.models.Backbone(model) "
                           f"with a keras.Model, got {type(backbone).__name__}")
-    shape = tuple(model.outputs[0].shape) if getattr(model, "outputs", None) else ()
+    if model.name == BACKBONE_NAME and not getattr(model, "outputs", None):
+        return backbone  # a subclassed model or an unbuilt Sequential, named as the classifier looks it up
+    x = keras.Input((input_size, input_size, 3))
+    for layer in backbone.preprocessing:
+        x = layer(x)
+    shape = tuple(model(x).shape) if not getattr(model, "outputs", None) else tuple(model.outputs[0].shape)
     if len(shape) != 4:
         raise ConfigError(f"architecture {architecture!r}: its backbone must output a feature map (N, H, W, C), got "
                           f"shape {shape}; leave out its pooling and head (the classifier adds them)")
     if model.name != BACKBONE_NAME:  # the classifier finds it by this name
+        if not getattr(model, "inputs", None):
+            raise ConfigError(f"architecture {architecture!r}: name its backbone model {BACKBONE_NAME!r} "
+                              f"(keras.Model(..., name={BACKBONE_NAME!r})), got {model.name!r}")
         backbone = dataclasses.replace(backbone, model=keras.Model(model.input, model.output, name=BACKBONE_NAME))
     return backbone
 
 
-def _frozen_paths(model: keras.Model, prefix: str = "") -> list[str]:
-    """The paths (``backbone/conv1``) of the layers frozen inside ``model`` (a frozen layer's own
-    layers are not listed)."""
+def _frozen_paths(model: keras.Model) -> list[list]:
+    """Where the frozen layers of ``model`` are: ``[name]`` for its own layers (named by the classifier),
+    ``[name, i, j...]`` for layers nested in them, by position (Keras numbers unnamed layers per
+    process, so their names differ between two builds of one network)."""
+    def walk(layer, path):
+        found = []
+        for i, child in enumerate(getattr(layer, "layers", ())):
+            here = [*path, i]
+            if not child.trainable:
+                found.append(here)
+            elif getattr(child, "layers", None):
+                found += walk(child, here)
+        return found
+
     paths = []
     for layer in model.layers:
         if not layer.trainable:
-            paths.append(prefix + layer.name)
+            paths.append([layer.name])
         elif getattr(layer, "layers", None):
-            paths += _frozen_paths(layer, f"{prefix}{layer.name}/")
+            paths += walk(layer, [layer.name])
     return paths
+
+
+def _freeze(model: keras.Model, paths) -> None:
+    """Freeze the layers at ``paths`` (:func:`_frozen_paths`); a path this network lacks is skipped
+    (a new head may drop the normalisation layer)."""
+    for path in paths:
+        try:
+            layer = model.get_layer(path[0])
+            for i in path[1:]:
+                layer = layer.layers[i]
+        except (ValueError, IndexError, TypeError, AttributeError):
+            continue
+        layer.trainable = False
 
 
 @keras.saving.register_keras_serializable(package="bloodcell")
@@ -158,7 +190,7 @@ class ClassifierModel(keras.Model):
         normalization = _normalization_config(normalization)
         if init not in (None, "imagenet", "file"):
             raise ConfigError(f"init={init!r}: expected None (random), 'imagenet' or 'file'")
-        backbone = _checked_backbone(architecture, info.builder(input_size=input_size, weights=None))
+        backbone = _checked_backbone(architecture, info.builder(input_size=input_size, weights=None), input_size)
         if dropout is None:
             dropout = backbone.default_dropout
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
@@ -215,11 +247,7 @@ class ClassifierModel(keras.Model):
         frozen = config.pop("frozen", [])
         model = cls(**config)
         model.trainable = trainable
-        for path in frozen:  # before Keras builds an optimizer for the trainable variables
-            layer = model
-            for name in path.split("/"):
-                layer = layer.get_layer(name)
-            layer.trainable = False
+        _freeze(model, frozen)  # before Keras builds an optimizer for the trainable variables
         return model
 
     @property
