@@ -122,7 +122,7 @@ def test_cli_init_with_other_classes(parent, tmp_path, classes, capsys):
 def test_cli_small_data_cross_validates_and_averages_with_the_models_it_trained(parent, tmp_path, capsys):
     data = write_folder(tmp_path / "data", {"red": coloured(6, 0, 8), "green": coloured(6, 1, 9)})
     out = tmp_path / "out"
-    code = main(["train", str(data), "--init", str(parent), "--head-epochs", "2", "--batch-size", "4",
+    code = main(["train", str(data), "--init", str(parent), "--head-epochs", "1", "--batch-size", "4",
                  "--augment", "none", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 0, err
@@ -141,7 +141,7 @@ def test_cli_small_data_cross_validates_and_averages_with_the_models_it_trained(
     assert clf.review_below is not None and 0.1 < clf.temperature < 10 and "review" in (out / "README.md").read_text()
     assert "calibrated on those predictions" in err
     alone = tmp_path / "alone"
-    assert main(["train", str(data), "--init", str(parent), "--head-epochs", "2", "--batch-size", "4",
+    assert main(["train", str(data), "--init", str(parent), "--head-epochs", "1", "--batch-size", "4",
                  "--augment", "none", "--out", str(alone), "--no-soup"]) == 0, capsys.readouterr().err
     alone = bloodcell.load_classifier(alone)
     assert "weights" not in alone.training and "average of" not in alone.extra["eval_data"]
