@@ -1,18 +1,22 @@
-"""File-system helpers: atomic writes, whole-folder replacement, paths inside paths."""
+"""File-system helpers: atomic writes, whole-folder replacement, paths inside paths, and which
+``config.json`` files are bloodcell's."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
 import uuid
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 from ._lock import locked
 
 PathLike = Union[str, os.PathLike]
+#: The ``format`` of a bloodcell model folder's ``config.json``.
+FORMAT = "bloodcell-classifier"
 #: Prefix of the staging folders that :func:`staged_folder` creates beside a target.
 STAGING_PREFIX = ".bloodcell-staging-"
 
@@ -138,3 +142,13 @@ def staged_folder(target: PathLike, *, replace: bool = False) -> Iterator[Path]:
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise
+
+
+def bloodcell_config(path: PathLike) -> Optional[dict[str, Any]]:
+    """The content of ``path`` if it is a bloodcell ``config.json`` (its ``format`` is ours), else
+    None: a file that is missing, not JSON or another library's."""
+    try:
+        cfg = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return cfg if isinstance(cfg, dict) and cfg.get("format") == FORMAT else None

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from ._checks import check_class_names, check_image_batch, check_labels, largest_remainder
-from ._classes import CLASS_ALIASES, CLASS_NAMES, canonical_name, class_positions
+from ._classes import CLASS_ALIASES, CLASS_NAMES, canonical_name, class_index, class_positions
 from ._fs import is_within, staged_folder
 from ._progress import progress
 from ._util import DAMAGED_NPZ
@@ -146,13 +146,12 @@ def _list_class_files(root: Path, class_names: Optional[Sequence[str]]) -> tuple
                         f"{root / first}, as the data folder")
     if class_names is not None:
         names = check_class_names(class_names)
-        lower = {n.lower(): n for n in names}
-        lower.update({(canonical_name(n) or n).lower(): n for n in names})  # 'ig' given, folder 'IG' read as its class
-        unknown = [f for c, f in folders.items() if c.lower() not in lower]
+        positions = {c: class_index(c, names) for c in folders}  # ignoring case, and aliases: 'ig' given, folder 'IG'
+        unknown = [f for c, f in folders.items() if positions[c] is None]
         if unknown:
             raise DataError(f"{root}: class folder(s) {', '.join(map(repr, unknown))} are not in class_names "
                             f"{list(names)}; add them, or remove the folders")
-        folders = {lower[c.lower()]: f for c, f in folders.items()}
+        folders = {names[positions[c]]: f for c, f in folders.items()}
     elif all(c in CLASS_NAMES for c in folders):
         names = CLASS_NAMES
     else:
@@ -352,8 +351,7 @@ def save_dataset(dataset: Dataset, out: PathLike, *, layout: str = "folder", cop
     if dataset.paths:
         sources = {Path(p).resolve() for p in dataset.paths}
         # The data root: the parent of the class folder each file sits in (at any depth below it).
-        names = {n.lower() for n in dataset.class_names} | {(canonical_name(n) or n).lower() for n in dataset.class_names}
-        parents = {next((a.parent for a in s.parents if (canonical_name(a.name) or a.name).lower() in names),
+        parents = {next((a.parent for a in s.parents if class_index(a.name, dataset.class_names) is not None),
                         s.parent.parent) for s in sources}
         if out.resolve() in sources or any(is_within(out, par) or is_within(par, out) for par in parents):
             raise ConfigError(f"{out}: is inside or around the input data; write the output somewhere else")

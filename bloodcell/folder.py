@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 
 import keras
 
-from ._fs import atomic_write_text, recover_staged, staged_folder
+from ._fs import FORMAT, atomic_write_text, bloodcell_config, recover_staged, staged_folder
 from ._lock import locked
 from ._util import error_reason, sha256_file
 from ._version import __version__
@@ -32,7 +32,6 @@ from .models import ClassifierModel, ModelSpec, as_classifier_model, build_from_
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.weights.h5"
 CARD_NAME = "README.md"
-FORMAT = "bloodcell-classifier"
 FORMAT_VERSION = 2
 #: The files a folder of this format holds (what ``hub push`` uploads).
 MODEL_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
@@ -142,16 +141,6 @@ def read_config(folder) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc}); re-save the model with save_pretrained") from None
     return validate_config(cfg, path)
-
-
-def bloodcell_config(path) -> Optional[dict[str, Any]]:
-    """The content of ``path`` if it is a bloodcell ``config.json`` (its ``format`` is ours), else
-    None: a file that is missing, not JSON or another library's."""
-    try:
-        cfg = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return cfg if isinstance(cfg, dict) and cfg.get("format") == FORMAT else None
 
 
 def checked_config(folder, *, sha256: Optional[str] = None) -> dict[str, Any]:

@@ -119,11 +119,15 @@ class Augmentation:
         return f"Augmentation(preset={self.preset!r}: {names})"
 
 
+def _no_none(preset):
+    """``preset`` with the name ``"none"`` (the command line's) as None."""
+    return None if isinstance(preset, str) and preset.lower() == "none" else preset
+
+
 def build_augmentation(preset: str | None, *, num_classes: int = len(CLASS_NAMES), seed: int | None = None) -> Augmentation:
     """Build a preset (``bloodcell.augment.PRESETS``: ``"seed"``, ``"robust"``, ``"domain"``; ``None`` or
     ``"none"`` for none) as an :class:`Augmentation` callable for labels of ``num_classes`` classes."""
-    if isinstance(preset, str) and preset.lower() == "none":
-        preset = None
+    preset = _no_none(preset)
     return Augmentation(preset, _preset_layers(preset, seed), num_classes)
 
 
@@ -151,8 +155,7 @@ def describe_preset(preset: str | None) -> list[dict]:
     image receives a patch of a partner; RandAugment: the chance that at least one of its draws
     applies an operation).
     """
-    if isinstance(preset, str) and preset.lower() == "none":
-        preset = None
+    preset = _no_none(preset)
     rows: list[dict] = []
     for layer in _preset_layers(preset, seed=0):
         params = _public_config(layer)

@@ -188,12 +188,10 @@ def _starting_point(args):
 
 
 def _parent_held_out(args) -> set[str]:
-    """The images (paths relative to its data) that ``--init MODEL`` lists as held out from its training
+    """The images (paths relative to its data) that ``--init MODEL`` (a bloodcell model) lists as held out from its training
     in its folder's ``test_files.json``; empty when it lists none."""
     from ..zoo import resolve
 
-    if args.init in ("random", "imagenet") or args.init.endswith(".h5"):
-        return set()
     folder, _ = resolve(args.init, default=args.init)
     try:
         listed = json.loads((folder / "test_files.json").read_text())
@@ -208,12 +206,13 @@ def _seen_by_parent(args, data, measured) -> str:
     held = _parent_held_out(args)
     if not held or not data.paths:
         return ""
-    rel = {str(relative_path(p, args.data)) for p in data.paths}
-    others = [p for p in measured.paths if str(relative_path(p, args.data)) not in held]
-    if not (rel & held) or not others:
+    rel = {p: str(relative_path(p, args.data)) for p in data.paths}
+    shared = held.intersection(rel.values())
+    others = [p for p in measured.paths if rel[p] not in held]
+    if not shared or not others:
         return ""
     return (f"{len(others)} of the {len(measured)} images measured are not among the images --init {args.init} held "
-            f"out from its training (its test_files.json), though DATA holds {len(rel & held)} of those: they may be "
+            f"out from its training (its test_files.json), though DATA holds {len(shared)} of those: they may be "
             f"images it trained on, so the figures may overstate; use its split (--split-seed {SPLIT_SEED} and the "
             "default fractions, on the same images)")
 

@@ -11,6 +11,7 @@ from typing import Iterator, Sequence
 
 import keras
 
+from .._fs import bloodcell_config
 from ..errors import ConfigError
 
 BACKBONE_NAME = "backbone"
@@ -44,13 +45,7 @@ def _imagenet_error(architecture: str, exc: Exception) -> ConfigError:
 def _is_model_folder_weights(path: str) -> bool:
     """Whether ``path`` is the weights file of a bloodcell model folder (beside its config.json)."""
     config = os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
-    if os.path.basename(path) != "model.weights.h5" or not os.path.isfile(config):
-        return False
-    try:
-        with open(config, encoding="utf-8") as f:
-            return '"bloodcell-classifier"' in f.read(4096)
-    except OSError:
-        return False
+    return os.path.basename(path) == "model.weights.h5" and bloodcell_config(config) is not None
 
 
 def load_backbone(constructor, architecture: str, weights, **kwargs) -> keras.Model:

@@ -97,12 +97,15 @@ def _checked_backbone(architecture: str, backbone, input_size: int) -> Backbone:
     if not isinstance(backbone, Backbone) or not isinstance(model, keras.Model):
         raise ConfigError(f"architecture {architecture!r}: its builder must return bloodcell.models.Backbone(model) "
                           f"with a keras.Model, got {type(backbone).__name__}")
-    if model.name == BACKBONE_NAME and not getattr(model, "outputs", None):
+    if getattr(model, "outputs", None):
+        shape = tuple(model.outputs[0].shape)
+    elif model.name == BACKBONE_NAME:
         return backbone  # a subclassed model or an unbuilt Sequential, named as the classifier looks it up
-    x = keras.Input((input_size, input_size, 3))
-    for layer in backbone.preprocessing:
-        x = layer(x)
-    shape = tuple(model(x).shape) if not getattr(model, "outputs", None) else tuple(model.outputs[0].shape)
+    else:  # its output shape shows once it is called
+        x = keras.Input((input_size, input_size, 3))
+        for layer in backbone.preprocessing:
+            x = layer(x)
+        shape = tuple(model(x).shape)
     if len(shape) != 4:
         raise ConfigError(f"architecture {architecture!r}: its backbone must output a feature map (N, H, W, C), got "
                           f"shape {shape}; leave out its pooling and head (the classifier adds them)")
