@@ -3,7 +3,8 @@
 The zoo's models (``--model``, default: the bundled default) were trained on ``split(pbc96, SPLIT_FRACTIONS, seed=SPLIT_SEED)`` (bench_ablation.py,
 ``bloodcell train``'s default split); its test part is the held-out split of ``test_files.json`` (checked here), its validation part is
 where the temperature is fitted. Measured before and after: ECE (15 bins), NLL, Brier score and
-mean confidence on the held-out split and, zero-shot, on BCCD (another lab, never fitted on).
+mean confidence on the held-out split and, zero-shot, on BCCD (another lab, never fitted on); and the
+same of test-time augmentation (``tta=True``: 8 views), which has a temperature and threshold of its own.
 
 Everything is fitted by ``bloodcell.calibration.calibrate``, as ``Trainer.fit`` fits it at the end of
 training: the temperature on the validation split, the out-of-distribution check (bloodcell.ood) with
@@ -116,6 +117,7 @@ def main(argv=None) -> int:
         "temperature": temperature,
         "review_below": threshold,
         "review_share_on_validation": REVIEW_SHARE,
+        **({"tta": record["tta"]} if record.get("tta") else {}),
         "feature_check": {"layer": layer, "fitted_on": check.fitted_on, "threshold": check.threshold,
                           "share_on_validation": check.share, "components": len(check.variances)},
         "sets": {},
@@ -150,10 +152,18 @@ def main(argv=None) -> int:
         after = apply_calibration(p, temperature, outside=outside, temperature_outside=TEMPERATURE_OUTSIDE)
         review = review_summary(after, y, threshold, outliers=outside)
         alone = review_summary(after, y, confidence_only)
+        tta_record = record.get("tta") or {}
+        if tta_record:  # predict_proba(tta=True): the mean over 8 views, with the mode's own temperature and threshold
+            tta_raw = clf.predict_proba(ds.images, tta=True, calibrated=False, verbose=0)
+            tta = apply_calibration(tta_raw, tta_record["temperature"], outside=outside, temperature_outside=TEMPERATURE_OUTSIDE)
+            tta_review = review_summary(tta, y, tta_record["review_below"], outliers=outside)
         result["sets"][set_name] = {"images": len(y), "before": calibration_metrics(p, y), "after": calibration_metrics(after, y),
                                 "after_one_temperature_for_all": calibration_metrics(single, y),
                                 "review": {k: review[k] for k in ("flagged", "outliers", "accuracy_unflagged")},
                                 "review_confidence_only": {k: alone[k] for k in ("flagged", "accuracy_unflagged")}}
+        if tta_record:
+            result["sets"][set_name]["tta"] = {"before": calibration_metrics(tta_raw, y), "after": calibration_metrics(tta, y),
+                                               "review": {k: tta_review[k] for k in ("flagged", "accuracy_unflagged")}}
         if set_name == "pbc96 held-out":
             result["sets"][set_name].update(error_analysis(ds, after, outside))
             kept = (after.max(axis=1) >= threshold) & ~outside
@@ -170,6 +180,11 @@ def main(argv=None) -> int:
               f"confidence {b['mean_confidence']:.3f} -> {a['mean_confidence']:.3f}, accuracy {a['accuracy']:.4f}; review "
               f"{review['flagged']:.2%} flagged ({review['outliers']:.2%} out of distribution), accuracy of the others "
               f"{review['accuracy_unflagged']:.4f}", flush=True)
+        if tta_record:
+            t = result["sets"][set_name]["tta"]
+            print(f"{set_name}, TTA (8 views, T = {tta_record['temperature']:.4f}): ECE {t['before']['ece']:.4f} -> "
+                  f"{t['after']['ece']:.4f}, accuracy {t['after']['accuracy']:.4f}; review {t['review']['flagged']:.2%} "
+                  f"flagged, accuracy of the others {t['review']['accuracy_unflagged']:.4f}", flush=True)
     non_cells = make_non_cells(40, size=clf.input_size)
     result["non_cells"] = {}
     for kind, images in non_cells.items():
@@ -192,6 +207,8 @@ def main(argv=None) -> int:
         record = {**record, "ece_before": held["before"]["ece"], "ece_after": held["after"]["ece"],
                   "ece_measured_on": f"the held-out split ({held['images']} images, test_files.json)",
                   "command": "python benchmarks/bench_calibration.py --write"}
+        if record.get("tta") and held.get("tta"):
+            record["tta"] = {**record["tta"], "ece_before": held["tta"]["before"]["ece"], "ece_after": held["tta"]["after"]["ece"]}
         record["command"] += "" if default else f" --model {name}"
         update_config(folder, lambda cfg: {**cfg, "calibration": record})
         print(f"recorded the temperature in {folder / 'config.json'}")

@@ -232,6 +232,20 @@ def plot_risk_coverage(path, curves: dict[str, list[dict[str, float]]], *, title
     fig.savefig(path, dpi=120)
 
 
+def _fit_mode(raw: np.ndarray, labels: np.ndarray, outliers, fallback: float, review_share: float) -> dict[str, Any]:
+    """One prediction mode's temperature (``fallback`` when every answer is right: the NLL would
+    fall as T -> 0), the ECE before and after it, and its review threshold."""
+    kept = bool((raw.argmax(axis=1) == labels).all())
+    temperature = fallback if kept else fit_temperature(raw, labels)
+    calibrated = apply_calibration(raw, temperature, outside=outliers,
+                                   temperature_outside=TEMPERATURE_OUTSIDE if outliers is not None else None)
+    below = review_threshold(calibrated, review_share, flagged=outliers)
+    return {"temperature": temperature, "kept": kept,
+            "edge": not kept and not _T_RANGE[0] * 1.01 < temperature < _T_RANGE[1] / 1.01,
+            "ece_before": calibration_metrics(raw, labels)["ece"], "ece_after": calibration_metrics(calibrated, labels)["ece"],
+            "review_below": below, "review_flagged": float(np.mean(_flagged(calibrated, below, outliers)))}
+
+
 def _check_review_share(share) -> None:
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share < 1.0:
         raise ConfigError(f"review_share: expected a fraction in [0, 1) (0.05 flags 5% of the cells), got {share!r}")
@@ -239,7 +253,7 @@ def _check_review_share(share) -> None:
 
 def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optional[str] = None,
               review_share: float = REVIEW_SHARE, reference=None, reference_description: Optional[str] = None,
-              feature_share: float = FEATURE_SHARE, verbose: int = 1) -> dict[str, Any]:
+              feature_share: float = FEATURE_SHARE, tta: bool = True, verbose: int = 1) -> dict[str, Any]:
     """Fit ``classifier``'s temperature on ``dataset`` (a Dataset or ``(images, labels)`` it did not
     train on) and its out-of-distribution check (:mod:`bloodcell.ood`), and record them in
     ``classifier.extra["calibration"]`` (saved in ``config.json``) with the review threshold.
@@ -249,6 +263,9 @@ def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optiona
     ``feature_share`` of ``dataset``'s images (the other half) exceed. With no ``reference`` and
     too few images to fit one, the classifier's own check is kept. The review threshold is the
     calibrated confidence under which, with the outliers, ``review_share`` of ``dataset`` falls.
+    With ``tta`` (8 more passes over ``dataset``) the test-time-augmentation mode
+    (``predict_proba(tta=True)``), whose averaged probabilities are softer, gets a temperature and
+    threshold of its own (``record["tta"]``); without one it uses the single view's.
 
     Returns the record: the temperature, the thresholds, where they were fitted, and the ECE there
     of the raw probabilities (``ece_before``), with the calibration the classifier had
@@ -277,16 +294,19 @@ def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optiona
                                   fitted_on=f"half of the calibration images ({half})")
     elif getattr(classifier, "feature_check", None) is not None and classifier.feature_check.layer == layer:
         check = classifier.feature_check  # too few images to refit it: the model's own stays
+    raw_tta = (classifier.predict_proba(images, batch_size=batch_size, tta=True, calibrated=False, verbose=verbose)
+               if tta else None)
     return calibrate_predictions(classifier, raw, labels, description=description or f"{len(labels)} labelled images",
-                                 review_share=review_share, check=check, features=features)
+                                 review_share=review_share, check=check, features=features, raw_tta=raw_tta)
 
 
 def calibrate_predictions(classifier, raw, labels, *, description: str, review_share: float = REVIEW_SHARE,
-                          check=None, features=None) -> dict[str, Any]:
+                          check=None, features=None, raw_tta=None) -> dict[str, Any]:
     """Fit ``classifier``'s temperature and review threshold on the network's own probabilities
     ``raw`` of labelled images (with ``check``, the out-of-distribution check, and its ``features``
     of the same images) and record them as :func:`calibrate` does; ``description`` says where
-    ``raw`` came from. Returns the record."""
+    ``raw`` came from. ``raw_tta``: the same images' probabilities averaged over the 8 views of
+    ``predict_proba(tta=True)``, for that mode's own temperature and threshold. Returns the record."""
     _check_review_share(review_share)
     raw, labels = _check(raw, labels)
     previous = None
@@ -297,34 +317,34 @@ def calibrate_predictions(classifier, raw, labels, *, description: str, review_s
         previous = calibration_metrics(apply_calibration(
             raw, getattr(classifier, "temperature", 1.0), outside=own_flags,
             temperature_outside=getattr(classifier, "temperature_outside", None)), labels)["ece"]
-    if (raw.argmax(axis=1) == labels).all():
-        # Without an error the NLL falls as T -> 0: the fit would make every answer certain.
-        temperature = float(getattr(classifier, "temperature", 1.0))
-        description += (f"; all {len(labels)} were right, so no temperature was fitted: the model's own "
-                        f"(T = {temperature:.3g}) is kept")
-    else:
-        temperature = fit_temperature(raw, labels)
-        if not _T_RANGE[0] * 1.01 < temperature < _T_RANGE[1] / 1.01:
-            description += (f"; the fit stopped at the edge of its range (T = {temperature:.3g}): these "
-                            f"{len(labels)} images say little about the model's confidence, so recalibrate on more")
-    before = calibration_metrics(raw, labels)
     outliers = check.flags(features) if check is not None else None
-    calibrated = apply_calibration(raw, temperature, outside=outliers,
-                                   temperature_outside=TEMPERATURE_OUTSIDE if check is not None else None)
-    after = calibration_metrics(calibrated, labels)
+    fit = _fit_mode(raw, labels, outliers, float(getattr(classifier, "temperature", 1.0)), review_share)
+    if fit["kept"]:
+        description += (f"; all {len(labels)} were right, so no temperature was fitted: the model's own "
+                        f"(T = {fit['temperature']:.3g}) is kept")
+    elif fit["edge"]:
+        description += (f"; the fit stopped at the edge of its range (T = {fit['temperature']:.3g}): these "
+                        f"{len(labels)} images say little about the model's confidence, so recalibrate on more")
     record = {
         "method": "temperature",
-        "temperature": temperature,
+        "temperature": fit["temperature"],
         "fitted_on": description,
         "images": int(len(labels)),
-        "ece_before": before["ece"],
+        "ece_before": fit["ece_before"],
         **({"ece_previous": previous} if previous is not None else {}),
-        "ece_after": after["ece"],
+        "ece_after": fit["ece_after"],
         "ece_measured_on": "the same images",
-        "review_below": review_threshold(calibrated, review_share, flagged=outliers),
+        "review_below": fit["review_below"],
         "review_share": review_share,
+        "review_flagged": fit["review_flagged"],
     }
-    record["review_flagged"] = float(np.mean(_flagged(calibrated, record["review_below"], outliers)))
+    if raw_tta is not None:
+        raw_tta, _ = _check(raw_tta, labels)
+        if raw_tta.shape != raw.shape:
+            raise DataError(f"raw_tta: expected the shape of raw, {raw.shape}, got {raw_tta.shape}")
+        own_tta = (classifier.extra.get("calibration") or {}).get("tta") or {}
+        tta = _fit_mode(raw_tta, labels, outliers, float(own_tta.get("temperature", fit["temperature"])), review_share)
+        record["tta"] = {k: tta[k] for k in ("temperature", "ece_before", "ece_after", "review_below", "review_flagged")}
     if check is not None:
         record["features"] = check.to_record()
         record["temperature_outside"] = TEMPERATURE_OUTSIDE

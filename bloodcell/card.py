@@ -188,6 +188,15 @@ def render_model_card(config: dict[str, Any], folder_name: Optional[str] = None)
                           "distribution (bloodcell.ood), and for review too"
                           + (", with the network's own probabilities (no temperature: the calibration images say "
                              "nothing of them)." if calibration.get("temperature_outside") == 1.0 else "."))
+        tta = calibration.get("tta")
+        if isinstance(tta, dict) and isinstance(tta.get("temperature"), (int, float)):
+            lines[-1] += (" With test-time augmentation (`tta=True`, `--tta`: the mean over 8 flips and rotations, "
+                          f"softer) the probabilities have a temperature of their own, T = {tta['temperature']:.4f}"
+                          + (f", and the review threshold {tta['review_below']:.4f}"
+                             if isinstance(tta.get("review_below"), (int, float)) else "")
+                          + (f" (ECE there {tta['ece_before']:.4f} uncalibrated, {tta['ece_after']:.4f} calibrated)"
+                             if isinstance(tta.get("ece_after"), (int, float)) and isinstance(tta.get("ece_before"), (int, float))
+                             else "") + ".")
         lines.append("")
     if training:
         lines += ["## Training", ""]

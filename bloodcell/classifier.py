@@ -171,9 +171,12 @@ class Classifier:
                               "(with one, every image would be that class)")
         return np.isin(np.arange(len(self.class_names)), sorted(positions))
 
-    def _calibration(self, key: str) -> Optional[float]:
+    def _calibration(self, key: str, tta: bool = False) -> Optional[float]:
+        """``key`` of the calibration record; with ``tta``, the TTA mode's own value where it has one."""
         record = self.extra.get("calibration")
-        value = record.get(key) if isinstance(record, dict) else None
+        record = record if isinstance(record, dict) else {}
+        own = record.get("tta") if tta and isinstance(record.get("tta"), dict) else {}
+        value = own.get(key, record.get(key))
         return None if value is None else float(value)
 
     @property
@@ -207,13 +210,14 @@ class Classifier:
         threshold fitted; :meth:`calibrate` fits one)."""
         return self._calibration("review_below")
 
-    def needs_review(self, proba, *, below: Optional[float] = None) -> np.ndarray:
+    def needs_review(self, proba, *, below: Optional[float] = None, tta: bool = False) -> np.ndarray:
         """Which predictions (rows of ``predict_proba``) a person should check: those less sure than
-        ``below`` (default: :attr:`review_below`; 0 flags none)."""
+        ``below`` (default: :attr:`review_below`, or with ``tta=True``, for rows of
+        ``predict_proba(tta=True)``, the threshold fitted for that mode; 0 flags none)."""
         if below is not None and (isinstance(below, bool) or not isinstance(below, (int, float, np.floating))
                                   or not 0.0 <= below <= 1.0):
             raise ConfigError(f"below: expected a probability in [0, 1], got {below!r}")
-        threshold = self.review_below if below is None else float(below)
+        threshold = self._calibration("review_below", tta) if below is None else float(below)
         p = np.asarray(proba, np.float64)
         if p.ndim != 2 or p.shape[1] != len(self.class_names):
             raise DataError(f"proba: expected predict_proba's rows, shape (N, {len(self.class_names)}), got {p.shape}")
@@ -272,7 +276,7 @@ class Classifier:
         if check is not None and layer == check.layer:
             scores = check.scores(features) if len(x) else np.zeros(0)
             outside = scores > check.threshold
-        return self._finish(raw, calibrated, mask, outside), features, scores, outside
+        return self._finish(raw, calibrated, mask, outside, tta), features, scores, outside
 
     def _run(self, x: np.ndarray, batch_size: int, tta: bool, verbose: int, layer: Optional[str] = None):
         """The network's mean probabilities over the views, and ``layer``'s pooled features of the first view."""
@@ -297,8 +301,9 @@ class Classifier:
         return out, features
 
     def _finish(self, raw: np.ndarray, calibrated: bool, mask: Optional[np.ndarray],
-                outside: Optional[np.ndarray] = None) -> np.ndarray:
-        out = (apply_calibration(raw, self.temperature, outside=outside, temperature_outside=self.temperature_outside)
+                outside: Optional[np.ndarray] = None, tta: bool = False) -> np.ndarray:
+        temperature = self._calibration("temperature", tta) or 1.0
+        out = (apply_calibration(raw, temperature, outside=outside, temperature_outside=self.temperature_outside)
                if calibrated else raw.copy())
         if mask is not None:
             out[:, ~mask] = 0.0
@@ -337,7 +342,7 @@ class Classifier:
             from .outliers import find_outliers
 
             outlier = find_outliers(x)
-        review = self.needs_review(proba, below=review_below)
+        review = self.needs_review(proba, below=review_below, tta=tta)
         if outlier is not None:
             review = review | outlier
         return CheckedPredictions(proba, review, outlier, scores)

@@ -159,6 +159,36 @@ def test_calibrate_lowers_the_ece_of_an_over_confident_model_and_survives_a_save
                                clf.predict_proba(held_out.images, verbose=0), rtol=1e-5, atol=1e-6)
 
 
+def test_test_time_augmentation_has_its_own_temperature_and_threshold(overconfident, tmp_path):
+    from bloodcell.calibration import apply_calibration
+
+    clf, fit_on, held_out = overconfident
+    record = clf.calibrate(fit_on, verbose=0)
+    tta = record["tta"]
+    raw = clf.predict_proba(fit_on.images, tta=True, calibrated=False, verbose=0)
+    assert tta["temperature"] != pytest.approx(record["temperature"])  # the mean of 8 views is softer
+    checked = clf.predict_checked(fit_on.images, tta=True, verbose=0)
+    expected = apply_calibration(raw, tta["temperature"], outside=checked.outlier, temperature_outside=1.0)
+    np.testing.assert_allclose(checked.probabilities, expected, rtol=1e-5, atol=1e-6)
+    # the TTA threshold flags the share it was fitted to flag, on the images it was fitted on
+    assert checked.review.mean() == pytest.approx(tta["review_flagged"])
+    assert np.array_equal(checked.review, clf.needs_review(checked.probabilities, tta=True) | checked.outlier)
+    single = clf.predict_checked(fit_on.images, verbose=0)
+    assert single.review.mean() == pytest.approx(record["review_flagged"])
+    clf.save_pretrained(tmp_path / "m")
+    assert f"T = {tta['temperature']:.4f}" in (tmp_path / "m" / "README.md").read_text()
+    again = bloodcell.load_classifier(tmp_path / "m")
+    np.testing.assert_allclose(again.predict_proba(held_out.images, tta=True, verbose=0),
+                               clf.predict_proba(held_out.images, tta=True, verbose=0), rtol=1e-5, atol=1e-6)
+    # a record of before this mode had its own (or calibrate(tta=False)) scales TTA as one view
+    assert "tta" not in clf.calibrate(fit_on, tta=False, verbose=0)
+    tta_raw = clf.predict_proba(held_out.images, tta=True, calibrated=False, verbose=0)
+    outside = clf.predict_checked(held_out.images, verbose=0).outlier
+    np.testing.assert_allclose(clf.predict_proba(held_out.images, tta=True, verbose=0),
+                               apply_calibration(tta_raw, clf.temperature, outside=outside, temperature_outside=1.0),
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_a_folder_without_calibration_predicts_as_before(tmp_path):
     clf = bloodcell.Classifier(bloodcell.build_model("microcell", input_size=SIZE), name="plain")
     assert clf.temperature == 1.0

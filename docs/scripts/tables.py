@@ -377,10 +377,21 @@ def calibration() -> str:
                      f"{b['nll']:.3f} → {a['nll']:.3f}", f"{b['brier']:.3f} → {a['brier']:.3f}",
                      f"{b['mean_confidence']:.3f} → {a['mean_confidence']:.3f}", pct(review.get("outliers"), 1),
                      pct(review.get("flagged"), 1), pct(review.get("accuracy_unflagged"))])
+        tta = d.get("tta")
+        if tta:  # predict_proba(tta=True), with the mode's own temperature and threshold
+            b, a, review = tta["before"], tta["after"], tta["review"]
+            rows.append([f"{name}, TTA (8 views)", pct(a["accuracy"]), f"{b['ece']:.4f} → **{a['ece']:.4f}**",
+                         f"{b['nll']:.3f} → {a['nll']:.3f}", f"{b['brier']:.3f} → {a['brier']:.3f}",
+                         f"{b['mean_confidence']:.3f} → {a['mean_confidence']:.3f}", pct(d.get("review", {}).get("outliers"), 1),
+                         pct(review["flagged"], 1), pct(review["accuracy_unflagged"])])
     check = data.get("feature_check")
     note = (f" Review threshold {data['review_below']:.4f}: the calibrated probability under which, with the "
             f"out-of-distribution cells, {data['review_share_on_validation']:.0%} of the validation cells fall."
             if "review_below" in data else "")
+    if data.get("tta"):
+        note += (f" With test-time augmentation (`tta=True`, the mean over 8 flips and rotations) T = "
+                 f"{data['tta']['temperature']:.4f} and the threshold {data['tta']['review_below']:.4f}, fitted the "
+                 "same way on the same validation cells.")
     if check:
         note += (f" Out-of-distribution check: layer `{check['layer']}`, Gaussian over {check['components']} principal "
                  f"components and the rest, fitted to {check['fitted_on']}; threshold the score that "
