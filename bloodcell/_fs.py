@@ -17,6 +17,9 @@ from ._lock import locked
 PathLike = Union[str, os.PathLike]
 #: The ``format`` of a bloodcell model folder's ``config.json``.
 FORMAT = "bloodcell-classifier"
+#: The held-out images of a model's training run (paths relative to its data), beside the model: its
+#: figures were measured on them. Not a model file (not published), a record of the split.
+TEST_FILES = "test_files.json"
 #: Prefix of the staging folders that :func:`staged_folder` creates beside a target.
 STAGING_PREFIX = ".bloodcell-staging-"
 

@@ -32,17 +32,29 @@ PBC_CITATION = (
 CORRUPTED_METRICS = {"robustness_mean"}
 
 
+def _plain_name(name: str) -> str:
+    """A data set's name without case or punctuation ("PBC-96" and "pbc96" name the same)."""
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
 def _card_data(config: dict[str, Any], name: str) -> ModelCardData:
     metrics = config.get("metrics") or {}
     dataset_type = config.get("dataset_id") or "unknown"
     dataset_name = config.get("dataset_name") or "unknown data set"
+    split = "cross-validation" if "cross_validation_folds" in metrics else "test"
+    evaluated = config.get("eval_dataset")  # written by `evaluate --write-metrics`
+    if isinstance(evaluated, dict):
+        measured = str(evaluated.get("name") or "")
+        if measured and _plain_name(measured) not in (_plain_name(dataset_type), _plain_name(dataset_name)):
+            dataset_type = dataset_name = measured  # measured on other data than it was trained on
+        split = str(evaluated.get("split") or split)
     results = [
         EvalResult(
             task_type="image-classification",
             task_name="Blood cell classification",
             dataset_type=f"{dataset_type}-corrupted" if key in CORRUPTED_METRICS else dataset_type,
             dataset_name=f"{dataset_name}, 12 corruptions x 5 severities" if key in CORRUPTED_METRICS else dataset_name,
-            dataset_split="cross-validation" if "cross_validation_folds" in metrics else "test",
+            dataset_split=split,
             metric_type=metric_type,
             metric_name=display,
             metric_value=round(float(metrics[key]), 4),

@@ -339,7 +339,8 @@ def evaluate(classifier, dataset, *, batch_size: int = 64, tta: bool = False, cl
     else:
         proba = classifier.predict_proba(images, batch_size=batch_size, tta=tta, classes=classes, verbose=verbose)
     cm = confusion_matrix(labels, proba.argmax(axis=1), len(classifier.class_names))
-    threshold = getattr(classifier, "review_below", None)
+    # with tta, the threshold fitted for that mode (the single view's where it has none), as predict_checked uses
+    threshold = classifier._calibration("review_below", tta) if hasattr(classifier, "_calibration") else None
     review = None if threshold is None else review_summary(proba, labels, threshold, outliers=outliers)
     return Report.from_confusion(cm, classifier.class_names, tta=tta, seconds=round(time.perf_counter() - start, 2),
                                  absent=absent, calibration=calibration_metrics(proba, labels), review=review,

@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 
 import keras
 
-from ._fs import FORMAT, atomic_write_text, bloodcell_config, recover_staged, staged_folder
+from ._fs import FORMAT, TEST_FILES, atomic_write_text, bloodcell_config, recover_staged, staged_folder
 from ._lock import locked
 from ._util import error_reason, sha256_file
 from ._version import __version__
@@ -292,6 +292,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MODEL_FILES",
     "PREPROCESSING",
+    "TEST_FILES",
     "WEIGHTS_NAME",
     "bloodcell_config",
     "checked_config",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -235,6 +236,21 @@ def _hub_errors(repo_id: str, *, revision: str | None = None, filename: str | No
         hf_logger.setLevel(level)
 
 
+def _tqdm_class():
+    """huggingface_hub's progress bars only where a person watches (stderr a terminal), as bloodcell's own:
+    in a log or a pipe they are carriage-return noise. None: huggingface_hub's own bars."""
+    if sys.stderr.isatty():
+        return None
+    from huggingface_hub.utils import tqdm as hf_tqdm
+
+    class _Off(hf_tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+    return _Off
+
+
 def download_snapshot(
     repo_id: str,
     revision: str | None = None,
@@ -251,7 +267,8 @@ def download_snapshot(
     with _hub_errors(repo_id, revision=revision), _cache_only_when_unreachable(repo_id, revision, "the model") as cached:
         folder = Path(_cache_on_failure(
             lambda local: snapshot_download(repo_id, revision=revision, token=token, local_files_only=local,
-                                            allow_patterns=list(allow_patterns) if allow_patterns else None), cached))
+                                            allow_patterns=list(allow_patterns) if allow_patterns else None,
+                                            tqdm_class=_tqdm_class()), cached))
     missing = [name for name in required if not (folder / name).is_file()]
     if missing:
         rev = revision or constants.DEFAULT_REVISION
@@ -289,7 +306,8 @@ def download_file(
     with _hub_errors(repo_id, revision=revision, filename=filename), \
             _cache_only_when_unreachable(repo_id, revision, f"'{filename}'") as cached:
         path = Path(_cache_on_failure(
-            lambda local: hf_hub_download(repo_id, filename, revision=revision, token=token, local_files_only=local),
+            lambda local: hf_hub_download(repo_id, filename, revision=revision, token=token, local_files_only=local,
+                                          tqdm_class=_tqdm_class()),
             cached))
     if expected is not None:
         actual = sha256_file(path)

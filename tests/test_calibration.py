@@ -175,6 +175,9 @@ def test_test_time_augmentation_has_its_own_temperature_and_threshold(overconfid
     assert np.array_equal(checked.review, clf.needs_review(checked.probabilities, tta=True) | checked.outlier)
     single = clf.predict_checked(fit_on.images, verbose=0)
     assert single.review.mean() == pytest.approx(record["review_flagged"])
+    report = bloodcell.evaluate(clf, fit_on, tta=True, verbose=0)  # the review figures of the mode measured
+    assert report.review["threshold"] == pytest.approx(tta["review_below"])
+    assert report.review["flagged"] == pytest.approx(tta["review_flagged"])
     clf.save_pretrained(tmp_path / "m")
     assert f"T = {tta['temperature']:.4f}" in (tmp_path / "m" / "README.md").read_text()
     again = bloodcell.load_classifier(tmp_path / "m")

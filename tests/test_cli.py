@@ -147,8 +147,15 @@ def test_train_writes_a_model_with_its_card_and_split(tmp_path, capsys):
     assert clf.training["init"] == "random"
     assert "bloodcell train" in (out / "README.md").read_text()
     work = Path(str(out) + ".work")
-    held_out = json.loads((work / "test_files.json").read_text())
+    held_out = json.loads((out / "test_files.json").read_text())  # beside the model, as in the zoo's folders
     assert len(held_out) == 8 and all((data / p).is_file() for p in held_out)
+    capsys.readouterr()
+    assert main(["evaluate", str(data), "--model", str(out), "--write-metrics"]) == 2  # would count training images
+    assert f"--split-file {out / 'test_files.json'}" in capsys.readouterr().err
+    for argv in (["evaluate", str(data), "--model", str(out), "--limit", "4", "--seed", "-1"],
+                 ["train", str(data), "--model", "microcell", "--split-seed", "-1", "--out", str(tmp_path / "neg")]):
+        assert main(argv) == 2  # one line, before any work
+        assert "expected an integer from 0 to 2**31 - 1, got -1" in capsys.readouterr().err
     assert (work / "history.csv").is_file() and (work / "confusion.png").is_file()
     assert main(["train", str(data), "--model", "microcell", "--out", str(out)]) == 2  # refuses to overwrite
     assert json.loads((work / "split.json").read_text())["test"] == sorted(held_out)

@@ -343,6 +343,18 @@ def test_cli_evaluate_write_metrics_updates_config_and_card(cli_files, tmp_path,
     assert main(["evaluate", str(cli_files / "data"), "--model", str(folder), "--write-metrics"]) == 0
     cfg = json.loads((folder / "config.json").read_text())
     assert "robustness_mean" not in cfg["metrics"] and "robustness" not in cfg
+    # The card's Hub metadata names what was measured: every image of DATA, not a "test" split of the training data.
+    meta = (folder / "README.md").read_text().split("---")[1]
+    assert "name: data" in meta and "split: all" in meta and "split: test" not in meta
+    (tmp_path / "list.json").write_text(json.dumps(["basophil/0.png", "platelet/1.png"]))
+    assert main(["evaluate", str(cli_files / "data"), "--model", str(folder), "--write-metrics",
+                 "--split-file", str(tmp_path / "list.json")]) == 0
+    assert "split: test" in (folder / "README.md").read_text().split("---")[1]
+    capsys.readouterr()
+    (folder / "README.md").write_text("# My notes\n")  # a README of one's own is never replaced, and not claimed
+    assert main(["evaluate", str(cli_files / "data"), "--model", str(folder), "--write-metrics"]) == 0
+    assert "README.md is not a bloodcell model card, so it was left as it is" in capsys.readouterr().err
+    assert (folder / "README.md").read_text() == "# My notes\n"
     assert "gaussian_noise" not in (folder / "README.md").read_text()
     # Only a local folder, and only whole-split figures without TTA, can be recorded.
     assert main(["evaluate", str(cli_files / "data"), "--write-metrics"]) == 2
@@ -356,6 +368,12 @@ def test_cli_evaluate_write_metrics_updates_config_and_card(cli_files, tmp_path,
     (folder / "test_files.json").write_text("[]")
     assert main(["evaluate", str(cli_files / "data"), "--model", str(folder), "--write-metrics"]) == 2
     assert f"pass --split-file {folder / 'test_files.json'}" in capsys.readouterr().err
+    (folder / "test_files.json").unlink()  # where runs of `bloodcell train` before 0.x left it
+    work = folder.with_name(folder.name + ".work")
+    work.mkdir()
+    (work / "test_files.json").write_text("[]")
+    assert main(["evaluate", str(cli_files / "data"), "--model", str(folder), "--write-metrics"]) == 2
+    assert f"pass --split-file {work / 'test_files.json'}" in capsys.readouterr().err
 
 
 def test_cli_evaluate_classes_reach_the_robustness_run_and_plots_make_their_folder(cli_files, tmp_path, capsys):

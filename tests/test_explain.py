@@ -69,6 +69,8 @@ def test_explain_command_writes_one_picture_per_image(tmp_path, capsys):
         assert img.size == (2 * 128, 128)
     assert main(["explain", str(files[0]), "--out", str(tmp_path / "o2"), "--target", "ghost"]) == 2
     assert "--target ghost" in capsys.readouterr().err
+    assert main(["explain", str(files[0]), "--out", str(tmp_path / "ig"), "--target", "IG"]) == 0  # as the API takes it
+    assert [p.name.split(".")[-2] for p in (tmp_path / "ig").iterdir()] == ["immature_granulocyte"]
     for folder in ("a", "b"):  # two files of one name: two pictures
         (tmp_path / folder).mkdir()
         shutil.copy(files[0], tmp_path / folder / "cell.jpg")

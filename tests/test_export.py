@@ -151,6 +151,16 @@ def test_cli_exports_a_saved_folder(tmp_path, micro):
     assert np.abs(proba - ref).max() <= TOLERANCE
 
 
+def test_cli_export_into_a_folder_it_cannot_write_names_the_path_before_any_work(capsys):
+    from pathlib import Path
+
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs /proc, a folder no one can create files in, root included")
+    assert main(["export", "--format", "litert", "--out", "/proc/m.tflite"]) == 1
+    err = capsys.readouterr().err
+    assert "/proc/m.tflite" in err and "bloodcell-lock" not in err
+
+
 def test_refuses_to_overwrite(tmp_path, micro, capsys):
     out = tmp_path / "model.tflite"
     out.write_bytes(b"keep me")

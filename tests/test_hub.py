@@ -231,6 +231,20 @@ def test_cli_push_and_download(hub_server, tmp_path, capsys):
     assert "'lab/no-such-repo' was not found" in capsys.readouterr().err
     assert main(["hub", "download", "mnv3s.pbc96", "--revision", "abc"]) == 2  # bundled: no Hub revisions
     assert "ships inside the bloodcell package" in capsys.readouterr().err
+    assert main(["hub", "download", REPO]) == 2  # a repo id without hf://
+    assert f"a Hub repo is written hf://{REPO}" in capsys.readouterr().err
+
+
+def test_no_hub_progress_bars_off_a_terminal(hub_server, tmp_path, capfd):
+    from huggingface_hub.utils import are_progress_bars_disabled
+
+    assert not are_progress_bars_disabled()  # else this test would prove nothing
+    folder = write_folder(tmp_path / "model", model_files(5))
+    push_folder(folder, REPO, token=hub_server.token)
+    capfd.readouterr()
+    download_snapshot(REPO)  # into an empty cache: files are fetched
+    err = capfd.readouterr().err
+    assert "Fetching" not in err and "%|" not in err
 
 
 def test_cli_push_refuses_a_folder_without_weights(hub_server, tmp_path, capsys):

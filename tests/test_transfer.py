@@ -269,7 +269,7 @@ def test_cli_init_keeps_the_parents_held_out_images_out_of_training(parent, tmp_
     assert main([*base, "--seed", "7", "--out", str(tmp_path / "a")]) == 0
     err = capsys.readouterr().err
     assert "warning" not in err
-    assert sorted(json.loads((tmp_path / "a.work" / "test_files.json").read_text())) == \
+    assert sorted(json.loads((tmp_path / "a" / "test_files.json").read_text())) == \
         sorted(json.loads((mine / "test_files.json").read_text()))
     # Another split measures on images the parent may have trained on: said on screen and in the card.
     assert main([*base, "--split-seed", "7", "--out", str(tmp_path / "b")]) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Sequence
 
 from .._fs import is_within
@@ -14,7 +15,18 @@ class UsageError(BloodcellError):
     exit_code = 2
 
 
-__all__ = ["UsageError", "check_output_file", "is_within"]
+__all__ = ["UsageError", "check_output_file", "is_within", "seed_value"]
+
+
+def seed_value(text: str) -> int:
+    """An argparse ``type`` for seeds: a whole number from 0 to 2**31 - 1 (NumPy's and TensorFlow's range)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**31 - 1, got {text}")
+    return value
 
 
 def check_output_file(flag: str, path, data, suffixes: Sequence[str]) -> None:

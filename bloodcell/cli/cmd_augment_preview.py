@@ -6,7 +6,7 @@ import argparse
 
 from .._choices import PRESETS
 from ..errors import InputNotFoundError
-from ._common import UsageError, check_output_file
+from ._common import UsageError, check_output_file, seed_value
 
 from pathlib import Path
 
@@ -26,22 +26,12 @@ def register(subparsers) -> None:
                    help="augmentation preset (default robust)")
     p.add_argument("--out", required=True, metavar="PNG", help="image file to write (.png, .jpg or .webp)")
     p.add_argument("-n", type=int, default=16, metavar="N", help="number of images (default 16)")
-    p.add_argument("--seed", type=_seed, default=0, help="seed of the image choice and of the augmentation (>= 0)")
+    p.add_argument("--seed", type=seed_value, default=0, help="seed of the image choice and of the augmentation (>= 0)")
     p.add_argument("--views", type=int, default=1, metavar="V", help="augmented rows per row of originals (default 1)")
     p.add_argument("--columns", type=int, default=8, metavar="C", help="images per row (default 8)")
     p.add_argument("--image-size", type=int, default=96, metavar="S", help="size images are resized to (default 96)")
     p.add_argument("--scale", type=int, default=1, metavar="K", help="enlarge the picture K times, nearest neighbour (default 1)")
     p.set_defaults(func=run)
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value < 2**31:
-        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**31 - 1, got {text}")
-    return value
 
 
 def _pick_images(data: Path, n: int, size: int, seed: int):

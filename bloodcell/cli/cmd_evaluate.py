@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..errors import DataError, InputNotFoundError
-from ._common import UsageError, check_output_file, classes_option
+from .._fs import TEST_FILES
+from ._common import UsageError, check_output_file, classes_option, seed_value
 
 import json
 import sys
@@ -44,7 +45,7 @@ def register(subparsers) -> None:
                    "evaluate only those images")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="evaluate a stratified random subset of N images (for quick runs)")
-    p.add_argument("--seed", type=int, default=0, help="seed of --limit sampling and of the corruptions")
+    p.add_argument("--seed", type=seed_value, default=0, help="seed of --limit sampling and of the corruptions")
     p.add_argument("--batch-size", type=int, default=64, metavar="N",
                    help="images per forward pass; lower it if memory runs out (default 64)")
     p.add_argument("--write-metrics", action="store_true",
@@ -115,10 +116,12 @@ def _writable_folder(args) -> Path:
             "--write-metrics records headline figures, so it measures the full split without TTA over all the "
             "model's classes: drop --limit, --tta, --severities, --corruptions and --classes"
         )
-    if (folder / "test_files.json").is_file() and not args.split_file:
+    # a run of `bloodcell train` before the list was written beside the model left it in its work folder
+    listed = next((f for f in (folder / TEST_FILES, folder.with_name(folder.name + ".work") / TEST_FILES) if f.is_file()), None)
+    if listed is not None and not args.split_file:
         raise UsageError(
-            f"--write-metrics: {folder} lists the images held out from its training in test_files.json; pass "
-            f"--split-file {folder / 'test_files.json'} (without it the figures would count images it trained on)"
+            f"--write-metrics: {listed} lists the images held out from the training of {folder}; pass "
+            f"--split-file {listed} (without it the figures would count images it trained on)"
         )
     return folder
 
@@ -142,6 +145,8 @@ def _write_metrics(folder: Path, args, report, rob, data) -> None:
         if not (args.split_file and cfg.get("eval_data") and old.get("test_images") == len(data)):
             where = f"the images listed in {Path(args.split_file).name}" if args.split_file else "all images"
             cfg["eval_data"] = f"{where} of {Path(args.data).name} ({len(data)} images)"
+        # what the card's Hub metadata says was measured: this data, its held-out list or all of it
+        cfg["eval_dataset"] = {"name": Path(args.data).resolve().name, "split": "test" if args.split_file else "all"}
         cfg["evaluation_command"] = "bloodcell " + shlex.join(getattr(args, "argv", []))
         return cfg
 
@@ -200,8 +205,13 @@ def run(args) -> int:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             draw(path)
     if folder is not None:
+        from ..folder import CARD_NAME, is_generated_card
+
         _write_metrics(folder, args, report, rob, data)
-        print(f"wrote the figures into {folder / 'config.json'} and {folder / 'README.md'}", file=sys.stderr)
+        card = folder / CARD_NAME
+        print(f"wrote the figures into {folder / 'config.json'} and {card}" if is_generated_card(card) else
+              f"wrote the figures into {folder / 'config.json'}; {card} is not a bloodcell model card, so it was "
+              "left as it is (delete it to have one written)", file=sys.stderr)
     timing = f"evaluated in {report.seconds:.1f}s" + (f", robustness in {rob.seconds:.1f}s" if rob else "")
     print(timing, file=sys.stderr)
     return 0

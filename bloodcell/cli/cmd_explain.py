@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._classes import class_index
 from ..errors import ConfigError, ImageReadError, InputNotFoundError
 from ._common import UsageError, is_within
 
@@ -49,7 +50,7 @@ def run(args) -> int:
                          "folder outside it")
     files = find_image_files(args.paths)
     clf = load_classifier(args.model)
-    if args.target is not None and args.target not in clf.class_names:
+    if args.target is not None and class_index(args.target, clf.class_names) is None:  # case and aliases as the API
         raise UsageError(f"--target {args.target}: not a class of the model; expected one of: "
                          f"{', '.join(clf.class_names)}")
     read, failed = [], 0

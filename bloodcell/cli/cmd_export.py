@@ -33,10 +33,12 @@ def run(args) -> int:
 
     from .. import load_classifier
     from ..export import check_format, check_output, metadata_path
+    from ._common import check_writable
 
     check_format(args.format)
     if args.out:
         check_output(Path(args.out), args.format)  # before a model is downloaded or loaded
+        check_writable(args.out)
     out = load_classifier(args.source).export(args.out, format=args.format)
     print(f"{out}\n{metadata_path(out, args.format)}")
     return 0

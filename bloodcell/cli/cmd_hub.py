@@ -63,8 +63,11 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from ..zoo import resolve_download
+    from ..zoo import HF_PREFIX, resolve_download
 
+    if args.source.count("/") == 1 and not args.source.startswith(HF_PREFIX) and not Path(args.source).exists():
+        raise UsageError(f"{args.source}: a Hub repo is written hf://{args.source} (a zoo entry has no '/'; "
+                         "`bloodcell list` shows them)")
     print(resolve_download(args.source, revision=args.revision, token=args.token))
     return 0
 

@@ -18,7 +18,8 @@ from ..data import SPLIT_FRACTIONS, SPLIT_SEED
 from ..errors import InputNotFoundError
 from ..training.config import TrainConfig
 from ..training.small_data import SMALL_DATA, SMALL_DATA_SETTINGS, SOUP_MODELS
-from ._common import UsageError, is_within
+from .._fs import TEST_FILES
+from ._common import UsageError, is_within, seed_value
 
 
 class _DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
@@ -83,8 +84,8 @@ def register(subparsers) -> None:
                    f"{SMALL_DATA} images: no split, cross-validation instead)")
     p.add_argument("--test-fraction", type=float, default=None, metavar="F",
                    help=f"share of DATA held out for the test (default: {SPLIT_FRACTIONS[2]}; small data: cross-validation)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the initialisation, order and augmentation")
-    p.add_argument("--split-seed", type=int, default=SPLIT_SEED, metavar="N",
+    p.add_argument("--seed", type=seed_value, default=d.seed, help="seed of the initialisation, order and augmentation")
+    p.add_argument("--split-seed", type=seed_value, default=SPLIT_SEED, metavar="N",
                    help="seed of the validation/test split (or of the cross-validation folds); the zoo's pbc96 "
                    "models were trained with the default, so their held-out images stay held out")
     p.add_argument("--out", default=None, metavar="FOLDER", help="where the trained model goes (default: runs/ARCH)")
@@ -194,7 +195,7 @@ def _parent_held_out(args) -> set[str]:
 
     folder, _ = resolve(args.init, default=args.init)
     try:
-        listed = json.loads((folder / "test_files.json").read_text())
+        listed = json.loads((folder / TEST_FILES).read_text())
     except (OSError, ValueError):
         return set()
     return {str(p) for p in listed} if isinstance(listed, list) else set()
@@ -374,9 +375,12 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
               "do not cover those classes (use more images of them, or a larger --test-fraction)", file=sys.stderr)
     clf.extra.update(_data_record(args, data))
     clf.save_pretrained(out)
+    # Beside the model, as in the zoo's folders: `evaluate --write-metrics` then refuses to measure it on
+    # images it trained on, and `train --init` warns of it.
     if test_set.paths:
-        rel = [str(relative_path(p, args.data)) for p in test_set.paths]
-        atomic_write_text(workdir / "test_files.json", json.dumps(rel))
+        atomic_write_text(out / TEST_FILES, json.dumps([str(relative_path(p, args.data)) for p in test_set.paths]))
+    else:
+        (out / TEST_FILES).unlink(missing_ok=True)  # an earlier run's list would name other images
     report.plot_confusion(workdir / "confusion.png")
     print(report.to_text())
     print(f"saved {out} (accuracy {report.accuracy:.2%}, macro F1 {report.macro_f1:.2%}); "
@@ -465,6 +469,7 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
                                   + (f"; warning: {seen}" if seen else ""))
     clf.extra.update(_data_record(args, data))
     clf.save_pretrained(out)
+    (out / TEST_FILES).unlink(missing_ok=True)  # no image was held out: an earlier run's list would name other images
     if report is not None:
         report.plot_confusion(workdir / "confusion.png")
         print(f"cross-validated ({folds} folds: each image classified by a model trained without it)")
