@@ -117,7 +117,8 @@ def _writable_folder(args) -> Path:
             "model's classes: drop --limit, --tta, --severities, --corruptions and --classes"
         )
     # a run of `bloodcell train` before the list was written beside the model left it in its work folder
-    listed = next((f for f in (folder / TEST_FILES, folder.with_name(folder.name + ".work") / TEST_FILES) if f.is_file()), None)
+    work = Path(str(folder.resolve()) + ".work")  # as train names it; resolved: `--model .` has no name of its own
+    listed = next((f for f in (folder / TEST_FILES, work / TEST_FILES) if f.is_file()), None)
     if listed is not None and not args.split_file:
         raise UsageError(
             f"--write-metrics: {listed} lists the images held out from the training of {folder}; pass "
