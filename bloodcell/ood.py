@@ -27,12 +27,15 @@ import numpy as np
 from .errors import ConfigError, DataError
 from .models import as_classifier_model
 
-__all__ = ["COMPONENTS", "FEATURE_SHARE", "FeatureCheck", "feature_layer", "fit_feature_check", "inference_model"]
+__all__ = ["COMPONENTS", "FEATURE_SHARE", "MIN_THRESHOLD_IMAGES", "FeatureCheck", "feature_layer", "fit_feature_check", "inference_model"]
 
 #: Share of held-out in-domain images whose score is above the threshold.
 FEATURE_SHARE = 0.005
 #: Principal components of the Gaussian (the rest of the space is one shared variance).
 COMPONENTS = 8
+#: Fewest in-domain images the check's threshold is set on: with fewer, it is about their largest score,
+#: which a large share of in-domain images exceed.
+MIN_THRESHOLD_IMAGES = 10
 _STRIDE = 16
 
 
@@ -107,9 +110,11 @@ class FeatureCheck:
         z = np.asarray(features, np.float64) - self.mean
         if z.ndim != 2 or z.shape[1] != len(self.mean):
             raise DataError(f"feature check of layer {self.layer!r}: expected features (N, {len(self.mean)}), got {z.shape}")
-        proj = z @ self.components.T
-        residual = np.maximum((z * z).sum(1) - (proj * proj).sum(1), 0.0)
-        return (proj * proj / self.variances).sum(1) + residual / self.residual_variance
+        with np.errstate(invalid="ignore", over="ignore"):  # a row of NaN or inf features scores inf below
+            proj = z @ self.components.T
+            residual = np.maximum((z * z).sum(1) - (proj * proj).sum(1), 0.0)
+            scores = (proj * proj / self.variances).sum(1) + residual / self.residual_variance
+        return np.where(np.isfinite(scores), scores, np.inf)  # NaN or inf features are as far out as can be
 
     def flags(self, features) -> np.ndarray:
         """True where an image is out of the fitted distribution."""
@@ -138,8 +143,12 @@ class FeatureCheck:
             raise ConfigError(f"{where}: calibration.features is not a feature check ({exc}); refit it with "
                               "Classifier.calibrate") from None
         k, d = check.components.shape if check.components.ndim == 2 else (-1, -1)
-        if d != len(check.mean) or k != len(check.variances) or np.any(check.variances <= 0):
+        if d != len(check.mean) or k != len(check.variances) or not np.all(check.variances > 0):
             raise ConfigError(f"{where}: calibration.features has inconsistent shapes; refit it with Classifier.calibrate")
+        numbers = (check.mean, check.components, check.variances, [check.residual_variance, check.threshold])
+        if not all(np.all(np.isfinite(a)) for a in numbers) or not check.residual_variance > 0:
+            raise ConfigError(f"{where}: calibration.features holds numbers that are not finite (or a variance of 0); "
+                              "refit it with Classifier.calibrate")
         return check
 
 
@@ -151,8 +160,15 @@ def fit_feature_check(fit_features, threshold_features, *, layer: str, share: fl
     quantile of a few scores is about their maximum, which about 1 in N in-domain images exceeds)."""
     x = np.asarray(fit_features, np.float64)
     held = np.asarray(threshold_features, np.float64)
-    if x.ndim != 2 or len(x) < 2 or len(held) < 1:
-        raise DataError(f"feature check: need at least 2 images to fit and 1 to set the threshold, got {len(x)} and {len(held)}")
+    if x.ndim != 2 or len(x) < 2 or len(held) < MIN_THRESHOLD_IMAGES:
+        raise DataError(f"feature check: need at least 2 images to fit and {MIN_THRESHOLD_IMAGES} to set the threshold, "
+                        f"got {len(x)} and {len(held)} (from fewer, the threshold is about their largest score, which "
+                        "a large share of in-domain images exceed)")
+    for name, a in (("fit_features", x), ("threshold_features", held)):
+        bad = int(np.sum(~np.isfinite(a).all(axis=-1))) if a.size else 0
+        if bad:
+            raise DataError(f"feature check: {bad} of the {len(a)} rows of {name} are not finite (NaN or inf); "
+                            "fit on features of readable in-domain images")
     if not 0.0 < share < 1.0:
         raise DataError(f"share: expected a fraction in (0, 1), got {share!r}")
     mean = x.mean(0)
@@ -165,7 +181,7 @@ def fit_feature_check(fit_features, threshold_features, *, layer: str, share: fl
     rest = float(lam[k:].sum()) / (x.shape[1] - k) if x.shape[1] > k else floor
     check = FeatureCheck(layer, mean, vt[:k], np.maximum(lam[:k], floor), max(rest, floor), 0.0, share, len(x), fitted_on)
     scores = check.scores(held)
-    if len(scores) * share >= 2 or len(scores) < 3:
+    if len(scores) * share >= 2:
         check.threshold = float(np.quantile(scores, 1.0 - share))
     else:
         from statistics import NormalDist

@@ -105,3 +105,29 @@ def test_a_threshold_set_on_a_few_images_still_flags_about_its_share():
     # The 99.5th percentile of 20 scores is about their maximum, which 1 in 21 in-domain images exceeds.
     assert np.mean(rates) < 0.02 and "log-normal" in check.fitted_on
     assert "log-normal" not in fit_feature_check(features(200), features(400), layer="x").fitted_on
+
+
+def test_too_few_threshold_images_and_numbers_that_are_not_finite_are_refused():
+    rng = np.random.default_rng(1)
+    features = lambda n: rng.normal(size=(n, 8)) * np.linspace(3, 0.5, 8)  # noqa: E731
+    with pytest.raises(bloodcell.DataError, match="need at least 2 images to fit and 10 to set the threshold, got 200 and 2"):
+        fit_feature_check(features(200), features(2), layer="x")
+    held = features(50)
+    held[3, 0] = np.nan
+    with pytest.raises(bloodcell.DataError, match="1 of the 50 rows of threshold_features are not finite"):
+        fit_feature_check(features(200), held, layer="x")
+    check = fit_feature_check(features(200), features(50), layer="x")
+    probe = features(3)
+    probe[1, 2], probe[2, 0] = np.nan, np.inf
+    assert check.flags(probe).tolist() == [False, True, True]  # as far out of the domain as can be
+    record = check.to_record()
+    for key, value in (("threshold", float("nan")), ("residual_variance", 0.0)):
+        with pytest.raises(bloodcell.ConfigError, match="not finite"):
+            FeatureCheck.from_record({**record, key: value})
+
+
+def test_calibrating_with_a_reference_on_a_few_labelled_cells_is_refused():
+    clf = bloodcell.Classifier(bloodcell.build_model("microcell", input_size=32, num_classes=2, class_names=("a", "b")))
+    images = make_cells(30, size=32)
+    with pytest.raises(bloodcell.ConfigError, match="2 are too few"):
+        clf.calibrate((images[:2], np.array([0, 1])), reference=images, verbose=0)
