@@ -185,10 +185,12 @@ def clean(
     *,
     near: bool = True,
     reference: Union[None, np.ndarray, OutlierReference, str] = None,
+    outliers: bool = True,
 ) -> CleanResult:
     """Remove outliers, extra copies of duplicates, and duplicate groups with conflicting labels.
 
-    Outliers go first; duplicates are then looked for among the remaining rows. Of each
+    Outliers go first (``outliers=False``: none are looked for, duplicates only; ``reference``: see
+    :func:`bloodcell.find_outliers`); duplicates are then looked for among the remaining rows. Of each
     duplicate group whose rows share one label, the first row is kept (``report["duplicates"]``);
     a group whose rows carry different labels is removed entirely, its true label being unknown
     (``report["conflicts"]``). Row indices in the report refer to the input.
@@ -206,7 +208,7 @@ def clean(
     elif labels.dtype.kind not in "iuUSO":
         raise DataError(f"clean: labels must be class ids or class names, got {labels.dtype} values")
     n = len(images)
-    outlier = find_outliers(images, reference=reference) if n else np.zeros(0, bool)
+    outlier = find_outliers(images, reference=reference) if n and outliers else np.zeros(n, bool)
     rest = np.flatnonzero(~outlier)
     groups = [[int(rest[i]) for i in g] for g in find_duplicates(images[rest], near=near)]
     keep = ~outlier
@@ -225,7 +227,7 @@ def clean(
         "n_input": n,
         "n_kept": int(keep.sum()),
         "n_removed": int(n - keep.sum()),
-        "outliers": {"count": int(outlier.sum()), "rows": np.flatnonzero(outlier).tolist()},
+        "outliers": {"count": int(outlier.sum()), "rows": np.flatnonzero(outlier).tolist(), "checked": bool(outliers)},
         "duplicates": {
             "groups": len(same),
             "copies_removed": len(copies),

@@ -41,6 +41,10 @@ __all__ = ["OutlierReference", "find_outliers", "fit_outlier_reference", "outlie
 FEATURE_VERSION = 1
 N_FEATURES = 31
 DEFAULT_REFERENCE = Path(__file__).parent / "_assets" / "outlier_reference.npz"
+#: Fewest cell images a reference is fitted to.
+MIN_REFERENCE_IMAGES = 20
+#: Below this many images, the threshold is set on cross-fitted scores instead of a 20% hold-out.
+CROSS_FIT_BELOW = 200
 _BANDS = (0.0, 0.05, 0.2, 0.5, 0.8, 1.0)
 _RINGS = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.5))
 
@@ -289,29 +293,47 @@ def fit_outlier_reference(
     """Fit a cell model to ``images`` (uint8 N x S x S x 3, cells only).
 
     ``augment`` corrupted copies of each image (:func:`corrupt_cell`) join the fit. A random 20%
-    of the images (and their copies) is held out to set the threshold: their median score plus
+    of the images (and their copies) is held out to set the threshold (below ``CROSS_FIT_BELOW``
+    images, every image is scored by a model fitted without it, in 5 folds): their median score plus
     ``spread`` times the distance from the median to their ``quantile`` (a rule that, unlike an
     extreme quantile, a few odd images cannot move far). ``components`` shrinks for small sets so
     that each Gaussian has enough images.
     """
     images = _check_batch(images)
     n = len(images)
-    if n < 10:
-        raise DataError(f"fit_outlier_reference: got {n} images, need at least 10 cell images (hundreds are better)")
+    if n < MIN_REFERENCE_IMAGES:
+        raise DataError(f"fit_outlier_reference: got {n} images, need at least {MIN_REFERENCE_IMAGES} cell images "
+                        "(hundreds are better)")
+    for name, value, ok, want in (("components", components, isinstance(components, int) and components >= 1, ">= 1"),
+                                  ("augment", augment, isinstance(augment, int) and augment >= 0, ">= 0"),
+                                  ("quantile", quantile, isinstance(quantile, (int, float)) and 0 < quantile < 1, "in (0, 1)"),
+                                  ("spread", spread, isinstance(spread, (int, float)) and spread > 0, "> 0")):
+        if isinstance(value, bool) or not ok:
+            raise ConfigError(f"fit_outlier_reference: {name} must be {want}, got {value!r}")
     rng = np.random.default_rng(seed)
     copies = [images] + [np.stack([corrupt_cell(img, rng) for img in images]) for _ in range(augment)]
     feats = np.stack([outlier_features(c) for c in copies])  # (1 + augment, n, d)
-    held = np.zeros(n, bool)
-    held[rng.permutation(n)[: max(2, n // 5)]] = True
-    fit = feats[:, ~held].reshape(-1, feats.shape[-1]).astype(np.float64)
-    cal = feats[:, held].reshape(-1, feats.shape[-1]).astype(np.float64)
-    d = fit.shape[1]
-    k = int(max(1, min(components, len(fit) // (10 * d))))
-    mean, scale = fit.mean(0), fit.std(0) + 1e-6
-    z = (fit - mean) / scale
-    weights, means, chols = _fit_gmm(z, k, reg=1e-2 if len(fit) > 2000 else 1e-1, rng=rng)
-    ref = OutlierReference(mean, scale, weights, means, chols, 0.0, int(images.shape[1]), n, description)
-    cal_scores = ref.feature_scores(cal)
+
+    def fit(rows) -> OutlierReference:
+        x = feats[:, rows].reshape(-1, feats.shape[-1]).astype(np.float64)
+        k = int(max(1, min(components, len(x) // (10 * x.shape[1]))))
+        mean, scale = x.mean(0), x.std(0) + 1e-6
+        weights, means, chols = _fit_gmm((x - mean) / scale, k, reg=1e-2 if len(x) > 2000 else 1e-1, rng=rng)
+        return OutlierReference(mean, scale, weights, means, chols, 0.0, int(images.shape[1]), n, description)
+
+    def scores(ref, rows) -> np.ndarray:
+        return ref.feature_scores(feats[:, rows].reshape(-1, feats.shape[-1]).astype(np.float64))
+
+    order = rng.permutation(n)
+    if n >= CROSS_FIT_BELOW:  # a random 20% held out sets the threshold
+        held = np.zeros(n, bool)
+        held[order[: n // 5]] = True
+        ref = fit(~held)
+        cal_scores = scores(ref, held)
+    else:  # too few for a hold-out of its own: every image scored by a model fitted without it (5 folds)
+        folds = np.array_split(order, 5)
+        cal_scores = np.concatenate([scores(fit(np.setdiff1d(order, f)), f) for f in folds])
+        ref = fit(np.arange(n))
     median = float(np.median(cal_scores))
     ref.threshold = median + spread * (float(np.quantile(cal_scores, quantile)) - median)
     return ref

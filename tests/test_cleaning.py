@@ -145,8 +145,11 @@ def test_reference_save_load_roundtrip(tmp_path, cells, synthetic_reference):
 def test_outlier_input_checks():
     with pytest.raises(ValueError, match="uint8"):
         outlier_features(np.zeros((1, 32, 32, 3), np.float64))
-    with pytest.raises(ValueError, match="at least 10"):
+    with pytest.raises(ValueError, match="at least 20"):
         fit_outlier_reference(make_cells(3, 32))
+    for bad in ({"quantile": 1.5}, {"augment": -1}, {"components": 0}, {"spread": 0}):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} must be"):
+            fit_outlier_reference(make_cells(20, 32), **bad)
     assert outlier_features(np.zeros((0, 32, 32, 3), np.uint8)).shape == (0, N_FEATURES)
 
 
@@ -162,7 +165,9 @@ def test_clean_report(cells, synthetic_reference):
     result = clean(images, labels, reference=synthetic_reference)
     assert isinstance(result, CleanResult)
     r = result.report
-    assert r["outliers"] == {"count": 2, "rows": [43, 44]}
+    assert r["outliers"] == {"count": 2, "rows": [43, 44], "checked": True}
+    unchecked = clean(images, labels, outliers=False).report  # duplicates only
+    assert unchecked["outliers"] == {"count": 0, "rows": [], "checked": False} and unchecked["n_kept"] == 41
     assert r["duplicates"]["groups"] == 1 and r["duplicates"]["rows"] == [40, 41]
     assert r["duplicates"]["group_rows"] == [[3, 40, 41]]
     assert r["conflicts"]["groups"] == 1 and r["conflicts"]["details"] == [{"rows": [7, 42], "labels": [1, 6]}]
@@ -262,7 +267,7 @@ def test_cli_clean_npz(tmp_path, real_cells, capsys):
     with np.load(out) as z:
         assert z["images"].shape == (16, 96, 96, 3) and z["labels"].shape == (16, 1) and z["labels"].dtype == np.uint8
         np.testing.assert_array_equal(z["images"], real_cells)
-    assert "identical pixels only" in capsys.readouterr().out
+    assert "identical pixels, also mirrored or rotated" in capsys.readouterr().out
     # A set's own class names (in its own order) are kept.
     from bloodcell import CLASS_NAMES
 
@@ -322,3 +327,50 @@ def test_mirrored_and_turned_copies_are_duplicates(cells):
     assert find_duplicates(images, near=False) == [[0, 6], [1, 7], [2, 8]]  # the JPEG copy is near, not exact
     wide = np.concatenate([cells[:3], cells[:3]], axis=2)  # not square: flips and half turns only
     assert find_duplicates(np.concatenate([wide, wide[:1, ::-1, ::-1]])) == [[0, 3]]
+
+
+def test_a_reference_fitted_to_a_few_cells_keeps_the_cells(real_cells, cells):
+    # 20 cells: every one scored by a model fitted without it sets the threshold (a hold-out of 4 did not)
+    for seed in range(3):
+        ref = fit_outlier_reference(cells[20 * seed:20 * seed + 20], seed=seed)
+        assert find_outliers(cells[100:], reference=ref).mean() < 0.03
+        assert find_outliers(np.concatenate([v for k, v in make_non_cells(10, 64).items() if k != "text"]),
+                             reference=ref).all()
+
+
+def test_cli_clean_reference_folder_no_outliers_and_what_it_does_not_copy(tmp_path, dirty_folder, capsys):
+    (dirty_folder / "manifest.csv").write_text("path,label\n")
+    out, report = tmp_path / "clean", tmp_path / "report.json"
+    assert _cli(["clean", dirty_folder, "--out", out, "--no-outliers", "--report", report]) == 0
+    captured = capsys.readouterr()
+    assert "Looked for no outliers (--no-outliers)" in captured.out and "Kept 17 images" in captured.out
+    assert "1 file(s) that are not images were not copied" in captured.err and "manifest.csv" in captured.err
+    assert json.loads(report.read_text())["not_copied"] == ["manifest.csv"]
+    assert _cli(["clean", dirty_folder, "--out", tmp_path / "c2", "--no-outliers", "--reference", SAMPLE]) == 2
+    # cells of one's own as the reference: a folder of them
+    cells = tmp_path / "mycells"
+    cells.mkdir()
+    for i, f in enumerate(sorted(SAMPLE.rglob("*.jpg")) * 2):
+        Image.open(f).rotate(90 * (i // 16)).save(cells / f"{i}.png")
+    assert _cli(["clean", dirty_folder, "--out", tmp_path / "c3", "--reference", cells]) == 0
+    assert "Removed 2 outlier(s)" in capsys.readouterr().out
+    assert _cli(["clean", dirty_folder, "--out", tmp_path / "c4", "--reference", SAMPLE / "basophil"]) == 2
+    assert f"--reference {SAMPLE / 'basophil'}: fit_outlier_reference: got 2 images" in capsys.readouterr().err
+
+
+def test_cli_clean_that_would_remove_everything_writes_nothing(tmp_path, capsys):
+    grey = tmp_path / "grey"
+    for f in SAMPLE.rglob("*.jpg"):  # real cells, but nothing like the reference's colours
+        (grey / f.parent.name).mkdir(parents=True, exist_ok=True)
+        Image.open(f).convert("L").convert("RGB").save(grey / f.parent.name / f.name)
+    assert _cli(["clean", grey, "--out", tmp_path / "out"]) == 2
+    err = capsys.readouterr().err
+    assert "every one of its 16 images would be removed (16 as non-cells)" in err and "--no-outliers" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_clean_refuses_an_npz_of_python_objects_before_any_work(tmp_path, real_cells, capsys):
+    np.savez(tmp_path / "b.npz", images=real_cells, labels=np.arange(16) % 8,
+             ids=np.array([{"x": 1}] * 16, dtype=object))
+    assert _cli(["clean", tmp_path / "b.npz", "--out", tmp_path / "o.npz"]) == 2
+    assert "b.npz: ids holds Python objects" in capsys.readouterr().err and not (tmp_path / "o.npz").exists()

@@ -26,9 +26,12 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="OUT", help="new folder (or .npz file for an .npz input)")
     p.add_argument("--report", metavar="JSON", help="also write what was removed and why to this JSON file")
     p.add_argument("--no-near", action="store_true",
-                   help="only pixel-identical duplicates (default: also re-encoded, brightened or resized copies)")
-    p.add_argument("--reference", metavar="NPZ", help="outlier reference saved by OutlierReference.save "
-                   "(default: the shipped pbc96 reference)")
+                   help="only exact duplicates: identical pixels, also mirrored or rotated (default: also "
+                        "re-encoded, brightened or resized copies)")
+    p.add_argument("--reference", metavar="CELLS", help="what blood-cell images look like for the non-cell check: a "
+                   "folder of your own cell images (at least 20; hundreds are better) or a reference saved by "
+                   "OutlierReference.save (.npz) (default: the shipped pbc96 reference)")
+    p.add_argument("--no-outliers", action="store_true", help="look for duplicates only, not for non-cell images")
     p.add_argument("--image-size", type=int, default=96, metavar="S", help="size images are analysed at (default 96)")
     p.set_defaults(func=run)
 
@@ -56,21 +59,93 @@ def _check_paths(data: Path, out: Path, report: Path | None) -> None:
     check_writable(out)
 
 
+def _reference(args):
+    """The outlier reference of ``--reference``, loaded (or fitted to a folder of cells) before any other work."""
+    from ..errors import DataError
+    from ..outliers import OutlierReference, fit_outlier_reference
+
+    if args.reference is None:
+        return None
+    if args.no_outliers:
+        raise UsageError("--reference describes the cells for the non-cell check, which --no-outliers skips; give one")
+    path = Path(args.reference)
+    if not path.is_dir():
+        return OutlierReference.load(path)
+    from ..imageio import find_image_files, load_images
+
+    files = find_image_files([path])
+    try:
+        return fit_outlier_reference(load_images(files, args.image_size), description=f"{len(files)} images of {path}")
+    except DataError as exc:
+        raise DataError(f"--reference {path}: {exc}") from None
+
+
+def _object_arrays(npz: Path) -> list[str]:
+    """The arrays of an .npz that hold Python objects (which are never unpickled), from their headers alone."""
+    import zipfile
+
+    import numpy as np
+
+    found = []
+    with zipfile.ZipFile(npz) as archive:
+        for name in archive.namelist():
+            with archive.open(name) as f:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                if read(f)[2].hasobject:
+                    found.append(name.removesuffix(".npy"))
+    return found
+
+
+def _not_images(data: Path) -> list[str]:
+    """Files in a folder data set that are not images (notes, manifests, licences): not copied to OUT."""
+    import os
+
+    from ..imageio import is_image_file
+
+    found = []
+    for here, dirs, names in os.walk(data):  # linked folders not followed: no loop, and no one else's notes
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [f for f in (Path(here) / n for n in names if not n.startswith(".")) if not is_image_file(f, data)]
+    return sorted(str(f.relative_to(data)) for f in found)
+
+
+#: A share of non-cells above which the data are more likely cells unlike the reference's than dirty.
+MANY_OUTLIERS = 0.2
+
+
 def run(args) -> int:
     import numpy as np
 
     from ..cleaning import clean
     from ..data import load_readable, save_dataset, save_npz
+    from ..errors import DataError
 
     data, out = Path(args.data), Path(args.out)
     report_path = Path(args.report) if args.report else None
     _check_paths(data, out, report_path)
+    if data.is_file():
+        objects = _object_arrays(data)
+        if objects:
+            raise DataError(f"{data}: {', '.join(objects)} holds Python objects, which bloodcell never unpickles; "
+                            "save it as a plain array (strings or numbers), or leave it out of the file")
+    reference = _reference(args)
     dataset, unreadable = load_readable(data, image_size=args.image_size)
     for line in unreadable:
         print(f"bloodcell clean: dropped {line}", file=sys.stderr)
     if not len(dataset):
         raise ImageReadError(f"{data}: none of its images could be read (above); nothing to clean")
-    result = clean(dataset.images, dataset.labels, near=not args.no_near, reference=args.reference)
+    result = clean(dataset.images, dataset.labels, near=not args.no_near, reference=reference,
+                   outliers=not args.no_outliers)
+    flagged = result.report["outliers"]["count"]
+    advice = ("your cells may look unlike the reference's (another stain or camera): pass --reference with a folder of "
+              "your own cell images, or --no-outliers")
+    if not result.report["n_kept"]:
+        raise DataError(f"{data}: every one of its {len(dataset)} images would be removed ({flagged} as non-cells), so "
+                        f"nothing was written; {advice}")
+    if flagged > MANY_OUTLIERS * len(dataset):
+        print(f"bloodcell clean: warning: {flagged} of {len(dataset)} images ({flagged / len(dataset):.0%}) were taken "
+              f"for non-cells; {advice}", file=sys.stderr)
     report = dict(copy.deepcopy(result.report), input=str(data), output=str(out),
                   unreadable={"count": len(unreadable), "errors": unreadable})
     if dataset.paths is not None:
@@ -81,6 +156,11 @@ def run(args) -> int:
             conflict["paths"] = [paths[i] for i in conflict["rows"]]
         save_dataset(dataset.subset(result.keep), out, layout="folder")
         layout = "a class-folder tree"
+        report["not_copied"] = _not_images(data)
+        if report["not_copied"]:
+            shown = ", ".join(report["not_copied"][:5]) + (", ..." if len(report["not_copied"]) > 5 else "")
+            print(f"bloodcell clean: {len(report['not_copied'])} file(s) that are not images were not copied to {out} "
+                  f"(copy them yourself where they still hold): {shown}", file=sys.stderr)
     else:
         # Write the input's own arrays (original size, dtype and label shape), not the resized ones.
         with np.load(data, allow_pickle=False) as raw:
@@ -97,10 +177,11 @@ def run(args) -> int:
     print(
         f"Read {r['n_input']} images from {data}"
         + (f" (and dropped {len(unreadable)} unreadable file(s))" if unreadable else "")
-        + f". Removed {r['outliers']['count']} outlier(s) that do not look "
-        f"like blood-cell images, {r['duplicates']['copies_removed']} extra copies from "
+        + (f". Removed {r['outliers']['count']} outlier(s) that do not look like blood-cell images, "
+           if not args.no_outliers else ". Looked for no outliers (--no-outliers); removed ")
+        + f"{r['duplicates']['copies_removed']} extra copies from "
         f"{r['duplicates']['groups']} duplicate group(s) "
-        f"({'identical pixels only' if args.no_near else 'identical or near-identical'}), and "
+        f"({'identical pixels, also mirrored or rotated' if args.no_near else 'identical or near-identical'}), and "
         f"{r['conflicts']['rows_removed']} image(s) in {r['conflicts']['groups']} duplicate group(s) with "
         f"conflicting labels. Kept {r['n_kept']} images, written to {out} as {layout}"
         + (f"; details in {report_path}." if report_path else ".")
