@@ -284,14 +284,17 @@ def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optiona
         if len(reference) < MIN_FIT_IMAGES:
             raise ConfigError(f"reference: {len(reference)} images; the check's Gaussian needs at least {MIN_FIT_IMAGES} "
                               "images of the training domain; give more, or leave reference out")
-        if len(labels) < MIN_FIT_IMAGES:
-            raise ConfigError(f"reference: the check's threshold is set on the calibration images, and {len(labels)} are "
-                              f"too few (at least {MIN_FIT_IMAGES}: from fewer it is about their largest score, which a "
-                              "large share of in-domain cells exceed); give more labelled images, or leave reference "
-                              "out to keep the model's own check")
         _, ref_features = classifier.predict_with_features(reference, layer=layer, batch_size=batch_size, verbose=0)
-        check = fit_feature_check(ref_features, features, layer=layer, share=feature_share,
-                                  fitted_on=reference_description or f"{len(ref_features)} reference images")
+        fitted_on = reference_description or f"{len(ref_features)} reference images"
+        if len(labels) >= MIN_FIT_IMAGES:
+            check = fit_feature_check(ref_features, features, layer=layer, share=feature_share, fitted_on=fitted_on)
+        else:  # a threshold from a few scores is about their largest: half of the reference joins them
+            order = np.random.default_rng(0).permutation(len(ref_features))
+            half = len(ref_features) // 2
+            check = fit_feature_check(ref_features[order[:half]], np.concatenate([ref_features[order[half:]], features]),
+                                      layer=layer, share=feature_share,
+                                      fitted_on=f"half of {fitted_on}; threshold on the other half and the "
+                                                f"{len(labels)} calibration images")
     elif len(labels) >= 2 * MIN_FIT_IMAGES:
         order = np.random.default_rng(0).permutation(len(labels))
         half = len(labels) // 2

@@ -199,6 +199,15 @@ def test_train_writes_a_model_with_its_card_and_split(tmp_path, capsys):
                  "--workdir", str(work)])
     assert code == 2 and "holds a checkpoint of an earlier run" in capsys.readouterr().err
     assert records == {name: (work / name).read_text() for name in records}
+    # --overwrite with a bad option fails before it deletes the run it would replace
+    from bloodcell.training.callbacks import checkpoint_exists
+
+    fresh_work = Path(str(fresh) + ".work")
+    assert checkpoint_exists(fresh_work)
+    code = main(["train", str(data), "--model", "microcell", "--input-size", "32", "--head-epochs", "1",
+                 "--finetune-epochs", "1", "--unfreeze", "500", "--augment", "none", "--val-fraction", "0.2",
+                 "--test-fraction", "0.2", "--batch-size", "8", "--out", str(fresh), "--overwrite"])
+    assert code == 2 and "unfreeze=500" in capsys.readouterr().err and checkpoint_exists(fresh_work)
     # --overwrite starts afresh, over the model and the finished run's checkpoint.
     code = main(["train", str(data), "--model", "microcell", "--input-size", "32", "--head-epochs", "1",
                  "--finetune-epochs", "0", "--augment", "none", "--val-fraction", "0.2", "--test-fraction", "0.2",
@@ -263,3 +272,26 @@ def test_augment_preview_refuses_a_negative_seed(image_dir, tmp_path, capsys):
     assert main(["augment-preview", str(image_dir), "--out", str(tmp_path / "p.png"), "--seed", "-1"]) == 2
     assert "--seed: expected an integer from 0 to 2**31 - 1, got -1" in capsys.readouterr().err
     assert not (tmp_path / "p.png").exists()
+
+
+def test_train_options_mean_what_they_say_on_small_data_too():
+    from bloodcell.cli import build_parser
+    from bloodcell.cli.cmd_train import _settings
+    from bloodcell.training.small_data import SMALL_DATA_SETTINGS
+
+    def settings(*extra, small=True):
+        return _settings(build_parser().parse_args(["train", "DATA", "--model", "microcell", *extra]), 96, small)
+
+    # naming the small-data optimizer keeps its learning rates; another optimizer gets its own defaults
+    assert settings("--optimizer", SMALL_DATA_SETTINGS["optimizer"])["learning_rates"] == SMALL_DATA_SETTINGS["learning_rates"]
+    assert "learning_rates" not in settings("--optimizer", "lion")
+    # a fraction is written with a point, as Trainer(unfreeze=1.0) is all layers; a whole number counts layers
+    assert settings("--unfreeze", "1.0", small=False)["unfreeze"] == 1.0
+    assert settings("--unfreeze", "1", small=False)["unfreeze"] == 1
+    assert isinstance(settings("--unfreeze", "12", small=False)["unfreeze"], int)
+    with pytest.raises(SystemExit):
+        settings("--unfreeze", "1.5")
+    from bloodcell.cli._common import UsageError
+
+    with pytest.raises(UsageError, match="small data have no validation split"):
+        settings("--lr-schedule", "plateau")

@@ -126,8 +126,12 @@ def test_too_few_threshold_images_and_numbers_that_are_not_finite_are_refused():
             FeatureCheck.from_record({**record, key: value})
 
 
-def test_calibrating_with_a_reference_on_a_few_labelled_cells_is_refused():
+def test_calibrating_with_a_reference_on_a_few_labelled_cells_sets_the_threshold_on_more():
+    keras.utils.set_random_seed(0)
     clf = bloodcell.Classifier(bloodcell.build_model("microcell", input_size=32, num_classes=2, class_names=("a", "b")))
-    images = make_cells(30, size=32)
-    with pytest.raises(bloodcell.ConfigError, match="2 are too few"):
-        clf.calibrate((images[:2], np.array([0, 1])), reference=images, verbose=0)
+    images = make_cells(400, size=32)
+    # as Trainer.fit does with 16 validation images: training images as the reference
+    clf.calibrate((images[:2], np.array([0, 1])), reference=images[2:202], verbose=0, tta=False)
+    check = clf.feature_check
+    assert "threshold on the other half and the 2 calibration images" in check.fitted_on
+    assert clf.predict_checked(images[202:], verbose=0).outlier.mean() < 0.05  # not ~25%, as from 2 scores

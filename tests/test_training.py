@@ -380,6 +380,9 @@ def test_tf_data_is_augmented_weighted_and_sized_like_a_dataset(monkeypatch):
         tiny_trainer().fit(_tf_data(toy_data()).map(lambda x, y: (x, tf.one_hot(y, 5))), toy_data(seed=1))
     with pytest.raises(bloodcell.DataError, match=r"train: the dataset repeats forever; drop its .repeat\(\)"):
         tiny_trainer().fit(_tf_data(toy_data()).repeat(), toy_data(seed=1))
+    for empty in (_tf_data(toy_data()).take(0), _tf_data(toy_data()).filter(lambda x, y: False)):  # known, unknown size
+        with pytest.raises(bloodcell.DataError, match="val: the tf.data dataset holds no batches"):
+            tiny_trainer().fit(_tf_data(toy_data()), empty)
 
 
 def test_user_callbacks_run_in_each_phase():

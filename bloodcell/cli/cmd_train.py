@@ -72,9 +72,9 @@ def register(subparsers) -> None:
     p.add_argument("--finetune-epochs", type=int, default=None, metavar="M",
                    help=f"most epochs of phase 2 (the top backbone layers) (default: {d.finetune_epochs}; "
                    f"{small['finetune_epochs']} for small data)")
-    p.add_argument("--unfreeze", type=float, default=None, metavar="N|F",
-                   help="top backbone layers trained in phase 2: a count (>= 1) or a fraction (< 1) "
-                   "(default: 0.3 after a frozen phase 1, else all)")
+    p.add_argument("--unfreeze", type=_unfreeze, default=None, metavar="N|F",
+                   help="top backbone layers trained in phase 2: a count (a whole number, 12) or a fraction (with "
+                   "a point, 0.3; 1.0 is all) (default: 0.3 after a frozen phase 1, else all)")
     p.add_argument("--batch-size", type=int, default=None, metavar="N",
                    help=f"images per training step (default: {d.batch_size}; {small['batch_size']} for small data)")
     p.add_argument("--input-size", type=int, default=None, metavar="S",
@@ -158,8 +158,9 @@ def _check_outputs(data: Path, out: Path, workdir: Path, args) -> None:
         raise UsageError(f"--out {out}: holds a README.md that is not a model card and would be replaced; "
                          "choose another --out")
     if not args.resume and checkpoint_exists(workdir) and not args.overwrite:
-        raise UsageError(f"--workdir {workdir}: holds a checkpoint of an earlier run; add --resume to continue it, "
-                         "--overwrite to start again, or choose another --out or --workdir")
+        raise UsageError(f"--workdir {workdir}: holds a checkpoint of an earlier run; add --resume to continue it "
+                         "(a small-data run, which cross-validates, cannot be), --overwrite to start again, or choose "
+                         "another --out or --workdir")
 
 
 def _starting_point(args):
@@ -225,13 +226,24 @@ def _data_record(args, data) -> dict:
             "dataset_counts": data.class_counts()}
 
 
+def _unfreeze(text: str):
+    """``--unfreeze``: a layer count (a whole number) or a fraction of the layers (written with a point, as
+    ``Trainer(unfreeze=1.0)`` is all of them)."""
+    try:
+        value = float(text) if "." in text or "e" in text.lower() else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a layer count (12) or a fraction (0.3), got {text!r}") from None
+    if isinstance(value, float) and not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a fraction (written with a point) is in 0.0..1.0, got {text}; "
+                                         "give a whole number for a layer count")
+    if isinstance(value, int) and value < 0:
+        raise argparse.ArgumentTypeError(f"expected a layer count >= 0, got {text}")
+    return value
+
+
 def _settings(args, input_size: int, small: bool) -> dict:
     """TrainConfig fields from the options; for small data, SMALL_DATA_SETTINGS where an option was not given."""
-    unfreeze = None
-    if args.unfreeze is not None:
-        if args.unfreeze >= 1 and args.unfreeze != int(args.unfreeze):
-            raise UsageError(f"--unfreeze {args.unfreeze:g}: expected a whole number of layers, or a fraction below 1")
-        unfreeze = int(args.unfreeze) if args.unfreeze >= 1 else float(args.unfreeze)
+    unfreeze = args.unfreeze
     given = dict(
         optimizer=args.optimizer,
         learning_rates=tuple(args.lr) if args.lr else None,
@@ -243,7 +255,9 @@ def _settings(args, input_size: int, small: bool) -> dict:
     settings = {k: v for k, v in given.items() if v is not None}
     if small:
         settings = {**{k: v for k, v in SMALL_DATA_SETTINGS.items()
-                       if k not in settings and not (k == "learning_rates" and args.optimizer)}, **settings}
+                       if k not in settings and not (k == "learning_rates" and args.optimizer
+                                                     and args.optimizer != SMALL_DATA_SETTINGS["optimizer"])},
+                    **settings}
     if settings.get("lr_schedule") == "none":
         settings["lr_schedule"] = None
     settings.update(
@@ -258,6 +272,10 @@ def _settings(args, input_size: int, small: bool) -> dict:
         input_size=input_size,
         normalization=args.normalization,
     )
+    if small and settings.get("lr_schedule") == "plateau" and settings.get("patience", ...) is None:
+        raise UsageError("--lr-schedule plateau follows the validation loss, and small data have no validation split "
+                         "(they are cross-validated); use --lr-schedule cosine or none, or give --val-fraction and "
+                         "--test-fraction to split them")
     TrainConfig(**settings)  # bad settings fail before any training
     return settings
 
@@ -308,10 +326,6 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
     small = args.val_fraction is None and args.test_fraction is None and is_small(data)
     settings = _settings(args, input_size, small)
     command = "bloodcell " + shlex.join(a for a in args.argv if a != "--resume")
-    if args.overwrite and not args.resume and writes:
-        from ..training.callbacks import remove_checkpoint
-
-        remove_checkpoint(workdir)  # --overwrite starts afresh (the data loaded: a failure before loses nothing)
     if small:
         return _train_small(args, data, arch if parent is None else None, weights, settings, out, workdir, command, t0,
                             writes)
@@ -335,7 +349,7 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
         if not (args.resume and command_file.is_file()):
             atomic_write_text(command_file, command + "\n")
     try:
-        trainer.fit(train_set, val_set, resume=args.resume)
+        trainer.fit(train_set, val_set, resume=args.resume, overwrite=args.overwrite)  # the checkpoint goes once all is checked
     except KeyboardInterrupt:
         print(f"bloodcell train: interrupted; the last finished epoch is checkpointed in {workdir}: continue with "
               f"{command} --resume", file=sys.stderr)
@@ -426,7 +440,7 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
     def train_one(part, workdir=None, seed=args.seed):
         trainer = Trainer(model, weights=weights, class_names=data.class_names, workdir=workdir,
                           **{**settings, "seed": seed, "verbose": 0})
-        trainer.fit(part)
+        trainer.fit(part, overwrite=args.overwrite and workdir is not None)
         return trainer
 
     report = None

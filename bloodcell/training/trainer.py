@@ -36,6 +36,7 @@ from .callbacks import (
     TrainingCheckpoint,
     assign,
     checkpoint_exists,
+    remove_checkpoint,
     load_checkpoint,
     plot_history,
     save_checkpoint,
@@ -253,7 +254,7 @@ class Trainer:
                               processes=(self.num_processes, self.process_id))
 
     # -- training ----------------------------------------------------------------------------
-    def fit(self, train, val=None, *, resume: bool = False,
+    def fit(self, train, val=None, *, resume: bool = False, overwrite: bool = False,
             callbacks: Optional[Sequence[keras.callbacks.Callback]] = None) -> list[dict[str, Any]]:
         """Run both phases on ``train`` with early stopping on ``val``; returns the history rows.
 
@@ -262,7 +263,9 @@ class Trainer:
         ids or one-hot), such as ``keras.utils.image_dataset_from_directory`` makes: augmented
         too, resized to the model's input size, with the class weights counted in one pass over
         the labels. ``val`` may be None when ``patience`` is None.
-        With ``resume=True`` the run continues from the workdir's checkpoint, which must exist.
+        With ``resume=True`` the run continues from the workdir's checkpoint, which must exist;
+        ``overwrite=True`` starts afresh where one exists, deleting it once the settings and data are
+        checked (a bad setting leaves it to resume).
         ``callbacks``: Keras callbacks of your own (TensorBoard, TerminateOnNaN...), given to the
         ``model.fit`` of each phase after the Trainer's.
         """
@@ -270,9 +273,9 @@ class Trainer:
         if names and not self.class_names:
             self.class_names = names
         with op_determinism(self.config.deterministic):  # as it was, after
-            return self._fit_checked(train, val, resume, callbacks)
+            return self._fit_checked(train, val, resume, callbacks, overwrite)
 
-    def _fit_checked(self, train, val, resume: bool, callbacks) -> list[dict[str, Any]]:
+    def _fit_checked(self, train, val, resume: bool, callbacks, overwrite: bool = False) -> list[dict[str, Any]]:
         import tensorflow as tf
 
         callbacks = list(callbacks or [])
@@ -300,9 +303,9 @@ class Trainer:
             raise DataError(f"{len(train.labels)} training images: a run of {self.num_processes} processes trains on "
                             f"whole batches of {self.config.batch_size}; give more images or a smaller batch_size")
         if self._writes is None:
-            return self._fit(train, val, resume)
+            return self._fit(train, val, resume, overwrite)
         with locked(self.workdir, flag="workdir"):  # a second Trainer on this workdir refuses at once
-            return self._fit(train, val, resume)
+            return self._fit(train, val, resume, overwrite)
 
     def _tf_inputs(self, train, val):
         """``tf.data`` inputs checked (and resized) for the model, of known length, with the class
@@ -312,6 +315,9 @@ class Trainer:
         size, k = self.spec.input_size, self.spec.num_classes
         if isinstance(val, tf.data.Dataset):
             val = tf_input(val, "val", input_size=size, num_classes=k)
+            if int(val.cardinality()) == 0 or (int(val.cardinality()) < 0 and not any(True for _ in val.take(1))):
+                raise DataError("val: the tf.data dataset holds no batches, so early stopping and the calibration "
+                                "would have nothing to go by; give it images (or val=None with patience=None)")
         if not isinstance(train, tf.data.Dataset):
             return train, val
         train = tf_input(train, "train", input_size=size, num_classes=k)
@@ -328,7 +334,7 @@ class Trainer:
             warn_without_images(self._untrained, "add images, or train a model without these classes")
         return train, val
 
-    def _fit(self, train, val, resume: bool) -> list[dict[str, Any]]:
+    def _fit(self, train, val, resume: bool, overwrite: bool = False) -> list[dict[str, Any]]:
         record = self._record()
         if resume:
             if self.workdir is None:
@@ -340,6 +346,8 @@ class Trainer:
             state = {k: v for k, v in restore.items() if k not in ("weights", "optimizer", "best")}
         else:
             restore = None
+            if overwrite and self._writes is not None and checkpoint_exists(self.workdir):
+                remove_checkpoint(self.workdir)  # the settings and data checked: a failure before lost nothing
             if checkpoint_exists(self.workdir):
                 raise ConfigError(
                     f"{self.workdir}: holds a checkpoint of an earlier run; pass resume=True (--resume) to "
