@@ -406,3 +406,31 @@ def test_starting_from_a_bloodcell_model_keeps_its_input_size(tmp_path):
     child.fit(toy_data(), toy_data(seed=1))
     assert child.classifier.input_size == 40
     assert Trainer("microcell", verbose=0)._make_model().inputs[0].shape[1] == 96
+
+
+def test_each_epoch_of_tf_data_is_augmented_from_its_own_seed():
+    # so that a run resumed at any epoch draws what the uninterrupted run drew (as for a Dataset)
+    from bloodcell.training.config import TrainConfig
+    from bloodcell.training.epochs import epochs_dataset
+
+    config = TrainConfig(augment="seed", batch_size=8)
+
+    def images(seeds):
+        ds = epochs_dataset(_tf_data(toy_data(), batch=8), train=True, seeds=seeds, config=config, input_size=SIZE,
+                            num_classes=3)
+        return np.concatenate([x.numpy() for x, *_ in ds])
+
+    both = images([11, 12])
+    np.testing.assert_array_equal(both, np.concatenate([images([11]), images([12])]))
+    assert not np.array_equal(images([11]), images([12]))
+
+
+def test_settings_that_would_build_another_model_are_refused_with_a_model_object(tmp_path):
+    model = bloodcell.build_model("microcell", input_size=SIZE, num_classes=3, class_names=("red", "green", "blue"))
+    with pytest.raises(bloodcell.ConfigError, match=f"input_size=64: the model given takes {SIZE} px"):
+        Trainer(model, input_size=64)
+    with pytest.raises(bloodcell.ConfigError, match="normalization='stain': the model given has none"):
+        Trainer(model, normalization="stain")
+    with pytest.raises(bloodcell.ConfigError, match="a model object brings its own weights"):
+        Trainer(model, weights=str(tmp_path / "w.weights.h5"))
+    Trainer(model, input_size=SIZE, normalization="none")  # what it is: accepted

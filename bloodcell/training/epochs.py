@@ -112,10 +112,11 @@ def epochs_dataset(data, *, train: bool, seeds: Sequence[int], config: TrainConf
     if isinstance(data, tf.data.Dataset):
         from ..pipeline import augment_dataset
 
-        ds = augment_dataset(tf_input(data, "train" if train else "val", input_size=input_size, num_classes=num_classes),
-                             config.augment if train else None, num_classes=num_classes, seed=seeds[0])
-        if train and len(seeds) > 1:
-            ds = ds.repeat(len(seeds))  # each pass draws new augmentations
+        base = tf_input(data, "train" if train else "val", input_size=input_size, num_classes=num_classes)
+        ds = augment_dataset(base, config.augment if train else None, num_classes=num_classes, seed=seeds[0])
+        if train:  # each epoch's augmentation drawn from its own seed, as for a Dataset: a resumed run draws the same
+            for seed in seeds[1:]:
+                ds = ds.concatenate(augment_dataset(base, config.augment, num_classes=num_classes, seed=seed))
     else:
         from ..pipeline import make_epochs
 

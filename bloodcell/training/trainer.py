@@ -119,12 +119,13 @@ class Trainer:
             raise ConfigError("Trainer: give model= an architecture name (see bloodcell.list_models()) or "
                               "weights= a trained bloodcell model to start from")
         elif model is not None and not isinstance(model, str):
-            as_classifier_model(model)
+            given = as_classifier_model(model)
             if self._init_source is not None:
                 raise ConfigError(
                     "weights: a bloodcell model to start from needs model= an architecture name, got a "
                     f"{type(model).__name__}; pass Trainer('{getattr(weights, 'architecture', 'effnetb0')}', weights=...)"
                 )
+            self._check_given_model(given, weights)
         self._model_arg = model
         self._init_record: Optional[dict[str, Any]] = None
         self._untrained: list[str] = []
@@ -187,6 +188,20 @@ class Trainer:
         finally:
             if cfg.precision:
                 keras.mixed_precision.set_dtype_policy(previous)
+
+    def _check_given_model(self, model: ClassifierModel, weights) -> None:
+        """A model object is trained as it is: settings that would build another one are refused, not ignored."""
+        cfg, fix = self.config, "model.with_classes(model.class_names, input_size=..., normalization=...) makes a copy that does"
+        if weights is not None:
+            raise ConfigError(f"weights={weights!r}: a model object brings its own weights; load them into it first "
+                              "(model.load_weights(path)), or pass model= an architecture name to build one with them")
+        if cfg.input_size is not None and cfg.input_size != model.input_size:
+            raise ConfigError(f"input_size={cfg.input_size}: the model given takes {model.input_size} px images; leave "
+                              f"input_size out, or train a copy at that size ({fix})")
+        if cfg.normalization is not None and (cfg.normalization == "none") != (model.normalization is None):
+            raise ConfigError(f"normalization={cfg.normalization!r}: the model given has "
+                              f"{'none' if model.normalization is None else 'stain normalisation'}; leave normalization "
+                              f"out, or train a copy with it ({fix})")
 
     def _from_parent(self) -> ClassifierModel:
         """The parent bloodcell model at this input size, with a new head if the classes differ."""
