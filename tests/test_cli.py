@@ -289,9 +289,10 @@ def test_train_options_mean_what_they_say_on_small_data_too():
     assert settings("--unfreeze", "1.0", small=False)["unfreeze"] == 1.0
     assert settings("--unfreeze", "1", small=False)["unfreeze"] == 1
     assert isinstance(settings("--unfreeze", "12", small=False)["unfreeze"], int)
-    with pytest.raises(SystemExit):
-        settings("--unfreeze", "1.5")
     from bloodcell.cli._common import UsageError
+
+    with pytest.raises(UsageError, match="a fraction .written with a point. is in 0.0..1.0"):
+        settings("--unfreeze", "1.5")
 
     with pytest.raises(UsageError, match="small data have no validation split"):
         settings("--lr-schedule", "plateau")

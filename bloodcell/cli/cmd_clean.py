@@ -87,13 +87,16 @@ def _object_arrays(npz: Path) -> list[str]:
     import numpy as np
 
     found = []
-    with zipfile.ZipFile(npz) as archive:
-        for name in archive.namelist():
-            with archive.open(name) as f:
-                version = np.lib.format.read_magic(f)
-                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                if read(f)[2].hasobject:
-                    found.append(name.removesuffix(".npy"))
+    try:
+        with zipfile.ZipFile(npz) as archive:
+            for name in archive.namelist():
+                with archive.open(name) as f:
+                    version = np.lib.format.read_magic(f)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    if read(f)[2].hasobject:
+                        found.append(name.removesuffix(".npy"))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return []  # a damaged file: reading it says what is wrong
     return found
 
 

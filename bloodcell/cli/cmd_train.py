@@ -72,7 +72,7 @@ def register(subparsers) -> None:
     p.add_argument("--finetune-epochs", type=int, default=None, metavar="M",
                    help=f"most epochs of phase 2 (the top backbone layers) (default: {d.finetune_epochs}; "
                    f"{small['finetune_epochs']} for small data)")
-    p.add_argument("--unfreeze", type=_unfreeze, default=None, metavar="N|F",
+    p.add_argument("--unfreeze", default=None, metavar="N|F",
                    help="top backbone layers trained in phase 2: a count (a whole number, 12) or a fraction (with "
                    "a point, 0.3; 1.0 is all) (default: 0.3 after a frozen phase 1, else all)")
     p.add_argument("--batch-size", type=int, default=None, metavar="N",
@@ -226,24 +226,26 @@ def _data_record(args, data) -> dict:
             "dataset_counts": data.class_counts()}
 
 
-def _unfreeze(text: str):
+def _unfreeze(text: "str | None"):
     """``--unfreeze``: a layer count (a whole number) or a fraction of the layers (written with a point, as
-    ``Trainer(unfreeze=1.0)`` is all of them)."""
+    ``Trainer(unfreeze=1.0)`` is all of them); None when not given."""
+    if text is None:
+        return None
     try:
         value = float(text) if "." in text or "e" in text.lower() else int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a layer count (12) or a fraction (0.3), got {text!r}") from None
+        raise UsageError(f"--unfreeze {text}: expected a layer count (12) or a fraction (0.3)") from None
     if isinstance(value, float) and not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"a fraction (written with a point) is in 0.0..1.0, got {text}; "
-                                         "give a whole number for a layer count")
+        raise UsageError(f"--unfreeze {text}: a fraction (written with a point) is in 0.0..1.0; give a whole number "
+                         "for a layer count")
     if isinstance(value, int) and value < 0:
-        raise argparse.ArgumentTypeError(f"expected a layer count >= 0, got {text}")
+        raise UsageError(f"--unfreeze {text}: expected a layer count >= 0")
     return value
 
 
 def _settings(args, input_size: int, small: bool) -> dict:
     """TrainConfig fields from the options; for small data, SMALL_DATA_SETTINGS where an option was not given."""
-    unfreeze = args.unfreeze
+    unfreeze = _unfreeze(args.unfreeze)
     given = dict(
         optimizer=args.optimizer,
         learning_rates=tuple(args.lr) if args.lr else None,
