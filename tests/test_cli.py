@@ -155,7 +155,9 @@ def test_train_writes_a_model_with_its_card_and_split(tmp_path, capsys):
     for argv in (["evaluate", str(data), "--model", str(out), "--limit", "4", "--seed", "-1"],
                  ["train", str(data), "--model", "microcell", "--split-seed", "-1", "--out", str(tmp_path / "neg")]):
         assert main(argv) == 2  # one line, before any work
-        assert "expected an integer from 0 to 2**31 - 1, got -1" in capsys.readouterr().err
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"bloodcell {argv[0]}: error: argument {'--seed' if argv[0] == 'evaluate' else '--split-seed'}: "
+                       f"expected an integer from 0 to 2**31 - 1, got -1 (see bloodcell {argv[0]} --help)"]
     assert (work / "history.csv").is_file() and (work / "confusion.png").is_file()
     assert main(["train", str(data), "--model", "microcell", "--out", str(out)]) == 2  # refuses to overwrite
     assert json.loads((work / "split.json").read_text())["test"] == sorted(held_out)

@@ -16,10 +16,18 @@ from ._common import UsageError, check_output_file, is_within  # noqa: E402,F401
 from ..errors import BloodcellError  # noqa: E402
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the command line's one rule for errors: one line, ``bloodcell COMMAND: error: ...``
+    (argparse prints its whole usage first); subcommands' parsers are of this class too."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .._version import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bloodcell", description="Classify, clean, train, evaluate and publish blood-cell image classifiers."
     )
     parser.add_argument("--version", action="version", version=f"bloodcell {__version__}")
