@@ -36,9 +36,9 @@ from .callbacks import (
     TrainingCheckpoint,
     assign,
     checkpoint_exists,
-    remove_checkpoint,
     load_checkpoint,
     plot_history,
+    remove_checkpoint,
     save_checkpoint,
     truncate_history,
 )
