@@ -40,6 +40,9 @@ def main() -> None:
         args.out = str(Path(tmp.name) / "finetuned")
     if args.init in ("random", "imagenet") and not args.model:
         p.error(f"--init {args.init} needs --model ARCH")
+    if args.init not in ("random", "imagenet") and args.model:
+        p.error(f"--model {args.model}: the architecture is the --init model's ({args.init}); drop --model, or "
+                "add --init random or --init imagenet to train that architecture from scratch")
 
     import bloodcell
 

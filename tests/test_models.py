@@ -81,8 +81,9 @@ def test_imagenet_weights_unreachable_gives_clear_error(monkeypatch, capsys):
 
     monkeypatch.setattr(efficientnet, "BASE_WEIGHTS_PATH", "http://127.0.0.1:9/")
     monkeypatch.setenv("KERAS_HOME", "/tmp/bloodcell-test-empty-keras-home")
-    with pytest.raises(bloodcell.BloodcellError, match="could not fetch the ImageNet weights of 'effnetb0'.*--init random"):
+    with pytest.raises(bloodcell.BloodcellError, match="could not fetch the ImageNet weights of 'effnetb0'.*--init random") as info:
         bloodcell.build_model("effnetb0", weights="imagenet", input_size=96)
+    assert info.value.exit_code == 1  # a download that failed (the command line's rule), not a bad option
     out, err = capsys.readouterr()
     assert out == "" and "Downloading" in err  # stdout is the commands' output (--json): keras' notice goes to stderr
 

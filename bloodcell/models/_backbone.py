@@ -33,8 +33,14 @@ class Backbone:
     default_dropout: float = 0.2
 
 
+class _DownloadFailed(ConfigError):
+    """The ImageNet weights could not be fetched: an input that failed while working (exit 1), not a bad option."""
+
+    exit_code = 1
+
+
 def _imagenet_error(architecture: str, exc: Exception) -> ConfigError:
-    return ConfigError(
+    return _DownloadFailed(
         f"could not fetch the ImageNet weights of {architecture!r} ({type(exc).__name__}: "
         f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); download the Keras "
         "'..._notop.h5' weights file elsewhere and pass its path as weights='/path/to/file.h5' "

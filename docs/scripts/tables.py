@@ -101,11 +101,18 @@ def bench_accuracy() -> str:
                   "robustness mean", "command"], rows + seed) + f"\n\nMachine: {machine(data)}."
 
 
+def default_model_entry(models: dict) -> tuple[str, dict]:
+    """The bundled default's entry of a results file's models (the first one where it has none)."""
+    from bloodcell import DEFAULT_MODEL
+
+    return (DEFAULT_MODEL, models[DEFAULT_MODEL]) if DEFAULT_MODEL in models else next(iter(models.items()))
+
+
 def bench_robustness() -> str:
     data = load("accuracy")
     if data is None:
         return missing("accuracy", "bench_accuracy.py")
-    name, m = next(iter(data["models"].items()))
+    name, m = default_model_entry(data["models"])
     r = m["robustness"]
     header = ["corruption"] + [f"severity {s}" for s in r["severities"]] + ["mean"]
     rows = [[c] + [pct(a, 1) for a in accs] + [pct(r["per_corruption_mean"][c], 1)] for c, accs in r["accuracy"].items()]
