@@ -11,7 +11,7 @@ import os
 import threading
 import warnings
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Iterator, Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -285,13 +285,10 @@ def is_image_file(path: Path, root: Path) -> bool:
             and not any(part.startswith(".") for part in path.relative_to(root).parts))
 
 
-def image_files_under(folder: Path, *, recursive: bool = True) -> list[Path]:
-    """The image files (:func:`is_image_file`) under ``folder``, sorted, following linked folders
-    (each real folder visited once, so a link loop ends)."""
-    folder = Path(folder)
-    if not recursive:
-        return sorted(f for f in folder.iterdir() if is_image_file(f, folder))
-    found, seen = [], set()
+def _files_under(folder: Path) -> Iterator[Path]:
+    """Every file under ``folder`` but in hidden folders, following linked folders (each real folder
+    visited once, so a link loop ends)."""
+    seen = set()
     for here, dirs, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(here)
         if real in seen:
@@ -299,8 +296,23 @@ def image_files_under(folder: Path, *, recursive: bool = True) -> list[Path]:
             continue
         seen.add(real)
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found.extend(f for f in (Path(here) / n for n in names) if is_image_file(f, folder))
-    return sorted(found)
+        yield from (Path(here) / n for n in names)
+
+
+def image_files_under(folder: Path, *, recursive: bool = True) -> list[Path]:
+    """The image files (:func:`is_image_file`) under ``folder``, sorted, following linked folders
+    (each real folder visited once, so a link loop ends)."""
+    folder = Path(folder)
+    if not recursive:
+        return sorted(f for f in folder.iterdir() if is_image_file(f, folder))
+    return sorted(f for f in _files_under(folder) if is_image_file(f, folder))
+
+
+def other_files_under(folder: Path) -> list[Path]:
+    """The files under ``folder`` that :func:`image_files_under` leaves out (notes, manifests,
+    licences), hidden ones aside, sorted."""
+    folder = Path(folder)
+    return sorted(f for f in _files_under(folder) if not f.name.startswith(".") and not is_image_file(f, folder))
 
 
 def find_image_files(paths: Sequence[PathLike], *, recursive: bool = True) -> list[Path]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Sequence
 
 from .._fs import is_within
@@ -15,7 +16,14 @@ class UsageError(BloodcellError):
     exit_code = 2
 
 
-__all__ = ["UsageError", "check_output_file", "is_within", "seed_value"]
+__all__ = ["UsageError", "check_output_file", "default_workdir", "is_within", "seed_value"]
+
+
+def default_workdir(model_folder) -> Path:
+    """Where `bloodcell train` keeps a model's checkpoints, history and split by default: OUT.work beside OUT
+    (``.`` named by its full path)."""
+    folder = Path(model_folder)
+    return folder.with_name(folder.name + ".work") if folder.name else Path(str(folder.resolve()) + ".work")
 
 
 def seed_value(text: str) -> int:
@@ -31,7 +39,6 @@ def seed_value(text: str) -> int:
 
 def check_output_file(flag: str, path, data, suffixes: Sequence[str]) -> None:
     """Refuse, before any work, an output file with an unsupported suffix or inside the input DATA."""
-    from pathlib import Path
 
     path, data = Path(path), Path(data)
     if path.suffix.lower() not in suffixes:
@@ -48,7 +55,6 @@ def check_writable(path) -> None:
     """Refuse, before any work, an output ``path`` whose folder (or the nearest one of it that
     exists) cannot be written into: the OSError that writing it would raise, naming ``path``."""
     import tempfile
-    from pathlib import Path
 
     folder = Path(path).absolute().parent
     while not folder.exists() and folder != folder.parent:

@@ -80,37 +80,33 @@ def _reference(args):
         raise DataError(f"--reference {path}: {exc}") from None
 
 
-def _object_arrays(npz: Path) -> list[str]:
-    """The arrays of an .npz that hold Python objects (which are never unpickled), from their headers alone."""
-    import zipfile
+#: The arrays of an .npz that load_readable reads and checks itself.
+_NPZ_DATA = ("images", "labels", "class_names")
 
+
+def _npz_extras(npz: Path) -> dict:
+    """The other arrays of an .npz (per-image ids, sources...), read before any work, as load_dataset reads its
+    own: one of Python objects (never unpickled) is refused; a damaged file is left to the reading to name."""
     import numpy as np
 
-    found = []
+    from .._util import DAMAGED_NPZ
+    from ..errors import DataError
+
     try:
-        with zipfile.ZipFile(npz) as archive:
-            for name in archive.namelist():
-                with archive.open(name) as f:
-                    version = np.lib.format.read_magic(f)
-                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                    if read(f)[2].hasobject:
-                        found.append(name.removesuffix(".npy"))
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-        return []  # a damaged file: reading it says what is wrong
-    return found
-
-
-def _not_images(data: Path) -> list[str]:
-    """Files in a folder data set that are not images (notes, manifests, licences): not copied to OUT."""
-    import os
-
-    from ..imageio import is_image_file
-
-    found = []
-    for here, dirs, names in os.walk(data):  # linked folders not followed: no loop, and no one else's notes
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [f for f in (Path(here) / n for n in names if not n.startswith(".")) if not is_image_file(f, data)]
-    return sorted(str(f.relative_to(data)) for f in found)
+        raw = np.load(npz, allow_pickle=False)
+    except (OSError, ValueError, *DAMAGED_NPZ):
+        return {}
+    extras = {}
+    with raw:
+        for key in (k for k in raw.files if k not in _NPZ_DATA):
+            try:
+                extras[key] = raw[key]
+            except ValueError:
+                raise DataError(f"{npz}: {key} holds Python objects, which bloodcell never unpickles; save it as a "
+                                "plain array (strings or numbers), or leave it out of the file") from None
+            except (OSError, *DAMAGED_NPZ):
+                return {}
+    return extras
 
 
 #: A share of non-cells above which the data are more likely cells unlike the reference's than dirty.
@@ -123,15 +119,12 @@ def run(args) -> int:
     from ..cleaning import clean
     from ..data import load_readable, save_dataset, save_npz
     from ..errors import DataError
+    from ..imageio import other_files_under
 
     data, out = Path(args.data), Path(args.out)
     report_path = Path(args.report) if args.report else None
     _check_paths(data, out, report_path)
-    if data.is_file():
-        objects = _object_arrays(data)
-        if objects:
-            raise DataError(f"{data}: {', '.join(objects)} holds Python objects, which bloodcell never unpickles; "
-                            "save it as a plain array (strings or numbers), or leave it out of the file")
+    extras = _npz_extras(data) if data.is_file() else {}
     reference = _reference(args)
     dataset, unreadable = load_readable(data, image_size=args.image_size)
     for line in unreadable:
@@ -159,7 +152,7 @@ def run(args) -> int:
             conflict["paths"] = [paths[i] for i in conflict["rows"]]
         save_dataset(dataset.subset(result.keep), out, layout="folder")
         layout = "a class-folder tree"
-        report["not_copied"] = _not_images(data)
+        report["not_copied"] = [str(f.relative_to(data)) for f in other_files_under(data)]
         if report["not_copied"]:
             shown = ", ".join(report["not_copied"][:5]) + (", ..." if len(report["not_copied"]) > 5 else "")
             print(f"bloodcell clean: {len(report['not_copied'])} file(s) that are not images were not copied to {out} "
@@ -167,10 +160,10 @@ def run(args) -> int:
     else:
         # Write the input's own arrays (original size, dtype and label shape), not the resized ones.
         with np.load(data, allow_pickle=False) as raw:
-            n = len(raw["labels"])
-            # class_names and any other array of the set are kept; per-image arrays lose the dropped rows.
-            arrays = {key: raw[key] if key == "class_names" or raw[key].shape[:1] != (n,) else raw[key][result.keep]
-                      for key in raw.files}
+            arrays = {**{key: raw[key] for key in _NPZ_DATA if key in raw.files}, **extras}
+        # class_names and any other array of the set are kept; per-image arrays lose the dropped rows.
+        n = len(arrays["labels"])
+        arrays = {key: a if key == "class_names" or a.shape[:1] != (n,) else a[result.keep] for key, a in arrays.items()}
         save_npz(out, **arrays)
         layout = "an .npz"
     if report_path is not None:

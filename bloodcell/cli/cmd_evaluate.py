@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import DataError, InputNotFoundError
 from .._fs import TEST_FILES
-from ._common import UsageError, check_output_file, classes_option, seed_value
+from ._common import UsageError, check_output_file, classes_option, default_workdir, seed_value
 
 import json
 import sys
@@ -117,8 +117,7 @@ def _writable_folder(args) -> Path:
             "model's classes: drop --limit, --tta, --severities, --corruptions and --classes"
         )
     # a run of `bloodcell train` before the list was written beside the model left it in its work folder
-    work = Path(str(folder.resolve()) + ".work")  # as train names it; resolved: `--model .` has no name of its own
-    listed = next((f for f in (folder / TEST_FILES, work / TEST_FILES) if f.is_file()), None)
+    listed = next((f for f in (folder / TEST_FILES, default_workdir(folder) / TEST_FILES) if f.is_file()), None)
     if listed is not None and not args.split_file:
         raise UsageError(
             f"--write-metrics: {listed} lists the images held out from the training of {folder}; pass "

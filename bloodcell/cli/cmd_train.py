@@ -19,7 +19,7 @@ from ..errors import InputNotFoundError
 from ..training.config import TrainConfig
 from ..training.small_data import SMALL_DATA, SMALL_DATA_SETTINGS, SOUP_MODELS
 from .._fs import TEST_FILES
-from ._common import UsageError, is_within, seed_value
+from ._common import UsageError, default_workdir, is_within, seed_value
 
 
 class _DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
@@ -296,7 +296,7 @@ def run(args) -> int:
     if out.resolve() == Path.cwd().resolve() or out.resolve() in Path.cwd().resolve().parents:
         raise UsageError(f"--out {args.out}: the model is saved as a whole folder that replaces it; give a new "
                          "folder, not the working directory or one above it (e.g. --out runs/my-model)")
-    workdir = Path(args.workdir) if args.workdir else out.with_name(out.name + ".work")
+    workdir = Path(args.workdir) if args.workdir else default_workdir(out)
     if process_id:  # another process of a multi-process run: it trains, process 0 writes
         return _run(args, arch, weights, parent, out, workdir, writes=False)
     # Held for the whole run: a second run into the same --out or --workdir refuses at once.
