@@ -15,8 +15,9 @@ from typing import Any, Iterator, Optional, Sequence
 import keras
 import numpy as np
 
-from ._checks import check_positive_int
+from ._checks import check_class_names, check_positive_int
 from ._classes import class_changes, class_index
+from ._colour import colourless
 from ._progress import progress
 from ._util import outside_stacklevel
 from .calibration import apply_calibration, calibrate
@@ -154,6 +155,9 @@ class Classifier:
             return None
         if isinstance(classes, str):
             classes = [c.strip() for c in classes.split(",") if c.strip()]
+        if not isinstance(classes, (list, tuple, set, frozenset, np.ndarray)):
+            raise ConfigError(f"classes: expected a list of class names (or one comma-separated string), got "
+                              f"{classes!r}; choose among {', '.join(self.class_names)}")
         given = list(classes)
         bad = [c for c in given if not isinstance(c, str)]
         if bad:
@@ -214,11 +218,13 @@ class Classifier:
         """Which predictions (rows of ``predict_proba``) a person should check: those less sure than
         ``below`` (default: :attr:`review_below`, or with ``tta=True``, for rows of
         ``predict_proba(tta=True)``, the threshold fitted for that mode; 0 flags none)."""
-        if below is not None and (isinstance(below, bool) or not isinstance(below, (int, float, np.floating))
-                                  or not 0.0 <= below <= 1.0):
-            raise ConfigError(f"below: expected a probability in [0, 1], got {below!r}")
+        _check_probability(below, "below")
         threshold = self._calibration("review_below", tta) if below is None else float(below)
-        p = np.asarray(proba, np.float64)
+        try:
+            p = np.asarray(proba, np.float64)
+        except (TypeError, ValueError):
+            raise DataError(f"proba: expected predict_proba's rows (numbers), got {type(proba).__name__} that are "
+                            "not numbers") from None
         if p.ndim != 2 or p.shape[1] != len(self.class_names):
             raise DataError(f"proba: expected predict_proba's rows, shape (N, {len(self.class_names)}), got {p.shape}")
         if threshold is None:
@@ -231,7 +237,7 @@ class Classifier:
         :mod:`bloodcell.explain`."""
         from .explain import class_activation_maps
 
-        return class_activation_maps(self, images, target=target, batch_size=check_positive_int(batch_size, "batch_size"))
+        return class_activation_maps(self, images, target=target, batch_size=batch_size)
 
     def calibrate(self, dataset, *, reference=None, batch_size: int = 64, verbose: int = 1,
                   **options: Any) -> dict[str, Any]:
@@ -316,9 +322,13 @@ class Classifier:
         """Probabilities (as :meth:`predict_proba`) and, from the same forward pass, the spatial mean of
         ``layer``'s output (default: the layer the out-of-distribution check reads, :mod:`bloodcell.ood`)."""
         batch_size = check_positive_int(batch_size, "batch_size")
-        layer = layer or (self.feature_check.layer if self.feature_check else feature_layer(self.model))
-        proba, features, _, _ = self._predict(self.preprocess(images), batch_size, False, verbose,
-                                              calibrated=calibrated, layer=layer)
+        check = self.feature_check
+        layer = layer or (check.layer if check else feature_layer(self.model))
+        x = self.preprocess(images)
+        proba, features, _, _ = self._predict(x, batch_size, False, verbose, calibrated=calibrated, layer=layer)
+        if check is not None and layer != check.layer and calibrated:
+            # the outliers' temperature needs the check's own layer: a second pass, for this case only
+            proba = self._predict(x, batch_size, False, 0, calibrated=True)[0]
         return proba, (np.zeros((0, 0)) if features is None else features)
 
     def predict_checked(self, images, *, batch_size: int = 64, tta: bool = False,
@@ -330,9 +340,11 @@ class Classifier:
         features in the same forward pass; a model without one uses the colour-statistics non-cell
         test (:func:`bloodcell.cleaning.find_outliers`). ``review`` flags the predictions less sure
         than ``review_below`` (default :attr:`review_below`) and the outliers; ``outliers=False``
-        skips the outlier check.
+        skips the outlier check. Greyscale images are always flagged (and counted as outliers when
+        the check runs): the models tell classes by the stain's colours.
         """
         batch_size = check_positive_int(batch_size, "batch_size")
+        _check_probability(review_below, "review_below")
         mask = self.class_mask(classes)
         x = self.preprocess(images)
         proba, _, scores, outlier = self._predict(x, batch_size, tta, verbose, mask=mask)
@@ -342,7 +354,10 @@ class Classifier:
             from .outliers import find_outliers
 
             outlier = find_outliers(x)
-        review = self.needs_review(proba, below=review_below, tta=tta)
+        grey = colourless(x)
+        if outlier is not None:
+            outlier = outlier | grey
+        review = self.needs_review(proba, below=review_below, tta=tta) | grey
         if outlier is not None:
             review = review | outlier
         return CheckedPredictions(proba, review, outlier, scores)
@@ -373,14 +388,20 @@ class Classifier:
         check it (less sure than ``review_below``, or an outlier).
         """
         batch_size = check_positive_int(batch_size, "batch_size")
+        _check_probability(review_below, "review_below")
         self.class_mask(classes)  # bad names fail before any file is read
-        workers = workers or min(8, (os.cpu_count() or 1) + 2)
+        workers = min(8, (os.cpu_count() or 1) + 2) if workers is None else check_positive_int(workers, "workers")
         paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)  # an iterator is read once
         for p in paths:
             if not isinstance(p, (str, os.PathLike)):
                 raise DataError(f"paths: expected image file paths (str or Path), got a {type(p).__name__}; "
                                 "classify images in memory with predict_proba")
-        paths = [Path(p) for p in paths]
+        # checked above, at the call; the generator below runs from the first next()
+        return self._predict_files([Path(p) for p in paths], batch_size, workers, tta, flag_outliers, classes,
+                                   review_below)
+
+    def _predict_files(self, paths: list[Path], batch_size: int, workers: int, tta: bool, flag_outliers: bool,
+                       classes, review_below) -> Iterator[FilePrediction]:
         def read(p: Path):
             try:
                 return load_image(p, self.input_size), None
@@ -465,6 +486,12 @@ class Classifier:
             )
 
 
+def _check_probability(value, name: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.floating))
+                              or not 0.0 <= value <= 1.0):
+        raise ConfigError(f"{name}: expected a probability in [0, 1], got {value!r}")
+
+
 def load_folder(folder, *, sha256: Optional[str] = None) -> Classifier:
     """Load a classifier from a folder written by :meth:`Classifier.save_pretrained`.
 
@@ -496,6 +523,8 @@ def load_classifier(source=None, *, token: Optional[str] = None,
     output units of classes the model already has keep theirs, the others are new; train it with
     :class:`~bloodcell.Trainer` (``Trainer(weights=clf)``) before trusting its answers.
     """
+    if class_names is not None:
+        class_names = check_class_names(class_names)
     folder, entry = resolve(source, token=token, default=DEFAULT_MODEL)
     clf = load_folder(folder, sha256=entry.sha256 if entry is not None else None)
     if entry is not None:

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ._checks import check_positive_int
 from ._classes import class_index
 from .errors import ConfigError
 from .models import as_classifier_model
@@ -38,6 +39,7 @@ def class_activation_maps(classifier, images, *, target: Union[None, str, Sequen
     ``target``: None explains each image's predicted class; a class name explains that class for
     every image; a list gives one class name per image.
     """
+    batch_size = check_positive_int(batch_size, "batch_size")
     x = classifier.preprocess(images)
     names = list(classifier.class_names)
     if target is None:

@@ -73,6 +73,27 @@ def _high_bit_depth_to_uint8(arr: np.ndarray) -> np.ndarray:
     return (arr >> max(bits - 8, 0)).astype(np.uint8)
 
 
+_PIL_WARNINGS = threading.Lock()
+
+
+@contextlib.contextmanager
+def _named_pil_warnings(path: Path):
+    """Re-issue the warnings PIL gives inside the block with ``path`` in front; drop its decompression-bomb
+    warning, which :data:`MAX_PIXELS` (checked before decoding) replaces. ``catch_warnings`` is process-wide,
+    so reader threads take turns (the block only reads headers)."""
+    with _PIL_WARNINGS:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    for w in caught:
+        if issubclass(w.category, Image.DecompressionBombWarning):
+            continue
+        if "PIL" in Path(w.filename).parts:
+            warnings.warn(f"{path}: {w.message}", UserWarning, stacklevel=4)
+        else:  # another thread's warning, given while the filter was ours
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None = None,
                name: str | None = None) -> np.ndarray:
     """Read a file path or PIL image as a uint8 RGB array of shape (H, W, 3).
@@ -92,13 +113,19 @@ def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None =
             return _pil_to_rgb(ImageOps.exif_transpose(source), name)  # as a file read by path
         except ImageReadError:
             raise
-        except (OSError, SyntaxError, ValueError, AssertionError) as exc:
+        except MemoryError:
+            raise
+        except Exception as exc:
             raise ImageReadError(f"{name}: the PIL image is damaged, truncated or closed ({exc or type(exc).__name__}); "
                                  "open it again, or pass its path") from None
     if not isinstance(source, (str, os.PathLike)):
         raise ImageReadError(f"{name or 'image'}: expected a path, a PIL image or an array, got {type(source).__name__}")
     path = Path(source)
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # a name too long for the file system, say
+        raise ImageReadError(f"{path}: cannot be read ({exc.strerror or exc}); check the path") from None
+    if not exists:
         if path.is_symlink():
             raise ImageReadError(f"{path}: a link to a missing file ({os.readlink(path)}); fix or remove the link")
         raise ImageReadError(f"{path}: no such file; check the path")
@@ -108,30 +135,40 @@ def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None =
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: the file is empty, expected an image (PNG, JPEG, ...)")
     try:
-        # Our own pixel limit (checked before decoding) replaces PIL's warning; catch_warnings changes
-        # process-wide state, so only the main thread uses it (reader threads may show PIL's warning).
-        quiet = threading.current_thread() is threading.main_thread()
-        with warnings.catch_warnings() if quiet else contextlib.nullcontext():
-            if quiet:
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                if img.width * img.height > limit and img.format == "JPEG":
-                    # Decode at 1/2, 1/4 or 1/8 scale: the full-size bitmap is never held.
-                    scale = next((s for s in (2, 4, 8) if img.width * img.height <= limit * s * s), 8)
-                    img.draft("RGB", (-(-img.width // scale), -(-img.height // scale)))
-                if img.width * img.height > limit:
-                    raise ImageReadError(
-                        f"{path}: {img.width}x{img.height} pixels is over the {limit:,}-pixel limit; "
-                        "downscale the image first"
-                    )
-                # A phone's JPEG (MPO) holds a second, smaller picture; a TIFF stack or GIF holds pages.
-                frames = getattr(img, "n_frames", 1) if img.format != "MPO" else 1
-                img = ImageOps.exif_transpose(img)
-                img.load()
-                if frames > 1:
-                    warnings.warn(f"{path}: holds {frames} images (pages or frames); only the first is read",
-                                  UserWarning, stacklevel=2)
-                return _pil_to_rgb(img, str(path))
+        with _named_pil_warnings(path):  # headers and EXIF: PIL's warnings about them name no file
+            img = Image.open(path)
+            tiles = list(img.tile)
+            try:
+                if img.format != "PNG":  # a PNG's EXIF may follow its pixels: reading it decodes the image
+                    img.getexif()
+            except BaseException:
+                img.close()
+                raise
+        with img:
+            if img.width * img.height > limit and img.format == "JPEG":
+                # Decode at 1/2, 1/4 or 1/8 scale: the full-size bitmap is never held.
+                scale = next((s for s in (2, 4, 8) if img.width * img.height <= limit * s * s), 8)
+                img.draft("RGB", (-(-img.width // scale), -(-img.height // scale)))
+            if img.width * img.height > limit:
+                raise ImageReadError(
+                    f"{path}: {img.width}x{img.height} pixels is over the {limit:,}-pixel limit; "
+                    "downscale the image first"
+                )
+            # A phone's JPEG (MPO) holds a second, smaller picture; a TIFF stack or GIF holds pages.
+            frames = getattr(img, "n_frames", 1) if img.format != "MPO" else 1
+            deep_colour = img.mode in ("RGB", "RGBA") and any(_rawmode(t).endswith(("16B", "16L", "16N", ";16"))
+                                                              for t in tiles)
+            img = ImageOps.exif_transpose(img)
+            img.load()
+            if frames > 1:
+                warnings.warn(f"{path}: holds {frames} images (pages or frames); only the first is read",
+                              UserWarning, stacklevel=2)
+            rgb = _pil_to_rgb(img, str(path))
+            if deep_colour and rgb[..., :3].max(initial=0) < 32:
+                # PIL keeps the top 8 of 16 bits of colour: 12-bit camera data comes out 0..15, nearly black
+                raise ImageReadError(f"{path}: 16-bit colour whose values use 13 bits or fewer (a camera's raw data); "
+                                     "it reads as nearly black: save it as 8-bit RGB, scaled to 0..255")
+            return rgb
     except ImageReadError:
         raise
     except Image.DecompressionBombError as exc:
@@ -144,8 +181,15 @@ def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None =
             "RGB TIFF, PNG or JPEG" if tiff else
             f"{path}: not a readable image (expected PNG, JPEG, BMP, TIFF, GIF or WebP content)"
         ) from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"{path}: the image is damaged or truncated ({exc})") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # PIL's decoders fail on damaged files with many kinds of error (TypeError, KeyError...)
+        raise ImageReadError(f"{path}: the image is damaged or truncated ({exc or type(exc).__name__})") from None
+
+
+def _rawmode(tile) -> str:
+    args = tile[3] if len(tile) > 3 else ""
+    return str(args[0] if isinstance(args, tuple) and args else args)
 
 
 def as_rgb_array(array: np.ndarray, name: str = "array") -> np.ndarray:
@@ -242,7 +286,10 @@ def load_images(images, size: int) -> np.ndarray:
                         else "")
                 raise ImageReadError(f"images: expected a batch of shape (N, H, W, 3), got {arr.shape}{hint}")
             if arr.shape[-1] == 3:
-                return resize_images(_to_uint8(arr, "images"), size)
+                if arr.dtype != np.uint8:  # bit depth and value range are judged per image, as in a list
+                    arr = np.stack([_to_uint8(a, f"images[{i}]") for i, a in enumerate(arr)]) if len(arr) else \
+                        _to_uint8(arr, "images")
+                return resize_images(arr, size)
             return np.stack([resize_image(as_rgb_array(a, f"images[{i}]"), size, f"images[{i}]") for i, a in enumerate(arr)])
         if arr.ndim == 3 and arr.shape[-1] not in (1, 3, 4) and arr.shape[0] not in (1, 3, 4):
             raise ImageReadError(f"images: shape {arr.shape} is neither an image (H, W, 3) nor a batch (N, H, W, 3); "

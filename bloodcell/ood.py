@@ -74,8 +74,9 @@ def inference_model(model, layer: Optional[str] = None) -> keras.Model:
     try:
         tapped = backbone.get_layer(layer).output
     except ValueError:
-        raise ConfigError(f"feature check: the {model.architecture} backbone has no layer {layer!r}; "
-                          "refit the check (Classifier.calibrate)") from None
+        raise ConfigError(f"layer: the {model.architecture} backbone has no layer {layer!r}; name one of "
+                          "model.backbone.layers (a saved feature check that names it: refit it with "
+                          "Classifier.calibrate)") from None
     both = keras.Model(backbone.inputs, [tapped, backbone.output])
     inputs = keras.Input(model.inputs[0].shape[1:], name="image")
     x, features = inputs, None

@@ -321,9 +321,16 @@ def dataset_from_files(
     iteration with an error naming it.
     """
     _check_common(batch_size, num_classes)
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        raise DataError(f"paths: expected a list of image files, got the single path {os.fsdecode(paths)!r}; for a "
+                        "folder's images use bloodcell.imageio.find_image_files([folder])")
     names = [os.fspath(p) for p in paths]
     if not names:
         raise DataError("paths: expected at least one image file, got none")
+    folders = [p for p in names if os.path.isdir(p)]
+    if folders:
+        raise DataError(f"{folders[0]}: is a folder, expected an image file; list its images with "
+                        "bloodcell.imageio.find_image_files([folder])")
     missing = [p for p in names if not os.path.isfile(p)]
     if missing:
         raise InputNotFoundError(

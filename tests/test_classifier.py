@@ -340,3 +340,36 @@ def test_integer_images_of_zeros_and_ones_are_refused(clf, cells):
         clf.predict(np.transpose(cells, (0, 3, 1, 2)))
     with pytest.raises(BloodcellError, match=r"add a channel axis: images\[\.\.\., None\]"):
         clf.predict(cells[:2, ..., 0])
+
+
+def test_argument_errors_name_the_argument_at_the_call(clf, image_dir, cells):
+    paths = sorted(image_dir.iterdir())
+    with pytest.raises(BloodcellError, match="workers must be a positive integer, got -1"):
+        clf.predict_files(paths, workers=-1)  # at the call, not at the first next()
+    with pytest.raises(BloodcellError, match=r"review_below: expected a probability in \[0, 1\], got 5"):
+        clf.predict_files(paths, review_below=5)
+    with pytest.raises(BloodcellError, match=r"review_below: expected a probability"):
+        clf.predict_checked(cells, review_below=2)
+    with pytest.raises(BloodcellError, match="classes: expected a list of class names .*got 3"):
+        clf.predict_proba(cells, classes=3)
+    with pytest.raises(BloodcellError, match="class_names: expected a list of non-empty class-name strings"):
+        load_classifier(class_names=[1, 2])
+    with pytest.raises(BloodcellError, match="proba: expected predict_proba's rows"):
+        clf.needs_review([["a"] * 8])
+    with pytest.raises(BloodcellError, match="batch_size must be a positive integer"):
+        bloodcell.explain.class_activation_maps(clf, cells[:1], batch_size=0)
+
+
+def test_greyscale_images_are_flagged_for_review(clf, cells):
+    grey = np.repeat(cells.mean(axis=-1, keepdims=True).astype(np.uint8), 3, axis=-1)
+    checked = clf.predict_checked(np.concatenate([cells, grey]), review_below=0.0)
+    assert not checked.review[: len(cells)].any() and checked.review[len(cells):].all()
+    assert checked.outlier[len(cells):].all()
+    assert clf.predict_checked(grey, review_below=0.0, outliers=False).review.all()
+
+
+def test_a_batch_of_deep_images_is_scaled_image_by_image(clf, cells):
+    deep = cells[:3].astype(np.uint16) * 4  # 10-bit data
+    deep[2] = cells[2].astype(np.uint16) * 16  # 12-bit data
+    batch, alone = clf.preprocess(deep), np.stack([clf.preprocess(d)[0] for d in deep])
+    np.testing.assert_array_equal(batch, alone)

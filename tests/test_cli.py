@@ -23,8 +23,10 @@ def test_predict_text(model_dir, image_dir, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == len(list(image_dir.iterdir()))
     for line in lines:
-        path, label, p = line.split("\t")
+        path, label, p, *flag = line.split("\t")
         assert label in bloodcell.CLASS_NAMES and 0 <= float(p) <= 1
+        # the greyscale files are always flagged, the outlier check off or on
+        assert flag == (["REVIEW"] if "grey" in path else [])
 
 
 def test_predict_json_matches_python_api(model_dir, image_dir, capsys):
@@ -52,6 +54,7 @@ def test_predict_reports_bad_files_and_goes_on(model_dir, image_dir, tmp_path, c
     err_lines = err.strip().splitlines()
     assert len(err_lines) == 2
     assert any("bad.jpg" in line for line in err_lines) and any("missing.png" in line for line in err_lines)
+    assert all(line.startswith("bloodcell predict: error: ") for line in err_lines)
 
 
 def test_predict_empty_folder(model_dir, tmp_path, capsys):

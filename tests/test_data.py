@@ -525,3 +525,69 @@ def test_loading_a_folder_in_threads_leaves_the_warning_filters_alone(tmp_path):
     before = list(warnings.filters)
     assert len(load_dataset(tmp_path, image_size=16, workers=4)) == 70
     assert warnings.filters == before
+
+
+def _two_page_tiff_without_a_second_width(path: Path) -> None:
+    import struct
+
+    pages = [Image.fromarray(c) for c in make_cells(2, 16)]
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+    b = bytearray(path.read_bytes())
+    first = struct.unpack_from("<I", b, 4)[0]
+    second = struct.unpack_from("<I", b, first + 2 + 12 * struct.unpack_from("<H", b, first)[0])[0]
+    for i in range(struct.unpack_from("<H", b, second)[0]):
+        if struct.unpack_from("<H", b, second + 2 + 12 * i)[0] == 256:  # ImageWidth: a private tag now
+            struct.pack_into("<H", b, second + 2 + 12 * i, 65000)
+    path.write_bytes(bytes(b))
+
+
+def test_a_file_pil_fails_on_with_any_error_is_a_one_line_error_naming_it(tmp_path):
+    from bloodcell.imageio import read_image
+
+    (tmp_path / "basophil").mkdir()
+    _two_page_tiff_without_a_second_width(tmp_path / "basophil" / "bad.tif")  # PIL: TypeError, Missing dimensions
+    with pytest.raises(ValueError, match=r"bad\.tif: the image is damaged or truncated \(Missing dimensions\)"):
+        read_image(tmp_path / "basophil" / "bad.tif")
+    with pytest.raises(ValueError, match=r"bad\.tif: the image is damaged"):
+        load_dataset(tmp_path, image_size=16)
+    with pytest.raises(ValueError, match=r"cannot be read .*check the path"):
+        read_image(tmp_path / ("a" * 300 + ".png"))
+
+
+def _png16(path: Path, rgb: np.ndarray) -> None:
+    """A 16-bit RGB PNG (PIL cannot write one)."""
+    import struct
+    import zlib
+
+    h, w, _ = rgb.shape
+    raw = b"".join(b"\x00" + rgb[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_16_bit_colour_of_12_bit_data_is_refused_and_full_range_is_read(tmp_path):
+    from bloodcell.imageio import read_image
+
+    cell = make_cells(1, 16)[0].astype(np.uint16)
+    _png16(tmp_path / "full.png", cell * 257)
+    assert np.abs(read_image(tmp_path / "full.png").astype(int) - cell).max() <= 1
+    _png16(tmp_path / "camera.png", cell * 16)  # 12-bit data: PIL keeps the top byte, 0..15
+    with pytest.raises(ValueError, match=r"camera\.png: 16-bit colour whose values use 13 bits or fewer.*8-bit RGB"):
+        read_image(tmp_path / "camera.png")
+
+
+def test_pil_warnings_from_reader_threads_name_the_file(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bloodcell.imageio import read_image
+
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "CameraMakerName!", "ModelName12345"
+    Image.fromarray(make_cells(1, 16)[0]).save(tmp_path / "exif.jpg", exif=exif.tobytes()[:-20])  # truncated
+    with pytest.warns(UserWarning, match=r"exif\.jpg: Truncated File Read"):
+        with ThreadPoolExecutor(2) as pool:
+            assert pool.submit(read_image, tmp_path / "exif.jpg").result().shape == (16, 16, 3)

@@ -78,6 +78,8 @@ def test_explain_command_writes_one_picture_per_image(tmp_path, capsys):
     assert sorted(p.name.split(".")[0] for p in (tmp_path / "o3").iterdir()) == ["a_cell", "b_cell"]
     assert main(["explain", str(tmp_path / "a"), "--out", str(tmp_path / "a" / "heat")]) == 2
     assert "is inside" in capsys.readouterr().err and not (tmp_path / "a" / "heat").exists()
+    assert main(["explain", str(files[0]), "--out", str(tmp_path / "o4"), "--scale", "1000"]) == 2
+    assert "--scale must be 1 to 16" in capsys.readouterr().err and not (tmp_path / "o4").exists()
     (tmp_path / "a" / "broken.jpg").write_bytes(b"not an image")  # named; the others are still explained
     assert main(["explain", str(tmp_path / "a"), "--out", str(tmp_path / "o4")]) == 1
     assert "broken.jpg" in capsys.readouterr().err and len(list((tmp_path / "o4").iterdir())) == 1

@@ -166,6 +166,10 @@ def test_files_errors(tmp_path):
         dataset_from_files([tmp_path / "nope.png"], [0])
     with pytest.raises(ValueError, match="at least one"):
         dataset_from_files([], [])
+    with pytest.raises(ValueError, match="expected a list of image files, got the single path"):
+        dataset_from_files(str(tmp_path), [0])
+    with pytest.raises(ValueError, match="is a folder, expected an image file; list its images"):
+        dataset_from_files([tmp_path], [0])
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")
     with pytest.raises(Exception, match="broken.png"):

@@ -10,6 +10,9 @@ import os
 import sys
 from pathlib import Path
 
+#: The largest --scale: a picture side of 16 times the model's input (2,048 px at 128).
+MAX_SCALE = 16
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -24,7 +27,7 @@ def register(subparsers) -> None:
                    help="zoo name, local folder or hf://owner/repo[@revision] (default: the bundled model)")
     p.add_argument("--target", default=None, metavar="CLASS",
                    help="explain this class for every image (default: each image's predicted class)")
-    p.add_argument("--scale", type=int, default=2, metavar="K", help="enlarge the pictures K times (default 2)")
+    p.add_argument("--scale", type=int, default=2, metavar="K", help=f"enlarge the pictures K times, 1 to {MAX_SCALE} (default 2)")
     p.set_defaults(func=run)
 
 
@@ -36,8 +39,9 @@ def run(args) -> int:
     from ..explain import overlay
     from ..imageio import find_image_files, load_image
 
-    if args.scale < 1:
-        raise UsageError(f"--scale must be at least 1, got {args.scale}")
+    if not 1 <= args.scale <= MAX_SCALE:
+        raise UsageError(f"--scale must be 1 to {MAX_SCALE} (pictures of up to {MAX_SCALE} times the model's input), "
+                         f"got {args.scale}")
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
         raise InputNotFoundError(f"{missing[0]}: no such file or folder; check the path")

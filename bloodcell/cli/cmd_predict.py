@@ -74,7 +74,7 @@ def run(args) -> int:
     if not files:  # nothing to classify at all: as with every path missing
         raise DataError(errors[0] + (f" (and {len(errors) - 1} more paths without images)" if len(errors) > 1 else ""))
     for err in errors:
-        print(f"bloodcell predict: {err}", file=sys.stderr)
+        print(f"bloodcell predict: error: {err}", file=sys.stderr)
     clf = load_classifier(args.model)
     classes = classes_option(clf, args.classes)
     mask = clf.class_mask(classes)
@@ -92,7 +92,7 @@ def run(args) -> int:
     for r in results:
         if r.probabilities is None:
             failed = True
-            print(f"bloodcell predict: {r.error}", file=sys.stderr)
+            print(f"bloodcell predict: error: {r.error}", file=sys.stderr)
             continue
         proba = r.probabilities
         order = np.argsort(-proba, kind="stable")[:k]  # ties: the first class first, as argmax
