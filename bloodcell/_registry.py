@@ -66,6 +66,9 @@ def register_model(name: str, *, family: str, description: str = "", trainable_h
     ``imagenet``: whether the builder takes ImageNet weights."""
 
     def decorator(fn):
+        if not isinstance(name, str) or not name or any(c in name for c in "./\\@ "):
+            raise ConfigError(f"register_model: expected an architecture name without '.', '/', '\\', '@' or spaces "
+                              f"(a zoo entry is '<architecture>.<tag>'), got {name!r}")
         if name in _ARCHITECTURES:
             raise ConfigError(
                 f"architecture {name!r} is already registered (by {_ARCHITECTURES[name].builder.__module__}); "
@@ -104,6 +107,15 @@ def register_pretrained(*cfgs: PretrainedCfg) -> None:
                                           and all(c in "0123456789abcdef" for c in value)):
                 raise ConfigError(f"pretrained entry {cfg.name!r}: {key} must be 64 lower-case hex digits "
                                   f"(sha256sum's output), got {value!r}")
+        if not cfg.bundled and not cfg.repo_id:
+            raise ConfigError(f"pretrained entry {cfg.name!r}: give repo_id (its Hub repo) or bundled=True; "
+                              "it could not be loaded")
+        pinned = isinstance(cfg.revision, str) and len(cfg.revision) == 40 and all(
+            c in "0123456789abcdef" for c in cfg.revision)
+        if not cfg.bundled and not pinned and not (cfg.sha256 and cfg.config_sha256):
+            raise ConfigError(f"pretrained entry {cfg.name!r}: revision {cfg.revision!r} is not a commit and may move; "
+                              "give sha256 and config_sha256 (sha256sum of model.weights.h5 and config.json), or "
+                              "pin revision to a 40-hex commit")
     for cfg in cfgs:
         _PRETRAINED[cfg.name] = cfg
 

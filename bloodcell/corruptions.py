@@ -28,6 +28,7 @@ from ._colour import YIQ_TO_RGB as _YIQ_TO_RGB
 from ._severity import REFERENCE_SIZE, SEVERITY_PARAMS, table
 from ._severity import STAIN_COLOURS as _STAIN_COLOURS
 from .errors import ConfigError
+from .imageio import MIN_SIDE
 
 __all__ = [
     "CORRUPTIONS",
@@ -349,8 +350,10 @@ def corrupt(images: np.ndarray, name: str, severity: int, *, seed: int = 0) -> n
     _check_name(name)
     if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or severity not in SEVERITIES:
         raise ConfigError(f"severity must be an integer in 1..5, got {severity!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ConfigError(f"seed must be an integer, got {seed!r}")
     single = np.ndim(images) == 3
-    batch = check_image_batch(images, single=True, hint="convert with bloodcell.imageio.load_images")
+    batch = check_image_batch(images, single=True, min_side=MIN_SIDE, hint="convert with bloodcell.imageio.load_images")
     out = np.empty_like(batch)
     fn = _compiled(name)
     base = int(seed) % (2**31 - 1)

@@ -49,7 +49,11 @@ def list_pretrained(filter: str | None = None, *, architecture: str | None = Non
     matching a shell-style pattern (``"*.pbc96"``, ignoring case; ``architecture=`` names one too). A name that is none of these
     (no wildcard, no such architecture or entry) is refused, as a typo."""
     names = sorted(_PRETRAINED)
-    filter = filter or architecture  # ``architecture=``: the keyword of bloodcell 0.1
+    for value, what in ((filter, "filter"), (architecture, "architecture")):
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{what}: expected a name or a pattern such as 'eff*', got {type(value).__name__}")
+    if architecture:  # ``architecture=``, the keyword of bloodcell 0.1; with a filter too, both apply
+        names = [n for n in names if _PRETRAINED[n].architecture == architecture_info(architecture).name]
     if not filter:
         return names
     if filter in _ARCHITECTURES:
@@ -70,6 +74,8 @@ def _matching(names: list[str], pattern: str) -> list[str]:
 
 def pretrained_entry(name: str) -> PretrainedCfg:
     """The :class:`PretrainedCfg` of a zoo entry; an architecture name gives its default entry."""
+    if not isinstance(name, str):
+        raise ConfigError(f"name: expected a zoo entry or architecture name (a string), got {type(name).__name__}")
     if name in _PRETRAINED:
         return _PRETRAINED[name]
     if name in _ARCHITECTURES:

@@ -123,6 +123,9 @@ def resolve_download(source: str, *, revision: Optional[str] = None, token=None)
     zoo repos are public)."""
     from .hub import download_snapshot, parse_hf_source
 
+    if not isinstance(source, str):
+        raise ConfigError(f"source: expected 'hf://owner/repo[@revision]' or a zoo entry name (a string), got "
+                          f"{type(source).__name__} {source!r}")
     if source.startswith(HF_PREFIX):
         repo_id, source_revision = parse_hf_source(source)
         if revision and source_revision and revision != source_revision:

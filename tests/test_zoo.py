@@ -116,16 +116,20 @@ def test_registry_filters_defaults_and_entry_checks():
     with pytest.raises(ModelNotFoundError, match="unknown architecture or zoo entry 'nonexistent'"):
         bloodcell.list_pretrained("nonexistent")
     default = pretrained_entry("mnv3s").name
-    mine = PretrainedCfg(name="mnv3s.a_mylab", architecture="mnv3s", repo_id="me/mnv3s-mylab", revision="main")
+    mine = PretrainedCfg(name="mnv3s.a_mylab", architecture="mnv3s", repo_id="me/mnv3s-mylab", revision="main",
+                         sha256="0" * 64, config_sha256="1" * 64)
     bad = [dict(name="microcell"), dict(name="microcell.x/y"), dict(name="mnv3s.x"), dict(name="microcell.x", input_size=8),
-           dict(name="microcell.x", sha256="nothex")]
+           dict(name="microcell.x", sha256="nothex"), dict(name="microcell.x", bundled=False),  # nowhere to load from
+           dict(name="microcell.x", bundled=False, repo_id="me/x", revision="main", sha256="0" * 64)]  # unchecked config
     try:
         register_pretrained(mine)
         assert pretrained_entry("mnv3s").name == default  # a later entry never replaces the default
+        assert bloodcell.list_pretrained("*", architecture="microcell") == []  # both filters apply
+        assert bloodcell.list_pretrained("*.a_*", architecture="mnv3s") == ["mnv3s.a_mylab"]
         for fields in bad:
-            cfg = PretrainedCfg(**{"architecture": "microcell", **fields})
+            cfg = PretrainedCfg(**{"architecture": "microcell", "bundled": True, **fields})
             with pytest.raises(ConfigError, match="pretrained entry"):
-                register_pretrained(PretrainedCfg(name="microcell.ok", architecture="microcell"), cfg)
+                register_pretrained(PretrainedCfg(name="microcell.ok", architecture="microcell", bundled=True), cfg)
             assert "microcell.ok" not in _registry._PRETRAINED  # all or nothing
     finally:
         _registry._PRETRAINED.pop("mnv3s.a_mylab", None)

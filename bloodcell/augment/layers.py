@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import math
 from typing import Callable, Sequence
 
@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from .. import corruptions as _c
 from .._checks import check_range as _check_range
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ._kernels import (
     _FUSED_OPERATIONS,
     _WARP_FILL_MODES,
@@ -203,6 +203,21 @@ def _geometry_matrix(name: str, layer, transformation):
     return None
 
 
+@contextlib.contextmanager
+def _folded_seeds(generator, seed: tf.Tensor):
+    """Within the block, the k-th draw of ``generator`` is ``fold_in(seed, k)``."""
+    counter = iter(range(1, 1 << 30))
+    before = generator.__dict__.get("next")  # stateless_seeds' patch, or none (the class's method)
+    generator.next = lambda ordered=True: tf.random.experimental.stateless_fold_in(seed, next(counter))
+    try:
+        yield
+    finally:
+        if before is None:
+            del generator.next
+        else:
+            generator.next = before
+
+
 @keras.saving.register_keras_serializable(package="bloodcell")
 class PerImageRandAugment(keras.layers.RandAugment):
     """``keras.layers.RandAugment`` with the operations drawn for each image, not for each batch.
@@ -299,10 +314,18 @@ class PerImageRandAugment(keras.layers.RandAugment):
     def _apply_ops(self, images, layer_idxes):
         shape = images.shape
 
+        generator = self._get_seed_generator(self.backend._backend)
+
         def run(k, chosen, group):
-            return tf.cond(
-                tf.size(chosen) > 0, functools.partial(self._run, self._AUGMENT_LAYERS[k], group), lambda: group
-            )
+            # Drawn whether or not the operation runs: eagerly tf.cond skips the branch of an operation
+            # no image drew, traced it does not, and the draws after it must not depend on that.
+            op_seed = _next_seed(generator)
+
+            def branch():
+                with _folded_seeds(generator, op_seed):
+                    return self._run(self._AUGMENT_LAYERS[k], group)
+
+            return tf.cond(tf.size(chosen) > 0, branch, lambda: group)
 
         for i in range(self.num_ops):
             part = tf.cast(layer_idxes[:, i], tf.int32)
@@ -361,6 +384,10 @@ class CutMix(keras.layers.CutMix):
     faster on a CPU. Arguments: as ``keras.layers.CutMix``.
     """
 
+    def __init__(self, factor=1.0, seed=None, data_format=None, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # Keras' CutMix fails under a mixed_bfloat16 policy
+        super().__init__(factor=factor, seed=seed, data_format=data_format, **kwargs)
+
     def _generate_batch_mask(self, images_shape, box_corners):
         if self.data_format != "channels_last":
             return super()._generate_batch_mask(images_shape, box_corners)
@@ -386,6 +413,9 @@ class _SubsetLayer(_TFLayer):
         self.rate = _check_range("rate", rate, 0.0, 1.0)
 
     def call(self, images, training=True):
+        if images.shape.rank not in (3, 4) or images.shape[-1] not in (None, 3):
+            raise DataError(f"{type(self).__name__}: expected RGB images (N, H, W, 3) or (H, W, 3), got shape "
+                            f"{images.shape}; convert greyscale or RGBA images to RGB first")
         if not training or self.rate == 0.0:
             return tf.cast(images, self.compute_dtype)
         # Computed in float32 whatever the dtype policy (the kernels' constants are float32).

@@ -10,9 +10,10 @@ import keras
 import tensorflow as tf
 
 from .. import corruptions as _c
+from .._checks import check_positive_int
 from .._choices import PRESETS
 from .._classes import CLASS_NAMES
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ._seeding import stateless_seeds
 from .layers import CutMix, PerImageRandAugment, RandomAffine, RandomColorShift, RandomCorruptions, RandomStain
 
@@ -77,7 +78,8 @@ class Augmentation:
             if seed.shape.rank != 1 or seed.shape[0] not in (None, 2) or not seed.dtype.is_integer:
                 raise ConfigError(f"seed: expected a (2,) integer tensor, got {seed.dtype.name} of shape {seed.shape}; "
                                   "e.g. tf.constant([5, 0])")
-        labels = tf.convert_to_tensor(labels)
+        images, labels = tf.convert_to_tensor(images), tf.convert_to_tensor(labels)
+        self._check_images(images, labels)
         if labels.shape.rank != 2 or labels.shape[-1] not in (None, self.num_classes):
             raise ConfigError(f"labels: expected one-hot labels (N, {self.num_classes}), got shape {labels.shape}; "
                               f"pass tf.one_hot(class_ids, {self.num_classes}) (or build the augmentation with "
@@ -95,6 +97,21 @@ class Augmentation:
                 else:
                     images = layer(images, training=True)
             return tf.cast(images, tf.float32), tf.cast(labels, tf.float32)
+
+    @staticmethod
+    def _check_images(images: tf.Tensor, labels: tf.Tensor) -> None:
+        if images.shape.rank != 4 or images.shape[-1] not in (None, 3):
+            raise DataError(f"images: expected a batch of RGB images (N, H, W, 3), got shape {images.shape}"
+                            + ("; for one image use images[None]" if images.shape.rank == 3 and images.shape[-1] == 3
+                               else "; convert greyscale or RGBA images to RGB first"))
+        if images.shape[0] is not None and labels.shape.rank and labels.shape[0] is not None \
+                and images.shape[0] != labels.shape[0]:
+            raise DataError(f"labels: expected one row per image ({images.shape[0]}), got {labels.shape[0]}")
+        if tf.executing_eagerly() and images.dtype.is_floating and tf.size(images) > 0:
+            top = float(tf.reduce_max(images))
+            if 0 < top <= 1.0:
+                raise DataError(f"images: values are in 0..{top:g}, the 0..1 convention, but the augmentation expects "
+                                "0..255; multiply the images by 255")
 
     def traced(self, image_shape: Sequence[int], dtype=tf.uint8) -> Callable:
         """This augmentation as a concrete function ``(images, labels, seed) -> (images, labels)``.
@@ -128,6 +145,9 @@ def build_augmentation(preset: str | None, *, num_classes: int = len(CLASS_NAMES
     """Build a preset (``bloodcell.augment.PRESETS``: ``"seed"``, ``"robust"``, ``"domain"``; ``None`` or
     ``"none"`` for none) as an :class:`Augmentation` callable for labels of ``num_classes`` classes."""
     preset = _no_none(preset)
+    num_classes = check_positive_int(num_classes, "num_classes", minimum=2)
+    if seed is not None:
+        check_positive_int(seed, "seed", minimum=0)
     return Augmentation(preset, _preset_layers(preset, seed), num_classes)
 
 

@@ -17,7 +17,10 @@ class SqueezeExcite(keras.layers.Layer):
 
     def __init__(self, ratio: int = 4, **kwargs):
         super().__init__(**kwargs)
-        self.ratio = int(ratio)
+        if isinstance(ratio, bool) or not isinstance(ratio, int) or ratio < 1:
+            raise ConfigError(f"SqueezeExcite: ratio must be a whole number >= 1 (channels per bottleneck unit), "
+                              f"got {ratio!r}")
+        self.ratio = ratio
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
