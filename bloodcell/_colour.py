@@ -19,7 +19,7 @@ COLOURLESS_SPREAD = 6.0
 def colourless(images: np.ndarray) -> np.ndarray:
     """Which images of a uint8 batch (N, H, W, 3) are greyscale (or nearly): the models tell classes by
     the stain's colours, so their answers on such images are not to be trusted alone."""
-    spread = np.zeros(len(images), np.float64)
-    for i, image in enumerate(images):  # one image at a time: no int16 copy of the whole batch
-        spread[i] = np.ptp(image, axis=-1).mean() if image.size else 0.0
-    return spread < COLOURLESS_SPREAD
+    sample = images[:, ::4, ::4]  # every 16th pixel tells a stained image from a grey one
+    r, g, b = sample[..., 0], sample[..., 1], sample[..., 2]
+    spread = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)  # uint8: max >= min
+    return spread.reshape(len(images), -1).mean(axis=1) < COLOURLESS_SPREAD if len(images) else np.zeros(0, bool)
