@@ -65,10 +65,11 @@ def register_model(name: str, *, family: str, description: str = "", trainable_h
     """Decorator registering a backbone builder under ``name``; a second registration is refused.
     ``imagenet``: whether the builder takes ImageNet weights."""
 
+    if not isinstance(name, str) or not name or any(c in name for c in "./\\@ "):
+        raise ConfigError(f"register_model: expected an architecture name without '.', '/', '\\', '@' or spaces "
+                          f"(a zoo entry is '<architecture>.<tag>'), got {name!r}")
+
     def decorator(fn):
-        if not isinstance(name, str) or not name or any(c in name for c in "./\\@ "):
-            raise ConfigError(f"register_model: expected an architecture name without '.', '/', '\\', '@' or spaces "
-                              f"(a zoo entry is '<architecture>.<tag>'), got {name!r}")
         if name in _ARCHITECTURES:
             raise ConfigError(
                 f"architecture {name!r} is already registered (by {_ARCHITECTURES[name].builder.__module__}); "

@@ -75,6 +75,27 @@ def test_bad_build_arguments():
         bloodcell.build_model("mnv3s", weights="/nope.h5")
 
 
+def test_custom_layer_arguments_are_checked_by_name():
+    import tensorflow as tf
+
+    from bloodcell.models import StainNormalization
+    from bloodcell.models.microcell import SqueezeExcite
+
+    for kwargs, message in (({"low": "a"}, "low must be a percentile"), ({"target_low": 5}, "target_low must be three"),
+                            ({"target_high": (1, 2)}, "target_high must be three"), ({"grid": 0}, "grid must be")):
+        with pytest.raises(bloodcell.BloodcellError, match=f"StainNormalization: {message}"):
+            StainNormalization(**kwargs)
+    layer = StainNormalization()
+    unknown_size = tf.function(lambda x: layer(x), input_signature=[tf.TensorSpec((None, None, None, 3))], autograph=False)
+    with pytest.raises(bloodcell.BloodcellError, match=r"expected RGB images of a known size.*keras.Input"):
+        unknown_size(tf.zeros((1, 32, 32, 3)))
+    for ratio in (0, -2, 1.5):
+        with pytest.raises(bloodcell.BloodcellError, match="SqueezeExcite: ratio must be a whole number >= 1"):
+            SqueezeExcite(ratio=ratio)
+    with pytest.raises(bloodcell.BloodcellError, match="register_model: expected an architecture name without '.'"):
+        register_model("mnv3s.mine", family="mobilenet")
+
+
 def test_imagenet_weights_unreachable_gives_clear_error(monkeypatch, capsys):
     # Point keras' download at a closed local port: the real download code path fails fast.
     from keras.src.applications import efficientnet

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from ..errors import ConfigError
 
@@ -28,17 +29,20 @@ class StainNormalization(keras.layers.Layer):
                  grid: int = 48, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
+        for name, value in (("low", low), ("high", high)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise ConfigError(f"StainNormalization: {name} must be a percentile (a number 0..100), got {value!r}")
         if not 0.0 <= float(low) < float(high) <= 100.0:
             raise ConfigError(f"StainNormalization: expected 0 <= low < high <= 100 (percentiles), got {low}, {high}")
-        if int(grid) < 1:
+        if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 1:
             raise ConfigError(f"StainNormalization: grid must be a positive number of blocks per side, got {grid!r}")
         self.low, self.high, self.grid = float(low), float(high), int(grid)
-        self.target_low = tuple(float(v) for v in target_low)
-        self.target_high = tuple(float(v) for v in target_high)
-        if len(self.target_low) != 3 or len(self.target_high) != 3:
-            raise ConfigError("StainNormalization: target_low and target_high need one level per channel (R, G, B)")
+        self.target_low, self.target_high = _levels_arg("target_low", target_low), _levels_arg("target_high", target_high)
 
     def _levels(self, x):
+        if x.shape[1] is None or x.shape[2] is None or x.shape[-1] != 3:
+            raise ConfigError(f"StainNormalization: expected RGB images of a known size (N, S, S, 3), got shape "
+                              f"{tuple(x.shape)}; give the model input a fixed size, keras.Input((S, S, 3))")
         k = max(1, min(x.shape[1], x.shape[2]) // self.grid)
         pooled = keras.ops.average_pool(x, k, k, padding="valid") if k > 1 else x
         count = pooled.shape[1] * pooled.shape[2]
@@ -61,3 +65,13 @@ class StainNormalization(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "low": self.low, "high": self.high, "target_low": list(self.target_low),
                 "target_high": list(self.target_high), "grid": self.grid}
+
+
+def _levels_arg(name: str, value) -> tuple[float, float, float]:
+    try:
+        levels = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        levels = ()
+    if len(levels) != 3 or not all(0.0 <= v <= 255.0 for v in levels):
+        raise ConfigError(f"StainNormalization: {name} must be three levels 0..255 (R, G, B), got {value!r}")
+    return levels
