@@ -139,6 +139,7 @@ def test_cli_small_data_cross_validates_and_averages_with_the_models_it_trained(
     calibration = clf.extra["calibration"]
     assert "3-fold cross-validated predictions" in calibration["fitted_on"] and calibration["images"] == 12
     assert clf.review_below is not None and 0.1 < clf.temperature < 10 and "review" in (out / "README.md").read_text()
+    assert calibration["tta"]["review_below"] is not None  # the 8-view mode, fitted on the same predictions' views
     assert "calibrated on those predictions" in err
     alone = tmp_path / "alone"
     assert main(["train", str(data), "--init", str(parent), "--head-epochs", "1", "--batch-size", "4",

@@ -447,8 +447,8 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
 
     report = None
     if folds:
-        proba, labels = cross_validated_predictions(lambda part: train_one(part).classifier, data, folds,
-                                                    seed=args.split_seed)
+        proba, labels, proba_tta = cross_validated_predictions(lambda part: train_one(part).classifier, data, folds,
+                                                               seed=args.split_seed, tta=True)
         report = metrics_from_predictions(labels, proba.argmax(axis=1), len(data.class_names),
                                           class_names=data.class_names)
         print(f"cross-validation ({folds} folds): accuracy {report.accuracy:.2%}, balanced accuracy "
@@ -471,7 +471,7 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
                                    f"{len(data)} images from {args.init}, with seeds {', '.join(map(str, seeds))}; "
                                    "the settings, epochs, time and history here are the first one's")
     if report is not None:
-        record = calibrate_predictions(clf, proba, labels, description=(
+        record = calibrate_predictions(clf, proba, labels, raw_tta=proba_tta, description=(
             f"the {folds}-fold cross-validated predictions on {Path(args.data).name} ({len(labels)} images, each "
             "from a model trained without it); this model was trained on all of them"))
         print(f"calibrated on those predictions: temperature {record['temperature']:.3f}, review below "

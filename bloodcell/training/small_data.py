@@ -46,15 +46,16 @@ def folds_for(data: Dataset) -> int:
 
 
 def cross_validated_predictions(train_one: Callable[[Dataset], object], data: Dataset, folds: int, *,
-                                 seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
+                                 seed: int = SPLIT_SEED, tta: bool = False) -> tuple[np.ndarray, ...]:
     """Train ``folds`` models, each with ``train_one(training part)`` (which returns a Classifier) on
     all folds but one, and return the network's own probabilities (uncalibrated) of every image from
-    the model that did not train on it, with the labels, fold after fold.
+    the model that did not train on it, with the labels, fold after fold; with ``tta``, also those
+    probabilities averaged over the 8 views of ``predict_proba(tta=True)``, third.
 
     Folds are stratified and keep every group of duplicate images together (:func:`bloodcell.data.kfold`).
     """
     parts = kfold(data, folds, seed=seed)
-    probas, labels = [], []
+    probas, labels, views = [], [], []
     for held in parts:
         if not len(held):
             continue
@@ -64,6 +65,10 @@ def cross_validated_predictions(train_one: Callable[[Dataset], object], data: Da
         clf = train_one(training)
         probas.append(clf.predict_proba(held.images, calibrated=False, verbose=0))
         labels.append(np.asarray(held.labels))
+        if tta:
+            views.append(clf.predict_proba(held.images, tta=True, calibrated=False, verbose=0))
+    if tta:
+        return np.concatenate(probas), np.concatenate(labels), np.concatenate(views)
     return np.concatenate(probas), np.concatenate(labels)
 
 
