@@ -154,6 +154,27 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
     assert [l.split(",")[:2] for l in ha] == [l.split(",")[:2] for l in hb]  # same phases and epochs
 
 
+def test_resume_on_other_data_is_refused_and_the_checkpoint_kept(tmp_path, monkeypatch):
+    import bloodcell.training.trainer as trainer_module
+    saved = trainer_module.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        saved(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    settings = dict(workdir=tmp_path, head_epochs=2, finetune_epochs=0, patience=(5, 5))
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_trainer(**settings).fit(toy_data(), toy_data(seed=1))
+    monkeypatch.setattr(trainer_module, "save_checkpoint", saved)
+    state = (tmp_path / "checkpoint" / "state.json").read_text()
+    with pytest.raises(bloodcell.ConfigError, match=r"trained on other images or labels \(then 44 train images, 44 val images; "
+                                          r"now 44 train images, 44 val images\).*fresh workdir"):
+        tiny_trainer(**settings).fit(toy_data(seed=2), toy_data(seed=1), resume=True)
+    assert (tmp_path / "checkpoint" / "state.json").read_text() == state
+    assert len(tiny_trainer(**settings).fit(toy_data(), toy_data(seed=1), resume=True)) == 2
+
+
 def test_resume_after_a_kill_between_the_phases(tmp_path, monkeypatch):
     """Killed right after the checkpoint that ends phase one (no early-stopping state yet for phase
     two), the run resumes into phase two."""

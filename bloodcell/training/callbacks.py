@@ -12,6 +12,7 @@ goes into a new folder that replaces the old one by renames.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sys
@@ -164,6 +165,11 @@ def load_checkpoint(workdir: Path, record: dict[str, Any]) -> dict[str, Any]:
         ckpt = ckpt.with_name(CHECKPOINT + ".old")  # killed between the two renames
     state = json.loads((ckpt / STATE_FILE).read_text())
     saved = state.pop("config")
+    if "data" not in saved:  # written before checkpoints recorded their data
+        record = {k: v for k, v in record.items() if k != "data"}
+    if saved.get("data") != record.get("data"):
+        raise ConfigError(f"{ckpt}: the checkpoint was trained on other images or labels (then {describe_data(saved.get('data'))}; "
+                          f"now {describe_data(record.get('data'))}); resume with the same data and split, or use a fresh workdir")
     if saved != record:
         diff = {k: (saved.get(k), v) for k, v in record.items() if saved.get(k) != v}
         diff.update({k: (v, None) for k, v in saved.items() if k not in record})
@@ -175,6 +181,29 @@ def load_checkpoint(workdir: Path, record: dict[str, Any]) -> dict[str, Any]:
     state["optimizer"] = load_arrays(ckpt / "optimizer.npz")
     state["best"] = load_arrays(ckpt / "best.npz") if (ckpt / "best.npz").is_file() else None
     return state
+
+
+def data_fingerprint(train, val) -> Optional[dict[str, Any]]:
+    """What a checkpoint records of its data (image counts and a hash of the labels and of a sample of the
+    images), so that a run is not resumed on other data; None for ``tf.data`` input, which cannot be read twice."""
+    parts = {}
+    for name, data in (("train", train), ("val", val)):
+        if data is None:
+            continue
+        images, labels = getattr(data, "images", None), getattr(data, "labels", None)
+        if not isinstance(images, np.ndarray) or labels is None:
+            return None
+        digest = hashlib.sha256(np.ascontiguousarray(labels).tobytes())
+        for image in images[:: max(1, len(images) // 256)]:
+            digest.update(np.ascontiguousarray(image).tobytes())
+        parts[name] = {"images": int(len(images)), "sha256": digest.hexdigest()[:16]}
+    return parts
+
+
+def describe_data(fingerprint: Optional[dict[str, Any]]) -> str:
+    if not fingerprint:
+        return "data given as tf.data"
+    return ", ".join(f"{v['images']} {k} images" for k, v in fingerprint.items())
 
 
 def load_arrays(path: Path) -> list[np.ndarray]:

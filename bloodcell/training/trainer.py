@@ -36,6 +36,7 @@ from .callbacks import (
     TrainingCheckpoint,
     assign,
     checkpoint_exists,
+    data_fingerprint,
     load_checkpoint,
     plot_history,
     remove_checkpoint,
@@ -350,7 +351,7 @@ class Trainer:
         return train, val
 
     def _fit(self, train, val, resume: bool, overwrite: bool = False) -> list[dict[str, Any]]:
-        record = self._record()
+        record = {**self._record(), "data": data_fingerprint(train, val)}  # a checkpoint resumes on its own data only
         if resume:
             if self.workdir is None:
                 raise ConfigError("resume=True needs a workdir; pass Trainer(..., workdir=FOLDER)")
