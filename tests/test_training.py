@@ -154,7 +154,8 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
     assert [l.split(",")[:2] for l in ha] == [l.split(",")[:2] for l in hb]  # same phases and epochs
 
 
-def test_resume_on_other_data_is_refused_and_the_checkpoint_kept(tmp_path, monkeypatch):
+def _killed_after_the_first_checkpoint(monkeypatch, settings) -> None:
+    """Run ``tiny_trainer(**settings)`` until its first checkpoint is written, then stop it as a kill would."""
     import bloodcell.training.trainer as trainer_module
     saved = trainer_module.save_checkpoint
 
@@ -162,14 +163,18 @@ def test_resume_on_other_data_is_refused_and_the_checkpoint_kept(tmp_path, monke
         saved(*args, **kwargs)
         raise KeyboardInterrupt
 
-    settings = dict(workdir=tmp_path, head_epochs=2, finetune_epochs=0, patience=(5, 5))
     monkeypatch.setattr(trainer_module, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         tiny_trainer(**settings).fit(toy_data(), toy_data(seed=1))
     monkeypatch.setattr(trainer_module, "save_checkpoint", saved)
+
+
+def test_resume_on_other_data_is_refused_and_the_checkpoint_kept(tmp_path, monkeypatch):
+    settings = dict(workdir=tmp_path, head_epochs=2, finetune_epochs=0, patience=(5, 5))
+    _killed_after_the_first_checkpoint(monkeypatch, settings)
     state = (tmp_path / "checkpoint" / "state.json").read_text()
-    with pytest.raises(bloodcell.ConfigError, match=r"trained on other images or labels \(then 44 train images, 44 val images; "
-                                          r"now 44 train images, 44 val images\).*fresh workdir"):
+    with pytest.raises(bloodcell.ConfigError, match=r"trained on other images or labels \(then 44 train images, "
+                                                    r"44 val images; now 44 train images, 44 val images\).*fresh workdir"):
         tiny_trainer(**settings).fit(toy_data(seed=2), toy_data(seed=1), resume=True)
     assert (tmp_path / "checkpoint" / "state.json").read_text() == state
     assert len(tiny_trainer(**settings).fit(toy_data(), toy_data(seed=1), resume=True)) == 2
@@ -178,18 +183,8 @@ def test_resume_on_other_data_is_refused_and_the_checkpoint_kept(tmp_path, monke
 def test_resume_after_a_kill_between_the_phases(tmp_path, monkeypatch):
     """Killed right after the checkpoint that ends phase one (no early-stopping state yet for phase
     two), the run resumes into phase two."""
-    import bloodcell.training.trainer as trainer_module
-    saved = trainer_module.save_checkpoint
-
-    def save_then_die(*args, **kwargs):
-        saved(*args, **kwargs)
-        raise KeyboardInterrupt
-
     settings = dict(workdir=tmp_path, head_epochs=1, finetune_epochs=1, patience=(5, 5))
-    monkeypatch.setattr(trainer_module, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        tiny_trainer(**settings).fit(toy_data(), toy_data(seed=1))
-    monkeypatch.setattr(trainer_module, "save_checkpoint", saved)
+    _killed_after_the_first_checkpoint(monkeypatch, settings)
     history = tiny_trainer(**settings).fit(toy_data(), toy_data(seed=1), resume=True)
     assert len(history) == 2 and history[-1]["phase"] == "finetune"
 
