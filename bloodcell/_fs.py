@@ -20,6 +20,9 @@ FORMAT = "bloodcell-classifier"
 #: The held-out images of a model's training run (paths relative to its data), beside the model: its
 #: figures were measured on them. Not a model file (not published), a record of the split.
 TEST_FILES = "test_files.json"
+#: A small-data run's record of the images it trained on (all of its data, none held out): digests of their
+#: pixels at the model's input size, so that ``evaluate --write-metrics`` knows them under any file name.
+TRAINED_ON = "trained_on.json"
 #: Prefix of the staging folders that :func:`staged_folder` creates beside a target.
 STAGING_PREFIX = ".bloodcell-staging-"
 
@@ -155,3 +158,12 @@ def bloodcell_config(path: PathLike) -> Optional[dict[str, Any]]:
     except (OSError, ValueError):
         return None
     return cfg if isinstance(cfg, dict) and cfg.get("format") == FORMAT else None
+
+
+def pixel_digests(images) -> list[str]:
+    """A short digest of each image's pixels (uint8 at the model's input size): what :data:`TRAINED_ON` lists."""
+    import hashlib
+
+    import numpy as np
+
+    return [hashlib.sha256(np.ascontiguousarray(image, np.uint8).tobytes()).hexdigest()[:20] for image in images]

@@ -141,6 +141,11 @@ def test_cli_small_data_cross_validates_and_averages_with_the_models_it_trained(
     assert clf.review_below is not None and 0.1 < clf.temperature < 10 and "review" in (out / "README.md").read_text()
     assert calibration["tta"]["review_below"] is not None  # the 8-view mode, fitted on the same predictions' views
     assert "calibrated on those predictions" in err
+    # its figures are cross-validated: measured again on (copies of) its training images, they are not recorded
+    copy = write_folder(tmp_path / "copy", {"red": coloured(6, 0, 8)[:2], "green": coloured(6, 1, 20)})
+    before = (out / "config.json").read_text()
+    assert main(["evaluate", str(copy), "--model", str(out), "--write-metrics"]) == 2
+    assert "2 of the 8 images are images" in capsys.readouterr().err and (out / "config.json").read_text() == before
     alone = tmp_path / "alone"
     assert main(["train", str(data), "--init", str(parent), "--head-epochs", "1", "--batch-size", "4",
                  "--augment", "none", "--out", str(alone), "--no-soup"]) == 0, capsys.readouterr().err

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import DataError, InputNotFoundError
-from .._fs import TEST_FILES
+from .._fs import TEST_FILES, TRAINED_ON, pixel_digests
 from ._common import UsageError, check_output_file, classes_option, default_workdir, seed_value
 
 import json
@@ -126,6 +126,23 @@ def _writable_folder(args) -> Path:
     return folder
 
 
+def _refuse_training_images(folder: Path, data) -> None:
+    """--write-metrics on images a small-data run trained on (its TRAINED_ON list) would record training figures."""
+    listed = folder / TRAINED_ON
+    if not listed.is_file():
+        return
+    try:
+        trained = set(json.loads(listed.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
+        raise UsageError(f"{listed}: not a list of image digests ({exc}); delete it if the model's figures are to be "
+                         "replaced") from None
+    seen = sum(d in trained for d in pixel_digests(data.images))
+    if seen:
+        raise UsageError(f"--write-metrics: {seen} of the {len(data)} images are images {folder} was trained on "
+                         f"({listed}); figures over them are not held out: measure on images it did not train on "
+                         "(its cross-validated figures are in its card)")
+
+
 def _write_metrics(folder: Path, args, report, rob, data) -> None:
     """Record ``report`` (and ``rob``) in the folder's config.json and regenerate its model card."""
     import shlex
@@ -178,6 +195,8 @@ def run(args) -> int:
         raise DataError(f"{args.data}: holds no images, so there is nothing to evaluate; give labelled images")
     if args.split_file:
         data = data.subset(_split_indices(data, Path(args.data), Path(args.split_file)))
+    if folder is not None:
+        _refuse_training_images(folder, data)
     if args.limit is not None and args.limit < len(data):
         data = data.subset(stratified_indices(data.labels, args.limit, args.seed))
 

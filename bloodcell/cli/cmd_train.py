@@ -18,7 +18,7 @@ from ..data import SPLIT_FRACTIONS, SPLIT_SEED
 from ..errors import InputNotFoundError
 from ..training.config import TrainConfig
 from ..training.small_data import SMALL_DATA, SMALL_DATA_SETTINGS, SOUP_MODELS
-from .._fs import TEST_FILES
+from .._fs import TEST_FILES, TRAINED_ON, pixel_digests
 from ._common import UsageError, default_workdir, is_within, seed_value
 
 
@@ -397,6 +397,7 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
         atomic_write_text(out / TEST_FILES, json.dumps([str(relative_path(p, args.data)) for p in test_set.paths]))
     else:
         (out / TEST_FILES).unlink(missing_ok=True)  # an earlier run's list would name other images
+    (out / TRAINED_ON).unlink(missing_ok=True)  # an earlier small-data run's: this one held images out
     report.plot_confusion(workdir / "confusion.png")
     print(report.to_text())
     print(f"saved {out} (accuracy {report.accuracy:.2%}, macro F1 {report.macro_f1:.2%}); "
@@ -486,6 +487,7 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
     clf.extra.update(_data_record(args, data))
     clf.save_pretrained(out)
     (out / TEST_FILES).unlink(missing_ok=True)  # no image was held out: an earlier run's list would name other images
+    atomic_write_text(out / TRAINED_ON, json.dumps(pixel_digests(data.images)))  # for evaluate --write-metrics
     if report is not None:
         report.plot_confusion(workdir / "confusion.png")
         print(f"cross-validated ({folds} folds: each image classified by a model trained without it)")
