@@ -13,6 +13,7 @@ new one, never a mix.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import warnings
@@ -25,7 +26,7 @@ from ._fs import FORMAT, TEST_FILES, atomic_write_text, bloodcell_config, recove
 from ._lock import locked
 from ._util import error_reason, sha256_file
 from ._version import __version__
-from .card import render_model_card
+from .card import card_edited, render_model_card
 from .errors import ChecksumError, ConfigError, InputNotFoundError
 from .models import ClassifierModel, ModelSpec, as_classifier_model, build_from_spec
 
@@ -77,13 +78,32 @@ def preprocessing_description(spec: ModelSpec) -> dict[str, str]:
     return {**PREPROCESSING, "normalisation": _STAIN} if spec.normalization else dict(PREPROCESSING)
 
 
-def is_generated_card(path) -> bool:
-    """Whether ``path`` is a model card that bloodcell wrote (not a user's own README)."""
+def _card_text(path) -> Optional[str]:
+    """The text of ``path`` if it is a model card bloodcell wrote (edited since or not), else None."""
     try:
-        head = Path(path).read_text(encoding="utf-8")[:2000]
+        text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
-        return False
-    return head.startswith("---") and "library_name: bloodcell" in head
+        return None
+    return text if text.startswith("---") and "library_name: bloodcell" in text[:2000] else None
+
+
+def is_generated_card(path) -> bool:
+    """Whether ``path`` is a model card that bloodcell wrote and nobody edited since (not a user's own
+    README, nor a card with a user's notes added): one bloodcell may regenerate."""
+    text = _card_text(path)
+    return text is not None and not card_edited(text)
+
+
+def is_edited_card(path) -> bool:
+    """Whether ``path`` is a bloodcell model card that was edited after bloodcell wrote it."""
+    text = _card_text(path)
+    return text is not None and card_edited(text)
+
+
+def card_refusal(path) -> str:
+    """Why the README.md at ``path`` is not replaced by a generated card."""
+    return (f"{path}: was edited after bloodcell wrote it, and would be replaced by a new card" if is_edited_card(path)
+            else f"{path}: is not a bloodcell model card and would be replaced by one")
 
 
 def _expect(path: Path, key: str, value, types: tuple[type, ...]) -> None:
@@ -124,7 +144,26 @@ def validate_config(cfg: Any, path: Path) -> dict[str, Any]:
     for key, value in cfg.get("metrics", {}).items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: metric {key!r} must be a number, got {json.dumps(value)[:80]}")
+    _validate_calibration(cfg.get("calibration"), path)
     return cfg
+
+
+def _validate_calibration(record, path: Path) -> None:
+    """The numbers predictions are scaled and flagged with: positive finite temperatures, thresholds in [0, 1]."""
+    if not isinstance(record, dict):
+        return
+    for mode, part in (("", record), ("tta.", record.get("tta"))):
+        if not isinstance(part, dict):
+            continue
+        for key, positive in (("temperature", True), ("temperature_outside", True), ("review_below", False)):
+            value = part.get(key)
+            if value is None:
+                continue
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not number or (positive and value <= 0) or (not positive and not 0.0 <= value <= 1.0):
+                wanted = "a number above 0" if positive else "a probability in [0, 1]"
+                raise ConfigError(f"{path}: 'calibration.{mode}{key}' must be {wanted}, got {json.dumps(value)[:80]}; "
+                                  "refit it with Classifier.calibrate")
 
 
 def read_config(folder) -> dict[str, Any]:
@@ -244,10 +283,12 @@ def write_folder(folder, model: ClassifierModel, cfg: dict[str, Any], *, card: b
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"{folder}: exists and is not a folder; pass a folder path to save into")
         if card and (folder / CARD_NAME).exists() and not is_generated_card(folder / CARD_NAME):
-            raise ConfigError(
-                f"{folder / CARD_NAME}: is not a bloodcell model card and would be replaced by one; "
-                "save into another folder, or pass card=False"
-            )
+            raise ConfigError(f"{card_refusal(folder / CARD_NAME)}; save into another folder, or pass card=False "
+                              "(the README is then kept as it is)")
+        foreign = [f for f in (CONFIG_NAME, WEIGHTS_NAME) if (folder / f).exists()]
+        if foreign and bloodcell_config(folder / CONFIG_NAME) is None:
+            raise ConfigError(f"{folder / foreign[0]}: {'is not a bloodcell config' if foreign[0] == CONFIG_NAME else 'has no bloodcell config.json beside it'} "
+                              "(another library's model?) and would be replaced; save into another folder")
         with staged_folder(folder, replace=True) as stage:
             _weights_only(model).save_weights(stage / WEIGHTS_NAME)
             cfg = {**cfg, "weights_sha256": sha256_file(stage / WEIGHTS_NAME)}

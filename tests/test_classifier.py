@@ -225,6 +225,23 @@ def test_save_never_replaces_a_users_readme(clf, tmp_path):
     assert (folder / "README.md").read_text() == "# my notes\n"
 
 
+def test_save_keeps_a_card_edited_by_hand_and_another_librarys_model(clf, tmp_path):
+    folder = clf.save_pretrained(tmp_path / "m")
+    clf.save_pretrained(folder)  # an untouched card is the generated one: replaced
+    edited = (folder / "README.md").read_text() + "\n## Notes from our lab\n\nValidated on 300 local smears.\n"
+    (folder / "README.md").write_text(edited)
+    with pytest.raises(BloodcellError, match="README.md: was edited after bloodcell wrote it.*card=False"):
+        clf.save_pretrained(folder)
+    clf.save_pretrained(folder, card=False)
+    assert (folder / "README.md").read_text() == edited
+    other = tmp_path / "vit"
+    other.mkdir()
+    (other / "config.json").write_text('{"model_type": "vit"}')
+    with pytest.raises(BloodcellError, match=r"config.json: is not a bloodcell config \(another library's model\?\)"):
+        clf.save_pretrained(other)
+    assert (other / "config.json").read_text() == '{"model_type": "vit"}'
+
+
 def test_weights_of_another_architecture_are_a_one_line_error(clf, tmp_path):
     other = Classifier(bloodcell.build_model("mnv3s", input_size=SIZE), name="other")
     other.save_pretrained(tmp_path / "other")

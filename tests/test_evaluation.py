@@ -350,7 +350,13 @@ def test_cli_evaluate_write_metrics_updates_config_and_card(cli_files, tmp_path,
     assert main(["evaluate", str(cli_files / "data"), "--model", str(folder), "--write-metrics",
                  "--split-file", str(tmp_path / "list.json")]) == 0
     assert "split: test" in (folder / "README.md").read_text().split("---")[1]
+    edited = (folder / "README.md").read_text() + "\n## Our notes\n"  # a card with notes added is kept too
+    (folder / "README.md").write_text(edited)
     capsys.readouterr()
+    assert main(["evaluate", str(cli_files / "data"), "--model", str(folder), "--write-metrics",
+                 "--split-file", str(tmp_path / "list.json")]) == 0
+    assert "README.md was edited after bloodcell wrote it, so it was left as it is" in capsys.readouterr().err
+    assert (folder / "README.md").read_text() == edited
     (folder / "README.md").write_text("# My notes\n")  # a README of one's own is never replaced, and not claimed
     assert main(["evaluate", str(cli_files / "data"), "--model", str(folder), "--write-metrics"]) == 0
     assert "README.md is not a bloodcell model card, so it was left as it is" in capsys.readouterr().err

@@ -183,6 +183,10 @@ def test_one_class_and_negative_labels_are_refused():
         ("weights_file", 123, "'weights_file' must be a string"),
         ("metrics", [1, 2], "'metrics' must be an object"),
         ("architecture", 123, "'architecture' must be a string"),
+        ("calibration", {"temperature": -2.0}, r"'calibration.temperature' must be a number above 0.*calibrate"),
+        ("calibration", {"temperature": "abc"}, "'calibration.temperature' must be a number above 0"),
+        ("calibration", {"temperature": 1.0, "review_below": 2.0}, r"'calibration.review_below' must be a probability"),
+        ("calibration", {"temperature": 1.0, "tta": {"temperature": 0}}, "'calibration.tta.temperature' must be"),
     ],
 )
 def test_config_json_with_wrong_types_is_a_one_line_error(tiny, tmp_path, key, value, message, capsys):

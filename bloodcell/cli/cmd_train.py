@@ -137,7 +137,7 @@ def _check_split(workdir: Path, args, val_set, test_set) -> None:
 
 def _check_outputs(data: Path, out: Path, workdir: Path, args) -> None:
     """Refuse, before any data is read or file written, outputs that would fail or destroy something."""
-    from ..folder import is_generated_card
+    from ..folder import card_refusal, is_generated_card
     from ..training.callbacks import checkpoint_exists
 
     if not data.exists():
@@ -155,8 +155,7 @@ def _check_outputs(data: Path, out: Path, workdir: Path, args) -> None:
         raise UsageError(f"--out {out}: already holds a trained model; choose another --out, or add --overwrite "
                          "to replace it")
     if (out / "README.md").exists() and not is_generated_card(out / "README.md"):
-        raise UsageError(f"--out {out}: holds a README.md that is not a model card and would be replaced; "
-                         "choose another --out")
+        raise UsageError(f"--out {card_refusal(out / 'README.md')}; choose another --out")
     if not args.resume and checkpoint_exists(workdir) and not args.overwrite:
         raise UsageError(f"--workdir {workdir}: holds a checkpoint of an earlier run; add --resume to continue it "
                          "(a small-data run, which cross-validates, cannot be), --overwrite to start again, or choose "
