@@ -17,6 +17,7 @@ and Brier score.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Optional
 
 import numpy as np
@@ -42,10 +43,25 @@ _T_RANGE = (0.05, 20.0)
 _EPS = 1e-12
 
 
+def _probabilities(proba) -> np.ndarray:
+    """``proba`` as float64 rows of probabilities (N, classes), or a one-line error (logits are the usual mistake)."""
+    try:
+        p = np.asarray(proba, np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"proba: expected probabilities (N, classes), got {type(proba).__name__} that is not numbers") from None
+    if p.ndim != 2:
+        raise DataError(f"proba: expected probabilities of shape (N, classes), got shape {p.shape}")
+    if p.size and (not np.isfinite(p).all() or p.min() < -1e-6 or p.max() > 1 + 1e-6
+                   or np.abs(p.sum(axis=1) - 1).max() > 1e-3):
+        raise DataError(f"proba: expected probabilities (rows of predict_proba: values in [0, 1] summing to 1), got values "
+                        f"{np.nanmin(p):.3g}..{np.nanmax(p):.3g}; apply a softmax to logits first")
+    return p
+
+
 def _check(proba, labels) -> tuple[np.ndarray, np.ndarray]:
-    p = np.asarray(proba, np.float64)
+    p = _probabilities(proba)
     y = np.asarray(labels).reshape(-1)
-    if p.ndim != 2 or len(p) != len(y) or not len(p):
+    if len(p) != len(y) or not len(p):
         raise DataError(f"expected probabilities (N, classes) and N labels with N >= 1, got shapes {p.shape} and {y.shape}")
     if y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= p.shape[1]:
         raise DataError(f"labels: expected class ids 0..{p.shape[1] - 1}, got {y.dtype} {y.min()}..{y.max()}")
@@ -165,10 +181,12 @@ def review_threshold(proba, share: float = REVIEW_SHARE, *, flagged=None) -> flo
     (outliers), which count towards ``share`` up to half of it: the threshold always flags at
     least ``share / 2`` of the others, so that a few outliers among a few calibration images do
     not leave a threshold that flags nothing."""
-    p = np.asarray(proba, np.float64)
+    p = _probabilities(proba)
     if not 0.0 <= share < 1.0:
         raise DataError(f"share: expected a fraction in [0, 1), got {share!r}")
     confidence = p.max(axis=1)
+    if flagged is not None and np.shape(flagged) != (len(p),):
+        raise DataError(f"flagged: expected one flag per prediction ({len(p)}), got shape {np.shape(flagged)}")
     if flagged is not None and np.any(flagged):
         flagged = np.asarray(flagged, bool)
         rest = confidence[~flagged]
@@ -190,6 +208,8 @@ def review_summary(proba, labels, threshold: float, *, outliers=None) -> dict[st
     given): the ``threshold``, the share ``flagged`` and the ``accuracy_unflagged`` of the others
     (None when all are flagged)."""
     p, y = _check(proba, labels)
+    if outliers is not None and np.shape(outliers) != (len(p),):
+        raise DataError(f"outliers: expected one flag per prediction ({len(p)}), got shape {np.shape(outliers)}")
     kept = ~_flagged(p, threshold, outliers)
     return {"threshold": float(threshold), "flagged": float(1.0 - kept.mean()),
             **({"outliers": float(np.mean(outliers))} if outliers is not None else {}),
@@ -278,6 +298,9 @@ def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optiona
                                                      verbose=verbose)
     check = None
     if reference is not None:
+        if isinstance(reference, (str, bytes, os.PathLike)):
+            raise ConfigError(f"reference: expected images or a list of image paths, got the single path {reference!r}; "
+                              "list a folder's images with bloodcell.imageio.find_image_files([folder])")
         if isinstance(reference, tuple) or hasattr(reference, "labels"):
             raise ConfigError(f"reference: expected images (uint8 (N, H, W, 3) or paths), got a "
                               f"{type(reference).__name__}; pass its .images")

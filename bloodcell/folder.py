@@ -278,6 +278,9 @@ def write_folder(folder, model: ClassifierModel, cfg: dict[str, Any], *, card: b
     ``before_swap(stage)`` runs on the complete new folder just before it replaces the old one.
     """
     folder = Path(folder)
+    if folder.exists() and folder.resolve() == Path.cwd().resolve():
+        raise ConfigError(f"{folder}: is the current folder, which a save cannot replace as a whole (it swaps in a "
+                          "new folder); save into a named folder, e.g. save_pretrained('my-model')")
     with locked(folder):  # no other writer meanwhile, so what a killed one left can be recovered
         recover_staged(folder)
         if folder.exists() and not folder.is_dir():

@@ -267,6 +267,24 @@ def test_a_reference_too_small_or_not_images_is_refused(overconfident):
         bloodcell.Classifier(clf.model, name="c").calibrate(cal, reference=cal.images[:3], verbose=0)
     with pytest.raises(bloodcell.ConfigError, match=r"reference: expected images .* got a Dataset; pass its .images"):
         bloodcell.Classifier(clf.model, name="c").calibrate(cal, reference=cal, verbose=0)
+    with pytest.raises(bloodcell.ConfigError, match=r"reference: expected images or a list of image paths, got the single"):
+        bloodcell.Classifier(clf.model, name="c").calibrate(cal, reference="short/dir", verbose=0)
+
+
+def test_logits_and_bad_shapes_are_refused_where_probabilities_are_expected():
+    from bloodcell.calibration import review_summary, review_threshold
+
+    logits = np.array([[3.0, 1.0, 0.5], [2.5, 2.0, 0.1]])
+    for call in (lambda: calibration_metrics(logits, [0, 1]), lambda: fit_temperature(logits, [0, 1])):
+        with pytest.raises(DataError, match="proba: expected probabilities .*apply a softmax to logits first"):
+            call()
+    with pytest.raises(DataError, match=r"proba: expected probabilities of shape \(N, classes\), got shape \(2,\)"):
+        review_threshold([0.9, 0.8])
+    p = np.array([[0.9, 0.1], [0.6, 0.4], [0.7, 0.3]])
+    with pytest.raises(DataError, match=r"flagged: expected one flag per prediction \(3\)"):
+        review_threshold(p, flagged=[True, False])
+    with pytest.raises(DataError, match=r"outliers: expected one flag per prediction \(3\)"):
+        review_summary(p, [0, 0, 0], 0.5, outliers=[True])
 
 
 def test_review_share_is_checked_by_its_name(overconfident):

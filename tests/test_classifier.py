@@ -242,6 +242,13 @@ def test_save_keeps_a_card_edited_by_hand_and_another_librarys_model(clf, tmp_pa
     assert (other / "config.json").read_text() == '{"model_type": "vit"}'
 
 
+def test_saving_into_the_current_folder_is_refused_by_name(clf, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BloodcellError, match=r"\.: is the current folder.*save into a named folder"):
+        clf.save_pretrained(".")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_weights_of_another_architecture_are_a_one_line_error(clf, tmp_path):
     other = Classifier(bloodcell.build_model("mnv3s", input_size=SIZE), name="other")
     other.save_pretrained(tmp_path / "other")

@@ -161,7 +161,7 @@ def _write_metrics(folder: Path, args, report, rob, data) -> None:
         # A training run's own description of its held-out split stays when the same split is measured.
         if not (args.split_file and cfg.get("eval_data") and old.get("test_images") == len(data)):
             where = f"the images listed in {Path(args.split_file).name}" if args.split_file else "all images"
-            cfg["eval_data"] = f"{where} of {Path(args.data).name} ({len(data)} images)"
+            cfg["eval_data"] = f"{where} of {Path(args.data).resolve().name} ({len(data)} images)"
         # what the card's Hub metadata says was measured: this data, its held-out list or all of it
         cfg["eval_dataset"] = {"name": Path(args.data).resolve().name, "split": "test" if args.split_file else "all"}
         cfg["evaluation_command"] = "bloodcell " + shlex.join(getattr(args, "argv", []))
