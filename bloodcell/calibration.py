@@ -193,8 +193,20 @@ def review_threshold(proba, share: float = REVIEW_SHARE, *, flagged=None) -> flo
         if not len(rest):
             return 0.0
         wanted = max((share * len(confidence) - flagged.sum()) / len(rest), share / 2)
-        return float(np.quantile(rest, wanted)) if share > 0 else 0.0
-    return float(np.quantile(confidence, share)) if share > 0 else 0.0
+        return _flagging(rest, wanted) if share > 0 else 0.0
+    return _flagging(confidence, share) if share > 0 else 0.0
+
+
+def _flagging(confidence: np.ndarray, share: float) -> float:
+    """The threshold under which the ``ceil(share * N)`` least sure of ``confidence`` fall (ties with the last
+    of them too: never fewer than the share, as interpolating between tied values would)."""
+    k = min(len(confidence), int(np.ceil(share * len(confidence) - 1e-9)))
+    if not k:
+        return 0.0
+    ordered = np.sort(confidence)
+    above = ordered[ordered > ordered[k - 1]]
+    # halfway to the next value up: float32 probabilities of the same cells fall on the same side
+    return float((ordered[k - 1] + above[0]) / 2) if len(above) else float(np.nextafter(ordered[k - 1], np.inf))
 
 
 def _flagged(proba, threshold: float, outliers=None) -> np.ndarray:
@@ -218,18 +230,21 @@ def review_summary(proba, labels, threshold: float, *, outliers=None) -> dict[st
 
 def risk_coverage(proba, labels, *, points: int = 21) -> list[dict[str, float]]:
     """Accuracy of the predictions kept against the share flagged, flagging the least confident first:
-    ``[{"flagged", "accuracy", "threshold"}]`` for flagged shares 0, 1/(points-1), ... up to one half."""
+    ``[{"flagged", "accuracy", "threshold"}]`` aiming at flagged shares 0, 0.5/(points-1), ... up to one
+    half. Predictions of equal confidence are flagged together (as ``needs_review`` flags them, below the
+    threshold), so ``flagged`` is the share that ``threshold`` flags."""
     p, y = _check(proba, labels)
     confidence = p.max(axis=1)
     correct = p.argmax(axis=1) == y
-    order = np.argsort(confidence, kind="stable")
+    ordered = np.sort(confidence)
     curve = []
     for share in np.linspace(0.0, 0.5, points):
         cut = int(round(share * len(y)))
-        kept = order[cut:]
-        # needs_review flags confidence < below: the least confident cell kept is the threshold
-        curve.append({"flagged": cut / len(y), "accuracy": float(correct[kept].mean()),
-                      "threshold": float(confidence[order[cut]]) if cut else 0.0})
+        # needs_review flags confidence < threshold: the least confident cell kept is the threshold, and its ties stay
+        threshold = float(ordered[cut]) if cut else 0.0
+        kept = confidence >= threshold
+        curve.append({"flagged": float((~kept).mean()), "accuracy": float(correct[kept].mean()),
+                      "threshold": threshold})
     return curve
 
 

@@ -291,3 +291,16 @@ def test_review_share_is_checked_by_its_name(overconfident):
     clf, cal, _ = overconfident
     with pytest.raises(bloodcell.ConfigError, match=r"review_share: expected a fraction in \[0, 1\) \(0.05 flags 5%"):
         bloodcell.Classifier(clf.model, name="c").calibrate(cal, review_share=5, verbose=0)
+
+
+def test_tied_confidences_are_flagged_together_never_fewer_than_the_share():
+    from bloodcell.calibration import _flagged, review_threshold, risk_coverage
+
+    conf = np.array([0.6, 0.6] + [0.9] * 18)
+    p = np.stack([conf, 1 - conf], axis=1)
+    threshold = review_threshold(p, 0.05)
+    assert _flagged(p, threshold).sum() == 2  # the share asks for one: its tie comes too, never none
+    labels = np.array([1, 0] + [0] * 18)
+    for order in (np.arange(20), np.arange(20)[::-1]):  # the curve does not depend on the order of the rows
+        point = risk_coverage(p[order], labels[order], points=5)[1]  # aiming at 12.5%: 2.5 cells
+        assert point["flagged"] == _flagged(p, point["threshold"]).mean() and point["accuracy"] == 1.0

@@ -27,12 +27,14 @@ def register(subparsers) -> None:
     p.add_argument("--model", default=None, metavar="SOURCE",
                    help="zoo name, local folder or hf://owner/repo[@revision] (default: the bundled model)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    p.add_argument("--plot", default=None, metavar="FILE", help="write the normalised confusion matrix as a PNG")
+    p.add_argument("--plot", default=None, metavar="FILE",
+                   help="write the normalised confusion matrix as a picture (.png, .pdf, .svg or .jpg)")
     p.add_argument("--review-plot", default=None, metavar="FILE",
-                   help="write the accuracy of the unflagged cells against the share flagged for review as a PNG")
+                   help="write the accuracy of the unflagged cells against the share flagged for review as a picture "
+                        "(.png, .pdf, .svg or .jpg)")
     p.add_argument("--robustness", action="store_true", help="also measure accuracy under each corruption")
     p.add_argument("--robustness-plot", default=None, metavar="FILE",
-                   help="write accuracy against severity as a PNG (implies --robustness)")
+                   help="write accuracy against severity as a picture (.png, .pdf, .svg or .jpg; implies --robustness)")
     p.add_argument("--severities", default=None, metavar="LIST", help="severities to test, e.g. 1,3,5 (default 1..5)")
     p.add_argument("--corruptions", default=None, metavar="LIST",
                    help="comma-separated corruption names (default all; see bloodcell.corruptions)")
@@ -50,7 +52,8 @@ def register(subparsers) -> None:
                    help="images per forward pass; lower it if memory runs out (default 64)")
     p.add_argument("--write-metrics", action="store_true",
                    help="record the figures in the --model folder's config.json and model card "
-                   "(a local folder; needs the whole data or --split-file, not --limit)")
+                   "(a local folder; needs the whole data or --split-file, without --limit, --tta, --classes, "
+                   "--severities or --corruptions)")
     p.set_defaults(func=run)
 
 
