@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 import shutil
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -137,7 +138,9 @@ def _list_class_files(root: Path, class_names: Optional[Sequence[str]]) -> tuple
     # Parts of a data set side by side (TRAIN/, TEST/, each holding the class folders), not classes: no folder
     # is a known class and each holds known classes. A grouping of the user's own (granulocyte/{neutrophil,
     # eosinophil} beside lymphocyte/) or given class_names is left alone.
-    inner = {f: sorted(d.name for d in (root / f).iterdir() if d.is_dir() and canonical_name(d.name))
+    # Parts named as such (train/, test/...) holding folders of any names are parts too.
+    named_parts = len(folders) >= 2 and all(f.lower() in _PART_NAMES for f in folders.values())
+    inner = {f: sorted(d.name for d in (root / f).iterdir() if d.is_dir() and (named_parts or canonical_name(d.name)))
              for f in folders.values()}
     if class_names is None and all(canonical_name(f) is None and len(inner[f]) >= 2 for f in folders.values()):
         first = next(iter(folders.values()))
@@ -484,7 +487,29 @@ def split(
         from .cleaning import find_duplicates
 
         groups = find_duplicates(dataset.images, near=True)
+    _warn_conflicting_labels(dataset, groups)
     return tuple(dataset.subset(idx) for idx in split_indices(dataset.labels, fractions, groups=groups, seed=seed, stratify=stratify))
+
+
+#: Folder names that name a part of a data set, not a class.
+_PART_NAMES = frozenset({"train", "training", "val", "valid", "validation", "dev", "test", "testing"})
+
+
+def _warn_conflicting_labels(dataset: Dataset, groups) -> None:
+    """Warn of copies of one image (or its mirror) filed under different classes: a model learns both labels."""
+    labels = np.asarray(dataset.labels).reshape(-1)
+    conflicts = [list(g) for g in groups if len({int(labels[i]) for i in g}) > 1]
+    if not conflicts:
+        return
+    first = conflicts[0]
+    a, b = first[0], next(i for i in first if labels[i] != labels[first[0]])
+    name = (lambda i: dataset.paths[i]) if dataset.paths else (lambda i: f"image {i}")
+    from ._util import outside_stacklevel
+
+    warnings.warn(f"{len(conflicts)} group(s) of copies of one image (or its mirror) are filed under different classes, "
+                  f"e.g. {name(a)} ({dataset.class_names[labels[a]]}) and {name(b)} ({dataset.class_names[labels[b]]}): "
+                  "the model learns both labels; keep the right copy (bloodcell clean DATA --out CLEAN drops such "
+                  "conflicts)", UserWarning, stacklevel=outside_stacklevel())
 
 
 def kfold(dataset: Dataset, k: int, *, seed: int = SPLIT_SEED, groups: Optional[Sequence[Sequence[int]]] = None) -> tuple[Dataset, ...]:
@@ -499,5 +524,6 @@ def kfold(dataset: Dataset, k: int, *, seed: int = SPLIT_SEED, groups: Optional[
         from .cleaning import find_duplicates
 
         groups = find_duplicates(dataset.images, near=True)
+    _warn_conflicting_labels(dataset, groups)
     parts = _parts(np.asarray(dataset.labels).reshape(-1), (1.0 / k,) * k, groups=groups, seed=seed, stratify=True)
     return tuple(dataset.subset(idx) for idx in parts)

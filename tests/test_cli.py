@@ -237,7 +237,7 @@ def test_train_refuses_outputs_that_would_fail_or_destroy(tmp_path, capsys, monk
     cases = {
         str(data / "basophil" / "model"): "inside DATA",
         str(tmp_path / "afile"): "is a file",
-        str(readme_dir): "README.md that is not a model card",
+        str(readme_dir): "README.md: is not a bloodcell model card and would be replaced",
     }
     for out, message in cases.items():
         capsys.readouterr()

@@ -427,6 +427,12 @@ def test_folders_of_parts_and_wrappers_are_named(tmp_path):
         Image.fromarray(cells[0]).save(tmp_path / "wrap" / "dataset" / cls / "0.png")
     with pytest.raises(DataError, match=r"one class folder only \('dataset'\).*if the classes are the folders inside it, pass"):
         load_dataset(tmp_path / "wrap", image_size=16)
+    for part in ("train", "val"):  # parts named as such, holding classes of the user's own
+        for cls in ("blast", "smudge"):
+            (tmp_path / "own" / part / cls).mkdir(parents=True)
+            Image.fromarray(cells[0]).save(tmp_path / "own" / part / cls / "0.png")
+    with pytest.raises(DataError, match=r"its folders \(train, val\) each hold class folders \(blast, smudge\)"):
+        load_dataset(tmp_path / "own", image_size=16)
 
 
 def test_linked_folders_are_read_by_load_dataset_and_predict_alike(tmp_path):
@@ -591,3 +597,15 @@ def test_pil_warnings_from_reader_threads_name_the_file(tmp_path):
     with pytest.warns(UserWarning, match=r"exif\.jpg: Truncated File Read"):
         with ThreadPoolExecutor(2) as pool:
             assert pool.submit(read_image, tmp_path / "exif.jpg").result().shape == (16, 16, 3)
+
+
+def test_copies_of_one_image_under_two_classes_are_warned_of_when_splitting():
+    from bloodcell.data import kfold
+
+    images, labels = make_cells(40, 16), np.arange(40) % 2
+    images[1] = images[0][:, ::-1]  # a mirrored copy, filed under the other class
+    data = Dataset(images, labels, ("a", "b"))
+    with pytest.warns(UserWarning, match=r"1 group\(s\) of copies .* image 0 \(a\) and image 1 \(b\).*bloodcell clean"):
+        split(data, (0.5, 0.5))
+    with pytest.warns(UserWarning, match="filed under different classes"):
+        kfold(data, 2)

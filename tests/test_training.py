@@ -450,3 +450,19 @@ def test_settings_that_would_build_another_model_are_refused_with_a_model_object
     with pytest.raises(bloodcell.ConfigError, match="a model object brings its own weights"):
         Trainer(model, weights=str(tmp_path / "w.weights.h5"))
     Trainer(model, input_size=SIZE, normalization="none")  # what it is: accepted
+
+
+def test_a_diverged_run_stops_at_its_first_non_finite_epoch_and_keeps_the_last_finite_one(tmp_path):
+    trainer = tiny_trainer(workdir=tmp_path, head_epochs=3, finetune_epochs=0, patience=None, learning_rates=(1e30, 1e30))
+    with pytest.raises(bloodcell.ConfigError, match=r"epoch \d: the training loss became nan \(the training diverged\).*"
+                                                    r"lower the learning rate \(now 1.00e\+30\)"):
+        trainer.fit(toy_data(), None)
+    for settings, message in ((dict(learning_rates=(float("inf"), 1e-4)), "learning_rates must be two positive"),
+                              (dict(weight_decay=float("nan")), "weight_decay must be"), (dict(seed=-1), "seed must be"),
+                              (dict(class_weights="no"), "class_weights must be True or False"),
+                              (dict(focal_gamma="x"), "focal_gamma must be a number")):
+        with pytest.raises(bloodcell.ConfigError, match=message):
+            tiny_trainer(**settings)
+    for data in ("cells/", None, {"images": 1}):
+        with pytest.raises(bloodcell.DataError, match="train: expected a bloodcell Dataset or a tf.data dataset"):
+            tiny_trainer(patience=None).fit(data, None)

@@ -58,6 +58,11 @@ class EpochRecord(keras.callbacks.Callback):
                 file=sys.stderr,
                 flush=True,
             )
+        if not np.isfinite(logs.get("loss", 0.0)):  # before the checkpoint callback: the last finite epoch stays saved
+            raise ConfigError(
+                f"{self.phase} phase, epoch {epoch + 1}: the training loss became {logs['loss']} (the training diverged), "
+                f"so this epoch is not kept; lower the learning rate (now {self._lr:.2e}) or check the weight decay and "
+                "precision, and start again (--overwrite)")
 
 
 def _plain(value):

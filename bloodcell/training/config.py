@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -118,16 +119,25 @@ class TrainConfig:
         if not isinstance(self.label_smoothing, (int, float)) or not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         rates = self.learning_rates or DEFAULT_LEARNING_RATES[self.optimizer]
-        if not isinstance(rates, (tuple, list)) or len(rates) != 2 or not all(isinstance(r, (int, float)) and r > 0 for r in rates):
+        if not isinstance(rates, (tuple, list)) or len(rates) != 2 or not all(
+                isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and r > 0 for r in rates):
             raise ConfigError(f"learning_rates must be two positive numbers (head, finetune), got {self.learning_rates!r}")
         object.__setattr__(self, "learning_rates", tuple(float(r) for r in rates))
-        if self.weight_decay is not None and (not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0):
+        if self.weight_decay is not None and (isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float))
+                                              or not math.isfinite(self.weight_decay) or self.weight_decay < 0):
             raise ConfigError(f"weight_decay must be a number >= 0 or None, got {self.weight_decay!r}")
         check_positive_int(self.batch_size, "batch_size")
         if self.input_size is not None:
             check_positive_int(self.input_size, "input_size", minimum=32)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ConfigError(f"seed must be an integer in 0..2**32-1, got {self.seed!r}")
+        for name in ("class_weights", "deterministic", "freeze_backbone"):
+            value = getattr(self, name)
+            if not isinstance(value, bool) and not (name == "freeze_backbone" and value is None):
+                raise ConfigError(f"{name} must be True or False, got {value!r}")
+        if isinstance(self.focal_gamma, bool) or not isinstance(self.focal_gamma, (int, float)) \
+                or not math.isfinite(self.focal_gamma) or self.focal_gamma < 0:
+            raise ConfigError(f"focal_gamma must be a number >= 0 (0: plain cross-entropy), got {self.focal_gamma!r}")
 
     @property
     def epochs(self) -> tuple[int, int]:

@@ -167,6 +167,11 @@ def check_fit_data(train, val, class_names, patience) -> tuple[tuple[str, ...], 
         if isinstance(data, (tuple, list, np.ndarray)):
             raise DataError(f"{name}: expected a bloodcell Dataset or a tf.data dataset, got a {type(data).__name__}; "
                             "make one from arrays with bloodcell.Dataset(images, labels, class_names)")
+        if isinstance(data, (str, bytes, os.PathLike)):
+            raise DataError(f"{name}: expected a bloodcell Dataset or a tf.data dataset, got the path {data!r}; load it "
+                            "with bloodcell.load_dataset(path) (and split it with bloodcell.data.split)")
+        if (data is not None or name == "train") and not hasattr(data, "labels") and not hasattr(data, "element_spec"):
+            raise DataError(f"{name}: expected a bloodcell Dataset or a tf.data dataset, got a {type(data).__name__}")
         if hasattr(data, "labels") and len(data.labels) == 0:
             raise DataError(
                 f"{name}: the {'training' if name == 'train' else 'validation'} set is empty; give it "
