@@ -209,10 +209,13 @@ def test_train_writes_a_model_with_its_card_and_split(tmp_path, capsys):
 
     fresh_work = Path(str(fresh) + ".work")
     assert checkpoint_exists(fresh_work)
+    records = {name: (fresh_work / name).read_text() for name in ("split.json", "command.txt")}
     code = main(["train", str(data), "--model", "microcell", "--input-size", "32", "--head-epochs", "1",
-                 "--finetune-epochs", "1", "--unfreeze", "500", "--augment", "none", "--val-fraction", "0.2",
+                 "--finetune-epochs", "1", "--unfreeze", "500", "--augment", "none", "--val-fraction", "0.3",
                  "--test-fraction", "0.2", "--batch-size", "8", "--out", str(fresh), "--overwrite"])
     assert code == 2 and "unfreeze=500" in capsys.readouterr().err and checkpoint_exists(fresh_work)
+    # and leaves that run's split and command as they were, so that it can still be resumed
+    assert records == {name: (fresh_work / name).read_text() for name in records}
     # --overwrite starts afresh, over the model and the finished run's checkpoint.
     code = main(["train", str(data), "--model", "microcell", "--input-size", "32", "--head-epochs", "1",
                  "--finetune-epochs", "0", "--augment", "none", "--val-fraction", "0.2", "--test-fraction", "0.2",

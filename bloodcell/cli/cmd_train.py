@@ -313,6 +313,7 @@ def _join() -> int:
 
 def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = True) -> int:
     from ..training import Trainer
+    from ..training.callbacks import OnTrainBegin
     from ..training.small_data import is_small
 
     _check_outputs(Path(args.data), out, workdir, args)
@@ -345,12 +346,19 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
     trainer = Trainer(arch if parent is None else None, weights=weights, class_names=data.class_names,
                       workdir=workdir, **settings)
     command_file = workdir / "command.txt"
-    if writes:
+
+    def record_run() -> None:
         _check_split(workdir, args, val_set, test_set)
         if not (args.resume and command_file.is_file()):
             atomic_write_text(command_file, command + "\n")
+
+    if writes and args.resume:
+        _check_split(workdir, args, val_set, test_set)  # another split is refused before anything runs
     try:
-        trainer.fit(train_set, val_set, resume=args.resume, overwrite=args.overwrite)  # the checkpoint goes once all is checked
+        # The checkpoint goes, and the split and command of this run are written, once fit has checked everything:
+        # a run refused for a bad option leaves an earlier run resumable.
+        trainer.fit(train_set, val_set, resume=args.resume, overwrite=args.overwrite,
+                    callbacks=[OnTrainBegin(record_run)] if writes else None)
     except KeyboardInterrupt:
         print(f"bloodcell train: interrupted; the last finished epoch is checkpointed in {workdir}: continue with "
               f"{command} --resume", file=sys.stderr)

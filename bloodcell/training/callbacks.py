@@ -31,6 +31,19 @@ CHECKPOINT = "checkpoint"
 HISTORY_CSV = "history.csv"
 
 
+class OnTrainBegin(keras.callbacks.Callback):
+    """Calls ``action`` once, when training first begins: after ``Trainer.fit`` has checked its settings and data."""
+
+    def __init__(self, action):
+        super().__init__()
+        self.action = action
+
+    def on_train_begin(self, logs=None):
+        if self.action is not None:
+            action, self.action = self.action, None
+            action()
+
+
 class EpochRecord(keras.callbacks.Callback):
     """Adds the phase, learning rate, duration and trainable-weight count to each epoch's logs
     (so ``CSVLogger`` and the checkpoint record them) and prints one line per epoch."""
