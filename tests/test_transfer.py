@@ -282,6 +282,15 @@ def test_cli_init_keeps_the_parents_held_out_images_out_of_training(parent, tmp_
     err = capsys.readouterr().err
     assert "warning:" in err and "may overstate" in err and "--split-seed 42" in err and len(err.split("warning:")) == 2
     assert "may overstate" in bloodcell.load_classifier(tmp_path / "b").extra["eval_data"]
+    # Other data that shares a file name or two with the parent's held-out list is not taken for its data.
+    other = write_folder(tmp_path / "other", {"red": coloured(12, 0, 40), "green": coloured(12, 1, 41),
+                                              "blue": coloured(12, 2, 42)})
+    keep = set(json.loads((mine / "test_files.json").read_text())[:1])
+    for p in other.rglob("*.png"):
+        if str(p.relative_to(other)) not in keep:
+            p.rename(p.with_name("x" + p.name))
+    assert main([*base[:1], str(other), *base[2:], "--split-seed", "7", "--out", str(tmp_path / "c")]) == 0
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_the_same_classes_in_another_order_keep_the_calibration():

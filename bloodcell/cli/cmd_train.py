@@ -201,21 +201,29 @@ def _parent_held_out(args) -> set[str]:
     return {str(p) for p in listed} if isinstance(listed, list) else set()
 
 
-def _seen_by_parent(args, data, measured) -> str:
+def _seen_by_parent(args, data, measured, small: bool = False) -> str:
     """A warning (empty if none) when ``measured`` (the images the figures come from) may hold images the
-    ``--init`` model trained on: DATA holds images it held out, but ``measured`` also holds others."""
+    ``--init`` model trained on: DATA holds images it held out (by their paths in DATA, at least
+    :data:`SEEN_MIN` and 2% of DATA, so that a few names in common are not taken for its data), but
+    ``measured`` also holds others."""
     held = _parent_held_out(args)
     if not held or not data.paths:
         return ""
     rel = {p: str(relative_path(p, args.data)) for p in data.paths}
     shared = held.intersection(rel.values())
     others = [p for p in measured.paths if rel[p] not in held]
-    if not shared or not others:
+    if len(shared) < max(SEEN_MIN, 0.02 * len(data)) or not others:
         return ""
+    fix = (f"cross-validated on all of DATA, they cannot avoid them: measure the new model on images --init "
+           f"{args.init} held out instead (bloodcell evaluate with --split-file of its test_files.json)" if small else
+           f"use its split (--split-seed {SPLIT_SEED} and the default fractions, on the same images)")
     return (f"{len(others)} of the {len(measured)} images measured are not among the images --init {args.init} held "
             f"out from its training (its test_files.json), though DATA holds {len(shared)} of those: they may be "
-            f"images it trained on, so the figures may overstate; use its split (--split-seed {SPLIT_SEED} and the "
-            "default fractions, on the same images)")
+            f"images it trained on, so the figures may overstate; {fix}")
+
+
+#: Images of DATA among an --init model's held-out list, by path, that make DATA taken for that model's data.
+SEEN_MIN = 5
 
 
 def _data_record(args, data) -> dict:
@@ -443,7 +451,7 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
           + (f"{folds}-fold cross-validation, then {final}" if folds else
              f"too few images of a class to hold any out, {final}; no figure, no calibration, and no "
              "prediction will be flagged for review on confidence"), file=sys.stderr)
-    seen = _seen_by_parent(args, data, data) if from_parent and folds else ""
+    seen = _seen_by_parent(args, data, data, small=True) if from_parent and folds else ""
     if seen:
         print(f"bloodcell train: warning: {seen}", file=sys.stderr)
 
