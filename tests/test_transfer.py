@@ -304,3 +304,14 @@ def test_the_same_classes_in_another_order_keep_the_calibration():
     np.testing.assert_allclose(again.predict_proba(images)[:, ::-1], clf.predict_proba(images), atol=1e-6)
     other = bloodcell.load_classifier(class_names=list(clf.class_names)[:7])
     assert other.temperature == 1.0 and other.feature_check is None  # other classes: a new head, uncalibrated
+
+
+def test_copies_of_one_image_count_once_for_the_cross_validation_folds():
+    from bloodcell.data import Dataset
+    from bloodcell.training.small_data import folds_for
+
+    images = np.concatenate([coloured(1, 0, 1).repeat(2, axis=0), coloured(5, 1, 2), coloured(5, 2, 3)])
+    labels = np.array([0, 0] + [1] * 5 + [2] * 5)
+    assert folds_for(Dataset(images, labels, ("a", "b", "c"))) == 0  # class a: one image, twice
+    images[1] = coloured(1, 0, 9)[0]
+    assert folds_for(Dataset(images, labels, ("a", "b", "c"))) == 2

@@ -449,7 +449,7 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
     counts = ", ".join(f"{c} {n}" for c, n in data.class_counts().items())
     print(f"data: {len(data.class_names)} classes, {len(data)} images ({counts}): small data, so no split: "
           + (f"{folds}-fold cross-validation, then {final}" if folds else
-             f"too few images of a class to hold any out, {final}; no figure, no calibration, and no "
+             f"too few distinct images of a class to hold any out, {final}; no figure, no calibration, and no "
              "prediction will be flagged for review on confidence"), file=sys.stderr)
     seen = _seen_by_parent(args, data, data, small=True) if from_parent and folds else ""
     if seen:

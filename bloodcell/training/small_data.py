@@ -40,8 +40,15 @@ def is_small(data: Dataset) -> bool:
 
 
 def folds_for(data: Dataset) -> int:
-    """The number of cross-validation folds for ``data`` (0: too few images of a class to hold one out)."""
-    smallest = min(c for c in data.class_counts().values() if c)
+    """The number of cross-validation folds for ``data`` (0: too few images of a class to hold one out).
+    Copies of one image (or its mirror) count once: :func:`~bloodcell.data.kfold` keeps them in one fold."""
+    from ..cleaning import find_duplicates
+
+    owner = np.arange(len(data))
+    for group in find_duplicates(data.images, near=True):
+        owner[list(group)] = min(group)
+    labels = np.asarray(data.labels)
+    smallest = min(len(set(owner[labels == c].tolist())) for c in np.unique(labels).tolist())
     return min(MAX_FOLDS, smallest) if smallest >= 2 else 0
 
 
