@@ -76,9 +76,13 @@ def parse_hf_source(source: str) -> tuple[str, str | None]:
 
 def _check_repo_id(repo_id: str, given: str | None = None) -> None:
     shown = given if given is not None else repo_id
+    if given is None and isinstance(repo_id, str) and repo_id.startswith(HF_PREFIX):
+        raise ConfigError(f"expected a Hub repo id 'owner/name' (e.g. my-org/bloodcell-effnetb0), got {repo_id!r}; "
+                          f"drop the {HF_PREFIX} in front (it marks a source to load from)")
     parts = repo_id.split("/") if isinstance(repo_id, str) else []
     if len(parts) != 2 or not all(parts):
-        raise ConfigError(f"expected a Hub repo id 'owner/name' (e.g. hf://my-org/bloodcell-effnetb0), got {shown!r}")
+        example = "hf://my-org/bloodcell-effnetb0" if given is not None else "my-org/bloodcell-effnetb0"
+        raise ConfigError(f"expected a Hub repo id 'owner/name' (e.g. {example}), got {shown!r}")
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:

@@ -212,8 +212,9 @@ class OutlierReference:
             z = np.load(path, allow_pickle=False)
         except FileNotFoundError:
             raise InputNotFoundError(f"{path}: no such outlier reference file; {fix}") from None
-        except (OSError, ValueError, *DAMAGED_NPZ) as exc:
-            raise ConfigError(f"{path}: not a readable outlier reference ({exc}); {fix}") from None
+        except (OSError, ValueError, *DAMAGED_NPZ):
+            raise ConfigError(f"{path}: not an outlier reference (an .npz that OutlierReference.save wrote); {fix}; for "
+                              "cell images of your own, give their folder") from None
         try:
             return cls._from_archive(path, z, fix)
         except (OSError, *DAMAGED_NPZ) as exc:

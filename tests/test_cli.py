@@ -222,7 +222,7 @@ def test_train_writes_a_model_with_its_card_and_split(tmp_path, capsys):
                  "--batch-size", "8", "--seed", "3", "--out", str(fresh), "--overwrite"])
     assert code == 0 and "--seed 3" in bloodcell.load_classifier(fresh).training["command"]
     assert main(["train", str(data), "--model", "microcell", "--input-size", "0", "--out", str(tmp_path / "zero")]) == 2
-    assert "input_size must be an integer >= 32, got 0" in capsys.readouterr().err
+    assert "--input-size must be an integer >= 32, got 0" in capsys.readouterr().err
 
 
 def test_train_refuses_outputs_that_would_fail_or_destroy(tmp_path, capsys, monkeypatch):
@@ -247,6 +247,13 @@ def test_train_refuses_outputs_that_would_fail_or_destroy(tmp_path, capsys, monk
         assert main(["train", str(data), "--model", "microcell", "--out", out]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
+    assert main(["train", str(data), "--model", "microcell", "--out", str(tmp_path / "o"), "--resume", "--overwrite"]) == 2
+    assert "--resume continues the checkpointed run and --overwrite starts afresh over it; give one" in \
+        capsys.readouterr().err
+    from bloodcell.hub import push_folder
+
+    with pytest.raises(bloodcell.ConfigError, match="drop the hf:// in front"):
+        push_folder(data, "hf://owner/name")
     assert sorted(p.name for p in data.rglob("*")) == ["a.png", "basophil"]
     assert (readme_dir / "README.md").read_text() == "# my notes\n"
     (tmp_path / "cwd").mkdir()

@@ -15,7 +15,7 @@ from .._fs import atomic_write_text, relative_path
 from .._lock import locked
 from .._choices import LOSSES, LR_SCHEDULES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, PRESETS
 from ..data import SPLIT_FRACTIONS, SPLIT_SEED
-from ..errors import InputNotFoundError
+from ..errors import ConfigError, InputNotFoundError
 from ..training.config import TrainConfig
 from ..training.small_data import SMALL_DATA, SMALL_DATA_SETTINGS, SOUP_MODELS
 from .._fs import TEST_FILES, TRAINED_ON, pixel_digests
@@ -55,7 +55,8 @@ def register(subparsers) -> None:
                    help="label smoothing of the loss, in [0, 1)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help=f"optimizer (default: {d.optimizer}; {small['optimizer']} for small data)")
     p.add_argument("--lr", type=float, nargs=2, metavar=("HEAD", "FINETUNE"), default=None,
-                   help="learning rates of the two phases (default: the optimizer's, e.g. 3e-4 3e-5 for lion)")
+                   help="learning rates of the two phases (default: the optimizer's, e.g. 3e-4 3e-5 for lion; "
+                   "3e-4 3e-5 with adam for small data)")
     p.add_argument("--weight-decay", type=float, default=None, metavar="W",
                    help="decoupled weight decay (default: none, 0.004 for adamw)")
     p.add_argument("--augment", choices=(*PRESETS, "none"), default=d.augment, help="augmentation preset")
@@ -91,7 +92,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", default=None, metavar="FOLDER", help="where the trained model goes (default: runs/ARCH)")
     p.add_argument("--workdir", default=None, metavar="FOLDER", help="checkpoints and history (default: OUT.work)")
     p.add_argument("--resume", action="store_true", help="continue the run checkpointed in the workdir")
-    p.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a model already in --out, and start afresh over the workdir's checkpoint (once the "
+                   "new run's settings are checked)")
     p.add_argument("--robustness", action="store_true", help="also measure accuracy under corruptions")
     p.add_argument("--no-soup", action="store_true",
                    help="small data from a bloodcell model (--init MODEL): train one model on all the images (default: "
@@ -285,11 +288,24 @@ def _settings(args, input_size: int, small: bool) -> dict:
         raise UsageError("--lr-schedule plateau follows the validation loss, and small data have no validation split "
                          "(they are cross-validated); use --lr-schedule cosine or none, or give --val-fraction and "
                          "--test-fraction to split them")
-    TrainConfig(**settings)  # bad settings fail before any training
+    try:
+        TrainConfig(**settings)  # bad settings fail before any training
+    except ConfigError as exc:  # named as the command line writes them
+        field = str(exc).split()[0].split("=")[0].rstrip(":")
+        flag = _FLAGS.get(field)
+        raise UsageError(f"{flag}{str(exc)[len(field):]}" if flag else str(exc)) from None
     return settings
 
 
+#: The options of TrainConfig fields whose errors name the field.
+_FLAGS = {"input_size": "--input-size", "batch_size": "--batch-size", "learning_rates": "--lr",
+          "weight_decay": "--weight-decay", "label_smoothing": "--label-smoothing", "seed": "--seed",
+          "head_epochs": "--head-epochs", "finetune_epochs": "--finetune-epochs", "unfreeze": "--unfreeze"}
+
+
 def run(args) -> int:
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues the checkpointed run and --overwrite starts afresh over it; give one")
     for name in ("val_fraction", "test_fraction"):
         value = getattr(args, name)
         if value is not None and not 0 < value < 0.5:
@@ -396,7 +412,9 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
         clf.training["last_process_wall_time_s"] = round(time.time() - t0)
     else:
         clf.training["total_wall_time_s"] = round(time.time() - t0)
-    clf.extra["eval_data"] = (f"a held-out {test_fraction:.0%} split of {Path(args.data).name} ({len(test_set)} images, "
+    # the share held out, not the one asked for: each class rounds on its own, so small data can come out below it
+    share = len(test_set) / len(data)
+    clf.extra["eval_data"] = (f"a held-out {share:.0%} split of {Path(args.data).name} ({len(test_set)} images, "
                               "never seen in training)"
                               + (f"; it holds no images of {', '.join(report.absent)}, whose figures are not measured"
                                  if report.absent else "")
