@@ -454,9 +454,13 @@ def test_settings_that_would_build_another_model_are_refused_with_a_model_object
 
 def test_a_diverged_run_stops_at_its_first_non_finite_epoch_and_keeps_the_last_finite_one(tmp_path):
     trainer = tiny_trainer(workdir=tmp_path, head_epochs=3, finetune_epochs=0, patience=None, learning_rates=(1e30, 1e30))
-    with pytest.raises(bloodcell.ConfigError, match=r"epoch \d: the training loss became nan \(the training diverged\).*"
+    with pytest.raises(bloodcell.ConfigError, match=r"epoch \d: the (training loss became nan|weights became NaN or infinite) \(the training diverged\).*"
                                                     r"lower the learning rate \(now 1.00e\+30\)"):
         trainer.fit(toy_data(), None)
+    # blown up on the last step of the only epoch: the mean loss is finite, the answers are not
+    blown = tiny_trainer(head_epochs=1, finetune_epochs=0, patience=None, learning_rates=(1e30, 1e30), batch_size=64)
+    with pytest.raises(bloodcell.ConfigError, match=r"(answers are NaN or infinite|diverged).*lower the learning rate"):
+        blown.fit(toy_data(), None)
     for settings, message in ((dict(learning_rates=(float("inf"), 1e-4)), "learning_rates must be two positive"),
                               (dict(weight_decay=float("nan")), "weight_decay must be"), (dict(seed=-1), "seed must be"),
                               (dict(class_weights="no"), "class_weights must be True or False"),

@@ -71,9 +71,13 @@ class EpochRecord(keras.callbacks.Callback):
                 file=sys.stderr,
                 flush=True,
             )
-        if not np.isfinite(logs.get("loss", 0.0)):  # before the checkpoint callback: the last finite epoch stays saved
+        # before the checkpoint callback: the last finite epoch stays saved. The mean loss can stay finite while the
+        # epoch's last step turns the weights to NaN, so they are checked too.
+        finite_loss = np.isfinite(logs.get("loss", 0.0))
+        if not finite_loss or not all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in self.model.weights):
+            what = "the weights became NaN or infinite" if finite_loss else f"the training loss became {logs['loss']}"
             raise ConfigError(
-                f"{self.phase} phase, epoch {epoch + 1}: the training loss became {logs['loss']} (the training diverged), "
+                f"{self.phase} phase, epoch {epoch + 1}: {what} (the training diverged), "
                 f"so this epoch is not kept; lower the learning rate (now {self._lr:.2e}) or check the weight decay and "
                 "precision, and start again (--overwrite)")
 

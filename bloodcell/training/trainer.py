@@ -382,6 +382,7 @@ class Trainer:
         while not state["done"]:
             self._run_phase(state, train, val_ds, record, restore)
             restore = None
+        self._check_answers_finite(train)
         self._calibration = None
         if val is not None and hasattr(val, "images") and len(val):
             from ..calibration import calibrate
@@ -391,6 +392,18 @@ class Trainer:
         if self._writes is not None:
             plot_history(self.history, self._writes / "history.png")
         return self.history
+
+    def _check_answers_finite(self, train) -> None:
+        """Refuse a model whose answers on a batch of its training images are not finite: weights blown up
+        on an epoch's last steps, which the epochs' mean loss does not show (without validation data)."""
+        if self.num_processes > 1:
+            return
+        x = next(iter(self._epoch_dataset(train, train=False, epoch_seed=self.config.seed).take(1)))[0]
+        if not np.isfinite(np.asarray(self.model.predict_on_batch(x), np.float64)).all():
+            rates = ", ".join(f"{r:.2e}" for r in self.config.learning_rates)
+            raise ConfigError(f"the trained model's answers are NaN or infinite (the training diverged on its last "
+                              f"steps); lower the learning rates (now {rates}) or check the weight decay and "
+                              "precision, and start again (--overwrite)")
 
     def _run_phase(self, state: dict[str, Any], train, val_ds, record, restore) -> None:
         cfg = self.config
