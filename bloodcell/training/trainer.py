@@ -398,8 +398,8 @@ class Trainer:
         on an epoch's last steps, which the epochs' mean loss does not show (without validation data)."""
         if self.num_processes > 1:
             return
-        x = next(iter(self._epoch_dataset(train, train=False, epoch_seed=self.config.seed).take(1)))[0]
-        if not np.isfinite(np.asarray(self.model.predict_on_batch(x), np.float64)).all():
+        x = np.asarray(next(iter(self._epoch_dataset(train, train=False, epoch_seed=self.config.seed).take(1)))[0])
+        if not np.isfinite(np.asarray(self.model.predict_on_batch(x), np.float64)).all():  # numpy: any Keras backend
             rates = ", ".join(f"{r:.2e}" for r in self.config.learning_rates)
             raise ConfigError(f"the trained model's answers are NaN or infinite (the training diverged on its last "
                               f"steps); lower the learning rates (now {rates}) or check the weight decay and "
