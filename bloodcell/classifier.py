@@ -357,9 +357,7 @@ class Classifier:
         grey = colourless(x)
         if outlier is not None:
             outlier = outlier | grey
-        review = self.needs_review(proba, below=review_below, tta=tta) | grey
-        if outlier is not None:
-            review = review | outlier
+        review = self.needs_review(proba, below=review_below, tta=tta) | (grey if outlier is None else outlier)
         return CheckedPredictions(proba, review, outlier, scores)
 
     def predict(self, images, *, batch_size: int = 64, tta: bool = False,

@@ -100,10 +100,14 @@ def is_edited_card(path) -> bool:
     return text is not None and card_edited(text)
 
 
+def card_kept_because(path) -> str:
+    """Why the README.md at ``path`` is not one bloodcell regenerates: edited by hand, or not a bloodcell card."""
+    return "was edited after bloodcell wrote it" if is_edited_card(path) else "is not a bloodcell model card"
+
+
 def card_refusal(path) -> str:
     """Why the README.md at ``path`` is not replaced by a generated card."""
-    return (f"{path}: was edited after bloodcell wrote it, and would be replaced by a new card" if is_edited_card(path)
-            else f"{path}: is not a bloodcell model card and would be replaced by one")
+    return f"{path}: {card_kept_because(path)} and would be replaced by a new card"
 
 
 def _expect(path: Path, key: str, value, types: tuple[type, ...]) -> None:
@@ -290,8 +294,9 @@ def write_folder(folder, model: ClassifierModel, cfg: dict[str, Any], *, card: b
                               "(the README is then kept as it is)")
         foreign = [f for f in (CONFIG_NAME, WEIGHTS_NAME) if (folder / f).exists()]
         if foreign and bloodcell_config(folder / CONFIG_NAME) is None:
-            raise ConfigError(f"{folder / foreign[0]}: {'is not a bloodcell config' if foreign[0] == CONFIG_NAME else 'has no bloodcell config.json beside it'} "
-                              "(another library's model?) and would be replaced; save into another folder")
+            what = "is not a bloodcell config" if foreign[0] == CONFIG_NAME else "has no bloodcell config.json beside it"
+            raise ConfigError(f"{folder / foreign[0]}: {what} (another library's model?) and would be replaced; save "
+                              "into another folder")
         with staged_folder(folder, replace=True) as stage:
             _weights_only(model).save_weights(stage / WEIGHTS_NAME)
             cfg = {**cfg, "weights_sha256": sha256_file(stage / WEIGHTS_NAME)}

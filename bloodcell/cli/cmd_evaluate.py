@@ -227,14 +227,13 @@ def run(args) -> int:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             draw(path)
     if folder is not None:
-        from ..folder import CARD_NAME, is_edited_card, is_generated_card
+        from ..folder import CARD_NAME, card_kept_because, is_generated_card
 
         _write_metrics(folder, args, report, rob, data)
         card = folder / CARD_NAME
-        why = "was edited after bloodcell wrote it" if is_edited_card(card) else "is not a bloodcell model card"
         print(f"wrote the figures into {folder / 'config.json'} and {card}" if is_generated_card(card) else
-              f"wrote the figures into {folder / 'config.json'}; {card} {why}, so it was left as it is (delete it "
-              "to have one written)", file=sys.stderr)
+              f"wrote the figures into {folder / 'config.json'}; {card} {card_kept_because(card)}, so it was left "
+              "as it is (delete it to have one written)", file=sys.stderr)
     timing = f"evaluated in {report.seconds:.1f}s" + (f", robustness in {rob.seconds:.1f}s" if rob else "")
     print(timing, file=sys.stderr)
     return 0
