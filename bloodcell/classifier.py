@@ -474,8 +474,9 @@ class Classifier:
         commit_message: Optional[str] = None,
     ) -> str:
         """Save this classifier and upload it to the Hugging Face Hub repo ``repo_id``."""
-        from .hub import push_folder
+        from .hub import check_push_target, push_folder
 
+        check_push_target(repo_id, revision)  # before the model is saved under the repo's name
         with tempfile.TemporaryDirectory(prefix="bloodcell-push-") as tmp:
             # push_folder names the repo in the config and card; the folder's name titles an unnamed model
             folder = self.save_pretrained(Path(tmp) / repo_id.rsplit("/", 1)[-1])

@@ -26,11 +26,11 @@ import keras
 import numpy as np
 
 from ._choices import EXPORT_FORMATS
-from ._util import sha256_file
+from ._util import error_reason, sha256_file
 from ._version import __version__
 from ._lock import locked
 from .errors import ConfigError, OutputExistsError
-from .folder import PREPROCESSING
+from .folder import PREPROCESSING, preprocessing_description
 from .models import ClassifierModel, walk_layers
 
 FORMATS = EXPORT_FORMATS
@@ -38,6 +38,8 @@ _KERAS_FORMAT = {"onnx": "onnx", "litert": "litert", "saved_model": "tf_saved_mo
 #: Modules each format's exporter imports beyond TensorFlow and Keras.
 _EXTRA_MODULES = {"onnx": ("tf2onnx", "onnx"), "litert": (), "saved_model": ()}
 INSTALL_HINT = 'pip install "bloodcell[export]"'
+
+_ONNX_KEYWORDS = {"opset_version"}
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "output_0"  # the name Keras' export gives a single output in LiteRT and SavedModel
@@ -221,9 +223,26 @@ def _finish_onnx(path: Path, metadata: dict[str, Any]) -> None:
     onnx.save(model, str(path))
 
 
+def _calibration(classifier) -> dict[str, Any]:
+    """What of bloodcell's calibration and review flag the exported graph holds, and what a deployer adds."""
+    outside = classifier.temperature_outside
+    return {
+        "temperature": classifier.temperature,
+        "temperature_outside": outside,
+        "in_graph": ("output_0 is already divided by the temperature" + (
+            "; images the out-of-distribution check flags get temperature_outside instead" if outside is not None else "")),
+        "review_below": classifier.review_below,
+        "review": ("flag an image for review when its highest probability in output_0 is below review_below, as "
+                   "bloodcell predict does (bloodcell also flags the images its out-of-distribution and colour "
+                   "checks flag, which the exported graph does not output)" if classifier.review_below is not None
+                   else "the model has no fitted review threshold"),
+    }
+
+
 def _metadata(classifier, format: str, out: Path) -> dict[str, Any]:
     import tensorflow as tf
 
+    model = classifier.model
     size = classifier.input_size
     return {
         "format": format,
@@ -246,9 +265,10 @@ def _metadata(classifier, format: str, out: Path) -> dict[str, Any]:
         },
         "signature": None if format == "onnx" else SIGNATURE,
         "preprocessing": {
-            **PREPROCESSING,
+            **(preprocessing_description(model.spec) if isinstance(model, ClassifierModel) else PREPROCESSING),
             "input": "RGB uint8 values 0..255, shape (N, S, S, 3); the cast to float32 is inside the exported graph",
         },
+        "calibration": _calibration(classifier),
         "metrics": classifier.metrics,
         "bloodcell_version": __version__,
         "keras_version": keras.__version__,
@@ -279,6 +299,13 @@ def export(
             "bloodcell.load_classifier(source) and call its .export()"
         )
     check_format(format)
+    unknown = sorted(set(kwargs) - _ONNX_KEYWORDS) if format == "onnx" else []
+    if unknown:  # Keras ignores them: a misspelt option would pass unnoticed
+        raise ConfigError(f"export to onnx takes {', '.join(sorted(_ONNX_KEYWORDS))} as extra keywords, got "
+                          f"{', '.join(unknown)}; drop or correct them")
+    if format == "onnx" and "opset_version" in kwargs and (
+            isinstance(kwargs["opset_version"], bool) or not isinstance(kwargs["opset_version"], int)):
+        raise ConfigError(f"opset_version: expected an ONNX opset number such as 17, got {kwargs['opset_version']!r}")
     if out is not None:
         out = Path(out)
         check_output(out, format)
@@ -297,7 +324,13 @@ def export(
                 shutil.rmtree(stale, ignore_errors=True)
         staged = Path(tmp) / out.name
         with _quiet_converters(), _constant_statistics(model):
-            model.export(str(staged), format=_KERAS_FORMAT[format], verbose=False, input_signature=signature, **kwargs)
+            try:
+                model.export(str(staged), format=_KERAS_FORMAT[format], verbose=False, input_signature=signature, **kwargs)
+            except (TypeError, ValueError) as error:
+                if not kwargs:
+                    raise
+                raise ConfigError(f"export to {format} with {', '.join(f'{k}={v!r}' for k, v in kwargs.items())}: "
+                                  f"{error_reason(error)}; check those keywords (they go to keras.Model.export)") from None
         if format == "onnx":
             _finish_onnx(staged, metadata)
         if format != "saved_model":

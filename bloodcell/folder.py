@@ -198,9 +198,11 @@ def checked_config(folder, *, sha256: Optional[str] = None) -> dict[str, Any]:
     if expected:
         actual = sha256_file(weights)
         if actual != expected:
+            # In the Hugging Face cache the folder holds links: the damaged file is what the link points to.
+            target = weights.resolve() if weights.is_symlink() else weights
             raise ChecksumError(
                 f"{weights}: sha256 is {actual}, expected {expected}; the file is corrupt or was "
-                "replaced; delete it (or the Hugging Face cache entry) and download it again"
+                f"replaced; delete {target} and download it again (or save the model again with save_pretrained)"
             )
     return cfg
 

@@ -43,7 +43,7 @@ MODEL_FILES: tuple[str, ...] = ("config.json", "*.weights.h5", "README.md")
 Token = Optional[str | bool]
 _COMMIT_SHA = re.compile(r"[0-9a-fA-F]{40}")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-_LOGIN_HINT = "log in with `hf auth login`, set HF_TOKEN or pass a token"
+_LOGIN_HINT = "log in with `hf auth login` or set HF_TOKEN (in Python, token= works too)"
 
 
 def _client_errors(name: str) -> tuple[type[BaseException], ...]:
@@ -94,14 +94,32 @@ def _source(repo_id: str, revision: str | None) -> str:
     return f"{HF_PREFIX}{repo_id}" + (f"@{revision}" if revision else "")
 
 
+def _check_revision(revision, repo_id: str) -> None:
+    if revision is not None and (not isinstance(revision, str) or not revision.strip()):
+        raise ConfigError(f"revision: expected a branch name or a 40-character commit sha of Hub repo '{repo_id}', "
+                          f"got {revision!r}")
+
+
+def _weights_named(folder: Path) -> tuple[str, ...]:
+    """The weights file a downloaded bloodcell ``config.json`` names (none for other folders)."""
+    import json
+
+    try:
+        name = json.loads((folder / "config.json").read_text()).get("weights_file")
+    except (OSError, ValueError, AttributeError):
+        return ()
+    return (name,) if isinstance(name, str) and name and "/" not in name else ()
+
+
 def _hub_error(
-    error: BaseException, repo_id: str, revision: str | None, filename: str | None, writing: bool
+    error: BaseException, repo_id: str, revision: str | None, filename: str | None, writing: bool,
+    shown: str | None = None,
 ) -> HubError | None:
     """The :class:`HubError` describing ``error``, or ``None`` if it is not a Hub failure."""
     endpoint = constants.ENDPOINT
     rev = revision or constants.DEFAULT_REVISION
     what = f"'{filename}' of Hub repo '{repo_id}' at revision '{rev}'" if filename else f"Hub repo '{repo_id}' at revision '{rev}'"
-    get_first = f"run `bloodcell hub download {_source(repo_id, revision)}` while online before going offline"
+    get_first = f"run `bloodcell hub download {shown or _source(repo_id, revision)}` while online before going offline"
     if isinstance(error, RevisionNotFoundError):
         return HubError(
             f"revision '{rev}' does not exist in Hub repo '{repo_id}' ({endpoint}); "
@@ -134,7 +152,7 @@ def _hub_error(
             sent_token = False
         if status == 401 and sent_token:
             return HubError(f"the Hub at {endpoint} refused the token sent for '{repo_id}' (HTTP 401): it is invalid or "
-                            "expired; fix or unset HF_TOKEN (or the token= you passed), or `hf auth login` again")
+                            "expired; fix or unset HF_TOKEN (or the token= or --token you passed), or `hf auth login` again")
         if status in (401, 403):
             action = "write to" if writing else "read"
             need = "a token with write access" if writing else "a token with access to the repo"
@@ -165,8 +183,9 @@ def _hub_error(
 CONNECT_TIMEOUT = 3.0
 
 
-def _reachable() -> bool:
-    """Whether the Hub endpoint's host accepts a TCP connection within :data:`CONNECT_TIMEOUT`.
+def _unreachable() -> str | None:
+    """Why the Hub endpoint's host does not accept a TCP connection within :data:`CONNECT_TIMEOUT`,
+    or None when it does.
 
     huggingface_hub retries a failed request five times with back-off (about 20 s) before it looks
     in its cache; with no network, bloodcell looks there at once instead. Behind a proxy (the
@@ -178,30 +197,32 @@ def _reachable() -> bool:
 
     url = urlsplit(constants.ENDPOINT)
     if url.scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(url.hostname or ""):
-        return True  # through a proxy: only the request itself can tell
+        return None  # through a proxy: only the request itself can tell
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         with socket.create_connection((url.hostname, port), timeout=CONNECT_TIMEOUT):
-            return True
-    except OSError:
-        return False
+            return None
+    except (socket.timeout, TimeoutError):
+        return f"no connection within {CONNECT_TIMEOUT:g} s"
+    except OSError as error:
+        return f"no connection: {error_reason(error)}"
 
 
 @contextmanager
-def _cache_only_when_unreachable(repo_id: str, revision: str | None, what: str) -> Iterator[bool]:
+def _cache_only_when_unreachable(repo_id: str, revision: str | None, what: str, shown: str | None = None) -> Iterator[bool]:
     """Yield whether downloads must come from the cache (offline mode, or no connection to the
     Hub); a file then missing from the cache is one HubError saying so."""
-    unreachable = not constants.is_offline_mode() and not _reachable()
+    unreachable = None if constants.is_offline_mode() else _unreachable()
     try:
-        yield constants.is_offline_mode() or unreachable
+        yield constants.is_offline_mode() or unreachable is not None
     except LocalEntryNotFoundError:
-        if not unreachable:
+        if unreachable is None:
             raise
         raise HubError(
-            f"could not reach the Hugging Face Hub at {constants.ENDPOINT} (no connection within {CONNECT_TIMEOUT:g} s) "
+            f"could not reach the Hugging Face Hub at {constants.ENDPOINT} ({unreachable}) "
             f"and {what} of Hub repo '{repo_id}' at revision '{revision or constants.DEFAULT_REVISION}' is not in the "
             f"local cache; check your network connection and HF_ENDPOINT, or run `bloodcell hub download "
-            f"{_source(repo_id, revision)}` while online"
+            f"{shown or _source(repo_id, revision)}` while online"
         ) from None
 
 
@@ -221,7 +242,8 @@ def _cache_on_failure(fetch, cached: bool):
 
 
 @contextmanager
-def _hub_errors(repo_id: str, *, revision: str | None = None, filename: str | None = None, writing: bool = False) -> Iterator[None]:
+def _hub_errors(repo_id: str, *, revision: str | None = None, filename: str | None = None, writing: bool = False,
+                shown: str | None = None) -> Iterator[None]:
     """Hub failures as one :class:`HubError` line; huggingface_hub's own warnings (each retry, each
     resumed download, "no files have been modified") kept off the screen meanwhile."""
     import logging
@@ -232,7 +254,7 @@ def _hub_errors(repo_id: str, *, revision: str | None = None, filename: str | No
     try:
         yield
     except Exception as error:
-        hub_error = _hub_error(error, repo_id, revision, filename, writing)
+        hub_error = _hub_error(error, repo_id, revision, filename, writing, shown)
         if hub_error is None:
             raise
         raise hub_error from error
@@ -268,18 +290,23 @@ def download_snapshot(
     huggingface_hub cache. Raises :class:`HubError` if the Hub cannot provide it or a ``required``
     file is missing from it."""
     _check_repo_id(repo_id)
+    _check_revision(revision, repo_id)
     with _hub_errors(repo_id, revision=revision), _cache_only_when_unreachable(repo_id, revision, "the model") as cached:
         folder = Path(_cache_on_failure(
             lambda local: snapshot_download(repo_id, revision=revision, token=token, local_files_only=local,
                                             allow_patterns=list(allow_patterns) if allow_patterns else None,
                                             tqdm_class=_tqdm_class()), cached))
-    missing = [name for name in required if not (folder / name).is_file()]
+    # An interrupted download can leave the config without its weights: they are required too.
+    weights = [name for name in _weights_named(folder)
+               if allow_patterns is None or any(Path(name).match(pattern) for pattern in allow_patterns)]
+    missing = [name for name in (*required, *weights) if not (folder / name).is_file()]
     if missing:
         rev = revision or constants.DEFAULT_REVISION
-        if constants.is_offline_mode():
+        if cached:
+            why = "offline mode is on (HF_HUB_OFFLINE=1)" if constants.is_offline_mode() else "the Hub could not be reached"
             raise HubError(
-                f"the cached copy of Hub repo '{repo_id}' at revision '{rev}' lacks {', '.join(missing)} and offline mode is on "
-                f"(HF_HUB_OFFLINE=1); run `bloodcell hub download {_source(repo_id, revision)}` while online first"
+                f"the cached copy of Hub repo '{repo_id}' at revision '{rev}' lacks {', '.join(missing)} (an interrupted "
+                f"download?) and {why}; run `bloodcell hub download {_source(repo_id, revision)}` while online first"
             )
         raise HubError(
             f"Hub repo '{repo_id}' at revision '{rev}' has no {', '.join(missing)}; it does not hold a model saved by "
@@ -295,20 +322,25 @@ def download_file(
     revision: str | None = None,
     sha256: str | None = None,
     token: Token = None,
+    shown_as: str | None = None,
 ) -> Path:
     """Local path of ``filename`` from ``repo_id`` at ``revision``, via the huggingface_hub cache.
 
     With ``sha256`` the file's hash is checked (also when it comes from the cache) and a mismatch
-    raises :class:`ChecksumError` instead of returning the path.
+    raises :class:`ChecksumError` instead of returning the path. ``shown_as`` is how error hints
+    name the source to download (a zoo entry's name; default ``hf://repo@revision``).
     """
     _check_repo_id(repo_id)
+    _check_revision(revision, repo_id)
+    if not isinstance(filename, str) or not filename.strip():
+        raise ConfigError(f"filename: expected the name of a file in Hub repo '{repo_id}' (e.g. 'config.json'), got {filename!r}")
     expected = None
     if sha256 is not None:
         if not _SHA256.fullmatch(sha256):
             raise ConfigError(f"sha256 must be 64 hex characters, got {sha256!r} for '{filename}' of Hub repo '{repo_id}'")
         expected = sha256.lower()
-    with _hub_errors(repo_id, revision=revision, filename=filename), \
-            _cache_only_when_unreachable(repo_id, revision, f"'{filename}'") as cached:
+    with _hub_errors(repo_id, revision=revision, filename=filename, shown=shown_as), \
+            _cache_only_when_unreachable(repo_id, revision, f"'{filename}'", shown_as) as cached:
         path = Path(_cache_on_failure(
             lambda local: hf_hub_download(repo_id, filename, revision=revision, token=token, local_files_only=local,
                                           tqdm_class=_tqdm_class()),
@@ -318,10 +350,25 @@ def download_file(
         if actual != expected:
             raise ChecksumError(
                 f"'{filename}' of Hub repo '{repo_id}' at revision '{revision or constants.DEFAULT_REVISION}' has sha256 "
-                f"{actual}, expected {expected}; refusing to use it: the file changed on the Hub or the download is "
-                f"corrupt (delete {path.resolve()} to download it again, or fix the pinned sha256)"
+                f"{actual}, expected {expected}; refusing to use it: the download is corrupt or the file changed on the "
+                f"Hub since it was pinned. Delete {path.resolve()} to download it again; if the same error comes back, "
+                f"the repo changed: upgrade bloodcell, or load a revision you trust with hf://{repo_id}@<commit sha>"
             )
     return path
+
+
+def cached_snapshot_with(repo_id: str, files: dict[str, str]) -> Path | None:
+    """A snapshot of ``repo_id`` in the huggingface_hub cache whose files have the given sha256
+    (``{filename: sha256}``), or None: what a zoo entry pinned, when its branch has moved on."""
+    _check_repo_id(repo_id)
+    snapshots = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    if not snapshots.is_dir():
+        return None
+    for snapshot in sorted(snapshots.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True):
+        if all((snapshot / name).is_file() and sha256_file(snapshot / name) == digest.lower()
+               for name, digest in files.items()):
+            return snapshot
+    return None
 
 
 def push_folder(
@@ -336,20 +383,20 @@ def push_folder(
     """Upload the model files of ``folder`` (:data:`MODEL_FILES`) to ``repo_id`` in one commit and
     return that commit's 40-hex sha.
 
-    The repo is created if missing (``private`` applies only then). ``revision`` names the branch to
-    commit to (default ``main``); a missing branch is created from ``main`` first. If nothing changed,
-    the sha of the branch's current commit is returned.
+    The repo is created if missing (``private`` applies only then: with it, an existing public repo
+    is refused). ``revision`` names the branch to commit to (default ``main``); a missing branch is
+    created from ``main`` first. If nothing changed, the sha of the branch's current commit is
+    returned. A bloodcell folder whose weights do not match its config is refused before anything
+    is sent; a zoo entry's release folder (its config names the entry) goes byte for byte.
     """
+    _check_push(folder, repo_id, revision)
     folder = Path(folder)
-    if not folder.is_dir():
-        raise InputNotFoundError(f"cannot push {str(folder)!r} to the Hub: no such folder; write one with save_pretrained first")
-    _check_repo_id(repo_id)
-    if revision is not None and (not revision.strip() or _COMMIT_SHA.fullmatch(revision)):
-        raise ConfigError(f"revision must name a branch to commit to, got {revision!r}; pass a branch name such as 'main' or 'v2'")
     api = HfApi(token=token)
     with tempfile.TemporaryDirectory(prefix="bloodcell-push-") as staged:
         staged = _as_published(folder, Path(staged), f"hf://{repo_id}" + (f"@{revision}" if revision else ""))
         with _hub_errors(repo_id, revision=revision, writing=True):
+            if private:
+                _refuse_public(api, repo_id)
             api.create_repo(repo_id, private=private, exist_ok=True)
             if revision is not None and revision != constants.DEFAULT_REVISION:
                 api.create_branch(repo_id, branch=revision, exist_ok=True)
@@ -364,6 +411,47 @@ def push_folder(
                 ignore_patterns=["*/*"],
             )
     return info.oid
+
+
+def _check_push(folder, repo_id: str, revision) -> None:
+    """Refuse, before anything is saved or sent, a push that could not go through or would publish
+    a model nobody can load (weights that do not match the config that describes them)."""
+    from .errors import BloodcellError
+    from .folder import CONFIG_NAME, bloodcell_config, checked_config
+
+    if not isinstance(folder, (str, os.PathLike)):
+        raise ConfigError(f"folder: expected the path of a model folder, got {type(folder).__name__}")
+    check_push_target(repo_id, revision)
+    folder = Path(folder)
+    if folder.is_file():
+        raise ConfigError(f"cannot push {str(folder)!r} to the Hub: it is a file, not a model folder; give the folder "
+                          "save_pretrained wrote")
+    if not folder.is_dir():
+        raise InputNotFoundError(f"cannot push {str(folder)!r} to the Hub: no such folder; write one with save_pretrained first")
+    if bloodcell_config(folder / CONFIG_NAME) is not None:
+        try:
+            checked_config(folder)
+        except BloodcellError as error:
+            raise type(error)(f"cannot push {str(folder)!r} to the Hub: {error}") from None
+
+
+def check_push_target(repo_id: str, revision) -> None:
+    """Refuse a repo id or a branch that a push could not commit to."""
+    _check_repo_id(repo_id)
+    if revision is not None and (not isinstance(revision, str) or not revision.strip() or _COMMIT_SHA.fullmatch(revision)):
+        raise ConfigError(f"revision must name a branch to commit to, got {revision!r}; pass a branch name such as 'main' or 'v2'")
+
+
+def _refuse_public(api: HfApi, repo_id: str) -> None:
+    """``private=True`` applies when a repo is created: refuse to upload into a public one."""
+    try:
+        info = api.repo_info(repo_id)
+    except RepositoryNotFoundError:
+        return  # created private below (or not readable by this token, which then cannot write it either)
+    if not getattr(info, "private", False):
+        raise ConfigError(f"Hub repo '{repo_id}' exists and is public, so private=True (--private) cannot apply (it "
+                          "applies when a repo is created); make the repo private on the Hub first, push to another "
+                          "repo, or drop --private to publish it")
 
 
 def _as_published(folder: Path, stage: Path, source: str) -> Path:
@@ -390,9 +478,21 @@ def _as_published(folder: Path, stage: Path, source: str) -> Path:
     if is_untrained(cfg):
         warnings.warn(f"{source}: the model's weights (or its output layer) were never trained; publishing them anyway",
                       UserWarning, stacklevel=outside_stacklevel())
-    if cfg.get("hub_source") != source:
+    if cfg.get("hub_source") != source and not _is_zoo_release(cfg.get("hub_source"), source):
         cfg["hub_source"] = source
         (stage / CONFIG_NAME).write_text(json.dumps(cfg, indent=2) + "\n")
-        if not (stage / CARD_NAME).exists() or is_generated_card(stage / CARD_NAME):
-            (stage / CARD_NAME).write_text(render_model_card(cfg, folder.resolve().name))
+    if not (stage / CARD_NAME).exists() or is_generated_card(stage / CARD_NAME):
+        (stage / CARD_NAME).write_text(render_model_card(cfg, folder.resolve().name))
     return stage
+
+
+def _is_zoo_release(hub_source, source: str) -> bool:
+    """Whether a folder whose config names ``hub_source`` is the release of a zoo entry served from
+    the repo of ``source``: its config then goes byte for byte, as the entry pins its sha256."""
+    from .registry import list_pretrained, pretrained_entry
+
+    if not isinstance(hub_source, str) or hub_source not in list_pretrained():
+        return False
+    entry = pretrained_entry(hub_source)
+    repo_id, revision = parse_hf_source(source)
+    return entry.repo_id == repo_id and (revision or constants.DEFAULT_REVISION) == (entry.revision or constants.DEFAULT_REVISION)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ._fs import previous_version
+from ._util import outside_stacklevel
 from ._registry import closest
 from .errors import ConfigError, InputNotFoundError, ModelNotFoundError
 from .folder import CONFIG_NAME, bloodcell_config, checked_config
@@ -40,11 +41,25 @@ def entry_folder(entry: PretrainedCfg) -> Path:
         return path
     if not entry.repo_id:
         raise ConfigError(f"zoo entry {entry.name!r} has no Hub repo and is not bundled; it cannot be loaded")
-    from .hub import download_file
+    from .errors import ChecksumError
+    from .hub import cached_snapshot_with, download_file
 
-    config = download_file(entry.repo_id, CONFIG_NAME, revision=entry.revision, sha256=entry.config_sha256)
-    download_file(entry.repo_id, entry.filename, revision=entry.revision, sha256=entry.sha256)
-    return config.parent
+    try:
+        config = download_file(entry.repo_id, CONFIG_NAME, revision=entry.revision, sha256=entry.config_sha256,
+                               shown_as=entry.name)
+        download_file(entry.repo_id, entry.filename, revision=entry.revision, sha256=entry.sha256, shown_as=entry.name)
+        return config.parent
+    except ChecksumError:
+        pinned = {name: digest for name, digest in ((CONFIG_NAME, entry.config_sha256), (entry.filename, entry.sha256))
+                  if digest}
+        kept = cached_snapshot_with(entry.repo_id, pinned)
+        if kept is None:
+            raise
+        warnings.warn(f"{entry.name}: the files of Hub repo '{entry.repo_id}' at revision '{entry.revision or 'main'}' "
+                      f"differ from the ones this bloodcell release pinned; using the cached copy that matches them "
+                      f"({kept}); upgrade bloodcell for the repo's current files", UserWarning,
+                      stacklevel=outside_stacklevel())
+        return kept
 
 
 def check_entry(entry: PretrainedCfg, cfg: dict[str, Any]) -> None:

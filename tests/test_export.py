@@ -10,8 +10,9 @@ import pytest
 import bloodcell
 from bloodcell._util import sha256_file
 from bloodcell.cli import main
-from bloodcell.errors import BloodcellError
+from bloodcell.errors import BloodcellError, ConfigError
 from bloodcell.export import export, metadata_path, uint8_model
+from bloodcell.folder import preprocessing_description
 
 EXAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "examples" / "images"
 TOLERANCE = 1e-4
@@ -100,6 +101,9 @@ def test_onnx_matches_keras(exports, key, request):
     meta = json.loads(metadata_path(path, "onnx").read_text())
     assert meta["class_names"] == list(clf.class_names) and meta["input_size"] == clf.input_size
     assert meta["input"]["dtype"] == "uint8" and meta["sha256"] == sha256_file(path)
+    # as the model's config.json says (the default normalises stain in the graph) and its review threshold
+    assert meta["preprocessing"]["normalisation"] == preprocessing_description(clf.model.spec)["normalisation"]
+    assert meta["calibration"]["temperature"] == clf.temperature and meta["calibration"]["review_below"] == clf.review_below
 
 
 def _litert_interpreter(path: Path):
@@ -184,6 +188,14 @@ def test_refuses_to_overwrite(tmp_path, micro, capsys):
     assert main(["export", "--format", "litert", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("bloodcell export: error:") and "already exists" in err and "\n" not in err
+
+
+def test_unknown_or_wrong_export_keywords_are_named(tmp_path, micro):
+    with pytest.raises(ConfigError, match="export to onnx takes opset_version as extra keywords, got opset"):
+        export(micro, tmp_path / "m.onnx", format="onnx", opset=17)
+    with pytest.raises(ConfigError, match="opset_version: expected an ONNX opset number"):
+        export(micro, tmp_path / "m.onnx", format="onnx", opset_version="17")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unknown_format_and_wrong_suffix(tmp_path, micro):

@@ -169,3 +169,120 @@ def test_download_checks_the_weights_against_the_config(hub_server, tiny, capsys
     assert main(["hub", "download", "hf://lab/damaged"]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and "model.weights.h5: sha256 is" in errors[0] and "corrupt" in errors[0]
+
+
+def _copy(folder, to, **config):
+    """A copy of a model folder with ``config`` fields changed in its config.json."""
+    import json
+    import shutil
+
+    shutil.copytree(folder, to)
+    if config:
+        cfg = json.loads((to / "config.json").read_text())
+        (to / "config.json").write_text(json.dumps({**cfg, **config}, indent=2) + "\n")
+    return to
+
+
+def test_a_zoo_release_pushed_as_documented_loads_and_outlives_a_moved_branch(hub_server, tiny, images, tmp_path,
+                                                                              monkeypatch, capsys):
+    """`bloodcell hub push zoo/<name> <its repo>` publishes the release byte for byte, so an entry
+    pinned by checksums on a branch loads; once the branch moves on, the cached copy that matches
+    the pins is used (with a warning), and with none cached the error says what to do."""
+    import json
+
+    from bloodcell.cli import main
+
+    clf, folder = tiny
+    release = _copy(folder, tmp_path / "microcell.hubtest", hub_source="microcell.hubtest")
+    entry = registry.PretrainedCfg(name="microcell.hubtest", architecture="microcell", input_size=32,
+                                   repo_id="bloodcell/tiny-release", revision="main",
+                                   sha256=sha256_file(release / "model.weights.h5"),
+                                   config_sha256=sha256_file(release / "config.json"))
+    monkeypatch.setitem(registry._PRETRAINED, entry.name, entry)
+    assert main(["hub", "push", str(release), entry.repo_id, "--token", hub_server.token]) == 0, capsys.readouterr().err
+    assert hub_server.files(entry.repo_id)["config.json"] == (release / "config.json").read_bytes()
+    np.testing.assert_array_equal(bloodcell.load_classifier(entry.name).predict_proba(images), clf.predict_proba(images))
+
+    moved = json.loads((release / "config.json").read_text())
+    hub_server.commit(entry.repo_id, {"config.json": json.dumps({**moved, "name": "renamed"}, indent=2)})
+    with pytest.warns(UserWarning, match="differ from the ones this bloodcell release pinned; using the cached copy"):
+        again = bloodcell.load_classifier(entry.name)
+    np.testing.assert_array_equal(again.predict_proba(images), clf.predict_proba(images))
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(bloodcell.hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(bloodcell.ChecksumError, match="upgrade bloodcell, or load a revision you trust with "
+                                                     "hf://bloodcell/tiny-release@<commit sha>"):
+        bloodcell.load_classifier(entry.name)
+
+
+def test_push_refuses_a_folder_its_config_does_not_describe(hub_server, tiny, tmp_path, capsys):
+    from bloodcell.cli import main
+
+    _, folder = tiny
+    damaged = _copy(folder, tmp_path / "damaged")
+    weights = bytearray((damaged / "model.weights.h5").read_bytes())
+    weights[-100] ^= 0xFF
+    (damaged / "model.weights.h5").write_bytes(bytes(weights))
+    hub_server.clear_requests()
+    assert main(["hub", "push", str(damaged), "lab/damaged-push", "--token", hub_server.token]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and f"cannot push '{damaged}' to the Hub" in errors[0] and "sha256" in errors[0]
+    assert hub_server.requests == []  # nothing sent
+    with pytest.raises(bloodcell.ConfigError, match="it is a file, not a model folder"):
+        bloodcell.hub.push_folder(damaged / "config.json", "lab/x", token=hub_server.token)
+
+
+def test_private_push_into_an_existing_public_repo_is_refused(hub_server, tiny):
+    clf, folder = tiny
+    hub_server.create_repo("lab/public", {"notes.txt": b"public"})
+    before = hub_server.resolve("lab/public")
+    with pytest.raises(bloodcell.ConfigError, match="'lab/public' exists and is public"):
+        bloodcell.hub.push_folder(folder, "lab/public", private=True, token=hub_server.token)
+    assert hub_server.resolve("lab/public") == before
+    clf.push_to_hub("lab/new-private", private=True, token=hub_server.token)  # a new repo is created private
+    assert bloodcell.hub.push_folder(folder, "lab/new-private", private=True, token=hub_server.token)
+
+
+def test_a_generated_card_is_rendered_from_the_config_that_is_pushed(hub_server, tiny, tmp_path):
+    _, folder = tiny
+    published = _copy(folder, tmp_path / "published", hub_source="hf://lab/relicensed", license="mit")
+    bloodcell.hub.push_folder(published, "lab/relicensed", token=hub_server.token)
+    card = hub_server.files("lab/relicensed")["README.md"].decode()
+    assert "license: mit" in card and "cc-by-4.0" not in card
+
+
+def test_push_to_hub_checks_the_repo_id_before_saving(tiny, tmp_path, monkeypatch):
+    clf, _ = tiny
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    for bad in ("lab/..", None, "lab/x y"):
+        with pytest.raises(bloodcell.ConfigError, match="repo id") as info:
+            clf.push_to_hub(bad, token="hf_unused")
+        assert "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # nothing was saved
+
+
+def test_a_download_cut_before_the_weights_says_to_download_again(hub_server, tiny):
+    from huggingface_hub import hf_hub_download
+
+    _, folder = tiny
+    hub_server.create_repo("lab/cut", {p.name: p for p in folder.iterdir()})
+    hf_hub_download("lab/cut", "config.json")  # what a download stopped after its first file leaves
+    hub_server.set_offline()
+    with pytest.raises(bloodcell.HubError, match=r"lacks model\.weights\.h5 \(an interrupted download\?\).*"
+                                                 r"bloodcell hub download hf://lab/cut"):
+        bloodcell.load_classifier("hf://lab/cut")
+
+
+def test_a_corrupt_cached_file_is_named_by_its_blob(hub_server, tiny):
+    _, folder = tiny
+    hub_server.create_repo("lab/rotten", {p.name: p for p in folder.iterdir()})
+    snapshot = bloodcell.hub.download_snapshot("lab/rotten")
+    blob = (snapshot / "model.weights.h5").resolve()
+    data = bytearray(blob.read_bytes())
+    data[-100] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    with pytest.raises(bloodcell.ChecksumError) as info:
+        bloodcell.load_classifier("hf://lab/rotten")
+    assert "model.weights.h5: sha256 is" in str(info.value) and f"delete {blob} and download it again" in str(info.value)
