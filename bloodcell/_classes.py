@@ -13,15 +13,29 @@ CLASS_NAMES: tuple[str, ...] = (
     "platelet",
 )
 
-#: Folder names accepted for a class besides its canonical name (PBC's own folder names).
-CLASS_ALIASES: dict[str, str] = {"ig": "immature_granulocyte"}
+#: Folder names accepted for a class besides its canonical name, its plural and its spellings with
+#: spaces or hyphens: PBC's folder and file-name prefixes (IG; BA_, EO_, ERB_, LY_, MO_, NEU_, PLT_),
+#: the short names of other public sets (LISC's Baso, Eosi, Lymp, Mono, Neut) and common synonyms.
+CLASS_ALIASES: dict[str, str] = {
+    "ig": "immature_granulocyte", "igs": "immature_granulocyte",
+    "ba": "basophil", "baso": "basophil",
+    "eo": "eosinophil", "eos": "eosinophil", "eosi": "eosinophil",
+    "erb": "erythroblast", "nrbc": "erythroblast", "nrbcs": "erythroblast",
+    "ly": "lymphocyte", "lym": "lymphocyte", "lymp": "lymphocyte", "lymph": "lymphocyte",
+    "mo": "monocyte", "mono": "monocyte",
+    "neu": "neutrophil", "neut": "neutrophil",
+    "plt": "platelet", "thrombocyte": "platelet", "thrombocytes": "platelet",
+}
 
 
 def canonical_name(name: str):
-    """The canonical class a folder name stands for (case ignored), or None for another name."""
-    key = name.lower()
+    """The canonical class a folder name stands for (case, plural, spaces and hyphens ignored; and
+    :data:`CLASS_ALIASES`), or None for another name."""
+    key = "_".join(name.lower().replace("-", " ").split())
     if key in CLASS_NAMES:
         return key
+    if key.endswith("s") and key[:-1] in CLASS_NAMES:
+        return key[:-1]
     return CLASS_ALIASES.get(key)
 
 

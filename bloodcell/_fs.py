@@ -33,6 +33,16 @@ def atomic_write_text(path: PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def save_figure(fig, path: PathLike, *, dpi: int) -> Path:
+    """Save a Matplotlib figure in the format its suffix names, atomically (a file it replaces is
+    whole until the new one is)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=Path(path).suffix.lstrip(".").lower() or "png", dpi=dpi)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     """:func:`atomic_write_text` for bytes. The file gets the mode a plain ``open()`` would give it
     (the umask and the folder's default ACLs apply), or the mode of the file it replaces."""

@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ._fs import save_figure
 from ._labelled import labelled_images
 from .errors import ConfigError, DataError
 from .ood import FEATURE_SHARE, feature_layer, fit_feature_check
@@ -172,7 +173,7 @@ def plot_reliability(path, curves: dict[str, tuple[Any, Any]], *, bins: int = EC
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 def review_threshold(proba, share: float = REVIEW_SHARE, *, flagged=None) -> float:
@@ -264,7 +265,7 @@ def plot_risk_coverage(path, curves: dict[str, list[dict[str, float]]], *, title
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 def _fit_mode(raw: np.ndarray, labels: np.ndarray, outliers, fallback: float, review_share: float) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from ._fs import is_within, staged_folder
 from ._progress import progress
 from ._util import DAMAGED_NPZ
 from .errors import ConfigError, DataError, ImageReadError, InputNotFoundError, OutputExistsError
-from .imageio import IMAGE_EXTENSIONS, image_files_under, read_image, resize_image
+from .imageio import IMAGE_EXTENSIONS, UnreadableFileError, image_files_under, read_image, resize_image
 
 PathLike = Union[str, os.PathLike]
 
@@ -124,7 +124,11 @@ class Dataset:
 
 def _list_class_files(root: Path, class_names: Optional[Sequence[str]]) -> tuple[list[Path], list[int], tuple[str, ...]]:
     folders: dict[str, str] = {}  # class name -> folder name
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    entries = sorted(p for p in root.iterdir() if not p.name.startswith(".") and p.name not in _IGNORED_FOLDERS)
+    for link in (p for p in entries if p.is_symlink() and not p.exists()):
+        raise DataError(f"{link}: a link to a missing folder ({os.readlink(link)}); its class would be left out: fix "
+                        "the link (mount the drive it points to?) or remove it")
+    for sub in (p for p in entries if p.is_dir()):
         name = canonical_name(sub.name) or sub.name
         for other in folders:
             if other.lower() == name.lower():
@@ -142,11 +146,20 @@ def _list_class_files(root: Path, class_names: Optional[Sequence[str]]) -> tuple
     named_parts = len(folders) >= 2 and all(f.lower() in _PART_NAMES for f in folders.values())
     inner = {f: sorted(d.name for d in (root / f).iterdir() if d.is_dir() and (named_parts or canonical_name(d.name)))
              for f in folders.values()}
-    if class_names is None and all(canonical_name(f) is None and len(inner[f]) >= 2 for f in folders.values()):
-        first = next(iter(folders.values()))
-        raise DataError(f"{root}: its folders ({', '.join(folders.values())}) each hold class folders "
-                        f"({', '.join(inner[first])}): they look like parts of a data set; pass one of them, e.g. "
-                        f"{root / first}, as the data folder")
+    parts = [f for f in folders.values() if f.lower() in _PART_NAMES]
+    holding = [f for f in parts if len(inner[f]) >= 2 or any(canonical_name(d) for d in inner[f])]
+    if class_names is None and (all(canonical_name(f) is None and len(inner[f]) >= 2 for f in folders.values())
+                                or holding):
+        shown = holding or list(folders.values())
+        best = next((f for f in shown if f.lower() in ("train", "training")), shown[0])
+        which = (f"its folders ({', '.join(shown)}) each hold" if len(shown) == len(folders) else
+                 f"its folder{'s' if len(shown) > 1 else ''} {', '.join(shown)} hold{'s' if len(shown) == 1 else ''}")
+        raise DataError(f"{root}: {which} class folders ({', '.join(inner[best])}): they look like parts of a data set; "
+                        f"pass one of them, e.g. {root / best}, as the data folder")
+    if class_names is None and parts:
+        raise DataError(f"{root}: folder(s) {', '.join(map(repr, parts))} beside the class folders are named like parts "
+                        "of a data set (train, val, test), not classes; move them out of it (to classify unlabelled "
+                        "images, run bloodcell predict on them), or pass class_names to keep them as classes")
     if class_names is not None:
         names = check_class_names(class_names)
         positions = {c: class_index(c, names) for c in folders}  # ignoring case, and aliases: 'ig' given, folder 'IG'
@@ -184,7 +197,9 @@ def _read_one(args: tuple[Path, int]) -> np.ndarray:
     path, size = args
     try:  # fast path for the common case (pbc96): an RGB JPEG of the right size without EXIF
         with Image.open(path) as img:
-            if img.format == "JPEG" and img.mode == "RGB" and img.size == (size, size) and "exif" not in img.info:
+            # (an orientation, in EXIF or XMP, would turn it: read_image applies it, as at prediction)
+            if img.format == "JPEG" and img.mode == "RGB" and img.size == (size, size) and \
+                    img.getexif().get(0x0112, 1) == 1:
                 img.load()
                 return np.asarray(img)
     except Exception:  # noqa: BLE001  (read_image below names the problem)
@@ -205,6 +220,8 @@ def _load_folder(root: Path, image_size: int, workers: Optional[int], class_name
     def read_one(job):
         try:
             return _read_one(job)
+        except UnreadableFileError:
+            raise
         except ImageReadError as exc:
             if unreadable is None:
                 raise ImageReadError(f"{exc}; remove the file, or drop every unreadable one with `bloodcell clean "
@@ -277,12 +294,25 @@ def _load_npz(path: Path, image_size: int, class_names) -> Dataset:
     if images.ndim != 4 or images.shape[-1] != 3:
         raise DataError(f"{path}: 'images' has shape {images.shape}, expected (N, H, W, 3)")
     if images.dtype != np.uint8:
-        hint = "; multiply 0..1 floats by 255 and convert with .astype(np.uint8)" if images.dtype.kind == "f" else ""
+        hint = ""
+        if images.dtype.kind in "fiu" and images.size:
+            top = float(images.max())
+            hint = ("; multiply 0..1 floats by 255 and convert with .astype(np.uint8)" if top <= 1.0 else
+                    "; its values are 0..255 already: convert with .astype(np.uint8)" if top <= 255 and images.min() >= 0
+                    else "; scale them to 0..255 and convert with .astype(np.uint8)")
         raise DataError(f"{path}: 'images' has dtype {images.dtype}, expected uint8 pixel values 0..255{hint}")
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1:
-        raise DataError(f"{path}: 'labels' has shape {labels.shape}, expected (N,) or (N, 1)")
+        hint = ("; they look one-hot: save labels.argmax(axis=1)" if labels.ndim == 2 and labels.shape[0] == len(images)
+                else "")
+        raise DataError(f"{path}: 'labels' has shape {labels.shape}, expected (N,) or (N, 1){hint}")
+    if labels.dtype.kind == "f" and len(labels) and np.all(labels == np.round(labels)):
+        labels = labels.astype(np.int64)  # whole-valued floats, as check_labels takes them (labels read from a CSV)
+    if labels.dtype.kind == "U":
+        raise DataError(f"{path}: 'labels' are strings; store class ids with the names beside them: "
+                        "names = np.unique(labels); np.savez(path, images=images, labels=np.searchsorted(names, labels), "
+                        "class_names=names)")
     if not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"{path}: 'labels' has dtype {labels.dtype}, expected integer class ids")
     if len(labels) != len(images):
@@ -339,6 +369,11 @@ def load_dataset(path: PathLike, *, image_size: int = 96, workers: Optional[int]
     raise DataError(f"{p}: expected a folder with one subfolder per class or an .npz file, got a {p.suffix or 'plain'} file")
 
 
+def is_portable_folder_name(name: str) -> bool:
+    """Whether a class name can be a folder name on every common file system (what save_dataset writes)."""
+    return not (any(c in name for c in "/\\\0:*?\"<>|") or name.startswith(".") or name != name.strip())
+
+
 def save_dataset(dataset: Dataset, out: PathLike, *, layout: str = "folder", copy_files: bool = True) -> Path:
     """Write ``dataset`` to ``out`` as a class-folder tree (``layout="folder"``) or an ``.npz``.
 
@@ -365,7 +400,7 @@ def save_dataset(dataset: Dataset, out: PathLike, *, layout: str = "folder", cop
         return save_npz(out, images=dataset.images, labels=dataset.labels, **extra)
     for i in np.unique(dataset.labels):
         name = dataset.class_names[i]
-        if any(c in name for c in "/\\\0:*?\"<>|") or name.startswith(".") or name != name.strip():
+        if not is_portable_folder_name(name):
             raise ConfigError(f"save_dataset: class name {name!r} cannot be a folder name (no / \\ : * ? \" < > |, "
                               "no leading dot or space); relabel the data with other names, or use layout='npz'")
     # Written into a staging folder beside ``out`` and renamed into place: ``out`` is whole or absent.
@@ -493,6 +528,8 @@ def split(
 
 #: Folder names that name a part of a data set, not a class.
 _PART_NAMES = frozenset({"train", "training", "val", "valid", "validation", "dev", "test", "testing"})
+#: Folders left by tools, never classes: unzipping a Mac archive leaves __MACOSX/ beside the data.
+_IGNORED_FOLDERS = frozenset({"__MACOSX"})
 
 
 def _warn_conflicting_labels(dataset: Dataset, groups) -> None:

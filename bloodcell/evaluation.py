@@ -15,6 +15,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from ._fs import save_figure
 from ._progress import progress
 from ._labelled import labelled_images
 from .calibration import calibration_metrics, review_summary, risk_coverage
@@ -209,7 +210,7 @@ class Report:
         ax.set_title(title or f"accuracy {100 * self.accuracy:.2f}%, balanced {100 * self.balanced_accuracy:.2f}%\n"
                      "(% of each true class)", fontsize=9)
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path, dpi=110)
 
 
 def metrics_from_predictions(
@@ -307,7 +308,7 @@ class RobustnessReport:
         ax.set_title(title or f"accuracy under corruption (n = {self.n})")
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path, dpi=110)
 
 
 def _colormap(name: str):
@@ -321,6 +322,18 @@ def _predict(classifier, images: np.ndarray, batch_size: int, tta: bool, verbose
                                     **({"classes": classes} if classes is not None else {})).argmax(axis=1)
 
 
+def _refuse_left_out(classifier, labels: np.ndarray, classes) -> None:
+    """Refuse ``classes`` that leave out classes the labels hold: those images could only be counted wrong."""
+    mask = classifier.class_mask(classes) if classes is not None and hasattr(classifier, "class_mask") else None
+    if mask is None:
+        return
+    left = {classifier.class_names[c]: int(n) for c, n in zip(*np.unique(labels, return_counts=True)) if not mask[c]}
+    if left:
+        held = ", ".join(f"{n} image{'s' if n != 1 else ''} of {c}" for c, n in left.items())
+        raise DataError(f"classes (--classes): the data hold {held}, which it leaves out, so they could only be counted "
+                        f"wrong; add {', '.join(left)} to it, or leave those images out of the data")
+
+
 def evaluate(classifier, dataset, *, batch_size: int = 64, tta: bool = False, classes: Optional[Sequence[str]] = None,
              verbose: int = 1) -> Report:
     """Classify ``dataset`` (a Dataset or ``(images, labels)``) and measure the predictions.
@@ -332,6 +345,7 @@ def evaluate(classifier, dataset, *, batch_size: int = 64, tta: bool = False, cl
     """
     start = time.perf_counter()
     images, labels, absent = labelled_images(classifier, dataset)
+    _refuse_left_out(classifier, labels, classes)
     outliers = None
     if getattr(classifier, "feature_check", None) is not None:  # flags out-of-distribution cells too, in the same pass
         checked = classifier.predict_checked(images, batch_size=batch_size, tta=tta, classes=classes, verbose=verbose)
@@ -386,6 +400,7 @@ def evaluate_robustness(
     corrupt_size = None if corrupt_size is None else int(corrupt_size)
     start = time.perf_counter()
     images, labels, _ = labelled_images(classifier, dataset, corrupt_size)
+    _refuse_left_out(classifier, labels, classes)
 
     def accuracy(x: np.ndarray) -> float:
         if corrupt_size is not None:

@@ -18,7 +18,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DataError, ImageReadError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm")
+
+class UnreadableFileError(ImageReadError):
+    """A file the process may not read (its permissions): the image may be intact, so data loading
+    stops on it rather than dropping it as damaged."""
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm",
+                    ".pnm", ".pbm", ".apng", ".avif", ".jp2", ".j2k", ".jpx", ".jpf", ".tga", ".qoi")
 #: Bit depths that cameras store (a 16-bit container holding 12-bit data is read as 12-bit).
 CAMERA_BITS = (8, 10, 12, 14, 16)
 #: Images with more pixels than this are refused (JPEGs are first decoded at a reduced scale).
@@ -183,6 +189,9 @@ def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None =
         ) from None
     except MemoryError:
         raise
+    except PermissionError as exc:
+        raise UnreadableFileError(f"{path}: cannot be read ({exc.strerror or exc}); check its permissions "
+                                  "(the image itself may be intact)") from None
     except Exception as exc:  # PIL's decoders fail on damaged files with many kinds of error (TypeError, KeyError...)
         raise ImageReadError(f"{path}: the image is damaged or truncated ({exc or type(exc).__name__})") from None
 
@@ -334,11 +343,18 @@ def is_image_file(path: Path, root: Path) -> bool:
 
 def _files_under(folder: Path) -> Iterator[Path]:
     """Every file under ``folder`` but in hidden folders, following linked folders (each real folder
-    visited once, so a link loop ends)."""
+    visited once, so a link loop ends; a link up to a folder holding ``folder`` is not followed, as
+    it would bring in the files beside it). A folder that cannot be listed raises
+    :class:`ImageReadError`: its images would be left out unseen."""
+    def refuse(error: OSError):
+        raise ImageReadError(f"{error.filename}: cannot be listed ({error.strerror or error}); check its permissions, "
+                             "or move it out of the data")
+
+    top = os.path.realpath(folder)
     seen = set()
-    for here, dirs, names in os.walk(folder, followlinks=True):
+    for here, dirs, names in os.walk(folder, followlinks=True, onerror=refuse):
         real = os.path.realpath(here)
-        if real in seen:
+        if real in seen or (real != top and top.startswith(real.rstrip(os.sep) + os.sep)):
             dirs[:] = []
             continue
         seen.add(real)

@@ -369,6 +369,23 @@ def test_cli_clean_that_would_remove_everything_writes_nothing(tmp_path, capsys)
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_clean_refuses_class_folders_it_could_not_write_before_any_work(tmp_path, capsys):
+    data = tmp_path / "data"
+    for name in ("basophil", "mono cyte "):
+        (data / name).mkdir(parents=True)
+        for f in sorted((SAMPLE / "basophil").glob("*.jpg"))[:2]:
+            (data / name / f.name).write_bytes(f.read_bytes())
+    assert _cli(["clean", data, "--out", tmp_path / "out", "--image-size", "4"]) == 2
+    assert "--image-size must be at least 8" in capsys.readouterr().err
+    assert _cli(["clean", data, "--out", tmp_path / "out"]) == 2
+    err = capsys.readouterr().err
+    assert "mono cyte : a class folder name the cleaned copy cannot use" in err and "rename the folder" in err
+    assert "Read" not in err and not (tmp_path / "out").exists()
+    np.savez(tmp_path / "empty.npz", images=np.zeros((0, 8, 8, 3), np.uint8), labels=np.zeros(0, int))
+    assert _cli(["clean", tmp_path / "empty.npz", "--out", tmp_path / "e.npz"]) == 1
+    assert "empty.npz: holds no images; nothing to clean" in capsys.readouterr().err
+
+
 def test_cli_clean_refuses_an_npz_of_python_objects_before_any_work(tmp_path, real_cells, capsys):
     np.savez(tmp_path / "b.npz", images=real_cells, labels=np.arange(16) % 8,
              ids=np.array([{"x": 1}] * 16, dtype=object))

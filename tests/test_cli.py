@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+from PIL import Image
 import pytest
 
 import bloodcell
@@ -281,6 +282,16 @@ def test_predict_prints_a_file_name_that_is_not_utf8(model_dir, image_dir, tmp_p
     assert main(["predict", str(folder), "--model", str(model_dir), "--no-outlier-check"]) == 0
     out = capsys.readouterr().out
     assert "caf\\udce9.png" in out and "z.png" in out
+
+
+def test_augment_preview_does_not_replace_a_file_unless_asked(image_dir, tmp_path, capsys):
+    (tmp_path / "notes.png").write_text("my notes")
+    assert main(["augment-preview", str(image_dir), "--out", str(tmp_path / "notes.png"), "-n", "2"]) == 2
+    assert "already exists; choose a new file, or pass --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "notes.png").read_text() == "my notes"
+    assert main(["augment-preview", str(image_dir), "--out", str(tmp_path / "notes.png"), "-n", "2", "--overwrite",
+                 "--preset", "none"]) == 0
+    assert Image.open(tmp_path / "notes.png").format == "PNG"
 
 
 def test_augment_preview_refuses_a_negative_seed(image_dir, tmp_path, capsys):

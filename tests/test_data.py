@@ -158,7 +158,10 @@ def test_load_npz_resizes(tmp_path):
         ({"images": np.zeros((2, 8, 8), np.uint8), "labels": np.zeros(2, int)}, r"shape \(2, 8, 8\), expected \(N, H, W, 3\)"),
         ({"images": np.zeros((2, 8, 8, 3), np.float32), "labels": np.zeros(2, int)}, "dtype float32, expected uint8"),
         ({"images": np.zeros((2, 8, 8, 3), np.uint8), "labels": np.zeros((2, 2), int)}, r"'labels' has shape \(2, 2\)"),
-        ({"images": np.zeros((2, 8, 8, 3), np.uint8), "labels": np.array([0.0, 1.0])}, "expected integer class ids"),
+        ({"images": np.zeros((2, 8, 8, 3), np.uint8), "labels": np.array([0.5, 1.0])}, "expected integer class ids"),
+        ({"images": np.zeros((2, 8, 8, 3), np.uint8), "labels": np.eye(2)}, r"one-hot: save labels\.argmax\(axis=1\)"),
+        ({"images": np.zeros((2, 8, 8, 3), np.uint8), "labels": np.array(["a", "b"])}, "are strings; store class ids"),
+        ({"images": np.full((2, 8, 8, 3), 200.0), "labels": np.array([0, 1])}, "values are 0..255 already"),
         ({"images": np.zeros((2, 8, 8, 3), np.uint8), "labels": np.array([0, 8])}, r"range 0..8, expected class ids 0..7"),
         ({"images": np.zeros((2, 8, 8, 3), np.uint8), "labels": np.array([0, 1, 2])}, "2 images but 3 labels"),
     ],
@@ -409,7 +412,7 @@ def test_folders_of_parts_and_wrappers_are_named(tmp_path):
             for i, img in enumerate(cells):
                 Image.fromarray(img).save(tmp_path / "images" / part / cls / f"{i}.png")
     with pytest.raises(DataError, match=r"its folders \(TEST, TRAIN\) each hold class folders \(EOSINOPHIL, LYMPHOCYTE\).*"
-                                         r"pass one of them, e.g. .*TEST"):
+                                         r"pass one of them, e.g. .*TRAIN"):
         load_dataset(tmp_path / "images", image_size=16)
     assert load_dataset(tmp_path / "images" / "TRAIN", image_size=16).present_classes().class_names == ("eosinophil",
                                                                                                    "lymphocyte")
@@ -612,3 +615,76 @@ def test_copies_of_one_image_under_two_classes_are_warned_of_when_splitting():
         split(data, (0.5, 0.5))
     with pytest.warns(UserWarning, match="filed under different classes"):
         kfold(data, 2)
+
+
+def test_plurals_spellings_and_other_sets_short_names_name_the_canonical_classes(tmp_path):
+    """Folders named as other data sets and people name them load as the 8 classes, so a model
+    from the zoo keeps its trained units for them (a new class would start from scratch)."""
+    folders = {"neutrophils": 1, "Lymphocytes": 1, "eos": 1, "ERB": 1, "platelets": 1,
+               "Immature granulocytes": 1, "Baso": 1, "MONO": 1}
+    _write_tree(tmp_path, folders)
+    ds = load_dataset(tmp_path, image_size=32)
+    assert ds.class_names == CLASS_NAMES and all(n == 1 for n in ds.class_counts().values())
+    _write_tree(tmp_path / "twice", {"neutrophil": 1, "Neutrophils": 1})
+    with pytest.raises(DataError, match="both hold class 'neutrophil'"):
+        load_dataset(tmp_path / "twice")
+
+
+def test_parts_of_a_data_set_are_never_taken_for_classes(tmp_path):
+    # the usual course layout: train/<class>/..., and test/ of unlabelled images
+    _write_tree(tmp_path / "kaggle" / "train", {"basophil": 2, "eosinophil": 2})
+    _write_tree(tmp_path / "kaggle", {"test": 3})
+    with pytest.raises(DataError, match=r"its folder train holds class folders \(basophil, eosinophil\).*"
+                                        r"e\.g\. .*kaggle/train, as the data folder"):
+        load_dataset(tmp_path / "kaggle")
+    _write_tree(tmp_path / "beside", {"basophil": 2, "eosinophil": 2, "test": 2})
+    with pytest.raises(DataError, match=r"'test' beside the class folders are named like parts of a data set"):
+        load_dataset(tmp_path / "beside")
+    # kept as a class when the user says so
+    assert "test" in load_dataset(tmp_path / "beside", image_size=32,
+                                  class_names=["basophil", "eosinophil", "test"]).class_names
+
+
+def test_a_class_folder_link_to_nowhere_is_named(tmp_path):
+    _write_tree(tmp_path, {"basophil": 2, "eosinophil": 2})
+    (tmp_path / "monocyte").symlink_to(tmp_path / "unmounted" / "monocyte")
+    with pytest.raises(DataError, match=r"monocyte: a link to a missing folder .*its class would be left out"):
+        load_dataset(tmp_path)
+
+
+def test_a_link_up_to_the_data_does_not_relabel_the_other_classes(tmp_path):
+    _write_tree(tmp_path, {"basophil": 2, "eosinophil": 3})
+    (tmp_path / "basophil" / "up").symlink_to(tmp_path)
+    assert load_dataset(tmp_path, image_size=32).class_counts() == {**dict.fromkeys(CLASS_NAMES, 0),
+                                                                   "basophil": 2, "eosinophil": 3}
+
+
+def test_an_orientation_in_xmp_is_applied_when_reading_as_at_prediction(tmp_path):
+    from bloodcell.imageio import read_image
+
+    pixels = np.zeros((32, 32, 3), np.uint8)
+    pixels[:, :16] = 255
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+    for name in ("basophil", "eosinophil"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(pixels).save(tmp_path / name / "turned.jpg", quality=95, xmp=xmp)
+    ds = load_dataset(tmp_path, image_size=32)
+    np.testing.assert_array_equal(ds.images[0], read_image(tmp_path / "basophil" / "turned.jpg"))
+    assert abs(float(ds.images[0][:, :16].mean()) - float(pixels[:, :16].mean())) > 50  # turned a quarter
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+                    reason="root reads files whatever their permissions")
+def test_files_and_folders_without_read_permission_are_named_not_dropped(tmp_path):
+    from bloodcell.data import load_readable
+
+    _write_tree(tmp_path, {"basophil": 2, "eosinophil": 2})
+    (tmp_path / "basophil" / "img0.png").chmod(0)
+    with pytest.raises(DataError, match=r"img0\.png: cannot be read .*check its permissions"):
+        load_readable(tmp_path)  # clean's loader stops: the image may be intact
+    (tmp_path / "basophil" / "img0.png").chmod(0o644)
+    (tmp_path / "eosinophil" / "more").mkdir()
+    (tmp_path / "eosinophil" / "more").chmod(0)
+    with pytest.raises(DataError, match=r"more: cannot be listed"):
+        load_dataset(tmp_path)

@@ -384,10 +384,28 @@ def test_cli_evaluate_write_metrics_updates_config_and_card(cli_files, tmp_path,
 
 def test_cli_evaluate_classes_reach_the_robustness_run_and_plots_make_their_folder(cli_files, tmp_path, capsys):
     base = ["evaluate", str(cli_files / "data"), "--model", str(cli_files / "model"), "--json",
-            "--corruptions", "jpeg", "--severities", "1", "--classes", "basophil,monocyte"]
+            "--corruptions", "jpeg", "--severities", "1", "--classes", "basophil,lymphocyte,platelet"]
     out = run_json(capsys, *base[1:], "--plot", str(tmp_path / "new" / "cm.png"))
     assert out["robustness"]["clean_accuracy"] == pytest.approx(out["evaluation"]["accuracy"])
     assert (tmp_path / "new" / "cm.png").is_file()
+    # a plot is not replaced unless asked
+    before = (tmp_path / "new" / "cm.png").read_bytes()
+    assert main([*base, "--plot", str(tmp_path / "new" / "cm.png")]) == 2
+    assert "--plot" in capsys.readouterr().err and (tmp_path / "new" / "cm.png").read_bytes() == before
+    run_json(capsys, *base[1:], "--plot", str(tmp_path / "new" / "cm.png"), "--overwrite")
+
+
+def test_evaluate_refuses_classes_that_leave_out_labelled_images(cli_files, capsys):
+    """--classes means the classes the cells can be: images of other classes could only count as wrong."""
+    clf = bloodcell.load_classifier(cli_files / "model")
+    data = bloodcell.data.load_dataset(cli_files / "data", image_size=32)
+    with pytest.raises(bloodcell.DataError, match="the data hold 4 images of lymphocyte, 4 images of platelet, which "
+                                                  "it leaves out"):
+        evaluate(clf, data, classes=["basophil", "monocyte"])
+    assert main(["evaluate", str(cli_files / "data"), "--model", str(cli_files / "model"),
+                 "--classes", "basophil,monocyte"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "add lymphocyte, platelet to it" in errors[0]
 
 
 def test_cli_refuses_plots_it_cannot_write_before_any_work(cli_files, tmp_path, capsys):

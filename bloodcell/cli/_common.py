@@ -37,8 +37,9 @@ def seed_value(text: str) -> int:
     return value
 
 
-def check_output_file(flag: str, path, data, suffixes: Sequence[str]) -> None:
-    """Refuse, before any work, an output file with an unsupported suffix or inside the input DATA."""
+def check_output_file(flag: str, path, data, suffixes: Sequence[str], *, overwrite: bool = False) -> None:
+    """Refuse, before any work, an output file with an unsupported suffix, inside the input DATA, or
+    that exists (unless ``overwrite``: then it is replaced whole, once the new one is written)."""
 
     path, data = Path(path), Path(data)
     if path.suffix.lower() not in suffixes:
@@ -48,6 +49,8 @@ def check_output_file(flag: str, path, data, suffixes: Sequence[str]) -> None:
                          "write it somewhere else")
     if path.is_dir():
         raise UsageError(f"{flag} {path}: is a folder; give a file name")
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise UsageError(f"{flag} {path}: already exists; choose a new file, or pass --overwrite to replace it")
     check_writable(path)
 
 

@@ -25,6 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--preset", default="robust", choices=(*PRESETS, "none"),
                    help="augmentation preset (default robust)")
     p.add_argument("--out", required=True, metavar="PNG", help="image file to write (.png, .jpg or .webp)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (default: refuse)")
     p.add_argument("-n", type=int, default=16, metavar="N", help="number of images (default 16)")
     p.add_argument("--seed", type=seed_value, default=0, help="seed of the image choice and of the augmentation (>= 0)")
     p.add_argument("--views", type=int, default=1, metavar="V", help="augmented rows per row of originals (default 1)")
@@ -52,15 +53,18 @@ def _pick_images(data: Path, n: int, size: int, seed: int):
 
 
 def run(args) -> int:
+    import io
+
     import numpy as np
     from PIL import Image
 
+    from .._fs import atomic_write_bytes
     from ..augment import preview_grid
 
     data, out = Path(args.data), Path(args.out)
     if not data.exists():
         raise InputNotFoundError(f"{data}: no such file or folder; expected images, a class-folder tree or an .npz")
-    check_output_file("--out", out, data, (".png", ".jpg", ".jpeg", ".webp"))
+    check_output_file("--out", out, data, (".png", ".jpg", ".jpeg", ".webp"), overwrite=args.overwrite)
     for flag, value in (("-n", args.n), ("--views", args.views), ("--columns", args.columns), ("--scale", args.scale)):
         if value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}")
@@ -71,7 +75,8 @@ def run(args) -> int:
     grid = preview_grid(images, preset, n=args.n, seed=args.seed, columns=args.columns, views=args.views)
     if args.scale > 1:
         grid = np.repeat(np.repeat(grid, args.scale, axis=0), args.scale, axis=1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(out)
+    buffer = io.BytesIO()
+    Image.fromarray(grid).save(buffer, format=Image.registered_extensions()[out.suffix.lower()])
+    atomic_write_bytes(out, buffer.getvalue())
     print(f"wrote {out} ({len(images)} images, preset {args.preset}, {grid.shape[1]}x{grid.shape[0]} pixels)")
     return 0

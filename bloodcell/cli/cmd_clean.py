@@ -123,14 +123,24 @@ def run(args) -> int:
 
     data, out = Path(args.data), Path(args.out)
     report_path = Path(args.report) if args.report else None
+    if args.image_size < 8:
+        raise UsageError(f"--image-size must be at least 8, got {args.image_size}")
     _check_paths(data, out, report_path)
+    if data.is_dir():  # a class the cleaned copy could not be written under fails before the work
+        from ..data import _list_class_files, is_portable_folder_name
+
+        bad = [name for name in _list_class_files(data, None)[2] if not is_portable_folder_name(name)]
+        if bad:
+            raise UsageError(f"{data / bad[0]}: a class folder name the cleaned copy cannot use (a leading or trailing "
+                             "space, a leading dot, or one of / \\ : * ? \" < > |); rename the folder")
     extras = _npz_extras(data) if data.is_file() else {}
     reference = _reference(args)
     dataset, unreadable = load_readable(data, image_size=args.image_size)
     for line in unreadable:
         print(f"bloodcell clean: dropped {line}", file=sys.stderr)
     if not len(dataset):
-        raise ImageReadError(f"{data}: none of its images could be read (above); nothing to clean")
+        raise ImageReadError(f"{data}: none of its images could be read (above); nothing to clean" if unreadable
+                             else f"{data}: holds no images; nothing to clean")
     result = clean(dataset.images, dataset.labels, near=not args.no_near, reference=reference,
                    outliers=not args.no_outliers)
     flagged = result.report["outliers"]["count"]

@@ -32,6 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--review-plot", default=None, metavar="FILE",
                    help="write the accuracy of the unflagged cells against the share flagged for review as a picture "
                         "(.png, .pdf, .svg or .jpg)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the --plot, --review-plot and --robustness-plot files if they exist (default: refuse)")
     p.add_argument("--robustness", action="store_true", help="also measure accuracy under each corruption")
     p.add_argument("--robustness-plot", default=None, metavar="FILE",
                    help="write accuracy against severity as a picture (.png, .pdf, .svg or .jpg; implies --robustness)")
@@ -189,7 +191,7 @@ def run(args) -> int:
     for flag, path in (("--plot", args.plot), ("--robustness-plot", args.robustness_plot),
                        ("--review-plot", args.review_plot)):
         if path:
-            check_output_file(flag, path, args.data, PLOT_SUFFIXES)
+            check_output_file(flag, path, args.data, PLOT_SUFFIXES, overwrite=args.overwrite)
     folder = _writable_folder(args) if args.write_metrics else None
     clf = load_classifier(args.model)
     classes = classes_option(clf, args.classes)  # a bad name fails before any work

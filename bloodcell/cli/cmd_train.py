@@ -335,6 +335,20 @@ def _join() -> int:
     return process_info(join_from_env())[0]
 
 
+def _say_class_changes(args, parent, data) -> None:
+    """Say which classes of DATA get a new output unit and which of the --init model's are dropped."""
+    from .._classes import class_changes
+
+    changes = class_changes(parent.class_names, data.class_names)
+    new, dropped = changes.get("new_classes"), changes.get("dropped_classes")
+    if new or dropped:
+        parts = ([f"new output units, trained from scratch, for {', '.join(new)}"] if new else []) + (
+            [f"the --init model's units for {', '.join(dropped)} dropped"] if dropped else [])
+        hint = (f"; folders match its classes ignoring case, plurals and aliases: rename a folder to one of "
+                f"{', '.join(parent.class_names)} to keep that class's trained unit" if new else "")
+        print(f"classes: {'; '.join(parts)}{hint}", file=sys.stderr)
+
+
 def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = True) -> int:
     from ..training import Trainer
     from ..training.callbacks import OnTrainBegin
@@ -349,6 +363,8 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
 
     t0 = time.time()
     data = load_dataset(args.data, image_size=input_size).present_classes()
+    if parent is not None:
+        _say_class_changes(args, parent, data)
     small = args.val_fraction is None and args.test_fraction is None and is_small(data)
     settings = _settings(args, input_size, small)
     command = "bloodcell " + shlex.join(a for a in args.argv if a != "--resume")

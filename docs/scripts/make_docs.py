@@ -47,7 +47,7 @@ COMMANDS: dict[str, str] = {
     "cli_evaluate": "bloodcell evaluate tests/data/pbc96_sample --robustness --corruptions jpeg,gaussian_noise --severities 1,3,5",
     "cli_clean": "bloodcell clean tests/data/pbc96_sample --out sample_clean --report sample_clean.json",
     "cli_export": "bloodcell export --format onnx --out mnv3s.onnx",
-    "cli_augment_preview": "bloodcell augment-preview tests/data/pbc96_sample --preset robust -n 6 --views 2 --out docs/img/augment_preview_cli.png",
+    "cli_augment_preview": "bloodcell augment-preview tests/data/pbc96_sample --preset robust -n 6 --views 2 --out docs/img/augment_preview_cli.png --overwrite",
 }
 #: Files a command leaves in the repository root that are not part of the docs.
 LEFTOVERS = {"cli_clean": ["sample_clean", "sample_clean.json"], "cli_export": ["mnv3s.onnx", "mnv3s.onnx.json"]}
