@@ -346,6 +346,9 @@ def evaluate(classifier, dataset, *, batch_size: int = 64, tta: bool = False, cl
     start = time.perf_counter()
     images, labels, absent = labelled_images(classifier, dataset)
     _refuse_left_out(classifier, labels, classes)
+    if classes is not None and hasattr(classifier, "class_mask"):  # classes it was told the cells cannot be
+        allowed = classifier.class_mask(classes)
+        absent = [c for c in absent if allowed[list(classifier.class_names).index(c)]]
     outliers = None
     if getattr(classifier, "feature_check", None) is not None:  # flags out-of-distribution cells too, in the same pass
         checked = classifier.predict_checked(images, batch_size=batch_size, tta=tta, classes=classes, verbose=verbose)
@@ -389,7 +392,11 @@ def evaluate_robustness(
     names = list(CORRUPTIONS) if corruptions is None else [corruptions] if isinstance(corruptions, str) else list(corruptions)
     unknown = [c for c in names if c not in CORRUPTIONS]
     if unknown or not names:
-        raise ConfigError(f"unknown corruption(s) {unknown or '(none given)'}; expected some of: {', '.join(CORRUPTIONS)}")
+        from ._registry import closest
+
+        close = closest(unknown[0], CORRUPTIONS) if unknown else None
+        raise ConfigError(f"unknown corruption(s) {', '.join(map(str, unknown)) or '(none given)'}; expected some of: "
+                          f"{', '.join(CORRUPTIONS)}" + (f"; did you mean {close!r}?" if close else ""))
     given = [severities] if isinstance(severities, (int, np.integer)) else list(severities)
     if not given or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s not in SEVERITIES for s in given):
         raise ConfigError(f"severities: expected integers in {list(SEVERITIES)}, got {given}")

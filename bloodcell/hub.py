@@ -16,6 +16,7 @@ import re
 import sys
 import tempfile
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -94,6 +95,17 @@ def _source(repo_id: str, revision: str | None) -> str:
     return f"{HF_PREFIX}{repo_id}" + (f"@{revision}" if revision else "")
 
 
+#: False while `bloodcell hub download` runs: its errors do not tell it to run itself.
+DOWNLOAD_HINTS: ContextVar[bool] = ContextVar("bloodcell_download_hints", default=True)
+
+
+def _download_hint(repo_id: str, revision: str | None, shown: str | None, when: str = "") -> str:
+    """``run `bloodcell hub download SOURCE` while online [when]``, or "" inside that command."""
+    if not DOWNLOAD_HINTS.get():
+        return ""
+    return f"run `bloodcell hub download {shown or _source(repo_id, revision)}` while online" + (f" {when}" if when else "")
+
+
 def _check_revision(revision, repo_id: str) -> None:
     if revision is not None and (not isinstance(revision, str) or not revision.strip()):
         raise ConfigError(f"revision: expected a branch name or a 40-character commit sha of Hub repo '{repo_id}', "
@@ -119,7 +131,7 @@ def _hub_error(
     endpoint = constants.ENDPOINT
     rev = revision or constants.DEFAULT_REVISION
     what = f"'{filename}' of Hub repo '{repo_id}' at revision '{rev}'" if filename else f"Hub repo '{repo_id}' at revision '{rev}'"
-    get_first = f"run `bloodcell hub download {shown or _source(repo_id, revision)}` while online before going offline"
+    get_first = _download_hint(repo_id, revision, shown, "before going offline")
     if isinstance(error, RevisionNotFoundError):
         return HubError(
             f"revision '{rev}' does not exist in Hub repo '{repo_id}' ({endpoint}); "
@@ -142,7 +154,7 @@ def _hub_error(
             return HubError(f"cannot push to Hub repo '{repo_id}': offline mode is on (HF_HUB_OFFLINE=1); unset it to upload")
         return HubError(
             f"{what} is not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and offline mode is on "
-            f"(HF_HUB_OFFLINE=1); {get_first}, or unset HF_HUB_OFFLINE"
+            f"(HF_HUB_OFFLINE=1); " + (f"{get_first}, or unset HF_HUB_OFFLINE" if get_first else "unset HF_HUB_OFFLINE")
         )
     if isinstance(error, HfHubHTTPError) and error.response is not None:
         status = error.response.status_code
@@ -174,7 +186,7 @@ def _hub_error(
             )
         return HubError(
             f"could not reach the Hugging Face Hub at {endpoint} for {what} and it is not in the local cache "
-            f"({cause}); check your network connection and HF_ENDPOINT, or {get_first}"
+            f"({cause}); check your network connection and HF_ENDPOINT" + (f", or {get_first}" if get_first else "")
         )
     return None
 
@@ -221,8 +233,8 @@ def _cache_only_when_unreachable(repo_id: str, revision: str | None, what: str, 
         raise HubError(
             f"could not reach the Hugging Face Hub at {constants.ENDPOINT} ({unreachable}) "
             f"and {what} of Hub repo '{repo_id}' at revision '{revision or constants.DEFAULT_REVISION}' is not in the "
-            f"local cache; check your network connection and HF_ENDPOINT, or run `bloodcell hub download "
-            f"{shown or _source(repo_id, revision)}` while online"
+            f"local cache; check your network connection and HF_ENDPOINT"
+            + (f", or {hint}" if (hint := _download_hint(repo_id, revision, shown)) else "")
         ) from None
 
 
@@ -306,7 +318,8 @@ def download_snapshot(
             why = "offline mode is on (HF_HUB_OFFLINE=1)" if constants.is_offline_mode() else "the Hub could not be reached"
             raise HubError(
                 f"the cached copy of Hub repo '{repo_id}' at revision '{rev}' lacks {', '.join(missing)} (an interrupted "
-                f"download?) and {why}; run `bloodcell hub download {_source(repo_id, revision)}` while online first"
+                f"download?) and {why}; " + (_download_hint(repo_id, revision, None, "first") or
+                                            "run this command again while online")
             )
         raise HubError(
             f"Hub repo '{repo_id}' at revision '{rev}' has no {', '.join(missing)}; it does not hold a model saved by "

@@ -303,8 +303,8 @@ def fit_outlier_reference(
     images = _check_batch(images)
     n = len(images)
     if n < MIN_REFERENCE_IMAGES:
-        raise DataError(f"fit_outlier_reference: got {n} images, need at least {MIN_REFERENCE_IMAGES} cell images "
-                        "(hundreds are better)")
+        raise DataError(f"the outlier reference needs at least {MIN_REFERENCE_IMAGES} cell images (hundreds are "
+                        f"better), got {n}")
     for name, value, ok, want in (("components", components, isinstance(components, int) and components >= 1, ">= 1"),
                                   ("augment", augment, isinstance(augment, int) and augment >= 0, ">= 0"),
                                   ("quantile", quantile, isinstance(quantile, (int, float)) and 0 < quantile < 1, "in (0, 1)"),

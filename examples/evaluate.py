@@ -57,7 +57,8 @@ def main() -> None:
     print("\naccuracy under corruption\n")
     print(robust.to_text())
     robust.plot(out_dir / "robustness.png")
-    print(f"\nrobustness mean: {robust.robustness_mean:.4f}; wrote confusion.png and robustness.png")
+    where = f"in {out_dir}" if args.out_dir else "in a temporary folder, deleted at exit (--out-dir keeps them)"
+    print(f"\nrobustness mean: {robust.robustness_mean:.4f}; drew confusion.png and robustness.png {where}")
     tmp.cleanup()
 
 

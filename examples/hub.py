@@ -24,7 +24,11 @@ from _common import REPO, SAMPLE_IMAGES, parser
 def start_local_hub(folder: Path):
     """Start the test Hub in a thread and point huggingface_hub at it (before it is imported)."""
     sys.path.insert(0, str(REPO / "tests"))
-    from hub_server import WRITE_TOKEN, HubServer
+    try:
+        from hub_server import WRITE_TOKEN, HubServer
+    except ModuleNotFoundError as missing:  # the test server uses pytest, which `pip install .` does not bring
+        sys.exit(f"hub.py: error: --tiny runs the local test Hub, which needs {missing.name}: "
+                 f"pip install \".[dev]\" (or pip install {missing.name})")
 
     hub = HubServer(folder / "repos").start()
     os.environ.update(HF_ENDPOINT=hub.url, HF_HOME=str(folder / "hf_home"), HF_TOKEN=WRITE_TOKEN)

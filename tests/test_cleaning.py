@@ -355,7 +355,7 @@ def test_cli_clean_reference_folder_no_outliers_and_what_it_does_not_copy(tmp_pa
     assert _cli(["clean", dirty_folder, "--out", tmp_path / "c3", "--reference", cells]) == 0
     assert "Removed 2 outlier(s)" in capsys.readouterr().out
     assert _cli(["clean", dirty_folder, "--out", tmp_path / "c4", "--reference", SAMPLE / "basophil"]) == 2
-    assert f"--reference {SAMPLE / 'basophil'}: fit_outlier_reference: got 2 images" in capsys.readouterr().err
+    assert f"--reference {SAMPLE / 'basophil'}: the outlier reference needs at least" in capsys.readouterr().err
 
 
 def test_cli_clean_that_would_remove_everything_writes_nothing(tmp_path, capsys):

@@ -238,10 +238,13 @@ def test_train_refuses_outputs_that_would_fail_or_destroy(tmp_path, capsys, monk
     readme_dir = tmp_path / "notes"
     readme_dir.mkdir()
     (readme_dir / "README.md").write_text("# my notes\n")
+    cleaned = tmp_path / "cleaned"  # a data set, say: a model written among its class folders
+    (cleaned / "basophil").mkdir(parents=True)
     cases = {
         str(data / "basophil" / "model"): "inside DATA",
         str(tmp_path / "afile"): "is a file",
         str(readme_dir): "README.md: is not a bloodcell model card and would be replaced",
+        str(cleaned): "exists and holds other files (basophil/) but no model; choose a new or empty folder",
     }
     for out, message in cases.items():
         capsys.readouterr()
@@ -322,3 +325,18 @@ def test_train_options_mean_what_they_say_on_small_data_too():
 
     with pytest.raises(UsageError, match="small data have no validation split"):
         settings("--lr-schedule", "plateau")
+
+
+def test_train_says_on_screen_when_its_figures_mean_little(capsys):
+    """What the card says of a run at chance or calibrated at the edge of the range is said on stderr too."""
+    from bloodcell.cli.cmd_train import _warn_of_weak_figures
+
+    record = {"fitted_on": "the 3-fold predictions; the fit stopped at the edge of its range (T = 20): these 16 images "
+                           "say little about the model's confidence, so recalibrate on more"}
+    _warn_of_weak_figures(record, 0.125, 8)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == ("bloodcell train: warning: calibration: the fit stopped at the edge of its range (T = 20): these "
+                      "16 images say little about the model's confidence, so recalibrate on more")
+    assert "the measured accuracy (12.5%) is near chance for 8 classes" in err[1]
+    _warn_of_weak_figures({"fitted_on": "the validation split"}, 0.9, 8)
+    assert capsys.readouterr().err == ""

@@ -317,6 +317,8 @@ def test_cli_evaluate_errors(cli_files, tmp_path, capsys):
     assert "--severities" in capsys.readouterr().err
     assert main([*base, "--corruptions", "fog"]) == 2
     assert "unknown corruption" in capsys.readouterr().err
+    assert main([*base, "--corruptions", "jpg"]) == 2
+    assert "unknown corruption(s) jpg; expected some of:" in (err := capsys.readouterr().err) and "did you mean 'jpeg'?" in err
 
 
 def test_cli_evaluate_write_metrics_updates_config_and_card(cli_files, tmp_path, capsys):
@@ -364,7 +366,7 @@ def test_cli_evaluate_write_metrics_updates_config_and_card(cli_files, tmp_path,
     assert "gaussian_noise" not in (folder / "README.md").read_text()
     # Only a local folder, and only whole-split figures without TTA, can be recorded.
     assert main(["evaluate", str(cli_files / "data"), "--write-metrics"]) == 2
-    assert "local model folder" in capsys.readouterr().err
+    assert "pass --model FOLDER (one written by bloodcell train or save_pretrained)" in capsys.readouterr().err
     assert main([*argv, "--limit", "3"]) == 2
     assert "--limit" in capsys.readouterr().err
     assert main([*argv, "--classes", "basophil,monocyte"]) == 2
@@ -406,6 +408,8 @@ def test_evaluate_refuses_classes_that_leave_out_labelled_images(cli_files, caps
                  "--classes", "basophil,monocyte"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and "add lymphocyte, platelet to it" in errors[0]
+    # classes left out on purpose are not reported as absent from the data
+    assert evaluate(clf, data, classes=["basophil", "lymphocyte", "platelet", "monocyte"]).absent == ["monocyte"]
 
 
 def test_cli_refuses_plots_it_cannot_write_before_any_work(cli_files, tmp_path, capsys):

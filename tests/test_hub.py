@@ -389,3 +389,13 @@ def test_a_refused_token_is_named_as_the_cause(hub_server, monkeypatch):
     hub_server.create_repo(REPO, model_files(1))
     with pytest.raises(HubError, match=r"refused the token sent for 'lab/tiny-cells' \(HTTP 401\).*unset HF_TOKEN"):
         download_snapshot(REPO, token="hf_not_a_real_token")
+
+
+def test_hub_download_never_tells_the_user_to_run_itself(hub_server, capsys):
+    hub_server.create_repo(REPO, model_files(1))
+    hub_server.set_offline()
+    assert main(["hub", "download", f"hf://{REPO}"]) == 1
+    err = capsys.readouterr().err
+    assert "offline mode is on (HF_HUB_OFFLINE=1); unset HF_HUB_OFFLINE" in err and "bloodcell hub download" not in err
+    with pytest.raises(HubError, match=f"run `bloodcell hub download hf://{REPO}` while online"):
+        download_snapshot(REPO)  # elsewhere the hint stays

@@ -110,8 +110,11 @@ def _writable_folder(args) -> Path:
     if args.model and is_zoo_name(args.model):
         raise UsageError(f"--write-metrics writes into a model folder, and {args.model!r} names the zoo's entry; "
                          f"for a folder of that name here, write ./{args.model}")
-    folder = Path(args.model) if args.model else None
-    if folder is None or not (folder / "config.json").is_file():
+    if not args.model:
+        raise UsageError("--write-metrics records the figures in a model folder: pass --model FOLDER (one written by "
+                         "bloodcell train or save_pretrained); the bundled default is not written to")
+    folder = Path(args.model)
+    if not (folder / "config.json").is_file():
         raise UsageError(
             f"--write-metrics needs --model to be a local model folder (with config.json), got {args.model!r}; "
             "save a Hub model into a folder with Classifier.save_pretrained first"

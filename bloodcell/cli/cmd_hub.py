@@ -68,7 +68,11 @@ def _download(args: argparse.Namespace) -> int:
     if args.source.count("/") == 1 and not args.source.startswith(HF_PREFIX) and not Path(args.source).exists():
         raise UsageError(f"{args.source}: a Hub repo is written hf://{args.source} (a zoo entry has no '/'; "
                          "`bloodcell list` shows them)")
-    print(resolve_download(args.source, revision=args.revision, token=args.token))
+    token = hub.DOWNLOAD_HINTS.set(False)  # an error here never tells the user to run this very command
+    try:
+        print(resolve_download(args.source, revision=args.revision, token=args.token))
+    finally:
+        hub.DOWNLOAD_HINTS.reset(token)
     return 0
 
 

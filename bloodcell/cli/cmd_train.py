@@ -159,6 +159,11 @@ def _check_outputs(data: Path, out: Path, workdir: Path, args) -> None:
                          "to replace it")
     if (out / "README.md").exists() and not is_generated_card(out / "README.md"):
         raise UsageError(f"--out {card_refusal(out / 'README.md')}; choose another --out")
+    others = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir()
+                    if not p.name.startswith(".")) if out.is_dir() and not (out / "config.json").exists() else []
+    if others:  # a data set, say: a model written among its class folders would be read with them
+        raise UsageError(f"--out {out}: exists and holds other files ({', '.join(others[:3])}"
+                         f"{', ...' if len(others) > 3 else ''}) but no model; choose a new or empty folder")
     if not args.resume and checkpoint_exists(workdir) and not args.overwrite:
         raise UsageError(f"--workdir {workdir}: holds a checkpoint of an earlier run; add --resume to continue it "
                          "(a small-data run, which cross-validates, cannot be), --overwrite to start again, or choose "
@@ -335,6 +340,18 @@ def _join() -> int:
     return process_info(join_from_env())[0]
 
 
+def _warn_of_weak_figures(calibration, accuracy: float, num_classes: int) -> None:
+    """Say on the terminal what the model card says of a run that learnt (next to) nothing measurable."""
+    fitted = (calibration or {}).get("fitted_on") or ""
+    edge = fitted.find("the fit stopped at the edge of its range")
+    if edge >= 0:
+        print(f"bloodcell train: warning: calibration: {fitted[edge:]}", file=sys.stderr)
+    if accuracy <= 1.5 / num_classes:
+        print(f"bloodcell train: warning: the measured accuracy ({accuracy:.1%}) is near chance for {num_classes} classes "
+              "(its probabilities, and so its review flags, mean little): give more images or epochs, or start from a "
+              "bloodcell model with --init", file=sys.stderr)
+
+
 def _say_class_changes(args, parent, data) -> None:
     """Say which classes of DATA get a new output unit and which of the --init model's are dropped."""
     from .._classes import class_changes
@@ -438,6 +455,7 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
     if report.absent:
         print(f"bloodcell train: warning: the test split holds no images of {', '.join(report.absent)}; the figures "
               "do not cover those classes (use more images of them, or a larger --test-fraction)", file=sys.stderr)
+    _warn_of_weak_figures(clf.extra.get("calibration"), report.accuracy, len(data.class_names))
     clf.extra.update(_data_record(args, data))
     clf.save_pretrained(out)
     # Beside the model, as in the zoo's folders: `evaluate --write-metrics` then refuses to measure it on
@@ -526,6 +544,7 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
             "from a model trained without it); this model was trained on all of them"))
         print(f"calibrated on those predictions: temperature {record['temperature']:.3f}, review below "
               f"{record['review_below']:.3f}", file=sys.stderr)
+        _warn_of_weak_figures(record, report.accuracy, len(data.class_names))
         headline = report.headline()
         headline["cross_validated_images"] = headline.pop("test_images")  # no test split: every image, held out in turn
         clf.metrics = {**headline, "cross_validation_folds": folds}
@@ -533,6 +552,7 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
                                   "each image classified by a model trained without it, with the same settings"
                                   + (f" (one model, where this one is the average of {len(seeds)})" if len(seeds) > 1 else "")
                                   + (f"; warning: {seen}" if seen else ""))
+    _warn_of_weak_figures(clf.extra.get("calibration"), report.accuracy, len(data.class_names))
     clf.extra.update(_data_record(args, data))
     clf.save_pretrained(out)
     (out / TEST_FILES).unlink(missing_ok=True)  # no image was held out: an earlier run's list would name other images

@@ -367,7 +367,7 @@ class Trainer:
             if checkpoint_exists(self.workdir):
                 raise ConfigError(
                     f"{self.workdir}: holds a checkpoint of an earlier run; pass resume=True (--resume) to "
-                    "continue it, or use another workdir"
+                    "continue it, overwrite=True (--overwrite) to start afresh, or use another workdir"
                 )
             state = {"phase": 0 if self.config.head_epochs > 0 else 1, "epoch": 0, "stopped": False, "done": False,
                      "history": []}
