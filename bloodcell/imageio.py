@@ -196,6 +196,27 @@ def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None =
         raise ImageReadError(f"{path}: the image is damaged or truncated ({exc or type(exc).__name__})") from None
 
 
+def check_image_header(path: PathLike) -> None:
+    """Raise :class:`ImageReadError` naming ``path`` when it is empty, unreadable or not an image
+    PIL recognises; the pixels are not decoded (a damaged body shows when they are)."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise ImageReadError(f"{path}: the file is empty, expected an image (PNG, JPEG, ...)")
+        with _named_pil_warnings(path), Image.open(path):
+            pass
+    except ImageReadError:
+        raise
+    except PermissionError as exc:
+        raise UnreadableFileError(f"{path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file; check the path") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not a readable image (expected PNG, JPEG, BMP, TIFF, GIF or WebP content)") from None
+    except Exception as exc:  # noqa: BLE001  (PIL's header parsers raise many kinds)
+        raise ImageReadError(f"{path}: the image is damaged or truncated ({exc or type(exc).__name__})") from None
+
+
 def _rawmode(tile) -> str:
     args = tile[3] if len(tile) > 3 else ""
     return str(args[0] if isinstance(args, tuple) and args else args)

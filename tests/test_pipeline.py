@@ -4,6 +4,7 @@ import tensorflow as tf
 from PIL import Image
 from synth_cells import make_cells
 
+from bloodcell.errors import ImageReadError
 from bloodcell.imageio import load_image
 from bloodcell.pipeline import augment_dataset, dataset_from_files, make_dataset
 
@@ -172,8 +173,19 @@ def test_files_errors(tmp_path):
         dataset_from_files([tmp_path], [0])
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")
-    with pytest.raises(Exception, match="broken.png"):
-        list(dataset_from_files([broken], [0], image_size=32))
+    with pytest.raises(ImageReadError, match=r"broken\.png: not a readable image") as info:
+        dataset_from_files([broken], [0], image_size=32)  # before any iteration: one line, not a TF error
+    assert "\n" not in str(info.value)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(ImageReadError, match=r"empty\.jpg: the file is empty"):
+        dataset_from_files([tmp_path / "empty.jpg"], [0], image_size=32)
+    # damaged after the header: the iteration stops with an error naming the file
+    from PIL import Image
+
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "cut.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "cut.png").read_bytes()[:60])
+    with pytest.raises(Exception, match="cut.png"):
+        list(dataset_from_files([tmp_path / "cut.png"], [0], image_size=32))
 
 
 def test_augment_dataset(data):
