@@ -378,7 +378,8 @@ def save_dataset(dataset: Dataset, out: PathLike, *, layout: str = "folder", cop
     """Write ``dataset`` to ``out`` as a class-folder tree (``layout="folder"``) or an ``.npz``.
 
     In the folder layout, rows that came from files are copied unchanged when ``copy_files`` is
-    true (keeping their encoding); other rows are written as lossless PNGs. Refuses to write over
+    true (keeping their encoding, and the sub-folders they sat in inside their class folder); other
+    rows are written as lossless PNGs. Refuses to write over
     an existing non-empty ``out`` or into the folder the data was read from.
     """
     out = Path(out)
@@ -412,6 +413,12 @@ def save_dataset(dataset: Dataset, out: PathLike, *, layout: str = "folder", cop
             folder = stage / dataset.class_names[label]
             src = Path(dataset.paths[i]) if (copy_files and dataset.paths) else None
             stem, suffix = (src.stem, src.suffix) if src is not None else (f"{i:06d}", ".png")
+            if src is not None:  # sub-folders inside its class folder (one per patient, say) are kept
+                home = next((a for a in src.parents if class_index(a.name, [dataset.class_names[label]]) is not None),
+                            None)
+                if home is not None and src.parent != home:
+                    folder = folder / src.parent.relative_to(home)
+                    folder.mkdir(parents=True, exist_ok=True)
             target = folder / f"{stem}{suffix}"
             k = 1
             while str(target).lower() in used:

@@ -688,3 +688,14 @@ def test_files_and_folders_without_read_permission_are_named_not_dropped(tmp_pat
     (tmp_path / "eosinophil" / "more").chmod(0)
     with pytest.raises(DataError, match=r"more: cannot be listed"):
         load_dataset(tmp_path)
+
+
+def test_save_keeps_sub_folders_inside_a_class_folder(tmp_path):
+    _write_tree(tmp_path / "data" / "basophil", {"patient1": 2, "patient2": 2})
+    _write_tree(tmp_path / "data", {"eosinophil": 2})
+    ds = load_dataset(tmp_path / "data", image_size=32)
+    save_dataset(ds, tmp_path / "out")
+    written = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.png"))
+    assert written == ["basophil/patient1/img0.png", "basophil/patient1/img1.png", "basophil/patient2/img0.png",
+                       "basophil/patient2/img1.png", "eosinophil/img0.png", "eosinophil/img1.png"]
+    np.testing.assert_array_equal(load_dataset(tmp_path / "out", image_size=32).images, ds.images)
