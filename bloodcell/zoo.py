@@ -15,7 +15,7 @@ from typing import Any, Optional, Union
 from ._fs import previous_version
 from ._util import outside_stacklevel
 from ._registry import closest
-from .errors import ConfigError, InputNotFoundError, ModelNotFoundError
+from .errors import ConfigError, HubError, InputNotFoundError, ModelNotFoundError
 from .folder import CONFIG_NAME, bloodcell_config, checked_config
 from .registry import PretrainedCfg, list_models, list_pretrained, pretrained_entry
 
@@ -49,6 +49,11 @@ def entry_folder(entry: PretrainedCfg) -> Path:
                                shown_as=entry.name)
         download_file(entry.repo_id, entry.filename, revision=entry.revision, sha256=entry.sha256, shown_as=entry.name)
         return config.parent
+    except HubError as error:
+        release = release_copy(entry.name)
+        if release is None:
+            raise
+        raise HubError(f"{error}; or load the release copy in this checkout of bloodcell: {release}") from None
     except ChecksumError:
         pinned = {name: digest for name, digest in ((CONFIG_NAME, entry.config_sha256), (entry.filename, entry.sha256))
                   if digest}
@@ -60,6 +65,16 @@ def entry_folder(entry: PretrainedCfg) -> Path:
                       f"({kept}); upgrade bloodcell for the repo's current files", UserWarning,
                       stacklevel=outside_stacklevel())
         return kept
+
+
+def release_copy(name: str) -> Optional[Path]:
+    """The release folder ``zoo/<name>`` of a checkout of bloodcell (the working directory's, or the
+    one this package runs from), or None."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        folder = root / "zoo" / name
+        if (folder / CONFIG_NAME).is_file():
+            return folder.relative_to(Path.cwd()) if folder.is_relative_to(Path.cwd()) else folder
+    return None
 
 
 def check_entry(entry: PretrainedCfg, cfg: dict[str, Any]) -> None:

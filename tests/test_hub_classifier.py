@@ -286,3 +286,14 @@ def test_a_corrupt_cached_file_is_named_by_its_blob(hub_server, tiny):
     with pytest.raises(bloodcell.ChecksumError) as info:
         bloodcell.load_classifier("hf://lab/rotten")
     assert "model.weights.h5: sha256 is" in str(info.value) and f"delete {blob} and download it again" in str(info.value)
+
+
+def test_a_hub_served_zoo_entry_out_of_reach_names_the_release_copy_of_a_checkout(hub_server, monkeypatch):
+    from pathlib import Path
+
+    hub_server.set_offline()
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    with pytest.raises(bloodcell.HubError, match=r"run `bloodcell hub download effnetb0\.pbc96` while online.*"
+                                                 r"or load the release copy in this checkout of bloodcell: "
+                                                 r"zoo/effnetb0\.pbc96$"):
+        bloodcell.load_classifier("effnetb0.pbc96")
