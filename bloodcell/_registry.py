@@ -9,9 +9,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Optional
 
 from ._classes import CLASS_NAMES
+from ._preprocessing import PREPROCESSING
 from .errors import ConfigError, ModelNotFoundError
 
 
@@ -23,7 +25,8 @@ class PretrainedCfg:
     architecture: str
     input_size: int = 96
     class_names: tuple[str, ...] = CLASS_NAMES
-    preprocessing: str = "uint8 RGB 0..255; centre crop to square, Lanczos resize; normalisation inside the model"
+    #: as the entry's config.json records it (``bloodcell._preprocessing.preprocessing_record``)
+    preprocessing: Mapping[str, str] = field(default_factory=lambda: dict(PREPROCESSING))
     repo_id: Optional[str] = None
     revision: Optional[str] = None
     filename: str = "model.weights.h5"
@@ -37,13 +40,19 @@ class PretrainedCfg:
     training_data: str = "pbc96 (PBC dataset, Acevedo et al. 2020, CC BY 4.0)"
     init: str = "random"
     bundled: bool = False
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
     description: str = ""
 
+    def __post_init__(self) -> None:
+        # frozen all the way down: an entry is shared by the whole process
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        object.__setattr__(self, "preprocessing", MappingProxyType(dict(self.preprocessing)))
+        object.__setattr__(self, "metrics", MappingProxyType(dict(self.metrics)))
+
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["class_names"] = list(self.class_names)
-        return d
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**d, "class_names": list(self.class_names), "preprocessing": dict(self.preprocessing),
+                "metrics": dict(self.metrics)}
 
 
 @dataclass(frozen=True)

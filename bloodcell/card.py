@@ -14,6 +14,8 @@ from huggingface_hub import EvalResult, ModelCardData
 
 from ._classes import class_changes
 
+__all__ = ["CARD_METRICS", "render_model_card", "untrained_classes"]
+
 #: Metric keys of a config's ``metrics`` that go into the card's ``model-index``, with display names.
 CARD_METRICS = {
     "accuracy": ("accuracy", "Accuracy"),

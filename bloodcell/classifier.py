@@ -104,11 +104,18 @@ class Classifier:
                     "class_names=[...] (bloodcell.CLASS_NAMES for the 8 PBC classes), or copy a bloodcell "
                     "model with model.copy() instead of keras.models.clone_model"
                 )
+        if isinstance(class_names, np.ndarray):
+            class_names = class_names.tolist()
+        class_names = check_class_names(class_names)  # what the saved folder must hold to load again
         if len(class_names) != n_out:
             raise ConfigError(
                 f"class_names has {len(class_names)} names but the model outputs {n_out} classes; "
                 "pass one name per output"
             )
+        own = getattr(model, "architecture", None) if isinstance(model, ClassifierModel) else None
+        if architecture is not None and own is not None and architecture != own:
+            raise ConfigError(f"architecture: the model is a {own!r} model, got architecture={architecture!r}; drop "
+                              "the argument (a bloodcell model carries its architecture)")
         if isinstance(model, ClassifierModel) and tuple(class_names) != model.class_names:
             model = model.copy()  # the same outputs, named by the caller; a model shared elsewhere keeps its names
             model.class_names = tuple(class_names)

@@ -481,7 +481,8 @@ def _parts(labels, fracs, *, groups, seed: int, stratify: bool) -> tuple[np.ndar
     for g in groups or ():
         g = sorted(int(i) for i in g)
         if g and (g[0] < 0 or g[-1] >= n):
-            raise DataError(f"split: group {g} has row indices outside 0..{n - 1}")
+            raise DataError(f"split: group {g} has row indices outside 0..{n - 1}; groups are row indices of this "
+                            "Dataset (e.g. from find_duplicates(dataset.images))")
         pairs.extend(zip(g[:-1], g[1:]))
     unit = np.arange(n)  # the group each row belongs to, named by its first row (overlapping groups merge)
     for g in groups_from_pairs(n, pairs):

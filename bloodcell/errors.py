@@ -7,6 +7,9 @@ existed expects (``ValueError``, ``KeyError``, ``OSError``, ``FileNotFoundError`
 that cannot be done as written (nothing was done), 1 when an input or output failed while working.
 """
 
+__all__ = ["BloodcellError", "BusyError", "ChecksumError", "ConfigError", "DataError", "HubError", "ImageReadError",
+           "InputNotFoundError", "ModelNotFoundError", "OutputExistsError"]
+
 
 class BloodcellError(Exception):
     """Base class of the errors bloodcell raises on bad input or configuration."""

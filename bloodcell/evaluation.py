@@ -219,7 +219,7 @@ def metrics_from_predictions(
     """The :class:`Report` of integer predictions ``y_pred`` against labels ``y_true``."""
     names = tuple(class_names) if class_names is not None else tuple(str(i) for i in range(num_classes))
     if len(names) != num_classes:
-        raise ConfigError(f"class_names has {len(names)} names but num_classes is {num_classes}")
+        raise ConfigError(f"class_names has {len(names)} names but num_classes is {num_classes}; give one name per class")
     return Report.from_confusion(confusion_matrix(y_true, y_pred, num_classes), names)
 
 

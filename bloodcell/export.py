@@ -33,6 +33,9 @@ from .errors import ConfigError, OutputExistsError
 from .folder import PREPROCESSING, preprocessing_description
 from .models import ClassifierModel, walk_layers
 
+__all__ = ["FORMATS", "INPUT_NAME", "OUTPUT_NAME", "SIGNATURE", "METADATA_NAME", "CheckedTemperature", "default_output",
+           "export", "metadata_path", "uint8_model"]
+
 FORMATS = EXPORT_FORMATS
 _KERAS_FORMAT = {"onnx": "onnx", "litert": "litert", "saved_model": "tf_saved_model"}
 #: Modules each format's exporter imports beyond TensorFlow and Keras.
@@ -116,22 +119,39 @@ def _dtype_policy(name: str):
         keras.config.set_dtype_policy(previous)
 
 
-class _CheckedTemperature(keras.layers.Layer):
-    """Probabilities at ``inside`` temperature, or ``outside`` where the feature check flags the image.
+@keras.saving.register_keras_serializable(package="bloodcell")
+class CheckedTemperature(keras.layers.Layer):
+    """Probabilities at ``inside`` temperature, or ``outside`` where the out-of-distribution check
+    flags the image (its score over ``threshold``), as :meth:`~bloodcell.Classifier.predict_proba`.
 
-    Built for one export from a fitted :class:`~bloodcell.ood.FeatureCheck`; its numbers are
-    non-trainable weights (exporters freeze weights; they would turn plain constants into inputs).
-    Never saved, so it has no config of its own.
+    The check's numbers (from a fitted :class:`~bloodcell.ood.FeatureCheck`, see
+    :meth:`from_check`) are non-trainable weights: exporters freeze weights, and would turn plain
+    constants into graph inputs.
     """
 
-    def __init__(self, check, inside: float, outside: float, **kwargs):
+    def __init__(self, mean, components, variances, residual_variance: float, threshold: float, inside: float,
+                 outside: float, **kwargs):
         super().__init__(**kwargs)
-        values = {"mean": check.mean, "components": check.components.T, "variances": check.variances,
-                  "constants": np.array([check.residual_variance, check.threshold, inside, outside])}
+        self._numbers = {"mean": np.asarray(mean, np.float32).tolist(),
+                         "components": np.asarray(components, np.float32).tolist(),
+                         "variances": np.asarray(variances, np.float32).tolist(),
+                         "residual_variance": float(residual_variance), "threshold": float(threshold),
+                         "inside": float(inside), "outside": float(outside)}
+        values = {"mean": mean, "components": components, "variances": variances,
+                  "constants": [residual_variance, threshold, inside, outside]}
         for name, value in values.items():
             value = np.asarray(value, np.float32)
             setattr(self, name, self.add_weight(shape=value.shape, initializer=keras.initializers.Constant(value),
                                                 trainable=False, name=name))
+
+    @classmethod
+    def from_check(cls, check, inside: float, outside: float, **kwargs) -> "CheckedTemperature":
+        """The layer of a fitted :class:`~bloodcell.ood.FeatureCheck`."""
+        return cls(check.mean, np.asarray(check.components).T, check.variances, check.residual_variance,
+                   check.threshold, inside, outside, **kwargs)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), **self._numbers}
 
     def call(self, proba, features):
         ops = keras.ops
@@ -170,7 +190,8 @@ def uint8_model(classifier) -> keras.Model:
         from .ood import inference_model
 
         outputs, features = inference_model(_float32_model(classifier), check.layer)(x)
-        outputs = _CheckedTemperature(check, classifier.temperature, outside, name="checked_temperature")(outputs, features)
+        outputs = CheckedTemperature.from_check(check, classifier.temperature, outside,
+                                                name="checked_temperature")(outputs, features)
     else:
         outputs = _float32_model(classifier)(x)
         if classifier.temperature != 1.0:  # the calibrated probabilities predict_proba gives

@@ -25,6 +25,7 @@ import keras
 from ._fs import FORMAT, TEST_FILES, atomic_write_text, bloodcell_config, recover_staged, staged_folder
 from ._lock import locked
 from ._util import error_reason, sha256_file
+from ._preprocessing import PREPROCESSING, preprocessing_record
 from ._version import __version__
 from .card import card_edited, render_model_card
 from .errors import ChecksumError, ConfigError, InputNotFoundError
@@ -36,13 +37,6 @@ CARD_NAME = "README.md"
 FORMAT_VERSION = 2
 #: The files a folder of this format holds (what ``hub push`` uploads).
 MODEL_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
-
-PREPROCESSING = {
-    "input": "RGB, uint8 or float values 0..255, shape (N, S, S, 3)",
-    "resize": "centre crop to a square, then Lanczos resize to S x S (bloodcell.imageio.resize_image)",
-    "normalisation": "inside the model (the backbone's own preprocessing layers)",
-}
-_STAIN = "per-image stain normalisation inside the model (bloodcell.models.StainNormalization), then the backbone's own preprocessing layers"
 
 #: Keys every config.json has, with the types they must have.
 _REQUIRED: dict[str, tuple[type, ...]] = {
@@ -75,7 +69,7 @@ _TYPE_NAMES = {str: "a string", dict: "an object", list: "a list", int: "an inte
 
 def preprocessing_description(spec: ModelSpec) -> dict[str, str]:
     """What ``config.json``'s ``preprocessing`` says for a model of this spec."""
-    return {**PREPROCESSING, "normalisation": _STAIN} if spec.normalization else dict(PREPROCESSING)
+    return preprocessing_record(bool(spec.normalization))
 
 
 def _card_text(path) -> Optional[str]:
@@ -193,7 +187,8 @@ def checked_config(folder, *, sha256: Optional[str] = None) -> dict[str, Any]:
     cfg = read_config(folder)
     weights = folder / cfg["weights_file"]
     if not weights.is_file():
-        raise InputNotFoundError(f"{folder}: config.json names weights {weights.name!r}, which is missing")
+        raise InputNotFoundError(f"{folder}: config.json names weights {weights.name!r}, which is missing; copy the weights "
+                                 "file beside config.json, or download or save the model again")
     expected = (sha256 or cfg.get("weights_sha256") or "").lower()
     if expected:
         actual = sha256_file(weights)

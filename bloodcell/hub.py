@@ -37,6 +37,9 @@ from huggingface_hub.utils import validate_repo_id
 from ._util import error_reason, outside_stacklevel, sha256_file
 from .errors import ChecksumError, ConfigError, HubError, InputNotFoundError
 
+__all__ = ["HF_PREFIX", "MODEL_FILES", "CONNECT_TIMEOUT", "download_file", "download_snapshot", "parse_hf_source",
+           "push_folder"]
+
 HF_PREFIX = "hf://"
 MODEL_FILES: tuple[str, ...] = ("config.json", "*.weights.h5", "README.md")
 """Patterns of the files of a folder written by ``save_pretrained``; what ``download_snapshot`` fetches."""

@@ -18,6 +18,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DataError, ImageReadError
 
+__all__ = ["IMAGE_EXTENSIONS", "CAMERA_BITS", "MAX_PIXELS", "MIN_SIDE", "as_rgb_array", "check_image_header",
+           "find_image_files", "image_files_under", "is_image_file", "load_image", "load_images", "other_files_under",
+           "read_image", "resize_image", "resize_images"]
+
 
 class UnreadableFileError(ImageReadError):
     """A file the process may not read (its permissions): the image may be intact, so data loading
@@ -52,7 +56,8 @@ def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
     if img.mode == "F":
         arr = np.asarray(img, dtype=np.float32)
         if not np.isfinite(arr).all():
-            raise ImageReadError(f"{name}: contains NaN or infinite pixel values")
+            raise ImageReadError(f"{name}: contains NaN or infinite pixel values; replace them (np.nan_to_num) or "
+                                 "export the image again")
         lo, hi = float(arr.min(initial=0)), float(arr.max(initial=0))
         scale = 1.0 if hi <= 1.01 else 255.0
         if lo < -0.01 * scale or hi > 1.01 * scale:  # rounding of a processed image aside
@@ -252,7 +257,8 @@ def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
     integer = np.issubdtype(arr.dtype, np.integer)
     arr = arr.astype(np.float32)
     if not np.isfinite(arr).all():
-        raise ImageReadError(f"{name}: contains NaN or infinite pixel values")
+        raise ImageReadError(f"{name}: contains NaN or infinite pixel values; replace them (np.nan_to_num) or export the "
+                             "image again")
     lo, hi = float(arr.min(initial=0)), float(arr.max(initial=0))
     if lo < 0 or hi > 255:
         raise ImageReadError(f"{name}: pixel values must be in 0..255, got {lo:g}..{hi:g}")

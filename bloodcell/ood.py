@@ -53,7 +53,8 @@ def feature_layer(model) -> str:
         if len(shape) == 4 and not isinstance(layer, keras.layers.InputLayer):
             maps.append(layer)
     if not maps:
-        raise ConfigError(f"{model.architecture}: its backbone has no feature map to read")
+        raise ConfigError(f"{model.architecture}: its backbone has no feature map to read; its builder must return a "
+                          "backbone whose output is an (N, H, W, C) map")
 
     def gap(layer) -> float:
         side = layer.output.shape[1]

@@ -246,7 +246,8 @@ def make_dataset(
     Args:
         images: uint8 (N, H, W, 3).
         labels: integer class ids (N,) or (N, 1).
-        augment: ``"seed"``, ``"robust"``, None or an :class:`~bloodcell.augment.Augmentation`.
+        augment: a preset (``"seed"``, ``"robust"``, ``"domain"``), None or an
+            :class:`~bloodcell.augment.Augmentation`.
         shuffle: reshuffle the images in every epoch.
         seed: seeds the shuffling and the augmentation: the same seed gives the same batches in
             the same order (each epoch differs from the last). None: unseeded.

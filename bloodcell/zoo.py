@@ -19,6 +19,8 @@ from .errors import ConfigError, HubError, InputNotFoundError, ModelNotFoundErro
 from .folder import CONFIG_NAME, bloodcell_config, checked_config
 from .registry import PretrainedCfg, list_models, list_pretrained, pretrained_entry
 
+__all__ = ["bundled_path", "entry_folder", "resolve_download"]
+
 Source = Union[str, os.PathLike, None]
 HF_PREFIX = "hf://"
 SOURCE_HELP = "a folder written by save_pretrained, hf://owner/repo[@revision] or a zoo name (see `bloodcell list`)"
@@ -80,9 +82,13 @@ def release_copy(name: str) -> Optional[Path]:
 def check_entry(entry: PretrainedCfg, cfg: dict[str, Any]) -> None:
     """Refuse a zoo entry whose files describe another model than its metadata does."""
     declared = {"architecture": entry.architecture, "input_size": entry.input_size,
-                "class_names": tuple(entry.class_names)}
+                "class_names": tuple(entry.class_names), "preprocessing": dict(entry.preprocessing),
+                "license": entry.license}
     found = {"architecture": cfg["architecture"], "input_size": cfg["build"].get("input_size", cfg.get("input_size")),
-             "class_names": tuple(cfg["class_names"])}
+             "class_names": tuple(cfg["class_names"]), "preprocessing": cfg.get("preprocessing"),
+             "license": cfg.get("license")}
+    if entry.sha256 and cfg.get("weights_sha256"):
+        declared["weights_sha256"], found["weights_sha256"] = entry.sha256.lower(), cfg["weights_sha256"].lower()
     wrong = [k for k in declared if declared[k] != found[k]]
     if wrong:
         raise ConfigError(

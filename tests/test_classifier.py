@@ -397,3 +397,13 @@ def test_a_batch_of_deep_images_is_scaled_image_by_image(clf, cells):
     deep[2] = cells[2].astype(np.uint16) * 16  # 12-bit data
     batch, alone = clf.preprocess(deep), np.stack([clf.preprocess(d)[0] for d in deep])
     np.testing.assert_array_equal(batch, alone)
+
+
+def test_a_classifier_refuses_class_names_its_folder_could_not_load_with():
+    model = bloodcell.build_model("microcell", input_size=32, class_names=["a", "b"])
+    for names, message in ((["x", "x"], "name the same class"), (["x", ""], "non-empty"), (["X", "x"], "ignoring case")):
+        with pytest.raises(bloodcell.ConfigError, match=message):
+            bloodcell.Classifier(model, class_names=names)
+    with pytest.raises(bloodcell.ConfigError, match="the model is a 'microcell' model, got architecture='mnv3s'"):
+        bloodcell.Classifier(model, architecture="mnv3s")
+    assert bloodcell.Classifier(model, class_names=np.array(["p", "q"])).class_names == ("p", "q")

@@ -190,6 +190,17 @@ def test_refuses_to_overwrite(tmp_path, micro, capsys):
     assert err.startswith("bloodcell export: error:") and "already exists" in err and "\n" not in err
 
 
+def test_the_uint8_model_with_its_feature_check_saves_and_reloads(tmp_path, default):
+    """uint8_model is public: the model it gives (the default's has the out-of-distribution temperature
+    layer) is a Keras model like any other, saved and reloaded whole."""
+    model = uint8_model(default)
+    assert any(layer.name == "checked_temperature" for layer in model.layers)
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    x = _images(default.input_size)
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
 def test_unknown_or_wrong_export_keywords_are_named(tmp_path, micro):
     with pytest.raises(ConfigError, match="export to onnx takes opset_version as extra keywords, got opset"):
         export(micro, tmp_path / "m.onnx", format="onnx", opset=17)

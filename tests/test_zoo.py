@@ -11,6 +11,7 @@ import bloodcell
 from bloodcell import registry
 from bloodcell.classifier import bundled_path, load_folder
 from bloodcell._util import sha256_file
+from bloodcell.zoo import check_entry
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo"
 
@@ -41,6 +42,26 @@ def test_entry_matches_its_architecture(name):
     assert entry.bundled or (entry.repo_id and entry.revision)
     if not entry.bundled and not re.fullmatch(r"[0-9a-f]{40}", entry.revision):  # a branch may move
         assert entry.config_sha256 and len(entry.config_sha256) == 64
+
+
+@pytest.mark.parametrize("name", bloodcell.list_pretrained())
+def test_entry_describes_its_folder_and_cannot_be_changed_in_place(name):
+    """Preprocessing, licence and weights hash as the release folder's config.json records them;
+    an entry is shared by the whole process, so its metrics and preprocessing are read-only."""
+    import json
+
+    entry = bloodcell.pretrained_entry(name)
+    cfg = json.loads((release_folder(entry) / "config.json").read_text())
+    assert dict(entry.preprocessing) == cfg["preprocessing"] and entry.license == cfg["license"]
+    assert entry.sha256 == cfg["weights_sha256"]
+    check_entry(entry, cfg)
+    with pytest.raises(TypeError):
+        entry.metrics["accuracy"] = 0.0
+    with pytest.raises(TypeError):
+        entry.preprocessing["normalisation"] = "none"
+    assert isinstance(dataclasses.replace(entry, class_names=list(entry.class_names)).class_names, tuple)
+    with pytest.raises(bloodcell.ConfigError, match=r"preprocessing="):
+        check_entry(dataclasses.replace(entry, preprocessing={**cfg["preprocessing"], "normalisation": "none"}), cfg)
 
 
 def test_default_model_is_a_bundled_entry():

@@ -3,7 +3,7 @@
 :class:`ClassifierModel` is a ``keras.Model`` whose config holds what identifies it (the
 architecture's registered name, the input size, the class names and the head settings), so a
 ``.keras`` file or a folder reloads as the same class with the same classes. Each family module
-only builds the backbone (:class:`~bloodcell.models._backbone.Backbone`).
+only builds the backbone (:class:`bloodcell.models.Backbone`).
 """
 
 from __future__ import annotations
@@ -335,7 +335,7 @@ def build_model(
     """Build a registered architecture with the bloodcell head, as a :class:`ClassifierModel`.
 
     ``class_names`` names the outputs (default: the 8 PBC classes); ``num_classes`` alone gives
-    outputs named ``class_0``, ``class_1``, ... ``weights``: None (random init), ``"imagenet"``
+    outputs named ``class_0``, ``class_1``, ... (8: the PBC classes). ``weights``: None (random init), ``"imagenet"``
     (fetched by ``keras.applications``) or the path of a Keras ``..._notop.h5`` weights file of
     the backbone. With ``weights=None`` the batch-norm momentum defaults to 0.9 so that training
     from random init converges quickly (Keras' 0.99 leaves validation accuracy near chance for

@@ -2,6 +2,7 @@
 
 import keras
 
+from .._preprocessing import preprocessing_record
 from .._registry import PretrainedCfg, register_model, register_pretrained
 from ._backbone import Backbone, load_backbone
 
@@ -23,6 +24,7 @@ register_pretrained(
         name="mnv3s.pbc96",
         architecture="mnv3s",
         input_size=128,
+        preprocessing=preprocessing_record(stain=True),
         bundled=True,
         sha256="7f4e6421689aa6029f73d47d4215c1d5611fb25d86f9fdccaf7220294467bfbe",
         size_bytes=4188744,
