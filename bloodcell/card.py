@@ -193,9 +193,10 @@ def render_model_card(config: dict[str, Any], folder_name: Optional[str] = None)
             share, flagged = calibration.get("review_share"), calibration.get("review_flagged")
             lines[-1] += (f" A prediction less sure than {calibration['review_below']:.4f} is flagged for review"
                           + (f" ({'with the out-of-distribution ones below, ' if calibration.get('features') else ''}"
-                             f"{flagged:.1%} of those images are flagged; the aim was {share * 100:g}%)."
+                             f"{flagged:.1%} of the calibration images are flagged; the aim was {share * 100:g}%)."
                              if isinstance(flagged, (int, float)) and share else
-                             f" (the threshold under which {share * 100:g}% of those images fall)." if share else "."))
+                             f" (the threshold under which {share * 100:g}% of the calibration images fall)." if share
+                             else "."))
         features = calibration.get("features")
         if isinstance(features, dict) and features.get("layer"):
             lines[-1] += (f" An image whose features (layer `{features['layer']}`, averaged over space) are farther "

@@ -163,7 +163,7 @@ class Report:
                   else f"{self.review['accuracy_unflagged']:.4f}")]
               if self.review is not None else []),
             *([f"no images of: {', '.join(self.absent)} (balanced accuracy runs over the "
-               f"{len(self.class_names) - len(self.absent)} classes present"
+               f"{int((np.asarray(self.confusion).sum(axis=1) > 0).sum())} classes present"
                + (f"; macro averages also count {', '.join(predicted_absent)}, predicted with precision 0)"
                   if predicted_absent else ")")] if self.absent else []),
             "",

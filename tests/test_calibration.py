@@ -92,7 +92,7 @@ def test_outliers_count_towards_the_review_share_up_to_half_of_it():
     assert record["review_below"] > 0 and record["review_flagged"] == pytest.approx(5 / 40)
     card = bloodcell.card.render_model_card({"name": "m", "architecture": "microcell", "class_names": ["a", "b", "c"],
                                              "input_size": 32, "build": {}, "calibration": record})
-    assert "12.5% of those images are flagged; the aim was 5%" in card
+    assert "12.5% of the calibration images are flagged; the aim was 5%" in card
 
 
 def test_calibration_metrics_of_known_cases():

@@ -409,7 +409,8 @@ def test_evaluate_refuses_classes_that_leave_out_labelled_images(cli_files, caps
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and "add lymphocyte, platelet to it" in errors[0]
     # classes left out on purpose are not reported as absent from the data
-    assert evaluate(clf, data, classes=["basophil", "lymphocyte", "platelet", "monocyte"]).absent == ["monocyte"]
+    restricted = evaluate(clf, data, classes=["basophil", "lymphocyte", "platelet", "monocyte"])
+    assert restricted.absent == ["monocyte"] and "runs over the 3 classes present" in restricted.to_text()
 
 
 def test_cli_refuses_plots_it_cannot_write_before_any_work(cli_files, tmp_path, capsys):

@@ -18,7 +18,7 @@ def register(subparsers) -> None:
         help="remove outliers and duplicates from a data set",
         description=(
             "Remove images that are not blood cells, extra copies of duplicate images, and duplicate "
-            "groups whose copies have different labels; write the rest to OUT in the input's layout "
+            "groups whose copies have different labels; write the rest to OUT in the input's layout (class folders under their canonical names) "
             "(class folders or .npz). The input is never changed."
         ),
     )
