@@ -38,6 +38,7 @@ def main(argv=None) -> int:
 
     from bloodcell import build_model
     from bloodcell._util import sha256_file
+    from bloodcell._preprocessing import PREPROCESSING
     from bloodcell.folder import CONFIG_NAME, WEIGHTS_NAME, read_config, update_config
     from bloodcell.zoo import bundled_path
 
@@ -97,6 +98,9 @@ def main(argv=None) -> int:
         f"    size_bytes={size},",
         f"    num_params={params},",
         f"    init={init!r},",
+        # what loading checks against the folder's config.json
+        f"    license={cfg.get('license') or 'unknown'!r},",
+        *([f"    preprocessing={cfg['preprocessing']!r},"] if cfg.get("preprocessing") != PREPROCESSING else []),
         f"    metrics={metrics!r},",
         ")",
     ]
