@@ -39,6 +39,13 @@ def canonical_name(name: str):
     return CLASS_ALIASES.get(key)
 
 
+def class_path(path: str) -> str:
+    """A path relative to a data folder with its class folder under the canonical name (``Eos/x.jpg`` ->
+    ``eosinophil/x.jpg``): a copy of the data with other folder names holds the same images."""
+    head, sep, rest = path.replace("\\", "/").partition("/")
+    return (canonical_name(head) or head) + sep + rest
+
+
 def same_class(a: str, b: str) -> bool:
     """Whether two class names name one class: equal ignoring case, or aliases of one canonical class."""
     return a.lower() == b.lower() or (canonical_name(a) is not None and canonical_name(a) == canonical_name(b))

@@ -377,6 +377,7 @@ def calibrate_predictions(classifier, raw, labels, *, description: str, review_s
         "temperature": fit["temperature"],
         "fitted_on": description,
         "images": int(len(labels)),
+        "accuracy": float(np.mean(np.asarray(raw).argmax(axis=1) == labels)) if len(labels) else None,
         "ece_before": fit["ece_before"],
         **({"ece_previous": previous} if previous is not None else {}),
         "ece_after": fit["ece_after"],

@@ -182,9 +182,13 @@ def render_model_card(config: dict[str, Any], folder_name: Optional[str] = None)
             lines += [f"Measured with `{config['evaluation_command']}`.", ""]
     calibration = config.get("calibration") or {}
     if calibration.get("temperature") is not None:
+        fitted_on = calibration.get("fitted_on", "labelled images")
+        kept = "so no temperature was fitted" in fitted_on
         lines += ["## Calibration", "",
-                  f"Probabilities are temperature-scaled (T = {calibration['temperature']:.4f}), fitted on "
-                  f"{calibration.get('fitted_on', 'labelled images')}."]
+                  (f"Probabilities keep the temperature T = {calibration['temperature']:.4f}; calibrated on "
+                   if kept else
+                   f"Probabilities are temperature-scaled (T = {calibration['temperature']:.4f}), fitted on ")
+                  + f"{fitted_on}."]
         if calibration.get("ece_before") is not None and calibration.get("ece_after") is not None:
             where = calibration.get("ece_measured_on") or "the same images"
             lines[-1] += (f" Expected calibration error (15 bins) on {where}: {calibration['ece_before']:.4f} "
@@ -199,10 +203,11 @@ def render_model_card(config: dict[str, Any], folder_name: Optional[str] = None)
                              else "."))
         features = calibration.get("features")
         if isinstance(features, dict) and features.get("layer"):
+            fitted, _, how = (features.get("fitted_on") or "the training images").partition("; ")
             lines[-1] += (f" An image whose features (layer `{features['layer']}`, averaged over space) are farther "
-                          f"from those of {features.get('fitted_on') or 'the training images'} than those of all but "
-                          f"the farthest {features.get('share', 0):.1%} of the calibration images is flagged as out of "
-                          "distribution (bloodcell.ood), and for review too"
+                          f"from those of {fitted} than those of all but the farthest {features.get('share', 0):.1%} of "
+                          f"the calibration images{f' ({how})' if how else ''} is flagged as out of distribution "
+                          "(bloodcell.ood), and for review too"
                           + (", with the network's own probabilities (no temperature: the calibration images say "
                              "nothing of them)." if calibration.get("temperature_outside") == 1.0 else "."))
         tta = calibration.get("tta")

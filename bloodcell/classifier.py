@@ -246,15 +246,24 @@ class Classifier:
 
         return class_activation_maps(self, images, target=target, batch_size=batch_size)
 
-    def calibrate(self, dataset, *, reference=None, batch_size: int = 64, verbose: int = 1,
+    def calibrate(self, dataset, labels=None, *, reference=None, batch_size: int = 64, verbose: int = 1,
                   **options: Any) -> dict[str, Any]:
         """Fit the temperature on labelled images of your own (a Dataset or ``(images, labels)``
         the model did not train on): from then on ``predict_proba`` says how sure the model is on
         such images. Also fits the out-of-distribution check to ``reference`` images of the same
         domain (default: half of ``dataset``) and the review threshold. The fit is saved with the
         model; returns the ECE there before and after. See :func:`bloodcell.calibration.calibrate`
-        (``options``: its other settings)."""
-        return calibrate(self, dataset, reference=reference, batch_size=batch_size, verbose=verbose, **options)
+        (``options``: its other settings). ``calibrate(images, labels)`` works too."""
+        if labels is not None:
+            dataset = (dataset, labels)
+        record = calibrate(self, dataset, reference=reference, batch_size=batch_size, verbose=verbose, **options)
+        errors, share = 1.0 - (record.get("accuracy") or 1.0), record.get("review_share") or 0.0
+        if errors > 2 * share:  # a review of that share cannot reach half of the errors
+            warnings.warn(f"calibrate: the model is {1 - errors:.0%} right on these {record['images']} images, so "
+                          f"flagging {share:.0%} of them for review leaves most of its errors unflagged; fine-tune it on "
+                          "labelled cells of this lab first (bloodcell train DATA --init MODEL), or pass a larger "
+                          "review_share", UserWarning, stacklevel=outside_stacklevel())
+        return record
 
     def predict_proba(self, images, *, batch_size: int = 64, tta: bool = False,
                       classes: Optional[Sequence[str]] = None, verbose: int = 1,

@@ -350,7 +350,7 @@ def evaluate(classifier, dataset, *, batch_size: int = 64, tta: bool = False, cl
         allowed = classifier.class_mask(classes)
         absent = [c for c in absent if allowed[list(classifier.class_names).index(c)]]
     outliers = None
-    if getattr(classifier, "feature_check", None) is not None:  # flags out-of-distribution cells too, in the same pass
+    if hasattr(classifier, "predict_checked"):  # the outliers bloodcell predict flags (in the same pass with a feature check)
         checked = classifier.predict_checked(images, batch_size=batch_size, tta=tta, classes=classes, verbose=verbose)
         proba, outliers = checked.probabilities, checked.outlier
     else:

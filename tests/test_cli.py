@@ -123,6 +123,10 @@ def test_predict_marks_non_cells(tmp_path, capsys):
     assert records["basophil_BA_608637.jpg"]["outlier"] is False
     assert main(["predict", str(tmp_path / "text.png")]) == 0
     assert capsys.readouterr().out.rstrip().endswith("OUTLIER: unlike the images the model learned from")
+    # a model without a feature check has the colour test, and says so
+    bare = bloodcell.Classifier(bloodcell.build_model("microcell", input_size=32)).save_pretrained(tmp_path / "m")
+    assert main(["predict", str(tmp_path / "text.png"), "--model", str(bare)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("OUTLIER: unlike blood-cell images in colour (PBC's colour statistics)")
 
 
 def test_train_writes_a_model_with_its_card_and_split(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 import io
 import json
+import shutil
 import sys
 
 import keras
@@ -478,3 +479,17 @@ def test_robustness_arguments_are_checked_not_truncated(tiny):
     rob = evaluate_robustness(clf, data.subset(range(4)), corruptions="jpeg", severities=3,
                               corrupt_size=np.int64(32), verbose=0)
     assert rob.severities == (3,)
+
+
+def test_a_split_file_matches_a_copy_whose_class_folders_are_named_otherwise(cli_files, tmp_path, capsys):
+    """A model's test_files.json names canonical class folders; a copy of the data with folders named
+    Baso/, LY/ or platelets/ holds the same images and is measured on the same ones."""
+    from bloodcell._classes import class_path
+
+    assert class_path("Eos/a/x.jpg") == "eosinophil/a/x.jpg" and class_path("blasts/x.jpg") == "blasts/x.jpg"
+    copy = tmp_path / "copy"
+    for name, alias in (("basophil", "Baso"), ("lymphocyte", "LY"), ("platelet", "platelets")):
+        shutil.copytree(cli_files / "data" / name, copy / alias)
+    (tmp_path / "split.json").write_text(json.dumps(["basophil/0.png", "lymphocyte/1.png", "platelet/2.png"]))
+    out = run_json(capsys, str(copy), "--model", str(cli_files / "model"), "--split-file", str(tmp_path / "split.json"))
+    assert out["evaluation"]["n"] == 3

@@ -149,6 +149,8 @@ def test_cli_small_data_cross_validates_and_averages_with_the_models_it_trained(
     before = (out / "config.json").read_text()
     assert main(["evaluate", str(copy), "--model", str(out), "--write-metrics"]) == 2
     assert "2 of the 8 images are images" in capsys.readouterr().err and (out / "config.json").read_text() == before
+    assert main(["evaluate", str(copy), "--model", str(out)]) == 0  # measured all the same, and said
+    assert "warning: 2 of the 8 images are images" in capsys.readouterr().err
     alone = tmp_path / "alone"
     assert main(["train", str(data), "--init", str(parent), "--head-epochs", "1", "--batch-size", "4",
                  "--augment", "none", "--out", str(alone), "--no-soup"]) == 0, capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import DataError, InputNotFoundError
+from .._classes import class_path
 from .._fs import TEST_FILES, TRAINED_ON, pixel_digests
 from ._common import UsageError, check_output_file, classes_option, default_workdir, seed_value
 
@@ -84,8 +85,9 @@ def _split_indices(data, root: Path, split_file: Path) -> np.ndarray:
         raise UsageError(f"{split_file}: expected a JSON list of paths relative to DATA, got {type(listed).__name__}")
     if data.paths is None:
         raise UsageError(f"--split-file needs DATA to be a class-folder tree (an .npz has no file names); got {root}")
-    index = {relative_path(p, root).as_posix(): i for i, p in enumerate(data.paths)}
-    wanted = {Path(x.replace("\\", "/")).as_posix() for x in listed}
+    # class folders compared by the class they name: a copy with folders named Eos/ or Neutrophils/ matches
+    index = {class_path(relative_path(p, root).as_posix()): i for i, p in enumerate(data.paths)}
+    wanted = {class_path(Path(x.replace("\\", "/")).as_posix()) for x in listed}
     missing = sorted(wanted - index.keys())
     if missing:
         raise UsageError(
@@ -134,17 +136,34 @@ def _writable_folder(args) -> Path:
     return folder
 
 
-def _refuse_training_images(folder: Path, data) -> None:
-    """--write-metrics on images a small-data run trained on (its TRAINED_ON list) would record training figures."""
-    listed = folder / TRAINED_ON
-    if not listed.is_file():
-        return
+def _trained_on(folder: Path, data, listed: Path) -> int:
+    """How many of ``data``'s images a small-data run trained on (its TRAINED_ON list of pixel digests)."""
     try:
         trained = set(json.loads(listed.read_text()))
     except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
         raise UsageError(f"{listed}: not a list of image digests ({exc}); delete it if the model's figures are to be "
                          "replaced") from None
-    seen = sum(d in trained for d in pixel_digests(data.images))
+    return sum(d in trained for d in pixel_digests(data.images))
+
+
+def _warn_of_training_images(args, data) -> None:
+    """Say when a model folder measured on ``data`` was trained on some of its images (small-data runs list them)."""
+    folder = Path(args.model) if args.model else None
+    listed = folder / TRAINED_ON if folder is not None and folder.is_dir() else None
+    if listed is None or not listed.is_file():
+        return
+    seen = _trained_on(folder, data, listed)
+    if seen:
+        print(f"bloodcell evaluate: warning: {seen} of the {len(data)} images are images {folder} was trained on "
+              f"({listed}): the figures overstate; measure on images it did not train on", file=sys.stderr)
+
+
+def _refuse_training_images(folder: Path, data) -> None:
+    """--write-metrics on images a small-data run trained on (its TRAINED_ON list) would record training figures."""
+    listed = folder / TRAINED_ON
+    if not listed.is_file():
+        return
+    seen = _trained_on(folder, data, listed)
     if seen:
         raise UsageError(f"--write-metrics: {seen} of the {len(data)} images are images {folder} was trained on "
                          f"({listed}); figures over them are not held out: measure on images it did not train on "
@@ -205,6 +224,8 @@ def run(args) -> int:
         data = data.subset(_split_indices(data, Path(args.data), Path(args.split_file)))
     if folder is not None:
         _refuse_training_images(folder, data)
+    else:
+        _warn_of_training_images(args, data)
     if args.limit is not None and args.limit < len(data):
         data = data.subset(stratified_indices(data.labels, args.limit, args.seed))
 

@@ -12,6 +12,10 @@ from pathlib import Path
 PROGRESS_MIN = 300
 #: Last column of a text line whose image does not look like a blood cell.
 OUTLIER_MARK = "OUTLIER: unlike the images the model learned from"
+#: the mark of a model whose check was refitted to the cells it was calibrated on (Classifier.calibrate)
+OUTLIER_MARK_CALIBRATION = "OUTLIER: unlike the cells the model was calibrated on"
+#: the mark of a model without a feature check: the colour statistics of PBC's cells
+OUTLIER_MARK_COLOUR = "OUTLIER: unlike blood-cell images in colour (PBC's colour statistics)"
 #: Last column of a text line that a person should check.
 REVIEW_MARK = "REVIEW"
 
@@ -78,6 +82,9 @@ def run(args) -> int:
     clf = load_classifier(args.model)
     classes = classes_option(clf, args.classes)
     mask = clf.class_mask(classes)
+    check = clf.feature_check
+    outlier_mark = (OUTLIER_MARK_COLOUR if check is None else
+                    OUTLIER_MARK_CALIBRATION if "calibration images" in check.fitted_on.partition(";")[0] else OUTLIER_MARK)
     k = min(args.top_k, len(clf.class_names) if mask is None else int(mask.sum()))
     results = clf.predict_files(
         files, batch_size=args.batch_size, tta=args.tta, flag_outliers=not args.no_outlier_check, classes=classes,
@@ -113,7 +120,7 @@ def run(args) -> int:
             continue
         cols = [str(r.path)] + [f"{clf.class_names[i]}\t{proba[i]:.4f}" for i in order]
         if r.outlier:
-            cols.append(OUTLIER_MARK)
+            cols.append(outlier_mark)
         elif r.review:
             cols.append(REVIEW_MARK)
         out.write("\t".join(cols) + "\n")

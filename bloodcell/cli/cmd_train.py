@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._classes import class_path
 from .._fs import atomic_write_text, relative_path
 from .._lock import locked
 from .._choices import LOSSES, LR_SCHEDULES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, PRESETS
@@ -206,7 +207,7 @@ def _parent_held_out(args) -> set[str]:
         listed = json.loads((folder / TEST_FILES).read_text())
     except (OSError, ValueError):
         return set()
-    return {str(p) for p in listed} if isinstance(listed, list) else set()
+    return {class_path(str(p)) for p in listed} if isinstance(listed, list) else set()
 
 
 def _seen_by_parent(args, data, measured, small: bool = False) -> str:
@@ -217,14 +218,16 @@ def _seen_by_parent(args, data, measured, small: bool = False) -> str:
     held = _parent_held_out(args)
     if not held or not data.paths:
         return ""
-    rel = {p: str(relative_path(p, args.data)) for p in data.paths}
+    rel = {p: class_path(str(relative_path(p, args.data))) for p in data.paths}
     shared = held.intersection(rel.values())
     others = [p for p in measured.paths if rel[p] not in held]
     if len(shared) < max(SEEN_MIN, 0.02 * len(data)) or not others:
         return ""
-    fix = (f"cross-validated on all of DATA, they cannot avoid them: measure the new model on images --init "
-           f"{args.init} held out instead (bloodcell evaluate with --split-file of its test_files.json)" if small else
-           f"use its split (--split-seed {SPLIT_SEED} and the default fractions, on the same images)")
+    evaluate = (f"measure the new model only on images --init {args.init} held out (those its test_files.json "
+                "lists)")
+    fix = (f"cross-validated on all of DATA, they cannot avoid them: {evaluate}" if small else
+           f"use its split (--split-seed {SPLIT_SEED} and the default fractions) on the same images it was made "
+           f"from, or {evaluate}")
     return (f"{len(others)} of the {len(measured)} images measured are not among the images --init {args.init} held "
             f"out from its training (its test_files.json), though DATA holds {len(shared)} of those: they may be "
             f"images it trained on, so the figures may overstate; {fix}")
@@ -542,8 +545,9 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
         record = calibrate_predictions(clf, proba, labels, raw_tta=proba_tta, description=(
             f"the {folds}-fold cross-validated predictions on {Path(args.data).name} ({len(labels)} images, each "
             "from a model trained without it); this model was trained on all of them"))
-        print(f"calibrated on those predictions: temperature {record['temperature']:.3f}, review below "
-              f"{record['review_below']:.3f}", file=sys.stderr)
+        kept = "so no temperature was fitted" in record["fitted_on"]
+        print(f"calibrated on those predictions: temperature {'kept at ' if kept else ''}{record['temperature']:.3f}"
+              f"{' (every one was right)' if kept else ''}, review below {record['review_below']:.3f}", file=sys.stderr)
         _warn_of_weak_figures(record, report.accuracy, len(data.class_names))
         headline = report.headline()
         headline["cross_validated_images"] = headline.pop("test_images")  # no test split: every image, held out in turn
