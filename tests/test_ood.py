@@ -36,6 +36,7 @@ def checked():
     return clf, record
 
 
+@pytest.mark.filterwarnings("ignore:calibrate. the model is")  # tiny synthetic models, far from right
 def test_the_check_separates_non_cells_and_shifted_cells_from_in_domain_ones(checked):
     clf, record = checked
     check = clf.feature_check
@@ -126,6 +127,7 @@ def test_too_few_threshold_images_and_numbers_that_are_not_finite_are_refused():
             FeatureCheck.from_record({**record, key: value})
 
 
+@pytest.mark.filterwarnings("ignore:calibrate. the model is")  # tiny synthetic models, far from right
 def test_calibrating_with_a_reference_on_a_few_labelled_cells_sets_the_threshold_on_more():
     keras.utils.set_random_seed(0)
     clf = bloodcell.Classifier(bloodcell.build_model("microcell", input_size=32, num_classes=2, class_names=("a", "b")))

@@ -125,7 +125,7 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
         import sys
         sys.path.insert(0, {str(ROOT / 'tests')!r})
         from test_training import tiny_trainer, toy_data
-        t = tiny_trainer(workdir=sys.argv[1], head_epochs=3, finetune_epochs=1, augment="seed",
+        t = tiny_trainer(workdir=sys.argv[1], head_epochs=2, finetune_epochs=1, augment="seed",
                          freeze_backbone=True, patience=(10, 10))
         t.fit(toy_data(), toy_data(seed=1), resume=len(sys.argv) > 2)
         import numpy as np
@@ -138,7 +138,7 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
     state = killed / "checkpoint" / "state.json"
     deadline = time.time() + 300
     while time.time() < deadline:
-        if state.is_file() and json.loads(state.read_text())["epoch"] >= 2:
+        if state.is_file() and json.loads(state.read_text())["epoch"] >= 1:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
@@ -294,28 +294,6 @@ def test_bad_settings():
     empty = toy_data().subset([])
     with pytest.raises(bloodcell.BloodcellError, match="val: the validation set is empty"):
         tiny_trainer().fit(toy_data(), empty)
-
-
-def test_mirrored_strategy_two_logical_cpus(tmp_path):
-    script = textwrap.dedent(f"""
-        import sys
-        import tensorflow as tf
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        sys.path.insert(0, {str(ROOT / 'tests')!r})
-        from test_training import tiny_trainer, toy_data
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        assert strategy.num_replicas_in_sync == 2
-        t = tiny_trainer(distribution=strategy, head_epochs=2, finetune_epochs=0, deterministic=False)
-        h = t.fit(toy_data(), toy_data(seed=1))
-        assert len(h) == 2, h
-        print("replicas", strategy.num_replicas_in_sync, "loss", h[-1]["loss"])
-        assert t.classifier.predict_proba(toy_data().images[:2]).shape == (2, 3)
-    """)
-    proc = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "replicas 2" in proc.stdout
 
 
 @pytest.mark.parametrize("bad", [-2, 1.5, "all", True])
