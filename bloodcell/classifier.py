@@ -389,7 +389,7 @@ class Classifier:
         batch_size: int = 64,
         workers: Optional[int] = None,
         tta: bool = False,
-        flag_outliers: bool = False,
+        flag_outliers: bool = True,
         classes: Optional[Sequence[str]] = None,
         review_below: Optional[float] = None,
     ) -> Iterator[FilePrediction]:
@@ -397,9 +397,10 @@ class Classifier:
         while the model runs.
 
         Yields one :class:`FilePrediction` per path, in input order, holding at most a few
-        batches in memory. With ``flag_outliers``, images unlike the model's training images are
-        marked (:meth:`predict_checked`). Each prediction's ``review`` says whether a person should
-        check it (less sure than ``review_below``, or an outlier).
+        batches in memory. With ``flag_outliers`` (the default, as ``bloodcell predict``), images
+        unlike the model's training images are marked (:meth:`predict_checked`; with a feature
+        check, in the same forward pass); ``False`` skips the check. Each prediction's ``review``
+        says whether a person should check it (less sure than ``review_below``, or an outlier).
         """
         batch_size = check_positive_int(batch_size, "batch_size")
         _check_probability(review_below, "review_below")
