@@ -158,6 +158,11 @@ def test_cli_small_data_cross_validates_and_averages_with_the_models_it_trained(
                  "--augment", "none", "--out", str(alone), "--no-soup"]) == 0, capsys.readouterr().err
     alone = bloodcell.load_classifier(alone)
     assert "weights" not in alone.training and "average of" not in alone.extra["eval_data"]
+    # one image a class: nothing to hold out, so no cross-validated figure and no calibration, said on screen
+    single = write_folder(tmp_path / "single", {"red": coloured(1, 0, 8), "green": coloured(1, 1, 9)})
+    assert main(["train", str(single), "--init", str(parent), "--head-epochs", "1", "--batch-size", "4",
+                 "--augment", "none", "--out", str(tmp_path / "one"), "--no-soup"]) == 0
+    assert "no held-out figure: too few images" in capsys.readouterr().err
 
 
 def test_predict_restricted_to_some_classes(parent, capsys, tmp_path):

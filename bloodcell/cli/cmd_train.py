@@ -556,7 +556,6 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
                                   "each image classified by a model trained without it, with the same settings"
                                   + (f" (one model, where this one is the average of {len(seeds)})" if len(seeds) > 1 else "")
                                   + (f"; warning: {seen}" if seen else ""))
-    _warn_of_weak_figures(clf.extra.get("calibration"), report.accuracy, len(data.class_names))
     clf.extra.update(_data_record(args, data))
     clf.save_pretrained(out)
     (out / TEST_FILES).unlink(missing_ok=True)  # no image was held out: an earlier run's list would name other images
