@@ -117,12 +117,9 @@ def _check_revision(revision, repo_id: str) -> None:
 
 def _weights_named(folder: Path) -> tuple[str, ...]:
     """The weights file a downloaded bloodcell ``config.json`` names (none for other folders)."""
-    import json
+    from ._fs import bloodcell_config
 
-    try:
-        name = json.loads((folder / "config.json").read_text()).get("weights_file")
-    except (OSError, ValueError, AttributeError):
-        return ()
+    name = (bloodcell_config(folder / "config.json") or {}).get("weights_file")
     return (name,) if isinstance(name, str) and name and "/" not in name else ()
 
 

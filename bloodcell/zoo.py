@@ -15,7 +15,7 @@ from typing import Any, Optional, Union
 from ._fs import previous_version
 from ._util import outside_stacklevel
 from ._registry import closest
-from .errors import ConfigError, HubError, InputNotFoundError, ModelNotFoundError
+from .errors import ChecksumError, ConfigError, HubError, InputNotFoundError, ModelNotFoundError
 from .folder import CONFIG_NAME, bloodcell_config, checked_config
 from .registry import PretrainedCfg, list_models, list_pretrained, pretrained_entry
 
@@ -43,7 +43,6 @@ def entry_folder(entry: PretrainedCfg) -> Path:
         return path
     if not entry.repo_id:
         raise ConfigError(f"zoo entry {entry.name!r} has no Hub repo and is not bundled; it cannot be loaded")
-    from .errors import ChecksumError
     from .hub import cached_snapshot_with, download_file
 
     try:
