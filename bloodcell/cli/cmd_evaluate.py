@@ -136,8 +136,12 @@ def _writable_folder(args) -> Path:
     return folder
 
 
-def _trained_on(folder: Path, data, listed: Path) -> int:
-    """How many of ``data``'s images a small-data run trained on (its TRAINED_ON list of pixel digests)."""
+def _trained_on(folder: Path, data) -> int:
+    """How many of ``data``'s images a small-data run in ``folder`` trained on (its TRAINED_ON list of pixel
+    digests; 0 without one)."""
+    listed = folder / TRAINED_ON
+    if not listed.is_file():
+        return 0
     try:
         trained = set(json.loads(listed.read_text()))
     except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
@@ -146,28 +150,21 @@ def _trained_on(folder: Path, data, listed: Path) -> int:
     return sum(d in trained for d in pixel_digests(data.images))
 
 
-def _warn_of_training_images(args, data) -> None:
-    """Say when a model folder measured on ``data`` was trained on some of its images (small-data runs list them)."""
-    folder = Path(args.model) if args.model else None
-    listed = folder / TRAINED_ON if folder is not None and folder.is_dir() else None
-    if listed is None or not listed.is_file():
-        return
-    seen = _trained_on(folder, data, listed)
-    if seen:
-        print(f"bloodcell evaluate: warning: {seen} of the {len(data)} images are images {folder} was trained on "
-              f"({listed}): the figures overstate; measure on images it did not train on", file=sys.stderr)
+def _check_training_images(args, folder: Path | None, data) -> None:
+    """--write-metrics on images a small-data run trained on would record training figures: refused; a plain
+    evaluation of a model folder on them is said to overstate."""
+    from ..zoo import is_zoo_name
 
-
-def _refuse_training_images(folder: Path, data) -> None:
-    """--write-metrics on images a small-data run trained on (its TRAINED_ON list) would record training figures."""
-    listed = folder / TRAINED_ON
-    if not listed.is_file():
+    model = folder or (Path(args.model) if args.model and not is_zoo_name(args.model) else None)
+    seen = _trained_on(model, data) if model is not None and model.is_dir() else 0
+    if not seen:
         return
-    seen = _trained_on(folder, data, listed)
-    if seen:
-        raise UsageError(f"--write-metrics: {seen} of the {len(data)} images are images {folder} was trained on "
-                         f"({listed}); figures over them are not held out: measure on images it did not train on "
-                         "(its cross-validated figures are in its card)")
+    where = f"images {model} was trained on ({model / TRAINED_ON})"
+    if folder is not None:
+        raise UsageError(f"--write-metrics: {seen} of the {len(data)} images are {where}; figures over them are not "
+                         "held out: measure on images it did not train on (its cross-validated figures are in its card)")
+    print(f"bloodcell evaluate: warning: {seen} of the {len(data)} images are {where}: the figures overstate; measure "
+          "on images it did not train on", file=sys.stderr)
 
 
 def _write_metrics(folder: Path, args, report, rob, data) -> None:
@@ -222,10 +219,7 @@ def run(args) -> int:
         raise DataError(f"{args.data}: holds no images, so there is nothing to evaluate; give labelled images")
     if args.split_file:
         data = data.subset(_split_indices(data, Path(args.data), Path(args.split_file)))
-    if folder is not None:
-        _refuse_training_images(folder, data)
-    else:
-        _warn_of_training_images(args, data)
+    _check_training_images(args, folder, data)
     if args.limit is not None and args.limit < len(data):
         data = data.subset(stratified_indices(data.labels, args.limit, args.seed))
 
