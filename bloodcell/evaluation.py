@@ -322,16 +322,18 @@ def _predict(classifier, images: np.ndarray, batch_size: int, tta: bool, verbose
                                     **({"classes": classes} if classes is not None else {})).argmax(axis=1)
 
 
-def _refuse_left_out(classifier, labels: np.ndarray, classes) -> None:
-    """Refuse ``classes`` that leave out classes the labels hold: those images could only be counted wrong."""
+def _allowed(classifier, labels: np.ndarray, classes) -> Optional[np.ndarray]:
+    """The mask of ``classes`` over the classifier's classes (None: all), refusing classes that leave out
+    classes the labels hold: those images could only be counted wrong."""
     mask = classifier.class_mask(classes) if classes is not None and hasattr(classifier, "class_mask") else None
     if mask is None:
-        return
+        return None
     left = {classifier.class_names[c]: int(n) for c, n in zip(*np.unique(labels, return_counts=True)) if not mask[c]}
     if left:
         held = ", ".join(f"{n} image{'s' if n != 1 else ''} of {c}" for c, n in left.items())
         raise DataError(f"classes (--classes): the data hold {held}, which it leaves out, so they could only be counted "
                         f"wrong; add {', '.join(left)} to it, or leave those images out of the data")
+    return mask
 
 
 def evaluate(classifier, dataset, *, batch_size: int = 64, tta: bool = False, classes: Optional[Sequence[str]] = None,
@@ -345,10 +347,9 @@ def evaluate(classifier, dataset, *, batch_size: int = 64, tta: bool = False, cl
     """
     start = time.perf_counter()
     images, labels, absent = labelled_images(classifier, dataset)
-    _refuse_left_out(classifier, labels, classes)
-    if classes is not None and hasattr(classifier, "class_mask"):  # classes it was told the cells cannot be
-        allowed = classifier.class_mask(classes)
-        absent = [c for c in absent if allowed[list(classifier.class_names).index(c)]]
+    allowed = _allowed(classifier, labels, classes)
+    if allowed is not None:  # the classes it was told the cells cannot be are not missing from the data
+        absent = [c for c, a in zip(classifier.class_names, allowed) if a and c in absent]
     outliers = None
     if hasattr(classifier, "predict_checked"):  # the outliers bloodcell predict flags (in the same pass with a feature check)
         checked = classifier.predict_checked(images, batch_size=batch_size, tta=tta, classes=classes, verbose=verbose)
@@ -407,7 +408,7 @@ def evaluate_robustness(
     corrupt_size = None if corrupt_size is None else int(corrupt_size)
     start = time.perf_counter()
     images, labels, _ = labelled_images(classifier, dataset, corrupt_size)
-    _refuse_left_out(classifier, labels, classes)
+    _allowed(classifier, labels, classes)
 
     def accuracy(x: np.ndarray) -> float:
         if corrupt_size is not None:
