@@ -27,6 +27,7 @@ class UnreadableFileError(ImageReadError):
     """A file the process may not read (its permissions): the image may be intact, so data loading
     stops on it rather than dropping it as damaged."""
 
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm",
                     ".pnm", ".pbm", ".apng", ".avif", ".jp2", ".j2k", ".jpx", ".jpf", ".tga", ".qoi")
 #: Bit depths that cameras store (a 16-bit container holding 12-bit data is read as 12-bit).
@@ -145,7 +146,7 @@ def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None =
                              "bloodcell.imageio.find_image_files([folder]) (or run bloodcell predict FOLDER)")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: the file is empty, expected an image (PNG, JPEG, ...)")
-    try:
+    with _decode_errors(path):
         with _named_pil_warnings(path):  # headers and EXIF: PIL's warnings about them name no file
             img = Image.open(path)
             tiles = list(img.tile)
@@ -180,6 +181,13 @@ def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None =
                 raise ImageReadError(f"{path}: 16-bit colour whose values use 13 bits or fewer (a camera's raw data); "
                                      "it reads as nearly black: save it as 8-bit RGB, scaled to 0..255")
             return rgb
+
+
+@contextlib.contextmanager
+def _decode_errors(path: Path) -> Iterator[None]:
+    """Whatever PIL raises while opening or decoding ``path`` as one :class:`ImageReadError` naming it."""
+    try:
+        yield
     except ImageReadError:
         raise
     except Image.DecompressionBombError as exc:
@@ -205,21 +213,15 @@ def check_image_header(path: PathLike) -> None:
     """Raise :class:`ImageReadError` naming ``path`` when it is empty, unreadable or not an image
     PIL recognises; the pixels are not decoded (a damaged body shows when they are)."""
     path = Path(path)
-    try:
-        if path.stat().st_size == 0:
+    with _decode_errors(path):
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise ImageReadError(f"{path}: no such file; check the path") from None
+        if size == 0:
             raise ImageReadError(f"{path}: the file is empty, expected an image (PNG, JPEG, ...)")
         with _named_pil_warnings(path), Image.open(path):
             pass
-    except ImageReadError:
-        raise
-    except PermissionError as exc:
-        raise UnreadableFileError(f"{path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
-    except FileNotFoundError:
-        raise ImageReadError(f"{path}: no such file; check the path") from None
-    except UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not a readable image (expected PNG, JPEG, BMP, TIFF, GIF or WebP content)") from None
-    except Exception as exc:  # noqa: BLE001  (PIL's header parsers raise many kinds)
-        raise ImageReadError(f"{path}: the image is damaged or truncated ({exc or type(exc).__name__})") from None
 
 
 def _rawmode(tile) -> str:
