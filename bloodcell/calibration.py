@@ -24,6 +24,7 @@ import numpy as np
 
 from ._fs import save_figure
 from ._labelled import labelled_images
+from .card import EDGE_OF_RANGE, TEMPERATURE_KEPT
 from .errors import ConfigError, DataError
 from .ood import FEATURE_SHARE, feature_layer, fit_feature_check
 
@@ -367,10 +368,10 @@ def calibrate_predictions(classifier, raw, labels, *, description: str, review_s
     outliers = check.flags(features) if check is not None else None
     fit = _fit_mode(raw, labels, outliers, float(getattr(classifier, "temperature", 1.0)), review_share)
     if fit["kept"]:
-        description += (f"; all {len(labels)} were right, so no temperature was fitted: the model's own "
+        description += (f"; all {len(labels)} were right, {TEMPERATURE_KEPT}: the model's own "
                         f"(T = {fit['temperature']:.3g}) is kept")
     elif fit["edge"]:
-        description += (f"; the fit stopped at the edge of its range (T = {fit['temperature']:.3g}): these "
+        description += (f"; {EDGE_OF_RANGE} (T = {fit['temperature']:.3g}): these "
                         f"{len(labels)} images say little about the model's confidence, so recalibrate on more")
     record = {
         "method": "temperature",

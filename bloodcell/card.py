@@ -16,6 +16,11 @@ from ._classes import class_changes
 
 __all__ = ["CARD_METRICS", "render_model_card", "untrained_classes"]
 
+#: What a calibration record's ``fitted_on`` says when no temperature was fitted (every image right) or
+#: when the fit stopped at the edge of its range: written by bloodcell.calibration, read here and by train.
+TEMPERATURE_KEPT = "so no temperature was fitted"
+EDGE_OF_RANGE = "the fit stopped at the edge of its range"
+
 #: Metric keys of a config's ``metrics`` that go into the card's ``model-index``, with display names.
 CARD_METRICS = {
     "accuracy": ("accuracy", "Accuracy"),
@@ -183,7 +188,7 @@ def render_model_card(config: dict[str, Any], folder_name: Optional[str] = None)
     calibration = config.get("calibration") or {}
     if calibration.get("temperature") is not None:
         fitted_on = calibration.get("fitted_on", "labelled images")
-        kept = "so no temperature was fitted" in fitted_on
+        kept = TEMPERATURE_KEPT in fitted_on
         lines += ["## Calibration", "",
                   (f"Probabilities keep the temperature T = {calibration['temperature']:.4f}; calibrated on "
                    if kept else

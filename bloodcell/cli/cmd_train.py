@@ -345,8 +345,10 @@ def _join() -> int:
 
 def _warn_of_weak_figures(calibration, accuracy: float, num_classes: int) -> None:
     """Say on the terminal what the model card says of a run that learnt (next to) nothing measurable."""
+    from ..card import EDGE_OF_RANGE
+
     fitted = (calibration or {}).get("fitted_on") or ""
-    edge = fitted.find("the fit stopped at the edge of its range")
+    edge = fitted.find(EDGE_OF_RANGE)
     if edge >= 0:
         print(f"bloodcell train: warning: calibration: {fitted[edge:]}", file=sys.stderr)
     if accuracy <= 1.5 / num_classes:
@@ -545,7 +547,9 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
         record = calibrate_predictions(clf, proba, labels, raw_tta=proba_tta, description=(
             f"the {folds}-fold cross-validated predictions on {Path(args.data).name} ({len(labels)} images, each "
             "from a model trained without it); this model was trained on all of them"))
-        kept = "so no temperature was fitted" in record["fitted_on"]
+        from ..card import TEMPERATURE_KEPT
+
+        kept = TEMPERATURE_KEPT in record["fitted_on"]
         print(f"calibrated on those predictions: temperature {'kept at ' if kept else ''}{record['temperature']:.3f}"
               f"{' (every one was right)' if kept else ''}, review below {record['review_below']:.3f}", file=sys.stderr)
         _warn_of_weak_figures(record, report.accuracy, len(data.class_names))
