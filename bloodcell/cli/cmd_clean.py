@@ -18,8 +18,8 @@ def register(subparsers) -> None:
         help="remove outliers and duplicates from a data set",
         description=(
             "Remove images that are not blood cells, extra copies of duplicate images, and duplicate "
-            "groups whose copies have different labels; write the rest to OUT in the input's layout (class folders under their canonical names) "
-            "(class folders or .npz). The input is never changed."
+            "groups whose copies have different labels; write the rest to OUT in the input's layout "
+            "(class folders, under their canonical names, or .npz). The input is never changed."
         ),
     )
     p.add_argument("data", metavar="DATA", help="folder with one subfolder per class, or an .npz (images, labels)")

@@ -24,7 +24,8 @@ def register(subparsers) -> None:
     push = commands.add_parser("push", help="upload a folder written by save_pretrained to a Hub model repo")
     push.add_argument("folder", type=Path, help="folder written by save_pretrained (config.json, *.weights.h5, README.md)")
     push.add_argument("repo_id", help="Hub model repo 'owner/name'; created if missing")
-    push.add_argument("--private", action="store_true", help="create the repo private; refused for an existing public repo (make it private on the Hub first)")
+    push.add_argument("--private", action="store_true",
+                      help="create the repo private; refused for an existing public repo (make it private on the Hub first)")
     push.add_argument("--revision", help="branch to commit to, created from main if missing (default: main)")
     push.add_argument("--token", help="token with write access (default: HF_TOKEN or the one saved by `hf auth login`)")
     push.add_argument("--message", help="commit message")
