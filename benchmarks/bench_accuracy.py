@@ -34,6 +34,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
+from _measured import weights_sha256  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def run_cli(argv: list[str]) -> dict:
@@ -54,13 +55,12 @@ def native_robustness(model: str, data: str, split_file: Path, size: int) -> dic
     The images are those ``bloodcell evaluate --split-file`` evaluates, in the same order.
     """
     import bloodcell
-    from bloodcell.cli.cmd_evaluate import _split_indices
-    from bloodcell.data import load_dataset
+    from bloodcell.data import load_dataset, subset_from_split_file
     from bloodcell.evaluation import evaluate_robustness
 
     clf = bloodcell.load_classifier(model)
     dataset = load_dataset(data, image_size=size)
-    dataset = dataset.subset(_split_indices(dataset, Path(data), split_file))
+    dataset = subset_from_split_file(dataset, split_file, data)
     return evaluate_robustness(clf, dataset, corrupt_size=size).to_dict()
 
 
@@ -96,6 +96,7 @@ def main() -> int:
         seconds = time.perf_counter() - t
         row = {
             "architecture": entry.architecture,
+            "weights_sha256": weights_sha256(model),
             "init": entry.init,
             "size_bytes": entry.size_bytes,
             "num_params": entry.num_params,

@@ -28,8 +28,8 @@ import numpy as np
 from PIL import Image
 
 from ._checks import check_class_names, check_image_batch, check_labels, largest_remainder
-from ._classes import CLASS_ALIASES, CLASS_NAMES, canonical_name, class_index, class_positions
-from ._fs import is_within, staged_folder
+from ._classes import CLASS_ALIASES, CLASS_NAMES, canonical_name, class_index, class_path, class_positions
+from ._fs import is_within, relative_path, staged_folder
 from ._progress import progress
 from ._util import DAMAGED_NPZ
 from .errors import ConfigError, DataError, ImageReadError, InputNotFoundError, OutputExistsError
@@ -38,7 +38,7 @@ from .imageio import IMAGE_EXTENSIONS, UnreadableFileError, image_files_under, r
 PathLike = Union[str, os.PathLike]
 
 __all__ = ["CLASS_ALIASES", "SPLIT_FRACTIONS", "SPLIT_SEED", "Dataset", "kfold", "load_dataset", "save_dataset", "split",
-           "split_indices"]
+           "split_indices", "subset_from_split_file"]
 
 #: Training, validation and test shares of :func:`split` by default: the split ``bloodcell train``
 #: makes, and the one the zoo's pbc96 models were trained on (their ``test_files.json``).
@@ -450,6 +450,39 @@ def require_dataset(data, name: str) -> None:
     if not isinstance(data, Dataset):
         raise DataError(f"{name}: expected a bloodcell Dataset, got a {type(data).__name__}; make one from arrays with "
                         "bloodcell.Dataset(images, labels, class_names)")
+
+
+def subset_from_split_file(dataset: Dataset, split_file: PathLike, root: PathLike) -> Dataset:
+    """The images of ``dataset`` (loaded from the class-folder tree ``root``) that ``split_file`` lists:
+    a JSON list of paths relative to ``root``, as the ``test_files.json`` a training run writes.
+
+    Every listed file must be in ``dataset``: a list from another data folder is refused, not
+    quietly matched in part. Class folders are compared by the class they name (``Eos/`` matches
+    ``eosinophil/``).
+    """
+    import json
+
+    split_file = Path(split_file)
+    try:
+        listed = json.loads(split_file.read_text())
+    except FileNotFoundError:
+        raise InputNotFoundError(f"{split_file}: no such file; pass the test_files.json a training run wrote") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{split_file}: not valid JSON ({exc}); expected a list of paths relative to {root}") from None
+    if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
+        raise DataError(f"{split_file}: expected a JSON list of paths relative to {root}, got {type(listed).__name__}")
+    if dataset.paths is None:
+        raise DataError(f"{split_file}: a split file needs data read from a class-folder tree (an .npz has no file "
+                        f"names); got {root}")
+    index = {class_path(relative_path(p, root).as_posix()): i for i, p in enumerate(dataset.paths)}
+    wanted = {class_path(Path(x.replace("\\", "/")).as_posix()) for x in listed}
+    missing = sorted(wanted - index.keys())
+    if missing:
+        raise DataError(
+            f"{split_file}: {len(missing)} of {len(wanted)} listed files are not images of {root} "
+            f"(first: {missing[0]!r}); pass the data folder the split was made from"
+        )
+    return dataset.subset(np.sort(np.fromiter((index[w] for w in wanted), np.int64, len(wanted))))
 
 
 def split_indices(

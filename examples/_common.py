@@ -38,6 +38,20 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def run(main) -> None:
+    """Run an example's ``main``: bloodcell's errors on bad input end it with their one line (and the
+    command line's exit status), not a traceback."""
+    try:
+        main()
+    except Exception as exc:
+        from bloodcell.errors import BloodcellError
+
+        if not isinstance(exc, BloodcellError):
+            raise
+        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
 def data_argument(p: argparse.ArgumentParser, data, tiny: bool, tiny_data) -> str:
     """DATA as given, ``tiny_data()`` in tiny mode without one; a usage error (one line, saying
     where to get PBC) when DATA is missing or names nothing that exists."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from _common import SAMPLE_DATASET, data_argument, parser
+from _common import SAMPLE_DATASET, data_argument, parser, run
 
 
 def main() -> None:
@@ -63,4 +63,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -8,7 +8,7 @@ Nothing here trains, so ``--tiny`` changes nothing: the sample images are alread
 
 from __future__ import annotations
 
-from _common import SAMPLE_IMAGES, parser
+from _common import SAMPLE_IMAGES, parser, run
 
 
 def main() -> None:
@@ -43,12 +43,13 @@ def main() -> None:
     changed = sum(a != b for a, b in zip(labels, tta_labels))
     print(f"with tta=True: {changed} of {len(files)} predictions change")
 
-    # 4. Is it a blood cell at all? The same check `bloodcell predict` marks as OUTLIER.
+    # 4. Should a person look? `predict_checked` adds what `bloodcell predict` marks: the outlier check
+    #    (for the bundled default, from its own features in the same forward pass) and the review flag.
     size = images.shape[1]
     photo = np.tile(np.linspace(0, 255, size, dtype=np.uint8)[None, :, None], (size, 1, 3))  # a grey ramp
-    flags = bloodcell.find_outliers(np.concatenate([images[:3], photo[None]]))
-    print(f"outlier flags for 3 cells and a grey ramp: {flags.tolist()}")
-
+    checked = clf.predict_checked(np.concatenate([images[:3], photo[None]]))
+    print(f"outlier flags for 3 cells and a grey ramp: {checked.outlier.tolist()}")
+    print(f"review flags (below {clf.review_below:.2f}, or an outlier): {checked.review.tolist()}")
 
 if __name__ == "__main__":
-    main()
+    run(main)

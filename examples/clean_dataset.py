@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from _common import SAMPLE_DATASET, data_argument, parser, shown
+from _common import SAMPLE_DATASET, data_argument, parser, run, shown
 
 
 def non_cells(size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -127,4 +127,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

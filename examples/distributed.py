@@ -27,7 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import data_argument, parser, tiny_npz
+from _common import data_argument, parser, run, tiny_npz
 
 
 def free_port() -> int:
@@ -119,4 +119,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

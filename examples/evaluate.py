@@ -10,11 +10,10 @@ Writes ``confusion.png`` and ``robustness.png`` into ``--out-dir``.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
-from _common import SAMPLE_DATASET, data_argument, parser
+from _common import SAMPLE_DATASET, data_argument, parser, run
 
 
 def main() -> None:
@@ -32,17 +31,12 @@ def main() -> None:
     out_dir = Path(args.out_dir or tmp.name)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    import numpy as np
-
     import bloodcell
 
     clf = bloodcell.load_classifier(args.model)
     data = bloodcell.load_dataset(args.data, image_size=clf.input_size)
-    if args.split_file:
-        wanted = set(json.loads(Path(args.split_file).read_text()))
-        root = Path(args.data).resolve()
-        rows = [i for i, f in enumerate(data.paths) if Path(f).resolve().relative_to(root).as_posix() in wanted]
-        data = data.subset(np.asarray(rows))
+    if args.split_file:  # every listed file must be there: a list from another folder is refused
+        data = bloodcell.data.subset_from_split_file(data, args.split_file, args.data)
     print(f"{clf.name}: {len(data)} images of {args.data if not args.tiny else 'the sample set'}\n")
 
     report = bloodcell.evaluate(clf, data)
@@ -63,4 +57,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -16,7 +16,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from _common import SAMPLE_IMAGES, parser, without_litert_info
+from _common import SAMPLE_IMAGES, parser, run, without_litert_info
 
 
 def run_onnx(path: Path, images):
@@ -81,4 +81,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from _common import data_argument, parser, tiny_npz
+from _common import data_argument, parser, run, tiny_npz
 
 
 def main() -> None:
@@ -26,7 +26,9 @@ def main() -> None:
                    "hf://...), imagenet or random")
     p.add_argument("--loss", choices=("crossentropy", "focal"), default="crossentropy")
     p.add_argument("--no-class-weights", action="store_true")
-    p.add_argument("--augment", choices=("seed", "robust", "none"), default="seed")
+    p.add_argument("--augment", choices=("seed", "robust", "domain", "none"), default="seed",
+                   help="augmentation preset (bloodcell.augment.PRESETS; domain: the stain, scale and blur shifts "
+                   "of other labs)")
     p.add_argument("--head-epochs", type=int, default=30)
     p.add_argument("--finetune-epochs", type=int, default=10)
     p.add_argument("--input-size", type=int, default=None, help="default: the --init model's, else 96")
@@ -89,4 +91,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import REPO, SAMPLE_IMAGES, parser
+from _common import REPO, SAMPLE_IMAGES, parser, run
 
 
 def start_local_hub(folder: Path):
@@ -95,4 +95,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

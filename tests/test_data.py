@@ -699,3 +699,24 @@ def test_save_keeps_sub_folders_inside_a_class_folder(tmp_path):
     assert written == ["basophil/patient1/img0.png", "basophil/patient1/img1.png", "basophil/patient2/img0.png",
                        "basophil/patient2/img1.png", "eosinophil/img0.png", "eosinophil/img1.png"]
     np.testing.assert_array_equal(load_dataset(tmp_path / "out", image_size=32).images, ds.images)
+
+
+def test_subset_from_split_file_takes_the_listed_images_and_refuses_a_list_of_another_folder(tmp_path):
+    import json
+
+    from bloodcell.data import subset_from_split_file
+    from bloodcell.errors import InputNotFoundError
+
+    ds = load_dataset(SAMPLE, image_size=32)
+    listed = tmp_path / "test_files.json"
+    listed.write_text(json.dumps(["basophil/BA_114899.jpg", "Basophils/BA_208485.jpg"]))  # an aliased folder matches
+    part = subset_from_split_file(ds, listed, SAMPLE)
+    assert len(part) == 2 and set(part.class_counts().items()) >= {("basophil", 2)}
+    listed.write_text(json.dumps(["basophil/BA_114899.jpg", "basophil/BA_999.jpg"]))
+    with pytest.raises(DataError, match=r"1 of 2 listed files are not images of .*'basophil/BA_999.jpg'"):
+        subset_from_split_file(ds, listed, SAMPLE)
+    listed.write_text('{"not": "a list"}')
+    with pytest.raises(DataError, match="expected a JSON list of paths relative to"):
+        subset_from_split_file(ds, listed, SAMPLE)
+    with pytest.raises(InputNotFoundError, match="no such file"):
+        subset_from_split_file(ds, tmp_path / "missing.json", SAMPLE)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..errors import DataError, InputNotFoundError
-from .._classes import class_path
+from ..data import subset_from_split_file
+from ..errors import DataError
 from .._fs import TEST_FILES, TRAINED_ON, pixel_digests
 from ._common import UsageError, check_output_file, classes_option, default_workdir, seed_value
 
@@ -69,32 +69,6 @@ def stratified_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     picked = [rng.choice(np.flatnonzero(labels == c), k, replace=False) for c, k in zip(classes, take)]
     return np.sort(np.concatenate(picked))
-
-
-def _split_indices(data, root: Path, split_file: Path) -> np.ndarray:
-    """Rows of ``data`` whose file (relative to ``root``) is listed in ``split_file``."""
-    from .._fs import relative_path
-
-    try:
-        listed = json.loads(split_file.read_text())
-    except FileNotFoundError:
-        raise InputNotFoundError(f"{split_file}: no such file; pass the test_files.json a training run wrote") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{split_file}: not valid JSON ({exc}); expected a list of paths relative to DATA") from None
-    if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
-        raise UsageError(f"{split_file}: expected a JSON list of paths relative to DATA, got {type(listed).__name__}")
-    if data.paths is None:
-        raise UsageError(f"--split-file needs DATA to be a class-folder tree (an .npz has no file names); got {root}")
-    # class folders compared by the class they name: a copy with folders named Eos/ or Neutrophils/ matches
-    index = {class_path(relative_path(p, root).as_posix()): i for i, p in enumerate(data.paths)}
-    wanted = {class_path(Path(x.replace("\\", "/")).as_posix()) for x in listed}
-    missing = sorted(wanted - index.keys())
-    if missing:
-        raise UsageError(
-            f"{split_file}: {len(missing)} of {len(wanted)} listed files are not images of {root} "
-            f"(first: {missing[0]!r}); pass the DATA folder the split was made from"
-        )
-    return np.sort(np.fromiter((index[w] for w in wanted), np.int64, len(wanted)))
 
 
 def _int_list(text: str, option: str) -> tuple[int, ...]:
@@ -218,7 +192,7 @@ def run(args) -> int:
     if not len(data):
         raise DataError(f"{args.data}: holds no images, so there is nothing to evaluate; give labelled images")
     if args.split_file:
-        data = data.subset(_split_indices(data, Path(args.data), Path(args.split_file)))
+        data = subset_from_split_file(data, args.split_file, args.data)
     _check_training_images(args, folder, data)
     if args.limit is not None and args.limit < len(data):
         data = data.subset(stratified_indices(data.labels, args.limit, args.seed))
