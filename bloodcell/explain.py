@@ -27,9 +27,16 @@ __all__ = ["class_activation_maps", "overlay"]
 _FEATURES = "avg_pool"  # the pooling layer whose input is the last feature map
 
 
-def _feature_model(model) -> keras.Model:
-    model = as_classifier_model(model)
-    return keras.Model(model.inputs, [model.get_layer(_FEATURES).input, model.output])
+def _feature_model(classifier) -> keras.Model:
+    """The model from images to (last feature map, probabilities), built once per classifier model
+    (a new Keras model for every call would trace its predict function again every call)."""
+    model = classifier.model
+    cached = getattr(classifier, "_cam_model", None)
+    if cached is None or cached[0] is not model:
+        inner = as_classifier_model(model)
+        cached = classifier._cam_model = (model, keras.Model(inner.inputs, [inner.get_layer(_FEATURES).input,
+                                                                           inner.output]))
+    return cached[1]
 
 
 def class_activation_maps(classifier, images, *, target: Union[None, str, Sequence[str]] = None,
@@ -60,16 +67,19 @@ def class_activation_maps(classifier, images, *, target: Union[None, str, Sequen
         if unknown:
             raise ConfigError(f"target: unknown class(es) {unknown}; expected some of: {', '.join(names)}")
         wanted = np.array(positions, np.int64)
-    features = _feature_model(classifier.model)
+    features = _feature_model(classifier)
     kernel = np.asarray(as_classifier_model(classifier.model).head.kernel, np.float32)  # (K, classes)
     size = classifier.input_size
     maps = np.zeros((len(x), size, size), np.float32)
     classes = np.zeros(len(x), np.int64)
     for start in range(0, len(x), batch_size):
         chunk = x[start : start + batch_size].astype(np.float32)
-        fmap, proba = features.predict_on_batch(chunk)
-        fmap = np.asarray(fmap, np.float32)
-        c = np.asarray(proba).argmax(axis=1) if wanted is None else wanted[start : start + len(chunk)]
+        n = len(chunk)
+        padded = min(batch_size, 1 << max(n - 1, 0).bit_length())  # a few batch shapes, as predict_proba's
+        batch = np.concatenate([chunk, np.zeros((padded - n, *chunk.shape[1:]), np.float32)]) if n < padded else chunk
+        fmap, proba = features.predict_on_batch(batch)
+        fmap, proba = np.asarray(fmap, np.float32)[:n], np.asarray(proba)[:n]
+        c = proba.argmax(axis=1) if wanted is None else wanted[start : start + len(chunk)]
         cam = np.maximum(np.einsum("nhwk,kn->nhw", fmap, kernel[:, c]), 0.0)
         up = tf.image.resize(cam[..., None], (size, size), method="bilinear").numpy()[..., 0]
         low = up.reshape(len(up), -1).min(axis=1)[:, None, None]
@@ -80,12 +90,23 @@ def class_activation_maps(classifier, images, *, target: Union[None, str, Sequen
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.45) -> np.ndarray:
-    """``image`` (S, S, 3) uint8 with ``heatmap`` (S, S, 0..1) drawn over it in the jet colours."""
+    """``image`` (S, S, 3) uint8 with ``heatmap`` (S, S, 0..1) drawn over it in the jet colours.
+
+    The image is checked as the classifier's inputs are (greyscale and RGBA converted, 0..1 floats
+    refused); the heatmap is one of :func:`class_activation_maps`' maps.
+    """
     from matplotlib import colormaps
 
-    if np.shape(image)[:2] != np.shape(heatmap)[:2]:
-        raise ConfigError(f"overlay: the image is {np.shape(image)[1]}x{np.shape(image)[0]} but the heatmap "
-                          f"{np.shape(heatmap)[1]}x{np.shape(heatmap)[0]}; draw it over the image as the model saw it "
+    from .imageio import as_rgb_array
+
+    heatmap = np.asarray(heatmap)
+    if heatmap.ndim != 2:
+        raise ConfigError(f"overlay: expected one heatmap (S, S), got shape {heatmap.shape}"
+                          + ("; pass one map of the batch, e.g. maps[i]" if heatmap.ndim == 3 else ""))
+    image = as_rgb_array(image, "overlay: image")
+    if image.shape[:2] != heatmap.shape:
+        raise ConfigError(f"overlay: the image is {image.shape[1]}x{image.shape[0]} but the heatmap "
+                          f"{heatmap.shape[1]}x{heatmap.shape[0]}; draw it over the image as the model saw it "
                           "(classifier.preprocess(image)[0])")
     colours = colormaps["jet"](np.clip(heatmap, 0.0, 1.0))[..., :3] * 255.0
     return np.clip((1 - alpha) * image.astype(np.float32) + alpha * colours, 0, 255).astype(np.uint8)

@@ -56,7 +56,30 @@ def test_target_class_and_bad_targets(default):
     assert list(classes) == [default.class_names.index("platelet")] * 3
 
 
-def test_explain_command_writes_one_picture_per_image(tmp_path, capsys):
+def test_maps_do_not_depend_on_the_batch_and_the_explaining_model_is_built_once(default):
+    images = np.stack([load_image(f, default.input_size) for f in sorted(EXAMPLES.glob("*.jpg"))[:5]])
+    maps, classes = default.explain(images)
+    built = default._cam_model[1]
+    one_by_one = [default.explain(img[None], batch_size=3) for img in images]
+    assert default._cam_model[1] is built  # not rebuilt (and retraced) on every call
+    np.testing.assert_allclose(np.concatenate([m for m, _ in one_by_one]), maps, atol=1e-5)
+    assert [int(c[0]) for _, c in one_by_one] == list(classes)
+
+
+def test_overlay_takes_images_as_the_classifier_does_and_refuses_a_batch_of_maps(default):
+    from bloodcell.errors import ImageReadError
+    from bloodcell.explain import overlay
+
+    image = load_image(sorted(EXAMPLES.glob("*.jpg"))[0], default.input_size)
+    maps, _ = default.explain(np.stack([image, image]))
+    assert overlay(image[..., 0], maps[0]).shape == image.shape  # greyscale: drawn as grey RGB
+    with pytest.raises(ImageReadError, match="multiply the images by 255"):
+        overlay(image / 255.0, maps[0])
+    with pytest.raises(ConfigError, match=r"pass one map of the batch, e.g. maps\[i\]"):
+        overlay(image, maps)
+
+
+def test_explain_command_writes_one_picture_per_image(tmp_path, capsys, monkeypatch):
     files = sorted(EXAMPLES.glob("*.jpg"))[:2]
     assert main(["explain", *map(str, files), "--out", str(tmp_path / "out"), "--scale", "1"]) == 0
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
@@ -81,8 +104,10 @@ def test_explain_command_writes_one_picture_per_image(tmp_path, capsys):
     assert main(["explain", str(files[0]), "--out", str(tmp_path / "o4"), "--scale", "1000"]) == 2
     assert "--scale must be 1 to 16" in capsys.readouterr().err and not (tmp_path / "o4").exists()
     (tmp_path / "a" / "broken.jpg").write_bytes(b"not an image")  # named; the others are still explained
-    assert main(["explain", str(tmp_path / "a"), "--out", str(tmp_path / "o4")]) == 1
-    assert "broken.jpg" in capsys.readouterr().err and len(list((tmp_path / "o4").iterdir())) == 1
+    monkeypatch.setattr("bloodcell.cli.cmd_explain.CHUNK", 1)  # a chunk of the broken file alone, one of the cell
+    for _ in range(2):  # the rerun replaces its picture (by a rename: no temporary file left)
+        assert main(["explain", str(tmp_path / "a"), "--out", str(tmp_path / "o4")]) == 1
+        assert "broken.jpg" in capsys.readouterr().err and len(list((tmp_path / "o4").iterdir())) == 1
 
 
 def test_picture_names_are_unique_and_keep_link_names(tmp_path):

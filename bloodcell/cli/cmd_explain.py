@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from .._classes import class_index
+from .._fs import atomic_write_bytes
 from ..errors import ConfigError, ImageReadError, InputNotFoundError
 from ._common import UsageError, is_within
 
+import io
 import os
 import sys
 from pathlib import Path
 
 #: The largest --scale: a picture side of 16 times the model's input (2,048 px at 128).
 MAX_SCALE = 16
+#: Images read, explained and written at a time.
+CHUNK = 256
 
 
 def register(subparsers) -> None:
@@ -57,31 +61,39 @@ def run(args) -> int:
     if args.target is not None and class_index(args.target, clf.class_names) is None:  # case and aliases as the API
         raise UsageError(f"--target {args.target}: not a class of the model; expected one of: "
                          f"{', '.join(clf.class_names)}")
-    read, failed = [], 0
-    for f in files:  # as predict does: an unreadable file is named, the others are explained
+    written = failed = 0
+    # In chunks: each picture is on disk (and its line printed) before the next chunk is read, so a
+    # folder of any size runs in bounded memory and a stopped run keeps what it drew.
+    named = list(zip(files, _unique_stems(files)))
+    for start in range(0, len(named), CHUNK):
+        read = []
+        for f, stem in named[start : start + CHUNK]:  # as predict does: an unreadable file is named, the others drawn
+            try:
+                read.append((f, stem, load_image(f, clf.input_size)))
+            except ImageReadError as exc:
+                print(f"bloodcell explain: error: {exc}", file=sys.stderr)
+                failed += 1
+        if not read:
+            continue
+        images = np.stack([img for _, _, img in read])
         try:
-            read.append((f, load_image(f, clf.input_size)))
-        except ImageReadError as exc:
-            print(f"bloodcell explain: error: {exc}", file=sys.stderr)
-            failed += 1
-    if not read:
+            maps, classes = clf.explain(images, target=args.target)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        proba = clf.predict_proba(images, verbose=0)
+        for (f, stem, img), heat, c, p in zip(read, maps, classes, proba):
+            picture = np.concatenate([img, overlay(img, heat)], axis=1)
+            if args.scale > 1:
+                picture = np.repeat(np.repeat(picture, args.scale, axis=0), args.scale, axis=1)
+            dest = out / f"{stem}.{clf.class_names[c]}.png"
+            png = io.BytesIO()
+            Image.fromarray(picture).save(png, format="PNG")
+            atomic_write_bytes(dest, png.getvalue())  # never a half-written picture under the final name
+            print(f"{f}\t{clf.class_names[c]}\t{p[c]:.4f}\t{dest}", flush=True)
+            written += 1
+    if not written:
         return 1
-    files = [f for f, _ in read]
-    images = np.stack([img for _, img in read])
-    try:
-        maps, classes = clf.explain(images, target=args.target)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
-    proba = clf.predict_proba(images, verbose=0)
-    out.mkdir(parents=True, exist_ok=True)
-    for f, stem, img, heat, c, p in zip(files, _unique_stems(files), images, maps, classes, proba):
-        picture = np.concatenate([img, overlay(img, heat)], axis=1)
-        if args.scale > 1:
-            picture = np.repeat(np.repeat(picture, args.scale, axis=0), args.scale, axis=1)
-        dest = out / f"{stem}.{clf.class_names[c]}.png"
-        Image.fromarray(picture).save(dest)
-        print(f"{f}\t{clf.class_names[c]}\t{p[c]:.4f}\t{dest}")
-    print(f"wrote {len(files)} picture{'s' if len(files) != 1 else ''} into {out}", file=sys.stderr)
+    print(f"wrote {written} picture{'s' if written != 1 else ''} into {out}", file=sys.stderr)
     return 1 if failed else 0
 
 
