@@ -425,6 +425,9 @@ def test_augmentation_refuses_images_it_would_garble():
             aug(np.zeros(shape, np.uint8), y)
     with pytest.raises(DataError, match="0..1 convention.*multiply the images by 255"):
         aug(np.full((4, 32, 32, 3), 0.5, np.float32), y)
+    for wide in (np.full((4, 32, 32, 3), 4000, np.uint16), np.full((4, 32, 32, 3), -1.0, np.float32)):
+        with pytest.raises(DataError, match="expects 8-bit values in 0..255; scale 16-bit images to 8 bits"):
+            aug(wide, y)
     with pytest.raises(DataError, match=r"labels: expected one row per image \(4\), got 3"):
         aug(np.zeros((4, 32, 32, 3), np.uint8), y[:3])
     with pytest.raises(DataError, match="RandomColorShift: expected RGB images"):
@@ -433,6 +436,9 @@ def test_augmentation_refuses_images_it_would_garble():
         build_augmentation("seed", num_classes=0)
     with pytest.raises(ConfigError, match="seed must be"):
         build_augmentation("seed", seed="3")
+    a, b = build_augmentation("robust", seed=np.int64(3)), build_augmentation("robust", seed=3)  # a seed from NumPy
+    x = make_cells(4, 32)
+    np.testing.assert_array_equal(a(x, y)[0], b(x, y)[0])
 
 
 def test_a_seed_gives_the_same_augmentation_eagerly_and_traced():

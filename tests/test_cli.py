@@ -301,9 +301,14 @@ def test_augment_preview_does_not_replace_a_file_unless_asked(image_dir, tmp_pat
     assert Image.open(tmp_path / "notes.png").format == "PNG"
 
 
-def test_augment_preview_refuses_a_negative_seed(image_dir, tmp_path, capsys):
+def test_augment_preview_refuses_a_negative_seed_and_pictures_too_large_to_hold(image_dir, tmp_path, capsys):
     assert main(["augment-preview", str(image_dir), "--out", str(tmp_path / "p.png"), "--seed", "-1"]) == 2
     assert "--seed: expected an integer from 0 to 2**31 - 1, got -1" in capsys.readouterr().err
+    for options, message in ((["--scale", "100000"], "--scale must be 1 to 16, got 100000"),
+                             (["-n", "100000"], "-n must be 1 to 1024, got 100000"),
+                             (["--image-size", "60000"], "megapixels"), (["--views", "0"], "--views must be 1 to 16")):
+        assert main(["augment-preview", str(image_dir), "--out", str(tmp_path / "p.png"), *options]) == 2
+        assert message in capsys.readouterr().err
     assert not (tmp_path / "p.png").exists()
 
 

@@ -107,11 +107,15 @@ class Augmentation:
         if images.shape[0] is not None and labels.shape.rank and labels.shape[0] is not None \
                 and images.shape[0] != labels.shape[0]:
             raise DataError(f"labels: expected one row per image ({images.shape[0]}), got {labels.shape[0]}")
-        if tf.executing_eagerly() and images.dtype.is_floating and tf.size(images) > 0:
-            top = float(tf.reduce_max(images))
-            if 0 < top <= 1.0:
+        wide = images.dtype.is_floating or images.dtype.size > 1  # uint16, int32...: may hold more than 8 bits
+        if tf.executing_eagerly() and wide and tf.size(images) > 0:
+            low, top = float(tf.reduce_min(images)), float(tf.reduce_max(images))
+            if images.dtype.is_floating and 0 < top <= 1.0:
                 raise DataError(f"images: values are in 0..{top:g}, the 0..1 convention, but the augmentation expects "
                                 "0..255; multiply the images by 255")
+            if low < 0 or top > 255:
+                raise DataError(f"images: values reach {low:g}..{top:g}, but the augmentation expects 8-bit values in "
+                                "0..255; scale 16-bit images to 8 bits (bloodcell.imageio.load_images reads them so)")
 
     def traced(self, image_shape: Sequence[int], dtype=tf.uint8) -> Callable:
         """This augmentation as a concrete function ``(images, labels, seed) -> (images, labels)``.
@@ -147,7 +151,7 @@ def build_augmentation(preset: str | None, *, num_classes: int = len(CLASS_NAMES
     preset = _no_none(preset)
     num_classes = check_positive_int(num_classes, "num_classes", minimum=2)
     if seed is not None:
-        check_positive_int(seed, "seed", minimum=0)
+        seed = check_positive_int(seed, "seed", minimum=0)
     return Augmentation(preset, _preset_layers(preset, seed), num_classes)
 
 

@@ -10,6 +10,9 @@ from ._common import UsageError, check_output_file, seed_value
 
 from pathlib import Path
 
+#: Upper bounds that keep the picture (and the batch augmented at once) in memory.
+MAX_IMAGES, MAX_VIEWS, MAX_SCALE, MAX_PIXELS = 1024, 16, 16, 64 * 10**6
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -65,11 +68,17 @@ def run(args) -> int:
     if not data.exists():
         raise InputNotFoundError(f"{data}: no such file or folder; expected images, a class-folder tree or an .npz")
     check_output_file("--out", out, data, (".png", ".jpg", ".jpeg", ".webp"), overwrite=args.overwrite)
-    for flag, value in (("-n", args.n), ("--views", args.views), ("--columns", args.columns), ("--scale", args.scale)):
-        if value < 1:
-            raise UsageError(f"{flag} must be at least 1, got {value}")
+    for flag, value, top in (("-n", args.n, MAX_IMAGES), ("--views", args.views, MAX_VIEWS),
+                             ("--columns", args.columns, MAX_IMAGES), ("--scale", args.scale, MAX_SCALE)):
+        if not 1 <= value <= top:
+            raise UsageError(f"{flag} must be 1 to {top}, got {value}")
     if args.image_size < 16:
         raise UsageError(f"--image-size must be at least 16, got {args.image_size}")
+    pixels = args.n * (1 + args.views) * (args.image_size * args.scale) ** 2  # at most; the grid adds thin gaps
+    if pixels > MAX_PIXELS:
+        raise UsageError(f"the picture would hold {pixels / 1e6:.0f} megapixels ({args.n} images, {1 + args.views} rows "
+                         f"each, {args.image_size} px, --scale {args.scale}), more than {MAX_PIXELS // 10**6}; lower "
+                         "-n, --views, --image-size or --scale")
     images = _pick_images(data, args.n, args.image_size, args.seed)
     preset = None if args.preset == "none" else args.preset
     grid = preview_grid(images, preset, n=args.n, seed=args.seed, columns=args.columns, views=args.views)
