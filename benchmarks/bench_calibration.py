@@ -46,6 +46,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _measured import weights_sha256  # noqa: E402  (benchmarks/ is the script's folder)
 #: Issue 18's line: at least 99.7% right among the cells not flagged for review.
 ACCURACY_TARGET = 0.997
 
@@ -112,6 +113,7 @@ def main(argv=None) -> int:
     val_p, _, val_f = raw(val)
     result = {
         "model": name,
+        "weights_sha256": weights_sha256(folder),
         "method": "temperature scaling (NLL, golden-section over log T)",
         "fitted_on": record["fitted_on"],
         "temperature": temperature,

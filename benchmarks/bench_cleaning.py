@@ -9,8 +9,9 @@ Injected into the 13,673 pbc96 cells:
   flips and overlap by 80% or more show the same picture; grouping them is not counted as a
   false duplicate pair (they are listed apart);
 - duplicates of 400 random cells: exact copies, JPEG re-encodes (quality 75-95), brightened or
-  darkened by 5%, and resized copies (down to 64-80 pixels or up to 128-200 and back with
-  :func:`bloodcell.imageio.resize_image`).
+  darkened by 5%, resized copies (down to 64-80 pixels or up to 128-200 and back with
+  :func:`bloodcell.imageio.resize_image`), and mirrored or turned copies (a flip and/or a
+  rotation by 90, 180 or 270 degrees).
 
 The outlier reference was fitted to one half of pbc96 (``make_outlier_reference.py``) and to
 cells only. The photo sources are split in two: ``DEV_SOURCES`` were looked at while the outlier

@@ -23,6 +23,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _measured import weights_sha256  # noqa: E402  (benchmarks/ is the script's folder)
 
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5)
 
@@ -68,6 +69,7 @@ def main(argv=None) -> int:
             curves[name].append(float(proba.mean()))
     result = {
         "model": bloodcell.DEFAULT_MODEL,
+        "weights_sha256": weights_sha256(),
         "method": "CAM (= Grad-CAM for a global-average-pooling + dense head)",
         "images": int(len(images)),
         "data": f"{len(images)} cells of the held-out split of {Path(args.data).name} (test_files.json), seed 0",

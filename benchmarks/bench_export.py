@@ -29,6 +29,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout, installed or not
+from _measured import weights_sha256  # noqa: E402  (benchmarks/ is the script's folder)
 BATCH = 64
 
 
@@ -93,7 +94,7 @@ def main() -> int:
     reference = clf.predict_proba(images)
     threads = os.cpu_count() or 1
 
-    results: dict = {"model": clf.name, "architecture": clf.architecture, "input_size": clf.input_size, "formats": {}}
+    results: dict = {"model": clf.name, "weights_sha256": weights_sha256(args.model), "architecture": clf.architecture, "input_size": clf.input_size, "formats": {}}
     with tempfile.TemporaryDirectory() as tmp:
         paths = {}
         for fmt, name in (("onnx", "model.onnx"), ("litert", "model.tflite"), ("saved_model", "saved_model")):

@@ -45,6 +45,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _measured import weights_sha256  # noqa: E402  (benchmarks/ is the script's folder)
 
 MIN_IMAGES = 20  # classes with at least this many images take part in few-shot
 SHOTS = (1, 5, 10, 25)
@@ -76,6 +77,7 @@ def zero_shot(name: str, source: str, bccd: Path, present: list[str]) -> dict:
     truth = [clf.class_names.index(data.class_names[i]) for i in data.labels]
     return {
         "model": name,
+        "weights_sha256": weights_sha256(source),
         "accuracy": ev["accuracy"],
         "balanced_accuracy": ev["balanced_accuracy"],
         "mean_confidence": float(proba.max(1).mean()),
@@ -130,6 +132,7 @@ def acceptance_run(bccd: Path, classes: list[str], init: str, root: Path, flags:
     ev = json.loads(out_json)["evaluation"]
     return {
         "command": " ".join(["bloodcell train FEW --init", init, *flags, "--out OUT"]),
+        "init_weights_sha256": weights_sha256(init),
         "few": used, "rest_images": ev["n"], "seconds": round(seconds, 1),
         "accuracy_on_rest": ev["accuracy"], "balanced_accuracy_on_rest": ev["balanced_accuracy"],
         "cross_validated_accuracy": bloodcell.load_classifier(out).metrics.get("accuracy"),

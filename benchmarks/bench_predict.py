@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
+from _measured import weights_sha256  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def files_for(args, tmp: Path) -> list[Path]:
@@ -120,6 +121,7 @@ def main() -> int:
         "images": n,
         "architecture": args.model,
         "model": clf.name or "untrained",
+        "weights_sha256": weights_sha256() if bundled else None,
         "outlier_check": checks,
         "input_size": size,
         "data": str(args.data) if Path(args.data).is_dir() else "synthetic JPEGs",

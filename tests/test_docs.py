@@ -66,3 +66,31 @@ def test_readme_figures_are_rendered_from_measured_files():
     text = (ROOT / "README.md").read_text()
     assert "<!-- generated: status -->" in text
     assert readme.render(text) == text, "README.md is stale: run python docs/scripts/readme.py"
+
+
+def _measured_records(name: str, result: dict) -> list[tuple[str, dict, str]]:
+    """(model, record, key) for each result of a model-dependent benchmark file that must name its weights."""
+    if name == "accuracy.json":
+        return [(model, row, "weights_sha256") for model, row in result["models"].items()]
+    if name == "outside.json":
+        from bloodcell import DEFAULT_MODEL
+
+        return ([(row["model"], row, "weights_sha256") for row in result["zero_shot"]]
+                + [(DEFAULT_MODEL, result["few_shot_acceptance"], "init_weights_sha256")])
+    return [(result["model"], result, "weights_sha256")]
+
+
+@pytest.mark.parametrize("name", ["accuracy.json", "calibration.json", "explain.json", "export.json", "outside.json",
+                                  "predict.json"])
+def test_results_were_measured_on_the_zoo_weights_of_today(name):
+    import json
+
+    from bloodcell import list_pretrained, pretrained_entry
+
+    result = json.loads((ROOT / "benchmarks" / "results" / name).read_text())
+    for model, record, key in _measured_records(name, result):
+        if model not in list_pretrained():
+            continue  # measured on a model outside the zoo (e.g. --extra): nothing to compare with
+        assert record.get(key) == pretrained_entry(model).sha256, (
+            f"benchmarks/results/{name}: measured on {model} weights {record.get(key)}, but the zoo's {model} is "
+            f"{pretrained_entry(model).sha256}; rerun the benchmark that writes it")
