@@ -37,7 +37,7 @@ def check_image_batch(images, name: str = "images", *, single: bool = False, min
                         "size first, e.g. bloodcell.imageio.load_images(images, size)") from None
     if single and arr.ndim == 3 and arr.shape[-1] == 3:
         arr = arr[None]
-    if arr.ndim == 4 and arr.shape[-1] == 3 and np.issubdtype(arr.dtype, np.floating) and not suffix:
+    if arr.ndim == 4 and arr.shape[-1] == 3 and np.issubdtype(arr.dtype, np.floating):  # in memory already: cast
         suffix = ("; pixel values of 0..255 as uint8: np.rint(images).astype(np.uint8) (multiply 0..1 floats by 255 "
                   "first)")
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:

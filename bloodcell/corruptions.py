@@ -3,8 +3,12 @@
 Twelve corruptions of what microscope images suffer between the slide and the model, each at five
 severities calibrated like ImageNet-C (Hendrycks & Dietterich, ICLR 2019): severity 1 is mild,
 severity 5 is strong while a haematologist still recognises the cell. :data:`SEVERITY_PARAMS`
-lists every parameter per severity. Lengths are given for 96x96 images and scale with the image
-side, so a corruption hides the same share of a cell at any resolution.
+lists every parameter per severity. Lengths (blur radii and lengths, blot and bubble sizes) are
+given for 96x96 images and scale with the image side, so a corruption hides the same share of a
+cell at any resolution; blur kernels are capped at 63x63 pixels, so blurs scale exactly up to
+sides of about 640 pixels. Pixelation (the image shrunk to a share of its side: blocks of the same
+number of pixels at any side), JPEG (8x8-pixel blocks) and noise act at the pixel scale, as a
+camera's do.
 
 The TensorFlow functions behind :func:`corrupt` take one severity per image, continuous in
 ``[0, 5]`` (0 is the identity, parameters are interpolated linearly between the table's rows);
@@ -356,7 +360,7 @@ def corrupt(images: np.ndarray, name: str, severity: int, *, seed: int = 0) -> n
     batch = check_image_batch(images, single=True, min_side=MIN_SIDE, hint="convert with bloodcell.imageio.load_images")
     out = np.empty_like(batch)
     fn = _compiled(name)
-    base = int(seed) % (2**31 - 1)
+    base = int(seed) % 2**31  # every seed the command line takes (0..2**31 - 1) is its own
     for chunk, start in enumerate(range(0, len(batch), _CHUNK)):
         part = batch[start : start + _CHUNK]
         result = fn(part, tf.fill([len(part)], float(severity)), tf.constant([base, chunk], tf.int32))

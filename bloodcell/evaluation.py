@@ -21,7 +21,7 @@ from ._labelled import labelled_images
 from .calibration import calibration_metrics, review_summary, risk_coverage
 from ._util import new_figure
 from .errors import ConfigError, DataError
-from .imageio import resize_images
+from .imageio import MIN_SIDE, resize_images
 
 __all__ = [
     "Report",
@@ -42,10 +42,17 @@ def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
     if len(y_true) != len(y_pred):
         raise DataError(f"y_true has {len(y_true)} labels but y_pred {len(y_pred)}; give one prediction per label")
     for name, y in (("y_true", y_true), ("y_pred", y_pred)):
-        if len(y) and (not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= num_classes):
-            raise DataError(f"{name}: expected integer class ids 0..{num_classes - 1}, got {y.dtype} {y.min()}..{y.max()}")
+        if len(y) and not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{name}: expected integer class ids 0..{num_classes - 1}, got {y.dtype} values such as "
+                            f"{y.flat[0].item()!r}; map class names to their positions in class_names")
+        if len(y) and (y.min() < 0 or y.max() >= num_classes):
+            raise DataError(f"{name}: expected integer class ids 0..{num_classes - 1}, got {y.min()}..{y.max()}")
     flat = y_true.astype(np.int64) * num_classes + y_pred.astype(np.int64)
     return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def _classes_present(count: int) -> str:
+    return "1 class present" if count == 1 else f"{count} classes present"
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -87,10 +94,15 @@ class Report:
 
     @classmethod
     def from_confusion(cls, confusion: np.ndarray, class_names: Sequence[str], **extra: Any) -> "Report":
-        """Every metric of the report, derived from a confusion matrix."""
-        cm = np.asarray(confusion, np.int64)
-        if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(class_names):
-            raise DataError(f"confusion: expected a square matrix of side {len(class_names)}, got shape {cm.shape}")
+        """Every metric of the report, derived from a confusion matrix of counts (rows: true classes)."""
+        given = np.asarray(confusion)
+        if given.ndim != 2 or given.shape[0] != given.shape[1] or given.shape[0] != len(class_names):
+            raise DataError(f"confusion: expected a square matrix of side {len(class_names)}, got shape {given.shape}")
+        numeric = given.dtype != bool and np.issubdtype(given.dtype, np.number)
+        if not numeric or not np.all(np.isfinite(given)) or np.any(given < 0) or np.any(given != np.round(given)):
+            raise DataError(f"confusion: expected non-negative whole counts, got {given.tolist()!r:.120}; pass the "
+                            "counts, not a normalised matrix")
+        cm = given.astype(np.int64)
         n = int(cm.sum())
         if n == 0:
             raise DataError("nothing to evaluate: the confusion matrix is empty; pass at least one labelled image")
@@ -106,6 +118,7 @@ class Report:
         for key in AVERAGES:
             averages[f"macro_{key}"] = float(per[key][present].mean())
             averages[f"weighted_{key}"] = float((per[key] * support).sum() / n)
+        extra.setdefault("absent", tuple(name for name, count in zip(class_names, support) if count == 0))
         return cls(
             class_names=tuple(class_names),
             confusion=cm,
@@ -163,7 +176,7 @@ class Report:
                   else f"{self.review['accuracy_unflagged']:.4f}")]
               if self.review is not None else []),
             *([f"no images of: {', '.join(self.absent)} (balanced accuracy runs over the "
-               f"{int((np.asarray(self.confusion).sum(axis=1) > 0).sum())} classes present"
+               + _classes_present(int((np.asarray(self.confusion).sum(axis=1) > 0).sum()))
                + (f"; macro averages also count {', '.join(predicted_absent)}, predicted with precision 0)"
                   if predicted_absent else ")")] if self.absent else []),
             "",
@@ -402,9 +415,17 @@ def evaluate_robustness(
     if not given or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s not in SEVERITIES for s in given):
         raise ConfigError(f"severities: expected integers in {list(SEVERITIES)}, got {given}")
     severities = tuple(int(s) for s in given)
+    for what, values in (("corruptions", names), ("severities", severities)):
+        twice = sorted({v for v in values if values.count(v) > 1}, key=str)
+        if twice:
+            raise ConfigError(f"{what}: {', '.join(map(str, twice))} given more than once, got {list(values)}; "
+                              "give each once")
     if corrupt_size is not None and (isinstance(corrupt_size, bool) or not isinstance(corrupt_size, (int, np.integer))
-                                     or corrupt_size < 1):
-        raise ConfigError(f"corrupt_size: expected a positive image side in pixels or None, got {corrupt_size!r}")
+                                     or corrupt_size < MIN_SIDE):
+        raise ConfigError(f"corrupt_size: expected an image side of at least {MIN_SIDE} pixels or None, got "
+                          f"{corrupt_size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ConfigError(f"seed must be an integer, got {seed!r}")
     corrupt_size = None if corrupt_size is None else int(corrupt_size)
     start = time.perf_counter()
     images, labels, _ = labelled_images(classifier, dataset, corrupt_size)

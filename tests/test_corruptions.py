@@ -4,6 +4,7 @@ import tensorflow as tf
 from synth_cells import make_cells
 
 from bloodcell.corruptions import CORRUPTIONS, SEVERITIES, SEVERITY_PARAMS, corrupt, corrupt_tf
+from bloodcell.errors import DataError
 
 NAMES = (
     "defocus_blur", "motion_blur", "jpeg", "pixelate", "gaussian_noise", "brightness_up",
@@ -44,6 +45,13 @@ def test_single_image_and_seed_beyond_int32(images):
     out = corrupt(images[0], "gaussian_noise", 2, seed=2**40 + 5)
     assert out.shape == images[0].shape and out.dtype == np.uint8
     np.testing.assert_array_equal(out, corrupt(images[0], "gaussian_noise", 2, seed=2**40 + 5))
+    top = corrupt(images[0], "gaussian_noise", 2, seed=2**31 - 1)  # the command line's largest seed is its own
+    assert not np.array_equal(top, corrupt(images[0], "gaussian_noise", 2, seed=0))
+
+
+def test_a_float_batch_gets_the_cast_that_fixes_it(images):
+    with pytest.raises(DataError, match=r"np.rint\(images\).astype\(np.uint8\)"):
+        corrupt(images.astype(np.float32), "jpeg", 1)
 
 
 def test_lengths_scale_with_image_size():

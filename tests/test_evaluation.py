@@ -97,6 +97,15 @@ def test_confusion_matrix_rejects_bad_input():
         confusion_matrix([0, 2], [0, 1], 2)
     with pytest.raises(ValueError, match="at least one"):
         metrics_from_predictions([], [], 3)
+    with pytest.raises(ValueError, match="got <U1 values such as 'a'; map class names to their positions"):
+        confusion_matrix(["a"], ["b"], 2)
+    for bad in ([[-1, 2], [0, 1]], [[1.0, 0.0], [0.25, 0.75]], [[np.nan, 1], [0, 1]]):  # a normalised matrix too
+        with pytest.raises(ValueError, match="confusion: expected non-negative whole counts.*not a normalised matrix"):
+            Report.from_confusion(bad, ["a", "b"])
+    report = Report.from_confusion([[2, 0, 0], [0, 0, 0], [1, 0, 1]], ["a", "b", "c"])
+    assert report.absent == ("b",) and "no images of: b (balanced accuracy runs over the 2 classes present" \
+        in report.to_text()
+    assert "runs over the 1 class present" in Report.from_confusion([[1, 0], [0, 0]], ["a", "b"]).to_text()
 
 
 # A classifier whose predictions are known: the mean colour decides. Pure red -> 0, green -> 1,
@@ -219,8 +228,14 @@ def test_robustness_rejects_bad_arguments(tiny):
         evaluate_robustness(clf, data, corruptions=["fog"])
     with pytest.raises(ValueError, match="severities"):
         evaluate_robustness(clf, data, severities=(0, 6))
-    with pytest.raises(ValueError, match="corrupt_size"):
-        evaluate_robustness(clf, data, corrupt_size=0)
+    with pytest.raises(ValueError, match="corrupt_size: expected an image side of at least 8 pixels"):
+        evaluate_robustness(clf, data, corrupt_size=4)
+    with pytest.raises(ValueError, match=r"corruptions: jpeg given more than once, got \['jpeg', 'jpeg'\]"):
+        evaluate_robustness(clf, data, corruptions=["jpeg", "jpeg"])
+    with pytest.raises(ValueError, match="severities: 3 given more than once"):
+        evaluate_robustness(clf, data, corruptions="jpeg", severities=(3, 3))
+    with pytest.raises(ValueError, match="seed must be an integer, got None"):
+        evaluate_robustness(clf, data, corruptions="jpeg", seed=None)
 
 
 def test_robustness_at_another_size_corrupts_before_the_resize(tiny):
@@ -320,6 +335,10 @@ def test_cli_evaluate_errors(cli_files, tmp_path, capsys):
     assert "unknown corruption" in capsys.readouterr().err
     assert main([*base, "--corruptions", "jpg"]) == 2
     assert "unknown corruption(s) jpg; expected some of:" in (err := capsys.readouterr().err) and "did you mean 'jpeg'?" in err
+    plot = tmp_path / "a.png"  # two pictures into one file: the first would be lost
+    assert main([*base, "--plot", str(plot), "--review-plot", str(tmp_path / "." / "a.png")]) == 2
+    assert f"--plot and --review-plot both name {tmp_path / '.' / 'a.png'}; give each picture its own file" \
+        in capsys.readouterr().err and not plot.exists()
 
 
 def test_cli_evaluate_write_metrics_updates_config_and_card(cli_files, tmp_path, capsys):

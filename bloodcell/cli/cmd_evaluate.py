@@ -181,10 +181,14 @@ def run(args) -> int:
     corruptions = [c.strip() for c in args.corruptions.split(",") if c.strip()] if args.corruptions else None
     robustness = args.robustness or bool(args.robustness_plot or args.severities or args.corruptions)
 
+    seen: dict[Path, str] = {}
     for flag, path in (("--plot", args.plot), ("--robustness-plot", args.robustness_plot),
                        ("--review-plot", args.review_plot)):
         if path:
             check_output_file(flag, path, args.data, PLOT_SUFFIXES, overwrite=args.overwrite)
+            same = seen.setdefault(Path(path).resolve(), flag)
+            if same != flag:  # the second picture would replace the first
+                raise UsageError(f"{same} and {flag} both name {path}; give each picture its own file")
     folder = _writable_folder(args) if args.write_metrics else None
     clf = load_classifier(args.model)
     classes = classes_option(clf, args.classes)  # a bad name fails before any work
