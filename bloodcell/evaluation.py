@@ -86,6 +86,8 @@ class Report:
     review: Optional[dict[str, float]] = None
     #: accuracy of the unflagged cells against the share flagged (:func:`bloodcell.calibration.risk_coverage`)
     risk_coverage: Optional[list] = None
+    #: the classes the answers were restricted to (``classes=``, ``--classes``); None: all of them
+    classes: Optional[tuple[str, ...]] = None
 
     @property
     def ece(self) -> Optional[float]:
@@ -155,6 +157,7 @@ class Report:
             **({"calibration": dict(self.calibration)} if self.calibration is not None else {}),
             **({"review": dict(self.review)} if self.review is not None else {}),
             **({"risk_coverage": list(self.risk_coverage)} if self.risk_coverage is not None else {}),
+            **({"classes": list(self.classes)} if self.classes is not None else {}),
         }
 
     def to_text(self) -> str:
@@ -164,6 +167,7 @@ class Report:
         predicted_absent = [c for c in self.absent if predicted[self.class_names.index(c)]]
         lines = [
             f"{'accuracy':<{width}}  {self.accuracy:.4f}   (n = {self.n}{', TTA' if self.tta else ''})",
+            *([f"{'answers':<{width}}  restricted to {', '.join(self.classes)}"] if self.classes is not None else []),
             f"{'balanced acc.':<{width}}  {self.balanced_accuracy:.4f}",
             *([f"{'ECE':<{width}}  {self.ece:.4f}   (NLL {self.calibration['nll']:.4f}, Brier "
                f"{self.calibration['brier']:.4f}, mean confidence {self.calibration['mean_confidence']:.4f})"]
@@ -250,6 +254,8 @@ class RobustnessReport:
     seconds: Optional[float] = None
     #: the image side the corruptions were applied at (None: the classifier's input size)
     corrupt_size: Optional[int] = None
+    #: the classes the answers were restricted to (None: all of them)
+    classes: Optional[tuple[str, ...]] = None
     per_corruption_mean: dict[str, float] = field(init=False)
     per_severity_mean: list[float] = field(init=False)
     robustness_mean: float = field(init=False)
@@ -283,16 +289,19 @@ class RobustnessReport:
             "accuracy": {k: list(v) for k, v in self.accuracy.items()},
             "per_corruption_mean": self.per_corruption_mean,
             "per_severity_mean": self.per_severity_mean,
+            **({"classes": list(self.classes)} if self.classes is not None else {}),
         }
 
     def to_text(self) -> str:
         """A terminal table of accuracy per corruption (rows) and severity (columns)."""
         width = max(16, *(len(c) for c in self.accuracy))
         head = "".join(f"{f'sev {s}':>8}" for s in self.severities)
+        restricted = f"; answers restricted to {', '.join(self.classes)}" if self.classes is not None else ""
         lines = [
             f"{'clean accuracy':<{width}}  {self.clean_accuracy:.4f}   (n = {self.n}, seed {self.seed}"
             f"{', TTA' if self.tta else ''}"
-            f"{f', corrupted at {self.corrupt_size}x{self.corrupt_size}' if self.corrupt_size else ''})",
+            f"{f', corrupted at {self.corrupt_size}x{self.corrupt_size}' if self.corrupt_size else ''}"
+            f"{restricted})",
             "",
             f"{'corruption':<{width}}{head}{'mean':>8}",
         ]
@@ -349,6 +358,10 @@ def _allowed(classifier, labels: np.ndarray, classes) -> Optional[np.ndarray]:
     return mask
 
 
+def _restricted(classifier, allowed: Optional[np.ndarray]) -> Optional[tuple[str, ...]]:
+    return None if allowed is None else tuple(c for c, a in zip(classifier.class_names, allowed) if a)
+
+
 def evaluate(classifier, dataset, *, batch_size: int = 64, tta: bool = False, classes: Optional[Sequence[str]] = None,
              verbose: int = 1) -> Report:
     """Classify ``dataset`` (a Dataset or ``(images, labels)``) and measure the predictions.
@@ -375,7 +388,7 @@ def evaluate(classifier, dataset, *, batch_size: int = 64, tta: bool = False, cl
     review = None if threshold is None else review_summary(proba, labels, threshold, outliers=outliers)
     return Report.from_confusion(cm, classifier.class_names, tta=tta, seconds=round(time.perf_counter() - start, 2),
                                  absent=absent, calibration=calibration_metrics(proba, labels), review=review,
-                                 risk_coverage=risk_coverage(proba, labels))
+                                 risk_coverage=risk_coverage(proba, labels), classes=_restricted(classifier, allowed))
 
 
 def evaluate_robustness(
@@ -429,7 +442,7 @@ def evaluate_robustness(
     corrupt_size = None if corrupt_size is None else int(corrupt_size)
     start = time.perf_counter()
     images, labels, _ = labelled_images(classifier, dataset, corrupt_size)
-    _allowed(classifier, labels, classes)
+    allowed = _allowed(classifier, labels, classes)
 
     def accuracy(x: np.ndarray) -> float:
         if corrupt_size is not None:
@@ -450,4 +463,5 @@ def evaluate_robustness(
         tta=tta,
         seconds=round(time.perf_counter() - start, 2),
         corrupt_size=corrupt_size,
+        classes=_restricted(classifier, allowed),
     )

@@ -409,6 +409,8 @@ def test_cli_evaluate_classes_reach_the_robustness_run_and_plots_make_their_fold
             "--corruptions", "jpeg", "--severities", "1", "--classes", "basophil,lymphocyte,platelet"]
     out = run_json(capsys, *base[1:], "--plot", str(tmp_path / "new" / "cm.png"))
     assert out["robustness"]["clean_accuracy"] == pytest.approx(out["evaluation"]["accuracy"])
+    # the restriction is part of the figures: recorded in both reports
+    assert out["evaluation"]["classes"] == out["robustness"]["classes"] == ["basophil", "lymphocyte", "platelet"]
     assert (tmp_path / "new" / "cm.png").is_file()
     # a plot is not replaced unless asked
     before = (tmp_path / "new" / "cm.png").read_bytes()
