@@ -139,11 +139,8 @@ def _check_split(workdir: Path, args, val_set, test_set) -> None:
     atomic_write_text(path, json.dumps(split))
 
 
-def _check_outputs(data: Path, out: Path, workdir: Path, args) -> None:
-    """Refuse, before any data is read or file written, outputs that would fail or destroy something."""
-    from ..folder import card_refusal, is_generated_card
-    from ..training.callbacks import checkpoint_exists
-
+def _check_paths(data: Path, out: Path, workdir: Path) -> None:
+    """Refuse, before the locks create any folder, a missing DATA and outputs inside it or on files."""
     if not data.exists():
         raise InputNotFoundError(f"{data}: no such file or folder; expected a class-folder tree or an .npz file")
     for flag, path in (("--out", out), ("--workdir", workdir)):
@@ -152,6 +149,14 @@ def _check_outputs(data: Path, out: Path, workdir: Path, args) -> None:
                              "choose a folder outside it")
         if path.exists() and not path.is_dir():
             raise UsageError(f"{flag} {path}: is a file, expected a folder; choose another {flag}")
+
+
+def _check_outputs(data: Path, out: Path, workdir: Path, args) -> None:
+    """Refuse, before any data is read or file written, outputs that would fail or destroy something."""
+    from ..folder import card_refusal, is_generated_card
+    from ..training.callbacks import checkpoint_exists
+
+    _check_paths(data, out, workdir)
     if args.resume and not checkpoint_exists(workdir):
         raise UsageError(f"--resume: {workdir} holds no checkpoint, so there is nothing to resume; drop --resume "
                          "to start a new run (or give the --workdir of the run to continue)")
@@ -161,7 +166,8 @@ def _check_outputs(data: Path, out: Path, workdir: Path, args) -> None:
     if (out / "README.md").exists() and not is_generated_card(out / "README.md"):
         raise UsageError(f"--out {card_refusal(out / 'README.md')}; choose another --out")
     others = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir()
-                    if not p.name.startswith(".")) if out.is_dir() and not (out / "config.json").exists() else []
+                    if not p.name.startswith(".") and p.resolve() != workdir.resolve()
+                    ) if out.is_dir() and not (out / "config.json").exists() else []
     if others:  # a data set, say: a model written among its class folders would be read with them
         raise UsageError(f"--out {out}: exists and holds other files ({', '.join(others[:3])}"
                          f"{', ...' if len(others) > 3 else ''}) but no model; choose a new or empty folder")
@@ -328,11 +334,31 @@ def run(args) -> int:
         raise UsageError(f"--out {args.out}: the model is saved as a whole folder that replaces it; give a new "
                          "folder, not the working directory or one above it (e.g. --out runs/my-model)")
     workdir = Path(args.workdir) if args.workdir else default_workdir(out)
-    if process_id:  # another process of a multi-process run: it trains, process 0 writes
-        return _run(args, arch, weights, parent, out, workdir, writes=False)
-    # Held for the whole run: a second run into the same --out or --workdir refuses at once.
-    with locked(out, flag="--out"), locked(workdir, flag="--workdir"):
-        return _run(args, arch, weights, parent, out, workdir)
+    _check_paths(Path(args.data), out, workdir)  # before the locks, which create their folders' parents
+    try:
+        if process_id:  # another process of a multi-process run: it trains, process 0 writes
+            return _run(args, arch, weights, parent, out, workdir, writes=False)
+        # Held for the whole run: a second run into the same --out or --workdir refuses at once.
+        with locked(out, flag="--out"), locked(workdir, flag="--workdir"):
+            return _run(args, arch, weights, parent, out, workdir)
+    except KeyboardInterrupt:
+        _say_interrupted(args, workdir)
+        return 130
+
+
+def _say_interrupted(args, workdir: Path) -> None:
+    """How to go on after Ctrl-C: resume from the checkpoint (also when training had ended and the model
+    was being measured or saved: the resumed run does that), or start again when there is none."""
+    from ..training.callbacks import checkpoint_exists
+
+    if checkpoint_exists(workdir):
+        # --overwrite started the run afresh and would be refused beside --resume
+        again = shlex.join(a for a in args.argv if a not in ("--resume", "--overwrite"))
+        print(f"bloodcell train: interrupted; the last finished epoch is checkpointed in {workdir}: continue with "
+              f"bloodcell {again} --resume", file=sys.stderr)
+    else:
+        print("bloodcell train: interrupted before the first epoch ended, so nothing is checkpointed; run the command "
+              "again to start over", file=sys.stderr)
 
 
 def _join() -> int:
@@ -416,18 +442,13 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
 
     if writes and args.resume:
         _check_split(workdir, args, val_set, test_set)  # another split is refused before anything runs
-    try:
-        # The checkpoint goes, and the split and command of this run are written, once fit has checked everything:
-        # a run refused for a bad option leaves an earlier run resumable.
-        trainer.fit(train_set, val_set, resume=args.resume, overwrite=args.overwrite,
-                    callbacks=[OnTrainBegin(record_run)] if writes else None)
-    except KeyboardInterrupt:
-        print(f"bloodcell train: interrupted; the last finished epoch is checkpointed in {workdir}: continue with "
-              f"{command} --resume", file=sys.stderr)
-        return 130
+    # The checkpoint goes, and the split and command of this run are written, once fit has checked everything:
+    # a run refused for a bad option leaves an earlier run resumable.
+    trainer.fit(train_set, val_set, resume=args.resume, overwrite=args.overwrite,
+                callbacks=[OnTrainBegin(record_run)] if writes else None)
     if not writes:
         return _done_elsewhere(trainer, out)
-    if trainer.resumed:
+    if trainer.resumed and command_file.is_file():  # (a checkpoint of Trainer.fit's own has none)
         command = command_file.read_text().strip()  # the run's first command
     clf = trainer.classifier
     clf.name = out.name

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -153,13 +155,31 @@ def save_checkpoint(workdir: Path, model: keras.Model, state: dict[str, Any], re
     if best is not None:
         np.savez(tmp / "best.npz", *[np.asarray(w) for w in best])
     (tmp / STATE_FILE).write_text(json.dumps({**state, "config": record}, indent=1, default=_plain))
+    _sync(*tmp.iterdir(), tmp)  # on disk before the renames: a power cut must not leave empty files behind them
     if not ckpt.exists() and old.exists():
         old.rename(ckpt)  # a kill left the previous checkpoint as .old: it stays the one to fall back on
     shutil.rmtree(old, ignore_errors=True)
     if ckpt.exists():
         ckpt.rename(old)
     tmp.rename(ckpt)
+    _sync(workdir)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _sync(*paths: Path) -> None:
+    """fsync files and folders (a folder's fsync makes the renames in it durable; where the system
+    cannot open a folder, as Windows, that part is skipped)."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def checkpoint_exists(workdir: Optional[Path]) -> bool:
@@ -185,8 +205,11 @@ def load_checkpoint(workdir: Path, record: dict[str, Any]) -> dict[str, Any]:
     ckpt = workdir / CHECKPOINT
     if not (ckpt / STATE_FILE).is_file() and (ckpt.with_name(CHECKPOINT + ".old") / STATE_FILE).is_file():
         ckpt = ckpt.with_name(CHECKPOINT + ".old")  # killed between the two renames
-    state = json.loads((ckpt / STATE_FILE).read_text())
-    saved = state.pop("config")
+    try:
+        state = json.loads((ckpt / STATE_FILE).read_text())
+        saved = state.pop("config")
+    except (ValueError, KeyError, AttributeError, OSError) as exc:
+        raise _damaged(ckpt, exc) from None
     if "data" not in saved:  # written before checkpoints recorded their data
         record = {k: v for k, v in record.items() if k != "data"}
     if saved.get("data") != record.get("data"):
@@ -199,10 +222,18 @@ def load_checkpoint(workdir: Path, record: dict[str, Any]) -> dict[str, Any]:
             f"{ckpt}: checkpoint was written with other settings {diff} (saved, now); resume with "
             "the same settings or use a fresh workdir"
         )
-    state["weights"] = load_arrays(ckpt / "weights.npz")
-    state["optimizer"] = load_arrays(ckpt / "optimizer.npz")
-    state["best"] = load_arrays(ckpt / "best.npz") if (ckpt / "best.npz").is_file() else None
+    try:
+        state["weights"] = load_arrays(ckpt / "weights.npz")
+        state["optimizer"] = load_arrays(ckpt / "optimizer.npz")
+        state["best"] = load_arrays(ckpt / "best.npz") if (ckpt / "best.npz").is_file() else None
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as exc:
+        raise _damaged(ckpt, exc) from None
     return state
+
+
+def _damaged(ckpt: Path, exc: Exception) -> ConfigError:
+    return ConfigError(f"{ckpt}: the checkpoint is damaged ({type(exc).__name__}: {exc}), so the run cannot be resumed; "
+                       "start it again with --overwrite (Trainer: overwrite=True)")
 
 
 def data_fingerprint(train, val) -> Optional[dict[str, Any]]:
