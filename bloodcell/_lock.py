@@ -57,10 +57,21 @@ def _alive(path: Path) -> bool:
     return True
 
 
+def _command() -> str:
+    """This process's command line as a person would recognise it: ``bloodcell ...`` for the command
+    line (``python -m bloodcell`` too), the script and its arguments for a Python script."""
+    if not sys.argv or not sys.argv[0]:
+        return "python"
+    program = Path(sys.argv[0])
+    if program.stem == "bloodcell" or program.parent.name == "bloodcell" and program.name == "__main__.py":
+        return " ".join(["bloodcell", *sys.argv[1:]])
+    return " ".join(["python", *sys.argv])
+
+
 def _acquire(path: Path, name: str, flag: str) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
-                         "command": " ".join(["bloodcell", *sys.argv[1:]]) if sys.argv else "python"})
+                         "command": _command()})
 
     def busy() -> BusyError:
         return BusyError(f"{name}: in use by another bloodcell run ({_holder(path)}); wait for it to end, or "

@@ -342,10 +342,12 @@ def test_train_says_on_screen_when_its_figures_mean_little(capsys):
 
     record = {"fitted_on": "the 3-fold predictions; the fit stopped at the edge of its range (T = 20): these 16 images "
                            "say little about the model's confidence, so recalibrate on more"}
-    _warn_of_weak_figures(record, 0.125, 8)
+    _warn_of_weak_figures(record, 0.125, 8, False)
     err = capsys.readouterr().err.splitlines()
     assert err[0] == ("bloodcell train: warning: calibration: the fit stopped at the edge of its range (T = 20): these "
                       "16 images say little about the model's confidence, so recalibrate on more")
-    assert "the measured accuracy (12.5%) is near chance for 8 classes" in err[1]
-    _warn_of_weak_figures({"fitted_on": "the validation split"}, 0.9, 8)
+    assert "the measured accuracy (12.5%) is near chance for 8 classes" in err[1] and err[1].endswith("with --init")
+    _warn_of_weak_figures({"fitted_on": "the validation split"}, 0.125, 8, True)  # it started from one already
+    assert capsys.readouterr().err.rstrip().endswith("give more images or epochs")
+    _warn_of_weak_figures({"fitted_on": "the validation split"}, 0.9, 8, False)
     assert capsys.readouterr().err == ""

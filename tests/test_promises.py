@@ -327,6 +327,7 @@ def test_a_second_run_into_a_locked_folder_refuses_at_once_and_a_dead_holder_fre
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 1 and len(err) == 1
         assert f"--out {out}: in use by another bloodcell run (process {holder.pid} on " in err[0]
+        assert f": python -c {out})" in err[0]  # a Python process is named as one, not as a bloodcell command
         assert not out.exists() and not (tmp_path / "run.work").exists()
         trainer = bloodcell.Trainer("microcell", input_size=SIZE, head_epochs=1, finetune_epochs=0, verbose=0,
                                     workdir=out)

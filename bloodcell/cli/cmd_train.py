@@ -369,7 +369,7 @@ def _join() -> int:
     return process_info(join_from_env())[0]
 
 
-def _warn_of_weak_figures(calibration, accuracy: float, num_classes: int) -> None:
+def _warn_of_weak_figures(calibration, accuracy: float, num_classes: int, initialised: bool) -> None:
     """Say on the terminal what the model card says of a run that learnt (next to) nothing measurable."""
     from ..card import EDGE_OF_RANGE
 
@@ -379,8 +379,8 @@ def _warn_of_weak_figures(calibration, accuracy: float, num_classes: int) -> Non
         print(f"bloodcell train: warning: calibration: {fitted[edge:]}", file=sys.stderr)
     if accuracy <= 1.5 / num_classes:
         print(f"bloodcell train: warning: the measured accuracy ({accuracy:.1%}) is near chance for {num_classes} classes "
-              "(its probabilities, and so its review flags, mean little): give more images or epochs, or start from a "
-              "bloodcell model with --init", file=sys.stderr)
+              "(its probabilities, and so its review flags, mean little): give more images or epochs"
+              + ("" if initialised else ", or start from a bloodcell model with --init"), file=sys.stderr)
 
 
 def _say_class_changes(args, parent, data) -> None:
@@ -481,7 +481,7 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
     if report.absent:
         print(f"bloodcell train: warning: the test split holds no images of {', '.join(report.absent)}; the figures "
               "do not cover those classes (use more images of them, or a larger --test-fraction)", file=sys.stderr)
-    _warn_of_weak_figures(clf.extra.get("calibration"), report.accuracy, len(data.class_names))
+    _warn_of_weak_figures(clf.extra.get("calibration"), report.accuracy, len(data.class_names), parent is not None)
     clf.extra.update(_data_record(args, data))
     clf.save_pretrained(out)
     # Beside the model, as in the zoo's folders: `evaluate --write-metrics` then refuses to measure it on
@@ -573,7 +573,7 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
         kept = TEMPERATURE_KEPT in record["fitted_on"]
         print(f"calibrated on those predictions: temperature {'kept at ' if kept else ''}{record['temperature']:.3f}"
               f"{' (every one was right)' if kept else ''}, review below {record['review_below']:.3f}", file=sys.stderr)
-        _warn_of_weak_figures(record, report.accuracy, len(data.class_names))
+        _warn_of_weak_figures(record, report.accuracy, len(data.class_names), model is None)  # None: from a bloodcell model
         headline = report.headline()
         headline["cross_validated_images"] = headline.pop("test_images")  # no test split: every image, held out in turn
         clf.metrics = {**headline, "cross_validation_folds": folds}

@@ -364,7 +364,8 @@ class Trainer:
             restore = None
             if overwrite and self._writes is not None and checkpoint_exists(self.workdir):
                 remove_checkpoint(self.workdir)  # the settings and data checked: a failure before lost nothing
-            if checkpoint_exists(self.workdir):
+            # the process that writes decides: in a multi-process run the others may look before it has removed it
+            if checkpoint_exists(self.workdir) and not (overwrite and self._writes is None):
                 raise ConfigError(
                     f"{self.workdir}: holds a checkpoint of an earlier run; pass resume=True (--resume) to "
                     "continue it, overwrite=True (--overwrite) to start afresh, or use another workdir"
