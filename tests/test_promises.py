@@ -202,9 +202,10 @@ def test_config_json_with_wrong_types_is_a_one_line_error(tiny, tmp_path, key, v
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
-def test_resume_without_a_checkpoint_keeps_the_trained_model(tmp_path, capsys):
+def test_resume_overwrite_and_interrupts_keep_what_was_written(tmp_path, capsys, monkeypatch):
     from PIL import Image
 
+    import bloodcell.evaluation
     from synth_cells import make_cells
 
     data = tmp_path / "data"
@@ -216,48 +217,31 @@ def test_resume_without_a_checkpoint_keeps_the_trained_model(tmp_path, capsys):
     args = ["train", str(data), "--model", "microcell", "--input-size", "32", "--head-epochs", "1",
             "--finetune-epochs", "0", "--augment", "none", "--val-fraction", "0.25", "--test-fraction", "0.25",
             "--batch-size", "8", "--out", str(out)]
+    assert main([*args[:-1], str(data / "runs" / "m")]) == 2  # refused: and no folder is left among the classes
+    assert "is inside DATA" in capsys.readouterr().err and sorted(p.name for p in data.iterdir()) == [
+        "basophil", "neutrophil"]
     assert main(args) == 0
     before = (out / "model.weights.h5").read_bytes()
     assert main([*args, "--workdir", str(tmp_path / "empty.work"), "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
     assert main(args) == 2  # a second run into a trained model's folder is refused ...
     assert (out / "model.weights.h5").read_bytes() == before
-    assert main([*args, "--overwrite", "--workdir", str(tmp_path / "new.work")]) == 0  # ... unless asked to
-
-
-def test_an_interrupted_train_says_the_command_that_continues_it(tmp_path, capsys, monkeypatch):
-    from PIL import Image
-
-    import bloodcell.evaluation
-    from synth_cells import make_cells
-
-    data = tmp_path / "data"
-    for c, cls in enumerate(("basophil", "neutrophil")):
-        (data / cls).mkdir(parents=True)
-        for i, img in enumerate(make_cells(8, 32, seed=c)):
-            Image.fromarray(img).save(data / cls / f"{i}.png")
-    args = ["train", str(data), "--model", "microcell", "--input-size", "32", "--head-epochs", "1",
-            "--finetune-epochs", "0", "--augment", "none", "--val-fraction", "0.25", "--test-fraction", "0.25",
-            "--batch-size", "8", "--out", str(tmp_path / "m")]
-    assert main([*args[:-1], str(data / "runs" / "m")]) == 2  # refused: and no folder is left among the classes
-    assert "is inside DATA" in capsys.readouterr().err and sorted(p.name for p in data.iterdir()) == [
-        "basophil", "neutrophil"]
 
     def interrupt(*a, **k):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:  # Ctrl-C before the first epoch ended: nothing to resume
         patch.setattr("bloodcell.training.trainer.Trainer.fit", interrupt)
-        assert main([*args, "--overwrite"]) == 130
+        assert main([*args, "--overwrite", "--workdir", str(tmp_path / "new.work")]) == 130
     assert "nothing is checkpointed; run the command again" in capsys.readouterr().err
-    with monkeypatch.context() as patch:  # Ctrl-C while the trained model is measured: the resumed run finishes it
+    with monkeypatch.context() as patch:  # ... unless asked to; Ctrl-C while the model is measured: resume finishes it
         patch.setattr(bloodcell.evaluation, "evaluate", interrupt)
-        assert main([*args, "--overwrite"]) == 130
+        assert main([*args, "--overwrite", "--workdir", str(tmp_path / "new.work")]) == 130
     said = capsys.readouterr().err
     again = said.split("continue with bloodcell ")[1].split()
     assert again[-1] == "--resume" and "--overwrite" not in again, said
-    assert main(again) == 0 and (tmp_path / "m" / "config.json").is_file()
-    (tmp_path / "m.work" / "checkpoint" / "weights.npz").write_bytes(b"")  # as a power cut can leave it
+    assert main(again) == 0 and (out / "model.weights.h5").read_bytes() != before
+    (tmp_path / "new.work" / "checkpoint" / "weights.npz").write_bytes(b"")  # as a power cut can leave it
     assert main(again) == 2
     assert "checkpoint is damaged (EOFError" in capsys.readouterr().err
 
