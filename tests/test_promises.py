@@ -233,7 +233,10 @@ def test_resume_overwrite_and_interrupts_keep_what_was_written(tmp_path, capsys,
     with monkeypatch.context() as patch:  # Ctrl-C before the first epoch ended: nothing to resume
         patch.setattr("bloodcell.training.trainer.Trainer.fit", interrupt)
         assert main([*args, "--overwrite", "--workdir", str(tmp_path / "new.work")]) == 130
-    assert "nothing is checkpointed; run the command again" in capsys.readouterr().err
+        assert "nothing is checkpointed; run the command again" in capsys.readouterr().err
+        small = [a for a in args if a not in ("--val-fraction", "--test-fraction", "0.25")]  # 16 images: small data
+        assert main([*small[:-1], str(tmp_path / "small")]) == 130
+        assert "a small-data run cannot be resumed: start it again with bloodcell train " in capsys.readouterr().err
     with monkeypatch.context() as patch:  # ... unless asked to; Ctrl-C while the model is measured: resume finishes it
         patch.setattr(bloodcell.evaluation, "evaluate", interrupt)
         assert main([*args, "--overwrite", "--workdir", str(tmp_path / "new.work")]) == 130

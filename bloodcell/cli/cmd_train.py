@@ -346,16 +346,19 @@ def run(args) -> int:
         return 130
 
 
-def _say_interrupted(args, workdir: Path) -> None:
+def _say_interrupted(args, workdir: Path, resumable: bool = True) -> None:
     """How to go on after Ctrl-C: resume from the checkpoint (also when training had ended and the model
     was being measured or saved: the resumed run does that), or start again when there is none."""
     from ..training.callbacks import checkpoint_exists
 
-    if checkpoint_exists(workdir):
-        # --overwrite started the run afresh and would be refused beside --resume
-        again = shlex.join(a for a in args.argv if a not in ("--resume", "--overwrite"))
+    # --overwrite started the run afresh and would be refused beside --resume
+    again = [a for a in args.argv if a not in ("--resume", "--overwrite")]
+    if not resumable:  # small data: its cross-validation models are not kept
+        print("bloodcell train: interrupted; a small-data run cannot be resumed: start it again with "
+              f"bloodcell {shlex.join(again)}" + (" --overwrite" if checkpoint_exists(workdir) else ""), file=sys.stderr)
+    elif checkpoint_exists(workdir):
         print(f"bloodcell train: interrupted; the last finished epoch is checkpointed in {workdir}: continue with "
-              f"bloodcell {again} --resume", file=sys.stderr)
+              f"bloodcell {shlex.join(again)} --resume", file=sys.stderr)
     else:
         print("bloodcell train: interrupted before the first epoch ended, so nothing is checkpointed; run the command "
               "again to start over", file=sys.stderr)
@@ -417,8 +420,12 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
     settings = _settings(args, input_size, small)
     command = "bloodcell " + shlex.join(a for a in args.argv if a != "--resume")
     if small:
-        return _train_small(args, data, arch if parent is None else None, weights, settings, out, workdir, command, t0,
-                            writes)
+        try:
+            return _train_small(args, data, arch if parent is None else None, weights, settings, out, workdir, command,
+                                t0, writes)
+        except KeyboardInterrupt:
+            _say_interrupted(args, workdir, resumable=False)
+            return 130
     val_fraction, test_fraction = args.val_fraction or SPLIT_FRACTIONS[1], args.test_fraction or SPLIT_FRACTIONS[2]
     train_set, val_set, test_set = split(data, (1 - val_fraction - test_fraction, val_fraction, test_fraction),
                                          seed=args.split_seed)
