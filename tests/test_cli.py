@@ -351,3 +351,15 @@ def test_train_says_on_screen_when_its_figures_mean_little(capsys):
     assert capsys.readouterr().err.rstrip().endswith("give more images or epochs")
     _warn_of_weak_figures({"fitted_on": "the validation split"}, 0.9, 8, False)
     assert capsys.readouterr().err == ""
+
+
+def test_train_setting_errors_name_the_options_not_the_python_fields():
+    from bloodcell.cli import UsageError, build_parser
+    from bloodcell.cli.cmd_train import _settings
+
+    for extra, message in ((["--weight-decay", "-1"], "--weight-decay must be a number >= 0, got -1.0"),
+                           (["--head-epochs", "0", "--finetune-epochs", "0"], "--head-epochs=0 and --finetune-epochs=0")):
+        args = build_parser().parse_args(["train", "x", "--model", "microcell", *extra])
+        with pytest.raises(UsageError) as err:
+            _settings(args, 32, small=False)
+        assert str(err.value).startswith(message) and "None" not in str(err.value)

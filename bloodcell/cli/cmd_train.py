@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import sys
 import time
@@ -304,10 +305,11 @@ def _settings(args, input_size: int, small: bool) -> dict:
                          "--test-fraction to split them")
     try:
         TrainConfig(**settings)  # bad settings fail before any training
-    except ConfigError as exc:  # named as the command line writes them
-        field = str(exc).split()[0].split("=")[0].rstrip(":")
-        flag = _FLAGS.get(field)
-        raise UsageError(f"{flag}{str(exc)[len(field):]}" if flag else str(exc)) from None
+    except ConfigError as exc:  # named as the command line writes them, without the Python API's None
+        message = str(exc)
+        for field, flag in _FLAGS.items():
+            message = re.sub(rf"\b{field}\b", flag, message)
+        raise UsageError(message.replace(" or None, got", ", got").replace(" (None: the default)", "")) from None
     return settings
 
 
