@@ -43,6 +43,21 @@ def save_figure(fig, path: PathLike, *, dpi: int) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def save_image(pixels, path: PathLike, *, scale: int = 1) -> Path:
+    """Save a uint8 RGB array as an image in the format its suffix names, enlarged ``scale`` times
+    (nearest neighbour), atomically (never a half-written picture under the final name)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    if scale > 1:
+        pixels = np.repeat(np.repeat(pixels, scale, axis=0), scale, axis=1)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=Image.registered_extensions()[Path(path).suffix.lower()])
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     """:func:`atomic_write_text` for bytes. The file gets the mode a plain ``open()`` would give it
     (the umask and the folder's default ACLs apply), or the mode of the file it replaces."""
@@ -65,6 +80,22 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
                 os.unlink(tmp)
             raise
     return path
+
+
+def fsync_paths(*paths: PathLike) -> None:
+    """fsync files and folders (a folder's fsync makes the renames in it durable; where the system
+    cannot open a folder, as Windows, that part is skipped)."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 @contextlib.contextmanager

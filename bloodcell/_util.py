@@ -25,6 +25,17 @@ def outside_stacklevel() -> int:
     return level
 
 
+def pad_batch(batch, batch_size: int):
+    """``batch`` padded with zero rows to a power of two (at most ``batch_size``): a compiled predict
+    function then sees a few batch shapes only, instead of retracing for every odd-sized last batch.
+    Keep the first ``len(batch)`` rows of what it returns."""
+    import numpy as np
+
+    n = len(batch)
+    padded = min(batch_size, 1 << max(n - 1, 0).bit_length())
+    return np.concatenate([batch, np.zeros((padded - n, *batch.shape[1:]), batch.dtype)]) if n < padded else batch
+
+
 def sha256_file(path, chunk_size: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()

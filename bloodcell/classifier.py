@@ -19,7 +19,7 @@ from ._checks import check_class_names, check_positive_int
 from ._classes import class_changes, class_index
 from ._colour import colourless
 from ._progress import progress
-from ._util import outside_stacklevel
+from ._util import outside_stacklevel, pad_batch
 from .calibration import apply_calibration, calibrate
 from .card import untrained_classes
 from .errors import ConfigError, DataError, ImageReadError
@@ -142,12 +142,7 @@ class Classifier:
     def _forward(self, batch: np.ndarray, batch_size: int, layer: Optional[str] = None):
         """The network's probabilities of a batch; with ``layer``, also that layer's pooled features."""
         n = len(batch)
-        # Pad to a power of two (at most batch_size): the compiled predict function then sees a
-        # few shapes only, instead of retracing for every odd-sized last batch.
-        padded = min(batch_size, 1 << max(n - 1, 0).bit_length())
-        if n < padded:
-            batch = np.concatenate([batch, np.zeros((padded - n, *batch.shape[1:]), batch.dtype)])
-        batch = batch.astype(np.float32)
+        batch = pad_batch(batch, batch_size).astype(np.float32)
         if layer is None:
             return np.asarray(self.model.predict_on_batch(batch))[:n]
         key = (id(self.model), layer)

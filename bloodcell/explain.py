@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from ._checks import check_positive_int
 from ._classes import class_index
+from ._util import pad_batch
 from .errors import ConfigError
 from .models import as_classifier_model
 
@@ -75,11 +76,9 @@ def class_activation_maps(classifier, images, *, target: Union[None, str, Sequen
     for start in range(0, len(x), batch_size):
         chunk = x[start : start + batch_size].astype(np.float32)
         n = len(chunk)
-        padded = min(batch_size, 1 << max(n - 1, 0).bit_length())  # a few batch shapes, as predict_proba's
-        batch = np.concatenate([chunk, np.zeros((padded - n, *chunk.shape[1:]), np.float32)]) if n < padded else chunk
-        fmap, proba = features.predict_on_batch(batch)
+        fmap, proba = features.predict_on_batch(pad_batch(chunk, batch_size))
         fmap, proba = np.asarray(fmap, np.float32)[:n], np.asarray(proba)[:n]
-        c = proba.argmax(axis=1) if wanted is None else wanted[start : start + len(chunk)]
+        c = proba.argmax(axis=1) if wanted is None else wanted[start : start + n]
         cam = np.maximum(np.einsum("nhwk,kn->nhw", fmap, kernel[:, c]), 0.0)
         up = tf.image.resize(cam[..., None], (size, size), method="bilinear").numpy()[..., 0]
         low = up.reshape(len(up), -1).min(axis=1)[:, None, None]

@@ -16,7 +16,10 @@ class UsageError(BloodcellError):
     exit_code = 2
 
 
-__all__ = ["UsageError", "check_output_file", "default_workdir", "is_within", "seed_value"]
+__all__ = ["MAX_SCALE", "UsageError", "check_output_file", "default_workdir", "is_within", "seed_value"]
+
+#: The largest --scale of the commands that draw pictures: 16 times the images' side (2,048 px at 128).
+MAX_SCALE = 16
 
 
 def default_workdir(model_folder) -> Path:

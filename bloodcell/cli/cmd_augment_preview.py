@@ -6,12 +6,12 @@ import argparse
 
 from .._choices import PRESETS
 from ..errors import InputNotFoundError
-from ._common import UsageError, check_output_file, seed_value
+from ._common import MAX_SCALE, UsageError, check_output_file, seed_value
 
 from pathlib import Path
 
 #: Upper bounds that keep the picture (and the batch augmented at once) in memory.
-MAX_IMAGES, MAX_VIEWS, MAX_SCALE, MAX_PIXELS = 1024, 16, 16, 64 * 10**6
+MAX_IMAGES, MAX_VIEWS, MAX_PIXELS = 1024, 16, 64 * 10**6
 
 
 def register(subparsers) -> None:
@@ -56,12 +56,7 @@ def _pick_images(data: Path, n: int, size: int, seed: int):
 
 
 def run(args) -> int:
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    from .._fs import atomic_write_bytes
+    from .._fs import save_image
     from ..augment import preview_grid
 
     data, out = Path(args.data), Path(args.out)
@@ -82,10 +77,7 @@ def run(args) -> int:
     images = _pick_images(data, args.n, args.image_size, args.seed)
     preset = None if args.preset == "none" else args.preset
     grid = preview_grid(images, preset, n=args.n, seed=args.seed, columns=args.columns, views=args.views)
-    if args.scale > 1:
-        grid = np.repeat(np.repeat(grid, args.scale, axis=0), args.scale, axis=1)
-    buffer = io.BytesIO()
-    Image.fromarray(grid).save(buffer, format=Image.registered_extensions()[out.suffix.lower()])
-    atomic_write_bytes(out, buffer.getvalue())
-    print(f"wrote {out} ({len(images)} images, preset {args.preset}, {grid.shape[1]}x{grid.shape[0]} pixels)")
+    save_image(grid, out, scale=args.scale)
+    print(f"wrote {out} ({len(images)} images, preset {args.preset}, {grid.shape[1] * args.scale}x"
+          f"{grid.shape[0] * args.scale} pixels)")
     return 0

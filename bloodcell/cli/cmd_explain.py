@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from .._classes import class_index
-from .._fs import atomic_write_bytes
+from .._fs import save_image
 from ..errors import ConfigError, ImageReadError, InputNotFoundError
-from ._common import UsageError, is_within
+from ._common import MAX_SCALE, UsageError, is_within
 
-import io
 import os
 import sys
 from pathlib import Path
 
-#: The largest --scale: a picture side of 16 times the model's input (2,048 px at 128).
-MAX_SCALE = 16
 #: Images read, explained and written at a time.
 CHUNK = 256
 
@@ -37,7 +34,6 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     import numpy as np
-    from PIL import Image
 
     from .. import load_classifier
     from ..explain import overlay
@@ -83,12 +79,7 @@ def run(args) -> int:
         proba = clf.predict_proba(images, verbose=0)
         for (f, stem, img), heat, c, p in zip(read, maps, classes, proba):
             picture = np.concatenate([img, overlay(img, heat)], axis=1)
-            if args.scale > 1:
-                picture = np.repeat(np.repeat(picture, args.scale, axis=0), args.scale, axis=1)
-            dest = out / f"{stem}.{clf.class_names[c]}.png"
-            png = io.BytesIO()
-            Image.fromarray(picture).save(png, format="PNG")
-            atomic_write_bytes(dest, png.getvalue())  # never a half-written picture under the final name
+            dest = save_image(picture, out / f"{stem}.{clf.class_names[c]}.png", scale=args.scale)
             print(f"{f}\t{clf.class_names[c]}\t{p[c]:.4f}\t{dest}", flush=True)
             written += 1
     if not written:

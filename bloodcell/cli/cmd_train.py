@@ -152,12 +152,12 @@ def _check_paths(data: Path, out: Path, workdir: Path) -> None:
             raise UsageError(f"{flag} {path}: is a file, expected a folder; choose another {flag}")
 
 
-def _check_outputs(data: Path, out: Path, workdir: Path, args) -> None:
-    """Refuse, before any data is read or file written, outputs that would fail or destroy something."""
+def _check_outputs(out: Path, workdir: Path, args) -> None:
+    """Refuse, before any data is read or file written, outputs that would fail or destroy something
+    (after :func:`_check_paths`)."""
     from ..folder import card_refusal, is_generated_card
     from ..training.callbacks import checkpoint_exists
 
-    _check_paths(data, out, workdir)
     if args.resume and not checkpoint_exists(workdir):
         raise UsageError(f"--resume: {workdir} holds no checkpoint, so there is nothing to resume; drop --resume "
                          "to start a new run (or give the --workdir of the run to continue)")
@@ -407,7 +407,7 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
     from ..training.callbacks import OnTrainBegin
     from ..training.small_data import is_small
 
-    _check_outputs(Path(args.data), out, workdir, args)
+    _check_outputs(out, workdir, args)
     input_size = args.input_size if args.input_size is not None else (parent.input_size if parent is not None else 96)
     _settings(args, input_size, small=False)  # bad options fail before the data are read
 

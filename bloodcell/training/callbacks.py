@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
 import time
-import zipfile
 from pathlib import Path
 from typing import Any, Optional
 
 import keras
 import numpy as np
 
-from .._fs import atomic_write_text
+from .._fs import atomic_write_text, fsync_paths
+from .._util import DAMAGED_NPZ
 from ..errors import ConfigError
 
 STATE_FILE = "state.json"
@@ -155,31 +154,15 @@ def save_checkpoint(workdir: Path, model: keras.Model, state: dict[str, Any], re
     if best is not None:
         np.savez(tmp / "best.npz", *[np.asarray(w) for w in best])
     (tmp / STATE_FILE).write_text(json.dumps({**state, "config": record}, indent=1, default=_plain))
-    _sync(*tmp.iterdir(), tmp)  # on disk before the renames: a power cut must not leave empty files behind them
+    fsync_paths(*tmp.iterdir(), tmp)  # on disk before the renames: a power cut must not leave empty files behind them
     if not ckpt.exists() and old.exists():
         old.rename(ckpt)  # a kill left the previous checkpoint as .old: it stays the one to fall back on
     shutil.rmtree(old, ignore_errors=True)
     if ckpt.exists():
         ckpt.rename(old)
     tmp.rename(ckpt)
-    _sync(workdir)
+    fsync_paths(workdir)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _sync(*paths: Path) -> None:
-    """fsync files and folders (a folder's fsync makes the renames in it durable; where the system
-    cannot open a folder, as Windows, that part is skipped)."""
-    for path in paths:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
 
 
 def checkpoint_exists(workdir: Optional[Path]) -> bool:
@@ -226,7 +209,7 @@ def load_checkpoint(workdir: Path, record: dict[str, Any]) -> dict[str, Any]:
         state["weights"] = load_arrays(ckpt / "weights.npz")
         state["optimizer"] = load_arrays(ckpt / "optimizer.npz")
         state["best"] = load_arrays(ckpt / "best.npz") if (ckpt / "best.npz").is_file() else None
-    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as exc:
+    except (ValueError, OSError, *DAMAGED_NPZ) as exc:
         raise _damaged(ckpt, exc) from None
     return state
 
