@@ -115,6 +115,9 @@ def main() -> None:
     if chief:
         trainer.classifier.save_pretrained(out)
         print(f"saved the model (weights gathered from the replicas) to {'<tmp>/model' if args.tiny else out}")
+    # Multi-process: the others wait here for process 0's save (JAX aborts a run whose processes
+    # reach its shutdown more than 5 minutes apart); with one process it does nothing.
+    bloodcell.training.processes.finish()
     tmp.cleanup()
 
 

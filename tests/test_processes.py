@@ -58,16 +58,23 @@ TRAIN = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     import numpy as np
     from test_training import toy_data
-    from bloodcell.training import Trainer
+    from bloodcell.training import Trainer, processes
     if len(sys.argv) > 2:  # the one-process run also writes augmented batches
         from test_processes import augmented_batches
         augmented_batches(sys.argv[2])
+    else:  # JAX aborts both processes when they reach its shutdown more than this apart
+        import jax, time
+        initialize = jax.distributed.initialize
+        jax.distributed.initialize = lambda **kw: initialize(**{{**kw, "shutdown_timeout_seconds": 2}})
     t = Trainer("microcell", input_size=32, class_names=("red", "green", "blue"), head_epochs=1, finetune_epochs=0,
                 batch_size=8, augment=None, optimizer="adam", patience=None, verbose=0, workdir=sys.argv[1])
     t.fit(toy_data((16, 8, 8)))
     np.savez(sys.argv[1] + "-" + str(t.process_id) + ".npz", *t.model.get_weights())
     if t.process_id == 0:
+        if len(sys.argv) == 2:
+            time.sleep(6)  # a slow save: process 1 waits for it in finish()
         t.classifier.save_pretrained(sys.argv[1] + "-model")
+    processes.finish()
 """).format(tests=str(ROOT / "tests"))
 
 
@@ -80,7 +87,8 @@ def start(script: str, args, **env) -> subprocess.Popen:
 
 def test_two_processes_end_with_the_weights_of_one(tmp_path):
     """Two processes, each with half of every global batch of 8, train as one process on the
-    same batches and seed; only process 0 writes the workdir and the model. The augmentation
+    same batches and seed; only process 0 writes the workdir and the model, and process 1 waits
+    for it in ``finish()`` (a save longer than JAX's shutdown wait aborted both). The augmentation
     under JAX is the one under TensorFlow."""
     needs_jax()
     import bloodcell
@@ -135,6 +143,35 @@ def test_mismatched_or_missing_processes_fail_fast_with_one_line(tmp_path):
         assert err.count("\n") == 1 and err.startswith("bloodcell train: error: ") and name in err, err
     assert time.monotonic() - t0 < 60
     assert not any(tmp_path.iterdir())
+
+
+def test_a_refusal_in_one_process_stops_the_others_with_its_line(tmp_path):
+    """Process 0 cannot take its --out (another run holds it): process 1, which takes no lock and
+    went on to build its model, stops at once with process 0's line, instead of waiting in a
+    collective until JAX's timeouts abort both."""
+    needs_jax()
+    from PIL import Image
+    from synth_cells import make_cells
+
+    from bloodcell._lock import locked
+
+    for c, name in enumerate(("a", "b")):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i, img in enumerate(make_cells(8, size=32, seed=c)):
+            Image.fromarray(img).save(tmp_path / "data" / name / f"{i}.png")
+    group = {ADDRESSES: f"127.0.0.1:{free_port()}", NUM_PROCESSES: "2"}
+    t0 = time.monotonic()
+    with locked(tmp_path / "out", flag="--out"):
+        procs = [train_cli(tmp_path / "out", **group, **{PROCESS_ID: pid}) for pid in ("0", "1")]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+    busy = "--out " + str(tmp_path / "out") + ": in use by another bloodcell run"
+    assert [p.returncode for p in procs] == [1, 1], errors
+    assert errors[0].startswith("bloodcell train: error: " + busy) and errors[0].count("\n") == 1, errors[0]
+    last = errors[1].splitlines()[-1]
+    assert last.startswith("bloodcell train: error: process 0 of the run stopped: " + busy), errors[1]
+    assert "Traceback" not in errors[1] and "Error" not in errors[1].replace("error:", "")
+    assert time.monotonic() - t0 < 90  # JAX's own timeouts are 5 minutes
+    assert not (tmp_path / "out").exists()
 
 
 def augmented_batches(path) -> None:

@@ -19,6 +19,7 @@ from .._choices import LOSSES, LR_SCHEDULES, NORMALIZATIONS, OPTIMIZERS, PRECISI
 from ..data import SPLIT_FRACTIONS, SPLIT_SEED
 from ..errors import ConfigError, InputNotFoundError
 from ..training.config import TrainConfig
+from ..training.processes import finish, tell_stopped, why_stopped
 from ..training.small_data import SMALL_DATA, SMALL_DATA_SETTINGS, SOUP_MODELS
 from .._fs import TEST_FILES, TRAINED_ON, pixel_digests
 from ._common import UsageError, default_workdir, is_within, seed_value
@@ -342,10 +343,19 @@ def run(args) -> int:
             return _run(args, arch, weights, parent, out, workdir, writes=False)
         # Held for the whole run: a second run into the same --out or --workdir refuses at once.
         with locked(out, flag="--out"), locked(workdir, flag="--workdir"):
-            return _run(args, arch, weights, parent, out, workdir)
+            code = _run(args, arch, weights, parent, out, workdir)
+        if code:
+            tell_stopped(f"it exited with code {code}")
+        else:
+            finish()  # the model is written: the other processes may end
+        return code
     except KeyboardInterrupt:
+        tell_stopped("it was interrupted")
         _say_interrupted(args, workdir)
         return 130
+    except BaseException as exc:  # the other processes would wait for this one
+        tell_stopped(why_stopped(exc))
+        raise
 
 
 def _say_interrupted(args, workdir: Path, resumable: bool = True) -> None:
@@ -508,8 +518,9 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
 
 
 def _done_elsewhere(trainer, out: Path) -> int:
-    print(f"bloodcell train: process {trainer.process_id} of {trainer.num_processes} done; process 0 writes "
-          f"{out}", file=sys.stderr)
+    print(f"bloodcell train: process {trainer.process_id} of {trainer.num_processes} done training; waiting for "
+          f"process 0 to write {out}", file=sys.stderr)
+    finish()
     return 0
 
 

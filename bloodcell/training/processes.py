@@ -14,16 +14,24 @@ of every process. Before JAX starts, the processes check each other over the coo
 with a C++ abort, and lets one whose process count differs from the others' wait for ever; here
 either fails within ``BLOODCELL_DISTRIBUTION_TIMEOUT`` seconds (default 40) with a one-line
 :class:`DistributionError` naming the variable to fix.
+
+Once joined, the processes keep each other informed through JAX's key-value store: :func:`meet`
+waits for the others at a point of the run (every process before training starts), a process that
+stops says why (:func:`tell_stopped`, also at exit), and :func:`finish` holds the others until
+process 0 has written its outputs. Without that, a refusal in one process left the others waiting
+in a collective, and a process 0 that measured and saved for longer than JAX's shutdown wait
+(5 minutes) was aborted with the others, its model unwritten.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Iterable, Mapping, Optional
 
 from ..errors import BloodcellError, ConfigError
 
@@ -241,6 +249,8 @@ def join(group: ProcessGroup, timeout: Optional[float] = None):
                                                    auto_shard_dataset=False)
     _quiet_first_collective()
     _JOINED.update(group=group, distribution=distribution)
+    if group.num_processes > 1:  # registered after JAX's own shutdown, so it runs before it
+        atexit.register(tell_stopped, "it exited before the others were done (its own output says why)")
     return distribution
 
 
@@ -262,6 +272,83 @@ def _quiet_first_collective() -> None:
         multihost_utils.sync_global_devices("bloodcell: joined")
 
 
+# -- keeping each other informed ---------------------------------------------------------------
+#: Seconds between two looks of a waiting process at the others' word.
+POLL_SECONDS = 0.2
+_STOPPED = "bloodcell/stopped/"
+_MEETINGS: dict[str, int] = {}
+
+
+def _client():
+    """The JAX distributed client of this process's multi-process run; None outside one."""
+    group = _JOINED.get("group")
+    if group is None or group.num_processes < 2:
+        return None
+    from jax._src import distributed  # its key-value store has no public API
+
+    return distributed.global_state.client
+
+
+def tell_stopped(problem: str) -> None:
+    """Tell the other processes of the run that this one stops, and why: those waiting for it in
+    :func:`meet` or :func:`finish` then stop with that line instead of waiting for JAX's timeouts.
+    Once per process; nothing outside a multi-process run."""
+    client = _client()
+    if client is None or _JOINED.get("stopped"):
+        return
+    _JOINED["stopped"] = True
+    try:
+        client.key_value_set(_STOPPED + str(_JOINED["group"].process_id), problem.splitlines()[0] if problem else "",
+                             allow_overwrite=True)
+    except Exception:  # noqa: BLE001 - the run's coordinator is gone: nobody is left to tell
+        pass
+
+
+def why_stopped(exc: BaseException) -> str:
+    """The line :func:`tell_stopped` gives the others for ``exc``."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "it was interrupted"
+    if isinstance(exc, SystemExit):
+        return f"it exited with code {exc.code}"
+    return str(exc) if isinstance(exc, BloodcellError) else f"{type(exc).__name__}: {exc}"
+
+
+def meet(stage: str, waits_for: Optional[Iterable[int]] = None) -> None:
+    """Say that this process reached ``stage`` and wait until the processes ``waits_for`` (default:
+    all the others) have reached it too. Each process counts its own calls per stage, so the n-th
+    call of every process is one meeting. A process that stopped before it raises
+    :class:`DistributionError` here with its reason. Nothing outside a multi-process run."""
+    client = _client()
+    if client is None:
+        return
+    group = _JOINED["group"]
+    _MEETINGS[stage] = _MEETINGS.get(stage, 0) + 1
+    key = f"bloodcell/{stage}/{_MEETINGS[stage]}/"
+    client.key_value_set(key + str(group.process_id), "here")
+    waiting = set(range(group.num_processes) if waits_for is None else waits_for) - {group.process_id}
+    while waiting:
+        try:  # the stopped ones first: a process tells it has stopped only after it has met
+            stopped = dict(client.key_value_dir_get(_STOPPED))
+            waiting -= {int(k.rsplit("/", 1)[1]) for k, _ in client.key_value_dir_get(key)}
+        except Exception:  # noqa: BLE001 - JAX's runtime error: process 0, which holds the store, is gone
+            raise DistributionError(f"lost process 0 ({group.coordinator}) while waiting for it; see its output for "
+                                    "why it ended, and start every process again") from None
+        if not waiting:
+            return
+        for name, problem in sorted(stopped.items()):
+            pid = int(name.rsplit("/", 1)[1])
+            if pid in waiting:
+                raise DistributionError(f"process {pid} of the run stopped: {problem}")
+        time.sleep(POLL_SECONDS)
+
+
+def finish() -> None:
+    """The end of a multi-process run: process 0 calls it once its outputs are written, every other
+    process waits in it until then (or until process 0 stops, raising its reason), so that all reach
+    JAX's shutdown together. Nothing outside a multi-process run."""
+    meet("end", waits_for=[0])
+
+
 def is_keras_distribution(distribution) -> bool:
     """Whether ``distribution`` is a ``keras.distribution`` one (not None, not a ``tf.distribute`` strategy)."""
     return distribution is not None and not hasattr(distribution, "num_replicas_in_sync")
@@ -279,4 +366,5 @@ def process_info(distribution=None) -> tuple[int, int, int]:
 
 
 __all__ = ["ADDRESSES", "DEFAULT_TIMEOUT", "DistributionError", "NUM_PROCESSES", "PROCESS_ID", "ProcessGroup",
-           "TIMEOUT", "is_keras_distribution", "join", "join_from_env", "process_info", "timeout_seconds"]
+           "TIMEOUT", "finish", "is_keras_distribution", "join", "join_from_env", "meet", "process_info",
+           "tell_stopped", "timeout_seconds", "why_stopped"]

@@ -45,7 +45,7 @@ from .callbacks import (
 )
 from .config import TrainConfig
 from .epochs import epoch_seed, epochs_dataset, reference_images, steps_per_epoch, tf_input, tf_input_counts
-from .processes import is_keras_distribution, join_from_env, process_info
+from .processes import is_keras_distribution, join_from_env, meet, process_info, tell_stopped, why_stopped
 from .policy import (
     check_fit_data,
     class_weights_from_counts,
@@ -285,11 +285,15 @@ class Trainer:
         ``callbacks``: Keras callbacks of your own (TensorBoard, TerminateOnNaN...), given to the
         ``model.fit`` of each phase after the Trainer's.
         """
-        names, self._untrained = check_fit_data(train, val, self.class_names, self.config.patience)
-        if names and not self.class_names:
-            self.class_names = names
-        with op_determinism(self.config.deterministic):  # as it was, after
-            return self._fit_checked(train, val, resume, callbacks, overwrite)
+        try:
+            names, self._untrained = check_fit_data(train, val, self.class_names, self.config.patience)
+            if names and not self.class_names:
+                self.class_names = names
+            with op_determinism(self.config.deterministic):  # as it was, after
+                return self._fit_checked(train, val, resume, callbacks, overwrite)
+        except BaseException as exc:  # the other processes of a multi-process run would wait for this one
+            tell_stopped(why_stopped(exc))
+            raise
 
     def _fit_checked(self, train, val, resume: bool, callbacks, overwrite: bool = False) -> list[dict[str, Any]]:
         import tensorflow as tf
@@ -301,6 +305,9 @@ class Trainer:
                               "list of Keras callbacks, e.g. [keras.callbacks.TerminateOnNaN()]")
         self._user_callbacks = callbacks
 
+        # Building the model's variables is already a collective of a multi-process run's processes:
+        # none may be left to wait in it by a refusal in another.
+        meet("build")
         if self.model is None:
             self.model = self._make_model()
         if self.class_names and tuple(self.class_names) != self.model.class_names:
@@ -378,6 +385,7 @@ class Trainer:
         self.resumed = resume
         self.history = state["history"]
         val_ds = None if val is None else self._epoch_dataset(val, train=False, epoch_seed=self.config.seed)
+        meet("train")  # every process has checked its checkpoint and taken its locks
         if restore is not None and state["done"]:
             assign(self.model.variables, restore["weights"])
         while not state["done"]:
