@@ -218,7 +218,8 @@ def test_train_writes_a_model_with_its_card_and_split(tmp_path, capsys):
     code = main(["train", str(data), "--model", "microcell", "--input-size", "32", "--head-epochs", "1",
                  "--finetune-epochs", "1", "--unfreeze", "500", "--augment", "none", "--val-fraction", "0.3",
                  "--test-fraction", "0.2", "--batch-size", "8", "--out", str(fresh), "--overwrite"])
-    assert code == 2 and "unfreeze=500" in capsys.readouterr().err and checkpoint_exists(fresh_work)
+    err = capsys.readouterr().err
+    assert code == 2 and "error: --unfreeze 500: the microcell backbone has" in err and checkpoint_exists(fresh_work), err
     # and leaves that run's split and command as they were, so that it can still be resumed
     assert records == {name: (fresh_work / name).read_text() for name in records}
     # --overwrite starts afresh, over the model and the finished run's checkpoint.

@@ -438,8 +438,9 @@ def test_a_diverged_run_stops_at_its_first_non_finite_epoch_and_keeps_the_last_f
         trainer.fit(toy_data(), None)
     # blown up on the last step of the only epoch: the mean loss is finite, the answers are not
     blown = tiny_trainer(head_epochs=1, finetune_epochs=0, patience=None, learning_rates=(1e30, 1e30), batch_size=64)
-    with pytest.raises(bloodcell.ConfigError, match=r"(answers are NaN or infinite|diverged).*lower the learning rate"):
+    with pytest.raises(bloodcell.ConfigError, match=r"(answers are NaN or infinite|diverged).*lower the learning rate") as info:
         blown.fit(toy_data(), None)
+    assert info.value.exit_code == 1  # epochs were run and written: not "nothing was done" (2)
     for settings, message in ((dict(learning_rates=(float("inf"), 1e-4)), "learning_rates must be two positive"),
                               (dict(weight_decay=float("nan")), "weight_decay must be"), (dict(seed=-1), "seed must be"),
                               (dict(class_weights="no"), "class_weights must be True or False"),

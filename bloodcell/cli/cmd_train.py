@@ -463,8 +463,13 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
         _check_split(workdir, args, val_set, test_set)  # another split is refused before anything runs
     # The checkpoint goes, and the split and command of this run are written, once fit has checked everything:
     # a run refused for a bad option leaves an earlier run resumable.
-    trainer.fit(train_set, val_set, resume=args.resume, overwrite=args.overwrite,
-                callbacks=[OnTrainBegin(record_run)] if writes else None)
+    try:
+        trainer.fit(train_set, val_set, resume=args.resume, overwrite=args.overwrite,
+                    callbacks=[OnTrainBegin(record_run)] if writes else None)
+    except ConfigError as exc:  # the layer count is checked against the model, once it is built
+        if str(exc).startswith("unfreeze="):
+            raise UsageError("--unfreeze " + str(exc).removeprefix("unfreeze=")) from None
+        raise
     if not writes:
         return _done_elsewhere(trainer, out)
     if trainer.resumed and command_file.is_file():  # (a checkpoint of Trainer.fit's own has none)

@@ -77,10 +77,17 @@ class EpochRecord(keras.callbacks.Callback):
         finite_loss = np.isfinite(logs.get("loss", 0.0))
         if not finite_loss or not all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in self.model.weights):
             what = "the weights became NaN or infinite" if finite_loss else f"the training loss became {logs['loss']}"
-            raise ConfigError(
+            raise DivergedError(
                 f"{self.phase} phase, epoch {epoch + 1}: {what} (the training diverged), "
                 f"so this epoch is not kept; lower the learning rate (now {self._lr:.2e}) or check the weight decay and "
                 "precision, and start again (--overwrite)")
+
+
+class DivergedError(ConfigError):
+    """The training diverged: a setting to change (a ConfigError), found after epochs were run and
+    checkpointed, so the command line exits 1 (2 says that nothing was done)."""
+
+    exit_code = 1
 
 
 def _plain(value):
@@ -291,5 +298,5 @@ def plot_history(history: list[dict[str, Any]], path) -> None:
     fig.savefig(path, dpi=100)
 
 
-__all__ = ["EpochRecord", "TrainingCheckpoint", "checkpoint_exists", "load_checkpoint", "plot_history",
+__all__ = ["DivergedError", "EpochRecord", "TrainingCheckpoint", "checkpoint_exists", "load_checkpoint", "plot_history",
            "remove_checkpoint", "save_checkpoint", "truncate_history"]

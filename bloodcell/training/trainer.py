@@ -32,6 +32,7 @@ from ..errors import ConfigError, DataError
 from ..models import ClassifierModel, as_classifier_model, build_model
 from .callbacks import (
     HISTORY_CSV,
+    DivergedError,
     EpochRecord,
     TrainingCheckpoint,
     assign,
@@ -410,7 +411,7 @@ class Trainer:
         x = np.asarray(next(iter(self._epoch_dataset(train, train=False, epoch_seed=self.config.seed).take(1)))[0])
         if not np.isfinite(np.asarray(self.model.predict_on_batch(x), np.float64)).all():  # numpy: any Keras backend
             rates = ", ".join(f"{r:.2e}" for r in self.config.learning_rates)
-            raise ConfigError(f"the trained model's answers are NaN or infinite (the training diverged on its last "
+            raise DivergedError(f"the trained model's answers are NaN or infinite (the training diverged on its last "
                               f"steps); lower the learning rates (now {rates}) or check the weight decay and "
                               "precision, and start again (--overwrite)")
 
