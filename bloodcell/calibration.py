@@ -349,12 +349,13 @@ def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optiona
 
 
 def calibrate_predictions(classifier, raw, labels, *, description: str, review_share: float = REVIEW_SHARE,
-                          check=None, features=None, raw_tta=None) -> dict[str, Any]:
+                          check=None, features=None, outliers=None, raw_tta=None) -> dict[str, Any]:
     """Fit ``classifier``'s temperature and review threshold on the network's own probabilities
     ``raw`` of labelled images (with ``check``, the out-of-distribution check, and its ``features``
-    of the same images) and record them as :func:`calibrate` does; ``description`` says where
-    ``raw`` came from. ``raw_tta``: the same images' probabilities averaged over the 8 views of
-    ``predict_proba(tta=True)``, for that mode's own temperature and threshold. Returns the record."""
+    of the same images, or the images' ``outliers`` flags where they come from other models) and
+    record them as :func:`calibrate` does; ``description`` says where ``raw`` came from. ``raw_tta``:
+    the same images' probabilities averaged over the 8 views of ``predict_proba(tta=True)``, for
+    that mode's own temperature and threshold. Returns the record."""
     _check_review_share(review_share)
     raw, labels = _check(raw, labels)
     previous = None
@@ -365,7 +366,12 @@ def calibrate_predictions(classifier, raw, labels, *, description: str, review_s
         previous = calibration_metrics(apply_calibration(
             raw, getattr(classifier, "temperature", 1.0), outside=own_flags,
             temperature_outside=getattr(classifier, "temperature_outside", None)), labels)["ece"]
-    outliers = check.flags(features) if check is not None else None
+    if outliers is not None:
+        outliers = np.asarray(outliers, bool)
+        if outliers.shape != labels.shape:
+            raise DataError(f"outliers: expected one flag per image, {labels.shape}, got {outliers.shape}")
+    elif check is not None:
+        outliers = check.flags(features)
     fit = _fit_mode(raw, labels, outliers, float(getattr(classifier, "temperature", 1.0)), review_share)
     if fit["kept"]:
         description += (f"; all {len(labels)} were right, {TEMPERATURE_KEPT}: the model's own "

@@ -215,6 +215,10 @@ def render_model_card(config: dict[str, Any], folder_name: Optional[str] = None)
                           "(bloodcell.ood), and for review too"
                           + (", with the network's own probabilities (no temperature: the calibration images say "
                              "nothing of them)." if calibration.get("temperature_outside") == 1.0 else "."))
+        else:
+            lines[-1] += (" The model has no out-of-distribution check of its own: predictions check for non-cell "
+                          "images with the colour-statistics test of `bloodcell.outliers`, whose reference is PBC's "
+                          "cells, so it may also flag cells of a lab whose stain differs from theirs.")
         tta = calibration.get("tta")
         if isinstance(tta, dict) and isinstance(tta.get("temperature"), (int, float)):
             lines[-1] += (" With test-time augmentation (`tta=True`, `--tta`: the mean over 8 flips and rotations, "

@@ -27,7 +27,8 @@ import numpy as np
 from .errors import ConfigError, DataError
 from .models import as_classifier_model
 
-__all__ = ["COMPONENTS", "FEATURE_SHARE", "MIN_THRESHOLD_IMAGES", "FeatureCheck", "feature_layer", "fit_feature_check", "inference_model"]
+__all__ = ["COMPONENTS", "FEATURE_SHARE", "MIN_THRESHOLD_IMAGES", "FeatureCheck", "feature_layer", "fit_feature_check",
+           "fit_gaussian", "inference_model", "threshold_from_scores"]
 
 #: Share of held-out in-domain images whose score is above the threshold.
 FEATURE_SHARE = 0.005
@@ -154,23 +155,14 @@ class FeatureCheck:
         return check
 
 
-def fit_feature_check(fit_features, threshold_features, *, layer: str, share: float = FEATURE_SHARE,
-                      components: int = COMPONENTS, fitted_on: str = "") -> FeatureCheck:
-    """Fit the Gaussian to ``fit_features`` (N, d) and set the threshold that ``share`` of
-    ``threshold_features`` (other in-domain images) exceed: their quantile when at least two
-    images lie beyond it, else the quantile of a log-normal fitted to their scores (the empirical
-    quantile of a few scores is about their maximum, which about 1 in N in-domain images exceeds)."""
+def fit_gaussian(fit_features, *, layer: str, share: float = FEATURE_SHARE, components: int = COMPONENTS,
+                 fitted_on: str = "") -> FeatureCheck:
+    """The check's Gaussian fitted to ``fit_features`` (N, d), without a threshold (0: set it with
+    :func:`threshold_from_scores` on the scores of other in-domain images)."""
     x = np.asarray(fit_features, np.float64)
-    held = np.asarray(threshold_features, np.float64)
-    if x.ndim != 2 or len(x) < 2 or len(held) < MIN_THRESHOLD_IMAGES:
-        raise DataError(f"feature check: need at least 2 images to fit and {MIN_THRESHOLD_IMAGES} to set the threshold, "
-                        f"got {len(x)} and {len(held)} (from fewer, the threshold is about their largest score, which "
-                        "a large share of in-domain images exceed)")
-    for name, a in (("fit_features", x), ("threshold_features", held)):
-        bad = int(np.sum(~np.isfinite(a).all(axis=-1))) if a.size else 0
-        if bad:
-            raise DataError(f"feature check: {bad} of the {len(a)} rows of {name} are not finite (NaN or inf); "
-                            "fit on features of readable in-domain images")
+    if x.ndim != 2 or len(x) < 2:
+        raise DataError(f"feature check: need at least 2 images to fit, got {len(x)}")
+    _check_finite("fit_features", x)
     if not 0.0 < share < 1.0:
         raise DataError(f"share: expected a fraction in (0, 1), got {share!r}")
     mean = x.mean(0)
@@ -181,15 +173,47 @@ def fit_feature_check(fit_features, threshold_features, *, layer: str, share: fl
     # the variance left per dimension outside the k components (probabilistic PCA's estimate): over
     # all d - k dimensions, also where fewer images than dimensions leave some without any
     rest = float(lam[k:].sum()) / (x.shape[1] - k) if x.shape[1] > k else floor
-    check = FeatureCheck(layer, mean, vt[:k], np.maximum(lam[:k], floor), max(rest, floor), 0.0, share, len(x), fitted_on)
-    scores = check.scores(held)
-    if len(scores) * share >= 2:
-        check.threshold = float(np.quantile(scores, 1.0 - share))
-    else:
-        from statistics import NormalDist
+    return FeatureCheck(layer, mean, vt[:k], np.maximum(lam[:k], floor), max(rest, floor), 0.0, share, len(x), fitted_on)
 
-        logs = np.log(np.maximum(scores, 1e-12))
-        check.threshold = float(max(np.exp(logs.mean() + NormalDist().inv_cdf(1.0 - share) * logs.std(ddof=1)),
-                                    scores.max()))
-        check.fitted_on += f"; threshold from a log-normal fitted to the scores of {len(scores)} images"
+
+def threshold_from_scores(scores, share: float = FEATURE_SHARE) -> tuple[float, bool]:
+    """The score that ``share`` of in-domain images exceed, from the ``scores`` of held-out ones: their
+    quantile when at least two lie beyond it, else the quantile of a log-normal fitted to them (the
+    empirical quantile of a few scores is about their maximum, which about 1 in N in-domain images
+    exceeds). Returns it, and whether the log-normal set it."""
+    scores = np.asarray(scores, np.float64)
+    if len(scores) < MIN_THRESHOLD_IMAGES:
+        raise DataError(f"feature check: need the scores of at least {MIN_THRESHOLD_IMAGES} in-domain images to set "
+                        f"the threshold, got {len(scores)} (from fewer, the threshold is about their largest score, "
+                        "which a large share of in-domain images exceed)")
+    if len(scores) * share >= 2:
+        return float(np.quantile(scores, 1.0 - share)), False
+    from statistics import NormalDist
+
+    logs = np.log(np.maximum(scores, 1e-12))
+    return float(max(np.exp(logs.mean() + NormalDist().inv_cdf(1.0 - share) * logs.std(ddof=1)), scores.max())), True
+
+
+def _check_finite(name: str, a: np.ndarray) -> None:
+    bad = int(np.sum(~np.isfinite(a).all(axis=-1))) if a.size else 0
+    if bad:
+        raise DataError(f"feature check: {bad} of the {len(a)} rows of {name} are not finite (NaN or inf); "
+                        "fit on features of readable in-domain images")
+
+
+def fit_feature_check(fit_features, threshold_features, *, layer: str, share: float = FEATURE_SHARE,
+                      components: int = COMPONENTS, fitted_on: str = "") -> FeatureCheck:
+    """Fit the Gaussian to ``fit_features`` (N, d) and set the threshold that ``share`` of
+    ``threshold_features`` (other in-domain images) exceed (:func:`threshold_from_scores`)."""
+    held = np.asarray(threshold_features, np.float64)
+    x = np.asarray(fit_features, np.float64)
+    if x.ndim != 2 or len(x) < 2 or len(held) < MIN_THRESHOLD_IMAGES:
+        raise DataError(f"feature check: need at least 2 images to fit and {MIN_THRESHOLD_IMAGES} to set the threshold, "
+                        f"got {len(x)} and {len(held)} (from fewer, the threshold is about their largest score, which "
+                        "a large share of in-domain images exceed)")
+    _check_finite("threshold_features", held)
+    check = fit_gaussian(x, layer=layer, share=share, components=components, fitted_on=fitted_on)
+    check.threshold, lognormal = threshold_from_scores(check.scores(held), share)
+    if lognormal:
+        check.fitted_on += f"; threshold from a log-normal fitted to the scores of {len(held)} images"
     return check

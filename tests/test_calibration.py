@@ -93,6 +93,16 @@ def test_outliers_count_towards_the_review_share_up_to_half_of_it():
     card = bloodcell.card.render_model_card({"name": "m", "architecture": "microcell", "class_names": ["a", "b", "c"],
                                              "input_size": 32, "build": {}, "calibration": record})
     assert "12.5% of the calibration images are flagged; the aim was 5%" in card
+    # outlier flags given as such (from other models' features, as a small-data run's cross-validation)
+    flags = np.arange(40) < 3
+    again = calibrate_predictions(Holder(), p, labels, description="d", outliers=flags)
+    assert again["review_flagged"] >= 3 / 40 and "features" not in again
+    with pytest.raises(DataError, match="outliers: expected one flag per image"):
+        calibrate_predictions(Holder(), p, labels, description="d", outliers=flags[:5])
+    # a model without a check of its own says which test flags its outliers
+    bare = bloodcell.card.render_model_card({"name": "m", "architecture": "microcell", "class_names": ["a", "b", "c"],
+                                             "input_size": 32, "build": {}, "calibration": again})
+    assert "no out-of-distribution check of its own" in bare and "colour-statistics test" in bare
 
 
 def test_calibration_metrics_of_known_cases():

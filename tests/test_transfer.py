@@ -123,7 +123,7 @@ def test_cli_init_with_other_classes(parent, tmp_path, classes, capsys):
 
 
 def test_cli_small_data_cross_validates_and_averages_with_the_models_it_trained(parent, tmp_path, capsys):
-    data = write_folder(tmp_path / "data", {"red": coloured(6, 0, 8), "green": coloured(6, 1, 9)})
+    data = write_folder(tmp_path / "data", {"red": coloured(10, 0, 8), "green": coloured(10, 1, 9)})
     out = tmp_path / "out"
     code = main(["train", str(data), "--init", str(parent), "--head-epochs", "1", "--batch-size", "4",
                  "--augment", "none", "--out", str(out)])
@@ -131,7 +131,15 @@ def test_cli_small_data_cross_validates_and_averages_with_the_models_it_trained(
     assert code == 0, err
     assert "small data" in err and "3-fold cross-validation, then 3 models trained on all of them" in err
     clf = bloodcell.load_classifier(out)
-    assert clf.metrics["cross_validation_folds"] == 3 and clf.metrics["cross_validated_images"] == 12
+    assert clf.metrics["cross_validation_folds"] == 3 and clf.metrics["cross_validated_images"] == 20
+    # Its out-of-distribution check is its own lab's (not the colour statistics of the parent's data):
+    # the Gaussian of its features of the 20 images, the threshold on their cross-validated scores.
+    check = clf.feature_check
+    assert check is not None and "threshold on their 3-fold cross-validated scores" in check.fitted_on
+    inside = clf.predict_checked(coloured(10, 1, 30), verbose=0)
+    noise = clf.predict_checked(np.random.default_rng(0).integers(0, 256, (6, SIZE, SIZE, 3), dtype=np.uint8), verbose=0)
+    assert inside.ood_scores is not None  # the feature check decided, not the colour test
+    assert noise.outlier.all() and inside.outlier.mean() <= 0.2, (inside.ood_scores, noise.ood_scores, check.threshold)
     assert "test_images" not in clf.metrics and "split: cross-validation" in (out / "README.md").read_text()
     assert 0 <= clf.metrics["accuracy"] <= 1
     assert "cross-validation" in json.loads((out / "config.json").read_text())["eval_data"]
@@ -140,7 +148,7 @@ def test_cli_small_data_cross_validates_and_averages_with_the_models_it_trained(
     assert "where this one is the average of 3" in json.loads((out / "config.json").read_text())["eval_data"]
     # No split to calibrate on: the temperature and the review threshold come from the cross-validated predictions.
     calibration = clf.extra["calibration"]
-    assert "3-fold cross-validated predictions" in calibration["fitted_on"] and calibration["images"] == 12
+    assert "3-fold cross-validated predictions" in calibration["fitted_on"] and calibration["images"] == 20
     assert clf.review_below is not None and 0.1 < clf.temperature < 10 and "review" in (out / "README.md").read_text()
     assert calibration["tta"]["review_below"] is not None  # the 8-view mode, fitted on the same predictions' views
     assert "calibrated on those predictions" in err

@@ -536,7 +536,7 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
     from ..evaluation import metrics_from_predictions
     from ..models import average_models
     from ..training import Trainer
-    from ..training.small_data import cross_validated_predictions, folds_for
+    from ..training.small_data import cross_validated_predictions, feature_check_for, folds_for
 
     if args.resume:
         raise UsageError("--resume: a small-data run (cross-validation, then the final model) cannot be "
@@ -566,8 +566,8 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
 
     report = None
     if folds:
-        proba, labels, proba_tta = cross_validated_predictions(lambda part: train_one(part).classifier, data, folds,
-                                                               seed=args.split_seed, tta=True)
+        proba, labels, proba_tta, cv_scores = cross_validated_predictions(
+            lambda part: train_one(part).classifier, data, folds, seed=args.split_seed, tta=True, scores=True)
         report = metrics_from_predictions(labels, proba.argmax(axis=1), len(data.class_names),
                                           class_names=data.class_names)
         print(f"cross-validation ({folds} folds): accuracy {report.accuracy:.2%}, balanced accuracy "
@@ -590,9 +590,11 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
                                    f"{len(data)} images from {args.init}, with seeds {', '.join(map(str, seeds))}; "
                                    "the settings, epochs, time and history here are the first one's")
     if report is not None:
-        record = calibrate_predictions(clf, proba, labels, raw_tta=proba_tta, description=(
+        check = feature_check_for(clf, data, cv_scores, folds)
+        record = calibrate_predictions(clf, proba, labels, raw_tta=proba_tta, check=check, description=(
             f"the {folds}-fold cross-validated predictions on {Path(args.data).name} ({len(labels)} images, each "
-            "from a model trained without it); this model was trained on all of them"))
+            "from a model trained without it); this model was trained on all of them"),
+            outliers=None if check is None else cv_scores > check.threshold)
         from ..card import TEMPERATURE_KEPT
 
         kept = TEMPERATURE_KEPT in record["fitted_on"]

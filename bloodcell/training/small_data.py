@@ -11,7 +11,7 @@ calibrate the model trained on all the images (as scikit-learn's ``CalibratedCla
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, NamedTuple, Optional
 
 import numpy as np
 
@@ -52,17 +52,30 @@ def folds_for(data: Dataset) -> int:
     return min(MAX_FOLDS, smallest) if smallest >= 2 else 0
 
 
+class CrossValidated(NamedTuple):
+    """The predictions of :func:`cross_validated_predictions`, fold after fold."""
+
+    proba: np.ndarray  # the network's own probabilities (uncalibrated) of every image, from the model trained without it
+    labels: np.ndarray
+    proba_tta: Optional[np.ndarray] = None  # the same, averaged over predict_proba(tta=True)'s 8 views
+    scores: Optional[np.ndarray] = None  # each image's out-of-distribution score under that model's check
+
+
 def cross_validated_predictions(train_one: Callable[[Dataset], object], data: Dataset, folds: int, *,
-                                 seed: int = SPLIT_SEED, tta: bool = False) -> tuple[np.ndarray, ...]:
+                                 seed: int = SPLIT_SEED, tta: bool = False, scores: bool = False) -> CrossValidated:
     """Train ``folds`` models, each with ``train_one(training part)`` (which returns a Classifier) on
-    all folds but one, and return the network's own probabilities (uncalibrated) of every image from
-    the model that did not train on it, with the labels, fold after fold; with ``tta``, also those
-    probabilities averaged over the 8 views of ``predict_proba(tta=True)``, third.
+    all folds but one, and give every image's predictions from the model that did not train on it.
+    With ``tta``, also the probabilities of ``predict_proba(tta=True)``; with ``scores``, each image's
+    score under the out-of-distribution check (:mod:`bloodcell.ood`) of its model's features of the
+    images that model trained on: held-out scores, on which :func:`feature_check_for` sets the
+    threshold of the model trained on all of them.
 
     Folds are stratified and keep every group of duplicate images together (:func:`bloodcell.data.kfold`).
     """
+    from ..ood import feature_layer, fit_gaussian
+
     parts = kfold(data, folds, seed=seed)
-    probas, labels, views = [], [], []
+    probas, labels, views, held_scores = [], [], [], []
     for held in parts:
         if not len(held):
             continue
@@ -70,18 +83,43 @@ def cross_validated_predictions(train_one: Callable[[Dataset], object], data: Da
         training = Dataset(np.concatenate([p.images for p in rest]), np.concatenate([p.labels for p in rest]),
                            data.class_names)
         clf = train_one(training)
-        probas.append(clf.predict_proba(held.images, calibrated=False, verbose=0))
+        if scores:
+            layer = feature_layer(clf.model)
+            proba, features = clf.predict_with_features(held.images, layer=layer, calibrated=False, verbose=0)
+            own = clf.predict_with_features(training.images, layer=layer, verbose=0)[1]
+            held_scores.append(fit_gaussian(own, layer=layer).scores(features))
+        else:
+            proba = clf.predict_proba(held.images, calibrated=False, verbose=0)
+        probas.append(proba)
         labels.append(np.asarray(held.labels))
         if tta:
             views.append(clf.predict_proba(held.images, tta=True, calibrated=False, verbose=0))
-    if tta:
-        return np.concatenate(probas), np.concatenate(labels), np.concatenate(views)
-    return np.concatenate(probas), np.concatenate(labels)
+    return CrossValidated(np.concatenate(probas), np.concatenate(labels), np.concatenate(views) if tta else None,
+                          np.concatenate(held_scores) if scores else None)
+
+
+def feature_check_for(clf, data: Dataset, cv_scores, folds: int):
+    """The out-of-distribution check of ``clf``, trained on all of ``data``: the Gaussian of its features
+    of those images, with the threshold that the share of them held out in the cross-validation
+    exceeds (``cv_scores``, as the temperature is fitted on the cross-validated probabilities). None
+    with fewer images than the check needs."""
+    from ..calibration import MIN_FIT_IMAGES
+    from ..ood import MIN_THRESHOLD_IMAGES, feature_layer, fit_gaussian, threshold_from_scores
+
+    if len(data) < MIN_FIT_IMAGES or cv_scores is None or len(cv_scores) < MIN_THRESHOLD_IMAGES:
+        return None
+    layer = feature_layer(clf.model)
+    features = clf.predict_with_features(data.images, layer=layer, verbose=0)[1]
+    check = fit_gaussian(features, layer=layer, fitted_on=f"the {len(data)} images it was trained on")
+    check.threshold, lognormal = threshold_from_scores(cv_scores, check.share)
+    check.fitted_on += (f"; threshold on their {folds}-fold cross-validated scores (each from a model trained "
+                        "without it)" + (", from a log-normal fitted to them" if lognormal else ""))
+    return check
 
 
 def cross_validate(train_one: Callable[[Dataset], object], data: Dataset, folds: int, *, seed: int = SPLIT_SEED) -> "Report":
     """The report of :func:`cross_validated_predictions`: every image classified by a model trained without it."""
-    proba, labels = cross_validated_predictions(train_one, data, folds, seed=seed)
+    proba, labels, _, _ = cross_validated_predictions(train_one, data, folds, seed=seed)
     from ..evaluation import metrics_from_predictions  # imports Keras: not at the command line's parsing
 
     return metrics_from_predictions(labels, proba.argmax(axis=1), len(data.class_names), class_names=data.class_names)
