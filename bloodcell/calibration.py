@@ -250,8 +250,11 @@ def risk_coverage(proba, labels, *, points: int = 21) -> list[dict[str, float]]:
     return curve
 
 
-def plot_risk_coverage(path, curves: dict[str, list[dict[str, float]]], *, title: Optional[str] = None) -> None:
-    """Accuracy of the unflagged cells against the share flagged, one line per ``name -> risk_coverage(...)``."""
+def plot_risk_coverage(path, curves: dict[str, list[dict[str, float]]], *, title: Optional[str] = None,
+                       points: Optional[dict[str, tuple[float, Optional[float]]]] = None) -> None:
+    """Accuracy of the unflagged cells against the share flagged, one line per ``name -> risk_coverage(...)``;
+    ``points``: operating points to mark, ``name -> (flagged, accuracy of the others)`` (a review
+    threshold's, which flags the outliers too and so may lie off the curves)."""
     from ._util import new_figure
 
     fig = new_figure((4.8, 4.0))
@@ -259,6 +262,9 @@ def plot_risk_coverage(path, curves: dict[str, list[dict[str, float]]], *, title
     for name, curve in curves.items():
         ax.plot([100 * c["flagged"] for c in curve], [100 * c["accuracy"] for c in curve], marker="o", markersize=3,
                 label=name)
+    for name, (flagged, accuracy) in (points or {}).items():
+        if accuracy is not None:  # None: every cell flagged
+            ax.plot([100 * flagged], [100 * accuracy], marker="*", markersize=11, linestyle="none", label=name)
     ax.set_xlabel("cells flagged for review (%)")
     ax.set_ylabel("accuracy of the other cells (%)")
     ax.grid(alpha=0.3)

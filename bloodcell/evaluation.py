@@ -202,12 +202,16 @@ class Report:
         return "\n".join(lines)
 
     def plot_risk_coverage(self, path, *, title: Optional[str] = None) -> None:
-        """Write a PNG of the accuracy of the unflagged cells against the share flagged for review."""
+        """Write a PNG of the accuracy of the unflagged cells against the share flagged for review, flagging
+        the least sure first, with the model's own operating point (its review threshold and outliers) marked."""
         from .calibration import plot_risk_coverage
 
         if self.risk_coverage is None:
             raise DataError("this report has no risk-coverage curve (it was not made by evaluate)")
-        plot_risk_coverage(path, {"this evaluation": self.risk_coverage}, title=title)
+        review = self.review or {}
+        point = ({f"review threshold {review['threshold']:.3g} ({review['flagged']:.1%} flagged)":
+                  (review["flagged"], review.get("accuracy_unflagged"))} if "flagged" in review else None)
+        plot_risk_coverage(path, {"this evaluation": self.risk_coverage}, title=title, points=point)
 
     def plot_confusion(self, path, *, title: Optional[str] = None) -> None:
         """Write a PNG of the row-normalised confusion matrix (percent of each true class)."""

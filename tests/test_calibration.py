@@ -226,7 +226,7 @@ def test_evaluate_reports_calibration(overconfident):
 
 
 @pytest.mark.filterwarnings("ignore:calibrate. the model is")  # the over-confident model is 70% right
-def test_the_review_flag_follows_the_threshold(overconfident, tmp_path, capsys):
+def test_the_review_flag_follows_the_threshold(overconfident, tmp_path, capsys, monkeypatch):
     from PIL import Image
 
     from bloodcell.cli import main
@@ -252,6 +252,11 @@ def test_the_review_flag_follows_the_threshold(overconfident, tmp_path, capsys):
     assert curve[0]["flagged"] == 0 and curve[0]["accuracy"] == pytest.approx(report.accuracy)
     report.plot_risk_coverage(tmp_path / "rc.png")
     assert (tmp_path / "rc.png").stat().st_size > 1000
+    drawn = []  # the model's own operating point is marked beside the curve
+    monkeypatch.setattr(bloodcell.calibration, "save_figure", lambda fig, path, **kw: drawn.append(fig))
+    report.plot_risk_coverage(tmp_path / "rc2.png")
+    marked = [line for line in drawn[0].axes[0].get_lines() if line.get_label().startswith("review threshold")]
+    assert len(marked) == 1 and marked[0].get_xdata()[0] == pytest.approx(100 * report.review["flagged"])
 
     clf.save_pretrained(tmp_path / "m")
     (tmp_path / "cells").mkdir()
