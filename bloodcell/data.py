@@ -388,11 +388,13 @@ def save_dataset(dataset: Dataset, out: PathLike, *, layout: str = "folder", cop
     if out.exists() and (out.is_file() or any(out.iterdir())):
         raise OutputExistsError(f"{out}: already exists and is not empty; choose a new output path")
     if dataset.paths:
-        sources = {Path(p).resolve() for p in dataset.paths}
-        # The data root: the parent of the class folder each file sits in (at any depth below it).
-        parents = {next((a.parent for a in s.parents if class_index(a.name, dataset.class_names) is not None),
-                        s.parent.parent) for s in sources}
-        if out.resolve() in sources or any(is_within(out, par) or is_within(par, out) for par in parents):
+        given = [Path(os.path.abspath(p)) for p in dataset.paths]  # links kept: class folders may link elsewhere
+        sources = {p.resolve() for p in given}
+        # The data root: the parent of the class folder each file sits in (at any depth below it), and the
+        # folders the files really are in (a linked class folder's target need not be named after its class).
+        roots = {next((a.parent for a in p.parents if class_index(a.name, dataset.class_names) is not None),
+                      p.parent.parent) for p in given} | {s.parent for s in sources}
+        if out.resolve() in sources or any(is_within(out, root) or is_within(root, out) for root in roots):
             raise ConfigError(f"{out}: is inside or around the input data; write the output somewhere else")
     if layout == "npz":
         if out.suffix.lower() != ".npz":
@@ -435,6 +437,8 @@ def save_dataset(dataset: Dataset, out: PathLike, *, layout: str = "folder", cop
 def save_npz(out: PathLike, **arrays) -> Path:
     """``np.savez_compressed`` through a temporary file and a rename: ``out`` is whole or absent."""
     out = Path(out)
+    if out.is_dir():
+        raise OutputExistsError(f"{out}: is a folder; give a file path ending in .npz")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.tmp.npz"
     try:

@@ -16,6 +16,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -29,6 +30,7 @@ from ._choices import EXPORT_FORMATS
 from ._util import error_reason, sha256_file
 from ._version import __version__
 from ._lock import locked
+from .data import is_portable_folder_name
 from .errors import ConfigError, OutputExistsError
 from .folder import PREPROCESSING, preprocessing_description
 from .models import ClassifierModel, walk_layers
@@ -64,13 +66,16 @@ def metadata_path(out: Union[str, os.PathLike], format: str) -> Path:
 def default_output(classifier, format: str) -> Path:
     """The output path used when none is given: ``<name>.onnx``, ``<name>.tflite`` or ``<name>_saved_model``."""
     check_format(format)
-    stem = classifier.name or classifier.architecture
+    stem = classifier.name
+    # the name comes from config.json (a downloaded model's, too): a path there would write elsewhere
+    if not stem or not is_portable_folder_name(stem) or stem in ("..", "."):
+        stem = classifier.architecture
     return Path(f"{stem}{FORMATS[format]}" if FORMATS[format] else f"{stem}_saved_model")
 
 
 def check_format(format: str) -> None:
     """Refuse an unknown format, or one whose exporter packages are not installed."""
-    if format not in FORMATS:
+    if not isinstance(format, str) or format not in FORMATS:
         raise ConfigError(f"unknown export format {format!r}; expected one of: {', '.join(FORMATS)}")
     missing = [m for m in _EXTRA_MODULES[format] if importlib.util.find_spec(m) is None]
     if missing:
@@ -84,7 +89,10 @@ def check_output(out: Path, format: str) -> None:
     """Refuse an output path of the wrong kind for ``format``, or one that exists (or its metadata file)."""
     suffix = FORMATS[format]
     if suffix and out.suffix.lower() != suffix:
-        raise ConfigError(f"{out}: a {format} export must be a file ending in {suffix}; got {out.name!r}")
+        raise ConfigError(f"{out}: an export to {format} must be a file ending in {suffix}; got {out.name!r}")
+    if not suffix and out.suffix.lower() in [s for s in FORMATS.values() if s]:
+        raise ConfigError(f"{out}: an export to {format} is a folder; give a folder path without {out.suffix}, or "
+                          f"--format {next(f for f, s in FORMATS.items() if s == out.suffix.lower())} for a file")
     meta = metadata_path(out, format)
     if format != "saved_model" and meta.exists() and not out.exists():
         raise OutputExistsError(f"{meta}: already exists, left by an export that did not finish ({out.name} is "
@@ -328,6 +336,8 @@ def export(
             isinstance(kwargs["opset_version"], bool) or not isinstance(kwargs["opset_version"], int)):
         raise ConfigError(f"opset_version: expected an ONNX opset number such as 17, got {kwargs['opset_version']!r}")
     if out is not None:
+        if not isinstance(out, (str, os.PathLike)):
+            raise ConfigError(f"out: expected a path (str or Path), got {type(out).__name__} {out!r}")
         out = Path(out)
         check_output(out, format)
     if out is None:
@@ -340,8 +350,11 @@ def export(
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with locked(out, flag="--out"), tempfile.TemporaryDirectory(dir=out.parent, prefix=f"{_STAGING}{out.name}-") as tmp:
-        for stale in out.parent.glob(f"{_STAGING}{out.name}-*"):  # left by a killed export of this path
-            if stale.name != Path(tmp).name:
+        # left by a killed export of this path (tempfile's 8 characters, without "-": not a staging folder
+        # of another path whose name starts with this one's, which may be in use)
+        mine = re.compile(re.escape(f"{_STAGING}{out.name}-") + r"[a-z0-9_]{8}")
+        for stale in out.parent.glob(f"{_STAGING}{out.name}-*"):
+            if stale.name != Path(tmp).name and mine.fullmatch(stale.name):
                 shutil.rmtree(stale, ignore_errors=True)
         staged = Path(tmp) / out.name
         with _quiet_converters(), _constant_statistics(model):

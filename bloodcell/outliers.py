@@ -31,7 +31,7 @@ from PIL import Image, ImageFilter
 from ._checks import check_image_batch
 from ._colour import LUMA, RGB_TO_YIQ, YIQ_TO_RGB
 from ._util import DAMAGED_NPZ
-from .errors import ConfigError, DataError, InputNotFoundError
+from .errors import ConfigError, DataError, InputNotFoundError, OutputExistsError
 from .imageio import resize_images
 
 
@@ -195,9 +195,17 @@ class OutlierReference:
         top = logp.max(1, keepdims=True)
         return -(top[:, 0] + np.log(np.exp(logp - top).sum(1)))
 
-    def save(self, path: Union[str, os.PathLike]) -> None:
-        """Write the reference as a small ``.npz``."""
-        np.savez_compressed(
+    def save(self, path: Union[str, os.PathLike], *, overwrite: bool = False) -> Path:
+        """Write the reference as a small ``.npz`` at ``path`` (whole or absent; an existing file only
+        with ``overwrite``); returns the path."""
+        from .data import save_npz
+
+        path = Path(path)
+        if path.suffix.lower() != ".npz":
+            raise ConfigError(f"{path}: an outlier reference is an .npz file; give a path ending in .npz")
+        if path.exists() and not overwrite:
+            raise OutputExistsError(f"{path}: already exists; give a new path, or overwrite=True to replace it")
+        return save_npz(
             path, mean=self.mean, scale=self.scale, weights=self.weights, means=self.means,
             precision_chol=self.precision_chol, threshold=np.float64(self.threshold),
             image_size=np.int64(self.image_size), n_images=np.int64(self.n_images),
@@ -222,9 +230,9 @@ class OutlierReference:
 
     @classmethod
     def _from_archive(cls, path, z, fix: str) -> "OutlierReference":
+        if not hasattr(z, "files"):  # np.load of an .npy: an array, not an archive to close
+            raise ConfigError(f"{path}: is a single array, not an outlier reference archive; {fix}")
         with z:
-            if not hasattr(z, "files"):
-                raise ConfigError(f"{path}: is a single array, not an outlier reference archive; {fix}")
             version = int(z["feature_version"]) if "feature_version" in z.files else -1
             if version != FEATURE_VERSION:
                 raise ConfigError(

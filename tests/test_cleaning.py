@@ -130,7 +130,12 @@ def test_shipped_reference_flags_non_cells():
 
 def test_reference_save_load_roundtrip(tmp_path, cells, synthetic_reference):
     path = tmp_path / "ref.npz"
-    synthetic_reference.save(path)
+    assert synthetic_reference.save(path) == path
+    with pytest.raises(FileExistsError, match="already exists"):  # never replaced unasked
+        synthetic_reference.save(path)
+    synthetic_reference.save(path, overwrite=True)
+    with pytest.raises(ValueError, match="ending in .npz"):  # NumPy would write myref.npz, which load("myref") misses
+        synthetic_reference.save(tmp_path / "myref")
     loaded = OutlierReference.load(path)
     assert loaded.threshold == pytest.approx(synthetic_reference.threshold)
     np.testing.assert_allclose(loaded.scores(cells[:5]), synthetic_reference.scores(cells[:5]), rtol=1e-5)
@@ -293,6 +298,9 @@ def test_bad_reference_files_name_the_file(tmp_path):
         OutlierReference.load(tmp_path / "text.npz")
     with pytest.raises(FileNotFoundError, match="no such outlier reference"):
         OutlierReference.load(tmp_path / "absent.npz")
+    np.save(tmp_path / "array.npy", np.zeros(3))  # np.load gives an array, not an archive
+    with pytest.raises(ValueError, match=r"array\.npy: is a single array, not an outlier reference archive"):
+        OutlierReference.load(tmp_path / "array.npy")
 
 
 def test_cli_clean_drops_unreadable_files(tmp_path, dirty_folder, capsys):
@@ -369,21 +377,53 @@ def test_cli_clean_that_would_remove_everything_writes_nothing(tmp_path, capsys)
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_clean_refuses_class_folders_it_could_not_write_before_any_work(tmp_path, capsys):
+def test_cli_clean_refuses_class_folders_it_could_not_write_before_any_work(tmp_path, capsys, monkeypatch):
     data = tmp_path / "data"
     for name in ("basophil", "mono cyte "):
         (data / name).mkdir(parents=True)
         for f in sorted((SAMPLE / "basophil").glob("*.jpg"))[:2]:
             (data / name / f.name).write_bytes(f.read_bytes())
-    assert _cli(["clean", data, "--out", tmp_path / "out", "--image-size", "4"]) == 2
-    assert "--image-size must be at least 8" in capsys.readouterr().err
+    for size in ("4", "100000"):  # 100000: a 43 TiB array
+        assert _cli(["clean", data, "--out", tmp_path / "out", "--image-size", size]) == 2
+        assert "--image-size must be between 8 and 1024" in capsys.readouterr().err
     assert _cli(["clean", data, "--out", tmp_path / "out"]) == 2
     err = capsys.readouterr().err
     assert "mono cyte : a class folder name the cleaned copy cannot use" in err and "rename the folder" in err
     assert "Read" not in err and not (tmp_path / "out").exists()
     np.savez(tmp_path / "empty.npz", images=np.zeros((0, 8, 8, 3), np.uint8), labels=np.zeros(0, int))
-    assert _cli(["clean", tmp_path / "empty.npz", "--out", tmp_path / "e.npz"]) == 1
+    assert _cli(["clean", tmp_path / "empty.npz", "--out", tmp_path / "e.npz"]) == 2  # as an empty folder
     assert "empty.npz: holds no images; nothing to clean" in capsys.readouterr().err
+    # outputs refused before any work: a folder for an .npz, the working directory, a file; and an image as input
+    (tmp_path / "dir.npz").mkdir()
+    np.savez(tmp_path / "two.npz", images=np.zeros((2, 8, 8, 3), np.uint8), labels=np.zeros(2, int))
+    assert _cli(["clean", tmp_path / "two.npz", "--out", tmp_path / "dir.npz"]) == 2
+    assert "--out " + str(tmp_path / "dir.npz") + ": is a folder" in capsys.readouterr().err
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    assert _cli(["clean", data, "--out", "."]) == 2
+    assert "not the working directory" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("")
+    assert _cli(["clean", data, "--out", tmp_path / "afile"]) == 2
+    assert "afile: already exists; choose" in capsys.readouterr().err
+    image = next((data / "basophil").iterdir())
+    assert _cli(["clean", image, "--out", tmp_path / "x"]) == 2
+    assert "expected a class-folder tree or an .npz file, got a .jpg file" in capsys.readouterr().err
+
+
+def test_cli_clean_into_a_folder_beside_the_targets_of_linked_class_folders(tmp_path, capsys):
+    """Class folders that link to folders named otherwise (raw/BA_imgs): an output beside those targets
+    is neither inside nor around the input; one inside a target is refused, before any work."""
+    raw, data = tmp_path / "raw", tmp_path / "data"
+    data.mkdir()
+    for name, target in (("basophil", "BA_imgs"), ("eosinophil", "EO_imgs")):
+        (raw / target).mkdir(parents=True)
+        for f in sorted((SAMPLE / name).glob("*.jpg")):
+            (raw / target / f.name).write_bytes(f.read_bytes())
+        (data / name).symlink_to(raw / target, target_is_directory=True)
+    assert _cli(["clean", data, "--out", raw / "cleaned", "--no-outliers"]) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in (raw / "cleaned").iterdir()) == ["basophil", "eosinophil"]
+    assert _cli(["clean", data, "--out", raw / "BA_imgs" / "cleaned"]) == 2
+    assert "is the input or inside it" in capsys.readouterr().err and not (raw / "BA_imgs" / "cleaned").exists()
 
 
 def test_cli_clean_refuses_an_npz_of_python_objects_before_any_work(tmp_path, real_cells, capsys):

@@ -1,6 +1,7 @@
 """Export to ONNX, LiteRT and SavedModel; the exported models must match Keras' probabilities."""
 
 import json
+import os
 from pathlib import Path
 
 import keras
@@ -163,6 +164,14 @@ def test_cli_export_into_a_folder_it_cannot_write_names_the_path_before_any_work
     assert main(["export", "--format", "litert", "--out", "/proc/m.tflite"]) == 1
     err = capsys.readouterr().err
     assert "/proc/m.tflite" in err and "bloodcell-lock" not in err
+    cwd = os.getcwd()
+    try:  # no --out: the working directory takes the export, and is named (not a lock file in it)
+        os.chdir("/proc")
+        assert main(["export", "--format", "litert"]) == 1
+    finally:
+        os.chdir(cwd)
+    err = capsys.readouterr().err
+    assert "error: /proc: " in err and "bloodcell-lock" not in err and "tflite" not in err
 
 
 def test_refuses_to_overwrite(tmp_path, micro, capsys):
@@ -212,8 +221,14 @@ def test_unknown_or_wrong_export_keywords_are_named(tmp_path, micro):
 def test_unknown_format_and_wrong_suffix(tmp_path, micro):
     with pytest.raises(BloodcellError, match="unknown export format 'tflite'; expected one of: onnx, litert, saved_model"):
         export(micro, tmp_path / "m.tflite", format="tflite")
+    with pytest.raises(BloodcellError, match=r"unknown export format \['onnx'\]"):
+        export(micro, tmp_path / "m.onnx", format=["onnx"])
+    with pytest.raises(BloodcellError, match="out: expected a path"):
+        export(micro, 123, format="onnx")
     with pytest.raises(BloodcellError, match=r"must be a file ending in \.tflite"):
         export(micro, tmp_path / "m.onnx", format="litert")
+    with pytest.raises(BloodcellError, match=r"an export to saved_model is a folder; .* or --format onnx for a file"):
+        export(micro, tmp_path / "sm.onnx", format="saved_model")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -252,3 +267,25 @@ def test_onnx_export_of_an_efficientnet_runs_with_the_image_alone(tmp_path):
     assert [i.name for i in session.get_inputs()] == ["image"]
     x = _images(32)
     assert np.abs(session.run(None, {"image": x})[0] - clf.predict_proba(x)).max() <= TOLERANCE
+
+
+def test_the_default_output_is_a_file_here_and_other_exports_staging_is_left_alone(tmp_path, micro, monkeypatch):
+    """A model's name (from its config.json, perhaps downloaded) that is a path does not make the
+    default output land elsewhere; a killed export's staging folder of this path is removed, while
+    that of an export to another path whose name starts with this one's (m-v2) is left to it."""
+    import copy
+
+    from bloodcell.export import default_output
+
+    clf = copy.copy(micro)
+    for name in ("../esc", "org/model", ".hidden", ""):
+        clf.name = name
+        assert default_output(clf, "onnx") == Path(f"{micro.architecture}.onnx")
+    clf.name = "my-model.v1"
+    assert default_output(clf, "saved_model") == Path("my-model.v1_saved_model")
+    monkeypatch.chdir(tmp_path)
+    stale, other = Path(".tmp-export-m-abcd1234"), Path(".tmp-export-m-v2-abcd1234")
+    for folder in (stale, other):
+        (folder / "x").mkdir(parents=True)
+    export(micro, "m", format="saved_model")
+    assert Path("m").is_dir() and not stale.exists() and (other / "x").is_dir()

@@ -51,11 +51,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help and on usage errors
         return int(exc.code or 0)
-    from .. import _tf  # noqa: F401  (after parsing: --help, --version and usage errors stay fast)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in model cards
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    try:
+        from .. import _tf  # noqa: F401  (after parsing: --help, --version and usage errors stay fast)
+    except KeyboardInterrupt:  # Ctrl-C while TensorFlow loads: nothing was done yet
+        print(f"bloodcell {args.command}: interrupted", file=sys.stderr)
+        return 130
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in model cards
     import warnings
 
     def one_line(message, category, filename, lineno, file=None, line=None):

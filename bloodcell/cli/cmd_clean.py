@@ -40,11 +40,24 @@ def _check_paths(data: Path, out: Path, report: Path | None) -> None:
 
     if not data.exists():
         raise InputNotFoundError(f"{data}: no such file or folder; expected a class-folder tree or an .npz file")
-    if out.exists() and (out.is_file() or any(out.iterdir())):
+    if data.is_file() and data.suffix.lower() != ".npz":
+        raise UsageError(f"{data}: expected a class-folder tree or an .npz file, got a {data.suffix or 'extensionless'} "
+                         "file; give the folder that holds one folder per class")
+    if out.is_file():
+        raise UsageError(f"--out {out}: already exists; choose a new output path")
+    if out.exists() and any(out.iterdir()):
         raise UsageError(f"--out {out}: already exists and is not empty; choose a new output path")
     o = out.resolve()
-    if is_within(out, data):
+    if o == Path.cwd().resolve() or o in Path.cwd().resolve().parents:
+        raise UsageError(f"--out {out}: the output is written as a whole folder that replaces it; give a new folder, "
+                         "not the working directory or one above it (e.g. --out cleaned)")
+    # a class folder may be a link to a folder elsewhere: the output must not land in what it links to either
+    inputs = [data, *(sub for sub in data.iterdir() if sub.is_dir())] if data.is_dir() else [data]
+    if any(is_within(out, d) for d in inputs):
         raise UsageError(f"--out {out}: is the input or inside it; write the cleaned data somewhere else")
+    if data.is_file() and out.is_dir():
+        raise UsageError(f"--out {out}: is a folder; an .npz input is written as an .npz file: give a new path ending "
+                         "in .npz")
     if data.is_file() and out.suffix.lower() != ".npz":
         raise UsageError(f"--out {out}: an .npz input is written as an .npz; give a path ending in .npz")
     if data.is_dir() and out.suffix.lower() == ".npz":
@@ -111,6 +124,8 @@ def _npz_extras(npz: Path) -> dict:
 
 #: A share of non-cells above which the data are more likely cells unlike the reference's than dirty.
 MANY_OUTLIERS = 0.2
+#: Largest --image-size (the images are held in memory at that size).
+MAX_IMAGE_SIZE = 1024
 
 
 def run(args) -> int:
@@ -123,8 +138,9 @@ def run(args) -> int:
 
     data, out = Path(args.data), Path(args.out)
     report_path = Path(args.report) if args.report else None
-    if args.image_size < 8:
-        raise UsageError(f"--image-size must be at least 8, got {args.image_size}")
+    if not 8 <= args.image_size <= MAX_IMAGE_SIZE:
+        raise UsageError(f"--image-size must be between 8 and {MAX_IMAGE_SIZE}, got {args.image_size} (the checks "
+                         "read colour, texture and duplicates, which the default 96 shows)")
     _check_paths(data, out, report_path)
     if data.is_dir():  # a class the cleaned copy could not be written under fails before the work
         from ..data import _list_class_files, is_portable_folder_name
@@ -139,8 +155,9 @@ def run(args) -> int:
     for line in unreadable:
         print(f"bloodcell clean: dropped {line}", file=sys.stderr)
     if not len(dataset):
-        raise ImageReadError(f"{data}: none of its images could be read (above); nothing to clean" if unreadable
-                             else f"{data}: holds no images; nothing to clean")
+        if unreadable:
+            raise ImageReadError(f"{data}: none of its images could be read (above); nothing to clean")
+        raise DataError(f"{data}: holds no images; nothing to clean")
     result = clean(dataset.images, dataset.labels, near=not args.no_near, reference=reference,
                    outliers=not args.no_outliers)
     flagged = result.report["outliers"]["count"]
@@ -149,11 +166,16 @@ def run(args) -> int:
     if not result.report["n_kept"]:
         raise DataError(f"{data}: every one of its {len(dataset)} images would be removed ({flagged} as non-cells), so "
                         f"nothing was written; {advice}")
+    labels = np.asarray(dataset.labels)
+    emptied = [dataset.class_names[i] for i in sorted(set(labels.tolist()) - set(labels[result.keep].tolist()))]
+    if emptied:  # the cleaned set has fewer classes (and, in a folder, other class ids)
+        print(f"bloodcell clean: warning: every image of {', '.join(emptied)} was removed, so the cleaned data hold "
+              "no such class; look at the report before you train on them", file=sys.stderr)
     if flagged > MANY_OUTLIERS * len(dataset):
         print(f"bloodcell clean: warning: {flagged} of {len(dataset)} images ({flagged / len(dataset):.0%}) were taken "
               f"for non-cells; {advice}", file=sys.stderr)
     report = dict(copy.deepcopy(result.report), input=str(data), output=str(out),
-                  unreadable={"count": len(unreadable), "errors": unreadable})
+                  unreadable={"count": len(unreadable), "errors": unreadable}, classes_emptied=emptied)
     if dataset.paths is not None:
         paths = dataset.paths
         report["outliers"]["paths"] = [paths[i] for i in report["outliers"]["rows"]]

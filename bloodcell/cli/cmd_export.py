@@ -15,7 +15,8 @@ def register(subparsers) -> None:
         description=(
             "Export a classifier for inference without bloodcell. The exported model takes uint8 "
             "images (N, S, S, 3), RGB 0..255, as input 'image' and returns softmax probabilities as "
-            "'output_0'; class names and preprocessing are written to a JSON file beside it."
+            "'output_0'; class names and preprocessing are written to a JSON file beside it (inside the "
+            "folder, as bloodcell.json, for saved_model)."
         ),
     )
     p.add_argument("source", nargs="?", default=None, metavar="SOURCE",
@@ -39,6 +40,11 @@ def run(args) -> int:
     if args.out:
         check_output(Path(args.out), args.format)  # before a model is downloaded or loaded
         check_writable(args.out)
+    else:  # the default output goes into the working directory, named after the model
+        try:
+            check_writable(Path.cwd() / "export")
+        except OSError as exc:  # named as the folder, not as a file the user never named
+            raise type(exc)(exc.errno, exc.strerror, str(Path.cwd())) from None
     out = load_classifier(args.source).export(args.out, format=args.format)
     print(f"{out}\n{metadata_path(out, args.format)}")
     return 0
