@@ -22,7 +22,7 @@ import numpy as np
 
 from ._checks import check_image_batch
 from ._colour import LUMA
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .outliers import OutlierReference, find_outliers
 
 __all__ = ["CleanResult", "OutlierReference", "clean", "find_duplicates", "find_outliers", "groups_from_pairs"]
@@ -195,6 +195,9 @@ def clean(
     a group whose rows carry different labels is removed entirely, its true label being unknown
     (``report["conflicts"]``). Row indices in the report refer to the input.
     """
+    for name, value in (("near", near), ("outliers", outliers)):
+        if not isinstance(value, (bool, np.bool_)):  # "no" would be true
+            raise ConfigError(f"clean: {name} must be True or False, got {value!r}")
     images = check_image_batch(images)
     labels = np.asarray(labels).reshape(-1)
     if len(labels) != len(images):

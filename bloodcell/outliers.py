@@ -365,7 +365,10 @@ def _as_reference(reference: Union[None, np.ndarray, OutlierReference, str, os.P
         return reference
     if isinstance(reference, (str, os.PathLike)):
         return OutlierReference.load(reference)
-    return fit_outlier_reference(np.asarray(reference))
+    if not isinstance(reference, (np.ndarray, list, tuple)):
+        raise ConfigError(f"reference: expected None, an OutlierReference, the path of a saved one or cell images "
+                          f"(uint8 (N, H, W, 3)), got a {type(reference).__name__}")
+    return fit_outlier_reference(check_image_batch(np.asarray(reference), "reference"))
 
 
 def outlier_scores(

@@ -431,3 +431,13 @@ def test_cli_clean_refuses_an_npz_of_python_objects_before_any_work(tmp_path, re
              ids=np.array([{"x": 1}] * 16, dtype=object))
     assert _cli(["clean", tmp_path / "b.npz", "--out", tmp_path / "o.npz"]) == 2
     assert "b.npz: ids holds Python objects" in capsys.readouterr().err and not (tmp_path / "o.npz").exists()
+
+
+def test_clean_names_a_wrong_switch_or_reference():
+    images = np.zeros((3, 32, 32, 3), np.uint8)
+    with pytest.raises(ValueError, match="clean: near must be True or False, got 'no'"):
+        clean(images, [0, 1, 2], near="no")
+    with pytest.raises(ValueError, match="reference: expected None, an OutlierReference, .* got a int"):
+        clean(images, [0, 1, 2], reference=5)
+    with pytest.raises(ValueError, match="reference: expected uint8"):
+        clean(images, [0, 1, 2], reference=np.zeros((3, 2)))
