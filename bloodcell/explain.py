@@ -66,7 +66,11 @@ def class_activation_maps(classifier, images, *, target: Union[None, str, Sequen
         positions = [class_index(t, names) for t in targets]  # case ignored, as classes= does
         unknown = sorted({t for t, i in zip(targets, positions) if i is None})
         if unknown:
-            raise ConfigError(f"target: unknown class(es) {unknown}; expected some of: {', '.join(names)}")
+            from ._registry import closest
+
+            close = closest(unknown[0], names)
+            raise ConfigError(f"target: unknown class(es) {unknown}; expected some of: {', '.join(names)}"
+                              + (f"; did you mean {close!r}?" if close else ""))
         wanted = np.array(positions, np.int64)
     features = _feature_model(classifier)
     kernel = np.asarray(as_classifier_model(classifier.model).head.kernel, np.float32)  # (K, classes)

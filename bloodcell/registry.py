@@ -85,7 +85,7 @@ def pretrained_entry(name: str) -> PretrainedCfg:
             return entry
         raise ModelNotFoundError(
             f"architecture {name!r} has no pretrained weights in the zoo (entries: "
-            f"{', '.join(list_pretrained()) or 'none'}); build it untrained with "
-            f"bloodcell.build_model({name!r}) and train it with bloodcell.Trainer"
+            f"{', '.join(list_pretrained()) or 'none'}); train one with `bloodcell train DATA --model {name}` "
+            f"(in Python: bloodcell.build_model({name!r}) and bloodcell.Trainer)"
         )
     raise _unknown("model", name, list(_PRETRAINED) + list(_ARCHITECTURES))

@@ -19,7 +19,7 @@ from .errors import ChecksumError, ConfigError, HubError, InputNotFoundError, Mo
 from .folder import CONFIG_NAME, bloodcell_config, checked_config
 from .registry import PretrainedCfg, list_models, list_pretrained, pretrained_entry
 
-__all__ = ["bundled_path", "entry_folder", "resolve_download"]
+__all__ = ["bundled_path", "entry_folder", "held_out_by", "images_it_may_have_trained_on", "resolve_download"]
 
 Source = Union[str, os.PathLike, None]
 HF_PREFIX = "hf://"
@@ -181,3 +181,43 @@ def resolve_download(source: str, *, revision: Optional[str] = None, token=None)
             f"to fetch another revision use hf://{entry.repo_id}@{revision}"
         )
     return entry_folder(entry)
+
+
+def held_out_by(source: Source) -> set[str]:
+    """The images (paths relative to its data, class folders by their canonical names) that the model
+    ``source`` (None: the default) lists as held out from its training (its folder's ``test_files.json``); empty when it
+    lists none."""
+    import json
+
+    from ._classes import class_path
+    from ._fs import TEST_FILES
+    from .classifier import DEFAULT_MODEL
+
+    folder, _ = resolve(source, default=DEFAULT_MODEL)
+    try:
+        listed = json.loads((folder / TEST_FILES).read_text())
+    except (OSError, ValueError):
+        return set()
+    return {class_path(str(p)) for p in listed} if isinstance(listed, list) else set()
+
+
+#: Images of a data set among a model's held-out list, by path, that make the set taken for that model's data.
+SEEN_MIN = 5
+
+
+def images_it_may_have_trained_on(source: Source, data, root, measured) -> tuple[int, int]:
+    """When ``data`` (a Dataset loaded from the folder ``root``) looks like the data the model ``source``
+    was made from, (how many of the ``measured`` images, a part of ``data``, are not among the images
+    it held out, how many of those ``data`` holds): figures measured on the first may overstate, as the
+    model may have trained on them. (0, 0) when ``data`` holds fewer than :data:`SEEN_MIN` (and 2%)
+    of its held-out images, or nothing is known of them."""
+    from ._classes import class_path
+    from ._fs import relative_path
+
+    held = held_out_by(source)
+    if not held or not data.paths or not measured.paths:
+        return 0, 0
+    rel = {p: class_path(str(relative_path(p, root))) for p in data.paths}
+    shared = held.intersection(rel.values())
+    others = sum(1 for p in measured.paths if rel.get(p) not in held)
+    return (others, len(shared)) if len(shared) >= max(SEEN_MIN, 0.02 * len(data)) and others else (0, 0)

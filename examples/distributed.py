@@ -38,6 +38,12 @@ def free_port() -> int:
 
 def launch_local_processes(n: int) -> int:
     """Run this script ``n`` times on this machine as the processes of one JAX run."""
+    import importlib.util
+
+    from bloodcell.errors import ConfigError
+
+    if importlib.util.find_spec("jax") is None:  # once here, not a traceback from each process
+        raise ConfigError('--local-processes runs Keras on JAX, which is not installed; pip install "bloodcell[jax]"')
     address = f"127.0.0.1:{free_port()}"
     argv = [*sys.argv[1:], "--local-processes", "0"]  # each process runs the training itself
     procs = []

@@ -364,3 +364,25 @@ def test_train_setting_errors_name_the_options_not_the_python_fields():
         with pytest.raises(UsageError) as err:
             _settings(args, 32, small=False)
         assert str(err.value).startswith(message) and "None" not in str(err.value)
+
+
+def test_mistakes_on_the_command_line_are_named_by_their_command_with_a_suggestion(image_dir, capsys, monkeypatch):
+    """An unknown option is the subcommand's usage error with its nearest options; a class name typo
+    gets its match; a nested command names itself; a Keras backend that is not installed is one line."""
+    assert main(["predict", str(image_dir), "--top-k3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bloodcell predict: error: unrecognized arguments: --top-k3 (--top-k3: did you mean --top-k?)")
+    assert main(["train", str(image_dir), "--epochs", "3"]) == 2
+    assert "did you mean --head-epochs or --finetune-epochs?" in capsys.readouterr().err
+    assert main(["predict", str(image_dir), "--classes", "lymphocyte,monocite"]) == 2
+    assert "did you mean 'monocyte'?" in capsys.readouterr().err
+    assert main(["hub", "push", str(image_dir / "nothing"), "me/x"]) == 2
+    assert capsys.readouterr().err.startswith("bloodcell hub push: error: ")
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is None:
+        monkeypatch.setenv("KERAS_BACKEND", "openvino")
+        assert main(["predict", str(image_dir)]) == 2
+        err = capsys.readouterr().err
+        assert err == ("bloodcell predict: error: KERAS_BACKEND=openvino, but openvino is not installed; pip install "
+                       "openvino, or unset KERAS_BACKEND (bloodcell runs on TensorFlow by default)\n")

@@ -48,22 +48,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named by the subcommand's parser, with its options to choose from, not the top level's
+            _unrecognized(parser, args, extra)
     except SystemExit as exc:  # argparse exits on --help and on usage errors
         return int(exc.code or 0)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    name = " ".join(c for c in (args.command, getattr(args, "hub_command", None)) if c)  # e.g. "hub push"
+    missing = _missing_backend()
+    if missing:
+        print(f"bloodcell {name}: error: {missing}", file=sys.stderr)
+        return 2
     try:
         from .. import _tf  # noqa: F401  (after parsing: --help, --version and usage errors stay fast)
     except KeyboardInterrupt:  # Ctrl-C while TensorFlow loads: nothing was done yet
-        print(f"bloodcell {args.command}: interrupted", file=sys.stderr)
+        print(f"bloodcell {name}: interrupted", file=sys.stderr)
         return 130
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in model cards
     import warnings
 
     def one_line(message, category, filename, lineno, file=None, line=None):
-        print(f"bloodcell {args.command}: warning: {message}", file=file or sys.stderr)
+        print(f"bloodcell {name}: warning: {message}", file=file or sys.stderr)
 
     shown, warnings.showwarning = warnings.showwarning, one_line
     for stream in (sys.stdout, sys.stderr):  # a file name that is not valid UTF-8 prints escaped, not as a crash
@@ -72,7 +79,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return int(args.func(args) or 0)
     except BloodcellError as exc:
-        print(f"bloodcell {args.command}: error: {exc}", file=sys.stderr)
+        print(f"bloodcell {name}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:  # the reader stopped reading (| head): not an error, nothing more to write
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -80,14 +87,50 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 141  # 128 + SIGPIPE, what a shell reports for a writer whose pipe closed
     except OSError as exc:  # the machine refused: an output folder that cannot be written, a full disk
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        print(f"bloodcell {args.command}: error: {where}{exc.strerror or exc}; check the path and its permissions",
+        print(f"bloodcell {name}: error: {where}{exc.strerror or exc}; check the path and its permissions",
               file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"bloodcell {args.command}: interrupted", file=sys.stderr)
+        print(f"bloodcell {name}: interrupted", file=sys.stderr)
         return 130
     finally:
         warnings.showwarning = shown
+
+
+def _unrecognized(parser: argparse.ArgumentParser, args, extra: list[str]) -> None:
+    """Exit with the usage error of the (sub)command that was given options it does not have, with
+    the nearest of its own options where one is close."""
+    import difflib
+
+    command = parser
+    for dest in ("command", "hub_command"):  # down to the deepest subcommand chosen
+        actions = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+        if actions and getattr(args, dest, None) in actions[0].choices:
+            command = actions[0].choices[getattr(args, dest)]
+    options = [o for a in command._actions for o in a.option_strings if o.startswith("--")]
+    hints = []
+    for word in (w for w in extra if w.startswith("-")):
+        close = difflib.get_close_matches(word.split("=")[0], options, n=2, cutoff=0.6)
+        hints += [f"{word}: did you mean {' or '.join(close)}?"] if close else []
+    command.error(f"unrecognized arguments: {' '.join(extra)}" + (f" ({'; '.join(hints)})" if hints else ""))
+
+
+#: Keras backends and the module each needs (the numpy backend needs none).
+_BACKEND_MODULES = {"jax": "jax", "torch": "torch", "openvino": "openvino"}
+
+
+def _missing_backend() -> Optional[str]:
+    """What is wrong when ``KERAS_BACKEND`` names a backend whose package is not installed (Keras
+    would fail with a traceback from deep inside its import); None when it is fine."""
+    import importlib.util
+
+    backend = os.environ.get("KERAS_BACKEND", "").strip()
+    module = _BACKEND_MODULES.get(backend)
+    if module is None or importlib.util.find_spec(module) is not None:
+        return None
+    install = 'pip install "bloodcell[jax]"' if backend == "jax" else f"pip install {module}"
+    return (f"KERAS_BACKEND={backend}, but {module} is not installed; {install}, or unset KERAS_BACKEND "
+            "(bloodcell runs on TensorFlow by default)")
 
 
 def console_main() -> None:

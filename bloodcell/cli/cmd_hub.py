@@ -21,7 +21,10 @@ def register(subparsers) -> None:
     )
     commands = p.add_subparsers(dest="hub_command", metavar="{push,download}", required=True)
 
-    push = commands.add_parser("push", help="upload a folder written by save_pretrained to a Hub model repo")
+    push = commands.add_parser(
+        "push", help="upload a folder written by save_pretrained to a Hub model repo",
+        description="Upload a folder written by save_pretrained (its config.json, weights and model card) to a Hub "
+        "model repo, after checking the weights against the config; prints the commit to pin.")
     push.add_argument("folder", type=Path, help="folder written by save_pretrained (config.json, *.weights.h5, README.md)")
     push.add_argument("repo_id", help="Hub model repo 'owner/name'; created if missing")
     push.add_argument("--private", action="store_true",
@@ -30,7 +33,10 @@ def register(subparsers) -> None:
     push.add_argument("--token", help="token with write access (default: HF_TOKEN or the one saved by `hf auth login`)")
     push.add_argument("--message", help="commit message")
 
-    download = commands.add_parser("download", help="download a model into the local Hugging Face cache")
+    download = commands.add_parser(
+        "download", help="download a model into the local Hugging Face cache",
+        description="Download a model (a zoo entry or hf://owner/repo) into the huggingface_hub cache and check it, so "
+        "that it loads later without a network (HF_HUB_OFFLINE=1).")
     download.add_argument("source", help="hf://owner/repo[@revision] or a zoo entry name (see `bloodcell list`)")
     download.add_argument("--revision", help="branch or commit sha, for hf:// sources (default: main)")
     download.add_argument("--token", help="token for private or gated repos (default: HF_TOKEN or `hf auth login`)")

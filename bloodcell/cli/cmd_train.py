@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .._classes import class_path
 from .._fs import atomic_write_text, relative_path
 from .._lock import locked
 from .._choices import LOSSES, LR_SCHEDULES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, PRESETS
@@ -205,44 +204,22 @@ def _starting_point(args):
     return parent.architecture, args.init, parent
 
 
-def _parent_held_out(args) -> set[str]:
-    """The images (paths relative to its data) that ``--init MODEL`` (a bloodcell model) lists as held out from its training
-    in its folder's ``test_files.json``; empty when it lists none."""
-    from ..zoo import resolve
-
-    folder, _ = resolve(args.init, default=args.init)
-    try:
-        listed = json.loads((folder / TEST_FILES).read_text())
-    except (OSError, ValueError):
-        return set()
-    return {class_path(str(p)) for p in listed} if isinstance(listed, list) else set()
-
-
 def _seen_by_parent(args, data, measured, small: bool = False) -> str:
     """A warning (empty if none) when ``measured`` (the images the figures come from) may hold images the
-    ``--init`` model trained on: DATA holds images it held out (by their paths in DATA, at least
-    :data:`SEEN_MIN` and 2% of DATA, so that a few names in common are not taken for its data), but
-    ``measured`` also holds others."""
-    held = _parent_held_out(args)
-    if not held or not data.paths:
-        return ""
-    rel = {p: class_path(str(relative_path(p, args.data))) for p in data.paths}
-    shared = held.intersection(rel.values())
-    others = [p for p in measured.paths if rel[p] not in held]
-    if len(shared) < max(SEEN_MIN, 0.02 * len(data)) or not others:
+    ``--init`` model trained on (:func:`bloodcell.zoo.images_it_may_have_trained_on`)."""
+    from ..zoo import images_it_may_have_trained_on
+
+    others, shared = images_it_may_have_trained_on(args.init, data, args.data, measured)
+    if not others:
         return ""
     evaluate = (f"measure the new model only on images --init {args.init} held out (those its test_files.json "
                 "lists)")
     fix = (f"cross-validated on all of DATA, they cannot avoid them: {evaluate}" if small else
            f"use its split (--split-seed {SPLIT_SEED} and the default fractions) on the same images it was made "
            f"from, or {evaluate}")
-    return (f"{len(others)} of the {len(measured)} images measured are not among the images --init {args.init} held "
-            f"out from its training (its test_files.json), though DATA holds {len(shared)} of those: they may be "
+    return (f"{others} of the {len(measured)} images measured are not among the images --init {args.init} held "
+            f"out from its training (its test_files.json), though DATA holds {shared} of those: they may be "
             f"images it trained on, so the figures may overstate; {fix}")
-
-
-#: Images of DATA among an --init model's held-out list, by path, that make DATA taken for that model's data.
-SEEN_MIN = 5
 
 
 def _data_record(args, data) -> dict:
