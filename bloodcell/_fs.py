@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
 from ._lock import locked
+from .errors import OutputExistsError
 
 PathLike = Union[str, os.PathLike]
 #: The ``format`` of a bloodcell model folder's ``config.json``.
@@ -208,3 +209,20 @@ def pixel_digests(images) -> list[str]:
     import numpy as np
 
     return [hashlib.sha256(np.ascontiguousarray(image, np.uint8).tobytes()).hexdigest()[:20] for image in images]
+
+
+def save_npz(out: Union[str, os.PathLike], **arrays) -> Path:
+    """``np.savez_compressed`` through a temporary file and a rename: ``out`` is whole or absent."""
+    out = Path(out)
+    if out.is_dir():
+        raise OutputExistsError(f"{out}: is a folder; give a file path ending in .npz")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.tmp.npz"
+    try:
+        import numpy as np
+
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out

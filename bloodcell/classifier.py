@@ -28,10 +28,7 @@ from .folder import (CARD_NAME, CONFIG_NAME, PREPROCESSING, WEIGHTS_NAME, load_m
 from .imageio import load_image, load_images
 from .models import ClassifierModel, as_classifier_model
 from .ood import FeatureCheck, feature_layer, inference_model
-from .zoo import bundled_path, check_entry, entry_folder, resolve
-
-#: The zoo entry that ``load_classifier()`` returns; its files ship inside the package.
-DEFAULT_MODEL = "mnv3s.pbc96"
+from .zoo import DEFAULT_MODEL, bundled_path, check_entry, entry_folder, resolve
 
 __all__ = ["DEFAULT_MODEL", "CheckedPredictions", "Classifier", "FilePrediction", "load_classifier", "load_folder",
            # the folder format and zoo names that lived here before bloodcell.folder and bloodcell.zoo

@@ -18,7 +18,6 @@ import contextlib
 import os
 import warnings
 import shutil
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from PIL import Image
 
 from ._checks import check_class_names, check_image_batch, check_labels, largest_remainder
 from ._classes import CLASS_ALIASES, CLASS_NAMES, canonical_name, class_index, class_path, class_positions
-from ._fs import is_within, relative_path, staged_folder
+from ._fs import is_within, relative_path, save_npz, staged_folder  # noqa: F401  (save_npz: also from here)
 from ._progress import progress
 from ._util import DAMAGED_NPZ
 from .errors import ConfigError, DataError, ImageReadError, InputNotFoundError, OutputExistsError
@@ -431,21 +430,6 @@ def save_dataset(dataset: Dataset, out: PathLike, *, layout: str = "folder", cop
                 shutil.copyfile(src, target)
             else:
                 Image.fromarray(dataset.images[i]).save(target)
-    return out
-
-
-def save_npz(out: PathLike, **arrays) -> Path:
-    """``np.savez_compressed`` through a temporary file and a rename: ``out`` is whole or absent."""
-    out = Path(out)
-    if out.is_dir():
-        raise OutputExistsError(f"{out}: is a folder; give a file path ending in .npz")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.tmp.npz"
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 

@@ -30,6 +30,7 @@ from PIL import Image, ImageFilter
 
 from ._checks import check_image_batch
 from ._colour import LUMA, RGB_TO_YIQ, YIQ_TO_RGB
+from ._fs import save_npz
 from ._util import DAMAGED_NPZ
 from .errors import ConfigError, DataError, InputNotFoundError, OutputExistsError
 from .imageio import resize_images
@@ -198,8 +199,6 @@ class OutlierReference:
     def save(self, path: Union[str, os.PathLike], *, overwrite: bool = False) -> Path:
         """Write the reference as a small ``.npz`` at ``path`` (whole or absent; an existing file only
         with ``overwrite``); returns the path."""
-        from .data import save_npz
-
         path = Path(path)
         if path.suffix.lower() != ".npz":
             raise ConfigError(f"{path}: an outlier reference is an .npz file; give a path ending in .npz")

@@ -21,6 +21,9 @@ from .registry import PretrainedCfg, list_models, list_pretrained, pretrained_en
 
 __all__ = ["bundled_path", "entry_folder", "held_out_by", "images_it_may_have_trained_on", "resolve_download"]
 
+#: The zoo entry that ``load_classifier()`` returns; its files ship inside the package.
+DEFAULT_MODEL = "mnv3s.pbc96"
+
 Source = Union[str, os.PathLike, None]
 HF_PREFIX = "hf://"
 SOURCE_HELP = "a folder written by save_pretrained, hf://owner/repo[@revision] or a zoo name (see `bloodcell list`)"
@@ -191,7 +194,6 @@ def held_out_by(source: Source) -> set[str]:
 
     from ._classes import class_path
     from ._fs import TEST_FILES
-    from .classifier import DEFAULT_MODEL
 
     folder, _ = resolve(source, default=DEFAULT_MODEL)
     try:
