@@ -32,7 +32,7 @@ def register(subparsers) -> None:
                    "folder of your own cell images (at least 20; hundreds are better) or a reference saved by "
                    "OutlierReference.save (.npz) (default: the shipped pbc96 reference)")
     p.add_argument("--no-outliers", action="store_true", help="look for duplicates only, not for non-cell images")
-    p.add_argument("--image-size", type=int, default=96, metavar="S", help="size images are analysed at (default 96)")
+    p.add_argument("--image-size", type=int, default=96, metavar="S", help="size images are analysed at, 8 to 1024 (default 96)")
     p.set_defaults(func=run)
 
 
