@@ -45,6 +45,8 @@ _EXTRA_MODULES = {"onnx": ("tf2onnx", "onnx"), "litert": (), "saved_model": ()}
 INSTALL_HINT = 'pip install "bloodcell[export]"'
 
 _ONNX_KEYWORDS = {"opset_version"}
+#: The oldest ONNX opset an export may ask for (the models' ops need at least this).
+MIN_OPSET = 9
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "output_0"  # the name Keras' export gives a single output in LiteRT and SavedModel
@@ -335,6 +337,13 @@ def export(
     if format == "onnx" and "opset_version" in kwargs and (
             isinstance(kwargs["opset_version"], bool) or not isinstance(kwargs["opset_version"], int)):
         raise ConfigError(f"opset_version: expected an ONNX opset number such as 17, got {kwargs['opset_version']!r}")
+    if format == "onnx" and "opset_version" in kwargs:
+        from tf2onnx.constants import OPSET_TO_IR_VERSION
+
+        newest = max(OPSET_TO_IR_VERSION)
+        if not MIN_OPSET <= kwargs["opset_version"] <= newest:  # tf2onnx fails on older ones with its own tracebacks
+            raise ConfigError(f"opset_version: expected {MIN_OPSET} to {newest} (what tf2onnx converts to), got "
+                              f"{kwargs['opset_version']}")
     if out is not None:
         if not isinstance(out, (str, os.PathLike)):
             raise ConfigError(f"out: expected a path (str or Path), got {type(out).__name__} {out!r}")

@@ -215,6 +215,9 @@ def test_unknown_or_wrong_export_keywords_are_named(tmp_path, micro):
         export(micro, tmp_path / "m.onnx", format="onnx", opset=17)
     with pytest.raises(ConfigError, match="opset_version: expected an ONNX opset number"):
         export(micro, tmp_path / "m.onnx", format="onnx", opset_version="17")
+    for old_or_unknown in (1, 99):  # tf2onnx's own traceback and a raw ONNX error for 1
+        with pytest.raises(ConfigError, match=r"opset_version: expected 9 to \d+ \(what tf2onnx converts to\)"):
+            export(micro, tmp_path / "m.onnx", format="onnx", opset_version=old_or_unknown)
     assert list(tmp_path.iterdir()) == []
 
 
