@@ -329,8 +329,10 @@ def outside_few_shot() -> str:
     review = acc.get("review_on_rest")
     if acc.get("ece_on_rest") is not None and review:
         text += (f" Calibrated on its cross-validated predictions, its probabilities there have an ECE of "
-                 f"{acc['ece_on_rest']:.3f}; the review flags {pct(review['flagged'], 1)} of those images, and "
-                 f"{pct(review['accuracy_unflagged'], 1)} of the others are right.")
+                 f"{acc['ece_on_rest']:.3f}; the review flags {pct(review['flagged'], 1)} of those images"
+                 + (f" ({pct(review['outliers'], 1)} as unlike the cells it was trained on)"
+                    if review.get("outliers") is not None else "")
+                 + f", and {pct(review['accuracy_unflagged'], 1)} of the others are right.")
     soup = data.get("few_shot_soup")
     if soup:
         text += (f" On {soup['draws']} other draws of {soup['k']} images a class, the soup that `bloodcell train` "
