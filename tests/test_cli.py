@@ -374,6 +374,11 @@ def test_mistakes_on_the_command_line_are_named_by_their_command_with_a_suggesti
     assert err.startswith("bloodcell predict: error: unrecognized arguments: --top-k3 (--top-k3: did you mean --top-k?)")
     assert main(["train", str(image_dir), "--epochs", "3"]) == 2
     assert "did you mean --head-epochs or --finetune-epochs?" in capsys.readouterr().err
+    assert main(["predcit", str(image_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'predcit'" in err and "did you mean 'predict'?" in err
+    assert main(["export", "--format", "tflite"]) == 2
+    assert "did you mean 'litert'?" in capsys.readouterr().err
     assert main(["predict", str(image_dir), "--classes", "lymphocyte,monocite"]) == 2
     assert "did you mean 'monocyte'?" in capsys.readouterr().err
     assert main(["hub", "push", str(image_dir / "nothing"), "me/x"]) == 2

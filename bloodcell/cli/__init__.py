@@ -21,6 +21,14 @@ class _Parser(argparse.ArgumentParser):
     (argparse prints its whole usage first); subcommands' parsers are of this class too."""
 
     def error(self, message):
+        import re
+
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:  # Python 3.11's argparse suggests nothing for a typo
+            from .._registry import closest
+
+            close = closest(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)) or choice.group(2).split(", "))
+            message += f"; did you mean {close!r}?" if close else ""
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
