@@ -56,13 +56,11 @@ def load_script(name: str):
     return module
 
 
-#: The slowest modules, in the order the workers should start them: with --no-loadscope-reorder
-#: (pyproject.toml) pytest-xdist hands modules out in collection order, two to each worker first
-#: (here training + design and examples + transfer), then one to whichever worker runs short, so the
-#: short modules fill in at the end. Ordered by test count, as xdist does by default, one worker
-#: got training and examples together and finished about 70 s after the other.
-SLOW_MODULES = ("test_training.py", "test_examples.py", "test_design.py", "test_transfer.py", "test_promises.py",
-                "test_processes.py", "test_export.py", "test_augment.py", "test_cli.py", "test_pipeline.py")
+#: The slowest modules, slowest first: pytest-xdist's --dist loadscope hands modules to the workers
+#: in collection order, so the long ones start first and the short ones fill in at the end
+#: (alphabetically, test_training and test_transfer came last and one worker finished alone).
+SLOW_MODULES = ("test_training.py", "test_examples.py", "test_transfer.py", "test_design.py", "test_processes.py",
+                "test_promises.py", "test_export.py", "test_cli.py")
 
 
 def pytest_collection_modifyitems(config, items):
