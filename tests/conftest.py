@@ -55,14 +55,3 @@ def load_script(name: str):
     spec.loader.exec_module(module)
     return module
 
-
-#: The slowest modules, slowest first: pytest-xdist's --dist loadscope hands modules to the workers
-#: in collection order, so the long ones start first and the short ones fill in at the end
-#: (alphabetically, test_training and test_transfer came last and one worker finished alone).
-SLOW_MODULES = ("test_training.py", "test_examples.py", "test_transfer.py", "test_design.py", "test_processes.py",
-                "test_promises.py", "test_export.py", "test_cli.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(SLOW_MODULES)}
-    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(rank)))  # stable: each module in its order
