@@ -83,10 +83,11 @@ def cross_validated_predictions(train_one: Callable[[Dataset], object], data: Da
         training = Dataset(np.concatenate([p.images for p in rest]), np.concatenate([p.labels for p in rest]),
                            data.class_names)
         clf = train_one(training)
-        if scores:
+        if scores:  # one pass over the held-out and the training images
             layer = feature_layer(clf.model)
-            proba, features = clf.predict_with_features(held.images, layer=layer, calibrated=False, verbose=0)
-            own = clf.predict_with_features(training.images, layer=layer, verbose=0)[1]
+            both = np.concatenate([held.images, training.images])
+            proba, features = clf.predict_with_features(both, layer=layer, calibrated=False, verbose=0)
+            proba, (features, own) = proba[:len(held)], np.split(features, [len(held)])
             held_scores.append(fit_gaussian(own, layer=layer).scores(features))
         else:
             proba = clf.predict_proba(held.images, calibrated=False, verbose=0)
