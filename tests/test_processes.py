@@ -65,14 +65,14 @@ TRAIN = textwrap.dedent("""
     else:  # JAX aborts both processes when they reach its shutdown more than this apart
         import jax, time
         initialize = jax.distributed.initialize
-        jax.distributed.initialize = lambda **kw: initialize(**{{**kw, "shutdown_timeout_seconds": 2}})
+        jax.distributed.initialize = lambda **kw: initialize(**{{**kw, "shutdown_timeout_seconds": 1}})
     t = Trainer("microcell", input_size=32, class_names=("red", "green", "blue"), head_epochs=1, finetune_epochs=0,
                 batch_size=8, augment=None, optimizer="adam", patience=None, verbose=0, workdir=sys.argv[1])
     t.fit(toy_data((16, 8, 8)))
     np.savez(sys.argv[1] + "-" + str(t.process_id) + ".npz", *t.model.get_weights())
     if t.process_id == 0:
         if len(sys.argv) == 2:
-            time.sleep(6)  # a slow save: process 1 waits for it in finish()
+            time.sleep(4)  # a slow save: process 1 waits for it in finish()
         t.classifier.save_pretrained(sys.argv[1] + "-model")
     processes.finish()
 """).format(tests=str(ROOT / "tests"))
