@@ -241,23 +241,24 @@ def test_cli_prints_no_tensorflow_noise(tmp_path):
             Image.fromarray(synthetic_cell(48, 10 * c + i)).save(data / name / f"{i}.png")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env["PYTHONPATH"] = str(ROOT)
-    runs = {
-        "train": ["train", str(data), "--model", "microcell", "--input-size", "32", "--head-epochs", "1",
-                  "--finetune-epochs", "1", "--augment", "robust", "--val-fraction", "0.2", "--test-fraction", "0.2",
-                  "--out", str(tmp_path / "model")],
-        # predict, then augment-preview in the same process: TensorFlow's start-up lines come once a process,
-        # the rest (retracing, XNNPACK, per-call lines) with each command
-        "predict+augment-preview": ["predict", str(data / "lymphocyte")],
-    }
-    preview = ["augment-preview", str(data), "--preset", "domain", "-n", "4", "--out", str(tmp_path / "preview.png")]
-    for name, argv in runs.items():
-        code = (f"import sys; from bloodcell.cli import main; sys.exit(main({argv!r}) or main({preview!r}))"
-                if name.startswith("predict") else f"import sys; from bloodcell.cli import main; sys.exit(main({argv!r}))")
-        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, f"{name}: exit {proc.returncode}\n{proc.stderr[-2000:]}"
-        noisy = [line for line in proc.stderr.splitlines() if any(n in line for n in NOISE)]
-        assert not noisy, f"bloodcell {name} printed TensorFlow noise:\n" + "\n".join(noisy)
-    assert (tmp_path / "preview.png").is_file()
+    # One process, as a shell session of commands would be several: TensorFlow's start-up lines come once
+    # a process (with the first command), the rest (retracing, XNNPACK, per-call lines) with each command.
+    commands = [
+        ["train", str(data), "--model", "microcell", "--input-size", "32", "--head-epochs", "1", "--finetune-epochs",
+         "1", "--augment", "robust", "--val-fraction", "0.2", "--test-fraction", "0.2", "--out", str(tmp_path / "model")],
+        ["predict", str(data / "lymphocyte")],
+        ["augment-preview", str(data), "--preset", "domain", "-n", "4", "--out", str(tmp_path / "preview.png")],
+    ]
+    code = ("import sys; from bloodcell.cli import main\n"
+            f"for argv in {commands!r}:\n"
+            "    print('-- bloodcell', argv[0], file=sys.stderr, flush=True)\n"
+            "    code = main(argv)\n"
+            "    if code: sys.exit(code)\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr[-2000:]}"
+    noisy = [line for line in proc.stderr.splitlines() if any(n in line for n in NOISE)]
+    assert not noisy, "TensorFlow noise on stderr (each command's output begins with '-- bloodcell'):\n" + proc.stderr[-3000:]
+    assert proc.stderr.count("-- bloodcell") == 3 and (tmp_path / "preview.png").is_file()
 
 
 def test_keras_train_function_retrace_warnings_are_dropped_and_others_pass(caplog):
