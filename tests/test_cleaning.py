@@ -441,3 +441,18 @@ def test_clean_names_a_wrong_switch_or_reference():
         clean(images, [0, 1, 2], reference=5)
     with pytest.raises(ValueError, match="reference: expected uint8"):
         clean(images, [0, 1, 2], reference=np.zeros((3, 2)))
+
+
+def test_cli_clean_never_loads_tensorflow(tmp_path):
+    """`bloodcell clean` is numpy and Pillow: the command line skips TensorFlow's import for it (5 s)."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import sys; from bloodcell.cli import main; code = main(sys.argv[1:]); "
+              "print('tensorflow' in sys.modules, 'keras' in sys.modules); sys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", script, "clean", str(SAMPLE), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "False False"

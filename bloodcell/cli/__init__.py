@@ -70,7 +70,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"bloodcell {name}: error: {missing}", file=sys.stderr)
         return 2
     try:
-        from .. import _tf  # noqa: F401  (after parsing: --help, --version and usage errors stay fast)
+        if args.command not in WITHOUT_TENSORFLOW:
+            from .. import _tf  # noqa: F401  (after parsing: --help, --version and usage errors stay fast)
     except KeyboardInterrupt:  # Ctrl-C while TensorFlow loads: nothing was done yet
         print(f"bloodcell {name}: interrupted", file=sys.stderr)
         return 130
@@ -121,6 +122,10 @@ def _unrecognized(parser: argparse.ArgumentParser, args, extra: list[str]) -> No
         close = difflib.get_close_matches(word.split("=")[0], options, n=2, cutoff=0.6)
         hints += [f"{word}: did you mean {' or '.join(close)}?"] if close else []
     command.error(f"unrecognized arguments: {' '.join(extra)}" + (f" ({'; '.join(hints)})" if hints else ""))
+
+
+#: Commands that never load TensorFlow (numpy and Pillow only): they skip its 5 s import.
+WITHOUT_TENSORFLOW = frozenset({"clean"})
 
 
 #: Keras backends and the module each needs (the numpy backend needs none).
