@@ -138,6 +138,13 @@ def closest(name: str, known) -> Optional[str]:
     return lower[close[0]] if close else None
 
 
+def did_you_mean(name: str, known) -> str:
+    """``"; did you mean 'x'?"``, for the end of an error about ``name``, when one of ``known`` is
+    close to it (:func:`closest`); empty otherwise."""
+    close = closest(name, known)
+    return f"; did you mean {close!r}?" if close else ""
+
+
 def unknown(kind: str, name: str, known) -> ModelNotFoundError:
     """The error for an unknown ``kind`` name, listing the known ones and the closest match."""
     close = closest(name, known)

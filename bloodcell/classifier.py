@@ -166,12 +166,11 @@ class Classifier:
         resolved = {c: class_index(c, self.class_names) for c in given}
         unknown = [c for c, i in resolved.items() if i is None]
         if unknown:
-            from ._registry import closest
+            from ._registry import did_you_mean
 
-            close = closest(unknown[0], self.class_names)
             raise ConfigError(f"classes: {', '.join(unknown)} {'is not a class' if len(unknown) == 1 else 'are not classes'} "
                               f"of this model; choose among {', '.join(self.class_names)}"
-                              + (f"; did you mean {close!r}?" if close else ""))
+                              + did_you_mean(unknown[0], self.class_names))
         positions = set(resolved.values())
         if len(positions) < 2:
             raise ConfigError(f"classes: got {', '.join(given) or 'none'}; give at least two different classes "

@@ -423,11 +423,10 @@ def evaluate_robustness(
     names = list(CORRUPTIONS) if corruptions is None else [corruptions] if isinstance(corruptions, str) else list(corruptions)
     unknown = [c for c in names if c not in CORRUPTIONS]
     if unknown or not names:
-        from ._registry import closest
+        from ._registry import did_you_mean
 
-        close = closest(unknown[0], CORRUPTIONS) if unknown else None
         raise ConfigError(f"unknown corruption(s) {', '.join(map(str, unknown)) or '(none given)'}; expected some of: "
-                          f"{', '.join(CORRUPTIONS)}" + (f"; did you mean {close!r}?" if close else ""))
+                          f"{', '.join(CORRUPTIONS)}" + (did_you_mean(unknown[0], CORRUPTIONS) if unknown else ""))
     given = [severities] if isinstance(severities, (int, np.integer)) else list(severities)
     if not given or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s not in SEVERITIES for s in given):
         raise ConfigError(f"severities: expected integers in {list(SEVERITIES)}, got {given}")

@@ -66,11 +66,10 @@ def class_activation_maps(classifier, images, *, target: Union[None, str, Sequen
         positions = [class_index(t, names) for t in targets]  # case ignored, as classes= does
         unknown = sorted({t for t, i in zip(targets, positions) if i is None})
         if unknown:
-            from ._registry import closest
+            from ._registry import did_you_mean
 
-            close = closest(unknown[0], names)
             raise ConfigError(f"target: unknown class(es) {unknown}; expected some of: {', '.join(names)}"
-                              + (f"; did you mean {close!r}?" if close else ""))
+                              + did_you_mean(unknown[0], names))
         wanted = np.array(positions, np.int64)
     features = _feature_model(classifier)
     kernel = np.asarray(as_classifier_model(classifier.model).head.kernel, np.float32)  # (K, classes)

@@ -14,7 +14,7 @@ from typing import Any, Optional, Union
 
 from ._fs import previous_version
 from ._util import outside_stacklevel
-from ._registry import closest
+from ._registry import did_you_mean
 from .errors import ChecksumError, ConfigError, HubError, InputNotFoundError, ModelNotFoundError
 from .folder import CONFIG_NAME, bloodcell_config, checked_config
 from .registry import PretrainedCfg, list_models, list_pretrained, pretrained_entry
@@ -148,10 +148,10 @@ def resolve(source: Source, *, token: Optional[str] = None, default: str) -> tup
         raise InputNotFoundError(f"{source}: no such folder; pass {SOURCE_HELP}")
     if text in list_models():  # an architecture without weights (is_zoo_name took those with)
         pretrained_entry(text)  # raises: it has no weights, and how to train it
-    close = closest(text, list_pretrained() + list_models(pretrained=True))
     raise ModelNotFoundError(f"{text}: neither a zoo entry nor a folder here; zoo entries: "
                              f"{', '.join(list_pretrained())} (`bloodcell list`)"
-                             + (f"; did you mean {close!r}?" if close else "; for a folder, give its path"))
+                             + (did_you_mean(text, list_pretrained() + list_models(pretrained=True))
+                                or "; for a folder, give its path"))
 
 
 def resolve_download(source: str, *, revision: Optional[str] = None, token=None) -> Path:

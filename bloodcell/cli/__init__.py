@@ -25,10 +25,10 @@ class _Parser(argparse.ArgumentParser):
 
         choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if choice:  # Python 3.11's argparse suggests nothing for a typo
-            from .._registry import closest
+            from .._registry import did_you_mean
 
-            close = closest(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)) or choice.group(2).split(", "))
-            message += f"; did you mean {close!r}?" if close else ""
+            message += did_you_mean(choice.group(1),
+                                    re.findall(r"'([^']*)'", choice.group(2)) or choice.group(2).split(", "))
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 

@@ -55,11 +55,10 @@ def run(args) -> int:
     files = find_image_files(args.paths)
     clf = load_classifier(args.model)
     if args.target is not None and class_index(args.target, clf.class_names) is None:  # case and aliases as the API
-        from .._registry import closest
+        from .._registry import did_you_mean
 
-        close = closest(args.target, clf.class_names)
         raise UsageError(f"--target {args.target}: not a class of the model; expected one of: "
-                         f"{', '.join(clf.class_names)}" + (f"; did you mean {close!r}?" if close else ""))
+                         f"{', '.join(clf.class_names)}" + did_you_mean(args.target, clf.class_names))
     written = failed = 0
     # In chunks: each picture is on disk (and its line printed) before the next chunk is read, so a
     # folder of any size runs in bounded memory and a stopped run keeps what it drew.
