@@ -16,10 +16,20 @@ class UsageError(BloodcellError):
     exit_code = 2
 
 
-__all__ = ["MAX_SCALE", "UsageError", "check_output_file", "default_workdir", "is_within", "seed_value"]
+__all__ = ["MAX_SCALE", "UsageError", "check_output_file", "default_workdir", "is_within", "refuse_working_directory",
+           "seed_value"]
 
 #: The largest --scale of the commands that draw pictures: 16 times the images' side (2,048 px at 128).
 MAX_SCALE = 16
+
+
+def refuse_working_directory(out: Path, what: str, example: str) -> None:
+    """Refuse ``--out`` that is the working directory or a folder above it: ``what`` (e.g. "the model
+    is saved") replaces the whole folder, which would pull it from under the shell."""
+    here = Path.cwd().resolve()
+    if out.resolve() == here or out.resolve() in here.parents:
+        raise UsageError(f"--out {out}: {what} as a whole folder that replaces it; give a new folder, not the working "
+                         f"directory or one above it (e.g. --out {example})")
 
 
 def default_workdir(model_folder) -> Path:

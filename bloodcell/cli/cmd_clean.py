@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._fs import atomic_write_text
 from ..errors import ImageReadError, InputNotFoundError
-from ._common import UsageError, check_writable, is_within
+from ._common import UsageError, check_writable, is_within, refuse_working_directory
 
 import copy
 import json
@@ -47,10 +47,8 @@ def _check_paths(data: Path, out: Path, report: Path | None) -> None:
         raise UsageError(f"--out {out}: already exists; choose a new output path")
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"--out {out}: already exists and is not empty; choose a new output path")
+    refuse_working_directory(out, "the output is written", "cleaned")
     o = out.resolve()
-    if o == Path.cwd().resolve() or o in Path.cwd().resolve().parents:
-        raise UsageError(f"--out {out}: the output is written as a whole folder that replaces it; give a new folder, "
-                         "not the working directory or one above it (e.g. --out cleaned)")
     # a class folder may be a link to a folder elsewhere: the output must not land in what it links to either
     inputs = [data, *(sub for sub in data.iterdir() if sub.is_dir())] if data.is_dir() else [data]
     if any(is_within(out, d) for d in inputs):

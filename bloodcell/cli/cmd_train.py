@@ -21,7 +21,7 @@ from ..training.config import TrainConfig
 from ..training.processes import finish, tell_stopped, why_stopped
 from ..training.small_data import SMALL_DATA, SMALL_DATA_SETTINGS, SOUP_MODELS
 from .._fs import TEST_FILES, TRAINED_ON, pixel_digests
-from ._common import UsageError, default_workdir, is_within, seed_value
+from ._common import UsageError, default_workdir, is_within, refuse_working_directory, seed_value
 
 
 class _DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
@@ -310,9 +310,7 @@ def run(args) -> int:
     process_id = _join()
     arch, weights, parent = _starting_point(args)
     out = Path(args.out or f"runs/{arch}")
-    if out.resolve() == Path.cwd().resolve() or out.resolve() in Path.cwd().resolve().parents:
-        raise UsageError(f"--out {args.out}: the model is saved as a whole folder that replaces it; give a new "
-                         "folder, not the working directory or one above it (e.g. --out runs/my-model)")
+    refuse_working_directory(out, "the model is saved", "runs/my-model")
     workdir = Path(args.workdir) if args.workdir else default_workdir(out)
     _check_paths(Path(args.data), out, workdir)  # before the locks, which create their folders' parents
     try:
