@@ -334,16 +334,15 @@ def export(
     if unknown:  # Keras ignores them: a misspelt option would pass unnoticed
         raise ConfigError(f"export to onnx takes {', '.join(sorted(_ONNX_KEYWORDS))} as extra keywords, got "
                           f"{', '.join(unknown)}; drop or correct them")
-    if format == "onnx" and "opset_version" in kwargs and (
-            isinstance(kwargs["opset_version"], bool) or not isinstance(kwargs["opset_version"], int)):
-        raise ConfigError(f"opset_version: expected an ONNX opset number such as 17, got {kwargs['opset_version']!r}")
     if format == "onnx" and "opset_version" in kwargs:
+        opset = kwargs["opset_version"]
+        if isinstance(opset, bool) or not isinstance(opset, int):
+            raise ConfigError(f"opset_version: expected an ONNX opset number such as 17, got {opset!r}")
         from tf2onnx.constants import OPSET_TO_IR_VERSION
 
         newest = max(OPSET_TO_IR_VERSION)
-        if not MIN_OPSET <= kwargs["opset_version"] <= newest:  # tf2onnx fails on older ones with its own tracebacks
-            raise ConfigError(f"opset_version: expected {MIN_OPSET} to {newest} (what tf2onnx converts to), got "
-                              f"{kwargs['opset_version']}")
+        if not MIN_OPSET <= opset <= newest:  # tf2onnx fails on older ones with its own tracebacks
+            raise ConfigError(f"opset_version: expected {MIN_OPSET} to {newest} (what tf2onnx converts to), got {opset}")
     if out is not None:
         if not isinstance(out, (str, os.PathLike)):
             raise ConfigError(f"out: expected a path (str or Path), got {type(out).__name__} {out!r}")
