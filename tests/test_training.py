@@ -47,9 +47,14 @@ def test_class_weights_balanced():
     np.testing.assert_allclose(w, [4 / 9, 4 / 3, 0.0], rtol=1e-6)
 
 
-def test_two_phases_freeze_then_partly_unfreeze(tmp_path):
+def test_two_phases_freeze_then_partly_unfreeze(tmp_path, monkeypatch):
+    from bloodcell.models import ClassifierModel
+
+    traced = []  # the train step is traced once a phase (not again for metrics built in its first trace)
+    monkeypatch.setattr(ClassifierModel, "train_step", lambda self, data: traced.append(1) or keras.Model.train_step(self, data))
     trainer = tiny_trainer(freeze_backbone=True, unfreeze=0.5, workdir=tmp_path)
     history = trainer.fit(toy_data(), toy_data(seed=1))
+    assert len(traced) == 2
     phases = [r["phase"] for r in history]
     assert phases.count("head") >= 1 and phases.count("finetune") >= 1
     model = trainer.model

@@ -259,6 +259,11 @@ class Trainer:
                 metrics=["accuracy"],
             )
             self.model.optimizer.build(self.model.trainable_variables)
+            # Built here, the metrics' variables are not created inside the first traced train step,
+            # which TensorFlow would then trace a second time (seconds a phase).
+            one = keras.ops.ones((1, self.spec.num_classes), dtype="float32")
+            self.model.compute_metrics(None, one, one)
+            self.model.reset_metrics()
 
     # -- data --------------------------------------------------------------------------------
     def _epoch_dataset(self, data, *, train: bool, epoch_seed: int):
