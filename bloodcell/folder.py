@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import warnings
@@ -22,7 +23,7 @@ from typing import Any, Callable, Optional
 
 import keras
 
-from ._fs import FORMAT, TEST_FILES, atomic_write_text, bloodcell_config, recover_staged, staged_folder
+from ._fs import FORMAT, STAGING_PREFIX, TEST_FILES, atomic_write_text, bloodcell_config, recover_staged, staged_folder
 from ._lock import locked
 from ._util import error_reason, sha256_file
 from ._preprocessing import PREPROCESSING, preprocessing_record
@@ -278,10 +279,11 @@ def write_folder(folder, model: ClassifierModel, cfg: dict[str, Any], *, card: b
     bloodcell card is refused (it would be replaced). ``cfg["weights_sha256"]`` is filled in.
     ``before_swap(stage)`` runs on the complete new folder just before it replaces the old one.
     """
-    folder = Path(folder)
-    if folder.exists() and folder.resolve() == Path.cwd().resolve():
-        raise ConfigError(f"{folder}: is the current folder, which a save cannot replace as a whole (it swaps in a "
-                          "new folder); save into a named folder, e.g. save_pretrained('my-model')")
+    given, folder = folder, Path(os.path.abspath(folder))  # ".." named: the staging folder goes beside it
+    here = Path.cwd().resolve()
+    if folder.resolve() == here or folder.resolve() in here.parents:
+        raise ConfigError(f"{given}: is the working folder or one above it, which a save cannot replace as a whole "
+                          "(it swaps in a new folder); save into a named folder, e.g. save_pretrained('my-model')")
     with locked(folder):  # no other writer meanwhile, so what a killed one left can be recovered
         recover_staged(folder)
         if folder.exists() and not folder.is_dir():
@@ -294,6 +296,11 @@ def write_folder(folder, model: ClassifierModel, cfg: dict[str, Any], *, card: b
             what = "is not a bloodcell config" if foreign[0] == CONFIG_NAME else "has no bloodcell config.json beside it"
             raise ConfigError(f"{folder / foreign[0]}: {what} (another library's model?) and would be replaced; save "
                               "into another folder")
+        subfolders = sorted(p.name + "/" for p in folder.iterdir() if p.is_dir() and not p.is_symlink()
+                            and not p.name.startswith(STAGING_PREFIX)) if folder.is_dir() and not foreign else []
+        if subfolders:  # its whole tree would be copied into the new folder
+            raise ConfigError(f"{given}: holds folders ({', '.join(subfolders[:3])}{', ...' if len(subfolders) > 3 else ''}) "
+                              "but no model, and a save replaces a folder as a whole; save into a new or empty folder")
         with staged_folder(folder, replace=True) as stage:
             _weights_only(model).save_weights(stage / WEIGHTS_NAME)
             cfg = {**cfg, "weights_sha256": sha256_file(stage / WEIGHTS_NAME)}
@@ -306,7 +313,10 @@ def write_folder(folder, model: ClassifierModel, cfg: dict[str, Any], *, card: b
                         continue
                     if old.name == CARD_NAME and is_generated_card(old):
                         continue  # it describes the weights being replaced
-                    (shutil.copytree if old.is_dir() else shutil.copy2)(old, stage / old.name)
+                    if old.is_dir() and not old.is_symlink():
+                        shutil.copytree(old, stage / old.name, symlinks=True)
+                    else:  # a link stays a link, also one that points nowhere
+                        shutil.copy2(old, stage / old.name, follow_symlinks=False)
             if before_swap is not None:
                 before_swap(stage)
     return folder

@@ -151,6 +151,28 @@ def test_save_keeps_other_files(clf, tmp_path):
     assert not [p for p in folder.iterdir() if p.name.startswith(".tmp")]
 
 
+def test_save_refuses_folders_it_would_pull_away_or_copy_whole(clf, tmp_path, monkeypatch):
+    """A save swaps in a new folder: never the working folder or one above it (``..`` included),
+    nor a folder of other folders that holds no model; links are carried over as links."""
+    (tmp_path / "proj" / "sub").mkdir(parents=True)
+    (tmp_path / "docs").mkdir()
+    monkeypatch.chdir(tmp_path / "proj" / "sub")
+    for target, message in (("..", "is the working folder or one above it"), (".", "is the working folder"),
+                            (tmp_path, "is the working folder or one above it"),
+                            (tmp_path / "docs" / "..", "working folder"), (tmp_path / "proj", "working folder")):
+        with pytest.raises(bloodcell.ConfigError, match=message):
+            clf.save_pretrained(target)
+    (tmp_path / "other" / "photos").mkdir(parents=True)
+    with pytest.raises(bloodcell.ConfigError, match=r"holds folders \(photos/\) but no model"):
+        clf.save_pretrained(tmp_path / "other")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs", "other", "proj"]
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "notes.txt").symlink_to(tmp_path / "docs" / "missing.txt")  # a link to nothing
+    clf.save_pretrained(folder)
+    assert (folder / "notes.txt").is_symlink() and (folder / "config.json").is_file()
+
+
 def test_tampered_weights_refused(clf, tmp_path):
     folder = clf.save_pretrained(tmp_path / "m")
     with open(folder / "model.weights.h5", "ab") as f:
