@@ -42,7 +42,8 @@ __all__ = ["HF_PREFIX", "MODEL_FILES", "CONNECT_TIMEOUT", "download_file", "down
 
 HF_PREFIX = "hf://"
 MODEL_FILES: tuple[str, ...] = ("config.json", "*.weights.h5", "README.md")
-"""Patterns of the files of a folder written by ``save_pretrained``; what ``download_snapshot`` fetches."""
+"""The files of a folder written by ``save_pretrained``: its config, the weights file the config names
+(``model.weights.h5``) and its card. What ``download_snapshot`` fetches by default, and a push sends."""
 
 Token = Optional[str | bool]
 _COMMIT_SHA = re.compile(r"[0-9a-fA-F]{40}")
@@ -303,14 +304,26 @@ def download_snapshot(
     file is missing from it."""
     _check_repo_id(repo_id)
     _check_revision(revision, repo_id)
+    model_files = allow_patterns is MODEL_FILES
+
+    def fetch(local: bool) -> Path:
+        def snapshot(rev, patterns):
+            return Path(snapshot_download(repo_id, revision=rev, token=token, local_files_only=local,
+                                          allow_patterns=list(patterns) if patterns else None, tqdm_class=_tqdm_class()))
+
+        if not model_files:
+            return snapshot(revision, allow_patterns)
+        # A bloodcell config first, then the one weights file it names, at the same commit (the snapshot's
+        # name): other *.weights.h5 files in the repo are not the model's. Other folders: all of MODEL_FILES.
+        first = snapshot(revision, ("config.json", "README.md"))
+        named = _weights_named(first)
+        return snapshot(first.name, ("config.json", "README.md", *named) if named else MODEL_FILES)
+
     with _hub_errors(repo_id, revision=revision), _cache_only_when_unreachable(repo_id, revision, "the model") as cached:
-        folder = Path(_cache_on_failure(
-            lambda local: snapshot_download(repo_id, revision=revision, token=token, local_files_only=local,
-                                            allow_patterns=list(allow_patterns) if allow_patterns else None,
-                                            tqdm_class=_tqdm_class()), cached))
+        folder = _cache_on_failure(fetch, cached)
     # An interrupted download can leave the config without its weights: they are required too.
     weights = [name for name in _weights_named(folder)
-               if allow_patterns is None or any(Path(name).match(pattern) for pattern in allow_patterns)]
+               if model_files or allow_patterns is None or any(Path(name).match(pattern) for pattern in allow_patterns)]
     missing = [name for name in (*required, *weights) if not (folder / name).is_file()]
     if missing:
         rev = revision or constants.DEFAULT_REVISION
@@ -418,9 +431,8 @@ def push_folder(
                 folder_path=staged,
                 revision=revision,
                 commit_message=commit_message or f"Upload {folder.name} with bloodcell",
-                # The model's own files, never notes, staging leftovers or subfolders: an allow pattern
-                # alone also matches a file of that name in a subfolder ("*" matches "/" here).
-                allow_patterns=list(MODEL_FILES),
+                # The model's own files (the stage holds nothing else), never a subfolder's.
+                allow_patterns=sorted(p.name for p in staged.iterdir()),
                 ignore_patterns=["*/*"],
             )
     return info.oid
@@ -441,11 +453,22 @@ def _check_push(folder, repo_id: str, revision) -> None:
                           "save_pretrained wrote")
     if not folder.is_dir():
         raise InputNotFoundError(f"cannot push {str(folder)!r} to the Hub: no such folder; write one with save_pretrained first")
-    if bloodcell_config(folder / CONFIG_NAME) is not None:
-        try:
+    config = folder / CONFIG_NAME
+    try:  # a corrupt config, or weights that do not match it: a model nobody could load
+        if bloodcell_config(config) is not None or (config.is_file() and not _is_json(config)):
             checked_config(folder)
-        except BloodcellError as error:
-            raise type(error)(f"cannot push {str(folder)!r} to the Hub: {error}") from None
+    except BloodcellError as error:
+        raise type(error)(f"cannot push {str(folder)!r} to the Hub: {error}") from None
+
+
+def _is_json(path: Path) -> bool:
+    import json
+
+    try:
+        json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def check_push_target(repo_id: str, revision) -> None:
@@ -478,8 +501,10 @@ def _as_published(folder: Path, stage: Path, source: str) -> Path:
     from .card import is_untrained, render_model_card
     from .folder import CARD_NAME, CONFIG_NAME, bloodcell_config, is_generated_card
 
+    named = _weights_named(folder)  # a bloodcell model's: never a stray *.weights.h5 beside it
     for path in folder.iterdir():
-        if path.is_file() and any(Path(path.name).match(pattern) for pattern in MODEL_FILES):
+        if path.is_file() and (path.name in (CONFIG_NAME, CARD_NAME, *named) if named else
+                               any(Path(path.name).match(pattern) for pattern in MODEL_FILES)):
             shutil.copy2(path, stage / path.name)
     cfg = bloodcell_config(stage / CONFIG_NAME)
     if cfg is None:

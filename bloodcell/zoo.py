@@ -16,7 +16,7 @@ from ._fs import previous_version
 from ._util import outside_stacklevel
 from ._registry import did_you_mean
 from .errors import ChecksumError, ConfigError, HubError, InputNotFoundError, ModelNotFoundError
-from .folder import CONFIG_NAME, bloodcell_config, checked_config
+from .folder import CONFIG_NAME, checked_config, read_config
 from .registry import PretrainedCfg, list_models, list_pretrained, pretrained_entry
 
 __all__ = ["bundled_path", "entry_folder", "held_out_by", "images_it_may_have_trained_on", "resolve_download"]
@@ -130,7 +130,7 @@ def resolve(source: Source, *, token: Optional[str] = None, default: str) -> tup
         from .hub import download_snapshot, parse_hf_source
 
         repo_id, revision = parse_hf_source(text)
-        return download_snapshot(repo_id, revision, token=token), None
+        return checked_download(text, download_snapshot(repo_id, revision, token=token)), None
     path = Path(text)
     if is_path_like(source):
         path = previous_version(path) or path  # a save killed between its two renames left it aside
@@ -154,6 +154,34 @@ def resolve(source: Source, *, token: Optional[str] = None, default: str) -> tup
                                 or "; for a folder, give its path"))
 
 
+def checked_download(source: str, folder: Path) -> Path:
+    """``folder``, the download of the Hub source ``source``, once it holds a model bloodcell can load:
+    a config that is not one, or weights other than those it records, is the repo's fault (one
+    HubError naming ``source``); a cached file damaged since it was downloaded, the cache's."""
+    import hashlib
+
+    from ._util import sha256_file
+
+    try:
+        checked_config(folder)
+    except ChecksumError:
+        weights = folder / read_config(folder)["weights_file"]
+        # The cache names a downloaded file by the hash the Hub gave for it (sha256 of a large file, git's
+        # blob sha1 of others): a file that still has it is the repo's own, and its config records another.
+        data = weights.read_bytes()
+        served = (sha256_file(weights), hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest())
+        if weights.resolve().name not in served:
+            raise
+        raise HubError(f"{source}: its config.json records another sha256 for {weights.name} than the file the repo "
+                       "holds, so the repo is inconsistent; ask its owner to push the model again, or load another "
+                       "revision") from None
+    except ConfigError as error:
+        reason = str(error).split(": ", 1)[-1] if str(error).startswith(str(folder)) else str(error)
+        raise HubError(f"{source}: does not hold a model bloodcell can load ({reason.split('; ')[0]}); check the "
+                       "source, ask the repo's owner, or load another revision") from None
+    return folder
+
+
 def resolve_download(source: str, *, revision: Optional[str] = None, token=None) -> Path:
     """Fill the cache for ``source`` — ``hf://owner/repo[@revision]`` or a zoo entry name — and return
     the local folder. ``revision`` overrides the source's revision for ``hf://`` sources; zoo
@@ -168,10 +196,8 @@ def resolve_download(source: str, *, revision: Optional[str] = None, token=None)
         repo_id, source_revision = parse_hf_source(source)
         if revision and source_revision and revision != source_revision:
             raise ConfigError(f"{source!r} names revision {source_revision!r} but --revision is {revision!r}; give only one")
-        folder = download_snapshot(repo_id, revision or source_revision, token=token)
-        if bloodcell_config(folder / CONFIG_NAME) is not None:
-            checked_config(folder)  # a damaged download fails here, not later offline
-        return folder
+        # a damaged download fails here, not later offline
+        return checked_download(source, download_snapshot(repo_id, revision or source_revision, token=token))
     entry = pretrained_entry(source)
     if revision and entry.bundled:
         raise ConfigError(

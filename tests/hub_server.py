@@ -242,6 +242,10 @@ class HubServer:
         with self._lock:
             return self._resolve_rev(repo_id, self._require(repo_id), revision)
 
+    def has_repo(self, repo_id: str) -> bool:
+        """Whether ``repo_id`` was created."""
+        return self._load(repo_id) is not None
+
     def files(self, repo_id: str, revision: str = "main") -> dict[str, bytes]:
         """Every file of ``repo_id`` at ``revision``, path -> content."""
         with self._lock:

@@ -221,9 +221,12 @@ def test_cli_push_and_download(hub_server, tmp_path, capsys):
     sha = hub_server.resolve(REPO)
     assert sha in capsys.readouterr().out
 
-    assert main(["hub", "download", f"hf://{REPO}@{sha}"]) == 0
-    local = capsys.readouterr().out.strip()
-    assert read_folder(type(folder)(local), files) == files
+    # its config is another library's: downloaded, but refused there and then, not when loaded offline later
+    assert main(["hub", "download", f"hf://{REPO}@{sha}"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"bloodcell hub download: error: hf://{REPO}@{sha}: does not hold a model bloodcell can load "
+        f"(expected a bloodcell config (\"format\": \"bloodcell-classifier\"), "
+        "got None); check the source, ask the repo's owner, or load another revision"]
 
     assert main(["hub", "download", f"hf://{REPO}@{sha}", "--revision", "main"]) == 2
     assert "names revision" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """Classifiers through the local Hub: hf:// sources, zoo entries, push_to_hub and model cards."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,12 +164,23 @@ def test_download_checks_the_weights_against_the_config(hub_server, tiny, capsys
 
     _, folder = tiny
     files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    hub_server.create_repo("lab/whole", {**files, "backup.weights.h5": b"not the model's"})
+    assert main(["hub", "download", "hf://lab/whole"]) == 0
+    local = Path(capsys.readouterr().out.strip())  # the weights the config names, not every *.weights.h5
+    assert sorted(p.name for p in local.iterdir()) == ["README.md", "config.json", "model.weights.h5"]
     weights = bytearray(files["model.weights.h5"])
-    weights[-1] ^= 1  # one flipped bit in the Hub's copy
+    weights[-1] ^= 1  # one flipped bit in the Hub's copy: the repo's fault, not the cache's
     hub_server.create_repo("lab/damaged", {**files, "model.weights.h5": bytes(weights)})
-    assert main(["hub", "download", "hf://lab/damaged"]) == 1
-    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
-    assert len(errors) == 1 and "model.weights.h5: sha256 is" in errors[0] and "corrupt" in errors[0]
+    hub_server.create_repo("lab/corrupt", {**files, "config.json": files["config.json"][:500]})
+    for repo, message in (("lab/damaged", "its config.json records another sha256 for model.weights.h5 than the file "
+                                          "the repo holds, so the repo is inconsistent"),
+                          ("lab/corrupt", "does not hold a model bloodcell can load (not valid JSON")):
+        assert main(["hub", "download", f"hf://{repo}"]) == 1
+        errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+        assert errors == [line for line in errors if line.startswith(f"bloodcell hub download: error: hf://{repo}: {message}")]
+        assert len(errors) == 1, errors
+        with pytest.raises(bloodcell.HubError, match=f"hf://{repo}: .*another revision"):
+            bloodcell.load_classifier(f"hf://{repo}")
 
 
 def _copy(folder, to, **config):
@@ -214,6 +226,23 @@ def test_a_zoo_release_pushed_as_documented_loads_and_outlives_a_moved_branch(hu
     with pytest.raises(bloodcell.ChecksumError, match="upgrade bloodcell, or load a revision you trust with "
                                                      "hf://bloodcell/tiny-release@<commit sha>"):
         bloodcell.load_classifier(entry.name)
+
+
+def test_push_sends_the_model_files_only_and_refuses_a_corrupt_config(hub_server, tiny, tmp_path, capsys):
+    from bloodcell.cli import main
+
+    _, folder = tiny
+    stray = _copy(folder, tmp_path / "stray")
+    (stray / "backup-before-finetune.weights.h5").write_bytes(b"old weights")
+    assert main(["hub", "push", str(stray), "lab/stray", "--token", hub_server.token]) == 0
+    assert sorted(set(hub_server.files("lab/stray")) - {".gitattributes"}) == ["README.md", "config.json", "model.weights.h5"]
+    corrupt = _copy(folder, tmp_path / "corrupt")
+    (corrupt / "config.json").write_text((folder / "config.json").read_text()[:500])
+    capsys.readouterr()
+    assert main(["hub", "push", str(corrupt), "lab/corrupt-push", "--token", hub_server.token]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cannot push '{corrupt}' to the Hub: " in err[0] and "not valid JSON" in err[0]
+    assert not hub_server.has_repo("lab/corrupt-push")  # nothing was created
 
 
 def test_push_refuses_a_folder_its_config_does_not_describe(hub_server, tiny, tmp_path, capsys):

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._checks import check_class_names
 from .._classes import CLASS_NAMES, class_index
-from .._registry import _ARCHITECTURES, unknown
+from .._registry import _ARCHITECTURES, unknown as _unknown
 from ..errors import ConfigError
 from ._backbone import BACKBONE_NAME, Backbone, batchnorm_layers, set_batchnorm_momentum
 from .layers import StainNormalization
@@ -51,6 +51,9 @@ class ModelSpec:
     @classmethod
     def from_config(cls, architecture: str, config: dict[str, Any], source: str = "config.json") -> "ModelSpec":
         """The spec saved by :meth:`to_config`; unknown keys or bad values raise a one-line error."""
+        if architecture not in _ARCHITECTURES:
+            error = _unknown("architecture", architecture, _ARCHITECTURES)
+            raise type(error)(f"{source}: {error} Saved by a newer bloodcell? pip install -U bloodcell")
         fields = {f.name for f in dataclasses.fields(cls)} - {"architecture"}
         unknown = sorted(set(config) - fields)
         if unknown:
@@ -65,7 +68,7 @@ def _builder(architecture: str):
     try:
         return _ARCHITECTURES[architecture]
     except (KeyError, TypeError):
-        raise unknown("architecture", architecture, _ARCHITECTURES) from None
+        raise _unknown("architecture", architecture, _ARCHITECTURES) from None
 
 
 def _check_int(name: str, value, minimum: int) -> int:
