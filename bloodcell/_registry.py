@@ -40,6 +40,9 @@ class PretrainedCfg:
     training_data: str = "pbc96 (PBC dataset, Acevedo et al. 2020, CC BY 4.0)"
     init: str = "random"
     bundled: bool = False
+    #: whether ``repo_id`` serves the entry yet; until then it loads from the release copy
+    #: ``zoo/<name>`` of a checkout of bloodcell's source (pinned by the same sha256s)
+    published: bool = True
     metrics: Mapping[str, float] = field(default_factory=dict)
     description: str = ""
 

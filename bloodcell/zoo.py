@@ -46,6 +46,19 @@ def entry_folder(entry: PretrainedCfg) -> Path:
         return path
     if not entry.repo_id:
         raise ConfigError(f"zoo entry {entry.name!r} has no Hub repo and is not bundled; it cannot be loaded")
+    if not entry.published:
+        release = release_copy(entry.name)
+        if release is not None:  # pinned as a download is: the config here, the weights when loaded
+            from ._util import sha256_file
+
+            found = sha256_file(release / CONFIG_NAME)
+            if entry.config_sha256 and found != entry.config_sha256.lower():
+                raise ChecksumError(f"{release / CONFIG_NAME}: sha256 is {found}, expected {entry.config_sha256} (zoo entry "
+                                    f"{entry.name!r}); restore the file from the repository (git checkout -- {release})")
+            return release
+        raise HubError(f"zoo entry {entry.name!r}: its Hub repo '{entry.repo_id}' is not published yet, so it loads only "
+                       f"from a checkout of bloodcell's source, which holds it as zoo/{entry.name}; clone the "
+                       "repository and run from there, or use another entry (`bloodcell list`)")
     from .hub import cached_snapshot_with, download_file
 
     try:

@@ -317,11 +317,26 @@ def test_a_corrupt_cached_file_is_named_by_its_blob(hub_server, tiny):
     assert "model.weights.h5: sha256 is" in str(info.value) and f"delete {blob} and download it again" in str(info.value)
 
 
-def test_a_hub_served_zoo_entry_out_of_reach_names_the_release_copy_of_a_checkout(hub_server, monkeypatch):
+def test_a_zoo_entry_not_yet_on_the_hub_loads_from_the_release_copy_of_a_checkout(hub_server, monkeypatch, tmp_path):
     from pathlib import Path
 
+    from bloodcell import zoo
+
+    checkout = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(checkout)
+    entry = registry.pretrained_entry("effnetb0.pbc96")
+    assert not entry.published and zoo.entry_folder(entry) == Path("zoo/effnetb0.pbc96")  # no request to the Hub
+    assert hub_server.requests == []
+    monkeypatch.setitem(registry._PRETRAINED, entry.name, dataclasses.replace(entry, config_sha256="0" * 64))
+    with pytest.raises(bloodcell.ChecksumError, match=r"zoo/effnetb0.pbc96/config.json: sha256 is .*git checkout"):
+        bloodcell.load_classifier("effnetb0.pbc96")
+    lonely = dataclasses.replace(entry, name="effnetb0.elsewhere")  # no release copy: said, not a login hint
+    with pytest.raises(bloodcell.HubError, match=r"^zoo entry 'effnetb0.elsewhere': its Hub repo 'bloodcell/effnetb0-pbc96' "
+                                                 r"is not published yet, so it loads only from a checkout"):
+        zoo.entry_folder(lonely)
+    # once published, the Hub serves it; out of reach, a checkout's release copy is named
+    monkeypatch.setitem(registry._PRETRAINED, entry.name, dataclasses.replace(entry, published=True))
     hub_server.set_offline()
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
     with pytest.raises(bloodcell.HubError, match=r"run `bloodcell hub download effnetb0\.pbc96` while online.*"
                                                  r"or load the release copy in this checkout of bloodcell: "
                                                  r"zoo/effnetb0\.pbc96$"):

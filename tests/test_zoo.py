@@ -101,7 +101,7 @@ def test_release_folder_loads_through_a_hub_and_passes_the_checksum(name, hub_se
     commit = hub_server.create_repo(repo_id, files)
     # Loading by zoo name downloads from the entry's repo at its pinned revision; here the local
     # server's commit stands in for the Hub's.
-    served = dataclasses.replace(entry, bundled=False, repo_id=repo_id, revision=commit)
+    served = dataclasses.replace(entry, bundled=False, published=True, repo_id=repo_id, revision=commit)
     monkeypatch.setitem(registry._PRETRAINED, name, served)
     clf = bloodcell.load_classifier(name)
     assert clf.architecture == entry.architecture and clf.class_names == entry.class_names

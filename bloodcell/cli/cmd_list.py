@@ -33,7 +33,8 @@ def run(args) -> int:
     rows = [["PRETRAINED", "ARCH", "INPUT", "ACCURACY", "MACRO F1", "ROBUSTNESS", "SIZE", "WHERE", "INIT"]]
     for name in list_pretrained():
         e = pretrained_entry(name)
-        where = "bundled" if e.bundled else f"hf://{e.repo_id}@{(e.revision or 'main')[:12]}"
+        where = ("bundled" if e.bundled else f"hf://{e.repo_id}@{(e.revision or 'main')[:12]}" if e.published
+                 else f"zoo/{e.name} in a checkout (not yet on the Hub)")
         size = f"{e.size_bytes / 1e6:.1f} MB" if e.size_bytes else "-"
         m = e.metrics
         rows.append([name, e.architecture, str(e.input_size), _fmt(m.get("accuracy")), _fmt(m.get("macro_f1")),

@@ -20,6 +20,7 @@ register_pretrained(
         input_size=128,
         repo_id="bloodcell/effnetb0-pbc96",
         revision="main",  # the release copy is zoo/effnetb0.pbc96; the sha256s pin its content
+        published=False,
         sha256="2adbf8e3585ed4e7fa6e3d2721cdc3af36ce4ef26a8423ee82ef244bbccaf2cb",
         config_sha256="aaeff54f2c4f636888bad3557ae98ad889a7b7ac7cd47ad1970a32686f90b316",
         size_bytes=16858776,

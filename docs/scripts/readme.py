@@ -75,7 +75,7 @@ def status() -> str:
                      f"images/s on that CPU (files decoded, the review flag and the out-of-distribution check included; "
                      "`benchmarks/results/predict.json`).")
     lines.append("")
-    lines.append(f"**`effnetb0.pbc96`** (its Hub repo `bloodcell/effnetb0-pbc96` is not published yet: load the release copy, `load_classifier('zoo/effnetb0.pbc96')`): an EfficientNetB0 "
+    lines.append(f"**`effnetb0.pbc96`** (its Hub repo `bloodcell/effnetb0-pbc96` is not published yet: `load_classifier('effnetb0.pbc96')` loads the release copy `zoo/effnetb0.pbc96` of a checkout of this repository): an EfficientNetB0 "
                  f"trained from random initialisation on the same CPU and split: {_pct(em['accuracy'])} accuracy, "
                  f"{_pct(em['macro_f1'])} macro F1, {_pct(em['robustness_mean'])} robustness mean. The seed "
                  "report's EfficientNetB0, from ImageNet weights, had 94.65% on its local test set and 81% on the "
