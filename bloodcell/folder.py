@@ -284,6 +284,10 @@ def write_folder(folder, model: ClassifierModel, cfg: dict[str, Any], *, card: b
     if folder.resolve() == here or folder.resolve() in here.parents:
         raise ConfigError(f"{given}: is the working folder or one above it, which a save cannot replace as a whole "
                           "(it swaps in a new folder); save into a named folder, e.g. save_pretrained('my-model')")
+    blocking = next((p for p in folder.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"{given}: {blocking} is a file, not a folder; save into a folder path")
+    cfg = _checked_for_saving(cfg, given)
     with locked(folder):  # no other writer meanwhile, so what a killed one left can be recovered
         recover_staged(folder)
         if folder.exists() and not folder.is_dir():
@@ -320,6 +324,28 @@ def write_folder(folder, model: ClassifierModel, cfg: dict[str, Any], *, card: b
             if before_swap is not None:
                 before_swap(stage)
     return folder
+
+
+def _checked_for_saving(cfg: dict[str, Any], given) -> dict[str, Any]:
+    """``cfg`` as the JSON it is saved as (NumPy numbers as numbers), refused in one line before anything
+    is written if it could not be saved or loaded again (a name that is not a string, a metric that is not a number)."""
+    def plain(value):
+        import numpy as np
+
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        raise TypeError(f"{type(value).__name__} {value!r:.60} is not a JSON value")
+
+    try:
+        saved = json.loads(json.dumps(cfg, default=plain))
+        validate_config({**saved, "weights_sha256": None}, Path(given) / CONFIG_NAME)
+    except (TypeError, ValueError) as error:  # ConfigError is a ValueError
+        reason = str(error).split(f"{CONFIG_NAME}: ", 1)[-1].split("; re-save the model")[0]
+        raise ConfigError(f"cannot save to {given}: {reason}; set a JSON value (a string, a number, a list or a "
+                          "dict) on the classifier (name, metrics, training, extra) and save again") from None
+    return saved
 
 
 def update_config(folder, changes: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:

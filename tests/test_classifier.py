@@ -1,6 +1,7 @@
 """Classifier inference, input handling, bad input and the save/load round trip."""
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -171,6 +172,22 @@ def test_save_refuses_folders_it_would_pull_away_or_copy_whole(clf, tmp_path, mo
     (folder / "notes.txt").symlink_to(tmp_path / "docs" / "missing.txt")  # a link to nothing
     clf.save_pretrained(folder)
     assert (folder / "notes.txt").is_symlink() and (folder / "config.json").is_file()
+
+
+def test_a_config_that_could_not_be_loaded_again_is_refused_before_saving(clf, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    copy = Classifier(clf.model, name="ok", metrics={"accuracy": np.float32(0.5)})  # NumPy numbers are numbers
+    assert load_classifier(copy.save_pretrained(tmp_path / "np")).metrics["accuracy"] == 0.5
+    for change, target, message in (
+            (dict(name=123), "n1", "'name' must be a string or null, got 123"),
+            (dict(metrics={"accuracy": "high"}), "n2", "metric 'accuracy' must be a number, got \"high\""),
+            (dict(extra={"x": object()}), "n3", "object <object object at"),
+            ({}, "afile/sub", "afile is a file, not a folder")):
+        bad = Classifier(clf.model, **{"name": "ok", **change})
+        with pytest.raises(bloodcell.ConfigError, match=re.escape(message)) as info:
+            bad.save_pretrained(tmp_path / target)
+        assert "\n" not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "np"]
 
 
 def test_an_architecture_this_version_lacks_is_named_with_its_config(clf, tmp_path):
