@@ -32,7 +32,7 @@ from ._fs import is_within, relative_path, save_npz, staged_folder  # noqa: F401
 from ._progress import progress
 from ._util import DAMAGED_NPZ
 from .errors import ConfigError, DataError, ImageReadError, InputNotFoundError, OutputExistsError
-from .imageio import IMAGE_EXTENSIONS, UnreadableFileError, image_files_under, read_image, resize_image
+from .imageio import IMAGE_EXTENSIONS, UnreadableFileError, check_not_empty, image_files_under, read_image, resize_image
 
 PathLike = Union[str, os.PathLike]
 
@@ -355,6 +355,7 @@ def load_dataset(path: PathLike, *, image_size: int = 96, workers: Optional[int]
     if not isinstance(path, (str, os.PathLike)):
         raise DataError(f"path: expected a folder or .npz path, got a {type(path).__name__}; for images already in "
                         "memory use Dataset(images, labels, class_names)")
+    check_not_empty(path, "a class-folder tree or an .npz file")
     p = Path(path)
     _check_image_size(image_size)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1):

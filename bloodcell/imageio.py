@@ -407,6 +407,12 @@ def other_files_under(folder: Path) -> list[Path]:
     return sorted(f for f in _files_under(folder) if not f.name.startswith(".") and not is_image_file(f, folder))
 
 
+def check_not_empty(path: PathLike, what: str = "an image file or folder") -> None:
+    """Refuse an empty path, which ``Path`` would read as the working directory (an unset shell variable, say)."""
+    if isinstance(path, str) and not path.strip():
+        raise DataError(f"{path!r}: an empty path (an unset variable?); give {what}")
+
+
 def find_image_files(paths: Sequence[PathLike], *, recursive: bool = True) -> list[Path]:
     """Expand files and folders into a sorted list of image files.
 
@@ -415,7 +421,9 @@ def find_image_files(paths: Sequence[PathLike], *, recursive: bool = True) -> li
     reports what is wrong).
     """
     out: list[Path] = []
-    for p in map(Path, paths):
+    for given in paths:
+        check_not_empty(given)
+        p = Path(given)
         if not p.exists():
             raise ImageReadError(f"{p}: no such file or folder; check the path")
         if p.is_dir():

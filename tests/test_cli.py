@@ -67,6 +67,20 @@ def test_predict_empty_folder(model_dir, tmp_path, capsys):
         assert "holds no images" in capsys.readouterr().err
 
 
+def test_an_empty_path_is_refused_not_read_as_the_working_directory(model_dir, image_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(image_dir)  # what Path("") would read
+    for argv, label in ((["predict", str(image_dir), ""], "a PATH"), (["explain", "", "--out", str(tmp_path / "x")], "a PATH"),
+                        (["evaluate", " "], "DATA"), (["train", "", "--model", "microcell", "--out", str(tmp_path / "o")], "DATA"),
+                        (["clean", "", "--out", str(tmp_path / "c")], "DATA")):
+        assert main(argv) == 2, argv
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"bloodcell {argv[0]}: error: {label} is empty ('', an unset variable?); give a file or folder"]
+    for call in (lambda: bloodcell.load_dataset(""), lambda: bloodcell.imageio.find_image_files([str(image_dir), ""])):
+        with pytest.raises(bloodcell.DataError, match="^'': an empty path"):
+            call()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]  # nothing written
+
+
 def test_usage_errors_exit_2(model_dir, image_dir, capsys):
     assert main(["predict", str(image_dir), "--model", "nope"]) == 2
     err = capsys.readouterr().err

@@ -65,6 +65,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     name = " ".join(c for c in (args.command, getattr(args, "hub_command", None)) if c)  # e.g. "hub push"
+    for dest, label in (("data", "DATA"), ("paths", "a PATH")):  # Path("") is the working directory: all of it read
+        given = getattr(args, dest, None)
+        if any(isinstance(v, str) and not v.strip() for v in (given if isinstance(given, list) else [given])):
+            print(f"bloodcell {name}: error: {label} is empty ('', an unset variable?); give a file or folder",
+                  file=sys.stderr)
+            return 2
     missing = _missing_backend()
     if missing:
         print(f"bloodcell {name}: error: {missing}", file=sys.stderr)
