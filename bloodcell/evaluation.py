@@ -10,6 +10,7 @@ accuracy over the classes that occur in the labels.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -19,7 +20,7 @@ from ._fs import save_figure
 from ._progress import progress
 from ._labelled import labelled_images
 from .calibration import calibration_metrics, review_summary, risk_coverage
-from ._util import new_figure
+from ._util import new_figure, outside_stacklevel
 from .errors import ConfigError, DataError
 from .imageio import MIN_SIDE, resize_images
 
@@ -376,6 +377,12 @@ def evaluate(classifier, dataset, *, batch_size: int = 64, tta: bool = False, cl
     terminal's stderr when it lasts more than a moment; ``verbose=0`` for none.
     """
     start = time.perf_counter()
+    size = getattr(getattr(dataset, "images", None), "shape", (0, 0))[1]
+    if getattr(dataset, "paths", None) and size != getattr(classifier, "input_size", size):
+        warnings.warn(f"evaluate: the images were read from their files at {size} px and are resized again to the "
+                      f"model's {classifier.input_size}, which `bloodcell evaluate` does not do (its figures may differ "
+                      f"a little); load them with load_dataset(..., image_size={classifier.input_size})", UserWarning,
+                      stacklevel=outside_stacklevel())
     images, labels, absent = labelled_images(classifier, dataset)
     allowed = _allowed(classifier, labels, classes)
     if allowed is not None:  # the classes it was told the cells cannot be are not missing from the data

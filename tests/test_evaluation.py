@@ -298,6 +298,10 @@ def test_cli_evaluate_json_matches_python_api(cli_files, capsys):
     expected = evaluate(clf, data).to_dict()
     assert out["evaluation"]["confusion_matrix"] == expected["confusion_matrix"]
     assert out["evaluation"]["n"] == 12 and "robustness" not in out
+    # read from their files at another size than the model's, the images would be resized twice: said
+    with pytest.warns(UserWarning, match=r"read from their files at 40 px and are resized again to the model's 32.*"
+                                         r"image_size=32\)$"):
+        evaluate(clf, bloodcell.data.load_dataset(cli_files / "data", image_size=40))
 
 
 def test_cli_evaluate_text_plots_and_robustness(cli_files, tmp_path, capsys):
