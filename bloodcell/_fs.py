@@ -44,19 +44,35 @@ def save_figure(fig, path: PathLike, *, dpi: int) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def save_image(pixels, path: PathLike, *, scale: int = 1) -> Path:
+def save_image(pixels, path: PathLike, *, scale: int = 1, text: Optional[dict[str, str]] = None) -> Path:
     """Save a uint8 RGB array as an image in the format its suffix names, enlarged ``scale`` times
-    (nearest neighbour), atomically (never a half-written picture under the final name)."""
+    (nearest neighbour), atomically (never a half-written picture under the final name). ``text``:
+    a PNG's text chunks (see :func:`image_text`)."""
     import io
 
     import numpy as np
-    from PIL import Image
+    from PIL import Image, PngImagePlugin
 
     if scale > 1:
         pixels = np.repeat(np.repeat(pixels, scale, axis=0), scale, axis=1)
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_itxt(key, value)
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format=Image.registered_extensions()[Path(path).suffix.lower()])
+    Image.fromarray(pixels).save(buffer, format=Image.registered_extensions()[Path(path).suffix.lower()],
+                                 **({"pnginfo": info} if text else {}))
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def image_text(path: PathLike) -> dict[str, str]:
+    """The text chunks of a PNG file (empty for another file, or one that cannot be read)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return dict(getattr(image, "text", {}) or {})
+    except (OSError, ValueError):
+        return {}
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:

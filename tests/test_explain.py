@@ -108,6 +108,14 @@ def test_explain_command_writes_one_picture_per_image(tmp_path, capsys, monkeypa
     for _ in range(2):  # the rerun replaces its picture (by a rename: no temporary file left)
         assert main(["explain", str(tmp_path / "a"), "--out", str(tmp_path / "o4")]) == 1
         assert "broken.jpg" in capsys.readouterr().err and len(list((tmp_path / "o4").iterdir())) == 1
+    # another image of that name into the same folder: drawn beside, the first one's picture kept
+    before = {p.name: p.read_bytes() for p in (tmp_path / "o4").iterdir()}
+    shutil.copy(files[1], tmp_path / "b" / "cell.jpg")
+    assert main(["explain", str(tmp_path / "b" / "cell.jpg"), "--out", str(tmp_path / "o4"),
+                 "--target", next(iter(before)).split(".")[1]]) == 0
+    after = {p.name: p.read_bytes() for p in (tmp_path / "o4").iterdir()}
+    assert len(after) == 2 and all(after[name] == data for name, data in before.items())
+    assert str(tmp_path / "o4" / "cell-2.") in capsys.readouterr().out
 
 
 def test_picture_names_are_unique_and_keep_link_names(tmp_path):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._classes import class_index
-from .._fs import save_image
+from .._fs import image_text, save_image
 from ..errors import ConfigError, ImageReadError, InputNotFoundError
 from ._common import MAX_SCALE, UsageError, is_within
 
@@ -81,13 +81,28 @@ def run(args) -> int:
         proba = clf.predict_proba(images, verbose=0)
         for (f, stem, img), heat, c, p in zip(read, maps, classes, proba):
             picture = np.concatenate([img, overlay(img, heat)], axis=1)
-            dest = save_image(picture, out / f"{stem}.{clf.class_names[c]}.png", scale=args.scale)
+            dest = save_image(picture, _free(out, stem, clf.class_names[c], f), scale=args.scale,
+                              text={SOURCE: os.path.abspath(f)})
             print(f"{f}\t{clf.class_names[c]}\t{p[c]:.4f}\t{dest}", flush=True)
             written += 1
     if not written:
         return 1
     print(f"wrote {written} picture{'s' if written != 1 else ''} into {out}", file=sys.stderr)
     return 1 if failed else 0
+
+
+SOURCE = "bloodcell-source"  # the PNG text chunk naming the image a picture explains
+
+
+def _free(out: Path, stem: str, label: str, source) -> Path:
+    """``out/stem.label.png``, unless a picture of another image holds that name (a rerun replaces its
+    own pictures): then ``stem-2``, ``stem-3``, ... beside it."""
+    name, n = stem, 1
+    while (out / f"{name}.{label}.png").exists() and \
+            image_text(out / f"{name}.{label}.png").get(SOURCE) != os.path.abspath(source):
+        n += 1
+        name = f"{stem}-{n}"
+    return out / f"{name}.{label}.png"
 
 
 def _unique_stems(files) -> list[str]:
