@@ -249,7 +249,7 @@ def as_rgb_array(array: np.ndarray, name: str = "array") -> np.ndarray:
 def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
         raise ImageReadError(f"{name}: expected numeric pixel values 0..255, got dtype {arr.dtype}")
-    if arr.dtype != np.uint8 and np.issubdtype(arr.dtype, np.integer) and arr.size and arr.max() == 1 and arr.min() >= 0:
+    if np.issubdtype(arr.dtype, np.integer) and arr.size and arr.max() == 1 and arr.min() >= 0:
         raise ImageReadError(f"{name}: integer pixel values are all 0 or 1, which looks like 0..1 images cast to "
                              f"{arr.dtype}; bloodcell expects 0..255: multiply by 255 before the cast")
     if arr.dtype == np.uint8:
@@ -327,6 +327,8 @@ def load_images(images, size: int) -> np.ndarray:
                 if arr.dtype != np.uint8:  # bit depth and value range are judged per image, as in a list
                     arr = np.stack([_to_uint8(a, f"images[{i}]") for i, a in enumerate(arr)]) if len(arr) else \
                         _to_uint8(arr, "images")
+                elif arr.size and arr.max() == 1:  # the whole batch 0..1: cast from floats without the * 255
+                    _to_uint8(arr, "images")
                 return resize_images(arr, size)
             return np.stack([resize_image(as_rgb_array(a, f"images[{i}]"), size, f"images[{i}]") for i, a in enumerate(arr)])
         if arr.ndim == 3 and arr.shape[-1] not in (1, 3, 4) and arr.shape[0] not in (1, 3, 4):

@@ -403,7 +403,10 @@ def test_integer_images_of_zeros_and_ones_are_refused(clf, cells):
     cells[:, :4] = 255  # so that 0..1 images cast to integers hold ones
     with pytest.raises(BloodcellError, match="all 0 or 1.*multiply by 255"):
         clf.predict((cells / 255).astype(np.int64))
-    assert len(clf.predict(np.ones((2, 32, 32, 3), np.uint8))) == 2  # uint8, the documented format, is taken as it is
+    for ones in (np.ones((2, 32, 32, 3), np.uint8), list(np.ones((2, 32, 32, 3), np.uint8))):  # uint8 too, batch or list
+        with pytest.raises(BloodcellError, match="all 0 or 1, which looks like 0..1 images cast to uint8"):
+            clf.predict(ones)
+    assert len(clf.predict(np.zeros((2, 32, 32, 3), np.uint8))) == 2  # black images are images (and outliers)
     with pytest.raises(BloodcellError, match="channels-first: np.transpose"):
         clf.predict(np.transpose(cells, (0, 3, 1, 2)))
     with pytest.raises(BloodcellError, match=r"add a channel axis: images\[\.\.\., None\]"):
