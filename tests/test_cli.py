@@ -405,3 +405,8 @@ def test_mistakes_on_the_command_line_are_named_by_their_command_with_a_suggesti
         err = capsys.readouterr().err
         assert err == ("bloodcell predict: error: KERAS_BACKEND=openvino, but openvino is not installed; pip install "
                        "openvino, or unset KERAS_BACKEND (bloodcell runs on TensorFlow by default)\n")
+    monkeypatch.setenv("KERAS_BACKEND", "tensorlfow")  # Keras itself would fail with a traceback
+    assert main(["predict", str(image_dir)]) == 2
+    assert capsys.readouterr().err == (
+        "bloodcell predict: error: KERAS_BACKEND=tensorlfow is not a Keras backend; set one of tensorflow, jax, torch, "
+        "numpy, openvino, or unset it (bloodcell runs on TensorFlow by default); did you mean 'tensorflow'?\n")

@@ -144,6 +144,12 @@ def _missing_backend() -> Optional[str]:
     import importlib.util
 
     backend = os.environ.get("KERAS_BACKEND", "").strip()
+    known = ("tensorflow", "jax", "torch", "numpy", "openvino")
+    if backend and backend not in known:
+        from .._registry import did_you_mean
+
+        return (f"KERAS_BACKEND={backend} is not a Keras backend; set one of {', '.join(known)}, or unset it "
+                "(bloodcell runs on TensorFlow by default)" + did_you_mean(backend, known))
     module = _BACKEND_MODULES.get(backend)
     if module is None or importlib.util.find_spec(module) is not None:
         return None
