@@ -279,6 +279,9 @@ class Classifier:
                  mask: Optional[np.ndarray] = None, layer: Optional[str] = None):
         """Probabilities, ``layer``'s pooled features (default: the feature check's layer; None without
         a check), the check's scores and its flags (None without a check or on another layer), in one pass."""
+        for name, value in (("tta", tta), ("calibrated", calibrated)):  # "no" would be true
+            if not isinstance(value, (bool, np.bool_)):
+                raise ConfigError(f"{name}: expected True or False, got {value!r}")
         check = self.feature_check
         layer = layer or (check.layer if check is not None else None)
         untrained = [] if getattr(self, "_warned_untrained", False) else self.untrained_classes()

@@ -413,6 +413,13 @@ def test_integer_images_of_zeros_and_ones_are_refused(clf, cells):
         clf.predict(cells[:2, ..., 0])
 
 
+def test_flags_take_booleans_only(clf, cells):
+    for kwargs in (dict(tta="no"), dict(calibrated="False"), dict(tta=1)):
+        with pytest.raises(bloodcell.ConfigError, match=f"{next(iter(kwargs))}: expected True or False, got"):
+            clf.predict_proba(cells[:2], **kwargs)
+    assert clf.predict_checked(cells[:2], tta=np.bool_(False), verbose=0).probabilities.shape == (2, 8)
+
+
 def test_argument_errors_name_the_argument_at_the_call(clf, image_dir, cells):
     paths = sorted(image_dir.iterdir())
     with pytest.raises(BloodcellError, match="workers must be a positive integer, got -1"):
