@@ -72,6 +72,10 @@ def _check(proba, labels) -> tuple[np.ndarray, np.ndarray]:
 
 def apply_temperature(proba, temperature: float) -> np.ndarray:
     """``softmax(log(proba) / temperature)``, row by row (temperature 1 returns ``proba``)."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.number)) \
+            or not np.isfinite(temperature) or temperature <= 0:
+        raise ConfigError(f"temperature: expected a finite number above 0 (below 1 sharpens, above 1 softens), got "
+                          f"{temperature!r}")
     p = np.asarray(proba, np.float64)
     if temperature == 1.0:
         return p

@@ -34,6 +34,9 @@ def test_fit_temperature_recovers_the_temperature_that_made_probabilities_over_c
         before, after = calibration_metrics(distorted, y), calibration_metrics(apply_temperature(distorted, fitted), y)
         assert after["ece"] < before["ece"] / 3 and after["nll"] < before["nll"]
         assert after["accuracy"] == before["accuracy"]  # a temperature never changes the answer
+    for bad in (-1, 0, float("nan"), "2", True):  # -1 would reverse the ranking, 0 give NaN
+        with pytest.raises(bloodcell.ConfigError, match="temperature: expected a finite number above 0"):
+            apply_temperature(p, bad)
 
 
 def test_predictions_without_an_error_fit_no_temperature():
