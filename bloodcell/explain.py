@@ -72,7 +72,7 @@ def class_activation_maps(classifier, images, *, target: Union[None, str, Sequen
                               + did_you_mean(unknown[0], names))
         wanted = np.array(positions, np.int64)
     features = _feature_model(classifier)
-    kernel = np.asarray(as_classifier_model(classifier.model).head.kernel, np.float32)  # (K, classes)
+    kernel = np.asarray(keras.ops.convert_to_numpy(as_classifier_model(classifier.model).head.kernel), np.float32)  # (K, classes)
     size = classifier.input_size
     maps = np.zeros((len(x), size, size), np.float32)
     classes = np.zeros(len(x), np.int64)

@@ -242,7 +242,8 @@ def as_rgb_array(array: np.ndarray, name: str = "array") -> np.ndarray:
         arr = np.repeat(arr, 3, axis=-1)
     elif arr.shape[-1] == 4:
         alpha = arr[..., 3:].astype(np.float32) / (255.0 if arr.dtype == np.uint8 else max(arr[..., 3].max(), 1))
-        arr = arr[..., :3].astype(np.float32) * alpha + np.array(BACKGROUND, np.float32) * (1 - alpha)
+        rgb = arr[..., :3] if arr.dtype == np.uint8 else _to_uint8(arr[..., :3], name)  # 16-bit to 8 first
+        arr = rgb.astype(np.float32) * alpha + np.array(BACKGROUND, np.float32) * (1 - alpha)
     return _to_uint8(arr, name)
 
 
@@ -331,6 +332,11 @@ def load_images(images, size: int) -> np.ndarray:
                     _to_uint8(arr, "images")
                 return resize_images(arr, size)
             return np.stack([resize_image(as_rgb_array(a, f"images[{i}]"), size, f"images[{i}]") for i, a in enumerate(arr)])
+        if arr.ndim == 3 and arr.shape[-1] not in (1, 3, 4) and arr.shape[1] == arr.shape[2] != arr.shape[0]:
+            raise ImageReadError(f"images: shape {arr.shape} looks like a batch of {arr.shape[0]} greyscale images; add "
+                                 "a channel axis: images[..., None]" + (
+                                     "; or, for one channels-first image, np.transpose(image, (1, 2, 0))"
+                                     if arr.shape[0] in (1, 3, 4) else ""))
         if arr.ndim == 3 and arr.shape[-1] not in (1, 3, 4) and arr.shape[0] not in (1, 3, 4):
             raise ImageReadError(f"images: shape {arr.shape} is neither an image (H, W, 3) nor a batch (N, H, W, 3); "
                                  "for a batch of greyscale images add a channel axis: images[..., None]")

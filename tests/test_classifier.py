@@ -398,7 +398,7 @@ def test_bad_items_in_a_list_are_named(clf, image_dir, tmp_path):
         clf.predict(img)
 
 
-def test_integer_images_of_zeros_and_ones_are_refused(clf, cells):
+def test_image_array_mistakes_are_named_with_their_fix(clf, cells):
     cells = cells.copy()
     cells[:, :4] = 255  # so that 0..1 images cast to integers hold ones
     with pytest.raises(BloodcellError, match="all 0 or 1.*multiply by 255"):
@@ -409,8 +409,11 @@ def test_integer_images_of_zeros_and_ones_are_refused(clf, cells):
     assert len(clf.predict(np.zeros((2, 32, 32, 3), np.uint8))) == 2  # black images are images (and outliers)
     with pytest.raises(BloodcellError, match="channels-first: np.transpose"):
         clf.predict(np.transpose(cells, (0, 3, 1, 2)))
-    with pytest.raises(BloodcellError, match=r"add a channel axis: images\[\.\.\., None\]"):
-        clf.predict(cells[:2, ..., 0])
+    for n in (2, 3, 5):  # 3: also one channels-first image
+        with pytest.raises(BloodcellError, match=r"add a channel axis: images\[\.\.\., None\]"):
+            clf.predict(cells[:n, ..., 0])
+    rgba16 = np.concatenate([cells[:2].astype(np.uint16) * 257, np.full((*cells[:2].shape[:3], 1), 65535, np.uint16)], axis=-1)
+    np.testing.assert_array_equal(clf.predict_proba(rgba16), clf.predict_proba(cells[:2]))  # opaque 16-bit RGBA
 
 
 def test_flags_take_booleans_only(clf, cells):
