@@ -304,6 +304,15 @@ def test_predict_prints_a_file_name_that_is_not_utf8(model_dir, image_dir, tmp_p
     assert main(["predict", str(folder), "--model", str(model_dir), "--no-outlier-check"]) == 0
     out = capsys.readouterr().out
     assert "caf\\udce9.png" in out and "z.png" in out
+    # a tab or a newline in a name would split the line or the fields: written as Python escapes
+    lines = folder / "lines"
+    lines.mkdir()
+    shutil.copy(sorted(image_dir.iterdir())[0], lines / "a\tb\nc.png")
+    (lines / "bad\nname.png").write_bytes(b"not an image")
+    assert main(["predict", str(lines), "--model", str(model_dir), "--no-outlier-check"]) == 1
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 1 and out.split("\t")[0] == str(lines / "a\\tb\\nc.png")
+    assert len(err.splitlines()) == 1 and str(lines / "bad\\nname.png") in err
 
 
 def test_augment_preview_does_not_replace_a_file_unless_asked(image_dir, tmp_path, capsys):

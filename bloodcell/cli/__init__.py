@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-from ._common import UsageError, check_output_file, is_within  # noqa: E402,F401
+from ._common import UsageError, check_output_file, is_within, one_line  # noqa: E402,F401
 from ..errors import BloodcellError  # noqa: E402
 
 
@@ -84,17 +84,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in model cards
     import warnings
 
-    def one_line(message, category, filename, lineno, file=None, line=None):
-        print(f"bloodcell {name}: warning: {message}", file=file or sys.stderr)
+    def warning_line(message, category, filename, lineno, file=None, line=None):
+        print(f"bloodcell {name}: warning: {one_line(message)}", file=file or sys.stderr)
 
-    shown, warnings.showwarning = warnings.showwarning, one_line
+    shown, warnings.showwarning = warnings.showwarning, warning_line
     for stream in (sys.stdout, sys.stderr):  # a file name that is not valid UTF-8 prints escaped, not as a crash
         if hasattr(stream, "reconfigure") and getattr(stream, "errors", "") == "strict":
             stream.reconfigure(errors="backslashreplace")
     try:
         return int(args.func(args) or 0)
     except BloodcellError as exc:
-        print(f"bloodcell {name}: error: {exc}", file=sys.stderr)
+        print(f"bloodcell {name}: error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:  # the reader stopped reading (| head): not an error, nothing more to write
         devnull = os.open(os.devnull, os.O_WRONLY)

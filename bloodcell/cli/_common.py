@@ -23,6 +23,13 @@ __all__ = ["MAX_SCALE", "UsageError", "check_output_file", "default_workdir", "i
 MAX_SCALE = 16
 
 
+def one_line(text) -> str:
+    """``text`` with control characters (a tab or a newline in a file name) escaped as Python writes them,
+    so that it stays one line, or one tab-separated field."""
+    text = str(text)
+    return "".join(repr(c)[1:-1] if c < " " or c == "\x7f" else c for c in text)
+
+
 def refuse_working_directory(out: Path, what: str, example: str) -> None:
     """Refuse ``--out`` that is the working directory or a folder above it: ``what`` (e.g. "the model
     is saved") replaces the whole folder, which would pull it from under the shell."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .._classes import class_index
 from .._fs import image_text, save_image
 from ..errors import ConfigError, ImageReadError, InputNotFoundError
-from ._common import MAX_SCALE, UsageError, is_within
+from ._common import MAX_SCALE, UsageError, is_within, one_line
 
 import os
 import sys
@@ -69,7 +69,7 @@ def run(args) -> int:
             try:
                 read.append((f, stem, load_image(f, clf.input_size)))
             except ImageReadError as exc:
-                print(f"bloodcell explain: error: {exc}", file=sys.stderr)
+                print(f"bloodcell explain: error: {one_line(exc)}", file=sys.stderr)
                 failed += 1
         if not read:
             continue
@@ -83,7 +83,7 @@ def run(args) -> int:
             picture = np.concatenate([img, overlay(img, heat)], axis=1)
             dest = save_image(picture, _free(out, stem, clf.class_names[c], f), scale=args.scale,
                               text={SOURCE: os.path.abspath(f)})
-            print(f"{f}\t{clf.class_names[c]}\t{p[c]:.4f}\t{dest}", flush=True)
+            print(f"{one_line(f)}\t{clf.class_names[c]}\t{p[c]:.4f}\t{one_line(dest)}", flush=True)
             written += 1
     if not written:
         return 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import DataError, InputNotFoundError
-from ._common import UsageError, classes_option
+from ._common import UsageError, classes_option, one_line
 
 import json
 import sys
@@ -78,7 +78,7 @@ def run(args) -> int:
     if not files:  # nothing to classify at all: as with every path missing
         raise DataError(errors[0] + (f" (and {len(errors) - 1} more paths without images)" if len(errors) > 1 else ""))
     for err in errors:
-        print(f"bloodcell predict: error: {err}", file=sys.stderr)
+        print(f"bloodcell predict: error: {one_line(err)}", file=sys.stderr)
     clf = load_classifier(args.model)
     classes = classes_option(clf, args.classes)
     mask = clf.class_mask(classes)
@@ -99,7 +99,7 @@ def run(args) -> int:
     for r in results:
         if r.probabilities is None:
             failed = True
-            print(f"bloodcell predict: error: {r.error}", file=sys.stderr)
+            print(f"bloodcell predict: error: {one_line(r.error)}", file=sys.stderr)
             continue
         proba = r.probabilities
         order = np.argsort(-proba, kind="stable")[:k]  # ties: the first class first, as argmax
@@ -118,7 +118,7 @@ def run(args) -> int:
             record["review"] = bool(r.review)
             out.write(json.dumps(record) + "\n")
             continue
-        cols = [str(r.path)] + [f"{clf.class_names[i]}\t{proba[i]:.4f}" for i in order]
+        cols = [one_line(r.path)] + [f"{clf.class_names[i]}\t{proba[i]:.4f}" for i in order]
         if r.outlier:
             cols.append(outlier_mark)
         elif r.review:
