@@ -111,7 +111,9 @@ def _download_hint(repo_id: str, revision: str | None, shown: str | None, when: 
 
 
 def _check_revision(revision, repo_id: str) -> None:
-    if revision is not None and (not isinstance(revision, str) or not revision.strip()):
+    # "." or ".." parts would be resolved away by the HTTP client (main loaded instead) or name the cache's own folders
+    if revision is not None and (not isinstance(revision, str) or not revision.strip()
+                                 or any(part in ("", ".", "..") for part in revision.split("/"))):
         raise ConfigError(f"revision: expected a branch name or a 40-character commit sha of Hub repo '{repo_id}', "
                           f"got {revision!r}")
 
@@ -209,6 +211,9 @@ def _unreachable() -> str | None:
     from urllib.parse import urlsplit
 
     url = urlsplit(constants.ENDPOINT)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ConfigError(f"HF_ENDPOINT={constants.ENDPOINT!r} is not a URL; write it with its scheme, e.g. "
+                          "https://huggingface.co or http://127.0.0.1:8080, or unset it")
     if url.scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(url.hostname or ""):
         return None  # through a proxy: only the request itself can tell
     port = url.port or (443 if url.scheme == "https" else 80)

@@ -126,6 +126,19 @@ def is_zoo_name(name: str) -> bool:
     return name in list_pretrained() or name in list_models(pretrained=True)
 
 
+def _hub_source_meant(text: str) -> Optional[str]:
+    """``hf://owner/repo[@revision]`` for a Hub source written otherwise (``HF://``, ``hf:/``, spaces
+    around it, a huggingface.co address), else None."""
+    import re
+
+    match = re.fullmatch(r"\s*(?:hf:/*|https?://(?:www\.)?huggingface\.co/)([\w.-]+/[\w.-]+?)(?:/tree/([\w./-]+?))?"
+                         r"(?:@([\w./-]+))?/?\s*", text, flags=re.IGNORECASE)
+    if match is None or text.startswith(HF_PREFIX):
+        return None
+    revision = match.group(3) or match.group(2)
+    return f"{HF_PREFIX}{match.group(1)}" + (f"@{revision}" if revision else "")
+
+
 def resolve(source: Source, *, token: Optional[str] = None, default: str) -> tuple[Path, Optional[PretrainedCfg]]:
     """The local folder of ``source`` and its zoo entry (None unless ``source`` is a zoo name).
 
@@ -157,6 +170,9 @@ def resolve(source: Source, *, token: Optional[str] = None, default: str) -> tup
         return path, None
     if path.is_file():
         raise ConfigError(f"{source}: is a file, not a model folder; pass {SOURCE_HELP}")
+    meant = _hub_source_meant(text)
+    if meant is not None:
+        raise InputNotFoundError(f"{source}: no such folder; a Hub repo is written {meant}")
     if is_path_like(source):
         raise InputNotFoundError(f"{source}: no such folder; pass {SOURCE_HELP}")
     if text in list_models():  # an architecture without weights (is_zoo_name took those with)

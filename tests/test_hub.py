@@ -66,6 +66,23 @@ def test_parse_hf_source_refuses_malformed_sources(source):
         parse_hf_source(source)
 
 
+def test_sources_written_otherwise_bad_revisions_and_endpoints_are_named(hub_server, monkeypatch):
+    import bloodcell
+
+    for source, meant in (("https://huggingface.co/lab/m", "hf://lab/m"), ("HF://lab/m", "hf://lab/m"),
+                          (" hf://lab/m", "hf://lab/m"), ("hf:/lab/m@v2", "hf://lab/m@v2"),
+                          ("https://huggingface.co/lab/m/tree/v2", "hf://lab/m@v2")):
+        with pytest.raises(bloodcell.InputNotFoundError, match=f"no such folder; a Hub repo is written {meant}$"):
+            bloodcell.load_classifier(source)
+    for revision in ("..", ".", "a/../b", "v2/"):  # the client would resolve ".." away and load main
+        with pytest.raises(bloodcell.ConfigError, match="revision: expected a branch name"):
+            bloodcell.load_classifier(f"hf://{REPO}@{revision}")
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "127.0.0.1:8080")  # as HF_ENDPOINT without a scheme
+    with pytest.raises(bloodcell.ConfigError, match="HF_ENDPOINT='127.0.0.1:8080' is not a URL; write it with its scheme"):
+        download_snapshot(REPO)
+    assert hub_server.requests == []
+
+
 def test_snapshot_download_gets_the_model_files(hub_server):
     files = model_files(1)
     hub_server.create_repo(REPO, {**files, "notes/train.log": b"not a model file"})
