@@ -135,6 +135,11 @@ def _hub_error(
     rev = revision or constants.DEFAULT_REVISION
     what = f"'{filename}' of Hub repo '{repo_id}' at revision '{rev}'" if filename else f"Hub repo '{repo_id}' at revision '{rev}'"
     get_first = _download_hint(repo_id, revision, shown, "before going offline")
+    cache = Path(constants.HF_HUB_CACHE)
+    if isinstance(error, (PermissionError, NotADirectoryError, FileExistsError)) and getattr(error, "filename", None) \
+            and (Path(error.filename) == cache or cache in Path(error.filename).parents or Path(error.filename) in cache.parents):
+        return HubError(f"the Hugging Face cache {cache} cannot hold {what} ({error.strerror or error}: {error.filename}); "
+                        "set HF_HOME (or HF_HUB_CACHE) to a folder you can write, or fix its permissions")
     if isinstance(error, RevisionNotFoundError):
         return HubError(
             f"revision '{rev}' does not exist in Hub repo '{repo_id}' ({endpoint}); "

@@ -83,6 +83,15 @@ def test_sources_written_otherwise_bad_revisions_and_endpoints_are_named(hub_ser
     assert hub_server.requests == []
 
 
+def test_a_cache_that_cannot_be_written_is_named(hub_server, monkeypatch, tmp_path):
+    hub_server.create_repo(REPO, model_files(1))
+    (tmp_path / "hf-file").write_text("not a folder")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf-file" / "hub"))
+    with pytest.raises(HubError, match=r"^the Hugging Face cache .*hf-file/hub cannot hold Hub repo 'lab/tiny-cells' "
+                                       r".*; set HF_HOME \(or HF_HUB_CACHE\) to a folder you can write"):
+        download_snapshot(REPO)
+
+
 def test_snapshot_download_gets_the_model_files(hub_server):
     files = model_files(1)
     hub_server.create_repo(REPO, {**files, "notes/train.log": b"not a model file"})
