@@ -30,7 +30,7 @@ from ._checks import check_class_names, check_image_batch, check_labels, largest
 from ._classes import CLASS_ALIASES, CLASS_NAMES, canonical_name, class_index, class_path, class_positions
 from ._fs import is_within, relative_path, save_npz, staged_folder  # noqa: F401  (save_npz: also from here)
 from ._progress import progress
-from ._util import DAMAGED_NPZ
+from ._util import DAMAGED_NPZ, outside_stacklevel
 from .errors import ConfigError, DataError, ImageReadError, InputNotFoundError, OutputExistsError
 from .imageio import IMAGE_EXTENSIONS, UnreadableFileError, check_not_empty, image_files_under, read_image, resize_image
 
@@ -180,6 +180,12 @@ def _list_class_files(root: Path, class_names: Optional[Sequence[str]]) -> tuple
                             "add images or remove the folder")
         files.extend(found)
         labels.extend([names.index(cls)] * len(found))
+    loose = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    if loose:  # a class comes from its folder: these have none
+        warnings.warn(f"{root}: {len(loose)} image{'s' if len(loose) > 1 else ''} beside the class folders "
+                      f"({', '.join(p.name for p in loose[:3])}{', ...' if len(loose) > 3 else ''}) "
+                      f"{'are' if len(loose) > 1 else 'is'} not read, having no class; move them into their class "
+                      "folders", UserWarning, stacklevel=outside_stacklevel())
     order = np.argsort(np.asarray(labels), kind="stable")  # files grouped by class, in class order
     files = [files[i] for i in order]
     labels = [labels[i] for i in order]
@@ -571,8 +577,6 @@ def _warn_conflicting_labels(dataset: Dataset, groups) -> None:
     first = conflicts[0]
     a, b = first[0], next(i for i in first if labels[i] != labels[first[0]])
     name = (lambda i: dataset.paths[i]) if dataset.paths else (lambda i: f"image {i}")
-    from ._util import outside_stacklevel
-
     warnings.warn(f"{len(conflicts)} group(s) of copies of one image (or its mirror) are filed under different classes, "
                   f"e.g. {name(a)} ({dataset.class_names[labels[a]]}) and {name(b)} ({dataset.class_names[labels[b]]}): "
                   "the model learns both labels; keep the right copy (bloodcell clean DATA --out CLEAN drops such "

@@ -43,6 +43,9 @@ def test_load_folder_reads_classes_alias_and_paths(tmp_path):
     i = ds.paths.index(str(tmp_path / "ig" / "img1.png"))
     assert ds.labels[i] == CLASS_NAMES.index("immature_granulocyte")
     np.testing.assert_array_equal(ds.images[i], written["ig"][1])
+    Image.fromarray(written["ig"][0]).save(tmp_path / "stray.png")  # no class folder: said, not read
+    with pytest.warns(UserWarning, match=r"1 image beside the class folders \(stray.png\) is not read, having no class"):
+        assert len(load_dataset(tmp_path, image_size=32)) == 9
 
 
 def test_load_folder_resizes_other_sizes_with_the_one_resize_function(tmp_path):
