@@ -180,6 +180,11 @@ def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None =
                 # PIL keeps the top 8 of 16 bits of colour: 12-bit camera data comes out 0..15, nearly black
                 raise ImageReadError(f"{path}: 16-bit colour whose values use 13 bits or fewer (a camera's raw data); "
                                      "it reads as nearly black: save it as 8-bit RGB, scaled to 0..255")
+            if deep_colour:  # 14-bit camera data: PIL's top 8 of 16 bits are 0..63; scaled as an array of it would be
+                used = int(rgb[..., :3].max(initial=0)).bit_length() + 8
+                bits = next(b for b in CAMERA_BITS if b >= used)
+                rgb = rgb.copy()
+                rgb[..., :3] <<= 16 - bits
             return rgb
 
 

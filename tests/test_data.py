@@ -593,6 +593,13 @@ def test_16_bit_colour_of_12_bit_data_is_refused_and_full_range_is_read(tmp_path
     _png16(tmp_path / "camera.png", cell * 16)  # 12-bit data: PIL keeps the top byte, 0..15
     with pytest.raises(ValueError, match=r"camera\.png: 16-bit colour whose values use 13 bits or fewer.*8-bit RGB"):
         read_image(tmp_path / "camera.png")
+    # 14-bit data: scaled by the camera's bit depth as the same array is (it read 4 times too dark)
+    _png16(tmp_path / "fourteen.png", cell * 64 + 63)
+    from bloodcell.imageio import load_images
+
+    by_array = load_images(cell[None] * 64 + 63, 16)[0].astype(int)
+    assert np.abs(read_image(tmp_path / "fourteen.png").astype(int) - by_array).max() <= 3
+    assert np.abs(by_array - cell).max() <= 1
 
 
 def test_pil_warnings_from_reader_threads_name_the_file(tmp_path):
