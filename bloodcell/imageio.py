@@ -172,9 +172,6 @@ def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None =
                                                               for t in tiles)
             img = ImageOps.exif_transpose(img)
             img.load()
-            if frames > 1:
-                warnings.warn(f"{path}: holds {frames} images (pages or frames); only the first is read",
-                              UserWarning, stacklevel=2)
             rgb = _pil_to_rgb(img, str(path))
             if deep_colour and rgb[..., :3].max(initial=0) < 32:
                 # PIL keeps the top 8 of 16 bits of colour: 12-bit camera data comes out 0..15, nearly black
@@ -185,7 +182,10 @@ def read_image(source: Union[PathLike, Image.Image], *, max_pixels: int | None =
                 bits = next(b for b in CAMERA_BITS if b >= used)
                 rgb = rgb.copy()
                 rgb[..., :3] <<= 16 - bits
-            return rgb
+    if frames > 1:  # outside _decode_errors: a warning raised as an error (-W error) is not a damaged file
+        warnings.warn(f"{path}: holds {frames} images (pages or frames); only the first is read", UserWarning,
+                      stacklevel=2)
+    return rgb
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -518,6 +519,10 @@ def test_pil_warnings_name_the_file(tmp_path):
     frames[0].save(tmp_path / "stack.tif", save_all=True, append_images=frames[1:])
     with pytest.warns(UserWarning, match=r"stack\.tif: holds 3 images .*only the first is read"):
         read_image(tmp_path / "stack.tif")
+    with warnings.catch_warnings():  # as errors (-W error), it is that warning, not a "damaged" file
+        warnings.simplefilter("error")
+        with pytest.raises(UserWarning, match="only the first is read"):
+            read_image(tmp_path / "stack.tif")
 
 
 def _only(root: Path, keep: str) -> Path:
