@@ -1,6 +1,7 @@
 """The `bloodcell` command line: predict, list and train."""
 
 import json
+import shlex
 import subprocess
 import sys
 
@@ -107,6 +108,10 @@ def test_console_script_runs_as_module(image_dir):
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["label"] in bloodcell.CLASS_NAMES
+    closed = subprocess.run(f"{shlex.quote(sys.executable)} -m bloodcell predict {shlex.quote(str(image_dir))} >&-",
+                            shell=True, capture_output=True, text=True, timeout=300)
+    assert closed.returncode == 2 and closed.stderr == (
+        "bloodcell predict: error: standard output is closed (>&-); redirect it to a file or to /dev/null\n")
 
 
 def test_predict_sample_images_with_the_bundled_default(capsys):

@@ -65,6 +65,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     name = " ".join(c for c in (args.command, getattr(args, "hub_command", None)) if c)  # e.g. "hub push"
+    if sys.stdout is None:  # started with >&-: the answers would be lost (print fails)
+        print(f"bloodcell {name}: error: standard output is closed (>&-); redirect it to a file or to /dev/null",
+              file=sys.stderr)
+        return 2
     for dest, label in (("data", "DATA"), ("paths", "a PATH")):  # Path("") is the working directory: all of it read
         given = getattr(args, dest, None)
         if any(isinstance(v, str) and not v.strip() for v in (given if isinstance(given, list) else [given])):
