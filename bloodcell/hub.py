@@ -42,8 +42,9 @@ __all__ = ["HF_PREFIX", "MODEL_FILES", "CONNECT_TIMEOUT", "download_file", "down
 
 HF_PREFIX = "hf://"
 MODEL_FILES: tuple[str, ...] = ("config.json", "*.weights.h5", "README.md")
-"""The files of a folder written by ``save_pretrained``: its config, the weights file the config names
-(``model.weights.h5``) and its card. What ``download_snapshot`` fetches by default, and a push sends."""
+"""Patterns of the files of a folder written by ``save_pretrained`` (config, weights, card): what
+``download_snapshot`` fetches by default and a push sends. Of a bloodcell model, both take the one
+weights file its config names, never another ``*.weights.h5`` beside it."""
 
 Token = Optional[str | bool]
 _COMMIT_SHA = re.compile(r"[0-9a-fA-F]{40}")
