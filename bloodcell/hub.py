@@ -77,6 +77,10 @@ def parse_hf_source(source: str) -> tuple[str, str | None]:
     if revision != revision.strip():
         raise ConfigError(f"Hub source {source!r} has spaces around its revision; remove them")
     _check_repo_id(repo_id, source)
+    branch, slash, file = revision.rpartition("/")
+    if slash and file.lower().endswith((".json", ".h5", ".md", ".keras", ".safetensors")):
+        raise ConfigError(f"Hub source {source!r} names a file in the repo; a source is the whole model: "
+                          f"hf://{repo_id}@{branch}")
     return repo_id, revision or None
 
 

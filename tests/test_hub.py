@@ -74,6 +74,8 @@ def test_sources_written_otherwise_bad_revisions_and_endpoints_are_named(hub_ser
                           ("https://huggingface.co/lab/m/tree/v2", "hf://lab/m@v2")):
         with pytest.raises(bloodcell.InputNotFoundError, match=f"no such folder; a Hub repo is written {meant}$"):
             bloodcell.load_classifier(source)
+    with pytest.raises(bloodcell.ConfigError, match=f"names a file in the repo; a source is the whole model: hf://{REPO}@main$"):
+        bloodcell.load_classifier(f"hf://{REPO}@main/config.json")
     for revision in ("..", ".", "a/../b", "v2/"):  # the client would resolve ".." away and load main
         with pytest.raises(bloodcell.ConfigError, match="revision: expected a branch name"):
             bloodcell.load_classifier(f"hf://{REPO}@{revision}")
