@@ -23,7 +23,8 @@ from typing import Any, Callable, Optional
 
 import keras
 
-from ._fs import FORMAT, STAGING_PREFIX, TEST_FILES, atomic_write_text, bloodcell_config, recover_staged, staged_folder
+from ._fs import (FORMAT, STAGING_PREFIX, TEST_FILES, atomic_write_text, bloodcell_config, is_within, recover_staged,
+                  staged_folder)
 from ._lock import locked
 from ._util import error_reason, sha256_file
 from ._preprocessing import PREPROCESSING, preprocessing_record
@@ -280,8 +281,7 @@ def write_folder(folder, model: ClassifierModel, cfg: dict[str, Any], *, card: b
     ``before_swap(stage)`` runs on the complete new folder just before it replaces the old one.
     """
     given, folder = folder, Path(os.path.abspath(folder))  # ".." named: the staging folder goes beside it
-    here = Path.cwd().resolve()
-    if folder.resolve() == here or folder.resolve() in here.parents:
+    if is_within(Path.cwd(), folder):
         raise ConfigError(f"{given}: is the working folder or one above it, which a save cannot replace as a whole "
                           "(it swaps in a new folder); save into a named folder, e.g. save_pretrained('my-model')")
     blocking = next((p for p in folder.parents if p.exists() and not p.is_dir()), None)

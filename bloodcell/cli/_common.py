@@ -33,8 +33,7 @@ def one_line(text) -> str:
 def refuse_working_directory(out: Path, what: str, example: str) -> None:
     """Refuse ``--out`` that is the working directory or a folder above it: ``what`` (e.g. "the model
     is saved") replaces the whole folder, which would pull it from under the shell."""
-    here = Path.cwd().resolve()
-    if out.resolve() == here or out.resolve() in here.parents:
+    if is_within(Path.cwd(), out):
         raise UsageError(f"--out {out}: {what} as a whole folder that replaces it; give a new folder, not the working "
                          f"directory or one above it (e.g. --out {example})")
 
