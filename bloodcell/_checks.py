@@ -6,6 +6,7 @@ says what was expected and what was received.
 
 from __future__ import annotations
 
+import numbers
 import os
 from typing import Iterable, Sequence
 
@@ -71,6 +72,11 @@ def check_labels(labels, count: int, num_classes: int, name: str = "labels") -> 
     return arr
 
 
+def is_real(value) -> bool:
+    """Whether ``value`` is a real number (Python's or NumPy's), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
     """``value`` as an int, refusing bools, floats and values under ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
@@ -88,7 +94,7 @@ def check_choice(name: str, value, choices: Iterable) -> None:
 
 def check_range(name: str, value, low: float, high: float) -> float:
     """``value`` as a float in ``[low, high]``."""
-    if not isinstance(value, (int, float, np.floating, np.integer)) or isinstance(value, bool) or not low <= value <= high:
+    if not is_real(value) or not low <= value <= high:
         raise ConfigError(f"{name} must be a number in [{low}, {high}], got {value!r}")
     return float(value)
 

@@ -18,15 +18,18 @@ and Brier score.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Optional
 
 import numpy as np
 
+from ._checks import check_positive_int, is_real
 from ._fs import save_figure
 from ._labelled import labelled_images
+from ._util import outside_stacklevel
 from .card import EDGE_OF_RANGE, TEMPERATURE_KEPT
 from .errors import ConfigError, DataError
-from .ood import FEATURE_SHARE, feature_layer, fit_feature_check
+from .ood import FEATURE_SHARE, fit_feature_check, layer_index, tappable_layer
 
 __all__ = ["REVIEW_SHARE", "TEMPERATURE_OUTSIDE", "apply_calibration", "apply_temperature", "calibrate", "calibration_metrics", "fit_temperature",
            "plot_reliability", "plot_risk_coverage", "review_summary", "review_threshold", "risk_coverage"]
@@ -72,11 +75,10 @@ def _check(proba, labels) -> tuple[np.ndarray, np.ndarray]:
 
 def apply_temperature(proba, temperature: float) -> np.ndarray:
     """``softmax(log(proba) / temperature)``, row by row (temperature 1 returns ``proba``)."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.number)) \
-            or not np.isfinite(temperature) or temperature <= 0:
+    if not is_real(temperature) or not np.isfinite(temperature) or temperature <= 0:
         raise ConfigError(f"temperature: expected a finite number above 0 (below 1 sharpens, above 1 softens), got "
                           f"{temperature!r}")
-    p = np.asarray(proba, np.float64)
+    p = _probabilities(proba)
     if temperature == 1.0:
         return p
     z = np.log(np.maximum(p, _EPS)) / float(temperature)
@@ -90,7 +92,10 @@ def apply_calibration(proba, temperature: float, *, outside=None,
     """``proba`` at ``temperature`` (a new array), and the rows where ``outside`` is True at
     ``temperature_outside`` (None: ``temperature`` for every row)."""
     out = np.array(apply_temperature(proba, temperature), np.float64)
+    if outside is not None and np.shape(outside) != (len(out),):
+        raise DataError(f"outside: expected one flag per row of proba ({len(out)}), got shape {np.shape(outside)}")
     if outside is not None and temperature_outside is not None and np.any(outside):
+        outside = np.asarray(outside, bool)
         out[outside] = apply_temperature(np.asarray(proba, np.float64)[outside], temperature_outside)
     return out
 
@@ -130,6 +135,7 @@ def fit_temperature(proba, labels) -> float:
 
 
 def _bins(p: np.ndarray, y: np.ndarray, bins: int):
+    bins = check_positive_int(bins, "bins")
     confidence = p.max(axis=1)
     correct = (p.argmax(axis=1) == y).astype(np.float64)
     index = np.minimum((confidence * bins).astype(np.int64), bins - 1)
@@ -188,8 +194,8 @@ def review_threshold(proba, share: float = REVIEW_SHARE, *, flagged=None) -> flo
     least ``share / 2`` of the others, so that a few outliers among a few calibration images do
     not leave a threshold that flags nothing."""
     p = _probabilities(proba)
-    if not 0.0 <= share < 1.0:
-        raise DataError(f"share: expected a fraction in [0, 1), got {share!r}")
+    if not is_real(share) or not 0.0 <= share < 1.0:
+        raise DataError(f"share: expected a fraction in [0, 1) (0.05 flags 5%), got {share!r}")
     confidence = p.max(axis=1)
     if flagged is not None and np.shape(flagged) != (len(p),):
         raise DataError(f"flagged: expected one flag per prediction ({len(p)}), got shape {np.shape(flagged)}")
@@ -205,14 +211,17 @@ def review_threshold(proba, share: float = REVIEW_SHARE, *, flagged=None) -> flo
 
 def _flagging(confidence: np.ndarray, share: float) -> float:
     """The threshold under which the ``ceil(share * N)`` least sure of ``confidence`` fall (ties with the last
-    of them too: never fewer than the share, as interpolating between tied values would)."""
+    of them too: never fewer than the share, as interpolating between tied values would; except ties at
+    1, which no threshold in [0, 1] flags, so only the cells less sure than 1 are)."""
     k = min(len(confidence), int(np.ceil(share * len(confidence) - 1e-9)))
     if not k:
         return 0.0
     ordered = np.sort(confidence)
     above = ordered[ordered > ordered[k - 1]]
     # halfway to the next value up: float32 probabilities of the same cells fall on the same side
-    return float((ordered[k - 1] + above[0]) / 2) if len(above) else float(np.nextafter(ordered[k - 1], np.inf))
+    if len(above):
+        return float((ordered[k - 1] + above[0]) / 2)
+    return min(1.0, float(np.nextafter(ordered[k - 1], np.inf)))
 
 
 def _flagged(proba, threshold: float, outliers=None) -> np.ndarray:
@@ -226,6 +235,9 @@ def review_summary(proba, labels, threshold: float, *, outliers=None) -> dict[st
     given): the ``threshold``, the share ``flagged`` and the ``accuracy_unflagged`` of the others
     (None when all are flagged)."""
     p, y = _check(proba, labels)
+    if not is_real(threshold) or not 0.0 <= threshold <= 1.0:
+        raise DataError(f"threshold: expected a confidence in [0, 1] (predictions less sure are flagged), got "
+                        f"{threshold!r}")
     if outliers is not None and np.shape(outliers) != (len(p),):
         raise DataError(f"outliers: expected one flag per prediction ({len(p)}), got shape {np.shape(outliers)}")
     kept = ~_flagged(p, threshold, outliers)
@@ -239,6 +251,7 @@ def risk_coverage(proba, labels, *, points: int = 21) -> list[dict[str, float]]:
     ``[{"flagged", "accuracy", "threshold"}]`` aiming at flagged shares 0, 0.5/(points-1), ... up to one
     half. Predictions of equal confidence are flagged together (as ``needs_review`` flags them, below the
     threshold), so ``flagged`` is the share that ``threshold`` flags."""
+    points = check_positive_int(points, "points", minimum=2)
     p, y = _check(proba, labels)
     confidence = p.max(axis=1)
     correct = p.argmax(axis=1) == y
@@ -294,8 +307,48 @@ def _fit_mode(raw: np.ndarray, labels: np.ndarray, outliers, fallback: float, re
 
 
 def _check_review_share(share) -> None:
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share < 1.0:
+    if not is_real(share) or not 0.0 <= share < 1.0:
         raise ConfigError(f"review_share: expected a fraction in [0, 1) (0.05 flags 5% of the cells), got {share!r}")
+
+
+def _check_reference(reference) -> None:
+    if reference is None:
+        return
+    if isinstance(reference, (str, bytes, os.PathLike)):
+        raise ConfigError(f"reference: expected images or a list of image paths, got the single path {reference!r}; "
+                          "list a folder's images with bloodcell.imageio.find_image_files([folder])")
+    if isinstance(reference, tuple) or hasattr(reference, "labels"):
+        raise ConfigError(f"reference: expected images (uint8 (N, H, W, 3) or paths), got a "
+                          f"{type(reference).__name__}; pass its .images")
+    if len(reference) < MIN_FIT_IMAGES:
+        raise ConfigError(f"reference: {len(reference)} images; the check's Gaussian needs at least {MIN_FIT_IMAGES} "
+                          "images of the training domain; give more, or leave reference out")
+
+
+def _fit_check(classifier, layer: str, features: np.ndarray, count: int, reference, reference_description,
+               feature_share: float, batch_size: int):
+    """The out-of-distribution check :func:`calibrate` fits (None: none), from the ``features`` of its
+    ``count`` calibration images and the ``reference`` images."""
+    where = {"layer": layer, "index": layer_index(classifier.model, layer)}
+    if reference is not None:
+        _, ref_features = classifier.predict_with_features(reference, layer=layer, batch_size=batch_size, verbose=0)
+        fitted_on = reference_description or f"{len(ref_features)} reference images"
+        if count >= MIN_FIT_IMAGES:
+            return fit_feature_check(ref_features, features, **where, share=feature_share, fitted_on=fitted_on)
+        # a threshold from a few scores is about their largest: half of the reference joins them
+        order = np.random.default_rng(0).permutation(len(ref_features))
+        half = len(ref_features) // 2
+        return fit_feature_check(ref_features[order[:half]], np.concatenate([ref_features[order[half:]], features]),
+                                 **where, share=feature_share,
+                                 fitted_on=f"half of {fitted_on}; threshold on the other half and the "
+                                           f"{count} calibration images")
+    if count >= 2 * MIN_FIT_IMAGES:
+        order = np.random.default_rng(0).permutation(count)
+        half = count // 2
+        return fit_feature_check(features[order[:half]], features[order[half:]], **where, share=feature_share,
+                                 fitted_on=f"half of the calibration images ({half})")
+    own = getattr(classifier, "feature_check", None)
+    return own if own is not None and own.layer == layer else None  # too few images to refit it: the model's own stays
 
 
 def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optional[str] = None,
@@ -319,39 +372,23 @@ def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optiona
     (``ece_previous``, when it had one) and with the new one (``ece_after``).
     """
     _check_review_share(review_share)
+    if not isinstance(tta, (bool, np.bool_)):  # "no" would be true
+        raise ConfigError(f"tta: expected True or False, got {tta!r}")
+    _check_reference(reference)
     images, labels, _ = labelled_images(classifier, dataset)
-    layer = feature_layer(classifier.model)
-    raw, features = classifier.predict_with_features(images, layer=layer, batch_size=batch_size, calibrated=False,
-                                                     verbose=verbose)
-    check = None
-    if reference is not None:
-        if isinstance(reference, (str, bytes, os.PathLike)):
-            raise ConfigError(f"reference: expected images or a list of image paths, got the single path {reference!r}; "
-                              "list a folder's images with bloodcell.imageio.find_image_files([folder])")
-        if isinstance(reference, tuple) or hasattr(reference, "labels"):
-            raise ConfigError(f"reference: expected images (uint8 (N, H, W, 3) or paths), got a "
-                              f"{type(reference).__name__}; pass its .images")
-        if len(reference) < MIN_FIT_IMAGES:
-            raise ConfigError(f"reference: {len(reference)} images; the check's Gaussian needs at least {MIN_FIT_IMAGES} "
-                              "images of the training domain; give more, or leave reference out")
-        _, ref_features = classifier.predict_with_features(reference, layer=layer, batch_size=batch_size, verbose=0)
-        fitted_on = reference_description or f"{len(ref_features)} reference images"
-        if len(labels) >= MIN_FIT_IMAGES:
-            check = fit_feature_check(ref_features, features, layer=layer, share=feature_share, fitted_on=fitted_on)
-        else:  # a threshold from a few scores is about their largest: half of the reference joins them
-            order = np.random.default_rng(0).permutation(len(ref_features))
-            half = len(ref_features) // 2
-            check = fit_feature_check(ref_features[order[:half]], np.concatenate([ref_features[order[half:]], features]),
-                                      layer=layer, share=feature_share,
-                                      fitted_on=f"half of {fitted_on}; threshold on the other half and the "
-                                                f"{len(labels)} calibration images")
-    elif len(labels) >= 2 * MIN_FIT_IMAGES:
-        order = np.random.default_rng(0).permutation(len(labels))
-        half = len(labels) // 2
-        check = fit_feature_check(features[order[:half]], features[order[half:]], layer=layer, share=feature_share,
-                                  fitted_on=f"half of the calibration images ({half})")
-    elif getattr(classifier, "feature_check", None) is not None and classifier.feature_check.layer == layer:
-        check = classifier.feature_check  # too few images to refit it: the model's own stays
+    layer = tappable_layer(classifier.model)
+    if layer is None:
+        warnings.warn(f"calibrate: the {classifier.architecture} backbone is not a functional model, so no "
+                      "out-of-distribution check is fitted from its features (the colour test of non-cells stands "
+                      "in); build it as keras.Model(inputs, outputs) for one", UserWarning,
+                      stacklevel=outside_stacklevel())
+        raw = classifier.predict_proba(images, batch_size=batch_size, calibrated=False, verbose=verbose)
+        check = features = None
+    else:
+        raw, features = classifier.predict_with_features(images, layer=layer, batch_size=batch_size, calibrated=False,
+                                                         verbose=verbose)
+        check = _fit_check(classifier, layer, features, len(labels), reference, reference_description, feature_share,
+                           batch_size)
     raw_tta = (classifier.predict_proba(images, batch_size=batch_size, tta=True, calibrated=False, verbose=verbose)
                if tta else None)
     return calibrate_predictions(classifier, raw, labels, description=description or f"{len(labels)} labelled images",
@@ -400,7 +437,7 @@ def calibrate_predictions(classifier, raw, labels, *, description: str, review_s
         "ece_after": fit["ece_after"],
         "ece_measured_on": "the same images",
         "review_below": fit["review_below"],
-        "review_share": review_share,
+        "review_share": float(review_share),
         "review_flagged": fit["review_flagged"],
     }
     if raw_tta is not None:

@@ -15,7 +15,7 @@ from typing import Any, Iterator, Optional, Sequence
 import keras
 import numpy as np
 
-from ._checks import check_class_names, check_positive_int
+from ._checks import check_class_names, check_positive_int, is_real
 from ._classes import class_changes, class_index
 from ._colour import colourless
 from ._progress import progress
@@ -205,10 +205,9 @@ class Classifier:
         features = record.get("features") if isinstance(record, dict) else None
         if not isinstance(features, dict):
             return None
-        cached = getattr(self, "_feature_check", (None, None))
-        if cached[0] is not features:
-            self._feature_check = (features, FeatureCheck.from_record(features, f"{self.name or 'model'}: config.json"))
-        return self._feature_check[1]
+        # Read from the record each time: an edit of extra["calibration"] takes effect at once, as it is saved.
+        where = f"{self.name or 'model'}: config.json"
+        return FeatureCheck.from_record(features, where).for_model(self.model, where)
 
     @property
     def review_below(self) -> Optional[float]:
@@ -252,12 +251,15 @@ class Classifier:
         if labels is not None:
             dataset = (dataset, labels)
         record = calibrate(self, dataset, reference=reference, batch_size=batch_size, verbose=verbose, **options)
-        errors, share = 1.0 - (record.get("accuracy") or 1.0), record.get("review_share") or 0.0
+        accuracy, share = record.get("accuracy"), record.get("review_share") or 0.0
+        errors = 0.0 if accuracy is None else 1.0 - accuracy
         if errors > 2 * share:  # a review of that share cannot reach half of the errors
             warnings.warn(f"calibrate: the model is {1 - errors:.0%} right on these {record['images']} images, so "
                           f"flagging {share:.0%} of them for review leaves most of its errors unflagged; fine-tune it on "
                           "labelled cells of this lab first (bloodcell train DATA --init MODEL), or pass a larger "
-                          "review_share", UserWarning, stacklevel=outside_stacklevel())
+                          "review_share" + ("; so few right may mean labels in another order than clf.class_names"
+                                            if accuracy is not None and accuracy < 1 / len(self.class_names) else ""),
+                          UserWarning, stacklevel=outside_stacklevel())
         return record
 
     def predict_proba(self, images, *, batch_size: int = 64, tta: bool = False,
@@ -501,8 +503,7 @@ class Classifier:
 
 
 def _check_probability(value, name: str) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.floating))
-                              or not 0.0 <= value <= 1.0):
+    if value is not None and (not is_real(value) or not 0.0 <= value <= 1.0):
         raise ConfigError(f"{name}: expected a probability in [0, 1], got {value!r}")
 
 

@@ -218,7 +218,7 @@ def load_model(folder, *, sha256: Optional[str] = None) -> tuple[ClassifierModel
     if "input_size" in cfg and cfg["input_size"] != spec.input_size:
         raise ConfigError(f"{path}: 'input_size' is {cfg['input_size']} but build.input_size is {spec.input_size}; "
                           "re-save the model with save_pretrained")
-    model = build_from_spec(spec, class_names=cfg["class_names"])
+    model = build_from_spec(spec, class_names=cfg["class_names"], source=str(path))
     try:
         with warnings.catch_warnings():
             # Keras warns, and keeps fresh weights, for parts of a model that a file lacks.

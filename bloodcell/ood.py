@@ -18,7 +18,7 @@ non-cell test of :mod:`bloodcell.outliers` at prediction time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 import keras
@@ -28,7 +28,7 @@ from .errors import ConfigError, DataError
 from .models import as_classifier_model
 
 __all__ = ["COMPONENTS", "FEATURE_SHARE", "MIN_THRESHOLD_IMAGES", "FeatureCheck", "feature_layer", "fit_feature_check",
-           "fit_gaussian", "inference_model", "threshold_from_scores"]
+           "fit_gaussian", "inference_model", "tappable_layer", "threshold_from_scores"]
 
 #: Share of held-out in-domain images whose score is above the threshold.
 FEATURE_SHARE = 0.005
@@ -79,7 +79,12 @@ def inference_model(model, layer: Optional[str] = None) -> keras.Model:
         raise ConfigError(f"layer: the {model.architecture} backbone has no layer {layer!r}; name one of "
                           "model.backbone.layers (a saved feature check that names it: refit it with "
                           "Classifier.calibrate)") from None
-    both = keras.Model(backbone.inputs, [tapped, backbone.output])
+    try:
+        both = keras.Model(backbone.inputs, [tapped, backbone.output])
+    except (ValueError, TypeError):  # a subclassed model, or a Sequential built without an Input
+        raise ConfigError(f"layer: the {model.architecture} backbone is not a functional model, so its layers' outputs "
+                          "cannot be read; its builder must return keras.Model(inputs, outputs) (or a Sequential that "
+                          "starts with keras.Input) for the feature check") from None
     inputs = keras.Input(model.inputs[0].shape[1:], name="image")
     x, features = inputs, None
     seen_backbone = False
@@ -94,9 +99,30 @@ def inference_model(model, layer: Optional[str] = None) -> keras.Model:
     return keras.Model(inputs, [x, pooled])
 
 
-@dataclass
+def tappable_layer(model) -> Optional[str]:
+    """:func:`feature_layer`, or None where the backbone's layers cannot be read in the classifier's
+    pass (a subclassed or an unbuilt Sequential backbone): such a model has no feature check."""
+    try:
+        layer = feature_layer(model)
+        inference_model(model, layer)
+    except ConfigError:
+        return None
+    return layer
+
+
+def layer_index(model, layer: str) -> Optional[int]:
+    """The position of the layer named ``layer`` in ``model.backbone.layers`` (None: none is)."""
+    names = [child.name for child in as_classifier_model(model).backbone.layers]
+    return names.index(layer) if layer in names else None
+
+
+@dataclass(frozen=True)
 class FeatureCheck:
-    """A Gaussian over one layer's pooled features, and the score above which an image is out of distribution."""
+    """A Gaussian over one layer's pooled features, and the score above which an image is out of distribution.
+
+    ``layer`` names the backbone layer it reads and ``index`` is that layer's position in
+    ``model.backbone.layers``: Keras numbers unnamed layers per process, so a saved check finds
+    its layer by position (:meth:`for_model`)."""
 
     layer: str
     mean: np.ndarray  # (d,)
@@ -107,6 +133,19 @@ class FeatureCheck:
     share: float
     images: int
     fitted_on: str = ""
+    index: Optional[int] = None
+
+    def for_model(self, model, where: str = "config.json") -> "FeatureCheck":
+        """This check with ``layer`` the name its layer has in ``model`` (found by ``index``), and
+        ``index`` set (found by name) when it was not."""
+        layers = as_classifier_model(model).backbone.layers
+        if self.index is None:
+            found = layer_index(model, self.layer)
+            return self if found is None else replace(self, index=found)
+        if self.index >= len(layers):
+            raise ConfigError(f"{where}: calibration.features.layer_index is {self.index}, but the backbone has "
+                              f"{len(layers)} layers; refit the check with Classifier.calibrate")
+        return replace(self, layer=layers[self.index].name)
 
     def scores(self, features) -> np.ndarray:
         """Distance of each pooled feature vector (N, d) to the fitted Gaussian (higher: less in-domain)."""
@@ -125,7 +164,8 @@ class FeatureCheck:
 
     def to_record(self) -> dict[str, Any]:
         """The check as JSON-ready values (``config.json``'s ``calibration.features``)."""
-        return {"layer": self.layer, "threshold": float(self.threshold), "share": float(self.share),
+        return {"layer": self.layer, **({"layer_index": int(self.index)} if self.index is not None else {}),
+                "threshold": float(self.threshold), "share": float(self.share),
                 "images": int(self.images), "fitted_on": self.fitted_on,
                 "residual_variance": float(self.residual_variance),
                 "variances": [float(v) for v in self.variances],
@@ -141,10 +181,14 @@ class FeatureCheck:
                         variances=np.asarray(record["variances"], np.float64),
                         residual_variance=float(record["residual_variance"]), threshold=float(record["threshold"]),
                         share=float(record.get("share", FEATURE_SHARE)), images=int(record.get("images", 0)),
-                        fitted_on=str(record.get("fitted_on", "")))
+                        fitted_on=str(record.get("fitted_on", "")), index=record.get("layer_index"))
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{where}: calibration.features is not a feature check ({exc}); refit it with "
                               "Classifier.calibrate") from None
+        if check.index is not None and (isinstance(check.index, bool) or not isinstance(check.index, int)
+                                        or check.index < 0):
+            raise ConfigError(f"{where}: calibration.features.layer_index must be a position (an integer >= 0), got "
+                              f"{check.index!r}; refit the check with Classifier.calibrate")
         k, d = check.components.shape if check.components.ndim == 2 else (-1, -1)
         if d != len(check.mean) or k != len(check.variances) or not np.all(check.variances > 0):
             raise ConfigError(f"{where}: calibration.features has inconsistent shapes; refit it with Classifier.calibrate")
@@ -156,9 +200,10 @@ class FeatureCheck:
 
 
 def fit_gaussian(fit_features, *, layer: str, share: float = FEATURE_SHARE, components: int = COMPONENTS,
-                 fitted_on: str = "") -> FeatureCheck:
+                 fitted_on: str = "", index: Optional[int] = None) -> FeatureCheck:
     """The check's Gaussian fitted to ``fit_features`` (N, d), without a threshold (0: set it with
-    :func:`threshold_from_scores` on the scores of other in-domain images)."""
+    :func:`threshold_from_scores` on the scores of other in-domain images). ``layer``, ``index``: the
+    backbone layer the features come from, by name and position (:func:`layer_index`)."""
     x = np.asarray(fit_features, np.float64)
     if x.ndim != 2 or len(x) < 2:
         raise DataError(f"feature check: need at least 2 images to fit, got {len(x)}")
@@ -173,7 +218,8 @@ def fit_gaussian(fit_features, *, layer: str, share: float = FEATURE_SHARE, comp
     # the variance left per dimension outside the k components (probabilistic PCA's estimate): over
     # all d - k dimensions, also where fewer images than dimensions leave some without any
     rest = float(lam[k:].sum()) / (x.shape[1] - k) if x.shape[1] > k else floor
-    return FeatureCheck(layer, mean, vt[:k], np.maximum(lam[:k], floor), max(rest, floor), 0.0, share, len(x), fitted_on)
+    return FeatureCheck(layer, mean, vt[:k], np.maximum(lam[:k], floor), max(rest, floor), 0.0, share, len(x), fitted_on,
+                        index)
 
 
 def threshold_from_scores(scores, share: float = FEATURE_SHARE) -> tuple[float, bool]:
@@ -202,7 +248,7 @@ def _check_finite(name: str, a: np.ndarray) -> None:
 
 
 def fit_feature_check(fit_features, threshold_features, *, layer: str, share: float = FEATURE_SHARE,
-                      components: int = COMPONENTS, fitted_on: str = "") -> FeatureCheck:
+                      components: int = COMPONENTS, fitted_on: str = "", index: Optional[int] = None) -> FeatureCheck:
     """Fit the Gaussian to ``fit_features`` (N, d) and set the threshold that ``share`` of
     ``threshold_features`` (other in-domain images) exceed (:func:`threshold_from_scores`)."""
     held = np.asarray(threshold_features, np.float64)
@@ -212,8 +258,7 @@ def fit_feature_check(fit_features, threshold_features, *, layer: str, share: fl
                         f"got {len(x)} and {len(held)} (from fewer, the threshold is about their largest score, which "
                         "a large share of in-domain images exceed)")
     _check_finite("threshold_features", held)
-    check = fit_gaussian(x, layer=layer, share=share, components=components, fitted_on=fitted_on)
-    check.threshold, lognormal = threshold_from_scores(check.scores(held), share)
-    if lognormal:
-        check.fitted_on += f"; threshold from a log-normal fitted to the scores of {len(held)} images"
-    return check
+    check = fit_gaussian(x, layer=layer, share=share, components=components, fitted_on=fitted_on, index=index)
+    threshold, lognormal = threshold_from_scores(check.scores(held), share)
+    return replace(check, threshold=threshold, fitted_on=check.fitted_on + (
+        f"; threshold from a log-normal fitted to the scores of {len(held)} images" if lognormal else ""))

@@ -56,8 +56,9 @@ def list_pretrained(filter: str | None = None, *, architecture: str | None = Non
         names = [n for n in names if _PRETRAINED[n].architecture == architecture_info(architecture).name]
     if not filter:
         return names
-    if filter in _ARCHITECTURES:
-        return [n for n in names if _PRETRAINED[n].architecture == filter]
+    arch = {a.lower(): a for a in _ARCHITECTURES}.get(filter.lower())
+    if arch is not None:
+        return [n for n in names if _PRETRAINED[n].architecture == arch]
     found = _matching(names, filter)
     if not found and not any(c in filter for c in "*?["):
         raise _unknown("architecture or zoo entry", filter, list(_ARCHITECTURES) + names)

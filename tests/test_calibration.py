@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import bloodcell
-from bloodcell.calibration import apply_temperature, calibration_metrics, fit_temperature, plot_reliability
+from bloodcell.calibration import (apply_calibration, apply_temperature, calibration_metrics, fit_temperature,
+                                   plot_reliability, risk_coverage)
 from bloodcell.data import Dataset
 from bloodcell.errors import DataError
 
@@ -287,6 +288,17 @@ def test_recalibrating_on_a_few_cells_keeps_the_models_own_feature_check(overcon
     assert "out-of-distribution ones below" in card and "bloodcell.ood" in card
 
 
+def test_a_model_never_right_is_warned_of_with_the_class_order(overconfident):
+    clf, fit_on, _ = overconfident
+    mine = bloodcell.Classifier(clf.model, name="c")
+    own = mine.predict_proba(fit_on.images, verbose=0).argmax(axis=1)
+    with pytest.warns(UserWarning, match=r"the model is 0% right on these 60 images.*labels in another order than "
+                                         r"clf.class_names"):
+        mine.calibrate(fit_on.images, (own + 1) % 3, tta=False, verbose=0)
+    with pytest.raises(bloodcell.ConfigError, match="tta: expected True or False, got 'no'"):
+        mine.calibrate(fit_on, tta="no", verbose=0)
+
+
 def test_a_reference_too_small_or_not_images_is_refused(overconfident):
     clf, cal, _ = overconfident
     with pytest.raises(bloodcell.ConfigError, match=r"reference: 3 images; the check's Gaussian needs at least 20"):
@@ -311,6 +323,20 @@ def test_logits_and_bad_shapes_are_refused_where_probabilities_are_expected():
         review_threshold(p, flagged=[True, False])
     with pytest.raises(DataError, match=r"outliers: expected one flag per prediction \(3\)"):
         review_summary(p, [0, 0, 0], 0.5, outliers=[True])
+    # The functions that apply a calibration check their input as the others do.
+    with pytest.raises(DataError, match="apply a softmax to logits first"):
+        apply_temperature(logits, 2.0)
+    with pytest.raises(DataError, match=r"outside: expected one flag per row of proba \(3\)"):
+        apply_calibration(p, 2.0, outside=[True], temperature_outside=1.0)
+    bad = [(lambda: calibration_metrics(p, [0, 0, 0], bins=0), "bins must be a positive integer, got 0"),
+           (lambda: risk_coverage(p, [0, 0, 0], points=2.5), "points must be an integer >= 2, got 2.5"),
+           (lambda: review_summary(p, [0, 0, 0], float("nan")), r"threshold: expected a confidence in \[0, 1\]"),
+           (lambda: review_summary(p, [0, 0, 0], 2.0), r"threshold: expected a confidence in \[0, 1\]"),
+           (lambda: review_threshold(p, "0.1"), r"share: expected a fraction in \[0, 1\)")]
+    for call, message in bad:
+        with pytest.raises(bloodcell.BloodcellError, match=message):
+            call()
+    assert review_threshold(p, np.float32(0.3)) == pytest.approx(0.65)  # NumPy numbers are numbers
 
 
 def test_review_share_is_checked_by_its_name(overconfident):
@@ -321,6 +347,11 @@ def test_review_share_is_checked_by_its_name(overconfident):
 
 def test_tied_confidences_are_flagged_together_never_fewer_than_the_share():
     from bloodcell.calibration import _flagged, review_threshold, risk_coverage
+
+    # Ties at 1 (a saturated float32 softmax): no threshold in [0, 1] flags them, so none of them is.
+    sure = np.array([[1.0, 0.0]] * 18 + [[0.7, 0.3], [0.8, 0.2]])
+    assert review_threshold(sure[:18]) == 1.0 and not _flagged(sure[:18], 1.0).any()
+    assert review_threshold(sure, 0.2) == 1.0 and _flagged(sure, 1.0).sum() == 2
 
     conf = np.array([0.6, 0.6] + [0.9] * 18)
     p = np.stack([conf, 1 - conf], axis=1)

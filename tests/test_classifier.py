@@ -244,10 +244,20 @@ def test_unknown_build_option_is_a_one_line_error(clf, tmp_path):
     with pytest.raises(BloodcellError, match=r"config.json: unknown model build option\(s\) \['drop_path'\].*pip install -U"):
         bloodcell.load_classifier(tmp_path / "m")
     cfg["build"].pop("drop_path")
-    cfg["build"]["dropout"] = "lots"
-    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(BloodcellError, match="not valid"):
+    # A value of another type is named with its JSON (a string "32" does not read as the number 32) ...
+    for key, value, wanted in (("dropout", "lots", "a number"), ("input_size", "32", "an integer"),
+                               ("normalization", [1, 2], "an object or null")):
+        bad = {**cfg, "build": {**cfg["build"], key: value}}
+        (tmp_path / "m" / "config.json").write_text(json.dumps(bad))
+        with pytest.raises(BloodcellError, match=rf'm/config.json: build.{key} must be {wanted}, got {re.escape(json.dumps(value))}; '
+                                                 "re-save"):
+            bloodcell.load_classifier(tmp_path / "m")
+    # ... and a value the model's builder refuses names the file too.
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**cfg, "build": {**cfg["build"], "dropout": 2.0}}))
+    with pytest.raises(BloodcellError, match=r"m/config.json: model build options .* are not valid \(dropout must be in"):
         bloodcell.load_classifier(tmp_path / "m")
+    model = bloodcell.build_model("microcell", input_size=32, dropout=np.float32(0.25), bn_momentum=np.float64(0.9))
+    assert model.dropout == 0.25 and type(model.dropout) is float  # NumPy numbers are numbers
 
 
 def test_save_without_card_removes_a_stale_generated_card(clf, tmp_path):

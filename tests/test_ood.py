@@ -137,3 +137,55 @@ def test_calibrating_with_a_reference_on_a_few_labelled_cells_sets_the_threshold
     check = clf.feature_check
     assert "threshold on the other half and the 2 calibration images" in check.fitted_on
     assert clf.predict_checked(images[202:], verbose=0).outlier.mean() < 0.05  # not ~25%, as from 2 scores
+
+
+def test_a_saved_check_finds_its_layer_by_position_and_edits_of_its_record_count(checked, tmp_path):
+    """Keras numbers unnamed layers per process (conv2d_3 in a notebook's second model is conv2d in a
+    fresh process): the record keeps the layer's position, and the check reads the layer there."""
+    clf, _ = checked
+    images = np.concatenate([make_cells(6, SIZE, seed=4), make_non_cells(2, SIZE, seed=4)["text"]])
+    clf.save_pretrained(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    features = cfg["calibration"]["features"]
+    assert clf.model.backbone.layers[features["layer_index"]].name == features["layer"] == clf.feature_check.layer
+    features["layer"] = "conv2d_3"  # its name in the process that saved it
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    again = bloodcell.load_classifier(tmp_path / "m")
+    assert again.feature_check.layer == clf.feature_check.layer
+    np.testing.assert_allclose(again.predict_checked(images, verbose=0).ood_scores,
+                               clf.predict_checked(images, verbose=0).ood_scores, rtol=1e-4)
+    # The check is read from the record: an edit there counts at once, as it is saved; the check itself is frozen.
+    again.extra["calibration"]["features"]["threshold"] = 0.0
+    assert again.predict_checked(images, verbose=0).outlier.all()
+    with pytest.raises(AttributeError):
+        again.feature_check.threshold = 1.0
+    again.extra["calibration"]["features"]["layer_index"] = 999
+    with pytest.raises(bloodcell.ConfigError, match="calibration.features.layer_index is 999, but the backbone has"):
+        again.predict_checked(images, verbose=0)
+
+
+@pytest.mark.filterwarnings("ignore:calibrate. the model is")  # tiny synthetic models, far from right
+def test_a_backbone_whose_layers_cannot_be_read_calibrates_without_a_check():
+    """An unbuilt Sequential backbone (allowed) has layers whose outputs no functional model can
+    read: calibration fits the temperature and says the colour test stands in."""
+    from bloodcell import _registry
+    from bloodcell.models import Backbone
+    from bloodcell.ood import tappable_layer
+    from bloodcell.registry import register_model
+
+    def build(*, input_size, weights=None):
+        return Backbone(keras.Sequential([keras.layers.Rescaling(1 / 255), keras.layers.Conv2D(4, 3, strides=4)],
+                                         name="backbone"))
+
+    try:
+        register_model("seq_test_cnn", family="mine", imagenet=False)(build)
+        clf = bloodcell.Classifier(bloodcell.build_model("seq_test_cnn", input_size=32, class_names=("a", "b")))
+        assert tappable_layer(clf.model) is None
+        images = make_cells(40, size=32)
+        with pytest.warns(UserWarning, match="backbone is not a functional model, so no out-of-distribution check"):
+            record = clf.calibrate((images, np.arange(40) % 2), verbose=0, tta=False)
+        assert "features" not in record and clf.feature_check is None and record["temperature"] > 0
+        out = clf.predict_checked(np.concatenate([images[:2], make_non_cells(1, 32, seed=0)["text"]]), verbose=0)
+        assert out.ood_scores is None and out.outlier.tolist() == [False, False, True]  # the colour test
+    finally:
+        _registry._ARCHITECTURES.pop("seq_test_cnn", None)

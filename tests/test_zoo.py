@@ -134,6 +134,7 @@ def test_registry_filters_defaults_and_entry_checks():
     assert bloodcell.list_models("EFF*") == ["effnetb0", "effv2b0"]
     assert set(bloodcell.list_models(pretrained=True)) == {c.architecture for c in _registry._PRETRAINED.values()}
     assert bloodcell.list_pretrained("*.pbc96") and bloodcell.list_pretrained("mnv3s") == ["mnv3s.pbc96"]
+    assert bloodcell.list_pretrained("MNV3S") == ["mnv3s.pbc96"]  # ignoring case, as list_models and patterns do
     with pytest.raises(ModelNotFoundError, match="unknown architecture or zoo entry 'nonexistent'"):
         bloodcell.list_pretrained("nonexistent")
     default = pretrained_entry("mnv3s").name

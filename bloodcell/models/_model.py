@@ -9,13 +9,14 @@ only builds the backbone (:class:`bloodcell.models.Backbone`).
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
 import keras
 import numpy as np
 
-from .._checks import check_class_names
+from .._checks import check_class_names, is_real
 from .._classes import CLASS_NAMES, class_index
 from .._registry import _ARCHITECTURES, unknown as _unknown
 from ..errors import ConfigError
@@ -61,7 +62,19 @@ class ModelSpec:
                 f"{source}: unknown model build option(s) {unknown} (known: {sorted(fields)}); the model was "
                 "saved by a newer bloodcell: pip install -U bloodcell"
             )
+        for key, value in config.items():
+            types, wanted = _BUILD_TYPES[key]
+            if isinstance(value, bool) or not isinstance(value, types):
+                raise ConfigError(f"{source}: build.{key} must be {wanted}, got {json.dumps(value)}; re-save the model "
+                                  "with save_pretrained")
         return cls(architecture=architecture, **config)
+
+
+_NONE = type(None)
+#: What each ``build`` option of config.json may hold (as JSON gives it).
+_BUILD_TYPES = {"num_classes": (int, "an integer"), "input_size": (int, "an integer"),
+                "dropout": ((int, float), "a number"), "bn_momentum": ((int, float, _NONE), "a number or null"),
+                "weights": ((str, _NONE), "a string or null"), "normalization": ((dict, _NONE), "an object or null")}
 
 
 def _builder(architecture: str):
@@ -199,12 +212,12 @@ class ClassifierModel(keras.Model):
         backbone = _checked_backbone(architecture, info.builder(input_size=input_size, weights=None), input_size)
         if dropout is None:
             dropout = backbone.default_dropout
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        if not is_real(dropout) or not 0.0 <= dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
         if bn_momentum is None and init is None:
             bn_momentum = 0.9
         if bn_momentum is not None:
-            if isinstance(bn_momentum, bool) or not isinstance(bn_momentum, (int, float)) or not 0.0 <= bn_momentum < 1.0:
+            if not is_real(bn_momentum) or not 0.0 <= bn_momentum < 1.0:
                 raise ConfigError(f"bn_momentum must be a number in [0, 1) (e.g. 0.99), got {bn_momentum!r}")
             set_batchnorm_momentum(backbone.model, float(bn_momentum))
         else:
@@ -364,15 +377,17 @@ def build_model(
 
 
 def build_from_spec(spec: ModelSpec, weights: Optional[list] = None,
-                    class_names: Optional[Sequence[str]] = None) -> ClassifierModel:
-    """The model a spec describes (nothing is fetched), with ``weights`` if given."""
+                    class_names: Optional[Sequence[str]] = None, source: str = "") -> ClassifierModel:
+    """The model a spec describes (nothing is fetched), with ``weights`` if given; ``source``: where the
+    spec was read, for errors."""
     names = class_names if class_names is not None else (
         CLASS_NAMES if spec.num_classes == len(CLASS_NAMES) else [f"class_{i}" for i in range(spec.num_classes)])
     try:
         model = ClassifierModel(spec.architecture, class_names=names, input_size=spec.input_size, dropout=spec.dropout,
                                 bn_momentum=spec.bn_momentum, normalization=spec.normalization, init=spec.weights)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"model build options {spec.to_config()} are not valid ({exc})") from None
+        raise ConfigError(f"{source + ': ' if source else ''}model build options {spec.to_config()} are not valid "
+                          f"({exc})") from None
     if weights is not None:
         model.set_weights(weights)
     return model

@@ -11,6 +11,7 @@ calibrate the model trained on all the images (as scikit-learn's ``CalibratedCla
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, NamedTuple, Optional
 
 import numpy as np
@@ -65,14 +66,14 @@ def cross_validated_predictions(train_one: Callable[[Dataset], object], data: Da
                                  seed: int = SPLIT_SEED, tta: bool = False, scores: bool = False) -> CrossValidated:
     """Train ``folds`` models, each with ``train_one(training part)`` (which returns a Classifier) on
     all folds but one, and give every image's predictions from the model that did not train on it.
-    With ``tta``, also the probabilities of ``predict_proba(tta=True)``; with ``scores``, each image's
-    score under the out-of-distribution check (:mod:`bloodcell.ood`) of its model's features of the
+    With ``tta``, also the probabilities of ``predict_proba(tta=True)``; with ``scores`` (and a backbone
+    whose layers the check can read, :func:`bloodcell.ood.tappable_layer`), each image's score under the out-of-distribution check (:mod:`bloodcell.ood`) of its model's features of the
     images that model trained on: held-out scores, on which :func:`feature_check_for` sets the
     threshold of the model trained on all of them.
 
     Folds are stratified and keep every group of duplicate images together (:func:`bloodcell.data.kfold`).
     """
-    from ..ood import feature_layer, fit_gaussian
+    from ..ood import fit_gaussian, tappable_layer
 
     parts = kfold(data, folds, seed=seed)
     probas, labels, views, held_scores = [], [], [], []
@@ -83,8 +84,8 @@ def cross_validated_predictions(train_one: Callable[[Dataset], object], data: Da
         training = Dataset(np.concatenate([p.images for p in rest]), np.concatenate([p.labels for p in rest]),
                            data.class_names)
         clf = train_one(training)
-        if scores:  # one pass over the held-out and the training images
-            layer = feature_layer(clf.model)
+        layer = tappable_layer(clf.model) if scores else None
+        if layer is not None:  # one pass over the held-out and the training images
             both = np.concatenate([held.images, training.images])
             proba, features = clf.predict_with_features(both, layer=layer, calibrated=False, verbose=0)
             proba, (features, own) = proba[:len(held)], np.split(features, [len(held)])
@@ -96,7 +97,7 @@ def cross_validated_predictions(train_one: Callable[[Dataset], object], data: Da
         if tta:
             views.append(clf.predict_proba(held.images, tta=True, calibrated=False, verbose=0))
     return CrossValidated(np.concatenate(probas), np.concatenate(labels), np.concatenate(views) if tta else None,
-                          np.concatenate(held_scores) if scores else None)
+                          np.concatenate(held_scores) if held_scores else None)
 
 
 def feature_check_for(clf, data: Dataset, cv_scores, folds: int):
@@ -105,17 +106,18 @@ def feature_check_for(clf, data: Dataset, cv_scores, folds: int):
     exceeds (``cv_scores``, as the temperature is fitted on the cross-validated probabilities). None
     with fewer images than the check needs."""
     from ..calibration import MIN_FIT_IMAGES
-    from ..ood import MIN_THRESHOLD_IMAGES, feature_layer, fit_gaussian, threshold_from_scores
+    from ..ood import MIN_THRESHOLD_IMAGES, fit_gaussian, layer_index, tappable_layer, threshold_from_scores
 
-    if len(data) < MIN_FIT_IMAGES or cv_scores is None or len(cv_scores) < MIN_THRESHOLD_IMAGES:
+    layer = tappable_layer(clf.model)
+    if len(data) < MIN_FIT_IMAGES or cv_scores is None or len(cv_scores) < MIN_THRESHOLD_IMAGES or layer is None:
         return None
-    layer = feature_layer(clf.model)
     features = clf.predict_with_features(data.images, layer=layer, verbose=0)[1]
-    check = fit_gaussian(features, layer=layer, fitted_on=f"the {len(data)} images it was trained on")
-    check.threshold, lognormal = threshold_from_scores(cv_scores, check.share)
-    check.fitted_on += (f"; threshold on their {folds}-fold cross-validated scores (each from a model trained "
-                        "without it)" + (", from a log-normal fitted to them" if lognormal else ""))
-    return check
+    check = fit_gaussian(features, layer=layer, index=layer_index(clf.model, layer),
+                         fitted_on=f"the {len(data)} images it was trained on")
+    threshold, lognormal = threshold_from_scores(cv_scores, check.share)
+    return replace(check, threshold=threshold, fitted_on=check.fitted_on + (
+        f"; threshold on their {folds}-fold cross-validated scores (each from a model trained without it)"
+        + (", from a log-normal fitted to them" if lognormal else "")))
 
 
 def cross_validate(train_one: Callable[[Dataset], object], data: Dataset, folds: int, *, seed: int = SPLIT_SEED) -> "Report":
