@@ -11,6 +11,19 @@ from PIL import Image
 
 from hub_server import hub_server  # noqa: E402,F401  (fixture)
 
+#: The modules whose tests take longest together (``pytest --durations=0``, summed per module), longest
+#: first. xdist (``--dist loadscope --no-loadscope-reorder``) hands whole modules to its workers in the
+#: order collected: the longest first keep both workers busy to the end, instead of one running the
+#: longest module alone while the other waits.
+SLOWEST_FIRST = ("test_training.py", "test_design.py", "test_examples.py", "test_processes.py", "test_transfer.py",
+                 "test_promises.py", "test_augment.py", "test_export.py", "test_cli.py", "test_pipeline.py",
+                 "test_models.py", "test_explain.py", "test_evaluation.py", "test_calibration.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the others keep their order
+
 
 def synthetic_cell(size: int = 64, seed: int = 0) -> np.ndarray:
     """A stained-cell-like uint8 RGB image: pale pink background, purple nucleus, pink cytoplasm."""
