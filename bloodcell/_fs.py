@@ -21,8 +21,9 @@ FORMAT = "bloodcell-classifier"
 #: The held-out images of a model's training run (paths relative to its data), beside the model: its
 #: figures were measured on them. Not a model file (not published), a record of the split.
 TEST_FILES = "test_files.json"
-#: A small-data run's record of the images it trained on (all of its data, none held out): digests of their
-#: pixels at the model's input size, so that ``evaluate --write-metrics`` knows them under any file name.
+#: A training run's record of the images it trained or validated on (a small-data run: all of its data):
+#: digests of their pixels at the model's input size, so that ``evaluate`` knows them under any file name
+#: and whatever the data's form.
 TRAINED_ON = "trained_on.json"
 #: Prefix of the staging folders that :func:`staged_folder` creates beside a target.
 STAGING_PREFIX = ".bloodcell-staging-"

@@ -466,6 +466,8 @@ def subset_from_split_file(dataset: Dataset, split_file: PathLike, root: PathLik
         raise DataError(f"{split_file}: not valid JSON ({exc}); expected a list of paths relative to {root}") from None
     if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
         raise DataError(f"{split_file}: expected a JSON list of paths relative to {root}, got {type(listed).__name__}")
+    if not listed:
+        raise DataError(f"{split_file}: lists no images; pass the test_files.json a training run wrote")
     if dataset.paths is None:
         raise DataError(f"{split_file}: a split file needs data read from a class-folder tree (an .npz has no file "
                         f"names); got {root}")

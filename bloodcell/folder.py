@@ -178,8 +178,16 @@ def read_config(folder) -> dict[str, Any]:
     try:
         cfg = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc}); re-save the model with save_pretrained") from None
+        raise DamagedConfigError(f"{path}: not valid JSON ({exc}); the file is damaged: restore the model folder "
+                                 "(copy or download it again)") from None
     return validate_config(cfg, path)
+
+
+class DamagedConfigError(ConfigError):
+    """A model's config.json that is not JSON: the model is damaged (the command line exits 1, as for
+    damaged weights), not asked for wrongly."""
+
+    exit_code = 1
 
 
 def checked_config(folder, *, sha256: Optional[str] = None) -> dict[str, Any]:

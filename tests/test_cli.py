@@ -91,6 +91,18 @@ def test_usage_errors_exit_2(model_dir, image_dir, capsys):
     assert main([]) == 2
 
 
+def test_a_damaged_config_is_a_damaged_model_exit_1(model_dir, image_dir, tmp_path, capsys):
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(model_dir, damaged)
+    (damaged / "config.json").write_text("{")
+    capsys.readouterr()
+    assert main(["predict", str(image_dir), "--model", str(damaged)]) == 1  # not asked for wrongly: damaged
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "config.json: not valid JSON" in err and "restore the model folder" in err
+
+
 def test_list(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
@@ -179,6 +191,13 @@ def test_train_writes_a_model_with_its_card_and_split(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(data), "--model", str(out), "--write-metrics"]) == 2  # would count training images
     assert f"--split-file {out / 'test_files.json'}" in capsys.readouterr().err
+    # The images it trained or validated on are listed by their pixels too (an .npz has no file names): a plain
+    # evaluate on DATA says its figures overstate, and on the held-out images alone it does not.
+    assert len(json.loads((out / "trained_on.json").read_text())) == 32
+    assert main(["evaluate", str(data), "--model", str(out)]) == 0
+    assert ("warning: 32 of the 40 images are images" in capsys.readouterr().err)
+    assert main(["evaluate", str(data), "--model", str(out), "--split-file", str(out / "test_files.json")]) == 0
+    assert "warning" not in capsys.readouterr().err
     for argv in (["evaluate", str(data), "--model", str(out), "--limit", "4", "--seed", "-1"],
                  ["train", str(data), "--model", "microcell", "--split-seed", "-1", "--out", str(tmp_path / "neg")]):
         assert main(argv) == 2  # one line, before any work
@@ -195,6 +214,14 @@ def test_train_writes_a_model_with_its_card_and_split(tmp_path, capsys):
                  "--batch-size", "8", "--out", str(out), "--resume"])
     err = capsys.readouterr().err
     assert code == 2 and "held out other validation/test images" in err and "epoch" not in err
+    # Resuming with other options names them as the command line does.
+    code = main(["train", str(data), "--model", "microcell", "--input-size", "32", "--head-epochs", "2",
+                 "--finetune-epochs", "1", "--augment", "none", "--val-fraction", "0.2", "--test-fraction", "0.2",
+                 "--batch-size", "8", "--out", str(out), "--resume"])
+    err = capsys.readouterr().err.strip()
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert code == 2 and len(errors) == 1 and "(--head-epochs/--finetune-epochs: 1 1 then, 2 1 now)" in errors[0]
+    assert "add --overwrite to start again" in err
     # Resuming the finished run re-measures it and records the original command, marked resumed.
     first = clf.training
     code = main(["train", str(data), "--model", "microcell", "--input-size", "32", "--head-epochs", "1",
@@ -275,6 +302,23 @@ def test_train_refuses_outputs_that_would_fail_or_destroy(tmp_path, capsys, monk
         assert main(["train", str(data), "--model", "microcell", "--out", out]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
+    for workdir in (tmp_path / "w", tmp_path / "w" / "work"):  # the save would replace it, after the whole run
+        assert main(["train", str(data), "--model", "microcell", "--out", str(tmp_path / "w"), "--workdir",
+                     str(workdir)]) == 2
+        assert f"--workdir {workdir}: is --out {tmp_path / 'w'} or inside it" in capsys.readouterr().err
+    assert main(["train", str(data), "--model", "microcell", "--init", str(tmp_path / "x.h5"), "--out",
+                 str(tmp_path / "o")]) == 2
+    assert f"--init {tmp_path / 'x.h5'}: microcell has no Keras backbone" in capsys.readouterr().err
+    two = tmp_path / "two"
+    for c, name in enumerate(("basophil", "neutrophil")):
+        (two / name).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(synthetic_cell(32, 10 * c + i)).save(two / name / f"{i}.png")
+    assert main(["train", str(two), "--model", "microcell", "--val-fraction", "0.49", "--test-fraction", "0.49",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "--val-fraction 0.49 --test-fraction 0.49: leave no image of two for training; give smaller" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "w").exists()
     assert main(["train", str(data), "--model", "microcell", "--out", str(tmp_path / "o"), "--resume", "--overwrite"]) == 2
     assert "--resume continues the checkpointed run and --overwrite starts afresh over it; give one" in \
         capsys.readouterr().err
@@ -289,7 +333,14 @@ def test_train_refuses_outputs_that_would_fail_or_destroy(tmp_path, capsys, monk
     for out in (".", ".."):
         assert main(["train", str(data), "--model", "microcell", "--out", out]) == 2
         assert "not the working directory or one above it" in capsys.readouterr().err
+    # DATA given as "." is named by the folder it stands for (in the card, the figures' description...).
+    from argparse import Namespace
 
+    from bloodcell.cli.cmd_train import _data_record
+
+    monkeypatch.chdir(data)
+    record = _data_record(Namespace(data=".", dataset_name=None, license=None), bloodcell.Dataset(np.zeros((2, 8, 8, 3), np.uint8), np.array([0, 1]), ("a", "b")))
+    assert record["dataset_id"] == record["dataset_name"] == "data"
 
 
 def test_train_refuses_imagenet_for_an_architecture_without_it_before_reading_data(tmp_path, capsys):
@@ -328,6 +379,16 @@ def test_augment_preview_does_not_replace_a_file_unless_asked(image_dir, tmp_pat
     assert main(["augment-preview", str(image_dir), "--out", str(tmp_path / "notes.png"), "-n", "2", "--overwrite",
                  "--preset", "none"]) == 0
     assert Image.open(tmp_path / "notes.png").format == "PNG"
+    # An unreadable file among those drawn is skipped, said in a warning; one image alone is a DATA too.
+    (image_dir / "broken.png").write_bytes(b"not a png")
+    capsys.readouterr()
+    assert main(["augment-preview", str(image_dir), "--out", str(tmp_path / "all.png"), "-n", "99", "--preset",
+                 "none"]) == 0
+    captured = capsys.readouterr()
+    assert f"warning: {image_dir / 'broken.png'}: not a readable image" in captured.err and "error" not in captured.err
+    assert main(["augment-preview", str(image_dir / "rgb.png"), "--out", str(tmp_path / "one.png"), "--preset",
+                 "none"]) == 0
+    assert "(1 image, preset none" in capsys.readouterr().out
 
 
 def test_augment_preview_refuses_a_negative_seed_and_pictures_too_large_to_hold(image_dir, tmp_path, capsys):

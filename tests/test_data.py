@@ -735,3 +735,6 @@ def test_subset_from_split_file_takes_the_listed_images_and_refuses_a_list_of_an
         subset_from_split_file(ds, listed, SAMPLE)
     with pytest.raises(InputNotFoundError, match="no such file"):
         subset_from_split_file(ds, tmp_path / "missing.json", SAMPLE)
+    listed.write_text("[]")
+    with pytest.raises(DataError, match=r"test_files.json: lists no images; pass the test_files.json a training run"):
+        subset_from_split_file(ds, listed, SAMPLE)

@@ -264,6 +264,10 @@ def test_cli_push_and_download(hub_server, tmp_path, capsys):
     assert "ships inside the bloodcell package" in capsys.readouterr().err
     assert main(["hub", "download", REPO]) == 2  # a repo id without hf://
     assert f"a Hub repo is written hf://{REPO}" in capsys.readouterr().err
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    assert main(["hub", "download", str(folder)]) == 2
+    assert f"{folder}: a local folder needs no download; use it as it is (--model {folder})" in capsys.readouterr().err
 
 
 def test_no_hub_progress_bars_off_a_terminal(hub_server, tmp_path, capfd):

@@ -156,7 +156,9 @@ def test_cli_small_data_cross_validates_and_averages_with_the_models_it_trained(
     copy = write_folder(tmp_path / "copy", {"red": coloured(6, 0, 8)[:2], "green": coloured(6, 1, 20)})
     before = (out / "config.json").read_text()
     assert main(["evaluate", str(copy), "--model", str(out), "--write-metrics"]) == 2
-    assert "2 of the 8 images are images" in capsys.readouterr().err and (out / "config.json").read_text() == before
+    err = capsys.readouterr().err
+    assert "2 of the 8 images are images" in err and (out / "config.json").read_text() == before
+    assert "(its cross-validated figures are in its card)" in err
     assert main(["evaluate", str(copy), "--model", str(out)]) == 0  # measured all the same, and said
     assert "warning: 2 of the 8 images are images" in capsys.readouterr().err
     # one image a class: nothing to hold out, so no cross-validated figure and no calibration, said on
@@ -168,6 +170,8 @@ def test_cli_small_data_cross_validates_and_averages_with_the_models_it_trained(
     assert "no held-out figure: too few images" in err and "hold any out, a model trained on all of them" in err
     alone = bloodcell.load_classifier(tmp_path / "one")
     assert "weights" not in alone.training and "average of" not in alone.extra.get("eval_data", "")
+    assert main(["evaluate", str(single), "--model", str(tmp_path / "one"), "--write-metrics"]) == 2
+    assert "cross-validated" not in capsys.readouterr().err  # it has no such figures
 
 
 def test_predict_restricted_to_some_classes(parent, capsys, tmp_path):

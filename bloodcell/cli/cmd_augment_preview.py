@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .._choices import PRESETS
-from ..errors import InputNotFoundError
-from ._common import MAX_SCALE, UsageError, check_output_file, seed_value
+from ..errors import DataError, InputNotFoundError
+from ._common import MAX_SCALE, UsageError, check_output_file, one_line, seed_value
 
 from pathlib import Path
 
@@ -24,7 +25,8 @@ def register(subparsers) -> None:
             "augmented together as one batch, so CutMix pastes patches between them)."
         ),
     )
-    p.add_argument("data", metavar="DATA", help="folder of images, folder with one subfolder per class, or .npz")
+    p.add_argument("data", metavar="DATA", help="folder of images, folder with one subfolder per class, .npz, or "
+                   "one image")
     p.add_argument("--preset", default="robust", choices=(*PRESETS, "none"),
                    help="augmentation preset (default robust)")
     p.add_argument("--out", required=True, metavar="PNG", help="image file to write (.png, .jpg or .webp)")
@@ -39,16 +41,31 @@ def register(subparsers) -> None:
 
 
 def _pick_images(data: Path, n: int, size: int, seed: int):
-    """``n`` images of DATA chosen at random (all of them when there are fewer)."""
+    """``n`` images of DATA chosen at random (all of them when there are fewer); unreadable files are
+    skipped with a warning, and others taken in their place."""
     import numpy as np
 
-    from ..imageio import find_image_files, load_images
+    from ..errors import ImageReadError
+    from ..imageio import IMAGE_EXTENSIONS, find_image_files, load_image
 
     rng = np.random.default_rng(seed)
+    if data.is_file() and data.suffix.lower() in IMAGE_EXTENSIONS:
+        return load_image(data, size)[None]
     if data.is_dir():
         files = find_image_files([data], recursive=True)
-        chosen = sorted(rng.choice(len(files), min(n, len(files)), replace=False))
-        return load_images([files[i] for i in chosen], size)
+        images = {}
+        for i in rng.permutation(len(files)):
+            try:
+                images[i] = load_image(files[i], size)
+            except ImageReadError as exc:
+                print(f"bloodcell augment-preview: warning: {one_line(exc)}; skipped (bloodcell clean DATA --out CLEAN "
+                      "leaves such files out)", file=sys.stderr)
+                continue
+            if len(images) == n:
+                break
+        if not images:
+            raise DataError(f"{data}: none of its {len(files)} image files could be read; give readable images")
+        return np.stack([images[i] for i in sorted(images)])  # in the files' order
     from ..data import load_dataset
 
     images = load_dataset(data, image_size=size).images
@@ -78,6 +95,6 @@ def run(args) -> int:
     preset = None if args.preset == "none" else args.preset
     grid = preview_grid(images, preset, n=args.n, seed=args.seed, columns=args.columns, views=args.views)
     save_image(grid, out, scale=args.scale)
-    print(f"wrote {out} ({len(images)} images, preset {args.preset}, {grid.shape[1] * args.scale}x"
+    print(f"wrote {out} ({len(images)} image{'' if len(images) == 1 else 's'}, preset {args.preset}, {grid.shape[1] * args.scale}x"
           f"{grid.shape[0] * args.scale} pixels)")
     return 0

@@ -38,9 +38,10 @@ def register(subparsers) -> None:
     p.add_argument("--robustness", action="store_true", help="also measure accuracy under each corruption")
     p.add_argument("--robustness-plot", default=None, metavar="FILE",
                    help="write accuracy against severity as a picture (.png, .pdf, .svg or .jpg; implies --robustness)")
-    p.add_argument("--severities", default=None, metavar="LIST", help="severities to test, e.g. 1,3,5 (default 1..5)")
+    p.add_argument("--severities", default=None, metavar="LIST", help="severities to test, e.g. 1,3,5 (default 1..5; implies --robustness)")
     p.add_argument("--corruptions", default=None, metavar="LIST",
-                   help="comma-separated corruption names (default all; see bloodcell.corruptions)")
+                   help="comma-separated corruption names (default all; see bloodcell.corruptions; implies "
+                   "--robustness)")
     p.add_argument("--tta", action="store_true", help="average over flips and 90-degree rotations (8x slower)")
     p.add_argument("--classes", default=None, metavar="LIST",
                    help="comma-separated classes the cells can be: answers restricted to them, as in predict "
@@ -111,8 +112,8 @@ def _writable_folder(args) -> Path:
 
 
 def _trained_on(folder: Path, data) -> int:
-    """How many of ``data``'s images a small-data run in ``folder`` trained on (its TRAINED_ON list of pixel
-    digests; 0 without one)."""
+    """How many of ``data``'s images the run that wrote ``folder`` trained or validated on (its TRAINED_ON
+    list of pixel digests; 0 without one)."""
     listed = folder / TRAINED_ON
     if not listed.is_file():
         return 0
@@ -125,20 +126,33 @@ def _trained_on(folder: Path, data) -> int:
 
 
 def _check_training_images(args, folder: Path | None, data) -> None:
-    """--write-metrics on images a small-data run trained on would record training figures: refused; a plain
-    evaluation of a model folder on them is said to overstate."""
+    """--write-metrics on images the model trained or validated on would record training figures: refused; a
+    plain evaluation of a model folder on them is said to overstate."""
     from ..zoo import is_zoo_name
 
     model = folder or (Path(args.model) if args.model and not is_zoo_name(args.model) else None)
     seen = _trained_on(model, data) if model is not None and model.is_dir() else 0
     if not seen:
         return
-    where = f"images {model} was trained on ({model / TRAINED_ON})"
+    where = f"images {model} was trained or validated on ({model / TRAINED_ON})"
+    held = (f"pass --split-file {model / TEST_FILES}, the images it held out" if (model / TEST_FILES).is_file()
+            else "measure on images it did not train on")
     if folder is not None:
+        cross_validated = "cross_validation_folds" in (_config_metrics(folder) or {})
         raise UsageError(f"--write-metrics: {seen} of the {len(data)} images are {where}; figures over them are not "
-                         "held out: measure on images it did not train on (its cross-validated figures are in its card)")
-    print(f"bloodcell evaluate: warning: {seen} of the {len(data)} images are {where}: the figures overstate; measure "
-          "on images it did not train on", file=sys.stderr)
+                         f"held out: {held}" + (" (its cross-validated figures are in its card)" if cross_validated
+                                                else ""))
+    print(f"bloodcell evaluate: warning: {seen} of the {len(data)} images are {where}: the figures overstate; {held}",
+          file=sys.stderr)
+
+
+def _config_metrics(folder: Path):
+    """The ``metrics`` of ``folder``'s config.json (None where it cannot be read)."""
+    try:
+        metrics = json.loads((folder / "config.json").read_text()).get("metrics")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return metrics if isinstance(metrics, dict) else None
 
 
 def _write_metrics(folder: Path, args, report, rob, data) -> None:

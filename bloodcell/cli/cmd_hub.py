@@ -70,11 +70,13 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from ..zoo import HF_PREFIX, resolve_download
+    from ..zoo import HF_PREFIX, is_zoo_name, resolve_download
 
     if args.source.count("/") == 1 and not args.source.startswith(HF_PREFIX) and not Path(args.source).exists():
         raise UsageError(f"{args.source}: a Hub repo is written hf://{args.source} (a zoo entry has no '/'; "
                          "`bloodcell list` shows them)")
+    if Path(args.source).is_dir() and not is_zoo_name(args.source):
+        raise UsageError(f"{args.source}: a local folder needs no download; use it as it is (--model {args.source})")
     token = hub.DOWNLOAD_HINTS.set(False)  # an error here never tells the user to run this very command
     try:
         print(resolve_download(args.source, revision=args.revision, token=args.token))

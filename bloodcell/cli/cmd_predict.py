@@ -90,16 +90,24 @@ def run(args) -> int:
         files, batch_size=args.batch_size, tta=args.tta, flag_outliers=not args.no_outlier_check, classes=classes,
         review_below=args.review_below,
     )
+    out, shared = sys.stdout, None
     if not args.no_progress and sys.stderr.isatty() and len(files) > PROGRESS_MIN:
         from tqdm import tqdm
 
         results = tqdm(results, total=len(files), unit="img", file=sys.stderr)
+        shared = results if out.isatty() else None  # one screen for both: lines go above the bar, drawn again below
+
+    def emit(line: str, file) -> None:
+        if shared is not None:
+            shared.write(line, file=file)
+        else:
+            file.write(line + "\n")
+
     failed = bool(errors)
-    out = sys.stdout
     for r in results:
         if r.probabilities is None:
             failed = True
-            print(f"bloodcell predict: error: {one_line(r.error)}", file=sys.stderr)
+            emit(f"bloodcell predict: error: {one_line(r.error)}", sys.stderr)
             continue
         proba = r.probabilities
         order = np.argsort(-proba, kind="stable")[:k]  # ties: the first class first, as argmax
@@ -116,13 +124,13 @@ def run(args) -> int:
             if r.outlier is not None:
                 record["outlier"] = r.outlier
             record["review"] = bool(r.review)
-            out.write(json.dumps(record) + "\n")
+            emit(json.dumps(record), out)
             continue
         cols = [one_line(r.path)] + [f"{clf.class_names[i]}\t{proba[i]:.4f}" for i in order]
         if r.outlier:
             cols.append(outlier_mark)
         elif r.review:
             cols.append(REVIEW_MARK)
-        out.write("\t".join(cols) + "\n")
+        emit("\t".join(cols), out)
     out.flush()
     return 1 if failed else 0

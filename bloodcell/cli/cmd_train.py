@@ -144,6 +144,9 @@ def _check_paths(data: Path, out: Path, workdir: Path) -> None:
     """Refuse, before the locks create any folder, a missing DATA and outputs inside it or on files."""
     if not data.exists():
         raise InputNotFoundError(f"{data}: no such file or folder; expected a class-folder tree or an .npz file")
+    if workdir.resolve() == out.resolve() or out.resolve() in workdir.resolve().parents:
+        raise UsageError(f"--workdir {workdir}: is --out {out} or inside it, and the saved model replaces that folder "
+                         "as a whole; give a --workdir outside --out (default: OUT.work)")
     for flag, path in (("--out", out), ("--workdir", workdir)):
         if is_within(path, data):
             raise UsageError(f"{flag} {path}: is inside DATA {data}, where its files would be read as images; "
@@ -166,8 +169,7 @@ def _check_outputs(out: Path, workdir: Path, args) -> None:
                          "to replace it")
     if (out / "README.md").exists() and not is_generated_card(out / "README.md"):
         raise UsageError(f"--out {card_refusal(out / 'README.md')}; choose another --out")
-    others = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir()
-                    if not p.name.startswith(".") and p.resolve() != workdir.resolve()
+    others = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir() if not p.name.startswith(".")
                     ) if out.is_dir() and not (out / "config.json").exists() else []
     if others:  # a data set, say: a model written among its class folders would be read with them
         raise UsageError(f"--out {out}: exists and holds other files ({', '.join(others[:3])}"
@@ -187,6 +189,9 @@ def _starting_point(args):
         if args.init == "imagenet" and not info.imagenet:
             raise UsageError(f"--init imagenet: {args.model} has no ImageNet weights; use --init random, or --init a "
                              "trained bloodcell model")
+        if args.init.endswith(".h5") and not info.imagenet:
+            raise UsageError(f"--init {args.init}: {args.model} has no Keras backbone to load a weights file into; use "
+                             "--init random, or --init a trained bloodcell model (its folder)")
     if args.init in ("random", "imagenet") or args.init.endswith(".h5"):
         if args.model is None:
             raise UsageError(f"--model is required with --init {args.init} (it is implied only by --init MODEL, "
@@ -222,9 +227,14 @@ def _seen_by_parent(args, data, measured, small: bool = False) -> str:
             f"images it trained on, so the figures may overstate; {fix}")
 
 
+def _data_name(args) -> str:
+    """DATA's name as the card and messages give it (``.`` and ``..`` by the folder they stand for)."""
+    return Path(args.data).resolve().name
+
+
 def _data_record(args, data) -> dict:
     """What the model card says of the training data: its name, class counts and licence."""
-    name = args.dataset_name or Path(args.data).stem
+    name = args.dataset_name or Path(_data_name(args)).stem
     return {"dataset_id": name, "dataset_name": name, "license": args.license,
             "dataset_counts": data.class_counts()}
 
@@ -289,6 +299,23 @@ def _settings(args, input_size: int, small: bool) -> dict:
             message = re.sub(rf"\b{field}\b", flag, message)
         raise UsageError(message.replace(" or None, got", ", got").replace(" (None: the default)", "")) from None
     return settings
+
+
+#: The options behind each setting a checkpoint records (``Trainer``'s record).
+_RECORD_FLAGS = {"architecture": "--model", "build": "--input-size/--normalization", "class_names": "DATA's classes",
+                 "init_from": "--init", "epochs": "--head-epochs/--finetune-epochs", "learning_rates": "--lr",
+                 "optimizer": "--optimizer", "loss": "--loss", "class_weights": "--no-class-weights",
+                 "label_smoothing": "--label-smoothing", "weight_decay": "--weight-decay", "unfreeze": "--unfreeze",
+                 "augment": "--augment", "batch_size": "--batch-size", "seed": "--seed",
+                 "lr_schedule": "--lr-schedule", "precision": "--precision", "backend": "KERAS_BACKEND",
+                 "processes": "the number of processes"}
+
+
+def _option(value) -> str:
+    """A recorded setting as the command line would give it."""
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(_option, value))
+    return "none" if value is None else str(value)
 
 
 #: The options of TrainConfig fields whose errors name the field.
@@ -389,7 +416,7 @@ def _say_class_changes(args, parent, data) -> None:
 
 def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = True) -> int:
     from ..training import Trainer
-    from ..training.callbacks import OnTrainBegin
+    from ..training.callbacks import OnTrainBegin, SettingsChanged
     from ..training.small_data import is_small
 
     _check_outputs(out, workdir, args)
@@ -418,10 +445,13 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
                                          seed=args.split_seed)
     print(f"data: {len(data.class_names)} classes, {len(train_set)} train, {len(val_set)} validation, "
           f"{len(test_set)} test (loaded in {time.time() - t0:.0f}s)", file=sys.stderr)
+    if not len(train_set):
+        raise UsageError(f"--val-fraction {val_fraction} --test-fraction {test_fraction}: leave no image of "
+                         f"{_data_name(args)} for training; give smaller fractions, or more images")
     for flag, part in (("--val-fraction", val_set), ("--test-fraction", test_set)):
         if not len(part):
             raise UsageError(f"{flag} {val_fraction if flag == '--val-fraction' else test_fraction}: leaves no image "
-                             f"of {Path(args.data).name} in that split; give a larger fraction, or more images")
+                             f"of {_data_name(args)} in that split; give a larger fraction, or more images")
     seen = _seen_by_parent(args, data, test_set) if parent is not None else ""
     if seen:
         print(f"bloodcell train: warning: {seen}", file=sys.stderr)
@@ -441,6 +471,12 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
     try:
         trainer.fit(train_set, val_set, resume=args.resume, overwrite=args.overwrite,
                     callbacks=[OnTrainBegin(record_run)] if writes else None)
+    except SettingsChanged as exc:
+        changes = "; ".join(f"{_RECORD_FLAGS.get(k, k)}: {_option(then)} then, {_option(now)} now"
+                            for k, (then, now) in exc.diff.items())
+        raise UsageError(f"--resume: {exc.checkpoint} was written by a run with other options ({changes}); resume "
+                         "with the options of the first run (its command.txt), or add --overwrite to start again"
+                         ) from None
     except ConfigError as exc:  # the layer count is checked against the model, once it is built
         if str(exc).startswith("unfreeze="):
             raise UsageError("--unfreeze " + str(exc).removeprefix("unfreeze=")) from None
@@ -463,7 +499,7 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
     # covers the whole run.
     clf.training.update({
         "command": command,
-        "data": f"{Path(args.data).name}: {len(train_set)} train / {len(val_set)} validation images",
+        "data": f"{_data_name(args)}: {len(train_set)} train / {len(val_set)} validation images",
     })
     if trainer.resumed:
         clf.training["resumed"] = True
@@ -472,7 +508,7 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
         clf.training["total_wall_time_s"] = round(time.time() - t0)
     # the share held out, not the one asked for: each class rounds on its own, so small data can come out below it
     share = len(test_set) / len(data)
-    clf.extra["eval_data"] = (f"a held-out {share:.0%} split of {Path(args.data).name} ({len(test_set)} images, "
+    clf.extra["eval_data"] = (f"a held-out {share:.0%} split of {_data_name(args)} ({len(test_set)} images, "
                               "never seen in training)"
                               + (f"; it holds no images of {', '.join(report.absent)}, whose figures are not measured"
                                  if report.absent else "")
@@ -489,7 +525,8 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
         atomic_write_text(out / TEST_FILES, json.dumps([str(relative_path(p, args.data)) for p in test_set.paths]))
     else:
         (out / TEST_FILES).unlink(missing_ok=True)  # an earlier run's list would name other images
-    (out / TRAINED_ON).unlink(missing_ok=True)  # an earlier small-data run's: this one held images out
+    # Also by their pixels, whatever the data's form (an .npz has no file names) or later renaming.
+    atomic_write_text(out / TRAINED_ON, json.dumps(pixel_digests(np.concatenate([train_set.images, val_set.images]))))
     report.plot_confusion(workdir / "confusion.png")
     print(report.to_text())
     print(f"saved {out} (accuracy {report.accuracy:.2%}, macro F1 {report.macro_f1:.2%}); "
@@ -558,7 +595,7 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
     if not writes:
         return _done_elsewhere(trainer, out)
     clf.name = out.name
-    clf.training.update({"command": command, "data": f"{Path(args.data).name}: {len(data)} images, all used",
+    clf.training.update({"command": command, "data": f"{_data_name(args)}: {len(data)} images, all used",
                          "total_wall_time_s": round(time.time() - t0)})
     if len(seeds) > 1:
         clf.training["weights"] = (f"the weight average (a model soup) of {len(seeds)} models trained on all "
@@ -567,7 +604,7 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
     if report is not None:
         check = feature_check_for(clf, data, cv_scores, folds)
         record = calibrate_predictions(clf, proba, labels, raw_tta=proba_tta, check=check, description=(
-            f"the {folds}-fold cross-validated predictions on {Path(args.data).name} ({len(labels)} images, each "
+            f"the {folds}-fold cross-validated predictions on {_data_name(args)} ({len(labels)} images, each "
             "from a model trained without it); this model was trained on all of them"),
             outliers=None if check is None else cv_scores > check.threshold)
         from ..card import TEMPERATURE_KEPT
@@ -579,7 +616,7 @@ def _train_small(args, data, model, weights, settings, out, workdir, command, t0
         headline = report.headline()
         headline["cross_validated_images"] = headline.pop("test_images")  # no test split: every image, held out in turn
         clf.metrics = {**headline, "cross_validation_folds": folds}
-        clf.extra["eval_data"] = (f"{folds}-fold cross-validation over {Path(args.data).name} ({len(data)} images): "
+        clf.extra["eval_data"] = (f"{folds}-fold cross-validation over {_data_name(args)} ({len(data)} images): "
                                   "each image classified by a model trained without it, with the same settings"
                                   + (f" (one model, where this one is the average of {len(seeds)})" if len(seeds) > 1 else "")
                                   + (f"; warning: {seen}" if seen else ""))

@@ -100,6 +100,17 @@ _EARLY_STOPPING_KEYS = ("wait", "best", "best_epoch", "stopped_epoch")
 _PLATEAU_KEYS = ("wait", "best", "cooldown_counter")
 
 
+class SettingsChanged(ConfigError):
+    """A checkpoint written with other settings than the run that would resume it; ``diff`` maps each
+    setting (a key of ``Trainer``'s record) to (its value then, its value now)."""
+
+    def __init__(self, checkpoint: Path, diff: dict[str, tuple[Any, Any]]):
+        self.checkpoint, self.diff = checkpoint, diff
+        changes = "; ".join(f"{k}: {then!r} then, {now!r} now" for k, (then, now) in diff.items())
+        super().__init__(f"{checkpoint}: the checkpoint was written with other settings ({changes}); resume with the "
+                         "same settings, start again with fit(..., overwrite=True), or use a fresh workdir")
+
+
 class TrainingCheckpoint(keras.callbacks.Callback):
     """Checkpoint a phase after every epoch into ``workdir/checkpoint`` and restore it on resume.
 
@@ -208,10 +219,7 @@ def load_checkpoint(workdir: Path, record: dict[str, Any]) -> dict[str, Any]:
     if saved != record:
         diff = {k: (saved.get(k), v) for k, v in record.items() if saved.get(k) != v}
         diff.update({k: (v, None) for k, v in saved.items() if k not in record})
-        raise ConfigError(
-            f"{ckpt}: checkpoint was written with other settings {diff} (saved, now); resume with "
-            "the same settings or use a fresh workdir"
-        )
+        raise SettingsChanged(ckpt, diff)
     try:
         state["weights"] = load_arrays(ckpt / "weights.npz")
         state["optimizer"] = load_arrays(ckpt / "optimizer.npz")

@@ -78,7 +78,8 @@ def zoo_entries() -> str:
             speed = f"{export['throughput_batch64']['keras_predict_proba_img_per_s']:.0f} img/s"
         elif predict.get("model") == name and predict.get("predict_proba_in_memory_s"):
             speed = f"{predict['images'] / predict['predict_proba_in_memory_s']:.0f} img/s"
-        where = "bundled" if e.bundled else f"`hf://{e.repo_id}`"
+        where = ("bundled" if e.bundled else f"`hf://{e.repo_id}`" if e.published
+                 else f"`zoo/{e.name}` in a checkout (not yet on the Hub)")
         rows.append([f"`{name}`", e.architecture, e.init, pct(metrics.get("accuracy")), pct(metrics.get("macro_f1")),
                      pct(metrics.get("robustness_mean"), 1), f"{e.size_bytes / 1e6:.1f} MB" if e.size_bytes else "–",
                      f"{e.num_params / 1e6:.2f} M" if e.num_params else "–", speed, where])
