@@ -106,12 +106,20 @@ def check_class_names(names: Sequence[str], name: str = "class_names") -> tuple[
     names = tuple(names)
     if len(names) < 2:
         raise ConfigError(f"{name}: expected at least two classes, got {list(names)}; a classifier needs two or more")
+    from ._classes import canonical_name
+
     folded: dict[str, str] = {}
     for n in names:
         other = folded.setdefault(n.lower(), n)
         if other != n or names.count(n) > 1:
             raise ConfigError(f"{name}: {other!r} and {n!r} name the same class (names are compared ignoring case); "
                               "give each class one name")
+    canonical: dict[str, str] = {}
+    for n in names:
+        other = canonical.setdefault(canonical_name(n) or n, n)
+        if other != n:  # matched to one class everywhere (data folders, a parent's units): one would get no images
+            raise ConfigError(f"{name}: {other!r} and {n!r} both name the class {canonical_name(n)!r} (short names "
+                              "and plurals match it); give each class one name")
     return names
 
 

@@ -14,8 +14,9 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 
 #: Folder names accepted for a class besides its canonical name, its plural and its spellings with
-#: spaces or hyphens: PBC's folder and file-name prefixes (IG; BA_, EO_, ERB_, LY_, MO_, NEU_, PLT_),
-#: the short names of other public sets (LISC's Baso, Eosi, Lymp, Mono, Neut) and common synonyms.
+#: spaces or hyphens (each also in its plural, as blood counts write Lymphs, Monos, Neuts): PBC's
+#: folder name and file-name prefixes (IG; BA_, EO_, ERB_, LY_, MO_), the short names of other public
+#: sets (LISC's Baso, Eosi, Lymp, Mono, Neut) and common short names and synonyms (NEU, PLT, NRBC...).
 CLASS_ALIASES: dict[str, str] = {
     "ig": "immature_granulocyte", "igs": "immature_granulocyte",
     "ba": "basophil", "baso": "basophil",
@@ -30,13 +31,13 @@ CLASS_ALIASES: dict[str, str] = {
 
 def canonical_name(name: str):
     """The canonical class a folder name stands for (case, plural, spaces and hyphens ignored; and
-    :data:`CLASS_ALIASES`), or None for another name."""
+    :data:`CLASS_ALIASES` and their plurals), or None for another name."""
     key = "_".join(name.lower().replace("-", " ").split())
     if key in CLASS_NAMES:
         return key
     if key.endswith("s") and key[:-1] in CLASS_NAMES:
         return key[:-1]
-    return CLASS_ALIASES.get(key)
+    return CLASS_ALIASES.get(key) or (CLASS_ALIASES.get(key[:-1]) if key.endswith("s") else None)
 
 
 def class_path(path: str) -> str:

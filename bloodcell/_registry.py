@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Optional
@@ -152,7 +153,10 @@ def unknown(kind: str, name: str, known) -> ModelNotFoundError:
     """The error for an unknown ``kind`` name, listing the known ones and the closest match."""
     close = closest(name, known)
     hint = f" Did you mean {close!r}?" if close else ""
-    if kind == "architecture":
+    if kind == "architecture" and (name in _PRETRAINED or os.path.isdir(name)):
+        hint = (f" {name!r} is a trained model: load it with load_classifier({name!r}), or train from it with "
+                f"Trainer(weights={name!r}).")
+    elif kind == "architecture":
         hint += (" An architecture of your own is known once the module that registers it "
                  "(bloodcell.registry.register_model) is imported.")
     return ModelNotFoundError(f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}.{hint}")

@@ -34,11 +34,14 @@ CANDIDATE_SIMILARITY = 0.98
 #: in pbc96 (one cell re-imaged, shifted by a pixel) reach 0.991.
 DUPLICATE_SIMILARITY = 0.995
 def _area_downsample(x: np.ndarray, size: int) -> np.ndarray:
-    """Average (N, H, W, C) float images over a size x size grid of near-equal blocks."""
+    """Average (N, H, W, C) float images over a size x size grid of near-equal blocks, laid out
+    mirror-symmetrically: the thumbnail of a flipped image is the flipped thumbnail."""
     out = x
     for axis in (1, 2):
         n = x.shape[axis]
-        starts = np.linspace(0, n, min(size, n) + 1).astype(np.int64)[:-1]
+        edges = np.linspace(0, n, min(size, n) + 1)
+        edges = np.where(edges <= n / 2, np.floor(edges), n - np.floor(n - edges))
+        starts = edges.astype(np.int64)[:-1]
         counts = np.diff(np.append(starts, n)).astype(np.float32)
         shape = [1, 1, 1, 1]
         shape[axis] = len(counts)

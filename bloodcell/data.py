@@ -46,11 +46,12 @@ SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 SPLIT_SEED = 42
 
 
-@dataclass
+@dataclass(eq=False)
 class Dataset:
     """Images with integer labels indexing ``class_names``.
 
     ``paths`` holds the source file of each row when the data came from a folder, else ``None``.
+    Two Datasets are equal when they are the same object (compare the arrays with ``np.array_equal``).
     """
 
     images: np.ndarray
@@ -73,9 +74,9 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, indices: Union[Sequence[int], np.ndarray]) -> "Dataset":
-        """The rows ``indices`` (integer indices or a boolean mask) as a new Dataset."""
-        idx = np.asarray(indices)
+    def subset(self, indices: Union[Sequence[int], np.ndarray, slice]) -> "Dataset":
+        """The rows ``indices`` (integer indices, a boolean mask or a slice) as a new Dataset."""
+        idx = np.arange(len(self))[indices] if isinstance(indices, slice) else np.asarray(indices)
         if idx.dtype == bool:
             if idx.shape != (len(self),):
                 raise DataError(f"subset: boolean mask of shape {idx.shape}, expected ({len(self)},)")
@@ -560,8 +561,9 @@ def split(
         from .cleaning import find_duplicates
 
         groups = find_duplicates(dataset.images, near=True)
+    parts = split_indices(dataset.labels, fractions, groups=groups, seed=seed, stratify=stratify)  # checks the groups
     _warn_conflicting_labels(dataset, groups)
-    return tuple(dataset.subset(idx) for idx in split_indices(dataset.labels, fractions, groups=groups, seed=seed, stratify=stratify))
+    return tuple(dataset.subset(idx) for idx in parts)
 
 
 #: Folder names that name a part of a data set, not a class.
@@ -587,7 +589,8 @@ def _warn_conflicting_labels(dataset: Dataset, groups) -> None:
 
 def kfold(dataset: Dataset, k: int, *, seed: int = SPLIT_SEED, groups: Optional[Sequence[Sequence[int]]] = None) -> tuple[Dataset, ...]:
     """The ``k`` folds of a k-fold cross-validation: as :func:`split` with ``k`` equal fractions
-    (stratified, every group of duplicates in one fold)."""
+    (stratified, every group of duplicates in one fold). A class with fewer images (or groups of
+    copies) than ``k`` has none in some folds, and a fold may be empty when every class has fewer."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
         raise ConfigError(f"kfold: k must be an integer >= 2, got {k!r}")
     require_dataset(dataset, "kfold: dataset")
@@ -597,6 +600,6 @@ def kfold(dataset: Dataset, k: int, *, seed: int = SPLIT_SEED, groups: Optional[
         from .cleaning import find_duplicates
 
         groups = find_duplicates(dataset.images, near=True)
-    _warn_conflicting_labels(dataset, groups)
     parts = _parts(np.asarray(dataset.labels).reshape(-1), (1.0 / k,) * k, groups=groups, seed=seed, stratify=True)
+    _warn_conflicting_labels(dataset, groups)
     return tuple(dataset.subset(idx) for idx in parts)

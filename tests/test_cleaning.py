@@ -337,6 +337,16 @@ def test_mirrored_and_turned_copies_are_duplicates(cells):
     assert find_duplicates(np.concatenate([wide, wide[:1, ::-1, ::-1]])) == [[0, 3]]
 
 
+def test_mirrored_copies_are_found_at_sizes_the_thumbnails_do_not_divide(real_cells):
+    """At 80 px the 32 thumbnail blocks are of 2 and 3 pixels: laid out symmetrically, the thumbnail of
+    a mirrored copy is the mirrored thumbnail (laid out left to right, 10 of 20 such copies leaked)."""
+    from bloodcell.imageio import resize_images
+
+    base = resize_images(real_cells[:12], 80)
+    copies = np.stack([jpeg(np.ascontiguousarray(image[:, ::-1]), 95) for image in base])
+    assert find_duplicates(np.concatenate([base, copies])) == [[i, i + 12] for i in range(12)]
+
+
 def test_a_reference_fitted_to_a_few_cells_keeps_the_cells(real_cells, cells):
     # 20 cells: every one scored by a model fitted without it sets the threshold (a hold-out of 4 did not)
     for seed in range(3):

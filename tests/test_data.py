@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import bloodcell
 from bloodcell._classes import CLASS_NAMES
 from bloodcell.data import Dataset, load_dataset, save_dataset, split, split_indices
 from bloodcell.errors import DataError
@@ -643,6 +644,23 @@ def test_plurals_spellings_and_other_sets_short_names_name_the_canonical_classes
     _write_tree(tmp_path / "twice", {"neutrophil": 1, "Neutrophils": 1})
     with pytest.raises(DataError, match="both hold class 'neutrophil'"):
         load_dataset(tmp_path / "twice")
+    # the blood count's abbreviations, plural
+    _write_tree(tmp_path / "count", {"Lymphs": 1, "Monos": 1, "Neuts": 1, "Basos": 1, "Plts": 1})
+    assert load_dataset(tmp_path / "count", image_size=32).present_classes().class_names == (
+        "basophil", "lymphocyte", "monocyte", "neutrophil", "platelet")
+    # two names of one class in a list of class names: every matcher would fold them into one
+    with pytest.raises(bloodcell.ConfigError, match="'eos' and 'eosinophil' both name the class 'eosinophil'"):
+        Dataset(np.zeros((2, 8, 8, 3), np.uint8), np.array([0, 1]), ("eosinophil", "neutrophil")).relabel(
+            ["eos", "eosinophil", "neutrophil"])
+
+
+def test_datasets_compare_as_objects_and_take_slices():
+    data = Dataset(np.arange(4 * 8 * 8 * 3, dtype=np.uint8).reshape(4, 8, 8, 3) % 255, np.array([0, 1, 0, 1]), ("a", "b"))
+    assert data == data and data != Dataset(data.images, data.labels, data.class_names)  # no ambiguous array truth
+    part = data.subset(slice(1, 3))
+    assert len(part) == 2 and part.labels.tolist() == [1, 0] and np.array_equal(part.images, data.images[1:3])
+    with pytest.raises(DataError, match=r"split: group \[0, 99\] has row indices outside 0..3"):
+        split(data, (0.5, 0.5), groups=[[0, 99]])
 
 
 def test_parts_of_a_data_set_are_never_taken_for_classes(tmp_path):

@@ -239,7 +239,7 @@ def test_push_sends_the_model_files_only_and_refuses_a_corrupt_config(hub_server
     corrupt = _copy(folder, tmp_path / "corrupt")
     (corrupt / "config.json").write_text((folder / "config.json").read_text()[:500])
     capsys.readouterr()
-    assert main(["hub", "push", str(corrupt), "lab/corrupt-push", "--token", hub_server.token]) == 2
+    assert main(["hub", "push", str(corrupt), "lab/corrupt-push", "--token", hub_server.token]) == 1  # damaged
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"cannot push '{corrupt}' to the Hub: " in err[0] and "not valid JSON" in err[0]
     assert not hub_server.has_repo("lab/corrupt-push")  # nothing was created

@@ -70,6 +70,10 @@ def test_unknown_architecture_lists_known_names():
         bloodcell.build_model("effnetb1")
     msg = str(err.value)
     assert "effnetb1" in msg and "effnetb0" in msg and "mnv3s" in msg
+    # a trained model named where an architecture is expected: how to use it
+    with pytest.raises(bloodcell.ModelNotFoundError, match=r"'mnv3s.pbc96' is a trained model: load it with "
+                                                          r"load_classifier\('mnv3s.pbc96'\), or train from it"):
+        bloodcell.Trainer("mnv3s.pbc96")
 
 
 def test_bad_build_arguments():
@@ -79,6 +83,9 @@ def test_bad_build_arguments():
         bloodcell.build_model("microcell", num_classes=1)
     with pytest.raises(bloodcell.BloodcellError, match="weights='/nope.h5'"):
         bloodcell.build_model("mnv3s", weights="/nope.h5")
+    for weights, message in (("/nope.h5", "no such file"), (123, "got a value of type int")):  # named so whatever the builder
+        with pytest.raises(bloodcell.ConfigError, match=f"weights={weights!r}: expected None, 'imagenet' or the path.*{message}"):
+            bloodcell.build_model("microcell", weights=weights)
 
 
 def test_custom_layer_arguments_are_checked_by_name():

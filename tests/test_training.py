@@ -42,6 +42,21 @@ def tiny_trainer(**kw) -> Trainer:
     return Trainer("microcell", **args)
 
 
+def test_a_copy_of_a_config_with_another_optimizer_takes_that_optimizers_learning_rates(tmp_path):
+    import dataclasses
+
+    from bloodcell.training.config import DEFAULT_LEARNING_RATES, TrainConfig
+
+    lion = TrainConfig()
+    adam = dataclasses.replace(lion, optimizer="adam")
+    assert lion.learning_rates is None and lion.rates == DEFAULT_LEARNING_RATES["lion"]
+    assert adam.rates == DEFAULT_LEARNING_RATES["adam"] and adam.record()["learning_rates"] == list(adam.rates)
+    assert dataclasses.replace(TrainConfig(learning_rates=(1, 2)), optimizer="adam").rates == (1.0, 2.0)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(bloodcell.ConfigError, match="workdir=.*: is a file, expected a folder"):
+        Trainer("microcell", workdir=tmp_path / "file")
+
+
 def test_class_weights_balanced():
     w = class_weights_from_labels(np.array([0, 0, 0, 1]), 3)
     np.testing.assert_allclose(w, [4 / 9, 4 / 3, 0.0], rtol=1e-6)
@@ -375,8 +390,19 @@ def test_tf_data_is_augmented_weighted_and_sized_like_a_dataset(monkeypatch):
     from tensorflow.python.framework import config as tf_config
 
     assert not tf_config.is_op_determinism_enabled()  # as it was before fit()
-    # One-hot labels, and a validation set of tf.data too.
-    tiny_trainer(head_epochs=1, finetune_epochs=0).fit(_tf_data(toy_data(), one_hot=True), _tf_data(toy_data(seed=1)))
+    # One-hot labels, and a validation set of tf.data too, on which the model is calibrated as on a Dataset.
+    trainer = tiny_trainer(head_epochs=1, finetune_epochs=0)
+    trainer.fit(_tf_data(toy_data(), one_hot=True), _tf_data(toy_data(seed=1)))
+    assert trainer.classifier.extra["calibration"]["images"] == len(toy_data(seed=1))
+    # A tf.data dataset that names no classes (Keras' class_names do not survive a .map or .prefetch), and no
+    # classes given: its label ids are the PBC classes, said in a warning that names them and the fix.
+    unnamed = Trainer("microcell", input_size=SIZE, head_epochs=1, finetune_epochs=0, batch_size=16, augment=None,
+                      patience=None, verbose=0)
+    with pytest.warns(UserWarning, match=r"names no classes, so its labels are read as the PBC classes in order "
+                                         r"\(0 = basophil, 1 = eosinophil, 2 = erythroblast\).*Trainer\(class_names="):
+        unnamed.fit(_tf_data(toy_data()).prefetch(1))
+    with pytest.raises(bloodcell.DataError, match=r"num_classes=2: the data have 3 classes \(red, green, blue\)"):
+        Trainer("microcell", num_classes=2, input_size=SIZE).fit(toy_data(), toy_data(seed=1))
     with pytest.raises(bloodcell.DataError, match=r"train: .*unbatched.*\.batch\(32\)"):
         tiny_trainer().fit(_tf_data(toy_data()).unbatch(), toy_data(seed=1))
     with pytest.raises(bloodcell.DataError, match=r"train: .*got labels of shape \(None, 5\).*tf.one_hot"):

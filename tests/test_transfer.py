@@ -322,6 +322,12 @@ def test_the_same_classes_in_another_order_keep_the_calibration():
     np.testing.assert_allclose(again.predict_proba(images)[:, ::-1], clf.predict_proba(images), atol=1e-6)
     other = bloodcell.load_classifier(class_names=list(clf.class_names)[:7])
     assert other.temperature == 1.0 and other.feature_check is None  # other classes: a new head, uncalibrated
+    # Training from it starts the whole network, as from a model of the same classes; other classes, a new head.
+    from bloodcell.training.policy import start_from
+
+    assert [start_from(parent, "p", order, clf.input_size)[2] for parent, order in (
+        (clf, names), (again, clf.class_names), (clf, list(clf.class_names)[:7]), (other, clf.class_names))] == [
+        False, False, True, True]
 
 
 def test_copies_of_one_image_count_once_for_the_cross_validation_folds():

@@ -54,9 +54,12 @@ def _is_model_folder_weights(path: str) -> bool:
     return os.path.basename(path) == "model.weights.h5" and bloodcell_config(config) is not None
 
 
-def load_backbone(constructor, architecture: str, weights, **kwargs) -> keras.Model:
-    """Call a ``keras.applications`` constructor, turning a failed weight download into a clear error."""
+def check_weights_file(architecture: str, weights) -> None:
+    """Refuse ``weights`` (not None or ``"imagenet"``) unless it is a Keras weights file, not a model folder's."""
     if weights not in (None, "imagenet"):
+        if not isinstance(weights, (str, os.PathLike)):
+            raise ConfigError(f"weights={weights!r}: expected None, 'imagenet' or the path of a Keras '.h5' weights "
+                              f"file of {architecture!r} without its top; got a value of type {type(weights).__name__}")
         if not os.path.isfile(str(weights)):
             raise ConfigError(
                 f"weights={weights!r}: expected None, 'imagenet' or the path of a Keras '.h5' weights "
@@ -67,6 +70,11 @@ def load_backbone(constructor, architecture: str, weights, **kwargs) -> keras.Mo
                 f"weights={weights!r}: is the weights file of a bloodcell model folder, not a Keras backbone's; "
                 "start from the folder itself: load_classifier(folder), Trainer(weights=folder) or --init FOLDER"
             )
+
+
+def load_backbone(constructor, architecture: str, weights, **kwargs) -> keras.Model:
+    """Call a ``keras.applications`` constructor, turning a failed weight download into a clear error."""
+    check_weights_file(architecture, weights)
     try:
         # Keras prints its download notice on stdout (where `--json` output goes) and warns that ImageNet
         # weights come from 224-pixel training at any other input size: the notice goes to stderr, the warning away.

@@ -20,7 +20,7 @@ from .._checks import check_class_names, is_real
 from .._classes import CLASS_NAMES, class_index
 from .._registry import _ARCHITECTURES, unknown as _unknown
 from ..errors import ConfigError
-from ._backbone import BACKBONE_NAME, Backbone, batchnorm_layers, set_batchnorm_momentum
+from ._backbone import BACKBONE_NAME, Backbone, batchnorm_layers, check_weights_file, set_batchnorm_momentum
 from .layers import StainNormalization
 
 HEAD_NAME = "predictions"
@@ -368,6 +368,7 @@ def build_model(
     pretrained = None
     if weights is not None:
         _check_int("input_size", input_size, 32)
+        check_weights_file(name, weights)  # a missing file or another type named as such, whatever the builder
         pretrained = info.builder(input_size=input_size, weights=weights).model
     model = ClassifierModel(name, class_names=class_names, input_size=input_size, dropout=dropout,
                             bn_momentum=bn_momentum, normalization=normalization, init=init)

@@ -31,7 +31,7 @@ class TrainConfig:
         focal_gamma: the focal loss' focusing parameter.
         optimizer: ``"lion"`` (the seed report's best), ``"adam"``, ``"nadam"`` or ``"adamw"``.
         learning_rates: (first phase, second phase) learning rates; None: the optimizer's
-            defaults (:data:`DEFAULT_LEARNING_RATES`).
+            defaults (:data:`DEFAULT_LEARNING_RATES`; :attr:`rates` is the pair a run uses).
         weight_decay: decoupled weight decay of the optimizer (AdamW: 0.004 when None).
         head_epochs: most epochs of the first phase, which trains the head alone when the backbone
             is frozen (``"head"``) or the whole network (``"full"``, from random init).
@@ -118,11 +118,12 @@ class TrainConfig:
             )
         if not isinstance(self.label_smoothing, (int, float)) or not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
-        rates = self.learning_rates or DEFAULT_LEARNING_RATES[self.optimizer]
-        if not isinstance(rates, (tuple, list)) or len(rates) != 2 or not all(
-                isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and r > 0 for r in rates):
-            raise ConfigError(f"learning_rates must be two positive numbers (head, finetune), got {self.learning_rates!r}")
-        object.__setattr__(self, "learning_rates", tuple(float(r) for r in rates))
+        rates = self.learning_rates
+        if rates is not None:  # None stays None: a copy with another optimizer (dataclasses.replace) takes its defaults
+            if not isinstance(rates, (tuple, list)) or len(rates) != 2 or not all(
+                    isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and r > 0 for r in rates):
+                raise ConfigError(f"learning_rates must be two positive numbers (head, finetune), got {rates!r}")
+            object.__setattr__(self, "learning_rates", tuple(float(r) for r in rates))
         if self.weight_decay is not None and (isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float))
                                               or not math.isfinite(self.weight_decay) or self.weight_decay < 0):
             raise ConfigError(f"weight_decay must be a number >= 0 or None, got {self.weight_decay!r}")
@@ -151,9 +152,14 @@ class TrainConfig:
         for key in ("deterministic", "verbose", "head_epochs", "finetune_epochs", "input_size", "normalization"):
             d.pop(key)
         d["epochs"] = list(self.epochs)
-        d["learning_rates"] = list(self.learning_rates)
+        d["learning_rates"] = list(self.rates)
         d["patience"] = None if self.patience is None else list(self.patience)
         return d
+
+    @property
+    def rates(self) -> tuple[float, float]:
+        """The (first phase, second phase) learning rates a run uses: ``learning_rates``, else the optimizer's."""
+        return self.learning_rates or tuple(float(r) for r in DEFAULT_LEARNING_RATES[self.optimizer])
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:

@@ -73,7 +73,23 @@ def tf_input(data, name: str, *, input_size: int, num_classes: int):
         x = tf.image.resize(tf.cast(x, tf.float32), (input_size, input_size), antialias=True)
         return tf.clip_by_value(x, 0.0, 255.0), y
 
-    return data.map(square, num_parallel_calls=tf.data.AUTOTUNE)
+    from .._tf import parallel_calls
+
+    return data.map(square, num_parallel_calls=parallel_calls(tf.data.AUTOTUNE))
+
+
+def tf_arrays(data, class_names: Sequence[str]):
+    """The images (uint8) and label ids of a ``tf.data`` dataset from :func:`tf_input`, as a
+    :class:`bloodcell.data.Dataset` of ``class_names`` (one pass over it)."""
+    from ..data import Dataset
+
+    images, labels = [], []
+    for x, y in data.as_numpy_iterator():
+        images.append(np.clip(np.rint(x), 0, 255).astype(np.uint8))
+        labels.append(np.asarray(y).argmax(axis=-1) if np.ndim(y) == 2 else np.asarray(y).reshape(-1))
+    if not images:
+        return Dataset(np.zeros((0, 1, 1, 3), np.uint8), np.zeros(0, np.int64), tuple(class_names))
+    return Dataset(np.concatenate(images), np.concatenate(labels).astype(np.int64), tuple(class_names))
 
 
 def tf_input_counts(data, num_classes: int) -> tuple[int, np.ndarray]:

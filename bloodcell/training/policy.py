@@ -142,8 +142,13 @@ def start_from(parent, label: str, class_names, input_size: int, normalization=N
         "input_size": parent.input_size,
         **class_changes(old, names),
     }
-    same = [class_index(c, parent.class_names) for c in names] == list(range(len(parent.class_names)))
-    return model, record, untrained or not same
+    # The parent's classes in any order are the same network (its units permuted), trained whole as from a
+    # model of the same classes, when every one of its units was trained (a new head's, only on its origin's
+    # classes). A class it did not have makes the head new.
+    found = [class_index(c, parent.class_names) for c in names]
+    permuted = None not in found and sorted(found) == list(range(len(parent.class_names)))
+    trained = not untrained or all(class_index(c, old) is not None for c in parent.class_names)
+    return model, record, not (permuted and trained)
 
 
 @contextlib.contextmanager

@@ -45,7 +45,8 @@ from .callbacks import (
     truncate_history,
 )
 from .config import TrainConfig
-from .epochs import epoch_seed, epochs_dataset, reference_images, steps_per_epoch, tf_input, tf_input_counts
+from .epochs import (epoch_seed, epochs_dataset, reference_images, steps_per_epoch, tf_arrays, tf_input,
+                     tf_input_counts)
 from .processes import is_keras_distribution, join_from_env, meet, process_info, tell_stopped, why_stopped
 from .policy import (
     check_fit_data,
@@ -104,6 +105,9 @@ class Trainer:
             raise ConfigError("Trainer: pass either config=TrainConfig(...) or settings as keywords, not both")
         self.config = config or TrainConfig(**settings)
         self.workdir = Path(workdir) if workdir is not None else None
+        if self.workdir is not None and self.workdir.exists() and not self.workdir.is_dir():
+            raise ConfigError(f"workdir={str(workdir)!r}: is a file, expected a folder (for checkpoints and history); "
+                              "give a folder's path")
         self.distribution = distribution if distribution is not None else join_from_env()
         self.process_id, self.num_processes, self.num_devices = process_info(self.distribution)
         if self.config.batch_size % self.num_processes:
@@ -293,8 +297,14 @@ class Trainer:
         """
         try:
             names, self._untrained = check_fit_data(train, val, self.class_names, self.config.patience)
+            if names and not self.class_names and self.num_classes and self.num_classes != len(names):
+                raise DataError(f"num_classes={self.num_classes}: the data have {len(names)} classes ({', '.join(names)}); "
+                                "leave num_classes out to take the data's")
             if names and not self.class_names:
                 self.class_names = names
+            # A tf.data dataset that names no classes, with none given: its label ids mean the PBC classes.
+            self._unnamed = not (names or self.class_names or self._init_source is not None
+                                 or isinstance(self._model_arg, ClassifierModel) or self.num_classes not in (None, 8))
             with op_determinism(self.config.deterministic):  # as it was, after
                 return self._fit_checked(train, val, resume, callbacks, overwrite)
         except BaseException as exc:  # the other processes of a multi-process run would wait for this one
@@ -360,7 +370,14 @@ class Trainer:
             if self.config.class_weights:
                 self._train_weights = class_weights_from_counts(counts)
             self._untrained = [c for c, n in zip(self.model.class_names, counts) if n == 0]
-            warn_without_images(self._untrained, "add images, or train a model without these classes")
+            if getattr(self, "_unnamed", False):
+                ids = ", ".join(f"{i} = {c}" for i, (c, n) in enumerate(zip(self.model.class_names, counts)) if n)
+                warnings.warn(f"train: the tf.data dataset names no classes, so its labels are read as the PBC classes "
+                              f"in order ({ids}); if they are other classes, pass Trainer(class_names=...) (keras' "
+                              "image_dataset_from_directory gives them as ds.class_names, before any .map or "
+                              ".prefetch)", UserWarning, stacklevel=outside_stacklevel())
+            else:
+                warn_without_images(self._untrained, "add images, or train a model without these classes")
         return train, val
 
     def _fit(self, train, val, resume: bool, overwrite: bool = False) -> list[dict[str, Any]]:
@@ -399,7 +416,9 @@ class Trainer:
             restore = None
         self._check_answers_finite(train)
         self._calibration = None
-        if val is not None and hasattr(val, "images") and len(val):
+        if val is not None and not hasattr(val, "images"):
+            val = tf_arrays(val, self.model.class_names)  # read once more, as an epoch's validation is
+        if val is not None and len(val):
             from ..calibration import calibrate
 
             self._calibration = calibrate(self.classifier, val, verbose=0, **reference_images(train, self.config.seed),
@@ -415,7 +434,7 @@ class Trainer:
             return
         x = np.asarray(next(iter(self._epoch_dataset(train, train=False, epoch_seed=self.config.seed).take(1)))[0])
         if not np.isfinite(np.asarray(self.model.predict_on_batch(x), np.float64)).all():  # numpy: any Keras backend
-            rates = ", ".join(f"{r:.2e}" for r in self.config.learning_rates)
+            rates = ", ".join(f"{r:.2e}" for r in self.config.rates)
             raise DivergedError(f"the trained model's answers are NaN or infinite (the training diverged on its last "
                               f"steps); lower the learning rates (now {rates}) or check the weight decay and "
                               "precision, and start again (--overwrite)")
@@ -423,7 +442,7 @@ class Trainer:
     def _run_phase(self, state: dict[str, Any], train, val_ds, record, restore) -> None:
         cfg = self.config
         phase = state["phase"]
-        self._compile(phase, cfg.learning_rates[phase])
+        self._compile(phase, cfg.rates[phase])
         if restore is not None:
             assign(self.model.variables, restore["weights"])
             if state["epoch"] > 0:  # at epoch 0 the phase's optimizer is new
@@ -440,7 +459,7 @@ class Trainer:
             callbacks.append(early)
         plateau = None
         if cfg.lr_schedule == "cosine":
-            base = cfg.learning_rates[phase]
+            base = cfg.rates[phase]
             callbacks.append(keras.callbacks.LearningRateScheduler(
                 lambda epoch, lr: float(0.5 * base * (1 + np.cos(np.pi * epoch / max(total, 1))))))
         elif cfg.lr_schedule == "plateau":
