@@ -28,7 +28,7 @@ from .errors import ConfigError, DataError
 from .models import as_classifier_model
 
 __all__ = ["COMPONENTS", "FEATURE_SHARE", "MIN_THRESHOLD_IMAGES", "FeatureCheck", "feature_layer", "fit_feature_check",
-           "fit_gaussian", "inference_model", "tappable_layer", "threshold_from_scores"]
+           "fit_gaussian", "inference_model", "layer_index", "tappable_layer", "threshold_from_scores"]
 
 #: Share of held-out in-domain images whose score is above the threshold.
 FEATURE_SHARE = 0.005
