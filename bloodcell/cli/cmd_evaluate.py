@@ -38,7 +38,8 @@ def register(subparsers) -> None:
     p.add_argument("--robustness", action="store_true", help="also measure accuracy under each corruption")
     p.add_argument("--robustness-plot", default=None, metavar="FILE",
                    help="write accuracy against severity as a picture (.png, .pdf, .svg or .jpg; implies --robustness)")
-    p.add_argument("--severities", default=None, metavar="LIST", help="severities to test, e.g. 1,3,5 (default 1..5; implies --robustness)")
+    p.add_argument("--severities", default=None, metavar="LIST",
+                   help="severities to test, e.g. 1,3,5 (default 1..5; implies --robustness)")
     p.add_argument("--corruptions", default=None, metavar="LIST",
                    help="comma-separated corruption names (default all; see bloodcell.corruptions; implies "
                    "--robustness)")
