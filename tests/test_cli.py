@@ -31,6 +31,28 @@ def test_predict_text(model_dir, image_dir, capsys):
         assert flag == (["REVIEW"] if "grey" in path else [])
 
 
+def test_predict_lines_go_above_the_progress_bar_on_a_shared_terminal(model_dir, image_dir, monkeypatch):
+    """With stdout and stderr on one terminal, each result line is written whole above the bar (not
+    after the bar's last drawing, on its line)."""
+    import io
+    import types
+
+    from bloodcell.cli import cmd_predict
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(cmd_predict, "sys", types.SimpleNamespace(stdout=screen, stderr=screen))
+    monkeypatch.setattr(cmd_predict, "PROGRESS_MIN", 1)
+    assert main(["predict", str(image_dir), "--model", str(model_dir), "--no-outlier-check"]) == 0
+    shown = [line.split("\r")[-1] for line in screen.getvalue().split("\n")]  # what stays on each screen line
+    results = [line for line in shown if "\t" in line]
+    assert len(results) == len(list(image_dir.iterdir())) and all("img/s" not in line for line in results)
+    assert all(line.startswith(str(image_dir)) for line in results)
+
+
 def test_predict_json_matches_python_api(model_dir, image_dir, capsys):
     files = sorted(image_dir.iterdir())
     assert main(["predict", *map(str, files), "--model", str(model_dir), "--json", "--top-k", "3"]) == 0
