@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ._checks import check_positive_int
+from ._checks import check_positive_int, is_real
 from ._classes import class_index
 from ._util import pad_batch
 from .errors import ConfigError
@@ -110,5 +110,12 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.45) -> n
         raise ConfigError(f"overlay: the image is {image.shape[1]}x{image.shape[0]} but the heatmap "
                           f"{heatmap.shape[1]}x{heatmap.shape[0]}; draw it over the image as the model saw it "
                           "(classifier.preprocess(image)[0])")
+    if not is_real(alpha) or not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"overlay: alpha must be a number in [0, 1] (the heatmap's opacity), got {alpha!r}")
+    if heatmap.dtype.kind not in "biuf" or not np.all(np.isfinite(heatmap)) or heatmap.size and (
+            heatmap.min() < -1e-6 or heatmap.max() > 1 + 1e-6):
+        raise ConfigError("overlay: expected a heatmap of values in 0..1 (as class_activation_maps gives), got "
+                          + (f"values {float(heatmap.min()):g}..{float(heatmap.max()):g}" if heatmap.dtype.kind in "biuf"
+                             and np.all(np.isfinite(heatmap)) else f"{heatmap.dtype} values that are not all finite"))
     colours = colormaps["jet"](np.clip(heatmap, 0.0, 1.0))[..., :3] * 255.0
     return np.clip((1 - alpha) * image.astype(np.float32) + alpha * colours, 0, 255).astype(np.uint8)

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import keras
 import numpy as np
@@ -32,7 +32,7 @@ from ._version import __version__
 from ._lock import locked
 from .data import is_portable_folder_name
 from .errors import ConfigError, OutputExistsError
-from .folder import PREPROCESSING, preprocessing_description
+from .folder import PREPROCESSING, json_ready, preprocessing_description
 from .models import ClassifierModel, walk_layers
 
 __all__ = ["FORMATS", "INPUT_NAME", "OUTPUT_NAME", "SIGNATURE", "METADATA_NAME", "CheckedTemperature", "default_output",
@@ -95,6 +95,12 @@ def check_output(out: Path, format: str) -> None:
     if not suffix and out.suffix.lower() in [s for s in FORMATS.values() if s]:
         raise ConfigError(f"{out}: an export to {format} is a folder; give a folder path without {out.suffix}, or "
                           f"--format {next(f for f, s in FORMATS.items() if s == out.suffix.lower())} for a file")
+    if format == "saved_model":
+        try:
+            str(out).encode("utf-8")
+        except UnicodeEncodeError:  # TensorFlow writes SavedModels by UTF-8 paths only
+            raise ConfigError(f"{os.fsencode(out).decode('utf-8', 'backslashreplace')}: a SavedModel folder's path "
+                              "must be valid UTF-8 (TensorFlow writes no other); choose another name") from None
     meta = metadata_path(out, format)
     if format != "saved_model" and meta.exists() and not out.exists():
         raise OutputExistsError(f"{meta}: already exists, left by an export that did not finish ({out.name} is "
@@ -190,24 +196,28 @@ def _constant_statistics(model: keras.Model):
 
 
 def uint8_model(classifier) -> keras.Model:
-    """The classifier's model behind a uint8 input named ``image``, cast to float32 inside the graph."""
+    """The classifier's model behind a uint8 input named ``image``, cast to float32 inside the graph,
+    all of it in float32 whatever Keras' global dtype policy."""
     size = classifier.input_size
-    inputs = keras.Input((size, size, 3), dtype="uint8", name=INPUT_NAME)
-    x = keras.ops.cast(inputs, "float32")
+    model = _float32_model(classifier)
     check, outside = classifier.feature_check, classifier.temperature_outside
-    if check is not None and outside is not None:
-        # As predict_proba: the cells the feature check flags get temperature_outside, in the same pass.
-        from .ood import inference_model
+    with _dtype_policy("float32"):
+        inputs = keras.Input((size, size, 3), dtype="uint8", name=INPUT_NAME)
+        x = keras.ops.cast(inputs, "float32")
+        if check is not None and outside is not None:
+            # As predict_proba: the cells the feature check flags get temperature_outside, in the same pass.
+            from .ood import inference_model
 
-        outputs, features = inference_model(_float32_model(classifier), check.layer)(x)
-        outputs = CheckedTemperature.from_check(check, classifier.temperature, outside,
-                                                name="checked_temperature")(outputs, features)
-    else:
-        outputs = _float32_model(classifier)(x)
-        if classifier.temperature != 1.0:  # the calibrated probabilities predict_proba gives
-            logp = keras.ops.log(keras.ops.maximum(outputs, 1e-12))
-            outputs = keras.ops.softmax(logp / classifier.temperature, axis=-1)
-    return keras.Model(inputs, outputs, name=f"{classifier.model.name}_uint8")
+            layer = check.for_model(model).layer  # by position: a float32 copy numbers unnamed layers anew
+            outputs, features = inference_model(model, layer)(x)
+            outputs = CheckedTemperature.from_check(check, classifier.temperature, outside,
+                                                    name="checked_temperature")(outputs, features)
+        else:
+            outputs = model(x)
+            if classifier.temperature != 1.0:  # the calibrated probabilities predict_proba gives
+                logp = keras.ops.log(keras.ops.maximum(outputs, 1e-12))
+                outputs = keras.ops.softmax(logp / classifier.temperature, axis=-1)
+        return keras.Model(inputs, outputs, name=f"{classifier.model.name}_uint8")
 
 
 @contextlib.contextmanager
@@ -270,12 +280,14 @@ def _calibration(classifier) -> dict[str, Any]:
     }
 
 
-def _metadata(classifier, format: str, out: Path) -> dict[str, Any]:
+def _metadata(classifier, format: str, out: Path, options: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """What the JSON file beside an export says of it (NumPy numbers as numbers); ``options``: the extra
+    keywords given to ``keras.Model.export``."""
     import tensorflow as tf
 
     model = classifier.model
     size = classifier.input_size
-    return {
+    return json_ready({
         "format": format,
         "model": out.name,
         "name": classifier.name,
@@ -301,10 +313,13 @@ def _metadata(classifier, format: str, out: Path) -> dict[str, Any]:
         },
         "calibration": _calibration(classifier),
         "metrics": classifier.metrics,
+        **({"export_options": {k: repr(v) for k, v in options.items()},
+            "measured_on": "calibration and metrics were measured on the Keras model, not on this export, whose "
+                           "probabilities these options (quantisation...) may change"} if options else {}),
         "bloodcell_version": __version__,
         "keras_version": keras.__version__,
         "tensorflow_version": tf.__version__,
-    }
+    }, "the export's metadata")
 
 
 def export(
@@ -351,7 +366,7 @@ def export(
     if out is None:
         out = default_output(classifier, format)
         check_output(out, format)
-    metadata = _metadata(classifier, format, out)
+    metadata = _metadata(classifier, format, out, kwargs)
     model = uint8_model(classifier)
     size = classifier.input_size
     signature = [keras.InputSpec(shape=(None, size, size, 3), dtype="uint8", name=INPUT_NAME)]

@@ -334,20 +334,31 @@ def write_folder(folder, model: ClassifierModel, cfg: dict[str, Any], *, card: b
     return folder
 
 
+def _plain(value):
+    """``value`` (a NumPy number or array) as JSON takes it; a TypeError for anything else."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} {value!r:.60} is not a JSON value")
+
+
+def json_ready(record: dict[str, Any], what: str) -> dict[str, Any]:
+    """``record`` as the JSON it is written as (NumPy numbers as numbers), or a one-line ConfigError naming
+    ``what`` and the value that JSON cannot hold."""
+    try:
+        return json.loads(json.dumps(record, default=_plain))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what}: {exc}; give plain numbers and strings (in metrics and extra)") from None
+
+
 def _checked_for_saving(cfg: dict[str, Any], given) -> dict[str, Any]:
     """``cfg`` as the JSON it is saved as (NumPy numbers as numbers), refused in one line before anything
     is written if it could not be saved or loaded again (a name that is not a string, a metric that is not a number)."""
-    def plain(value):
-        import numpy as np
-
-        if isinstance(value, np.generic):
-            return value.item()
-        if isinstance(value, np.ndarray):
-            return value.tolist()
-        raise TypeError(f"{type(value).__name__} {value!r:.60} is not a JSON value")
-
     try:
-        saved = json.loads(json.dumps(cfg, default=plain))
+        saved = json.loads(json.dumps(cfg, default=_plain))
         validate_config({**saved, "weights_sha256": None}, Path(given) / CONFIG_NAME)
     except (TypeError, ValueError) as error:  # ConfigError is a ValueError
         reason = str(error).split(f"{CONFIG_NAME}: ", 1)[-1].split("; re-save the model")[0]

@@ -7,6 +7,7 @@ import tensorflow as tf
 from PIL import Image
 from synth_cells import make_cells
 
+import bloodcell
 from bloodcell.augment import _kernels, layers as augment_layers
 from bloodcell.augment import (
     PRESETS,
@@ -217,6 +218,9 @@ def test_preview_grid(batch):
     np.testing.assert_array_equal(grid, preview_grid(images, "robust", n=5, seed=1, columns=4, views=2))
     with pytest.raises(ValueError, match="uint8"):
         preview_grid(images.astype(np.float32), "seed")
+    for bad, message in (({"n": 2.5}, "n must be a positive integer"), ({"seed": None}, "seed must be an integer >= 0")):
+        with pytest.raises(bloodcell.ConfigError, match=message):
+            preview_grid(images, None, **bad)
 
 
 def test_augment_preview_cli(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -77,6 +78,10 @@ def test_overlay_takes_images_as_the_classifier_does_and_refuses_a_batch_of_maps
         overlay(image / 255.0, maps[0])
     with pytest.raises(ConfigError, match=r"pass one map of the batch, e.g. maps\[i\]"):
         overlay(image, maps)
+    with pytest.raises(ConfigError, match=r"alpha must be a number in \[0, 1\]"):
+        overlay(image, maps[0], alpha=1.5)
+    with pytest.raises(ConfigError, match=r"expected a heatmap of values in 0..1 .*got values 0..255"):
+        overlay(image, maps[0] * 255)  # clipped, it was drawn almost all red
 
 
 def test_explain_command_writes_one_picture_per_image(tmp_path, capsys, monkeypatch):
@@ -116,6 +121,12 @@ def test_explain_command_writes_one_picture_per_image(tmp_path, capsys, monkeypa
     after = {p.name: p.read_bytes() for p in (tmp_path / "o4").iterdir()}
     assert len(after) == 2 and all(after[name] == data for name, data in before.items())
     assert str(tmp_path / "o4" / "cell-2.") in capsys.readouterr().out
+    # a file name that is not UTF-8 (Latin-1 bytes, as old zip archives hold): drawn, its source recorded escaped
+    latin = tmp_path / "latin"
+    latin.mkdir()
+    shutil.copy(files[0], latin / os.fsdecode(b"caf\xe9.jpg"))
+    assert main(["explain", str(latin), "--out", str(tmp_path / "o5")]) == 0
+    assert len(list((tmp_path / "o5").iterdir())) == 1
 
 
 def test_picture_names_are_unique_and_keep_link_names(tmp_path):

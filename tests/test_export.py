@@ -259,6 +259,29 @@ def test_uint8_model_rebuilds_mixed_precision_in_float32(micro):
     assert np.abs(np.asarray(wrapped(x)) - micro.predict_proba(x)).max() <= TOLERANCE
 
 
+def test_uint8_model_is_float32_under_a_global_mixed_policy(default, micro):
+    """A GPU notebook sets mixed_float16 once: the exported graph, the feature check's temperature layer
+    included, still computes as predict_proba does (float16 scores flagged cells wrongly)."""
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        wrapped = uint8_model(default)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert {layer.compute_dtype for layer in wrapped._flatten_layers(include_self=False)
+            if not isinstance(layer, keras.layers.InputLayer)} == {"float32"}
+    x = _images(default.input_size)
+    out = np.asarray(wrapped(x))
+    assert out.dtype == np.float32 and np.abs(out - default.predict_proba(x, verbose=0)).max() <= TOLERANCE
+    # The metadata: NumPy numbers as numbers, and what options were given to keras.Model.export
+    from bloodcell.export import _metadata
+
+    micro.metrics = {"accuracy": np.float32(0.5)}
+    meta = _metadata(micro, "litert", Path("m.tflite"), {"optimizations": ["DEFAULT"]})
+    assert meta["metrics"] == {"accuracy": 0.5} and meta["export_options"] == {"optimizations": "['DEFAULT']"}
+    assert "not on this export" in meta["measured_on"] and "export_options" not in _metadata(micro, "onnx", Path("m.onnx"))
+    micro.metrics = {}
+
+
 def test_onnx_export_of_an_efficientnet_runs_with_the_image_alone(tmp_path):
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install \"bloodcell[export]\")")
     pytest.importorskip("tf2onnx", reason="tf2onnx not installed (pip install \"bloodcell[export]\")")

@@ -7,9 +7,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from .._checks import check_image_batch
+from .._checks import check_image_batch, check_positive_int
 from .._classes import CLASS_NAMES
-from ..errors import ConfigError
 from .presets import build_augmentation
 
 def preview_grid(images: np.ndarray, preset: str | None, *, n: int = 16, seed: int = 0,
@@ -21,8 +20,9 @@ def preview_grid(images: np.ndarray, preset: str | None, *, n: int = 16, seed: i
     patches between them). Tiles are separated by 2-pixel white lines.
     """
     arr = check_image_batch(images, empty=False)
-    if n < 1 or columns < 1 or views < 1:
-        raise ConfigError(f"n, columns and views must be at least 1, got n={n}, columns={columns}, views={views}")
+    n, columns, views = (check_positive_int(value, name) for value, name in ((n, "n"), (columns, "columns"),
+                                                                               (views, "views")))
+    seed = check_positive_int(seed, "seed", minimum=0)
     arr = arr[:n]
     count = len(arr)
     augmentation = build_augmentation(preset, seed=seed)

@@ -82,7 +82,7 @@ def run(args) -> int:
         for (f, stem, img), heat, c, p in zip(read, maps, classes, proba):
             picture = np.concatenate([img, overlay(img, heat)], axis=1)
             dest = save_image(picture, _free(out, stem, clf.class_names[c], f), scale=args.scale,
-                              text={SOURCE: os.path.abspath(f)})
+                              text={SOURCE: _source(f)})
             print(f"{one_line(f)}\t{clf.class_names[c]}\t{p[c]:.4f}\t{one_line(dest)}", flush=True)
             written += 1
     if not written:
@@ -94,12 +94,17 @@ def run(args) -> int:
 SOURCE = "bloodcell-source"  # the PNG text chunk naming the image a picture explains
 
 
+def _source(path) -> str:
+    """The absolute path a picture records as its source, as text (a name that is not UTF-8, backslash-escaped)."""
+    return os.fsencode(os.path.abspath(path)).decode("utf-8", "backslashreplace")
+
+
 def _free(out: Path, stem: str, label: str, source) -> Path:
     """``out/stem.label.png``, unless a picture of another image holds that name (a rerun replaces its
     own pictures): then ``stem-2``, ``stem-3``, ... beside it."""
     name, n = stem, 1
     while (out / f"{name}.{label}.png").exists() and \
-            image_text(out / f"{name}.{label}.png").get(SOURCE) != os.path.abspath(source):
+            image_text(out / f"{name}.{label}.png").get(SOURCE) != _source(source):
         n += 1
         name = f"{stem}-{n}"
     return out / f"{name}.{label}.png"
