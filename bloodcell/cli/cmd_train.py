@@ -526,7 +526,7 @@ def _run(args, arch, weights, parent, out: Path, workdir: Path, writes: bool = T
     else:
         (out / TEST_FILES).unlink(missing_ok=True)  # an earlier run's list would name other images
     # Also by their pixels, whatever the data's form (an .npz has no file names) or later renaming.
-    atomic_write_text(out / TRAINED_ON, json.dumps(pixel_digests(np.concatenate([train_set.images, val_set.images]))))
+    atomic_write_text(out / TRAINED_ON, json.dumps(pixel_digests(train_set.images) + pixel_digests(val_set.images)))
     report.plot_confusion(workdir / "confusion.png")
     print(report.to_text())
     print(f"saved {out} (accuracy {report.accuracy:.2%}, macro F1 {report.macro_f1:.2%}); "
