@@ -48,16 +48,18 @@ _T_RANGE = (0.05, 20.0)
 _EPS = 1e-12
 
 
-def _probabilities(proba) -> np.ndarray:
-    """``proba`` as float64 rows of probabilities (N, classes), or a one-line error (logits are the usual mistake)."""
+def _probabilities(proba, *, nan_rows: bool = False) -> np.ndarray:
+    """``proba`` as float64 rows of probabilities (N, classes), or a one-line error (logits are the usual mistake).
+    ``nan_rows``: rows holding NaN (a diverged network's answers) pass, to be flagged for review."""
     try:
         p = np.asarray(proba, np.float64)
     except (TypeError, ValueError):
         raise DataError(f"proba: expected probabilities (N, classes), got {type(proba).__name__} that is not numbers") from None
     if p.ndim != 2:
         raise DataError(f"proba: expected probabilities of shape (N, classes), got shape {p.shape}")
-    if p.size and (not np.isfinite(p).all() or p.min() < -1e-6 or p.max() > 1 + 1e-6
-                   or np.abs(p.sum(axis=1) - 1).max() > 1e-3):
+    rows = p[~np.isnan(p).any(axis=1)] if nan_rows else p
+    if rows.size and (not np.isfinite(rows).all() or rows.min() < -1e-6 or rows.max() > 1 + 1e-6
+                      or np.abs(rows.sum(axis=1) - 1).max() > 1e-3):
         raise DataError(f"proba: expected probabilities (rows of predict_proba: values in [0, 1] summing to 1), got values "
                         f"{np.nanmin(p):.3g}..{np.nanmax(p):.3g}; apply a softmax to logits first")
     return p
@@ -78,7 +80,7 @@ def apply_temperature(proba, temperature: float) -> np.ndarray:
     if not is_real(temperature) or not np.isfinite(temperature) or temperature <= 0:
         raise ConfigError(f"temperature: expected a finite number above 0 (below 1 sharpens, above 1 softens), got "
                           f"{temperature!r}")
-    p = _probabilities(proba)
+    p = _probabilities(proba, nan_rows=True)
     if temperature == 1.0:
         return p
     z = np.log(np.maximum(p, _EPS)) / float(temperature)

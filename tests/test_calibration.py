@@ -326,6 +326,9 @@ def test_logits_and_bad_shapes_are_refused_where_probabilities_are_expected():
     # The functions that apply a calibration check their input as the others do.
     with pytest.raises(DataError, match="apply a softmax to logits first"):
         apply_temperature(logits, 2.0)
+    # a diverged network's NaN answers pass through, to be flagged for review (needs_review)
+    kept = apply_temperature(np.array([[0.9, 0.1], [np.nan, np.nan]]), 2.0)
+    assert kept[0] == pytest.approx([0.75, 0.25]) and np.isnan(kept[1]).all()
     with pytest.raises(DataError, match=r"outside: expected one flag per row of proba \(3\)"):
         apply_calibration(p, 2.0, outside=[True], temperature_outside=1.0)
     bad = [(lambda: calibration_metrics(p, [0, 0, 0], bins=0), "bins must be a positive integer, got 0"),
