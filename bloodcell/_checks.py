@@ -77,6 +77,13 @@ def is_real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
+def check_bool(value, name: str) -> bool:
+    """``value`` as a bool, refusing anything but True and False (a string such as "no" would be true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
 def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
     """``value`` as an int, refusing bools, floats and values under ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:

@@ -219,6 +219,11 @@ def bloodcell_config(path: PathLike) -> Optional[dict[str, Any]]:
     return cfg if isinstance(cfg, dict) and cfg.get("format") == FORMAT else None
 
 
+def path_text(path: PathLike) -> str:
+    """``path`` as text that encodes as UTF-8: the bytes of a name that is not UTF-8 backslash-escaped."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def pixel_digests(images) -> list[str]:
     """A short digest of each image's pixels (uint8 at the model's input size): what :data:`TRAINED_ON` lists."""
     import hashlib

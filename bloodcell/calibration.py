@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._checks import check_positive_int, is_real
+from ._checks import check_bool, check_positive_int, is_real
 from ._fs import save_figure
 from ._labelled import labelled_images
 from ._util import outside_stacklevel
@@ -374,8 +374,7 @@ def calibrate(classifier, dataset, *, batch_size: int = 64, description: Optiona
     (``ece_previous``, when it had one) and with the new one (``ece_after``).
     """
     _check_review_share(review_share)
-    if not isinstance(tta, (bool, np.bool_)):  # "no" would be true
-        raise ConfigError(f"tta: expected True or False, got {tta!r}")
+    check_bool(tta, "tta")
     _check_reference(reference)
     images, labels, _ = labelled_images(classifier, dataset)
     layer = tappable_layer(classifier.model)

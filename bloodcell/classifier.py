@@ -15,7 +15,7 @@ from typing import Any, Iterator, Optional, Sequence
 import keras
 import numpy as np
 
-from ._checks import check_class_names, check_positive_int, is_real
+from ._checks import check_bool, check_class_names, check_positive_int, is_real
 from ._classes import class_changes, class_index
 from ._colour import colourless
 from ._progress import progress
@@ -281,9 +281,8 @@ class Classifier:
                  mask: Optional[np.ndarray] = None, layer: Optional[str] = None):
         """Probabilities, ``layer``'s pooled features (default: the feature check's layer; None without
         a check), the check's scores and its flags (None without a check or on another layer), in one pass."""
-        for name, value in (("tta", tta), ("calibrated", calibrated)):  # "no" would be true
-            if not isinstance(value, (bool, np.bool_)):
-                raise ConfigError(f"{name}: expected True or False, got {value!r}")
+        check_bool(tta, "tta")
+        check_bool(calibrated, "calibrated")
         check = self.feature_check
         layer = layer or (check.layer if check is not None else None)
         untrained = [] if getattr(self, "_warned_untrained", False) else self.untrained_classes()

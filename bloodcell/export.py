@@ -27,6 +27,7 @@ import keras
 import numpy as np
 
 from ._choices import EXPORT_FORMATS
+from ._fs import path_text
 from ._util import error_reason, sha256_file
 from ._version import __version__
 from ._lock import locked
@@ -95,12 +96,9 @@ def check_output(out: Path, format: str) -> None:
     if not suffix and out.suffix.lower() in [s for s in FORMATS.values() if s]:
         raise ConfigError(f"{out}: an export to {format} is a folder; give a folder path without {out.suffix}, or "
                           f"--format {next(f for f, s in FORMATS.items() if s == out.suffix.lower())} for a file")
-    if format == "saved_model":
-        try:
-            str(out).encode("utf-8")
-        except UnicodeEncodeError:  # TensorFlow writes SavedModels by UTF-8 paths only
-            raise ConfigError(f"{os.fsencode(out).decode('utf-8', 'backslashreplace')}: a SavedModel folder's path "
-                              "must be valid UTF-8 (TensorFlow writes no other); choose another name") from None
+    if format == "saved_model" and path_text(out) != str(out):  # TensorFlow writes SavedModels by UTF-8 paths only
+        raise ConfigError(f"{path_text(out)}: a SavedModel folder's path must be valid UTF-8 (TensorFlow writes no "
+                          "other); choose another name")
     meta = metadata_path(out, format)
     if format != "saved_model" and meta.exists() and not out.exists():
         raise OutputExistsError(f"{meta}: already exists, left by an export that did not finish ({out.name} is "

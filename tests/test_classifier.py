@@ -256,6 +256,11 @@ def test_unknown_build_option_is_a_one_line_error(clf, tmp_path):
     (tmp_path / "m" / "config.json").write_text(json.dumps({**cfg, "build": {**cfg["build"], "dropout": 2.0}}))
     with pytest.raises(BloodcellError, match=r"m/config.json: model build options .* are not valid \(dropout must be in"):
         bloodcell.load_classifier(tmp_path / "m")
+    from dataclasses import fields
+
+    from bloodcell.models._model import _BUILD_TYPES, ModelSpec
+
+    assert set(_BUILD_TYPES) == {f.name for f in fields(ModelSpec)} - {"architecture"}  # every option is checked
     model = bloodcell.build_model("microcell", input_size=32, dropout=np.float32(0.25), bn_momentum=np.float64(0.9))
     assert model.dropout == 0.25 and type(model.dropout) is float  # NumPy numbers are numbers
 

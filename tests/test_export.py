@@ -280,6 +280,11 @@ def test_uint8_model_is_float32_under_a_global_mixed_policy(default, micro):
     assert meta["metrics"] == {"accuracy": 0.5} and meta["export_options"] == {"optimizations": "['DEFAULT']"}
     assert "not on this export" in meta["measured_on"] and "export_options" not in _metadata(micro, "onnx", Path("m.onnx"))
     micro.metrics = {}
+    # TensorFlow writes a SavedModel by a UTF-8 path only: another name is refused before any work
+    from bloodcell.export import check_output
+
+    with pytest.raises(bloodcell.ConfigError, match=r"caf\\xe9_sm: a SavedModel folder's path must be valid UTF-8"):
+        check_output(Path(os.fsdecode(b"caf\xe9_sm")), "saved_model")
 
 
 def test_onnx_export_of_an_efficientnet_runs_with_the_image_alone(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..data import subset_from_split_file
 from ..errors import DataError
-from .._fs import TEST_FILES, TRAINED_ON, pixel_digests
+from .._fs import TEST_FILES, TRAINED_ON, bloodcell_config, pixel_digests
 from ._common import UsageError, check_output_file, classes_option, default_workdir, seed_value
 
 import json
@@ -139,21 +139,14 @@ def _check_training_images(args, folder: Path | None, data) -> None:
     held = (f"pass --split-file {model / TEST_FILES}, the images it held out" if (model / TEST_FILES).is_file()
             else "measure on images it did not train on")
     if folder is not None:
-        cross_validated = "cross_validation_folds" in (_config_metrics(folder) or {})
+        cross_validated = "cross_validation_folds" in ((bloodcell_config(folder / "config.json") or {}).get("metrics")
+                                                       or {})
         raise UsageError(f"--write-metrics: {seen} of the {len(data)} images are {where}; figures over them are not "
                          f"held out: {held}" + (" (its cross-validated figures are in its card)" if cross_validated
                                                 else ""))
     print(f"bloodcell evaluate: warning: {seen} of the {len(data)} images are {where}: the figures overstate; {held}",
           file=sys.stderr)
 
-
-def _config_metrics(folder: Path):
-    """The ``metrics`` of ``folder``'s config.json (None where it cannot be read)."""
-    try:
-        metrics = json.loads((folder / "config.json").read_text()).get("metrics")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return metrics if isinstance(metrics, dict) else None
 
 
 def _write_metrics(folder: Path, args, report, rob, data) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._classes import class_index
-from .._fs import image_text, save_image
+from .._fs import image_text, path_text, save_image
 from ..errors import ConfigError, ImageReadError, InputNotFoundError
 from ._common import MAX_SCALE, UsageError, is_within, one_line
 
@@ -96,7 +96,7 @@ SOURCE = "bloodcell-source"  # the PNG text chunk naming the image a picture exp
 
 def _source(path) -> str:
     """The absolute path a picture records as its source, as text (a name that is not UTF-8, backslash-escaped)."""
-    return os.fsencode(os.path.abspath(path)).decode("utf-8", "backslashreplace")
+    return path_text(os.path.abspath(path))
 
 
 def _free(out: Path, stem: str, label: str, source) -> Path:

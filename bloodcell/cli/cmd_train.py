@@ -301,14 +301,18 @@ def _settings(args, input_size: int, small: bool) -> dict:
     return settings
 
 
-#: The options behind each setting a checkpoint records (``Trainer``'s record).
-_RECORD_FLAGS = {"architecture": "--model", "build": "--input-size/--normalization", "class_names": "DATA's classes",
-                 "init_from": "--init", "epochs": "--head-epochs/--finetune-epochs", "learning_rates": "--lr",
+#: The options of TrainConfig fields whose errors name the field.
+_FLAGS = {"input_size": "--input-size", "batch_size": "--batch-size", "learning_rates": "--lr",
+          "weight_decay": "--weight-decay", "label_smoothing": "--label-smoothing", "seed": "--seed",
+          "head_epochs": "--head-epochs", "finetune_epochs": "--finetune-epochs", "unfreeze": "--unfreeze"}
+
+
+#: The options behind each setting a checkpoint records (``Trainer``'s record): those above, and the rest.
+_RECORD_FLAGS = {**_FLAGS, "architecture": "--model", "build": "--input-size/--normalization",
+                 "class_names": "DATA's classes", "init_from": "--init", "epochs": "--head-epochs/--finetune-epochs",
                  "optimizer": "--optimizer", "loss": "--loss", "class_weights": "--no-class-weights",
-                 "label_smoothing": "--label-smoothing", "weight_decay": "--weight-decay", "unfreeze": "--unfreeze",
-                 "augment": "--augment", "batch_size": "--batch-size", "seed": "--seed",
-                 "lr_schedule": "--lr-schedule", "precision": "--precision", "backend": "KERAS_BACKEND",
-                 "processes": "the number of processes"}
+                 "augment": "--augment", "lr_schedule": "--lr-schedule", "precision": "--precision",
+                 "backend": "KERAS_BACKEND", "processes": "the number of processes"}
 
 
 def _option(value) -> str:
@@ -316,12 +320,6 @@ def _option(value) -> str:
     if isinstance(value, (list, tuple)):
         return " ".join(map(_option, value))
     return "none" if value is None else str(value)
-
-
-#: The options of TrainConfig fields whose errors name the field.
-_FLAGS = {"input_size": "--input-size", "batch_size": "--batch-size", "learning_rates": "--lr",
-          "weight_decay": "--weight-decay", "label_smoothing": "--label-smoothing", "seed": "--seed",
-          "head_epochs": "--head-epochs", "finetune_epochs": "--finetune-epochs", "unfreeze": "--unfreeze"}
 
 
 def run(args) -> int:
